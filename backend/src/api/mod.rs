@@ -1,0 +1,156 @@
+//! The Docker Engine API, one router per resource, tested without a socket.
+
+use std::sync::Arc;
+use std::time::Instant;
+
+use axum::extract::Request;
+use axum::http::{HeaderValue, StatusCode};
+use axum::middleware::{self, Next};
+use axum::response::{IntoResponse, Response};
+use axum::Router;
+
+use crate::config::{Config, API_VERSION, MIN_API_VERSION};
+use crate::error::ApiError;
+use crate::events::EventBus;
+use crate::system::HostFacts;
+use berth_shared::EngineMode;
+
+pub mod system;
+
+/// What the API handlers share.
+#[derive(Clone, Debug)]
+pub struct AppState {
+    pub config: Arc<Config>,
+    pub bus: Arc<EventBus>,
+    pub host: Arc<HostFacts>,
+    pub engine: EngineMode,
+    pub daemon_id: Arc<String>,
+    pub started: Instant,
+}
+
+/// The whole API. Requests may carry a `/vX.Y` prefix, as the docker CLI
+/// sends after version negotiation; it is checked and stripped before routing.
+pub fn app(state: AppState) -> Router {
+    let routes = Router::new()
+        .merge(system::router())
+        .fallback(|| async { ApiError::not_found("page not found") })
+        .with_state(state);
+    Router::new().fallback_service(routes).layer(middleware::from_fn(api_version))
+}
+
+/// Parses "1.41" into (1, 41).
+fn parse_version(v: &str) -> Option<(u32, u32)> {
+    let (major, minor) = v.split_once('.')?;
+    Some((major.parse().ok()?, minor.parse().ok()?))
+}
+
+async fn api_version(mut req: Request, next: Next) -> Response {
+    let path = req.uri().path();
+    if let Some(rest) = path.strip_prefix("/v") {
+        let (ver, tail) = rest.split_at(rest.find('/').unwrap_or(rest.len()));
+        if let Some(asked) = parse_version(ver) {
+            let max = parse_version(API_VERSION).unwrap_or((1, 41));
+            let min = parse_version(MIN_API_VERSION).unwrap_or((1, 12));
+            if asked > max {
+                return ApiError::bad_request(format!(
+                    "client version {ver} is too new. Maximum supported API version is {API_VERSION}"
+                ))
+                .into_response();
+            }
+            if asked < min {
+                return ApiError::bad_request(format!(
+                    "client version {ver} is too old. Minimum supported API version is {MIN_API_VERSION}, please upgrade your client to a newer version"
+                ))
+                .into_response();
+            }
+            let tail = if tail.is_empty() { "/" } else { tail };
+            let new = match req.uri().query() {
+                Some(q) => format!("{tail}?{q}"),
+                None => tail.to_string(),
+            };
+            match new.parse() {
+                Ok(uri) => *req.uri_mut() = uri,
+                Err(_) => return StatusCode::BAD_REQUEST.into_response(),
+            }
+        }
+    }
+    let mut resp = next.run(req).await;
+    let h = resp.headers_mut();
+    h.insert("Api-Version", HeaderValue::from_static(API_VERSION));
+    h.insert("Ostype", HeaderValue::from_static("linux"));
+    h.insert("Docker-Experimental", HeaderValue::from_static("false"));
+    h.insert(
+        "Server",
+        HeaderValue::from_static(concat!("berth/", env!("CARGO_PKG_VERSION"), " (linux)")),
+    );
+    resp
+}
+
+#[cfg(test)]
+pub(crate) mod test_support {
+    use super::*;
+    use clap::Parser;
+
+    pub fn state() -> AppState {
+        AppState {
+            config: Arc::new(Config::parse_from(["berthd"])),
+            bus: Arc::new(EventBus::new()),
+            host: Arc::new(HostFacts::read()),
+            engine: EngineMode::Live,
+            daemon_id: Arc::new("TEST:ID".into()),
+            started: Instant::now(),
+        }
+    }
+
+    pub async fn call(
+        method: &str,
+        uri: &str,
+    ) -> (StatusCode, axum::http::HeaderMap, serde_json::Value, String) {
+        use http_body_util::BodyExt;
+        use tower::ServiceExt;
+        let req = Request::builder()
+            .method(method)
+            .uri(uri)
+            .body(axum::body::Body::empty())
+            .unwrap();
+        let resp = app(state()).oneshot(req).await.unwrap();
+        let status = resp.status();
+        let headers = resp.headers().clone();
+        let bytes = resp.into_body().collect().await.unwrap().to_bytes();
+        let text = String::from_utf8_lossy(&bytes).into_owned();
+        let json = serde_json::from_slice(&bytes).unwrap_or(serde_json::Value::Null);
+        (status, headers, json, text)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::test_support::call;
+    use axum::http::StatusCode;
+
+    #[tokio::test]
+    async fn versioned_and_unversioned_paths_reach_the_same_handler() {
+        let (s1, _, a, _) = call("GET", "/version").await;
+        let (s2, _, b, _) = call("GET", "/v1.41/version").await;
+        assert_eq!((s1, s2), (StatusCode::OK, StatusCode::OK));
+        assert_eq!(a["ApiVersion"], b["ApiVersion"]);
+    }
+
+    #[tokio::test]
+    async fn a_too_new_client_version_gets_dockers_400_message() {
+        let (status, _, body, _) = call("GET", "/v1.99/version").await;
+        assert_eq!(status, StatusCode::BAD_REQUEST);
+        assert_eq!(
+            body["message"],
+            "client version 1.99 is too new. Maximum supported API version is 1.41"
+        );
+    }
+
+    #[tokio::test]
+    async fn unknown_routes_are_404_with_a_json_message() {
+        let (status, headers, body, _) = call("GET", "/v1.41/nope").await;
+        assert_eq!(status, StatusCode::NOT_FOUND);
+        assert_eq!(body["message"], "page not found");
+        assert_eq!(headers["api-version"], "1.41");
+    }
+}

@@ -1,0 +1,230 @@
+//! System endpoints: `/_ping`, `/version`, `/info`.
+
+use axum::extract::State;
+use axum::http::header;
+use axum::response::IntoResponse;
+use axum::routing::get;
+use axum::{Json, Router};
+use serde_json::{json, Value};
+
+use super::AppState;
+use crate::config::{API_VERSION, MIN_API_VERSION};
+use crate::system::HostFacts;
+
+pub fn router() -> Router<AppState> {
+    Router::new()
+        .route("/_ping", get(ping).head(ping))
+        .route("/version", get(version))
+        .route("/info", get(info))
+}
+
+/// The CLI's first request: its `API-Version` header drives negotiation.
+async fn ping() -> impl IntoResponse {
+    (
+        [
+            (header::CONTENT_TYPE, "text/plain; charset=utf-8"),
+            (header::CACHE_CONTROL, "no-cache, no-store, must-revalidate"),
+            (header::PRAGMA, "no-cache"),
+            (header::HeaderName::from_static("builder-version"), "1"),
+        ],
+        "OK",
+    )
+}
+
+const VERSION: &str = env!("CARGO_PKG_VERSION");
+
+async fn version(State(st): State<AppState>) -> Json<Value> {
+    let h = &st.host;
+    let arch = HostFacts::goarch();
+    Json(json!({
+        "Platform": { "Name": "berth" },
+        "Components": [{
+            "Name": "Engine",
+            "Version": VERSION,
+            "Details": {
+                "ApiVersion": API_VERSION,
+                "MinAPIVersion": MIN_API_VERSION,
+                "GitCommit": option_env!("BERTH_GIT_COMMIT").unwrap_or("unknown"),
+                "GoVersion": "none (Rust)",
+                "Os": "linux",
+                "Arch": arch,
+                "KernelVersion": h.kernel_version,
+                "Experimental": "false",
+            }
+        }],
+        "Version": VERSION,
+        "ApiVersion": API_VERSION,
+        "MinAPIVersion": MIN_API_VERSION,
+        "GitCommit": option_env!("BERTH_GIT_COMMIT").unwrap_or("unknown"),
+        "GoVersion": "none (Rust)",
+        "Os": "linux",
+        "Arch": arch,
+        "KernelVersion": h.kernel_version,
+        "BuildTime": "",
+    }))
+}
+
+async fn info(State(st): State<AppState>) -> Json<Value> {
+    let h = &st.host;
+    let c = &st.config;
+    let now = time_rfc3339();
+    Json(json!({
+        "ID": *st.daemon_id,
+        "Containers": 0,
+        "ContainersRunning": 0,
+        "ContainersPaused": 0,
+        "ContainersStopped": 0,
+        "Images": 0,
+        "Driver": "overlay2",
+        "DriverStatus": [["Backing Filesystem", "extfs"], ["Supports d_type", "true"], ["Native Overlay Diff", "true"]],
+        "Plugins": {
+            "Volume": ["local"],
+            "Network": ["bridge", "host", "null"],
+            "Authorization": null,
+            "Log": ["json-file"],
+        },
+        "MemoryLimit": false,
+        "SwapLimit": false,
+        "KernelMemory": false,
+        "CpuCfsPeriod": false,
+        "CpuCfsQuota": false,
+        "CPUShares": false,
+        "CPUSet": false,
+        "PidsLimit": false,
+        "IPv4Forwarding": true,
+        "BridgeNfIptables": true,
+        "BridgeNfIp6tables": true,
+        "Debug": false,
+        "NFd": 0,
+        "OomKillDisable": false,
+        "NGoroutines": 0,
+        "SystemTime": now,
+        "LoggingDriver": "json-file",
+        "CgroupDriver": "none",
+        "CgroupVersion": "1",
+        "NEventsListener": 0,
+        "KernelVersion": h.kernel_version,
+        "OperatingSystem": h.operating_system,
+        "OSVersion": h.os_version,
+        "OSType": "linux",
+        "Architecture": h.architecture,
+        "IndexServerAddress": "https://index.docker.io/v1/",
+        "RegistryConfig": {
+            "AllowNondistributableArtifactsCIDRs": [],
+            "AllowNondistributableArtifactsHostnames": [],
+            "InsecureRegistryCIDRs": ["127.0.0.0/8"],
+            "IndexConfigs": {
+                "docker.io": {
+                    "Name": "docker.io",
+                    "Mirrors": c.registry_mirrors,
+                    "Secure": true,
+                    "Official": true,
+                }
+            },
+            "Mirrors": c.registry_mirrors,
+        },
+        "NCPU": h.ncpu,
+        "MemTotal": h.mem_total,
+        "GenericResources": null,
+        "DockerRootDir": c.data_root,
+        "HttpProxy": "",
+        "HttpsProxy": "",
+        "NoProxy": "",
+        "Name": h.hostname,
+        "Labels": [],
+        "ExperimentalBuild": false,
+        "ServerVersion": VERSION,
+        "Runtimes": { "berth": { "path": "berthd (built in)" } },
+        "DefaultRuntime": "berth",
+        "Swarm": {
+            "NodeID": "", "NodeAddr": "", "LocalNodeState": "inactive",
+            "ControlAvailable": false, "Error": "", "RemoteManagers": null,
+        },
+        "LiveRestoreEnabled": false,
+        "Isolation": "",
+        "InitBinary": "",
+        "ContainerdCommit": { "ID": "", "Expected": "" },
+        "RuncCommit": { "ID": "", "Expected": "" },
+        "InitCommit": { "ID": "", "Expected": "" },
+        "SecurityOptions": ["name=seccomp,profile=unconfined"],
+        "Warnings": match st.engine {
+            berth_shared::EngineMode::Live => Vec::<String>::new(),
+            berth_shared::EngineMode::Unavailable => vec!["WARNING: berth's engine is unavailable on this host (not root or no namespaces); containers cannot run".to_string()],
+        },
+    }))
+}
+
+/// Now, as RFC 3339 with nanoseconds, as Docker prints SystemTime.
+fn time_rfc3339() -> String {
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap_or_default();
+    format_rfc3339(now.as_secs() as i64, now.subsec_nanos())
+}
+
+/// Formats seconds since the epoch (UTC) as `YYYY-MM-DDTHH:MM:SS.nnnnnnnnnZ`.
+pub fn format_rfc3339(secs: i64, nanos: u32) -> String {
+    let days = secs.div_euclid(86_400);
+    let rem = secs.rem_euclid(86_400);
+    // Civil-from-days (Howard Hinnant's algorithm).
+    let z = days + 719_468;
+    let era = z.div_euclid(146_097);
+    let doe = z - era * 146_097;
+    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let d = doy - (153 * mp + 2) / 5 + 1;
+    let m = if mp < 10 { mp + 3 } else { mp - 9 };
+    let y = yoe + era * 400 + i64::from(m <= 2);
+    format!(
+        "{y:04}-{m:02}-{d:02}T{:02}:{:02}:{:02}.{nanos:09}Z",
+        rem / 3600,
+        (rem % 3600) / 60,
+        rem % 60
+    )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::api::test_support::call;
+    use axum::http::StatusCode;
+
+    #[tokio::test]
+    async fn ping_answers_ok_with_the_negotiation_header() {
+        for method in ["GET", "HEAD"] {
+            let (status, headers, _, text) = call(method, "/_ping").await;
+            assert_eq!(status, StatusCode::OK);
+            assert_eq!(headers["api-version"], API_VERSION);
+            assert_eq!(headers["ostype"], "linux");
+            if method == "GET" {
+                assert_eq!(text, "OK");
+            }
+        }
+    }
+
+    #[tokio::test]
+    async fn version_reports_the_engine_component_and_api_range() {
+        let (_, _, v, _) = call("GET", "/v1.41/version").await;
+        assert_eq!(v["ApiVersion"], "1.41");
+        assert_eq!(v["MinAPIVersion"], MIN_API_VERSION);
+        assert_eq!(v["Components"][0]["Name"], "Engine");
+        assert_eq!(v["Os"], "linux");
+    }
+
+    #[tokio::test]
+    async fn info_reports_overlay2_json_file_and_the_configured_root() {
+        let (_, _, v, _) = call("GET", "/info").await;
+        assert_eq!(v["Driver"], "overlay2");
+        assert_eq!(v["LoggingDriver"], "json-file");
+        assert_eq!(v["DockerRootDir"], "/var/lib/berth");
+        assert_eq!(v["Swarm"]["LocalNodeState"], "inactive");
+    }
+
+    #[test]
+    fn rfc3339_formats_known_instants() {
+        assert_eq!(format_rfc3339(0, 0), "1970-01-01T00:00:00.000000000Z");
+        assert_eq!(format_rfc3339(1_767_225_600, 5), "2026-01-01T00:00:00.000000005Z");
+        assert_eq!(format_rfc3339(951_782_400, 0), "2000-02-29T00:00:00.000000000Z");
+    }
+}

@@ -1,0 +1,135 @@
+//! berthd's settings: flags, each also readable from the environment, and an
+//! optional JSON file in the shape of Docker's daemon.json.
+
+use std::path::PathBuf;
+
+use clap::Parser;
+use serde::Deserialize;
+
+/// The newest Engine API version berthd speaks (Docker 20.10's).
+pub const API_VERSION: &str = "1.41";
+/// The oldest API version clients may ask for.
+pub const MIN_API_VERSION: &str = "1.12";
+
+#[derive(Clone, Debug, Parser)]
+#[command(name = "berthd", version, about = "berth's container engine and lab server")]
+pub struct Config {
+    /// Unix socket for the Docker Engine API (`unix://` prefix optional).
+    #[arg(long = "host", short = 'H', env = "BERTH_HOST", default_value = "/run/berth/docker.sock")]
+    pub host: String,
+
+    /// Root of persistent state: images, layers, containers, volumes.
+    #[arg(long = "data-root", env = "BERTH_DATA_ROOT", default_value = "/var/lib/berth")]
+    pub data_root: PathBuf,
+
+    /// Root of runtime state (pid files, netns handles); emptied on start.
+    #[arg(long = "exec-root", env = "BERTH_EXEC_ROOT", default_value = "/run/berth")]
+    pub exec_root: PathBuf,
+
+    /// Where the lab page and its event stream are served.
+    #[arg(long = "page-addr", env = "BERTH_PAGE_ADDR", default_value = "127.0.0.1:8080")]
+    pub page_addr: String,
+
+    /// Directory holding the built page (Trunk's dist).
+    #[arg(long = "page-dir", env = "BERTH_PAGE_DIR", default_value = "dist")]
+    pub page_dir: PathBuf,
+
+    /// Registry mirror for docker.io pulls, as Docker's `registry-mirrors`
+    /// (repeatable; tried in order).
+    #[arg(long = "registry-mirror", env = "BERTH_REGISTRY_MIRRORS", value_delimiter = ',')]
+    pub registry_mirrors: Vec<String>,
+
+    /// Registries reached over plain HTTP, as Docker's `insecure-registries`.
+    #[arg(long = "insecure-registry", env = "BERTH_INSECURE_REGISTRIES", value_delimiter = ',')]
+    pub insecure_registries: Vec<String>,
+
+    /// A daemon.json-style file; its values add to the flags above.
+    #[arg(long = "config-file", env = "BERTH_CONFIG_FILE")]
+    pub config_file: Option<PathBuf>,
+
+    /// Log filter (tracing's EnvFilter syntax); RUST_LOG overrides it.
+    #[arg(long = "log-level", env = "BERTH_LOG", default_value = "info")]
+    pub log_level: String,
+}
+
+/// The subset of Docker's daemon.json berthd reads.
+#[derive(Debug, Default, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub struct DaemonJson {
+    #[serde(default)]
+    pub registry_mirrors: Vec<String>,
+    #[serde(default)]
+    pub insecure_registries: Vec<String>,
+}
+
+impl Config {
+    /// The API socket's path, without a `unix://` scheme.
+    pub fn socket_path(&self) -> PathBuf {
+        PathBuf::from(self.host.strip_prefix("unix://").unwrap_or(&self.host))
+    }
+
+    /// Merges a daemon.json file's settings into the flags.
+    pub fn merge_file(&mut self) -> anyhow::Result<()> {
+        use anyhow::Context;
+        let Some(path) = &self.config_file else { return Ok(()) };
+        let text = std::fs::read_to_string(path)
+            .with_context(|| format!("reading config file {}", path.display()))?;
+        let file: DaemonJson = serde_json::from_str(&text)
+            .with_context(|| format!("parsing config file {}", path.display()))?;
+        for m in file.registry_mirrors {
+            if !self.registry_mirrors.contains(&m) {
+                self.registry_mirrors.push(m);
+            }
+        }
+        for r in file.insecure_registries {
+            if !self.insecure_registries.contains(&r) {
+                self.insecure_registries.push(r);
+            }
+        }
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn host_flag_accepts_the_unix_scheme_or_a_bare_path() {
+        let c = Config::parse_from(["berthd", "-H", "unix:///tmp/x.sock"]);
+        assert_eq!(c.socket_path(), PathBuf::from("/tmp/x.sock"));
+        let c = Config::parse_from(["berthd", "--host", "/tmp/y.sock"]);
+        assert_eq!(c.socket_path(), PathBuf::from("/tmp/y.sock"));
+    }
+
+    #[test]
+    fn daemon_json_mirrors_add_to_flags_without_duplicates() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("daemon.json");
+        std::fs::write(
+            &path,
+            r#"{"registry-mirrors":["http://127.0.0.1:5000","http://a:1"],"insecure-registries":["a:1"]}"#,
+        )
+        .unwrap();
+        let mut c = Config::parse_from([
+            "berthd",
+            "--registry-mirror",
+            "http://127.0.0.1:5000",
+            "--config-file",
+            path.to_str().unwrap(),
+        ]);
+        c.merge_file().unwrap();
+        assert_eq!(c.registry_mirrors, vec!["http://127.0.0.1:5000", "http://a:1"]);
+        assert_eq!(c.insecure_registries, vec!["a:1"]);
+    }
+
+    #[test]
+    fn a_malformed_daemon_json_is_an_error_naming_the_file() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("daemon.json");
+        std::fs::write(&path, "{not json").unwrap();
+        let mut c = Config::parse_from(["berthd", "--config-file", path.to_str().unwrap()]);
+        let err = format!("{:#}", c.merge_file().unwrap_err());
+        assert!(err.contains("daemon.json"), "{err}");
+    }
+}

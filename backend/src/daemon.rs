@@ -1,0 +1,157 @@
+//! Starting and stopping berthd: listeners, the first event, clean shutdown.
+
+use std::os::unix::fs::PermissionsExt;
+use std::path::Path;
+use std::sync::Arc;
+use std::time::Instant;
+
+use anyhow::{bail, Context};
+use berth_shared::{EngineMode, Event};
+use tokio::net::{TcpListener, UnixListener};
+use tokio::sync::watch;
+
+use crate::api::{self, AppState};
+use crate::config::{Config, API_VERSION};
+use crate::events::EventBus;
+use crate::lab;
+use crate::system::{probe_engine, HostFacts};
+
+/// Runs until SIGINT or SIGTERM, then shuts down cleanly: listeners closed,
+/// in-flight requests finished, the socket file removed.
+pub async fn run(mut config: Config) -> anyhow::Result<()> {
+    config.merge_file()?;
+    let (engine, reason) = probe_engine();
+    match &reason {
+        None => tracing::info!("engine live: containers run on this host"),
+        Some(why) => tracing::warn!(%why, "engine unavailable: serving the page only (simulator)"),
+    }
+    let socket = config.socket_path();
+    let api_listener = if engine == EngineMode::Live {
+        Some(bind_api_socket(&socket).await?)
+    } else {
+        None
+    };
+    if engine == EngineMode::Live {
+        for dir in [&config.data_root, &config.exec_root] {
+            std::fs::create_dir_all(dir)
+                .with_context(|| format!("creating {}", dir.display()))?;
+        }
+    }
+    let page_listener = TcpListener::bind(&config.page_addr)
+        .await
+        .with_context(|| format!("binding the page address {}", config.page_addr))?;
+
+    let bus = Arc::new(EventBus::new());
+    let daemon_id = daemon_id(&config, engine);
+    let state = AppState {
+        config: Arc::new(config.clone()),
+        bus: bus.clone(),
+        host: Arc::new(HostFacts::read()),
+        engine,
+        daemon_id: Arc::new(daemon_id),
+        started: Instant::now(),
+    };
+    bus.emit(Event::DaemonStarted {
+        version: env!("CARGO_PKG_VERSION").into(),
+        api_version: API_VERSION.into(),
+        root: config.data_root.display().to_string(),
+        socket: socket.display().to_string(),
+        engine,
+        reason,
+    });
+
+    let (stop_tx, stop_rx) = watch::channel(false);
+    let stopped = |mut rx: watch::Receiver<bool>| async move {
+        let _ = rx.wait_for(|s| *s).await;
+    };
+    let page_app = lab::app(state.clone(), &config.page_dir);
+    tracing::info!(addr = %config.page_addr, "lab page listening");
+    let page_stop = stopped(stop_rx.clone());
+    let page = tokio::spawn(async move {
+        axum::serve(page_listener, page_app).with_graceful_shutdown(page_stop).await
+    });
+    let api_task = api_listener.map(|l| {
+        tracing::info!(socket = %socket.display(), "Engine API listening");
+        let api_stop = stopped(stop_rx.clone());
+        let app = api::app(state.clone());
+        tokio::spawn(async move { axum::serve(l, app).with_graceful_shutdown(api_stop).await })
+    });
+
+    shutdown_signal().await;
+    tracing::info!("shutting down");
+    bus.emit(Event::DaemonStopping);
+    let _ = stop_tx.send(true);
+    if let Some(t) = api_task {
+        t.await.context("API server task")?.context("API server")?;
+        let _ = std::fs::remove_file(&socket);
+    }
+    page.await.context("page server task")?.context("page server")?;
+    tracing::info!("stopped");
+    Ok(())
+}
+
+/// Binds the API socket. A stale socket file is replaced; one that a live
+/// daemon answers on is left alone and reported.
+async fn bind_api_socket(path: &Path) -> anyhow::Result<UnixListener> {
+    if let Some(dir) = path.parent() {
+        std::fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
+    }
+    if path.exists() {
+        if tokio::net::UnixStream::connect(path).await.is_ok() {
+            bail!("another daemon is already listening on {}", path.display());
+        }
+        std::fs::remove_file(path)
+            .with_context(|| format!("removing stale socket {}", path.display()))?;
+    }
+    let listener =
+        UnixListener::bind(path).with_context(|| format!("binding {}", path.display()))?;
+    // As Docker's: root and the docker group may use it.
+    std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o660))
+        .with_context(|| format!("setting permissions on {}", path.display()))?;
+    Ok(listener)
+}
+
+/// A stable identity for this daemon, kept in its data root.
+fn daemon_id(config: &Config, engine: EngineMode) -> String {
+    let path = config.data_root.join("engine-id");
+    if let Ok(id) = std::fs::read_to_string(&path) {
+        return id.trim().to_string();
+    }
+    let id = format!("{:032x}", random_u128());
+    if engine == EngineMode::Live {
+        if let Err(e) = std::fs::write(&path, &id) {
+            tracing::warn!(error = %e, "could not persist the engine id");
+        }
+    }
+    id
+}
+
+/// 128 random bits from the kernel.
+pub fn random_u128() -> u128 {
+    use std::io::Read;
+    let mut buf = [0u8; 16];
+    if std::fs::File::open("/dev/urandom").and_then(|mut f| f.read_exact(&mut buf)).is_err() {
+        let t = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map(|d| d.as_nanos())
+            .unwrap_or(0);
+        return t ^ u128::from(std::process::id());
+    }
+    u128::from_le_bytes(buf)
+}
+
+async fn shutdown_signal() {
+    use tokio::signal::unix::{signal, SignalKind};
+    let mut term = match signal(SignalKind::terminate()) {
+        Ok(s) => s,
+        Err(e) => {
+            tracing::error!(error = %e, "cannot watch SIGTERM");
+            let _ = tokio::signal::ctrl_c().await;
+            return;
+        }
+    };
+    tokio::select! {
+        _ = tokio::signal::ctrl_c() => tracing::info!("SIGINT"),
+        _ = term.recv() => tracing::info!("SIGTERM"),
+    }
+}

@@ -1,0 +1,81 @@
+//! The event bus: every change the daemon makes goes through [`EventBus::emit`],
+//! which numbers it, applies it to the daemon's own [`State`] and broadcasts it.
+
+use std::sync::Mutex;
+use std::time::{SystemTime, UNIX_EPOCH};
+
+use berth_shared::{apply, Envelope, Event, State};
+use tokio::sync::broadcast;
+
+/// How many events a slow subscriber may fall behind before it must resync.
+const CHANNEL_CAPACITY: usize = 4096;
+
+#[derive(Debug)]
+pub struct EventBus {
+    inner: Mutex<Inner>,
+    tx: broadcast::Sender<Envelope>,
+}
+
+#[derive(Debug)]
+struct Inner {
+    seq: u64,
+    state: State,
+}
+
+fn now_ms() -> u64 {
+    SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.as_millis() as u64).unwrap_or(0)
+}
+
+impl Default for EventBus {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl EventBus {
+    pub fn new() -> Self {
+        let (tx, _) = broadcast::channel(CHANNEL_CAPACITY);
+        EventBus { inner: Mutex::new(Inner { seq: 0, state: State::default() }), tx }
+    }
+
+    /// Numbers, applies and broadcasts one event; returns its envelope.
+    /// Sequence numbers have no gaps and follow the order of application.
+    pub fn emit(&self, event: Event) -> Envelope {
+        let mut inner = self.inner.lock().unwrap_or_else(|p| p.into_inner());
+        inner.seq += 1;
+        apply(&mut inner.state, &event);
+        let env = Envelope::new(inner.seq, now_ms(), event);
+        // Sent under the lock, so subscribers see events in sequence order.
+        let _ = self.tx.send(env.clone());
+        env
+    }
+
+    /// The state as of the last emitted event, with its sequence number.
+    /// A subscriber taken together with it misses nothing and sees nothing twice.
+    pub fn snapshot_and_subscribe(&self) -> (u64, State, broadcast::Receiver<Envelope>) {
+        let inner = self.inner.lock().unwrap_or_else(|p| p.into_inner());
+        (inner.seq, inner.state.clone(), self.tx.subscribe())
+    }
+
+    pub fn state(&self) -> State {
+        self.inner.lock().unwrap_or_else(|p| p.into_inner()).state.clone()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test]
+    async fn snapshot_plus_subscription_sees_every_later_event_once_in_order() {
+        let bus = EventBus::new();
+        bus.emit(Event::DaemonStopping);
+        let (seq, _state, mut rx) = bus.snapshot_and_subscribe();
+        assert_eq!(seq, 1);
+        bus.emit(Event::DaemonStopping);
+        bus.emit(Event::DaemonStopping);
+        assert_eq!(rx.recv().await.unwrap().seq, 2);
+        assert_eq!(rx.recv().await.unwrap().seq, 3);
+        assert!(rx.try_recv().is_err());
+    }
+}

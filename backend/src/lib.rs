@@ -1,0 +1,11 @@
+#![recursion_limit = "256"]
+//! berthd's library: the Docker Engine API, the lab server and (growing) the
+//! engine behind them.
+
+pub mod api;
+pub mod config;
+pub mod daemon;
+pub mod error;
+pub mod events;
+pub mod lab;
+pub mod system;

@@ -1,0 +1,42 @@
+#!/usr/bin/env bash
+# Sets up (idempotently) and starts the lab: the fixture registry on
+# 127.0.0.1:5000, berthd on /run/berth/docker.sock and the page on
+# http://127.0.0.1:8080. Without root, berthd cannot run containers: it then
+# serves the page alone, which runs node1 as the offline simulator.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+ROOT=$PWD
+export PATH="$HOME/.cargo/bin:$ROOT/node_modules/.bin:$PATH"
+
+if [ "$(id -u)" = 0 ]; then
+  scripts/setup.sh
+elif command -v sudo >/dev/null && sudo -n true 2>/dev/null; then
+  sudo scripts/setup.sh
+else
+  echo "[lab] not root and no sudo: skipping system setup; the page will run the simulator" >&2
+fi
+
+cargo build --locked --release -p berth-backend
+trunk build --release
+
+. scripts/lib.sh
+if [ "$(id -u)" = 0 ]; then
+  registry_config
+  if curl -fsS http://127.0.0.1:5000/v2/ >/dev/null 2>&1; then
+    echo "[lab] a registry already answers on 127.0.0.1:5000; using it"
+  else
+    registry_start 127.0.0.1:5000
+    trap 'registry_stop' EXIT
+    echo "[lab] fixture registry on 127.0.0.1:5000 (pid $REGISTRY_PID)"
+  fi
+fi
+
+echo "[lab] berthd: Engine API on unix:///run/berth/docker.sock, page on http://127.0.0.1:8080"
+echo "[lab] in another terminal: export DOCKER_HOST=unix:///run/berth/docker.sock; docker run hello-world"
+target/release/berthd \
+  --host unix:///run/berth/docker.sock \
+  --page-addr "${BERTH_PAGE_ADDR:-127.0.0.1:8080}" \
+  --page-dir dist \
+  --registry-mirror http://127.0.0.1:5000 \
+  --insecure-registry 127.0.0.1:5000 --insecure-registry localhost:5000 \
+  "$@"

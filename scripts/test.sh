@@ -1,0 +1,45 @@
+#!/usr/bin/env bash
+# Runs every test: setup (idempotent, seconds when done), the native build,
+# the page build, then all tests with a leak check around them that fails the
+# run if anything is left in the root namespace.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+ROOT=$PWD
+export PATH="$HOME/.cargo/bin:$ROOT/node_modules/.bin:$PATH"
+export CARGO_TERM_COLOR=${CARGO_TERM_COLOR:-never}
+
+if [ "$(id -u)" != 0 ]; then
+  echo "scripts/test.sh must run as root: its tests make namespaces, links and mounts (inside sandboxes)" >&2
+  exit 1
+fi
+
+t0=$SECONDS
+scripts/setup.sh
+echo "[test] setup: $((SECONDS - t0)) s"
+
+t1=$SECONDS
+cargo build --locked --workspace --bins --tests
+echo "[test] native build: $((SECONDS - t1)) s"
+
+t2=$SECONDS
+trunk build --release
+echo "[test] page build: $((SECONDS - t2)) s ($(du -k dist/*.wasm | cut -f1) KB wasm)"
+
+LEAK=target/debug/berth-leakcheck
+$LEAK sweep
+snap=$(mktemp /tmp/berth-leak.XXXXXX)
+$LEAK snapshot "$snap"
+
+status=0
+t3=$SECONDS
+if command -v cargo-nextest >/dev/null; then
+  cargo nextest run --locked --workspace --no-fail-fast || status=$?
+else
+  cargo test --locked --workspace --no-fail-fast || status=$?
+fi
+echo "[test] tests: $((SECONDS - t3)) s"
+
+$LEAK compare "$snap" $$ || status=1
+rm -f "$snap"
+echo "[test] total: $((SECONDS - t0)) s"
+exit $status

@@ -1,0 +1,52 @@
+//! Events: every state change the engine makes and everything it observes.
+
+use serde::{Deserialize, Serialize};
+
+/// Version of the event schema. Bumped on any incompatible change, so that a
+/// recording or a stream from another berth version is refused, not misread.
+pub const SCHEMA_VERSION: u32 = 1;
+
+/// Whether berthd runs real containers or only serves the page.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum EngineMode {
+    /// Root with namespaces available: containers are real.
+    Live,
+    /// The daemon cannot run containers here (not root, no namespaces); the
+    /// page falls back to the simulator.
+    Unavailable,
+}
+
+/// One change, as the engine made it or the kernel showed it.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(tag = "type", rename_all = "snake_case")]
+pub enum Event {
+    /// berthd came up and serves the Engine API.
+    DaemonStarted {
+        version: String,
+        api_version: String,
+        root: String,
+        socket: String,
+        engine: EngineMode,
+        /// Why the engine is unavailable, when it is.
+        reason: Option<String>,
+    },
+    /// berthd is shutting down cleanly.
+    DaemonStopping,
+}
+
+/// An event with its place in the stream: schema version, a sequence number
+/// without gaps, and the time it happened (ms since the Unix epoch).
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct Envelope {
+    pub v: u32,
+    pub seq: u64,
+    pub time_ms: u64,
+    pub event: Event,
+}
+
+impl Envelope {
+    pub fn new(seq: u64, time_ms: u64, event: Event) -> Self {
+        Envelope { v: SCHEMA_VERSION, seq, time_ms, event }
+    }
+}

@@ -1,0 +1,9 @@
+//! berth's shared core: the host state model, the events that change it, and
+//! [`apply`], the only way state changes — in the daemon, in the page and in
+//! the offline simulator alike. Pure: no I/O, compiles to wasm32 and native.
+
+pub mod event;
+pub mod state;
+
+pub use event::{Envelope, EngineMode, Event, SCHEMA_VERSION};
+pub use state::{apply, DaemonInfo, State};
