@@ -13,6 +13,8 @@ use tokio::sync::watch;
 use crate::api::{self, AppState};
 use crate::config::{Config, API_VERSION};
 use crate::events::EventBus;
+use crate::image::pull::Puller;
+use crate::image::store::ImageStore;
 use crate::lab;
 use crate::system::{probe_engine, HostFacts};
 
@@ -42,6 +44,15 @@ pub async fn run(mut config: Config) -> anyhow::Result<()> {
         .with_context(|| format!("binding the page address {}", config.page_addr))?;
 
     let bus = Arc::new(EventBus::new());
+    // Without a live engine the store lives in a throwaway dir: the page
+    // still serves, nothing is written to the data root.
+    let store_root = if engine == EngineMode::Live {
+        config.data_root.clone()
+    } else {
+        tempfile::tempdir()?.keep()
+    };
+    let images = Arc::new(ImageStore::open(&store_root).with_context(|| format!("opening the image store in {}", store_root.display()))?);
+    replay_store(&bus, &images);
     let daemon_id = daemon_id(&config, engine);
     let state = AppState {
         config: Arc::new(config.clone()),
@@ -50,6 +61,8 @@ pub async fn run(mut config: Config) -> anyhow::Result<()> {
         engine,
         daemon_id: Arc::new(daemon_id),
         started: Instant::now(),
+        images,
+        puller: Arc::new(Puller::new(&config.registry_mirrors, &config.insecure_registries)),
     };
     bus.emit(Event::DaemonStarted {
         version: env!("CARGO_PKG_VERSION").into(),
@@ -88,6 +101,30 @@ pub async fn run(mut config: Config) -> anyhow::Result<()> {
     page.await.context("page server task")?.context("page server")?;
     tracing::info!("stopped");
     Ok(())
+}
+
+/// Tells the event stream what the store already holds (after a restart).
+fn replay_store(bus: &EventBus, images: &ImageStore) {
+    let mut seen = std::collections::BTreeSet::new();
+    for img in images.list() {
+        for l in &img.layers {
+            if seen.insert(l.chain_id.clone()) {
+                bus.emit(Event::LayerAdded {
+                    chain_id: l.chain_id.clone(),
+                    diff_id: l.diff_id.clone(),
+                    dir: images.layer_diff(&l.chain_id).display().to_string(),
+                    size: l.size,
+                });
+            }
+        }
+        bus.emit(Event::ImageAdded {
+            id: img.id.clone(),
+            repo_tags: img.repo_tags.clone(),
+            repo_digests: img.repo_digests.clone(),
+            layers: img.layers.iter().map(|l| l.chain_id.clone()).collect(),
+            size: img.size(),
+        });
+    }
 }
 
 /// Binds the API socket. A stale socket file is replaced; one that a live

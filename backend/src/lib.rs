@@ -7,5 +7,6 @@ pub mod config;
 pub mod daemon;
 pub mod error;
 pub mod events;
+pub mod image;
 pub mod lab;
 pub mod system;

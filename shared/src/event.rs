@@ -33,6 +33,20 @@ pub enum Event {
     },
     /// berthd is shutting down cleanly.
     DaemonStopping,
+    /// A layer was unpacked into its own overlay2 dir (stored once, shared by
+    /// every image and container above it).
+    LayerAdded { chain_id: String, diff_id: String, dir: String, size: u64 },
+    /// A layer no image uses any more was deleted.
+    LayerRemoved { chain_id: String },
+    /// An image is in the store: its config digest, tags and layer stack
+    /// (chain IDs, bottom first).
+    ImageAdded { id: String, repo_tags: Vec<String>, repo_digests: Vec<String>, layers: Vec<String>, size: u64 },
+    /// A tag now points at this image.
+    ImageTagged { id: String, tag: String },
+    /// A tag was removed from this image.
+    ImageUntagged { id: String, tag: String },
+    /// The image was deleted.
+    ImageRemoved { id: String },
 }
 
 /// An event with its place in the stream: schema version, a sequence number

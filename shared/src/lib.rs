@@ -6,4 +6,4 @@ pub mod event;
 pub mod state;
 
 pub use event::{Envelope, EngineMode, Event, SCHEMA_VERSION};
-pub use state::{apply, DaemonInfo, State};
+pub use state::{apply, DaemonInfo, Image, Layer, State};

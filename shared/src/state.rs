@@ -1,5 +1,7 @@
 //! The host state model and [`apply`].
 
+use std::collections::BTreeMap;
+
 use serde::{Deserialize, Serialize};
 
 use crate::event::{EngineMode, Event};
@@ -22,6 +24,30 @@ pub struct DaemonInfo {
 #[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct State {
     pub daemon: Option<DaemonInfo>,
+    /// Image layers by chain ID.
+    pub layers: BTreeMap<String, Layer>,
+    /// Images by ID (config digest).
+    pub images: BTreeMap<String, Image>,
+}
+
+/// An unpacked image layer.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Layer {
+    pub chain_id: String,
+    pub diff_id: String,
+    /// Its `diff` dir: what LowerDir lists.
+    pub dir: String,
+    pub size: u64,
+}
+
+/// An image: tags and the stack of layers it is made of (bottom first).
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Image {
+    pub id: String,
+    pub repo_tags: Vec<String>,
+    pub repo_digests: Vec<String>,
+    pub layers: Vec<String>,
+    pub size: u64,
 }
 
 /// The only way [`State`] changes.
@@ -42,6 +68,43 @@ pub fn apply(state: &mut State, event: &Event) {
             if let Some(d) = state.daemon.as_mut() {
                 d.running = false;
             }
+        }
+        Event::LayerAdded { chain_id, diff_id, dir, size } => {
+            state.layers.insert(
+                chain_id.clone(),
+                Layer { chain_id: chain_id.clone(), diff_id: diff_id.clone(), dir: dir.clone(), size: *size },
+            );
+        }
+        Event::LayerRemoved { chain_id } => {
+            state.layers.remove(chain_id);
+        }
+        Event::ImageAdded { id, repo_tags, repo_digests, layers, size } => {
+            state.images.insert(
+                id.clone(),
+                Image {
+                    id: id.clone(),
+                    repo_tags: repo_tags.clone(),
+                    repo_digests: repo_digests.clone(),
+                    layers: layers.clone(),
+                    size: *size,
+                },
+            );
+        }
+        Event::ImageTagged { id, tag } => {
+            for img in state.images.values_mut() {
+                img.repo_tags.retain(|t| t != tag);
+            }
+            if let Some(img) = state.images.get_mut(id) {
+                img.repo_tags.push(tag.clone());
+            }
+        }
+        Event::ImageUntagged { id, tag } => {
+            if let Some(img) = state.images.get_mut(id) {
+                img.repo_tags.retain(|t| t != tag);
+            }
+        }
+        Event::ImageRemoved { id } => {
+            state.images.remove(id);
         }
     }
 }
@@ -69,6 +132,22 @@ mod tests {
         assert!(s.daemon.as_ref().is_some_and(|d| d.running && d.api_version == "1.41"));
         apply(&mut s, &Event::DaemonStopping);
         assert_eq!(s.daemon.as_ref().map(|d| d.running), Some(false));
+    }
+
+    #[test]
+    fn a_tag_moves_to_the_newly_tagged_image() {
+        let mut s = State::default();
+        for id in ["sha256:a", "sha256:b"] {
+            apply(&mut s, &Event::ImageAdded {
+                id: id.into(), repo_tags: vec![], repo_digests: vec![], layers: vec![], size: 0,
+            });
+        }
+        apply(&mut s, &Event::ImageTagged { id: "sha256:a".into(), tag: "x:1".into() });
+        apply(&mut s, &Event::ImageTagged { id: "sha256:b".into(), tag: "x:1".into() });
+        assert!(s.images["sha256:a"].repo_tags.is_empty());
+        assert_eq!(s.images["sha256:b"].repo_tags, vec!["x:1"]);
+        apply(&mut s, &Event::ImageRemoved { id: "sha256:b".into() });
+        assert_eq!(s.images.len(), 1);
     }
 
     #[test]

@@ -12,9 +12,12 @@ use axum::Router;
 use crate::config::{Config, API_VERSION, MIN_API_VERSION};
 use crate::error::ApiError;
 use crate::events::EventBus;
+use crate::image::pull::Puller;
+use crate::image::store::ImageStore;
 use crate::system::HostFacts;
 use berth_shared::EngineMode;
 
+pub mod images;
 pub mod system;
 
 /// What the API handlers share.
@@ -26,6 +29,8 @@ pub struct AppState {
     pub engine: EngineMode,
     pub daemon_id: Arc<String>,
     pub started: Instant,
+    pub images: Arc<ImageStore>,
+    pub puller: Arc<Puller>,
 }
 
 /// The whole API. Requests may carry a `/vX.Y` prefix, as the docker CLI
@@ -33,6 +38,7 @@ pub struct AppState {
 pub fn app(state: AppState) -> Router {
     let routes = Router::new()
         .merge(system::router())
+        .merge(images::router())
         .fallback(|| async { ApiError::not_found("page not found") })
         .with_state(state);
     Router::new().fallback_service(routes).layer(middleware::from_fn(api_version))
@@ -92,7 +98,10 @@ pub(crate) mod test_support {
     use clap::Parser;
 
     pub fn state() -> AppState {
+        let root = tempfile::tempdir().unwrap().keep();
         AppState {
+            images: Arc::new(ImageStore::open(&root).unwrap()),
+            puller: Arc::new(Puller::new(&[], &[])),
             config: Arc::new(Config::parse_from(["berthd"])),
             bus: Arc::new(EventBus::new()),
             host: Arc::new(HostFacts::read()),

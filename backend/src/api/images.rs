@@ -1,0 +1,228 @@
+//! Image endpoints: pull (`POST /images/create`), list, inspect, tag, remove.
+
+use std::collections::HashMap;
+
+use axum::body::Body;
+use axum::extract::{Path, Query, State};
+use axum::http::{header, StatusCode};
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, post};
+use axum::{Json, Router};
+use berth_shared::Event;
+use serde_json::{json, Value};
+use tokio::sync::mpsc;
+use tokio_stream::wrappers::ReceiverStream;
+use tokio_stream::StreamExt;
+
+use super::AppState;
+use crate::api::system::format_rfc3339;
+use crate::error::{ApiError, ApiResult, ErrorKind};
+use crate::image::pull::PullError;
+use crate::image::reference::ImageRef;
+use crate::image::store::ImageRecord;
+
+pub fn router() -> Router<AppState> {
+    Router::new()
+        .route("/images/create", post(create))
+        .route("/images/json", get(list))
+        .route("/images/{*rest}", get(by_name_get).post(by_name_post).delete(remove))
+}
+
+type Q = Query<HashMap<String, String>>;
+
+/// `docker pull`: resolves first (so an unknown image is a plain 404), then
+/// streams Docker's progress messages as the layers arrive.
+async fn create(State(st): State<AppState>, Query(q): Q) -> ApiResult<Response> {
+    let from = q.get("fromImage").cloned().unwrap_or_default();
+    if from.is_empty() {
+        return Err(ApiError::bad_request("fromImage is required (import from source is not supported)"));
+    }
+    let tag = q.get("tag").filter(|t| !t.is_empty());
+    let full = match tag {
+        Some(t) if t.starts_with("sha256:") => format!("{from}@{t}"),
+        Some(t) => format!("{from}:{t}"),
+        None => from.clone(),
+    };
+    let r = ImageRef::parse(&full).map_err(|e| ApiError::bad_request(e.to_string()))?;
+    let resolved = st.puller.resolve(&r).await.map_err(|e| match e {
+        PullError::NotFound(m) => ApiError::not_found(m),
+        PullError::Failed(m) => ApiError::new(ErrorKind::Internal, m),
+    })?;
+    let (tx, rx) = mpsc::channel::<Value>(256);
+    let shown = r.tag.clone().or(r.digest.clone()).unwrap_or_else(|| "latest".into());
+    let _ = tx.send(json!({"status": format!("Pulling from {}", r.repository), "id": shown})).await;
+    tokio::spawn(async move {
+        if let Err(e) = st.puller.fetch(&st.images, &st.bus, &r, resolved, &tx).await {
+            tracing::warn!(error = %e, "pull failed");
+            let _ = tx.send(json!({"errorDetail": {"message": e.to_string()}, "error": e.to_string()})).await;
+        }
+    });
+    let body = ReceiverStream::new(rx).map(|v| Ok::<_, std::convert::Infallible>(format!("{v}\r\n")));
+    Ok(([(header::CONTENT_TYPE, "application/json")], Body::from_stream(body)).into_response())
+}
+
+fn no_such_image(name: &str) -> ApiError {
+    ApiError::not_found(format!("No such image: {name}"))
+}
+
+pub(crate) fn find(st: &AppState, name: &str) -> ApiResult<ImageRecord> {
+    st.images.resolve(name).ok_or_else(|| no_such_image(name))
+}
+
+async fn list(State(st): State<AppState>) -> Json<Value> {
+    let mut images = st.images.list();
+    images.sort_by(|a, b| b.created.cmp(&a.created).then(a.id.cmp(&b.id)));
+    Json(Value::Array(
+        images
+            .iter()
+            .map(|i| {
+                let labels = st.images.config(&i.id).map(|c| c["config"]["Labels"].clone()).unwrap_or(Value::Null);
+                json!({
+                    "Id": i.id,
+                    "ParentId": "",
+                    "RepoTags": if i.repo_tags.is_empty() { json!(["<none>:<none>"]) } else { json!(i.repo_tags) },
+                    "RepoDigests": i.repo_digests,
+                    "Created": i.created,
+                    "Size": i.size(),
+                    "VirtualSize": i.size(),
+                    "SharedSize": -1,
+                    "Labels": labels,
+                    "Containers": -1,
+                })
+            })
+            .collect(),
+    ))
+}
+
+/// GET /images/{name}/json and /images/{name}/history (names may hold '/').
+async fn by_name_get(State(st): State<AppState>, Path(rest): Path<String>) -> ApiResult<Json<Value>> {
+    if let Some(name) = rest.strip_suffix("/json") {
+        return inspect(&st, name).map(Json);
+    }
+    if let Some(name) = rest.strip_suffix("/history") {
+        let img = find(&st, name)?;
+        let config = st.images.config(&img.id).unwrap_or(Value::Null);
+        let history = config["history"].as_array().cloned().unwrap_or_default();
+        let mut layer_sizes = img.layers.iter().map(|l| l.size);
+        let mut out: Vec<Value> = history
+            .iter()
+            .map(|h| {
+                let empty = h["empty_layer"].as_bool().unwrap_or(false);
+                json!({
+                    "Id": "<missing>",
+                    "Created": h["created"].as_str().map(crate::image::pull::parse_rfc3339).unwrap_or(0),
+                    "CreatedBy": h["created_by"].as_str().unwrap_or(""),
+                    "Tags": null,
+                    "Size": if empty { 0 } else { layer_sizes.next().unwrap_or(0) },
+                    "Comment": h["comment"].as_str().unwrap_or(""),
+                })
+            })
+            .collect();
+        out.reverse();
+        if let Some(first) = out.first_mut() {
+            first["Id"] = json!(img.id);
+            first["Tags"] = json!(img.repo_tags);
+        }
+        return Ok(Json(Value::Array(out)));
+    }
+    Err(ApiError::not_found("page not found"))
+}
+
+pub(crate) fn inspect(st: &AppState, name: &str) -> ApiResult<Value> {
+    let img = find(st, name)?;
+    let config = st.images.config(&img.id).unwrap_or(Value::Null);
+    let lower: Vec<String> =
+        img.layers.iter().rev().map(|l| st.images.layer_diff(&l.chain_id).display().to_string()).collect();
+    let top = img.layers.last().map(|l| st.images.layer_diff(&l.chain_id).display().to_string());
+    let mut data = serde_json::Map::new();
+    if let Some(top) = &top {
+        data.insert("UpperDir".into(), json!(top));
+        data.insert("MergedDir".into(), json!(top.replace("/diff", "/merged")));
+        data.insert("WorkDir".into(), json!(top.replace("/diff", "/work")));
+        if lower.len() > 1 {
+            data.insert("LowerDir".into(), json!(lower[1..].join(":")));
+        }
+    }
+    Ok(json!({
+        "Id": img.id,
+        "RepoTags": img.repo_tags,
+        "RepoDigests": img.repo_digests,
+        "Parent": "",
+        "Comment": "",
+        "Created": config["created"].as_str().unwrap_or(&format_rfc3339(img.created, 0)),
+        "Container": "",
+        "ContainerConfig": config["container_config"].clone(),
+        "DockerVersion": config["docker_version"].as_str().unwrap_or(""),
+        "Author": config["author"].as_str().unwrap_or(""),
+        "Config": config["config"].clone(),
+        "Architecture": config["architecture"].clone(),
+        "Os": config["os"].clone(),
+        "Size": img.size(),
+        "VirtualSize": img.size(),
+        "GraphDriver": { "Name": "overlay2", "Data": data },
+        "RootFS": { "Type": "layers", "Layers": img.layers.iter().map(|l| &l.diff_id).collect::<Vec<_>>() },
+        "Metadata": { "LastTagTime": "0001-01-01T00:00:00Z" },
+    }))
+}
+
+/// POST /images/{name}/tag?repo=&tag=
+async fn by_name_post(State(st): State<AppState>, Path(rest): Path<String>, Query(q): Q) -> ApiResult<Response> {
+    let Some(name) = rest.strip_suffix("/tag") else {
+        return Err(ApiError::not_found("page not found"));
+    };
+    let img = find(&st, name)?;
+    let repo = q.get("repo").cloned().unwrap_or_default();
+    let tag = q.get("tag").filter(|t| !t.is_empty()).cloned().unwrap_or_else(|| "latest".into());
+    let r = ImageRef::parse(&format!("{repo}:{tag}")).map_err(|e| ApiError::bad_request(e.to_string()))?;
+    let familiar = r.familiar_tagged().unwrap_or_default();
+    st.images.tag(&img.id, &familiar).map_err(|e| ApiError::new(ErrorKind::Internal, e.to_string()))?;
+    st.bus.emit(Event::ImageTagged { id: img.id, tag: familiar });
+    Ok(StatusCode::CREATED.into_response())
+}
+
+/// DELETE /images/{name}: untag by name, delete by ID or when untagged.
+async fn remove(State(st): State<AppState>, Path(name): Path<String>, Query(q): Q) -> ApiResult<Json<Value>> {
+    let img = find(&st, &name)?;
+    let force = q.get("force").is_some_and(|v| v == "1" || v == "true");
+    let familiar = crate::image::reference::familiar(&name);
+    let by_tag = img.repo_tags.iter().any(|t| *t == familiar);
+    let mut out = Vec::new();
+    if by_tag && img.repo_tags.len() > 1 {
+        // Only this name goes; the image stays for its other names or users.
+        untag(&st, &img.id, &familiar)?;
+        out.push(json!({"Untagged": familiar}));
+        return Ok(Json(Value::Array(out)));
+    }
+    if !by_tag && img.repo_tags.len() > 1 && !force {
+        return Err(ApiError::new(
+            ErrorKind::Conflict,
+            format!("conflict: unable to delete {} (must be forced) - image is referenced in multiple repositories", short(&img.id)),
+        ));
+    }
+    for t in img.repo_tags.clone() {
+        untag(&st, &img.id, &t)?;
+        out.push(json!({"Untagged": t}));
+    }
+    for d in &img.repo_digests {
+        out.push(json!({"Untagged": d}));
+    }
+    let freed = st.images.delete_image(&img.id).map_err(|e| ApiError::new(ErrorKind::Internal, e.to_string()))?;
+    st.bus.emit(Event::ImageRemoved { id: img.id.clone() });
+    out.push(json!({"Deleted": img.id}));
+    for chain in freed {
+        st.images.delete_layer(&chain).map_err(|e| ApiError::new(ErrorKind::Internal, e.to_string()))?;
+        st.bus.emit(Event::LayerRemoved { chain_id: chain.clone() });
+        out.push(json!({"Deleted": chain}));
+    }
+    Ok(Json(Value::Array(out)))
+}
+
+fn untag(st: &AppState, id: &str, tag: &str) -> ApiResult<()> {
+    st.images.untag(id, tag).map_err(|e| ApiError::new(ErrorKind::Internal, e.to_string()))?;
+    st.bus.emit(Event::ImageUntagged { id: id.to_string(), tag: tag.to_string() });
+    Ok(())
+}
+
+fn short(id: &str) -> String {
+    crate::image::store::hex_of(id).chars().take(12).collect()
+}

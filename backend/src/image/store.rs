@@ -1,0 +1,311 @@
+//! Images and layers on disk, overlay2-style and content-addressed.
+//!
+//! ```text
+//! <data-root>/image/overlay2/imagedb/content/sha256/<image id>   image config JSON
+//! <data-root>/image/overlay2/layerdb/sha256/<chain id>/{diff,size,parent}
+//! <data-root>/image/overlay2/index.json                          tags, digests, layers
+//! <data-root>/overlay2/<chain id>/diff                           unpacked layer
+//! ```
+//! A layer is stored once per chain ID (its content and everything below
+//! it), so two images that share a base share its directory, and two
+//! containers of one image share all of LowerDir.
+
+use std::collections::BTreeMap;
+use std::fs;
+use std::io;
+use std::path::{Path, PathBuf};
+use std::sync::Mutex;
+
+use serde::{Deserialize, Serialize};
+use sha2::{Digest, Sha256};
+
+/// One layer of an image, bottom first in [`ImageRecord::layers`].
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct LayerRef {
+    pub chain_id: String,
+    pub diff_id: String,
+    pub size: u64,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ImageRecord {
+    /// The image ID: the config's digest.
+    pub id: String,
+    pub repo_tags: Vec<String>,
+    pub repo_digests: Vec<String>,
+    pub layers: Vec<LayerRef>,
+    /// Unix seconds from the config's `created`.
+    pub created: i64,
+}
+
+impl ImageRecord {
+    pub fn size(&self) -> u64 {
+        self.layers.iter().map(|l| l.size).sum()
+    }
+}
+
+#[derive(Debug, Default, Serialize, Deserialize)]
+struct Index {
+    images: BTreeMap<String, ImageRecord>,
+}
+
+#[derive(Debug)]
+pub struct ImageStore {
+    root: PathBuf,
+    index: Mutex<Index>,
+}
+
+/// Chain IDs for a stack of diff_ids (bottom first), as the OCI spec defines:
+/// the first is the diff_id itself; each next one hashes "<parent> <diff_id>".
+pub fn chain_ids(diff_ids: &[String]) -> Vec<String> {
+    let mut out: Vec<String> = Vec::with_capacity(diff_ids.len());
+    for d in diff_ids {
+        let next = match out.last() {
+            None => d.clone(),
+            Some(parent) => format!("sha256:{}", hex::encode(Sha256::digest(format!("{parent} {d}")))),
+        };
+        out.push(next);
+    }
+    out
+}
+
+pub fn hex_of(digest: &str) -> &str {
+    digest.strip_prefix("sha256:").unwrap_or(digest)
+}
+
+impl ImageStore {
+    pub fn open(data_root: &Path) -> io::Result<Self> {
+        let root = data_root.to_path_buf();
+        for d in ["image/overlay2/imagedb/content/sha256", "image/overlay2/layerdb/sha256", "overlay2", "tmp"] {
+            fs::create_dir_all(root.join(d))?;
+        }
+        let index = match fs::read(root.join("image/overlay2/index.json")) {
+            Ok(b) => serde_json::from_slice(&b).map_err(io::Error::other)?,
+            Err(e) if e.kind() == io::ErrorKind::NotFound => Index::default(),
+            Err(e) => return Err(e),
+        };
+        Ok(ImageStore { root, index: Mutex::new(index) })
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, Index> {
+        self.index.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    fn save(&self, index: &Index) -> io::Result<()> {
+        let path = self.root.join("image/overlay2/index.json");
+        let tmp = path.with_extension("json.tmp");
+        fs::write(&tmp, serde_json::to_vec_pretty(index).map_err(io::Error::other)?)?;
+        fs::rename(tmp, path)
+    }
+
+    /// Scratch space on the same filesystem as the store (renames stay atomic).
+    pub fn tmp_dir(&self) -> PathBuf {
+        self.root.join("tmp")
+    }
+
+    /// Where a layer's files live.
+    pub fn layer_dir(&self, chain_id: &str) -> PathBuf {
+        self.root.join("overlay2").join(hex_of(chain_id))
+    }
+
+    pub fn layer_diff(&self, chain_id: &str) -> PathBuf {
+        self.layer_dir(chain_id).join("diff")
+    }
+
+    pub fn has_layer(&self, chain_id: &str) -> bool {
+        self.root.join("image/overlay2/layerdb/sha256").join(hex_of(chain_id)).join("diff").is_file()
+    }
+
+    /// Records an unpacked layer: `unpacked` (a dir under tmp) becomes the
+    /// layer's `diff`. Returns false if the layer was already there.
+    pub fn commit_layer(&self, chain_id: &str, diff_id: &str, parent: Option<&str>, size: u64, unpacked: &Path) -> io::Result<bool> {
+        if self.has_layer(chain_id) {
+            let _ = fs::remove_dir_all(unpacked);
+            return Ok(false);
+        }
+        let dir = self.layer_dir(chain_id);
+        if dir.exists() {
+            fs::remove_dir_all(&dir)?; // a half-made layer from a crash
+        }
+        fs::create_dir_all(&dir)?;
+        fs::rename(unpacked, dir.join("diff"))?;
+        let meta = self.root.join("image/overlay2/layerdb/sha256").join(hex_of(chain_id));
+        fs::create_dir_all(&meta)?;
+        fs::write(meta.join("size"), size.to_string())?;
+        if let Some(p) = parent {
+            fs::write(meta.join("parent"), p)?;
+        }
+        // Written last: its presence marks the layer complete.
+        fs::write(meta.join("diff"), diff_id)?;
+        Ok(true)
+    }
+
+    /// The content size recorded when the layer was unpacked.
+    pub fn layer_size(&self, chain_id: &str) -> u64 {
+        fs::read_to_string(self.root.join("image/overlay2/layerdb/sha256").join(hex_of(chain_id)).join("size"))
+            .ok()
+            .and_then(|s| s.trim().parse().ok())
+            .unwrap_or(0)
+    }
+
+    pub fn config_path(&self, id: &str) -> PathBuf {
+        self.root.join("image/overlay2/imagedb/content/sha256").join(hex_of(id))
+    }
+
+    pub fn config(&self, id: &str) -> Option<serde_json::Value> {
+        serde_json::from_slice(&fs::read(self.config_path(id)).ok()?).ok()
+    }
+
+    /// Adds (or updates) an image and points `tag` at it, taking the tag from
+    /// any image that had it. Returns the id that lost the tag, if any.
+    pub fn put_image(&self, record: ImageRecord, config: &[u8], tag: Option<&str>) -> io::Result<Option<String>> {
+        fs::write(self.config_path(&record.id), config)?;
+        let mut idx = self.lock();
+        let id = record.id.clone();
+        let entry = idx.images.entry(id.clone()).or_insert_with(|| record.clone());
+        for d in &record.repo_digests {
+            if !entry.repo_digests.contains(d) {
+                entry.repo_digests.push(d.clone());
+            }
+        }
+        let displaced = match tag {
+            Some(t) => Self::move_tag(&mut idx, t, &id),
+            None => None,
+        };
+        self.save(&idx)?;
+        Ok(displaced)
+    }
+
+    fn move_tag(idx: &mut Index, tag: &str, id: &str) -> Option<String> {
+        let mut displaced = None;
+        for (other, img) in idx.images.iter_mut() {
+            if other != id && img.repo_tags.iter().any(|t| t == tag) {
+                img.repo_tags.retain(|t| t != tag);
+                displaced = Some(other.clone());
+            }
+        }
+        if let Some(img) = idx.images.get_mut(id) {
+            if !img.repo_tags.iter().any(|t| t == tag) {
+                img.repo_tags.push(tag.to_string());
+            }
+        }
+        displaced
+    }
+
+    pub fn tag(&self, id: &str, tag: &str) -> io::Result<()> {
+        let mut idx = self.lock();
+        Self::move_tag(&mut idx, tag, id);
+        self.save(&idx)
+    }
+
+    pub fn list(&self) -> Vec<ImageRecord> {
+        self.lock().images.values().cloned().collect()
+    }
+
+    pub fn get(&self, id: &str) -> Option<ImageRecord> {
+        self.lock().images.get(id).cloned()
+    }
+
+    /// Finds an image by familiar name[:tag], full or short ID, or name@digest.
+    pub fn resolve(&self, name: &str) -> Option<ImageRecord> {
+        let idx = self.lock();
+        let wanted = crate::image::reference::familiar(name);
+        if let Some(img) = idx.images.values().find(|i| i.repo_tags.iter().any(|t| *t == wanted)) {
+            return Some(img.clone());
+        }
+        if let Some(img) = idx.images.values().find(|i| i.repo_digests.iter().any(|d| *d == wanted || *d == name)) {
+            return Some(img.clone());
+        }
+        let hexpart = hex_of(name);
+        if hexpart.len() >= 4 && hexpart.chars().all(|c| c.is_ascii_hexdigit()) {
+            let hits: Vec<_> = idx.images.values().filter(|i| hex_of(&i.id).starts_with(hexpart)).collect();
+            if hits.len() == 1 {
+                return Some(hits[0].clone());
+            }
+        }
+        None
+    }
+
+    /// Removes one tag; returns the image if that was its last reference.
+    pub fn untag(&self, id: &str, tag: &str) -> io::Result<Option<ImageRecord>> {
+        let mut idx = self.lock();
+        let Some(img) = idx.images.get_mut(id) else { return Ok(None) };
+        img.repo_tags.retain(|t| t != tag);
+        let orphan = img.repo_tags.is_empty().then(|| img.clone());
+        self.save(&idx)?;
+        Ok(orphan)
+    }
+
+    /// Deletes an image record and its config; returns the layers no other
+    /// image uses, which the caller then deletes with [`Self::delete_layer`].
+    pub fn delete_image(&self, id: &str) -> io::Result<Vec<String>> {
+        let mut idx = self.lock();
+        let Some(img) = idx.images.remove(id) else { return Ok(Vec::new()) };
+        self.save(&idx)?;
+        let _ = fs::remove_file(self.config_path(id));
+        let in_use: std::collections::BTreeSet<&str> =
+            idx.images.values().flat_map(|i| i.layers.iter().map(|l| l.chain_id.as_str())).collect();
+        Ok(img.layers.iter().rev().filter(|l| !in_use.contains(l.chain_id.as_str())).map(|l| l.chain_id.clone()).collect())
+    }
+
+    pub fn delete_layer(&self, chain_id: &str) -> io::Result<()> {
+        let meta = self.root.join("image/overlay2/layerdb/sha256").join(hex_of(chain_id));
+        let _ = fs::remove_file(meta.join("diff"));
+        fs::remove_dir_all(&meta).or_else(ignore_missing)?;
+        fs::remove_dir_all(self.layer_dir(chain_id)).or_else(ignore_missing)
+    }
+}
+
+fn ignore_missing(e: io::Error) -> io::Result<()> {
+    if e.kind() == io::ErrorKind::NotFound {
+        Ok(())
+    } else {
+        Err(e)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn chain_ids_follow_the_oci_definition() {
+        let d = vec!["sha256:aa".to_string(), "sha256:bb".to_string()];
+        let c = chain_ids(&d);
+        assert_eq!(c[0], "sha256:aa");
+        assert_eq!(c[1], format!("sha256:{}", hex::encode(Sha256::digest("sha256:aa sha256:bb"))));
+        // The same diff on another base is another layer.
+        let c2 = chain_ids(&["sha256:cc".to_string(), "sha256:bb".to_string()]);
+        assert_ne!(c[1], c2[1]);
+    }
+
+    fn record(id: &str, tags: &[&str], layers: &[&str]) -> ImageRecord {
+        ImageRecord {
+            id: id.into(),
+            repo_tags: tags.iter().map(|s| s.to_string()).collect(),
+            repo_digests: vec![],
+            layers: layers.iter().map(|l| LayerRef { chain_id: l.to_string(), diff_id: l.to_string(), size: 1 }).collect(),
+            created: 0,
+        }
+    }
+
+    #[test]
+    fn tags_move_between_images_and_shared_layers_survive_deletion() {
+        let dir = tempfile::tempdir().unwrap();
+        let s = ImageStore::open(dir.path()).unwrap();
+        s.put_image(record("sha256:1111", &[], &["sha256:base", "sha256:a"]), b"{}", Some("nginx:alpine")).unwrap();
+        s.put_image(record("sha256:2222", &[], &["sha256:base"]), b"{}", Some("alpine:latest")).unwrap();
+        assert_eq!(s.resolve("nginx:alpine").unwrap().id, "sha256:1111");
+        assert_eq!(s.resolve("docker.io/library/alpine").unwrap().id, "sha256:2222");
+        assert_eq!(s.resolve("2222").unwrap().id, "sha256:2222");
+        // Re-tagging takes the tag away from the old image.
+        let displaced = s.put_image(record("sha256:3333", &[], &["sha256:base"]), b"{}", Some("nginx:alpine")).unwrap();
+        assert_eq!(displaced.as_deref(), Some("sha256:1111"));
+        assert!(s.get("sha256:1111").unwrap().repo_tags.is_empty());
+        // Deleting image 1 frees only its own top layer: base is shared.
+        assert_eq!(s.delete_image("sha256:1111").unwrap(), vec!["sha256:a"]);
+        // The index survives a reopen (a daemon restart).
+        let s2 = ImageStore::open(dir.path()).unwrap();
+        assert_eq!(s2.list().len(), 2);
+    }
+}
