@@ -13,6 +13,7 @@ use tokio::sync::watch;
 use crate::api::{self, AppState};
 use crate::config::{Config, API_VERSION};
 use crate::events::EventBus;
+use crate::engine::containers::Containers;
 use crate::image::pull::Puller;
 use crate::image::store::ImageStore;
 use crate::lab;
@@ -53,6 +54,11 @@ pub async fn run(mut config: Config) -> anyhow::Result<()> {
     };
     let images = Arc::new(ImageStore::open(&store_root).with_context(|| format!("opening the image store in {}", store_root.display()))?);
     replay_store(&bus, &images);
+    let exec_root = if engine == EngineMode::Live { config.exec_root.clone() } else { store_root.join("run") };
+    let containers = Arc::new(
+        Containers::open(&store_root, &exec_root, images.clone(), bus.clone())
+            .with_context(|| format!("opening the containers in {}", store_root.display()))?,
+    );
     let daemon_id = daemon_id(&config, engine);
     let state = AppState {
         config: Arc::new(config.clone()),
@@ -63,6 +69,7 @@ pub async fn run(mut config: Config) -> anyhow::Result<()> {
         started: Instant::now(),
         images,
         puller: Arc::new(Puller::new(&config.registry_mirrors, &config.insecure_registries)),
+        containers: containers.clone(),
     };
     bus.emit(Event::DaemonStarted {
         version: env!("CARGO_PKG_VERSION").into(),
@@ -93,12 +100,23 @@ pub async fn run(mut config: Config) -> anyhow::Result<()> {
     shutdown_signal().await;
     tracing::info!("shutting down");
     bus.emit(Event::DaemonStopping);
+    // As Docker without live-restore: containers stop with the daemon.
+    containers.shutdown().await;
     let _ = stop_tx.send(true);
+    // In-flight requests get a few seconds; long ones (attach, logs -f,
+    // wait) are cut off after that rather than holding the daemon up.
+    let grace = std::time::Duration::from_secs(5);
     if let Some(t) = api_task {
-        t.await.context("API server task")?.context("API server")?;
+        if let Ok(r) = tokio::time::timeout(grace, t).await {
+            r.context("API server task")?.context("API server")?;
+        } else {
+            tracing::warn!("API connections still open after {grace:?}: closing them");
+        }
         let _ = std::fs::remove_file(&socket);
     }
-    page.await.context("page server task")?.context("page server")?;
+    if let Ok(r) = tokio::time::timeout(grace, page).await {
+        r.context("page server task")?.context("page server")?;
+    }
     tracing::info!("stopped");
     Ok(())
 }

@@ -5,8 +5,11 @@
 pub mod api;
 pub mod config;
 pub mod daemon;
+pub mod engine;
 pub mod error;
 pub mod events;
 pub mod image;
 pub mod lab;
+pub mod runtime;
+pub mod sys;
 pub mod system;

@@ -3,6 +3,14 @@
 use clap::Parser;
 
 fn main() -> anyhow::Result<()> {
+    // berthd re-executes itself as the container helper (single-threaded,
+    // before any runtime starts).
+    let args: Vec<String> = std::env::args().collect();
+    match args.get(1).map(String::as_str) {
+        Some("__berth-init") => berth_backend::runtime::init::init_main(args.get(2).map(String::as_str).unwrap_or("")),
+        Some("__berth-exec") => berth_backend::runtime::init::exec_main(args.get(2).map(String::as_str).unwrap_or("")),
+        _ => {}
+    }
     let config = berth_backend::config::Config::parse();
     tracing_subscriber::fmt()
         .with_env_filter(

@@ -2,6 +2,8 @@
 
 use serde::{Deserialize, Serialize};
 
+use crate::container::RwLayer;
+
 /// Version of the event schema. Bumped on any incompatible change, so that a
 /// recording or a stream from another berth version is refused, not misread.
 pub const SCHEMA_VERSION: u32 = 1;
@@ -47,6 +49,25 @@ pub enum Event {
     ImageUntagged { id: String, tag: String },
     /// The image was deleted.
     ImageRemoved { id: String },
+    /// A container was created: its name, image, command and layer dirs.
+    ContainerCreated { id: String, name: String, image: String, image_id: String, command: Vec<String>, layer: RwLayer },
+    /// The container's overlay was mounted at its merged dir.
+    OverlayMounted { id: String, merged: String, options: String },
+    /// The overlay was unmounted.
+    OverlayUnmounted { id: String, merged: String },
+    /// New namespaces were made for the container's process (their kinds,
+    /// e.g. "mnt", "pid", "net").
+    NamespacesCreated { id: String, pid: i32, kinds: Vec<String> },
+    /// The container's PID 1 runs (pid as the host sees it).
+    ContainerStarted { id: String, pid: i32 },
+    /// A process was started in a running container (`docker exec`).
+    ProcessExecd { id: String, exec_id: String, pid: i32, command: Vec<String> },
+    /// An exec'd process ended.
+    ProcessExited { id: String, exec_id: String, exit_code: i32 },
+    /// PID 1 ended: the container stopped.
+    ContainerExited { id: String, exit_code: i32 },
+    /// The container and its layer are gone.
+    ContainerRemoved { id: String },
 }
 
 /// An event with its place in the stream: schema version, a sequence number

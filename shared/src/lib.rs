@@ -2,8 +2,10 @@
 //! [`apply`], the only way state changes — in the daemon, in the page and in
 //! the offline simulator alike. Pure: no I/O, compiles to wasm32 and native.
 
+pub mod container;
 pub mod event;
 pub mod state;
 
+pub use container::{RwLayer, Status};
 pub use event::{Envelope, EngineMode, Event, SCHEMA_VERSION};
-pub use state::{apply, DaemonInfo, Image, Layer, State};
+pub use state::{apply, Container, DaemonInfo, Image, Layer, State};

@@ -4,6 +4,7 @@ use std::collections::BTreeMap;
 
 use serde::{Deserialize, Serialize};
 
+use crate::container::{RwLayer, Status};
 use crate::event::{EngineMode, Event};
 
 /// What the page knows of the daemon itself.
@@ -28,6 +29,26 @@ pub struct State {
     pub layers: BTreeMap<String, Layer>,
     /// Images by ID (config digest).
     pub images: BTreeMap<String, Image>,
+    /// Containers by ID.
+    pub containers: BTreeMap<String, Container>,
+}
+
+/// A container as the page shows it.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Container {
+    pub id: String,
+    pub name: String,
+    pub image: String,
+    pub image_id: String,
+    pub command: Vec<String>,
+    pub status: Status,
+    pub pid: Option<i32>,
+    pub exit_code: Option<i32>,
+    pub layer: RwLayer,
+    pub mounted: bool,
+    pub namespaces: Vec<String>,
+    /// Running `docker exec` processes: exec id -> (pid, command).
+    pub execs: BTreeMap<String, (i32, Vec<String>)>,
 }
 
 /// An unpacked image layer.
@@ -105,6 +126,69 @@ pub fn apply(state: &mut State, event: &Event) {
         }
         Event::ImageRemoved { id } => {
             state.images.remove(id);
+        }
+        Event::ContainerCreated { id, name, image, image_id, command, layer } => {
+            state.containers.insert(
+                id.clone(),
+                Container {
+                    id: id.clone(),
+                    name: name.clone(),
+                    image: image.clone(),
+                    image_id: image_id.clone(),
+                    command: command.clone(),
+                    status: Status::Created,
+                    pid: None,
+                    exit_code: None,
+                    layer: layer.clone(),
+                    mounted: false,
+                    namespaces: Vec::new(),
+                    execs: BTreeMap::new(),
+                },
+            );
+        }
+        Event::OverlayMounted { id, .. } => {
+            if let Some(c) = state.containers.get_mut(id) {
+                c.mounted = true;
+            }
+        }
+        Event::OverlayUnmounted { id, .. } => {
+            if let Some(c) = state.containers.get_mut(id) {
+                c.mounted = false;
+            }
+        }
+        Event::NamespacesCreated { id, kinds, .. } => {
+            if let Some(c) = state.containers.get_mut(id) {
+                c.namespaces = kinds.clone();
+            }
+        }
+        Event::ContainerStarted { id, pid } => {
+            if let Some(c) = state.containers.get_mut(id) {
+                c.status = Status::Running;
+                c.pid = Some(*pid);
+                c.exit_code = None;
+            }
+        }
+        Event::ProcessExecd { id, exec_id, pid, command } => {
+            if let Some(c) = state.containers.get_mut(id) {
+                c.execs.insert(exec_id.clone(), (*pid, command.clone()));
+            }
+        }
+        Event::ProcessExited { id, exec_id, .. } => {
+            if let Some(c) = state.containers.get_mut(id) {
+                c.execs.remove(exec_id);
+            }
+        }
+        Event::ContainerExited { id, exit_code } => {
+            if let Some(c) = state.containers.get_mut(id) {
+                c.status = Status::Exited;
+                c.pid = None;
+                c.exit_code = Some(*exit_code);
+                c.execs.clear();
+                c.namespaces.clear();
+            }
+        }
+        Event::ContainerRemoved { id } => {
+            state.containers.remove(id);
         }
     }
 }

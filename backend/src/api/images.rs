@@ -186,8 +186,16 @@ async fn remove(State(st): State<AppState>, Path(name): Path<String>, Query(q): 
     let force = q.get("force").is_some_and(|v| v == "1" || v == "true");
     let familiar = crate::image::reference::familiar(&name);
     let by_tag = img.repo_tags.iter().any(|t| *t == familiar);
+    let users = st.containers.using_image(&img.id);
     let mut out = Vec::new();
-    if by_tag && img.repo_tags.len() > 1 {
+    if by_tag && (img.repo_tags.len() > 1 || (!users.is_empty() && !force)) {
+        if img.repo_tags.len() == 1 {
+            let (cid, _) = &users[0];
+            return Err(ApiError::new(
+                ErrorKind::Conflict,
+                format!("conflict: unable to remove repository reference \"{name}\" (must force) - container {} is using its referenced image {}", &cid[..12], short(&img.id)),
+            ));
+        }
         // Only this name goes; the image stays for its other names or users.
         untag(&st, &img.id, &familiar)?;
         out.push(json!({"Untagged": familiar}));
@@ -198,6 +206,16 @@ async fn remove(State(st): State<AppState>, Path(name): Path<String>, Query(q): 
             ErrorKind::Conflict,
             format!("conflict: unable to delete {} (must be forced) - image is referenced in multiple repositories", short(&img.id)),
         ));
+    }
+    if let Some((cid, running)) = users.first() {
+        if *running || !force {
+            let how = if *running { "cannot be forced" } else { "must be forced" };
+            let what = if *running { "running" } else { "stopped" };
+            return Err(ApiError::new(
+                ErrorKind::Conflict,
+                format!("conflict: unable to delete {} ({how}) - image is being used by {what} container {}", short(&img.id), &cid[..12]),
+            ));
+        }
     }
     for t in img.repo_tags.clone() {
         untag(&st, &img.id, &t)?;

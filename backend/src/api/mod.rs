@@ -12,11 +12,13 @@ use axum::Router;
 use crate::config::{Config, API_VERSION, MIN_API_VERSION};
 use crate::error::ApiError;
 use crate::events::EventBus;
+use crate::engine::containers::Containers;
 use crate::image::pull::Puller;
 use crate::image::store::ImageStore;
 use crate::system::HostFacts;
 use berth_shared::EngineMode;
 
+pub mod containers;
 pub mod images;
 pub mod system;
 
@@ -31,6 +33,7 @@ pub struct AppState {
     pub started: Instant,
     pub images: Arc<ImageStore>,
     pub puller: Arc<Puller>,
+    pub containers: Arc<Containers>,
 }
 
 /// The whole API. Requests may carry a `/vX.Y` prefix, as the docker CLI
@@ -39,9 +42,13 @@ pub fn app(state: AppState) -> Router {
     let routes = Router::new()
         .merge(system::router())
         .merge(images::router())
+        .merge(containers::router())
         .fallback(|| async { ApiError::not_found("page not found") })
         .with_state(state);
-    Router::new().fallback_service(routes).layer(middleware::from_fn(api_version))
+    Router::new()
+        .fallback_service(routes)
+        .layer(middleware::from_fn(api_version))
+        .layer(tower_http::trace::TraceLayer::new_for_http())
 }
 
 /// Parses "1.41" into (1, 41).
@@ -99,11 +106,14 @@ pub(crate) mod test_support {
 
     pub fn state() -> AppState {
         let root = tempfile::tempdir().unwrap().keep();
+        let images = Arc::new(ImageStore::open(&root).unwrap());
+        let bus = Arc::new(EventBus::new());
         AppState {
-            images: Arc::new(ImageStore::open(&root).unwrap()),
+            containers: Arc::new(Containers::open(&root, &root.join("run"), images.clone(), bus.clone()).unwrap()),
+            images,
             puller: Arc::new(Puller::new(&[], &[])),
             config: Arc::new(Config::parse_from(["berthd"])),
-            bus: Arc::new(EventBus::new()),
+            bus,
             host: Arc::new(HostFacts::read()),
             engine: EngineMode::Live,
             daemon_id: Arc::new("TEST:ID".into()),

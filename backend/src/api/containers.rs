@@ -1,0 +1,480 @@
+//! Container endpoints: create, start, attach, wait, logs, stop, kill, rm,
+//! ps, inspect, prune, resize.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+
+use axum::body::Body;
+use axum::extract::{Path, Query, Request, State};
+use axum::http::{header, HeaderValue, StatusCode};
+use axum::response::{IntoResponse, Response};
+use axum::routing::{delete, get, post};
+use axum::{Json, Router};
+use berth_shared::Status;
+use serde_json::{json, Value};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+
+use super::AppState;
+use crate::engine::containers::{read_log, Container, Output, Record, StreamKind};
+use crate::error::{ApiError, ApiResult};
+
+pub fn router() -> Router<AppState> {
+    Router::new()
+        .route("/containers/create", post(create))
+        .route("/containers/json", get(list))
+        .route("/containers/prune", post(prune))
+        .route("/containers/{id}/json", get(inspect))
+        .route("/containers/{id}/start", post(start))
+        .route("/containers/{id}/stop", post(stop))
+        .route("/containers/{id}/restart", post(restart))
+        .route("/containers/{id}/kill", post(kill))
+        .route("/containers/{id}/wait", post(wait))
+        .route("/containers/{id}/attach", post(attach))
+        .route("/containers/{id}/resize", post(resize))
+        .route("/containers/{id}/logs", get(logs))
+        .route("/containers/{id}", delete(remove))
+}
+
+type Q = Query<HashMap<String, String>>;
+
+fn flag(q: &HashMap<String, String>, k: &str) -> bool {
+    q.get(k).is_some_and(|v| v == "1" || v == "true" || v == "True")
+}
+
+async fn create(State(st): State<AppState>, Query(q): Q, Json(body): Json<Value>) -> ApiResult<Response> {
+    let image_name = body["Image"].as_str().unwrap_or("").to_string();
+    if image_name.is_empty() {
+        return Err(ApiError::bad_request("Config cannot be empty in order to create a container"));
+    }
+    let image = st.images.resolve(&image_name).ok_or_else(|| ApiError::not_found(format!("No such image: {}", crate::image::reference::familiar(&image_name))))?;
+    let c = st.containers.create(q.get("name").map(String::as_str), &body, &image, &image_name)?;
+    Ok((StatusCode::CREATED, Json(json!({"Id": c.id, "Warnings": []}))).into_response())
+}
+
+async fn start(State(st): State<AppState>, Path(id): Path<String>) -> ApiResult<StatusCode> {
+    let c = st.containers.get(&id)?;
+    if c.record().state.status == Status::Running {
+        return Ok(StatusCode::NOT_MODIFIED);
+    }
+    st.containers.start(&c).await?;
+    Ok(StatusCode::NO_CONTENT)
+}
+
+async fn stop(State(st): State<AppState>, Path(id): Path<String>, Query(q): Q) -> ApiResult<StatusCode> {
+    let c = st.containers.get(&id)?;
+    let t = q.get("t").and_then(|t| t.parse().ok());
+    Ok(if st.containers.stop(&c, t).await? { StatusCode::NO_CONTENT } else { StatusCode::NOT_MODIFIED })
+}
+
+async fn restart(State(st): State<AppState>, Path(id): Path<String>, Query(q): Q) -> ApiResult<StatusCode> {
+    let c = st.containers.get(&id)?;
+    let t = q.get("t").and_then(|t| t.parse().ok());
+    st.containers.stop(&c, t).await?;
+    st.containers.start(&c).await?;
+    Ok(StatusCode::NO_CONTENT)
+}
+
+async fn kill(State(st): State<AppState>, Path(id): Path<String>, Query(q): Q) -> ApiResult<StatusCode> {
+    let c = st.containers.get(&id)?;
+    st.containers.kill(&c, q.get("signal").map(String::as_str).unwrap_or("SIGKILL"))?;
+    Ok(StatusCode::NO_CONTENT)
+}
+
+async fn remove(State(st): State<AppState>, Path(id): Path<String>, Query(q): Q) -> ApiResult<StatusCode> {
+    let c = st.containers.get(&id)?;
+    st.containers.remove(&c, flag(&q, "force")).await?;
+    Ok(StatusCode::NO_CONTENT)
+}
+
+async fn prune(State(st): State<AppState>) -> ApiResult<Json<Value>> {
+    let mut deleted = Vec::new();
+    for c in st.containers.list() {
+        let r = c.record();
+        if matches!(r.state.status, Status::Exited | Status::Created) {
+            st.containers.remove(&c, false).await?;
+            deleted.push(r.id);
+        }
+    }
+    Ok(Json(json!({"ContainersDeleted": if deleted.is_empty() { Value::Null } else { json!(deleted) }, "SpaceReclaimed": 0})))
+}
+
+/// `POST /containers/{id}/wait?condition=not-running|next-exit|removed`.
+/// As Docker does, the status line and headers go out at once (the CLI waits
+/// for them before it starts the container); the body follows on exit.
+async fn wait(State(st): State<AppState>, Path(id): Path<String>, Query(q): Q) -> ApiResult<Response> {
+    let c = st.containers.get(&id)?;
+    let condition = q.get("condition").cloned().unwrap_or_else(|| "not-running".into());
+    let mut exits = c.exits();
+    let before = *exits.borrow_and_update();
+    let mut removed = c.removed();
+    let body = async_stream_once(async move {
+        match condition.as_str() {
+            "next-exit" => {
+                let _ = exits.wait_for(|n| *n != before).await;
+            }
+            "removed" => {
+                let _ = removed.wait_for(|r| *r).await;
+            }
+            _ => {
+                if c.record().state.status == Status::Running {
+                    let _ = exits.wait_for(|n| *n != before).await;
+                }
+            }
+        }
+        let r = c.record();
+        let error = if r.state.error.is_empty() { Value::Null } else { json!({"Message": r.state.error}) };
+        format!("{}\n", json!({"StatusCode": r.state.exit_code, "Error": error}))
+    });
+    Ok(([(header::CONTENT_TYPE, "application/json")], body).into_response())
+}
+
+/// A body that sends one chunk when the future completes.
+fn async_stream_once<F>(f: F) -> Body
+where
+    F: std::future::Future<Output = String> + Send + 'static,
+{
+    let stream = futures_util::stream::once(async move { Ok::<_, std::convert::Infallible>(f.await) });
+    Body::from_stream(stream)
+}
+
+async fn resize(State(st): State<AppState>, Path(id): Path<String>, Query(q): Q) -> ApiResult<StatusCode> {
+    let c = st.containers.get(&id)?;
+    let h = q.get("h").and_then(|v| v.parse().ok()).unwrap_or(24);
+    let w = q.get("w").and_then(|v| v.parse().ok()).unwrap_or(80);
+    c.resize(h, w).map_err(|e| ApiError::new(crate::error::ErrorKind::Internal, e.to_string()))?;
+    Ok(StatusCode::OK)
+}
+
+/// A frame of Docker's multiplexed stream: stream byte, 3 zero bytes, size.
+pub fn frame(kind: StreamKind, data: &[u8]) -> Vec<u8> {
+    let mut out = Vec::with_capacity(8 + data.len());
+    out.push(match kind {
+        StreamKind::Stdout => 1,
+        StreamKind::Stderr => 2,
+    });
+    out.extend_from_slice(&[0, 0, 0]);
+    out.extend_from_slice(&(data.len() as u32).to_be_bytes());
+    out.extend_from_slice(data);
+    out
+}
+
+/// Answers an upgrade request with 101 and returns the connection.
+pub fn hijack(mut req: Request, tty: bool) -> (Response, hyper::upgrade::OnUpgrade) {
+    let on_upgrade = hyper::upgrade::on(&mut req);
+    let content_type = if tty { "application/vnd.docker.raw-stream" } else { "application/vnd.docker.multiplexed-stream" };
+    let mut resp = Response::new(Body::empty());
+    *resp.status_mut() = StatusCode::SWITCHING_PROTOCOLS;
+    let h = resp.headers_mut();
+    h.insert(header::CONNECTION, HeaderValue::from_static("Upgrade"));
+    h.insert(header::UPGRADE, HeaderValue::from_static("tcp"));
+    h.insert(header::CONTENT_TYPE, HeaderValue::from_static(content_type));
+    (resp, on_upgrade)
+}
+
+/// `POST /containers/{id}/attach`: the connection is hijacked; output of the
+/// run flows out (framed unless TTY), input flows to the container's stdin.
+async fn attach(State(st): State<AppState>, Path(id): Path<String>, Query(q): Q, req: Request) -> ApiResult<Response> {
+    let c = st.containers.get(&id)?;
+    let rec = c.record();
+    let tty = rec.tty();
+    let want_stdin = flag(&q, "stdin") && rec.open_stdin();
+    let want_out = flag(&q, "stdout");
+    let want_err = flag(&q, "stderr");
+    let logs = flag(&q, "logs");
+    // Subscribe now, before the 101, so nothing the container prints after
+    // the client's start request is missed.
+    let mut rx = c.output.subscribe();
+    let (resp, on_upgrade) = hijack(req, tty);
+    tokio::spawn(async move {
+        let Ok(upgraded) = on_upgrade.await else { return };
+        let io = hyper_util::rt::TokioIo::new(upgraded);
+        let (mut rd, mut wr) = tokio::io::split(io);
+        if logs {
+            for l in read_log(&rec.log_path) {
+                let _ = wr.write_all(&encode(tty, l.stream, l.log.as_bytes())).await;
+            }
+        }
+        if want_stdin {
+            let c2: Arc<Container> = c.clone();
+            let once = rec.stdin_once();
+            tokio::spawn(async move {
+                let mut buf = vec![0u8; 8192];
+                loop {
+                    match rd.read(&mut buf).await {
+                        Ok(0) | Err(_) => break,
+                        Ok(n) => {
+                            if c2.write_stdin(&buf[..n]).await.is_err() {
+                                break;
+                            }
+                        }
+                    }
+                }
+                if once {
+                    c2.close_stdin();
+                }
+            });
+        }
+        loop {
+            match rx.recv().await {
+                Ok(Output::Data(kind, data)) => {
+                    let wanted = match kind {
+                        StreamKind::Stdout => want_out,
+                        StreamKind::Stderr => want_err,
+                    };
+                    if wanted && wr.write_all(&encode(tty, kind, &data)).await.is_err() {
+                        break;
+                    }
+                }
+                Ok(Output::End) | Err(tokio::sync::broadcast::error::RecvError::Closed) => break,
+                Err(tokio::sync::broadcast::error::RecvError::Lagged(_)) => continue,
+            }
+        }
+        let _ = wr.flush().await;
+        let _ = wr.shutdown().await;
+    });
+    Ok(resp)
+}
+
+fn encode(tty: bool, kind: StreamKind, data: &[u8]) -> Vec<u8> {
+    if tty {
+        data.to_vec()
+    } else {
+        frame(kind, data)
+    }
+}
+
+/// `GET /containers/{id}/logs`: from the json-file log; `follow` keeps
+/// reading it until the container stops.
+async fn logs(State(st): State<AppState>, Path(id): Path<String>, Query(q): Q) -> ApiResult<Response> {
+    let c = st.containers.get(&id)?;
+    let rec = c.record();
+    let (want_out, want_err) = (flag(&q, "stdout"), flag(&q, "stderr"));
+    if !want_out && !want_err {
+        return Err(ApiError::bad_request("Bad parameters: you must choose at least one stream"));
+    }
+    let tail: Option<usize> = q.get("tail").and_then(|t| t.parse().ok());
+    let timestamps = flag(&q, "timestamps");
+    let follow = flag(&q, "follow");
+    let tty = rec.tty();
+    let render = move |l: &crate::engine::containers::LogLine| -> Option<Vec<u8>> {
+        let wanted = match l.stream {
+            StreamKind::Stdout => want_out,
+            StreamKind::Stderr => want_err,
+        };
+        if !wanted {
+            return None;
+        }
+        let text = if timestamps { format!("{} {}", l.time, l.log) } else { l.log.clone() };
+        Some(encode(tty, l.stream, text.as_bytes()))
+    };
+    let lines = read_log(&rec.log_path);
+    let skip = tail.map(|t| lines.len().saturating_sub(t)).unwrap_or(0);
+    let first: Vec<u8> = lines[skip..].iter().filter_map(render).flatten().collect();
+    let content_type = if tty { "application/vnd.docker.raw-stream" } else { "application/vnd.docker.multiplexed-stream" };
+    if !follow || rec.state.status != Status::Running {
+        return Ok(([(header::CONTENT_TYPE, content_type)], first).into_response());
+    }
+    let (tx, rx) = tokio::sync::mpsc::channel::<Result<Vec<u8>, std::io::Error>>(64);
+    tokio::spawn(async move {
+        let _ = tx.send(Ok(first)).await;
+        let mut seen = lines.len();
+        loop {
+            let running = c.record().state.status == Status::Running;
+            let now = read_log(&rec.log_path);
+            for l in now.iter().skip(seen) {
+                if let Some(b) = render(l) {
+                    if tx.send(Ok(b)).await.is_err() {
+                        return;
+                    }
+                }
+            }
+            seen = now.len();
+            if !running {
+                return;
+            }
+            tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+        }
+    });
+    let body = Body::from_stream(tokio_stream::wrappers::ReceiverStream::new(rx));
+    Ok(([(header::CONTENT_TYPE, content_type)], body).into_response())
+}
+
+/// `docker ps` rows.
+async fn list(State(st): State<AppState>, Query(q): Q) -> Json<Value> {
+    let all = flag(&q, "all");
+    let filters: Value = q.get("filters").and_then(|f| serde_json::from_str(f).ok()).unwrap_or(Value::Null);
+    let mut rows: Vec<Record> = st.containers.list().iter().map(|c| c.record()).filter(|r| all || r.state.status == Status::Running).collect();
+    if let Some(status) = filters["status"].as_object() {
+        rows.retain(|r| status.contains_key(r.state.status.as_str()));
+    }
+    if let Some(names) = filters["name"].as_object() {
+        rows.retain(|r| names.keys().any(|n| r.name.contains(n.trim_start_matches('/'))));
+    }
+    rows.sort_by(|a, b| b.created.cmp(&a.created));
+    Json(Value::Array(
+        rows.iter()
+            .map(|r| {
+                json!({
+                    "Id": r.id,
+                    "Names": [format!("/{}", r.name)],
+                    "Image": r.image,
+                    "ImageID": r.image_id,
+                    "Command": shell_join(&r.command()),
+                    "Created": crate::image::pull::parse_rfc3339(&r.created),
+                    "Ports": [],
+                    "Labels": r.config["Labels"],
+                    "State": r.state.status.as_str(),
+                    "Status": status_text(r),
+                    "HostConfig": {"NetworkMode": r.host_config["NetworkMode"]},
+                    "NetworkSettings": {"Networks": {}},
+                    "Mounts": [],
+                })
+            })
+            .collect(),
+    ))
+}
+
+/// "nginx -g 'daemon off;'", as `docker ps` shows a command.
+pub fn shell_join(args: &[String]) -> String {
+    args.iter()
+        .map(|a| {
+            if !a.is_empty() && a.chars().all(|c| c.is_ascii_alphanumeric() || "-_./=:,@%+".contains(c)) {
+                a.clone()
+            } else {
+                format!("'{}'", a.replace('\'', "'\\''"))
+            }
+        })
+        .collect::<Vec<_>>()
+        .join(" ")
+}
+
+/// "Up 5 seconds", "Exited (0) 2 minutes ago", "Created".
+fn status_text(r: &Record) -> String {
+    let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_secs() as i64).unwrap_or(0);
+    match r.state.status {
+        Status::Running => format!("Up {}", human_duration(now - crate::image::pull::parse_rfc3339(&r.state.started_at))),
+        Status::Exited => format!("Exited ({}) {} ago", r.state.exit_code, human_duration(now - crate::image::pull::parse_rfc3339(&r.state.finished_at))),
+        Status::Created => "Created".into(),
+        Status::Removing => "Removal In Progress".into(),
+    }
+}
+
+/// Docker's (go-units) HumanDuration.
+pub fn human_duration(secs: i64) -> String {
+    let s = secs.max(0);
+    let (m, h) = (s / 60, (s as f64 / 3600.0).round() as i64);
+    if s < 1 {
+        "Less than a second".into()
+    } else if s == 1 {
+        "1 second".into()
+    } else if s < 60 {
+        format!("{s} seconds")
+    } else if m == 1 {
+        "About a minute".into()
+    } else if m < 60 {
+        format!("{m} minutes")
+    } else if h == 1 {
+        "About an hour".into()
+    } else if h < 48 {
+        format!("{h} hours")
+    } else if h < 24 * 7 * 2 {
+        format!("{} days", h / 24)
+    } else if h < 24 * 30 * 2 {
+        format!("{} weeks", h / 24 / 7)
+    } else if h < 24 * 365 * 2 {
+        format!("{} months", h / 24 / 30)
+    } else {
+        format!("{} years", h / 24 / 365)
+    }
+}
+
+async fn inspect(State(st): State<AppState>, Path(id): Path<String>) -> ApiResult<Json<Value>> {
+    let c = st.containers.get(&id)?;
+    let r = c.record();
+    let cmd = r.command();
+    let running = r.state.status == Status::Running;
+    Ok(Json(json!({
+        "Id": r.id,
+        "Created": r.created,
+        "Path": cmd.first().cloned().unwrap_or_default(),
+        "Args": cmd.get(1..).map(|a| a.to_vec()).unwrap_or_default(),
+        "State": {
+            "Status": r.state.status.as_str(),
+            "Running": running,
+            "Paused": false,
+            "Restarting": false,
+            "OOMKilled": false,
+            "Dead": false,
+            "Pid": r.state.pid,
+            "ExitCode": r.state.exit_code,
+            "Error": r.state.error,
+            "StartedAt": r.state.started_at,
+            "FinishedAt": r.state.finished_at,
+        },
+        "Image": r.image_id,
+        "ResolvConfPath": r.resolv_conf_path,
+        "HostnamePath": r.hostname_path,
+        "HostsPath": r.hosts_path,
+        "LogPath": r.log_path,
+        "Name": format!("/{}", r.name),
+        "RestartCount": 0,
+        "Driver": "overlay2",
+        "Platform": "linux",
+        "MountLabel": "",
+        "ProcessLabel": "",
+        "AppArmorProfile": "",
+        "ExecIDs": null,
+        "HostConfig": r.host_config,
+        "GraphDriver": {
+            "Data": {
+                "LowerDir": r.layer.lower.join(":"),
+                "MergedDir": r.layer.merged,
+                "UpperDir": r.layer.upper,
+                "WorkDir": r.layer.work,
+            },
+            "Name": "overlay2",
+        },
+        "Mounts": [],
+        "Config": r.config,
+        "NetworkSettings": {
+            "Bridge": "",
+            "SandboxID": "",
+            "HairpinMode": false,
+            "Ports": {},
+            "SandboxKey": "",
+            "Gateway": "",
+            "IPAddress": "",
+            "IPPrefixLen": 0,
+            "MacAddress": "",
+            "Networks": {},
+        },
+    })))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn frames_carry_stream_and_big_endian_length() {
+        assert_eq!(frame(StreamKind::Stderr, b"hi"), vec![2, 0, 0, 0, 0, 0, 0, 2, b'h', b'i']);
+        assert_eq!(frame(StreamKind::Stdout, b"")[0], 1);
+    }
+
+    #[test]
+    fn commands_are_shown_as_docker_ps_shows_them() {
+        let a = |v: &[&str]| v.iter().map(|s| s.to_string()).collect::<Vec<_>>();
+        assert_eq!(shell_join(&a(&["nginx", "-g", "daemon off;"])), "nginx -g 'daemon off;'");
+        assert_eq!(shell_join(&a(&["/bin/sh"])), "/bin/sh");
+    }
+
+    #[test]
+    fn durations_read_as_docker_ps_prints_them() {
+        assert_eq!(human_duration(0), "Less than a second");
+        assert_eq!(human_duration(5), "5 seconds");
+        assert_eq!(human_duration(61), "About a minute");
+        assert_eq!(human_duration(600), "10 minutes");
+        assert_eq!(human_duration(3600), "About an hour");
+        assert_eq!(human_duration(5 * 3600), "5 hours");
+    }
+}

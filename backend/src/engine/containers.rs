@@ -1,0 +1,952 @@
+//! Containers: create, start, stop, remove; their logs, output and stdin.
+//!
+//! Each container has a directory under `<data-root>/containers/<id>` with
+//! its record (`container.json`) and its json-file log, and its own
+//! read-write layer under `<data-root>/overlay2/<id>/{diff,work,merged}`.
+//! Starting one mounts the overlay (berthd's mount namespace, so MergedDir
+//! is visible on the host as with Docker), writes the spec and starts
+//! `berthd __berth-init`, which becomes the container.
+
+use std::collections::BTreeMap;
+use std::fs;
+use std::io::{BufRead, Write};
+use std::os::fd::{AsFd, OwnedFd};
+use std::path::{Path, PathBuf};
+use std::process::Stdio;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use berth_shared::{Event, RwLayer, Status};
+use serde::{Deserialize, Serialize};
+use serde_json::{json, Value};
+use tokio::io::AsyncReadExt;
+use tokio::sync::{broadcast, watch};
+
+use crate::error::{ApiError, ErrorKind};
+use crate::events::EventBus;
+use crate::image::store::{hex_of, ImageRecord, ImageStore};
+use crate::runtime::spec::{Bind, InitSpec, NetNs, DEFAULT_CAPS, MASKED_PATHS, READONLY_PATHS};
+
+/// Which stream a chunk of output came from.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum StreamKind {
+    Stdout,
+    Stderr,
+}
+
+#[derive(Clone, Debug)]
+pub enum Output {
+    Data(StreamKind, Vec<u8>),
+    /// The process ended and all its output was sent.
+    End,
+}
+
+/// The container's runtime state, as `docker inspect` shows State.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub struct RunState {
+    pub status: Status,
+    pub pid: i32,
+    pub exit_code: i32,
+    pub error: String,
+    pub started_at: String,
+    pub finished_at: String,
+}
+
+/// What is kept on disk for each container.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub struct Record {
+    pub id: String,
+    pub name: String,
+    pub created: String,
+    /// The image as the user named it.
+    pub image: String,
+    pub image_id: String,
+    /// Docker's `Config`, with the image's defaults filled in.
+    pub config: Value,
+    /// Docker's `HostConfig`, as the client sent it.
+    pub host_config: Value,
+    pub state: RunState,
+    pub layer: RwLayer,
+    pub log_path: PathBuf,
+    pub hostname_path: PathBuf,
+    pub hosts_path: PathBuf,
+    pub resolv_conf_path: PathBuf,
+}
+
+impl Record {
+    pub fn tty(&self) -> bool {
+        self.config["Tty"].as_bool().unwrap_or(false)
+    }
+    pub fn open_stdin(&self) -> bool {
+        self.config["OpenStdin"].as_bool().unwrap_or(false)
+    }
+    pub fn stdin_once(&self) -> bool {
+        self.config["StdinOnce"].as_bool().unwrap_or(false)
+    }
+    pub fn auto_remove(&self) -> bool {
+        self.host_config["AutoRemove"].as_bool().unwrap_or(false)
+    }
+    fn strings(v: &Value) -> Vec<String> {
+        v.as_array().map(|a| a.iter().filter_map(|s| s.as_str().map(String::from)).collect()).unwrap_or_default()
+    }
+    /// Entrypoint followed by Cmd: what PID 1 runs.
+    pub fn command(&self) -> Vec<String> {
+        let mut c = Self::strings(&self.config["Entrypoint"]);
+        c.extend(Self::strings(&self.config["Cmd"]));
+        c
+    }
+    pub fn env(&self) -> Vec<String> {
+        Self::strings(&self.config["Env"])
+    }
+    pub fn stop_signal(&self) -> String {
+        self.config["StopSignal"].as_str().filter(|s| !s.is_empty()).unwrap_or("SIGTERM").to_string()
+    }
+    pub fn stop_timeout(&self) -> Option<u64> {
+        self.config["StopTimeout"].as_u64()
+    }
+}
+
+/// A live container: its record plus the channels its I/O goes through.
+#[derive(Debug)]
+pub struct Container {
+    pub id: String,
+    record: Mutex<Record>,
+    /// Output of the current run, for attached clients.
+    pub output: broadcast::Sender<Output>,
+    /// Where attached clients' input goes (while running with open stdin).
+    stdin: Mutex<Option<StdinSink>>,
+    /// The PTY master, for resizes.
+    pty: Mutex<Option<Arc<OwnedFd>>>,
+    /// Bumped on every exit: waiters for "next-exit" watch it.
+    exits: watch::Sender<u64>,
+    /// Set when removed: waiters for "removed" watch it.
+    removed: watch::Sender<bool>,
+}
+
+#[derive(Debug)]
+enum StdinSink {
+    Pipe(tokio::process::ChildStdin),
+    Pty(Arc<OwnedFd>),
+}
+
+impl Container {
+    pub fn record(&self) -> Record {
+        self.record.lock().unwrap_or_else(|p| p.into_inner()).clone()
+    }
+    fn update(&self, f: impl FnOnce(&mut Record)) -> Record {
+        let mut r = self.record.lock().unwrap_or_else(|p| p.into_inner());
+        f(&mut r);
+        r.clone()
+    }
+    pub fn exits(&self) -> watch::Receiver<u64> {
+        self.exits.subscribe()
+    }
+    pub fn removed(&self) -> watch::Receiver<bool> {
+        self.removed.subscribe()
+    }
+
+    /// Writes attached input to the container's stdin.
+    pub async fn write_stdin(&self, data: &[u8]) -> std::io::Result<()> {
+        use tokio::io::AsyncWriteExt;
+        let sink = self.stdin.lock().unwrap_or_else(|p| p.into_inner()).take();
+        let Some(mut sink) = sink else { return Ok(()) };
+        let r = match &mut sink {
+            StdinSink::Pipe(p) => p.write_all(data).await,
+            StdinSink::Pty(fd) => {
+                let fd = fd.clone();
+                let data = data.to_vec();
+                tokio::task::spawn_blocking(move || {
+                    let mut f = fs::File::from(fd.try_clone()?);
+                    f.write_all(&data)
+                })
+                .await
+                .unwrap_or_else(|e| Err(std::io::Error::other(e)))
+            }
+        };
+        *self.stdin.lock().unwrap_or_else(|p| p.into_inner()) = Some(sink);
+        r
+    }
+
+    /// Closes stdin (the attached client's input ended and StdinOnce is set).
+    pub fn close_stdin(&self) {
+        let mut s = self.stdin.lock().unwrap_or_else(|p| p.into_inner());
+        if matches!(*s, Some(StdinSink::Pipe(_))) {
+            *s = None;
+        }
+    }
+
+    pub fn resize(&self, rows: u16, cols: u16) -> std::io::Result<()> {
+        match self.pty.lock().unwrap_or_else(|p| p.into_inner()).as_ref() {
+            Some(fd) => crate::sys::set_winsize(fd.as_fd(), rows, cols),
+            None => Ok(()),
+        }
+    }
+}
+
+/// All containers of this daemon.
+#[derive(Debug)]
+pub struct Containers {
+    data_root: PathBuf,
+    exec_root: PathBuf,
+    images: Arc<ImageStore>,
+    bus: Arc<EventBus>,
+    map: Mutex<BTreeMap<String, Arc<Container>>>,
+}
+
+pub fn now_rfc3339() -> String {
+    let now = SystemTime::now().duration_since(UNIX_EPOCH).unwrap_or_default();
+    crate::api::system::format_rfc3339(now.as_secs() as i64, now.subsec_nanos())
+}
+
+pub const ZERO_TIME: &str = "0001-01-01T00:00:00Z";
+
+fn new_id() -> String {
+    format!("{:032x}{:032x}", crate::daemon::random_u128(), crate::daemon::random_u128())
+}
+
+/// A random name in Docker's adjective_surname form.
+fn random_name() -> String {
+    const ADJ: &[&str] = &[
+        "brave", "calm", "clever", "eager", "gifted", "happy", "jolly", "keen", "lucid", "merry",
+        "nifty", "quirky", "serene", "sharp", "tender", "vibrant", "wizardly", "zealous", "bold", "cool",
+    ];
+    const NAMES: &[&str] = &[
+        "curie", "hopper", "lovelace", "turing", "noether", "ritchie", "thompson", "torvalds", "liskov",
+        "knuth", "dijkstra", "hamilton", "shannon", "babbage", "goldberg", "kare", "perlman", "wozniak",
+        "engelbart", "allen",
+    ];
+    let r = crate::daemon::random_u128();
+    format!("{}_{}", ADJ[(r % ADJ.len() as u128) as usize], NAMES[((r >> 32) % NAMES.len() as u128) as usize])
+}
+
+fn internal(e: impl std::fmt::Display) -> ApiError {
+    ApiError::new(ErrorKind::Internal, e.to_string())
+}
+
+impl Containers {
+    /// Loads containers kept on disk. Any that were running when the daemon
+    /// went away are marked exited: their processes died with it.
+    pub fn open(data_root: &Path, exec_root: &Path, images: Arc<ImageStore>, bus: Arc<EventBus>) -> std::io::Result<Self> {
+        let dir = data_root.join("containers");
+        fs::create_dir_all(&dir)?;
+        fs::create_dir_all(exec_root.join("containers"))?;
+        let me = Containers { data_root: data_root.to_path_buf(), exec_root: exec_root.to_path_buf(), images, bus, map: Mutex::new(BTreeMap::new()) };
+        for e in fs::read_dir(&dir)?.flatten() {
+            let path = e.path().join("container.json");
+            let Ok(bytes) = fs::read(&path) else { continue };
+            let Ok(mut rec) = serde_json::from_slice::<Record>(&bytes) else {
+                tracing::warn!(path = %path.display(), "skipping an unreadable container record");
+                continue;
+            };
+            if rec.state.status == Status::Running || rec.state.status == Status::Removing {
+                let _ = nix::mount::umount2(Path::new(&rec.layer.merged), nix::mount::MntFlags::MNT_DETACH);
+                rec.state.status = Status::Exited;
+                rec.state.pid = 0;
+                rec.state.exit_code = 255;
+                rec.state.finished_at = now_rfc3339();
+            }
+            let c = me.wrap(rec);
+            me.save(&c.record())?;
+            me.announce(&c.record());
+            me.map.lock().unwrap_or_else(|p| p.into_inner()).insert(c.id.clone(), c);
+        }
+        Ok(me)
+    }
+
+    fn wrap(&self, rec: Record) -> Arc<Container> {
+        let (output, _) = broadcast::channel(1024);
+        Arc::new(Container {
+            id: rec.id.clone(),
+            record: Mutex::new(rec),
+            output,
+            stdin: Mutex::new(None),
+            pty: Mutex::new(None),
+            exits: watch::channel(0).0,
+            removed: watch::channel(false).0,
+        })
+    }
+
+    /// Replays a loaded container into the event stream.
+    fn announce(&self, r: &Record) {
+        self.bus.emit(Event::ContainerCreated {
+            id: r.id.clone(),
+            name: r.name.clone(),
+            image: r.image.clone(),
+            image_id: r.image_id.clone(),
+            command: r.command(),
+            layer: r.layer.clone(),
+        });
+        if r.state.status == Status::Exited {
+            self.bus.emit(Event::ContainerExited { id: r.id.clone(), exit_code: r.state.exit_code });
+        }
+    }
+
+    fn dir(&self, id: &str) -> PathBuf {
+        self.data_root.join("containers").join(id)
+    }
+
+    fn save(&self, r: &Record) -> std::io::Result<()> {
+        let path = self.dir(&r.id).join("container.json");
+        let tmp = path.with_extension("json.tmp");
+        fs::write(&tmp, serde_json::to_vec_pretty(r).map_err(std::io::Error::other)?)?;
+        fs::rename(tmp, path)
+    }
+
+    pub fn list(&self) -> Vec<Arc<Container>> {
+        self.map.lock().unwrap_or_else(|p| p.into_inner()).values().cloned().collect()
+    }
+
+    /// Finds a container by full ID, unique ID prefix or name.
+    pub fn get(&self, key: &str) -> Result<Arc<Container>, ApiError> {
+        let map = self.map.lock().unwrap_or_else(|p| p.into_inner());
+        if let Some(c) = map.get(key) {
+            return Ok(c.clone());
+        }
+        let name = key.trim_start_matches('/');
+        if let Some(c) = map.values().find(|c| c.record().name == name) {
+            return Ok(c.clone());
+        }
+        if !key.is_empty() {
+            let hits: Vec<_> = map.values().filter(|c| c.id.starts_with(key)).collect();
+            if hits.len() == 1 {
+                return Ok(hits[0].clone());
+            }
+            if hits.len() > 1 {
+                return Err(ApiError::bad_request(format!("Multiple IDs found with provided prefix: {key}")));
+            }
+        }
+        Err(ApiError::not_found(format!("No such container: {key}")))
+    }
+
+    /// IDs of containers created from an image.
+    pub fn using_image(&self, image_id: &str) -> Vec<(String, bool)> {
+        self.list()
+            .iter()
+            .map(|c| c.record())
+            .filter(|r| r.image_id == image_id)
+            .map(|r| (r.id, r.state.status == Status::Running))
+            .collect()
+    }
+
+    /// `POST /containers/create`.
+    pub fn create(&self, name: Option<&str>, body: &Value, image: &ImageRecord, image_name: &str) -> Result<Arc<Container>, ApiError> {
+        let name = match name.filter(|n| !n.is_empty()) {
+            Some(n) => {
+                let n = n.trim_start_matches('/');
+                let valid = n.chars().next().is_some_and(|c| c.is_ascii_alphanumeric())
+                    && n.chars().all(|c| c.is_ascii_alphanumeric() || "_.-".contains(c));
+                if !valid {
+                    return Err(ApiError::bad_request(format!("Invalid container name ({n}), only [a-zA-Z0-9][a-zA-Z0-9_.-] are allowed")));
+                }
+                n.to_string()
+            }
+            None => loop {
+                let n = random_name();
+                if self.get(&n).is_err() {
+                    break n;
+                }
+            },
+        };
+        if let Ok(other) = self.get(&name) {
+            if other.record().name == name {
+                return Err(ApiError::new(
+                    ErrorKind::Conflict,
+                    format!("Conflict. The container name \"/{name}\" is already in use by container \"{}\". You have to remove (or rename) that container to be able to reuse that name.", other.id),
+                ));
+            }
+        }
+        let id = new_id();
+        let image_config = self.images.config(&image.id).unwrap_or(Value::Null);
+        let config = merge_config(body, &image_config["config"], &id, image_name);
+        if Record::strings(&config["Entrypoint"]).is_empty() && Record::strings(&config["Cmd"]).is_empty() {
+            return Err(ApiError::bad_request("No command specified"));
+        }
+        let dir = self.dir(&id);
+        let layer_dir = self.data_root.join("overlay2").join(&id);
+        let mk = |p: &Path| fs::create_dir_all(p).map_err(internal);
+        mk(&dir)?;
+        let layer = RwLayer {
+            lower: image.layers.iter().rev().map(|l| self.images.layer_diff(&l.chain_id).display().to_string()).collect(),
+            upper: layer_dir.join("diff").display().to_string(),
+            work: layer_dir.join("work").display().to_string(),
+            merged: layer_dir.join("merged").display().to_string(),
+        };
+        for p in [&layer.upper, &layer.work, &layer.merged] {
+            mk(Path::new(p))?;
+        }
+        let mut host_config = body["HostConfig"].clone();
+        if !host_config.is_object() {
+            host_config = json!({});
+        }
+        if host_config["NetworkMode"].as_str().unwrap_or("").is_empty() {
+            host_config["NetworkMode"] = json!("default");
+        }
+        let rec = Record {
+            id: id.clone(),
+            name: name.clone(),
+            created: now_rfc3339(),
+            image: image_name.to_string(),
+            image_id: image.id.clone(),
+            config,
+            host_config,
+            state: RunState { status: Status::Created, pid: 0, exit_code: 0, error: String::new(), started_at: ZERO_TIME.into(), finished_at: ZERO_TIME.into() },
+            layer,
+            log_path: dir.join(format!("{id}-json.log")),
+            hostname_path: dir.join("hostname"),
+            hosts_path: dir.join("hosts"),
+            resolv_conf_path: dir.join("resolv.conf"),
+        };
+        self.save(&rec).map_err(internal)?;
+        let c = self.wrap(rec.clone());
+        self.map.lock().unwrap_or_else(|p| p.into_inner()).insert(id.clone(), c.clone());
+        self.announce(&rec);
+        Ok(c)
+    }
+
+    /// Writes /etc/hostname, /etc/hosts and /etc/resolv.conf for the container.
+    fn write_etc(&self, r: &Record) -> std::io::Result<Vec<Bind>> {
+        let hostname = r.config["Hostname"].as_str().unwrap_or("").to_string();
+        fs::write(&r.hostname_path, format!("{hostname}\n"))?;
+        fs::write(
+            &r.hosts_path,
+            format!("127.0.0.1\tlocalhost\n::1\tlocalhost ip6-localhost ip6-loopback\nfe00::0\tip6-localnet\nff00::0\tip6-mcastprefix\nff02::1\tip6-allnodes\nff02::2\tip6-allrouters\n"),
+        )?;
+        // As Docker does without a user-defined network: the host's
+        // resolv.conf, minus loopback nameservers the container cannot reach.
+        let host = fs::read_to_string("/etc/resolv.conf").unwrap_or_default();
+        let kept: Vec<&str> = host
+            .lines()
+            .filter(|l| !(l.starts_with("nameserver") && (l.contains("127.") || l.contains("::1"))))
+            .collect();
+        let mut text = kept.join("\n");
+        if !text.lines().any(|l| l.starts_with("nameserver")) {
+            text.push_str("\nnameserver 8.8.8.8\nnameserver 8.8.4.4");
+        }
+        fs::write(&r.resolv_conf_path, format!("{}\n", text.trim()))?;
+        Ok(vec![
+            Bind { source: r.resolv_conf_path.clone(), destination: "/etc/resolv.conf".into(), readonly: false },
+            Bind { source: r.hostname_path.clone(), destination: "/etc/hostname".into(), readonly: false },
+            Bind { source: r.hosts_path.clone(), destination: "/etc/hosts".into(), readonly: false },
+        ])
+    }
+
+    /// `POST /containers/{id}/start`.
+    pub async fn start(self: &Arc<Self>, c: &Arc<Container>) -> Result<(), ApiError> {
+        let rec = c.record();
+        if rec.state.status == Status::Running {
+            return Ok(()); // Docker answers 304 Not Modified; the CLI treats it as success
+        }
+        if !rec.state.status.can_start() {
+            return Err(ApiError::new(ErrorKind::Conflict, format!("cannot start container {} in state {}", rec.id, rec.state.status.as_str())));
+        }
+        let opts = rec.layer.mount_options();
+        nix::mount::mount(Some("overlay"), Path::new(&rec.layer.merged), Some("overlay"), nix::mount::MsFlags::empty(), Some(opts.as_str()))
+            .map_err(|e| internal(format!("mounting the container's overlay at {}: {e}", rec.layer.merged)))?;
+        self.bus.emit(Event::OverlayMounted { id: rec.id.clone(), merged: rec.layer.merged.clone(), options: opts });
+        match self.spawn(c, &rec).await {
+            Ok(()) => Ok(()),
+            Err(e) => {
+                self.unmount(&rec);
+                let msg = e.message.clone();
+                let r = c.update(|r| {
+                    r.state.status = Status::Exited;
+                    r.state.exit_code = 127;
+                    r.state.error = msg.clone();
+                    r.state.finished_at = now_rfc3339();
+                });
+                let _ = self.save(&r);
+                self.bus.emit(Event::ContainerExited { id: r.id.clone(), exit_code: 127 });
+                c.exits.send_modify(|n| *n += 1);
+                let _ = c.output.send(Output::End);
+                if r.auto_remove() {
+                    let _ = self.remove(c, true).await;
+                }
+                Err(e)
+            }
+        }
+    }
+
+    fn unmount(&self, rec: &Record) {
+        let merged = Path::new(&rec.layer.merged);
+        if nix::mount::umount2(merged, nix::mount::MntFlags::empty()).is_err() {
+            let _ = nix::mount::umount2(merged, nix::mount::MntFlags::MNT_DETACH);
+        }
+        self.bus.emit(Event::OverlayUnmounted { id: rec.id.clone(), merged: rec.layer.merged.clone() });
+    }
+
+    async fn spawn(self: &Arc<Self>, c: &Arc<Container>, rec: &Record) -> Result<(), ApiError> {
+        let binds = self.write_etc(rec).map_err(internal)?;
+        let args = rec.command();
+        let net = match rec.host_config["NetworkMode"].as_str().unwrap_or("default") {
+            "host" => NetNs::Host,
+            _ => NetNs::New,
+        };
+        let spec = InitSpec {
+            rootfs: PathBuf::from(&rec.layer.merged),
+            args: args.clone(),
+            env: {
+                // HOSTNAME is the process's, not part of Config.Env (as Docker).
+                let mut env = rec.env();
+                env.push(format!("HOSTNAME={}", rec.config["Hostname"].as_str().unwrap_or("")));
+                env
+            },
+            cwd: rec.config["WorkingDir"].as_str().unwrap_or("").to_string(),
+            hostname: rec.config["Hostname"].as_str().unwrap_or("").to_string(),
+            user: rec.config["User"].as_str().unwrap_or("").to_string(),
+            tty: rec.tty(),
+            net: net.clone(),
+            binds,
+            masked_paths: MASKED_PATHS.iter().map(|s| s.to_string()).collect(),
+            readonly_paths: READONLY_PATHS.iter().map(|s| s.to_string()).collect(),
+            capabilities: DEFAULT_CAPS.iter().map(|s| s.to_string()).collect(),
+        };
+        let run_dir = self.exec_root.join("containers").join(&rec.id);
+        fs::create_dir_all(&run_dir).map_err(internal)?;
+        let spec_path = run_dir.join("init.json");
+        fs::write(&spec_path, serde_json::to_vec(&spec).map_err(internal)?).map_err(internal)?;
+
+        let exe = std::env::current_exe().map_err(internal)?;
+        let mut cmd = std::process::Command::new(exe);
+        cmd.arg("__berth-init").arg(&spec_path).env_clear();
+        // Close-on-exec, both ends: only the dup'd descriptor 3 reaches the helper.
+        let (sync_r, sync_w) = nix::unistd::pipe2(nix::fcntl::OFlag::O_CLOEXEC).map_err(internal)?;
+        crate::sys::pass_fd_as_3(&mut cmd, std::os::fd::AsRawFd::as_raw_fd(&sync_w));
+        let mut pty_master = None;
+        let mut pipes = false;
+        if rec.tty() {
+            let pty = nix::pty::openpty(None, None).map_err(internal)?;
+            let slave = pty.slave;
+            cmd.stdin(Stdio::from(slave.try_clone().map_err(internal)?));
+            cmd.stdout(Stdio::from(slave.try_clone().map_err(internal)?));
+            cmd.stderr(Stdio::from(slave));
+            pty_master = Some(Arc::new(pty.master));
+        } else {
+            cmd.stdin(if rec.open_stdin() { Stdio::piped() } else { Stdio::null() });
+            cmd.stdout(Stdio::piped());
+            cmd.stderr(Stdio::piped());
+            pipes = true;
+        }
+        let mut child = tokio::process::Command::from(cmd).spawn().map_err(internal)?;
+        drop(sync_w); // berthd's copy: EOF then means the helper exec'd or died
+        let shim_pid = child.id().unwrap_or(0) as i32;
+
+        // Read the helper's report: "pid N", then either EOF (exec'd) or "error …".
+        let report = tokio::task::spawn_blocking(move || {
+            let mut pid = 0;
+            let mut error = None;
+            for line in std::io::BufReader::new(fs::File::from(sync_r)).lines() {
+                let Ok(line) = line else { break };
+                if let Some(p) = line.strip_prefix("pid ") {
+                    pid = p.trim().parse().unwrap_or(0);
+                } else if let Some(e) = line.strip_prefix("error ") {
+                    error = Some(e.to_string());
+                }
+            }
+            (pid, error)
+        })
+        .await
+        .map_err(internal)?;
+        if let (_, Some(err)) = &report {
+            let _ = child.wait().await;
+            let kind = if err.contains("executable file not found") || err.contains("no such file") { ErrorKind::BadRequest } else { ErrorKind::Internal };
+            return Err(ApiError::new(kind, format!("failed to create task for container: unable to start container process: {err}: unknown")));
+        }
+        let pid = report.0;
+        let rec = c.update(|r| {
+            r.state.status = Status::Running;
+            r.state.pid = pid;
+            r.state.exit_code = 0;
+            r.state.error.clear();
+            r.state.started_at = now_rfc3339();
+            r.state.finished_at = ZERO_TIME.into();
+        });
+        self.save(&rec).map_err(internal)?;
+        let mut kinds = vec!["mnt", "uts", "ipc", "pid"];
+        if net == NetNs::New {
+            kinds.push("net");
+        }
+        self.bus.emit(Event::NamespacesCreated { id: rec.id.clone(), pid, kinds: kinds.into_iter().map(String::from).collect() });
+        self.bus.emit(Event::ContainerStarted { id: rec.id.clone(), pid });
+        tracing::info!(id = %&rec.id[..12], pid, shim = shim_pid, "container started");
+
+        // Output: to the json log and to attached clients.
+        let log = Arc::new(Mutex::new(JsonLog::open(&rec.log_path).map_err(internal)?));
+        let mut readers = Vec::new();
+        if pipes {
+            if let Some(stdin) = child.stdin.take() {
+                *c.stdin.lock().unwrap_or_else(|p| p.into_inner()) = Some(StdinSink::Pipe(stdin));
+            }
+            if let Some(out) = child.stdout.take() {
+                readers.push(tokio::spawn(pump(out, StreamKind::Stdout, c.clone(), log.clone())));
+            }
+            if let Some(err) = child.stderr.take() {
+                readers.push(tokio::spawn(pump(err, StreamKind::Stderr, c.clone(), log.clone())));
+            }
+        } else if let Some(master) = pty_master {
+            *c.pty.lock().unwrap_or_else(|p| p.into_inner()) = Some(master.clone());
+            *c.stdin.lock().unwrap_or_else(|p| p.into_inner()) = Some(StdinSink::Pty(master.clone()));
+            let c2 = c.clone();
+            let log2 = log.clone();
+            readers.push(tokio::task::spawn_blocking(move || pump_pty(master, c2, log2)));
+        }
+
+        let me = self.clone();
+        let c = c.clone();
+        tokio::spawn(async move {
+            let status = child.wait().await;
+            let code = status.ok().and_then(|s| s.code()).unwrap_or(137);
+            for r in readers {
+                let _ = r.await;
+            }
+            if let Ok(mut l) = log.lock() {
+                l.flush_partial();
+            }
+            me.exited(&c, code).await;
+        });
+        Ok(())
+    }
+
+    async fn exited(self: &Arc<Self>, c: &Arc<Container>, code: i32) {
+        *c.stdin.lock().unwrap_or_else(|p| p.into_inner()) = None;
+        *c.pty.lock().unwrap_or_else(|p| p.into_inner()) = None;
+        let rec = c.update(|r| {
+            r.state.status = Status::Exited;
+            r.state.pid = 0;
+            r.state.exit_code = code;
+            r.state.finished_at = now_rfc3339();
+        });
+        let _ = self.save(&rec);
+        let _ = fs::remove_dir_all(self.exec_root.join("containers").join(&rec.id));
+        self.unmount(&rec);
+        self.bus.emit(Event::ContainerExited { id: rec.id.clone(), exit_code: code });
+        tracing::info!(id = %&rec.id[..12], code, "container exited");
+        let _ = c.output.send(Output::End);
+        c.exits.send_modify(|n| *n += 1);
+        if rec.auto_remove() {
+            if let Err(e) = self.remove(c, true).await {
+                tracing::warn!(error = %e, "auto-remove failed");
+            }
+        }
+    }
+
+    /// Sends a signal to the container's PID 1.
+    pub fn kill(&self, c: &Container, signal: &str) -> Result<(), ApiError> {
+        let rec = c.record();
+        if rec.state.status != Status::Running || rec.state.pid <= 0 {
+            return Err(ApiError::new(ErrorKind::Conflict, format!("Cannot kill container: {}: Container {} is not running", rec.id, rec.id)));
+        }
+        let sig = parse_signal(signal).ok_or_else(|| ApiError::bad_request(format!("Invalid signal: {signal}")))?;
+        nix::sys::signal::kill(nix::unistd::Pid::from_raw(rec.state.pid), sig).map_err(internal)
+    }
+
+    /// `docker stop`: the stop signal, then SIGKILL after the timeout.
+    pub async fn stop(&self, c: &Container, timeout: Option<u64>) -> Result<bool, ApiError> {
+        let rec = c.record();
+        if rec.state.status != Status::Running {
+            return Ok(false);
+        }
+        let mut exits = c.exits();
+        let before = *exits.borrow_and_update();
+        let secs = timeout.or(rec.stop_timeout()).unwrap_or(10);
+        let _ = self.kill(c, &rec.stop_signal());
+        let stopped = tokio::time::timeout(Duration::from_secs(secs), exits.wait_for(|n| *n != before)).await.map(|r| r.is_ok());
+        if stopped.is_err() {
+            let _ = self.kill(c, "SIGKILL");
+            let _ = tokio::time::timeout(Duration::from_secs(10), exits.wait_for(|n| *n != before)).await;
+        }
+        Ok(true)
+    }
+
+    /// `docker rm`: refuses a running container unless forced.
+    pub async fn remove(&self, c: &Arc<Container>, force: bool) -> Result<(), ApiError> {
+        let rec = c.record();
+        if !rec.state.status.can_remove(force) {
+            if rec.state.status == Status::Removing {
+                return Ok(());
+            }
+            return Err(ApiError::new(
+                ErrorKind::Conflict,
+                format!("You cannot remove a running container {}. Stop the container before attempting removal or force remove", rec.id),
+            ));
+        }
+        if rec.state.status == Status::Running {
+            let mut exits = c.exits();
+            let before = *exits.borrow_and_update();
+            let _ = self.kill(c, "SIGKILL");
+            let _ = tokio::time::timeout(Duration::from_secs(10), exits.wait_for(|n| *n != before)).await;
+            if c.record().auto_remove() {
+                // The exit handler removes it.
+                let mut removed = c.removed();
+                let _ = tokio::time::timeout(Duration::from_secs(10), removed.wait_for(|r| *r)).await;
+                return Ok(());
+            }
+        }
+        let rec = c.update(|r| r.state.status = Status::Removing);
+        self.map.lock().unwrap_or_else(|p| p.into_inner()).remove(&rec.id);
+        let _ = nix::mount::umount2(Path::new(&rec.layer.merged), nix::mount::MntFlags::MNT_DETACH);
+        let layer_dir = self.data_root.join("overlay2").join(&rec.id);
+        for d in [self.dir(&rec.id), layer_dir, self.exec_root.join("containers").join(&rec.id)] {
+            if let Err(e) = fs::remove_dir_all(&d) {
+                if e.kind() != std::io::ErrorKind::NotFound {
+                    tracing::warn!(dir = %d.display(), error = %e, "removing container files");
+                }
+            }
+        }
+        self.bus.emit(Event::ContainerRemoved { id: rec.id.clone() });
+        let _ = c.removed.send(true);
+        Ok(())
+    }
+
+    /// Stops every running container (daemon shutdown).
+    pub async fn shutdown(&self) {
+        for c in self.list() {
+            if c.record().state.status == Status::Running {
+                let _ = self.stop(&c, Some(2)).await;
+            }
+        }
+    }
+
+    pub fn image_short(&self, id: &str) -> String {
+        hex_of(id).chars().take(12).collect()
+    }
+}
+
+/// Docker's Config for a new container: the request's values, with the
+/// image's defaults where the request has none.
+pub fn merge_config(body: &Value, image: &Value, id: &str, image_name: &str) -> Value {
+    let mut c = json!({
+        "Hostname": id[..12].to_string(),
+        "Domainname": "",
+        "User": "",
+        "AttachStdin": false,
+        "AttachStdout": false,
+        "AttachStderr": false,
+        "Tty": false,
+        "OpenStdin": false,
+        "StdinOnce": false,
+        "Env": null,
+        "Cmd": null,
+        "Image": image_name,
+        "Volumes": null,
+        "WorkingDir": "",
+        "Entrypoint": null,
+        "OnBuild": null,
+        "Labels": {},
+    });
+    for key in ["Hostname", "Domainname", "User", "AttachStdin", "AttachStdout", "AttachStderr", "Tty", "OpenStdin", "StdinOnce", "WorkingDir", "StopSignal", "StopTimeout", "Labels", "ExposedPorts", "Volumes"] {
+        let v = &body[key];
+        let empty = v.is_null() || v.as_str() == Some("") || (v.is_object() && v.as_object().is_some_and(|o| o.is_empty()));
+        if !empty {
+            c[key] = v.clone();
+        }
+    }
+    // From the image unless the request sets them.
+    let user_entrypoint = !body["Entrypoint"].is_null();
+    c["Entrypoint"] = if user_entrypoint { body["Entrypoint"].clone() } else { image["Entrypoint"].clone() };
+    c["Cmd"] = if !body["Cmd"].is_null() && body["Cmd"].as_array().is_some_and(|a| !a.is_empty()) {
+        body["Cmd"].clone()
+    } else if user_entrypoint {
+        // A new entrypoint drops the image's Cmd, as in Docker.
+        Value::Null
+    } else {
+        image["Cmd"].clone()
+    };
+    if c["Entrypoint"].as_array().is_some_and(|a| a.len() == 1 && a[0] == "") {
+        c["Entrypoint"] = Value::Null;
+    }
+    for key in ["WorkingDir", "User", "StopSignal"] {
+        if c[key].as_str().unwrap_or("").is_empty() {
+            if let Some(v) = image[key].as_str().filter(|v| !v.is_empty()) {
+                c[key] = json!(v);
+            }
+        }
+    }
+    if c["ExposedPorts"].is_null() && image["ExposedPorts"].is_object() {
+        c["ExposedPorts"] = image["ExposedPorts"].clone();
+    } else if let (Some(mine), Some(theirs)) = (c["ExposedPorts"].as_object().cloned(), image["ExposedPorts"].as_object()) {
+        let mut all = theirs.clone();
+        all.extend(mine);
+        c["ExposedPorts"] = Value::Object(all);
+    }
+    if c["Volumes"].is_null() && image["Volumes"].is_object() {
+        c["Volumes"] = image["Volumes"].clone();
+    }
+    if let Some(labels) = image["Labels"].as_object() {
+        let mut all = labels.clone();
+        if let Some(mine) = c["Labels"].as_object() {
+            all.extend(mine.clone());
+        }
+        c["Labels"] = Value::Object(all);
+    }
+    // Env: the image's, overridden per variable by the request's.
+    let mut env: Vec<String> = Record::strings(&image["Env"]);
+    for e in Record::strings(&body["Env"]) {
+        let key = e.split('=').next().unwrap_or("").to_string();
+        env.retain(|x| x.split('=').next() != Some(key.as_str()));
+        env.push(e);
+    }
+    if !env.iter().any(|e| e.starts_with("PATH=")) {
+        env.insert(0, "PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin".into());
+    }
+    if c["Tty"].as_bool() == Some(true) && !env.iter().any(|e| e.starts_with("TERM=")) {
+        env.push("TERM=xterm".into());
+    }
+    c["Env"] = json!(env);
+    c
+}
+
+pub fn parse_signal(s: &str) -> Option<nix::sys::signal::Signal> {
+    use std::str::FromStr;
+    if let Ok(n) = s.parse::<i32>() {
+        return nix::sys::signal::Signal::try_from(n).ok();
+    }
+    let up = s.to_ascii_uppercase();
+    let name = if up.starts_with("SIG") { up } else { format!("SIG{up}") };
+    nix::sys::signal::Signal::from_str(&name).ok()
+}
+
+/// Docker's json-file log: one JSON object per line of output.
+#[derive(Debug)]
+pub struct JsonLog {
+    file: fs::File,
+    partial: BTreeMap<&'static str, Vec<u8>>,
+}
+
+impl JsonLog {
+    pub fn open(path: &Path) -> std::io::Result<Self> {
+        Ok(JsonLog { file: fs::OpenOptions::new().create(true).append(true).open(path)?, partial: BTreeMap::new() })
+    }
+
+    fn name(s: StreamKind) -> &'static str {
+        match s {
+            StreamKind::Stdout => "stdout",
+            StreamKind::Stderr => "stderr",
+        }
+    }
+
+    pub fn write(&mut self, stream: StreamKind, data: &[u8]) {
+        let key = Self::name(stream);
+        let buf = self.partial.entry(key).or_default();
+        buf.extend_from_slice(data);
+        while let Some(i) = buf.iter().position(|b| *b == b'\n') {
+            let line: Vec<u8> = buf.drain(..=i).collect();
+            let entry = json!({"log": String::from_utf8_lossy(&line), "stream": key, "time": now_rfc3339()});
+            let _ = writeln!(self.file, "{entry}");
+        }
+    }
+
+    pub fn flush_partial(&mut self) {
+        let parts: Vec<_> = std::mem::take(&mut self.partial).into_iter().collect();
+        for (key, rest) in parts {
+            if !rest.is_empty() {
+                let entry = json!({"log": String::from_utf8_lossy(&rest), "stream": key, "time": now_rfc3339()});
+                let _ = writeln!(self.file, "{entry}");
+            }
+        }
+    }
+}
+
+/// One parsed log line.
+#[derive(Clone, Debug, Deserialize)]
+pub struct LogLine {
+    pub log: String,
+    pub stream: StreamKind,
+    pub time: String,
+}
+
+pub fn read_log(path: &Path) -> Vec<LogLine> {
+    fs::read_to_string(path)
+        .unwrap_or_default()
+        .lines()
+        .filter_map(|l| serde_json::from_str(l).ok())
+        .collect()
+}
+
+async fn pump<R: tokio::io::AsyncRead + Unpin>(mut r: R, kind: StreamKind, c: Arc<Container>, log: Arc<Mutex<JsonLog>>) {
+    let mut buf = vec![0u8; 32 * 1024];
+    loop {
+        match r.read(&mut buf).await {
+            Ok(0) | Err(_) => break,
+            Ok(n) => {
+                if let Ok(mut l) = log.lock() {
+                    l.write(kind, &buf[..n]);
+                }
+                let _ = c.output.send(Output::Data(kind, buf[..n].to_vec()));
+            }
+        }
+    }
+}
+
+fn pump_pty(master: Arc<OwnedFd>, c: Arc<Container>, log: Arc<Mutex<JsonLog>>) {
+    use std::io::Read;
+    let Ok(fd) = master.try_clone() else { return };
+    let mut f = fs::File::from(fd);
+    let mut buf = vec![0u8; 32 * 1024];
+    loop {
+        match f.read(&mut buf) {
+            // EIO: every slave descriptor is closed (the container exited).
+            Ok(0) | Err(_) => break,
+            Ok(n) => {
+                if let Ok(mut l) = log.lock() {
+                    l.write(StreamKind::Stdout, &buf[..n]);
+                }
+                let _ = c.output.send(Output::Data(StreamKind::Stdout, buf[..n].to_vec()));
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn image_defaults_fill_what_the_request_leaves_out() {
+        let image = json!({"Env": ["PATH=/bin", "A=1"], "Cmd": ["nginx", "-g", "daemon off;"], "ExposedPorts": {"80/tcp": {}}, "StopSignal": "SIGQUIT", "WorkingDir": "/app"});
+        let body = json!({"Env": ["A=2", "B=3"], "Cmd": null, "Image": "nginx:alpine"});
+        let c = merge_config(&body, &image, &"a".repeat(64), "nginx:alpine");
+        assert_eq!(c["Cmd"], json!(["nginx", "-g", "daemon off;"]));
+        assert_eq!(c["Env"], json!(["PATH=/bin", "A=2", "B=3"]));
+        assert_eq!(c["ExposedPorts"], json!({"80/tcp": {}}));
+        assert_eq!(c["StopSignal"], "SIGQUIT");
+        assert_eq!(c["WorkingDir"], "/app");
+        assert_eq!(c["Hostname"], "a".repeat(12));
+    }
+
+    #[test]
+    fn a_new_entrypoint_drops_the_images_cmd_and_a_cmd_replaces_it() {
+        let image = json!({"Entrypoint": ["/entry"], "Cmd": ["default"]});
+        let c = merge_config(&json!({"Entrypoint": ["sh"]}), &image, &"b".repeat(64), "x");
+        assert_eq!((c["Entrypoint"].clone(), c["Cmd"].clone()), (json!(["sh"]), Value::Null));
+        let c = merge_config(&json!({"Cmd": ["echo", "hi"]}), &image, &"b".repeat(64), "x");
+        assert_eq!((c["Entrypoint"].clone(), c["Cmd"].clone()), (json!(["/entry"]), json!(["echo", "hi"])));
+    }
+
+    #[test]
+    fn json_log_writes_one_entry_per_line_and_keeps_streams_apart() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("x-json.log");
+        let mut log = JsonLog::open(&path).unwrap();
+        log.write(StreamKind::Stdout, b"hel");
+        log.write(StreamKind::Stderr, b"oops\n");
+        log.write(StreamKind::Stdout, b"lo\nworld");
+        log.flush_partial();
+        let lines = read_log(&path);
+        let got: Vec<(String, StreamKind)> = lines.iter().map(|l| (l.log.clone(), l.stream)).collect();
+        assert_eq!(got, vec![
+            ("oops\n".to_string(), StreamKind::Stderr),
+            ("hello\n".to_string(), StreamKind::Stdout),
+            ("world".to_string(), StreamKind::Stdout),
+        ]);
+    }
+
+    #[test]
+    fn signals_parse_by_name_with_or_without_sig_and_by_number() {
+        use nix::sys::signal::Signal;
+        assert_eq!(parse_signal("SIGQUIT"), Some(Signal::SIGQUIT));
+        assert_eq!(parse_signal("term"), Some(Signal::SIGTERM));
+        assert_eq!(parse_signal("9"), Some(Signal::SIGKILL));
+        assert_eq!(parse_signal("SIGNOPE"), None);
+    }
+}

@@ -1,0 +1,3 @@
+//! The engine's stateful parts that the API drives.
+
+pub mod containers;

@@ -1,0 +1,374 @@
+//! The container side: `berthd __berth-init SPEC` and `berthd __berth-exec SPEC`.
+//!
+//! berthd starts itself again as a small single-threaded helper (as runc
+//! does with `runc init`). The helper unshares the namespaces, forks — the
+//! child is PID 1 of the new PID namespace — and stays as the child's parent
+//! to report its exit status. The child builds the container's root
+//! (/proc, /dev, /sys, binds), pivots into it, drops privileges and execs the
+//! image's command. Descriptor 3 is a pipe back to berthd: the helper writes
+//! `pid N`; a child that fails before exec writes `error MESSAGE`; a
+//! successful exec closes it (close-on-exec).
+
+use std::ffi::CString;
+use std::fs::File;
+use std::io::{self, Write};
+use std::os::fd::AsFd;
+use std::path::Path;
+
+use nix::mount::{mount, umount2, MntFlags, MsFlags};
+use nix::sched::CloneFlags;
+use nix::sys::stat::{makedev, mknod, Mode, SFlag};
+
+use super::spec::{lookup_path, ExecSpec, InitSpec, NetNs};
+use crate::sys::{self, Forked};
+
+type R<T> = Result<T, String>;
+
+fn ctx<T, E: std::fmt::Display>(r: Result<T, E>, what: impl FnOnce() -> String) -> R<T> {
+    r.map_err(|e| format!("{}: {e}", what()))
+}
+
+/// Descriptor 3, the sync pipe, made close-on-exec.
+fn sync_pipe() -> File {
+    sys::take_sync_fd()
+}
+
+fn exit_code(status: nix::sys::wait::WaitStatus) -> i32 {
+    match status {
+        nix::sys::wait::WaitStatus::Exited(_, c) => c,
+        nix::sys::wait::WaitStatus::Signaled(_, s, _) => 128 + s as i32,
+        _ => 1,
+    }
+}
+
+/// Waits for the child, passing on its status as our own.
+fn supervise(child: i32, mut sync: File) -> ! {
+    let _ = writeln!(sync, "pid {child}");
+    drop(sync);
+    let pid = nix::unistd::Pid::from_raw(child);
+    loop {
+        match nix::sys::wait::waitpid(pid, None) {
+            Ok(s @ (nix::sys::wait::WaitStatus::Exited(..) | nix::sys::wait::WaitStatus::Signaled(..))) => {
+                std::process::exit(exit_code(s))
+            }
+            Ok(_) => continue,
+            Err(nix::errno::Errno::EINTR) => continue,
+            Err(_) => std::process::exit(1),
+        }
+    }
+}
+
+fn fail(mut sync: File, msg: &str) -> ! {
+    let _ = writeln!(sync, "error {}", msg.replace('\n', " "));
+    let _ = writeln!(io::stderr(), "berth: {msg}");
+    std::process::exit(127)
+}
+
+/// `__berth-init`: never returns.
+pub fn init_main(spec_path: &str) -> ! {
+    let sync = sync_pipe();
+    let spec: InitSpec = match std::fs::read(spec_path).map_err(|e| e.to_string()).and_then(|b| serde_json::from_slice(&b).map_err(|e| e.to_string())) {
+        Ok(s) => s,
+        Err(e) => fail(sync, &format!("reading spec {spec_path}: {e}")),
+    };
+    let mut flags = CloneFlags::CLONE_NEWNS | CloneFlags::CLONE_NEWUTS | CloneFlags::CLONE_NEWIPC | CloneFlags::CLONE_NEWPID;
+    match &spec.net {
+        NetNs::New => flags |= CloneFlags::CLONE_NEWNET,
+        NetNs::Join(path) => {
+            let joined = File::open(path).map_err(|e| e.to_string()).and_then(|f| {
+                nix::sched::setns(f.as_fd(), CloneFlags::CLONE_NEWNET).map_err(|e| e.to_string())
+            });
+            if let Err(e) = joined {
+                fail(sync, &format!("joining network namespace {}: {e}", path.display()));
+            }
+        }
+        NetNs::Host => {}
+    }
+    if let Err(e) = nix::sched::unshare(flags) {
+        fail(sync, &format!("creating namespaces: {e}"));
+    }
+    match sys::fork() {
+        Err(e) => fail(sync, &format!("fork: {e}")),
+        Ok(Forked::Parent { child }) => supervise(child, sync),
+        Ok(Forked::Child) => {
+            let _ = nix::sys::prctl::set_pdeathsig(nix::sys::signal::Signal::SIGKILL);
+            let err = match container_setup(&spec) {
+                Ok(()) => exec(&spec.args, &spec.env, Path::new("/")),
+                Err(e) => e,
+            };
+            fail(sync, &err)
+        }
+    }
+}
+
+/// `__berth-exec`: joins a running container's namespaces and runs a process.
+pub fn exec_main(spec_path: &str) -> ! {
+    let sync = sync_pipe();
+    let spec: ExecSpec = match std::fs::read(spec_path).map_err(|e| e.to_string()).and_then(|b| serde_json::from_slice(&b).map_err(|e| e.to_string())) {
+        Ok(s) => s,
+        Err(e) => fail(sync, &format!("reading spec {spec_path}: {e}")),
+    };
+    // Open all first: after joining the mount namespace /proc is the container's.
+    let mut nss = Vec::new();
+    for (kind, flag) in [
+        ("ipc", CloneFlags::CLONE_NEWIPC),
+        ("uts", CloneFlags::CLONE_NEWUTS),
+        ("net", CloneFlags::CLONE_NEWNET),
+        ("pid", CloneFlags::CLONE_NEWPID),
+        ("mnt", CloneFlags::CLONE_NEWNS),
+    ] {
+        match File::open(format!("/proc/{}/ns/{kind}", spec.target_pid)) {
+            Ok(f) => nss.push((kind, f, flag)),
+            Err(e) => fail(sync, &format!("container process {} is gone: {e}", spec.target_pid)),
+        }
+    }
+    for (kind, f, flag) in &nss {
+        if let Err(e) = nix::sched::setns(f.as_fd(), *flag) {
+            fail(sync, &format!("joining {kind} namespace: {e}"));
+        }
+    }
+    drop(nss);
+    match sys::fork() {
+        Err(e) => fail(sync, &format!("fork: {e}")),
+        Ok(Forked::Parent { child }) => supervise(child, sync),
+        Ok(Forked::Child) => {
+            let _ = nix::sys::prctl::set_pdeathsig(nix::sys::signal::Signal::SIGKILL);
+            let r = (|| {
+                session(spec.tty)?;
+                become_user(&spec.user, &spec.capabilities)?;
+                let cwd = if spec.cwd.is_empty() { "/" } else { spec.cwd.as_str() };
+                ctx(nix::unistd::chdir(cwd), || format!("chdir {cwd}"))
+            })();
+            let err = match r {
+                Ok(()) => exec(&spec.args, &spec.env, Path::new("/")),
+                Err(e) => e,
+            };
+            fail(sync, &err)
+        }
+    }
+}
+
+fn mkdirs(p: &Path) -> R<()> {
+    ctx(std::fs::create_dir_all(p), || format!("mkdir {}", p.display()))
+}
+
+fn mnt(src: Option<&str>, target: &Path, fstype: Option<&str>, flags: MsFlags, data: Option<&str>) -> R<()> {
+    ctx(mount(src, target, fstype, flags, data), || format!("mounting {} on {}", fstype.or(src).unwrap_or("?"), target.display()))
+}
+
+/// Builds the container's root and pivots into it.
+fn container_setup(spec: &InitSpec) -> R<()> {
+    mnt(None, Path::new("/"), None, MsFlags::MS_REC | MsFlags::MS_PRIVATE, None)?;
+    if spec.net != NetNs::Host {
+        ctx(sys::link_up("lo"), || "bringing lo up".into())?;
+    }
+    if !spec.hostname.is_empty() {
+        ctx(nix::unistd::sethostname(&spec.hostname), || "sethostname".into())?;
+    }
+    let root = spec.rootfs.as_path();
+    // pivot_root needs the new root to be a mount point of this namespace.
+    mnt(Some(&root.to_string_lossy()), root, None, MsFlags::MS_BIND | MsFlags::MS_REC, None)?;
+
+    let proc_dir = root.join("proc");
+    mkdirs(&proc_dir)?;
+    mnt(Some("proc"), &proc_dir, Some("proc"), MsFlags::MS_NOSUID | MsFlags::MS_NOEXEC | MsFlags::MS_NODEV, None)?;
+
+    let sys_dir = root.join("sys");
+    mkdirs(&sys_dir)?;
+    let ro = MsFlags::MS_NOSUID | MsFlags::MS_NOEXEC | MsFlags::MS_NODEV | MsFlags::MS_RDONLY;
+    if mount(Some("sysfs"), &sys_dir, Some("sysfs"), ro, None::<&str>).is_err() {
+        // Sharing the host's network namespace: sysfs cannot be mounted anew.
+        mnt(Some("/sys"), &sys_dir, None, MsFlags::MS_BIND | MsFlags::MS_REC, None)?;
+        mnt(None, &sys_dir, None, MsFlags::MS_BIND | MsFlags::MS_REMOUNT | MsFlags::MS_RDONLY, None)?;
+    }
+
+    setup_dev(root, spec.tty)?;
+
+    for b in &spec.binds {
+        let dest = root.join(b.destination.trim_start_matches('/'));
+        if b.source.is_dir() {
+            mkdirs(&dest)?;
+        } else {
+            if let Some(p) = dest.parent() {
+                mkdirs(p)?;
+            }
+            if !dest.exists() {
+                ctx(File::create(&dest), || format!("creating {}", dest.display()))?;
+            }
+        }
+        let src = b.source.to_string_lossy();
+        mnt(Some(&src), &dest, None, MsFlags::MS_BIND | MsFlags::MS_REC, None)?;
+        if b.readonly {
+            mnt(None, &dest, None, MsFlags::MS_BIND | MsFlags::MS_REMOUNT | MsFlags::MS_RDONLY, None)?;
+        }
+    }
+
+    ctx(nix::unistd::chdir(root), || format!("chdir {}", root.display()))?;
+    ctx(nix::unistd::pivot_root(".", "."), || "pivot_root".into())?;
+    ctx(umount2(".", MntFlags::MNT_DETACH), || "detaching the old root".into())?;
+    ctx(nix::unistd::chdir("/"), || "chdir /".into())?;
+
+    for p in &spec.masked_paths {
+        let path = Path::new(p);
+        match std::fs::symlink_metadata(path) {
+            Ok(m) if m.is_dir() => mnt(Some("tmpfs"), path, Some("tmpfs"), MsFlags::MS_RDONLY, None)?,
+            Ok(_) => mnt(Some("/dev/null"), path, None, MsFlags::MS_BIND, None)?,
+            Err(_) => {}
+        }
+    }
+    for p in &spec.readonly_paths {
+        let path = Path::new(p);
+        if path.exists() {
+            mnt(Some(p), path, None, MsFlags::MS_BIND | MsFlags::MS_REC, None)?;
+            mnt(None, path, None, MsFlags::MS_BIND | MsFlags::MS_REMOUNT | MsFlags::MS_RDONLY | MsFlags::MS_REC, None)?;
+        }
+    }
+
+    session(spec.tty)?;
+    become_user(&spec.user, &spec.capabilities)?;
+    let cwd = if spec.cwd.is_empty() { "/" } else { spec.cwd.as_str() };
+    // Docker creates a missing WorkingDir.
+    let _ = std::fs::create_dir_all(cwd);
+    ctx(nix::unistd::chdir(cwd), || format!("chdir {cwd}"))
+}
+
+fn setup_dev(root: &Path, tty: bool) -> R<()> {
+    let dev = root.join("dev");
+    mkdirs(&dev)?;
+    mnt(Some("tmpfs"), &dev, Some("tmpfs"), MsFlags::MS_NOSUID | MsFlags::MS_STRICTATIME, Some("mode=755,size=65536k"))?;
+    for (name, major, minor) in [("null", 1, 3), ("zero", 1, 5), ("full", 1, 7), ("random", 1, 8), ("urandom", 1, 9), ("tty", 5, 0)] {
+        let p = dev.join(name);
+        ctx(mknod(&p, SFlag::S_IFCHR, Mode::from_bits_truncate(0o666), makedev(major, minor)), || format!("mknod {}", p.display()))?;
+        // mknod's mode is filtered by the umask.
+        ctx(nix::sys::stat::fchmodat(nix::fcntl::AT_FDCWD, &p, Mode::from_bits_truncate(0o666), nix::sys::stat::FchmodatFlags::FollowSymlink), || "chmod".into())?;
+    }
+    let pts = dev.join("pts");
+    mkdirs(&pts)?;
+    mnt(Some("devpts"), &pts, Some("devpts"), MsFlags::MS_NOSUID | MsFlags::MS_NOEXEC, Some("newinstance,ptmxmode=0666,mode=0620,gid=5"))?;
+    ctx(std::os::unix::fs::symlink("pts/ptmx", dev.join("ptmx")), || "ptmx".into())?;
+    let shm = dev.join("shm");
+    mkdirs(&shm)?;
+    mnt(Some("shm"), &shm, Some("tmpfs"), MsFlags::MS_NOSUID | MsFlags::MS_NOEXEC | MsFlags::MS_NODEV, Some("mode=1777,size=65536k"))?;
+    let mq = dev.join("mqueue");
+    mkdirs(&mq)?;
+    let _ = mount(Some("mqueue"), &mq, Some("mqueue"), MsFlags::MS_NOSUID | MsFlags::MS_NOEXEC | MsFlags::MS_NODEV, None::<&str>);
+    for (link, target) in [("fd", "/proc/self/fd"), ("stdin", "/proc/self/fd/0"), ("stdout", "/proc/self/fd/1"), ("stderr", "/proc/self/fd/2"), ("core", "/proc/kcore")] {
+        ctx(std::os::unix::fs::symlink(target, dev.join(link)), || format!("/dev/{link}"))?;
+    }
+    if tty {
+        // The console is the container's terminal, as Docker sets it up.
+        if let Ok(name) = std::fs::read_link("/proc/self/fd/0") {
+            let console = dev.join("console");
+            ctx(File::create(&console), || "creating /dev/console".into())?;
+            mnt(Some(&name.to_string_lossy()), &console, None, MsFlags::MS_BIND, None)?;
+        }
+    }
+    Ok(())
+}
+
+/// A new session; with a TTY, stdin becomes the controlling terminal.
+fn session(tty: bool) -> R<()> {
+    ctx(nix::unistd::setsid(), || "setsid".into())?;
+    if tty {
+        ctx(sys::set_controlling_tty(0), || "TIOCSCTTY".into())?;
+    }
+    Ok(())
+}
+
+/// Resolves `user[:group]` against the container's /etc/passwd and /etc/group.
+pub fn resolve_user(user: &str, passwd: &str, group: &str) -> R<(u32, u32, Vec<u32>)> {
+    let (u, g) = match user.split_once(':') {
+        Some((u, g)) => (u, Some(g)),
+        None => (user, None),
+    };
+    let entries: Vec<Vec<&str>> = passwd.lines().map(|l| l.split(':').collect()).filter(|f: &Vec<&str>| f.len() >= 4).collect();
+    let (uid, mut gid, name) = if u.is_empty() {
+        (0, 0, "root".to_string())
+    } else if let Ok(n) = u.parse::<u32>() {
+        let e = entries.iter().find(|f| f[2] == u);
+        (n, e.and_then(|f| f[3].parse().ok()).unwrap_or(n), e.map(|f| f[0].to_string()).unwrap_or_default())
+    } else {
+        let e = entries.iter().find(|f| f[0] == u).ok_or_else(|| format!("unable to find user {u}: no matching entries in passwd file"))?;
+        (e[2].parse().unwrap_or(0), e[3].parse().unwrap_or(0), u.to_string())
+    };
+    let groups: Vec<Vec<&str>> = group.lines().map(|l| l.split(':').collect()).filter(|f: &Vec<&str>| f.len() >= 4).collect();
+    if let Some(g) = g {
+        gid = match g.parse::<u32>() {
+            Ok(n) => n,
+            Err(_) => groups.iter().find(|f| f[0] == g).and_then(|f| f[2].parse().ok()).ok_or_else(|| format!("unable to find group {g}: no matching entries in group file"))?,
+        };
+    }
+    let extra = groups
+        .iter()
+        .filter(|f| !name.is_empty() && f[3].split(',').any(|m| m == name))
+        .filter_map(|f| f[2].parse().ok())
+        .collect();
+    Ok((uid, gid, extra))
+}
+
+fn become_user(user: &str, caps_keep: &[String]) -> R<()> {
+    use std::str::FromStr;
+    let passwd = std::fs::read_to_string("/etc/passwd").unwrap_or_default();
+    let group = std::fs::read_to_string("/etc/group").unwrap_or_default();
+    let (uid, gid, extra) = resolve_user(user, &passwd, &group)?;
+    ctx(nix::sys::prctl::set_no_new_privs(), || "no_new_privs".into())?;
+    let keep: caps::CapsHashSet = caps_keep.iter().filter_map(|c| caps::Capability::from_str(c).ok()).collect();
+    for cap in caps::all() {
+        if !keep.contains(&cap) {
+            ctx(caps::drop(None, caps::CapSet::Bounding, cap), || format!("dropping {cap}"))?;
+        }
+    }
+    ctx(caps::set(None, caps::CapSet::Inheritable, &keep), || "inheritable caps".into())?;
+    let gids: Vec<nix::unistd::Gid> = extra.into_iter().map(nix::unistd::Gid::from_raw).collect();
+    ctx(nix::unistd::setgroups(&gids), || "setgroups".into())?;
+    ctx(nix::unistd::setgid(nix::unistd::Gid::from_raw(gid)), || format!("setgid {gid}"))?;
+    ctx(nix::unistd::setuid(nix::unistd::Uid::from_raw(uid)), || format!("setuid {uid}"))?;
+    if uid == 0 {
+        // Effective first: it must stay a subset of permitted at every step.
+        ctx(caps::set(None, caps::CapSet::Effective, &keep), || "effective caps".into())?;
+        ctx(caps::set(None, caps::CapSet::Permitted, &keep), || "permitted caps".into())?;
+    }
+    Ok(())
+}
+
+/// execve with PATH looked up in the container's environment. Returns the
+/// error message only if the exec failed.
+fn exec(args: &[String], env: &[String], root: &Path) -> String {
+    let Some(prog) = args.first() else { return "no command specified".into() };
+    let Some(path) = lookup_path(prog, env, root) else {
+        return format!("exec: \"{prog}\": executable file not found in $PATH");
+    };
+    let cs = |s: &String| CString::new(s.as_bytes()).unwrap_or_default();
+    let argv: Vec<CString> = args.iter().map(cs).collect();
+    let envp: Vec<CString> = env.iter().map(cs).collect();
+    let Ok(cpath) = CString::new(path.as_bytes()) else { return "bad path".into() };
+    match nix::unistd::execve(&cpath, &argv, &envp) {
+        Err(nix::errno::Errno::ENOENT) => format!("exec: \"{prog}\": stat {path}: no such file or directory"),
+        Err(nix::errno::Errno::EACCES) => format!("exec: \"{prog}\": permission denied"),
+        Err(e) => format!("exec {prog}: {e}"),
+        Ok(_) => unreachable_exec(),
+    }
+}
+
+fn unreachable_exec() -> String {
+    "execve returned".into()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const PASSWD: &str = "root:x:0:0:root:/root:/bin/sh\nnginx:x:101:101:nginx:/var/cache/nginx:/sbin/nologin\n";
+    const GROUP: &str = "root:x:0:\nnginx:x:101:nginx\nweb:x:200:nginx\n";
+
+    #[test]
+    fn users_resolve_by_name_or_number_with_their_groups() {
+        assert_eq!(resolve_user("", PASSWD, GROUP).unwrap(), (0, 0, vec![]));
+        assert_eq!(resolve_user("nginx", PASSWD, GROUP).unwrap(), (101, 101, vec![101, 200]));
+        assert_eq!(resolve_user("1000", PASSWD, GROUP).unwrap(), (1000, 1000, vec![]));
+        assert_eq!(resolve_user("nginx:web", PASSWD, GROUP).unwrap().1, 200);
+        assert_eq!(resolve_user("0:5", PASSWD, GROUP).unwrap(), (0, 5, vec![]));
+        let e = resolve_user("nobody", PASSWD, GROUP).unwrap_err();
+        assert!(e.contains("unable to find user nobody"), "{e}");
+    }
+}

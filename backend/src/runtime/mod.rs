@@ -1,0 +1,5 @@
+//! Running processes in containers: the spec berthd writes, and the helper
+//! (`__berth-init` / `__berth-exec`) that becomes the container.
+
+pub mod init;
+pub mod spec;

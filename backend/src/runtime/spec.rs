@@ -1,0 +1,140 @@
+//! What berthd hands its helper process to start a container or an exec.
+
+use std::path::PathBuf;
+
+use serde::{Deserialize, Serialize};
+
+/// Docker's default capability set for containers.
+pub const DEFAULT_CAPS: &[&str] = &[
+    "CAP_CHOWN",
+    "CAP_DAC_OVERRIDE",
+    "CAP_FSETID",
+    "CAP_FOWNER",
+    "CAP_MKNOD",
+    "CAP_NET_RAW",
+    "CAP_SETGID",
+    "CAP_SETUID",
+    "CAP_SETFCAP",
+    "CAP_SETPCAP",
+    "CAP_NET_BIND_SERVICE",
+    "CAP_SYS_CHROOT",
+    "CAP_KILL",
+    "CAP_AUDIT_WRITE",
+];
+
+/// Paths Docker hides from containers (a /dev/null or empty read-only tmpfs
+/// mounted over them).
+pub const MASKED_PATHS: &[&str] = &[
+    "/proc/asound",
+    "/proc/acpi",
+    "/proc/kcore",
+    "/proc/keys",
+    "/proc/latency_stats",
+    "/proc/timer_list",
+    "/proc/timer_stats",
+    "/proc/sched_debug",
+    "/proc/scsi",
+    "/sys/firmware",
+    "/sys/devices/virtual/powercap",
+];
+
+/// Paths Docker makes read-only.
+pub const READONLY_PATHS: &[&str] =
+    &["/proc/bus", "/proc/fs", "/proc/irq", "/proc/sys", "/proc/sysrq-trigger"];
+
+/// A bind mount into the container (volumes, bind mounts, /etc files).
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Bind {
+    pub source: PathBuf,
+    /// Absolute path inside the container.
+    pub destination: String,
+    pub readonly: bool,
+}
+
+/// How the container's network namespace is made.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum NetNs {
+    /// A new, empty namespace (only `lo`).
+    New,
+    /// Join an existing one (prepared by the network module).
+    Join(PathBuf),
+    /// Share the daemon's (`--network host`).
+    Host,
+}
+
+/// Everything `__berth-init` needs to turn itself into a container.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct InitSpec {
+    /// The overlay's merged dir, already mounted by berthd.
+    pub rootfs: PathBuf,
+    pub args: Vec<String>,
+    pub env: Vec<String>,
+    pub cwd: String,
+    pub hostname: String,
+    /// `USER` as Docker takes it: name or uid, optionally `:group`.
+    pub user: String,
+    pub tty: bool,
+    pub net: NetNs,
+    pub binds: Vec<Bind>,
+    pub masked_paths: Vec<String>,
+    pub readonly_paths: Vec<String>,
+    pub capabilities: Vec<String>,
+}
+
+/// Everything `__berth-exec` needs to run a process inside a container.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ExecSpec {
+    /// The container's PID 1 (host pid): its namespaces are joined.
+    pub target_pid: i32,
+    pub args: Vec<String>,
+    pub env: Vec<String>,
+    pub cwd: String,
+    pub user: String,
+    pub tty: bool,
+    pub capabilities: Vec<String>,
+}
+
+/// Finds `prog` on the container's PATH (from its env), as a shell would,
+/// looking under `root`. Returns the path inside the container.
+pub fn lookup_path(prog: &str, env: &[String], root: &std::path::Path) -> Option<String> {
+    use std::os::unix::fs::PermissionsExt;
+    if prog.contains('/') {
+        return Some(prog.to_string());
+    }
+    let path = env
+        .iter()
+        .find_map(|e| e.strip_prefix("PATH="))
+        .unwrap_or("/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin");
+    for dir in path.split(':').filter(|d| !d.is_empty()) {
+        let candidate = format!("{}/{prog}", dir.trim_end_matches('/'));
+        let on_host = root.join(candidate.trim_start_matches('/'));
+        if let Ok(m) = std::fs::metadata(&on_host) {
+            if m.is_file() && m.permissions().mode() & 0o111 != 0 {
+                return Some(candidate);
+            }
+        }
+    }
+    None
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn path_lookup_searches_the_containers_path_in_order() {
+        use std::os::unix::fs::PermissionsExt;
+        let root = tempfile::tempdir().unwrap();
+        for d in ["bin", "usr/bin"] {
+            std::fs::create_dir_all(root.path().join(d)).unwrap();
+        }
+        std::fs::write(root.path().join("usr/bin/tool"), "").unwrap();
+        std::fs::set_permissions(root.path().join("usr/bin/tool"), std::fs::Permissions::from_mode(0o755)).unwrap();
+        std::fs::write(root.path().join("bin/notexec"), "").unwrap();
+        let env = vec!["PATH=/bin:/usr/bin".to_string()];
+        assert_eq!(lookup_path("tool", &env, root.path()).as_deref(), Some("/usr/bin/tool"));
+        assert_eq!(lookup_path("notexec", &env, root.path()), None);
+        assert_eq!(lookup_path("/abs/x", &env, root.path()).as_deref(), Some("/abs/x"));
+    }
+}

@@ -1,0 +1,112 @@
+//! The one module that makes raw syscalls. Everything `unsafe` in berth is
+//! here, each use small and explained; the rest of the daemon calls these
+//! safe wrappers.
+#![allow(unsafe_code)]
+
+use std::io;
+use std::os::fd::{AsRawFd, BorrowedFd, RawFd};
+
+/// Result of [`fork`].
+#[derive(Debug)]
+pub enum Forked {
+    Parent { child: i32 },
+    Child,
+}
+
+/// fork(2). Only called from berth's single-threaded helper processes
+/// (`__berth-init`, `__berth-exec`) before they start any thread, where the
+/// child may do anything, not just async-signal-safe calls.
+pub fn fork() -> io::Result<Forked> {
+    // SAFETY: the caller is single-threaded (a freshly exec'd helper), so no
+    // lock can be held by another thread at the time of the fork.
+    match unsafe { nix::unistd::fork() }.map_err(io::Error::from)? {
+        nix::unistd::ForkResult::Parent { child } => Ok(Forked::Parent { child: child.as_raw() }),
+        nix::unistd::ForkResult::Child => Ok(Forked::Child),
+    }
+}
+
+/// Makes `fd` (a terminal) the controlling terminal of this session.
+pub fn set_controlling_tty(fd: RawFd) -> io::Result<()> {
+    // SAFETY: TIOCSCTTY takes an int argument, no pointer.
+    let r = unsafe { libc::ioctl(fd, libc::TIOCSCTTY, 0) };
+    if r < 0 {
+        return Err(io::Error::last_os_error());
+    }
+    Ok(())
+}
+
+/// Sets a terminal's window size (rows × columns).
+pub fn set_winsize(fd: BorrowedFd<'_>, rows: u16, cols: u16) -> io::Result<()> {
+    let ws = libc::winsize { ws_row: rows, ws_col: cols, ws_xpixel: 0, ws_ypixel: 0 };
+    // SAFETY: TIOCSWINSZ reads a `winsize` through the pointer, which lives
+    // for the duration of the call.
+    let r = unsafe { libc::ioctl(fd.as_raw_fd(), libc::TIOCSWINSZ, &ws) };
+    if r < 0 {
+        return Err(io::Error::last_os_error());
+    }
+    Ok(())
+}
+
+/// Brings an interface of the current network namespace up (SIOCSIFFLAGS).
+pub fn link_up(name: &str) -> io::Result<()> {
+    use nix::sys::socket::{socket, AddressFamily, SockFlag, SockType};
+    let sock = socket(AddressFamily::Inet, SockType::Datagram, SockFlag::SOCK_CLOEXEC, None)
+        .map_err(io::Error::from)?;
+    let mut req: libc::ifreq = unsafe_zeroed_ifreq();
+    let bytes = name.as_bytes();
+    if bytes.len() >= req.ifr_name.len() {
+        return Err(io::Error::new(io::ErrorKind::InvalidInput, "interface name too long"));
+    }
+    for (d, s) in req.ifr_name.iter_mut().zip(bytes) {
+        *d = *s as libc::c_char;
+    }
+    // SAFETY: SIOCGIFFLAGS/SIOCSIFFLAGS read and write the `ifreq` we own.
+    unsafe {
+        if libc::ioctl(sock.as_raw_fd(), libc::SIOCGIFFLAGS, &mut req) < 0 {
+            return Err(io::Error::last_os_error());
+        }
+        req.ifr_ifru.ifru_flags |= libc::IFF_UP as libc::c_short;
+        if libc::ioctl(sock.as_raw_fd(), libc::SIOCSIFFLAGS, &req) < 0 {
+            return Err(io::Error::last_os_error());
+        }
+    }
+    Ok(())
+}
+
+fn unsafe_zeroed_ifreq() -> libc::ifreq {
+    // SAFETY: ifreq is a plain C struct/union for which all-zero is valid.
+    unsafe { std::mem::zeroed() }
+}
+
+/// Moves `fd` to descriptor 3 in a child about to exec, for
+/// [`std::process::Command`]. The descriptor is the helper's sync pipe.
+pub fn pass_fd_as_3(cmd: &mut std::process::Command, fd: RawFd) {
+    use std::os::unix::process::CommandExt;
+    // SAFETY: dup2 is async-signal-safe, as pre_exec requires; it runs in the
+    // forked child before exec and touches only descriptors.
+    unsafe {
+        cmd.pre_exec(move || {
+            if fd == 3 {
+                // Clear close-on-exec so that 3 survives the exec.
+                let flags = libc::fcntl(3, libc::F_GETFD);
+                if flags < 0 || libc::fcntl(3, libc::F_SETFD, flags & !libc::FD_CLOEXEC) < 0 {
+                    return Err(io::Error::last_os_error());
+                }
+            } else if libc::dup2(fd, 3) < 0 {
+                return Err(io::Error::last_os_error());
+            }
+            Ok(())
+        });
+    }
+}
+
+/// Takes ownership of descriptor 3 (the sync pipe berthd passed to its
+/// helper) and marks it close-on-exec, so a successful exec closes it.
+pub fn take_sync_fd() -> std::fs::File {
+    use std::os::fd::FromRawFd;
+    // SAFETY: berthd starts its helpers with descriptor 3 open on the sync
+    // pipe (see `pass_fd_as_3`), and nothing else in the helper owns it.
+    let file = unsafe { std::fs::File::from_raw_fd(3) };
+    let _ = nix::fcntl::fcntl(&file, nix::fcntl::FcntlArg::F_SETFD(nix::fcntl::FdFlag::FD_CLOEXEC));
+    file
+}

@@ -1,0 +1,152 @@
+//! Containers with the real docker CLI against berthd in the sandbox.
+
+use berth_e2e::sandbox::{Berthd, Sandbox};
+
+fn out(o: &std::process::Output) -> String {
+    format!("{}{}", String::from_utf8_lossy(&o.stdout), String::from_utf8_lossy(&o.stderr))
+}
+
+fn node1() -> (Sandbox, std::process::Child, Berthd) {
+    let sb = Sandbox::new().unwrap();
+    let reg = sb.start_registry().unwrap();
+    let d = sb.start_berthd(&["--registry-mirror", "http://127.0.0.1:5000"]).unwrap();
+    (sb, reg, d)
+}
+
+fn docker_ok(sb: &Sandbox, d: &Berthd, args: &[&str]) -> String {
+    let o = sb.docker(d, args).unwrap();
+    assert!(o.status.success(), "docker {} failed ({}):\n{}\n--- berthd log:\n{}", args.join(" "), o.status, out(&o), d.log_text());
+    String::from_utf8_lossy(&o.stdout).into_owned()
+}
+
+#[test]
+fn docker_run_hello_world_pulls_and_prints_the_greeting() {
+    let (sb, _reg, d) = node1();
+    let o = sb.docker(&d, &["run", "hello-world"]).unwrap();
+    let text = out(&o);
+    assert!(o.status.success(), "{text}\n{}", d.log_text());
+    assert!(text.contains("Unable to find image 'hello-world:latest' locally"), "{text}");
+    assert!(text.contains("Hello from Docker!"), "{text}");
+    let ps = docker_ok(&sb, &d, &["ps", "-a", "--format", "{{.Image}} {{.Status}}"]);
+    assert!(ps.starts_with("hello-world Exited (0)"), "{ps}");
+}
+
+#[test]
+fn alpine_without_a_tty_exits_at_once_with_its_status_and_streams_apart() {
+    let (sb, _reg, d) = node1();
+    docker_ok(&sb, &d, &["pull", "alpine"]);
+    let o = sb.docker(&d, &["run", "alpine"]).unwrap();
+    assert!(o.status.success(), "{}", out(&o));
+    let o = sb
+        .docker(&d, &["run", "--rm", "-e", "FOO=bar", "-w", "/tmp", "--hostname", "node-x", "alpine", "sh", "-c", "echo $FOO $(pwd) $(hostname) pid=$$; echo oops >&2; exit 3"])
+        .unwrap();
+    assert_eq!(o.status.code(), Some(3), "{}", out(&o));
+    assert_eq!(String::from_utf8_lossy(&o.stdout), "bar /tmp node-x pid=1\n");
+    assert_eq!(String::from_utf8_lossy(&o.stderr), "oops\n");
+    let o = sb.docker(&d, &["run", "--rm", "--entrypoint", "echo", "alpine", "from", "entrypoint"]).unwrap();
+    assert_eq!(String::from_utf8_lossy(&o.stdout), "from entrypoint\n", "{}", out(&o));
+    // --rm removed them; the plain one stays, exited.
+    let ps = docker_ok(&sb, &d, &["ps", "-a", "--format", "{{.Image}}|{{.Command}}|{{.Status}}"]);
+    assert_eq!(ps.lines().count(), 1, "{ps}");
+    assert!(ps.starts_with("alpine|\"/bin/sh\"|Exited (0)"), "{ps}");
+}
+
+#[test]
+fn isolation_matches_dockers_defaults() {
+    let (sb, _reg, d) = node1();
+    docker_ok(&sb, &d, &["pull", "alpine"]);
+    let script = "grep -E '^(CapBnd|CapEff|NoNewPrivs)' /proc/self/status | sort; \
+                  echo procs=$(ls /proc | grep -cE '^[0-9]+$'); \
+                  echo timer_list=$(wc -c < /proc/timer_list); \
+                  echo firmware=$(ls /sys/firmware | wc -l); \
+                  echo sys=$( (echo x > /proc/sys/kernel/hostname) 2>&1 | grep -c Read-only); \
+                  echo dev=$(ls /dev | tr '\\n' ' '); \
+                  echo root=$(mount | grep -E ' on / type overlay' | cut -d' ' -f1-5); \
+                  echo links=$(ip -o link | cut -d: -f2 | tr -d ' \\n')";
+    let o = docker_ok(&sb, &d, &["run", "--rm", "alpine", "sh", "-c", script]);
+    let get = |k: &str| o.lines().find_map(|l| l.strip_prefix(k)).unwrap_or_else(|| panic!("{k} missing in:\n{o}")).to_string();
+    // Docker's default capability set, bounding and effective, and no_new_privs.
+    assert_eq!(get("CapBnd:\t"), "00000000a80425fb", "{o}");
+    assert_eq!(get("CapEff:\t"), "00000000a80425fb", "{o}");
+    assert_eq!(get("NoNewPrivs:\t"), "1", "{o}");
+    // Its own PID namespace: only sh and its children are visible.
+    assert!(get("procs=").parse::<u32>().unwrap() <= 4, "{o}");
+    assert_eq!(get("timer_list="), "0", "/proc/timer_list is masked: {o}");
+    assert_eq!(get("firmware="), "0", "/sys/firmware is masked: {o}");
+    assert_eq!(get("sys="), "1", "/proc/sys is read-only: {o}");
+    let dev = get("dev=");
+    for name in ["null", "zero", "random", "urandom", "tty", "pts", "shm", "ptmx", "stdout"] {
+        assert!(dev.split_whitespace().any(|d| d == name), "/dev/{name} missing: {o}");
+    }
+    assert_eq!(get("root="), "overlay on / type overlay", "{o}");
+    assert_eq!(get("links="), "lo", "a new network namespace with only lo: {o}");
+}
+
+#[test]
+fn overlay_layers_are_shared_and_copy_up_leaves_the_lower_layer_alone() {
+    let (sb, _reg, d) = node1();
+    docker_ok(&sb, &d, &["pull", "nginx:alpine"]);
+    let id1 = docker_ok(&sb, &d, &["run", "--name", "nginx-1", "-d", "nginx:alpine"]);
+    let id2 = docker_ok(&sb, &d, &["run", "--name", "nginx-2", "-d", "nginx:alpine"]);
+    assert_ne!(id1, id2);
+    // Exactly as the lab reads them: docker inspect | jq -r.
+    let gd = |name: &str, field: &str| {
+        let o = sb
+            .command("sh")
+            .args(["-c", &format!("docker inspect {name} | jq -r '.[0].GraphDriver.Data.{field}'")])
+            .env("DOCKER_HOST", format!("unix://{}", d.socket.display()))
+            .output()
+            .unwrap();
+        String::from_utf8_lossy(&o.stdout).trim().to_string()
+    };
+    let lower1 = gd("nginx-1", "LowerDir");
+    assert_eq!(lower1.split(':').count(), 3, "{lower1}");
+    assert!(lower1.split(':').all(|p| p.ends_with("/diff")), "{lower1}");
+    assert_eq!(lower1, gd("nginx-2", "LowerDir"), "both instances share the image layers");
+    let upper1 = gd("nginx-1", "UpperDir");
+    assert_ne!(upper1, gd("nginx-2", "UpperDir"));
+    assert!(upper1.ends_with("/diff"));
+    assert_eq!(gd("nginx-1", "MergedDir"), upper1.replace("/diff", "/merged"));
+    assert_eq!(gd("nginx-1", "WorkDir"), upper1.replace("/diff", "/work"));
+
+    // A write inside is copied up into UpperDir; the lower copy is unchanged.
+    let edit = docker_ok(&sb, &d, &["run", "--name", "editor", "nginx:alpine", "sed", "-i", "s/Welcome to nginx!/Welcome to nginx-1!/", "/usr/share/nginx/html/index.html"]);
+    assert_eq!(edit, "");
+    let upper = gd("editor", "UpperDir");
+    let copied = std::fs::read_to_string(format!("{upper}/usr/share/nginx/html/index.html")).unwrap();
+    assert!(copied.contains("Welcome to nginx-1!"), "{copied}");
+    let lower_hits: Vec<String> = lower1
+        .split(':')
+        .filter_map(|l| std::fs::read_to_string(format!("{l}/usr/share/nginx/html/index.html")).ok())
+        .collect();
+    assert_eq!(lower_hits.len(), 1);
+    assert!(lower_hits[0].contains("Welcome to nginx!") && !lower_hits[0].contains("nginx-1"));
+
+    // Names are unique; stop + rm take the container layer away.
+    let o = sb.docker(&d, &["run", "--name", "nginx-1", "-d", "nginx:alpine"]).unwrap();
+    assert!(out(&o).contains("Conflict. The container name \"/nginx-1\" is already in use by container"), "{}", out(&o));
+    let o = sb.docker(&d, &["rm", "nginx-1"]).unwrap();
+    assert!(out(&o).contains("You cannot remove a running container"), "{}", out(&o));
+    docker_ok(&sb, &d, &["stop", "nginx-1"]);
+    let logs = sb.docker(&d, &["logs", "nginx-1"]).unwrap();
+    assert!(String::from_utf8_lossy(&logs.stderr).contains("start worker process"), "{}", out(&logs));
+    docker_ok(&sb, &d, &["rm", "-f", "nginx-1", "nginx-2", "editor"]);
+    assert!(!std::path::Path::new(&upper1).exists(), "the container layer is removed with it");
+    let o = sb.docker(&d, &["inspect", "nginx-1"]).unwrap();
+    assert!(out(&o).contains("No such container: nginx-1") || out(&o).contains("No such object: nginx-1"), "{}", out(&o));
+}
+
+#[test]
+fn stopped_containers_and_their_logs_survive_a_daemon_restart() {
+    let (sb, _reg, mut d) = node1();
+    docker_ok(&sb, &d, &["pull", "alpine"]);
+    docker_ok(&sb, &d, &["run", "--name", "said", "alpine", "echo", "kept"]);
+    assert!(d.terminate().unwrap().success());
+    let d2 = sb.start_berthd(&["--registry-mirror", "http://127.0.0.1:5000"]).unwrap();
+    let ps = docker_ok(&sb, &d2, &["ps", "-a", "--format", "{{.Names}} {{.Status}}"]);
+    assert!(ps.starts_with("said Exited (0)"), "{ps}");
+    assert_eq!(docker_ok(&sb, &d2, &["logs", "said"]), "kept\n");
+    let ps = docker_ok(&sb, &d2, &["container", "prune", "-f"]);
+    assert!(ps.contains("Deleted Containers:"), "{ps}");
+    assert_eq!(docker_ok(&sb, &d2, &["ps", "-aq"]), "");
+}
