@@ -70,6 +70,7 @@ pub async fn run(mut config: Config) -> anyhow::Result<()> {
         images,
         puller: Arc::new(Puller::new(&config.registry_mirrors, &config.insecure_registries)),
         containers: containers.clone(),
+        execs: Arc::new(crate::engine::exec::Execs::default()),
     };
     bus.emit(Event::DaemonStarted {
         version: env!("CARGO_PKG_VERSION").into(),

@@ -150,3 +150,50 @@ fn stopped_containers_and_their_logs_survive_a_daemon_restart() {
     assert!(ps.contains("Deleted Containers:"), "{ps}");
     assert_eq!(docker_ok(&sb, &d2, &["ps", "-aq"]), "");
 }
+
+/// Runs a docker command under a pseudo-terminal (`script`), feeding `input`
+/// line by line after a pause, as a person typing would.
+fn docker_tty(sb: &Sandbox, d: &Berthd, cmd: &str, input: &[&str]) -> (Option<i32>, String) {
+    let feed: String = input.iter().map(|l| format!("sleep 0.7; printf '%s\\n' '{l}'; ")).collect();
+    let o = sb
+        .command("sh")
+        .args(["-c", &format!("({feed} sleep 1) | script -qe -c 'stty cols 100 rows 30; {cmd}' /dev/null")])
+        .env("DOCKER_HOST", format!("unix://{}", d.socket.display()))
+        .env("DOCKER_CONFIG", sb.dir().join("docker-config"))
+        .output()
+        .unwrap();
+    (o.status.code(), String::from_utf8_lossy(&o.stdout).replace('\r', ""))
+}
+
+#[test]
+fn run_it_gives_a_real_terminal_and_exec_joins_a_running_container() {
+    let (sb, _reg, d) = node1();
+    docker_ok(&sb, &d, &["pull", "alpine"]);
+    docker_ok(&sb, &d, &["pull", "nginx:alpine"]);
+
+    // -it: a PTY sized like the client's terminal; `exit N` ends the container.
+    let (code, text) = docker_tty(&sb, &d, "docker run --name alpine-shell -it --rm alpine", &["stty size; tty", "exit 4"]);
+    assert_eq!(code, Some(4), "{text}");
+    assert!(text.contains("30 100"), "window size reaches the container: {text}");
+    // Docker shows /dev/pts/0 (runc allocates the PTY in the container's own
+    // devpts); berth's PTY comes from the host and is mounted as the console.
+    assert!(text.contains("/dev/console") && !text.contains("not a tty"), "{text}");
+
+    // -i without -t: stdin is a pipe.
+    let o = sb.command("sh").args(["-c", "echo piped | docker run -i --rm alpine cat"]).env("DOCKER_HOST", format!("unix://{}", d.socket.display())).output().unwrap();
+    assert_eq!(String::from_utf8_lossy(&o.stdout), "piped\n", "{}", out(&o));
+
+    docker_ok(&sb, &d, &["run", "--name", "nginx-1", "-d", "--rm", "nginx:alpine"]);
+    let df = docker_ok(&sb, &d, &["exec", "nginx-1", "df", "/"]);
+    assert!(df.lines().nth(1).is_some_and(|l| l.starts_with("overlay")), "{df}");
+    let o = sb.docker(&d, &["exec", "nginx-1", "sh", "-c", "exit 7"]).unwrap();
+    assert_eq!(o.status.code(), Some(7));
+    let o = sb.docker(&d, &["exec", "nginx-1", "nope"]).unwrap();
+    assert_eq!(o.status.code(), Some(126), "{}", out(&o));
+    assert!(out(&o).contains("executable file not found in $PATH"), "{}", out(&o));
+    // exec -it: a shell in the same namespaces as nginx (its PID 1 is nginx).
+    let (code, text) = docker_tty(&sb, &d, "docker exec -it nginx-1 /bin/sh", &["cat /proc/1/cmdline | tr \"\\\\0\" \" \"; echo", "exit 3"]);
+    assert_eq!(code, Some(3), "{text}");
+    assert!(text.contains("nginx: master process"), "{text}");
+    docker_ok(&sb, &d, &["stop", "nginx-1"]);
+}

@@ -13,12 +13,14 @@ use crate::config::{Config, API_VERSION, MIN_API_VERSION};
 use crate::error::ApiError;
 use crate::events::EventBus;
 use crate::engine::containers::Containers;
+use crate::engine::exec::Execs;
 use crate::image::pull::Puller;
 use crate::image::store::ImageStore;
 use crate::system::HostFacts;
 use berth_shared::EngineMode;
 
 pub mod containers;
+pub mod exec;
 pub mod images;
 pub mod system;
 
@@ -34,6 +36,7 @@ pub struct AppState {
     pub images: Arc<ImageStore>,
     pub puller: Arc<Puller>,
     pub containers: Arc<Containers>,
+    pub execs: Arc<Execs>,
 }
 
 /// The whole API. Requests may carry a `/vX.Y` prefix, as the docker CLI
@@ -43,6 +46,7 @@ pub fn app(state: AppState) -> Router {
         .merge(system::router())
         .merge(images::router())
         .merge(containers::router())
+        .merge(exec::router())
         .fallback(|| async { ApiError::not_found("page not found") })
         .with_state(state);
     Router::new()
@@ -111,6 +115,7 @@ pub(crate) mod test_support {
         AppState {
             containers: Arc::new(Containers::open(&root, &root.join("run"), images.clone(), bus.clone()).unwrap()),
             images,
+            execs: Arc::new(Execs::default()),
             puller: Arc::new(Puller::new(&[], &[])),
             config: Arc::new(Config::parse_from(["berthd"])),
             bus,

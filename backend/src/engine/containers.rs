@@ -9,10 +9,9 @@
 
 use std::collections::BTreeMap;
 use std::fs;
-use std::io::{BufRead, Write};
+use std::io::Write;
 use std::os::fd::{AsFd, OwnedFd};
 use std::path::{Path, PathBuf};
-use std::process::Stdio;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
@@ -25,6 +24,7 @@ use tokio::sync::{broadcast, watch};
 use crate::error::{ApiError, ErrorKind};
 use crate::events::EventBus;
 use crate::image::store::{hex_of, ImageRecord, ImageStore};
+use crate::runtime::process::{launch, LaunchError, Launched};
 use crate::runtime::spec::{Bind, InitSpec, NetNs, DEFAULT_CAPS, MASKED_PATHS, READONLY_PATHS};
 
 /// Which stream a chunk of output came from.
@@ -116,6 +116,9 @@ pub struct Container {
     pub output: broadcast::Sender<Output>,
     /// Where attached clients' input goes (while running with open stdin).
     stdin: Mutex<Option<StdinSink>>,
+    /// Bumped when a run's stdin is ready: input typed before the start
+    /// waits for it instead of being lost.
+    stdin_ready: watch::Sender<u64>,
     /// The PTY master, for resizes.
     pty: Mutex<Option<Arc<OwnedFd>>>,
     /// Bumped on every exit: waiters for "next-exit" watch it.
@@ -149,8 +152,19 @@ impl Container {
     /// Writes attached input to the container's stdin.
     pub async fn write_stdin(&self, data: &[u8]) -> std::io::Result<()> {
         use tokio::io::AsyncWriteExt;
-        let sink = self.stdin.lock().unwrap_or_else(|p| p.into_inner()).take();
-        let Some(mut sink) = sink else { return Ok(()) };
+        let mut ready = self.stdin_ready.subscribe();
+        let sink = loop {
+            let taken = self.stdin.lock().unwrap_or_else(|p| p.into_inner()).take();
+            if let Some(s) = taken {
+                break s;
+            }
+            // Not started yet (or between runs): wait for the next run's stdin.
+            let waited = tokio::time::timeout(Duration::from_secs(60), ready.changed()).await;
+            if !matches!(waited, Ok(Ok(()))) {
+                return Err(std::io::Error::new(std::io::ErrorKind::BrokenPipe, "container stdin is closed"));
+            }
+        };
+        let mut sink = sink;
         let r = match &mut sink {
             StdinSink::Pipe(p) => p.write_all(data).await,
             StdinSink::Pty(fd) => {
@@ -261,6 +275,7 @@ impl Containers {
             record: Mutex::new(rec),
             output,
             stdin: Mutex::new(None),
+            stdin_ready: watch::channel(0).0,
             pty: Mutex::new(None),
             exits: watch::channel(0).0,
             removed: watch::channel(false).0,
@@ -506,53 +521,15 @@ impl Containers {
         let spec_path = run_dir.join("init.json");
         fs::write(&spec_path, serde_json::to_vec(&spec).map_err(internal)?).map_err(internal)?;
 
-        let exe = std::env::current_exe().map_err(internal)?;
-        let mut cmd = std::process::Command::new(exe);
-        cmd.arg("__berth-init").arg(&spec_path).env_clear();
-        // Close-on-exec, both ends: only the dup'd descriptor 3 reaches the helper.
-        let (sync_r, sync_w) = nix::unistd::pipe2(nix::fcntl::OFlag::O_CLOEXEC).map_err(internal)?;
-        crate::sys::pass_fd_as_3(&mut cmd, std::os::fd::AsRawFd::as_raw_fd(&sync_w));
-        let mut pty_master = None;
-        let mut pipes = false;
-        if rec.tty() {
-            let pty = nix::pty::openpty(None, None).map_err(internal)?;
-            let slave = pty.slave;
-            cmd.stdin(Stdio::from(slave.try_clone().map_err(internal)?));
-            cmd.stdout(Stdio::from(slave.try_clone().map_err(internal)?));
-            cmd.stderr(Stdio::from(slave));
-            pty_master = Some(Arc::new(pty.master));
-        } else {
-            cmd.stdin(if rec.open_stdin() { Stdio::piped() } else { Stdio::null() });
-            cmd.stdout(Stdio::piped());
-            cmd.stderr(Stdio::piped());
-            pipes = true;
-        }
-        let mut child = tokio::process::Command::from(cmd).spawn().map_err(internal)?;
-        drop(sync_w); // berthd's copy: EOF then means the helper exec'd or died
-        let shim_pid = child.id().unwrap_or(0) as i32;
-
-        // Read the helper's report: "pid N", then either EOF (exec'd) or "error …".
-        let report = tokio::task::spawn_blocking(move || {
-            let mut pid = 0;
-            let mut error = None;
-            for line in std::io::BufReader::new(fs::File::from(sync_r)).lines() {
-                let Ok(line) = line else { break };
-                if let Some(p) = line.strip_prefix("pid ") {
-                    pid = p.trim().parse().unwrap_or(0);
-                } else if let Some(e) = line.strip_prefix("error ") {
-                    error = Some(e.to_string());
-                }
+        let launched = match launch("__berth-init", &spec_path, rec.tty(), rec.open_stdin()).await {
+            Ok(l) => l,
+            Err(LaunchError::Start(err)) => {
+                let kind = if err.contains("executable file not found") || err.contains("no such file") { ErrorKind::BadRequest } else { ErrorKind::Internal };
+                return Err(ApiError::new(kind, format!("failed to create task for container: unable to start container process: {err}: unknown")));
             }
-            (pid, error)
-        })
-        .await
-        .map_err(internal)?;
-        if let (_, Some(err)) = &report {
-            let _ = child.wait().await;
-            let kind = if err.contains("executable file not found") || err.contains("no such file") { ErrorKind::BadRequest } else { ErrorKind::Internal };
-            return Err(ApiError::new(kind, format!("failed to create task for container: unable to start container process: {err}: unknown")));
-        }
-        let pid = report.0;
+            Err(e) => return Err(internal(e)),
+        };
+        let Launched { mut child, pid, stdin, stdout, stderr, pty } = launched;
         let rec = c.update(|r| {
             r.state.status = Status::Running;
             r.state.pid = pid;
@@ -568,24 +545,25 @@ impl Containers {
         }
         self.bus.emit(Event::NamespacesCreated { id: rec.id.clone(), pid, kinds: kinds.into_iter().map(String::from).collect() });
         self.bus.emit(Event::ContainerStarted { id: rec.id.clone(), pid });
-        tracing::info!(id = %&rec.id[..12], pid, shim = shim_pid, "container started");
+        tracing::info!(id = %&rec.id[..12], pid, "container started");
 
         // Output: to the json log and to attached clients.
         let log = Arc::new(Mutex::new(JsonLog::open(&rec.log_path).map_err(internal)?));
         let mut readers = Vec::new();
-        if pipes {
-            if let Some(stdin) = child.stdin.take() {
-                *c.stdin.lock().unwrap_or_else(|p| p.into_inner()) = Some(StdinSink::Pipe(stdin));
-            }
-            if let Some(out) = child.stdout.take() {
-                readers.push(tokio::spawn(pump(out, StreamKind::Stdout, c.clone(), log.clone())));
-            }
-            if let Some(err) = child.stderr.take() {
-                readers.push(tokio::spawn(pump(err, StreamKind::Stderr, c.clone(), log.clone())));
-            }
-        } else if let Some(master) = pty_master {
+        if let Some(stdin) = stdin {
+            *c.stdin.lock().unwrap_or_else(|p| p.into_inner()) = Some(StdinSink::Pipe(stdin));
+            c.stdin_ready.send_modify(|n| *n += 1);
+        }
+        if let Some(out) = stdout {
+            readers.push(tokio::spawn(pump(out, StreamKind::Stdout, c.clone(), log.clone())));
+        }
+        if let Some(err) = stderr {
+            readers.push(tokio::spawn(pump(err, StreamKind::Stderr, c.clone(), log.clone())));
+        }
+        if let Some(master) = pty {
             *c.pty.lock().unwrap_or_else(|p| p.into_inner()) = Some(master.clone());
             *c.stdin.lock().unwrap_or_else(|p| p.into_inner()) = Some(StdinSink::Pty(master.clone()));
+            c.stdin_ready.send_modify(|n| *n += 1);
             let c2 = c.clone();
             let log2 = log.clone();
             readers.push(tokio::task::spawn_blocking(move || pump_pty(master, c2, log2)));

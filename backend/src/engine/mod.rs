@@ -1,3 +1,4 @@
 //! The engine's stateful parts that the API drives.
 
 pub mod containers;
+pub mod exec;

@@ -2,4 +2,5 @@
 //! (`__berth-init` / `__berth-exec`) that becomes the container.
 
 pub mod init;
+pub mod process;
 pub mod spec;

@@ -1,0 +1,290 @@
+//! `docker exec`: create, start (hijacked), inspect, resize.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+
+use axum::extract::{Path, Query, Request, State};
+use axum::http::StatusCode;
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, post};
+use axum::{Json, Router};
+use berth_shared::{Event, Status};
+use serde_json::{json, Value};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+
+use super::containers::{frame, hijack};
+use super::AppState;
+use crate::engine::containers::StreamKind;
+use crate::engine::exec::{Exec, ExecRecord};
+use crate::error::{ApiError, ApiResult, ErrorKind};
+use crate::runtime::process::{launch, LaunchError};
+use crate::runtime::spec::{ExecSpec, DEFAULT_CAPS};
+
+pub fn router() -> Router<AppState> {
+    Router::new()
+        .route("/containers/{id}/exec", post(create))
+        .route("/exec/{id}/start", post(start))
+        .route("/exec/{id}/resize", post(resize))
+        .route("/exec/{id}/json", get(inspect))
+}
+
+fn strings(v: &Value) -> Vec<String> {
+    v.as_array().map(|a| a.iter().filter_map(|s| s.as_str().map(String::from)).collect()).unwrap_or_default()
+}
+
+async fn create(State(st): State<AppState>, Path(id): Path<String>, Json(body): Json<Value>) -> ApiResult<Response> {
+    let c = st.containers.get(&id)?;
+    let rec = c.record();
+    if rec.state.status != Status::Running {
+        return Err(ApiError::new(ErrorKind::Conflict, format!("Container {} is not running", rec.id)));
+    }
+    let args = strings(&body["Cmd"]);
+    if args.is_empty() {
+        return Err(ApiError::bad_request("No exec command specified"));
+    }
+    let tty = body["Tty"].as_bool().unwrap_or(false);
+    let mut env = rec.env();
+    for e in strings(&body["Env"]) {
+        let key = e.split('=').next().unwrap_or("").to_string();
+        env.retain(|x| x.split('=').next() != Some(key.as_str()));
+        env.push(e);
+    }
+    env.push(format!("HOSTNAME={}", rec.config["Hostname"].as_str().unwrap_or("")));
+    if tty && !env.iter().any(|e| e.starts_with("TERM=")) {
+        env.push("TERM=xterm".into());
+    }
+    let working_dir = body["WorkingDir"].as_str().filter(|w| !w.is_empty()).or(rec.config["WorkingDir"].as_str()).unwrap_or("").to_string();
+    let user = body["User"].as_str().filter(|u| !u.is_empty()).or(rec.config["User"].as_str()).unwrap_or("").to_string();
+    let exec_id = format!("{:032x}{:032x}", crate::daemon::random_u128(), crate::daemon::random_u128());
+    st.execs.add(ExecRecord {
+        id: exec_id.clone(),
+        container_id: rec.id,
+        args,
+        env,
+        working_dir,
+        user,
+        tty,
+        attach_stdin: body["AttachStdin"].as_bool().unwrap_or(false),
+        attach_stdout: body["AttachStdout"].as_bool().unwrap_or(false),
+        attach_stderr: body["AttachStderr"].as_bool().unwrap_or(false),
+        running: false,
+        started: false,
+        pid: 0,
+        exit_code: None,
+    });
+    Ok((StatusCode::CREATED, Json(json!({"Id": exec_id}))).into_response())
+}
+
+async fn inspect(State(st): State<AppState>, Path(id): Path<String>) -> ApiResult<Json<Value>> {
+    let e = st.execs.get(&id)?;
+    Ok(Json(e.record().map(|r| r.inspect()).unwrap_or(Value::Null)))
+}
+
+async fn resize(State(st): State<AppState>, Path(id): Path<String>, Query(q): Query<HashMap<String, String>>) -> ApiResult<StatusCode> {
+    let e = st.execs.get(&id)?;
+    let h = q.get("h").and_then(|v| v.parse().ok()).unwrap_or(24);
+    let w = q.get("w").and_then(|v| v.parse().ok()).unwrap_or(80);
+    e.resize(h, w).map_err(|err| ApiError::new(ErrorKind::Internal, err.to_string()))?;
+    Ok(StatusCode::OK)
+}
+
+/// Starts the process first (so a bad command is a plain HTTP error), then
+/// hijacks the connection and pumps its stdio until it exits.
+async fn start(State(st): State<AppState>, Path(id): Path<String>, req: Request) -> ApiResult<Response> {
+    let (parts, body) = req.into_parts();
+    let bytes = axum::body::to_bytes(body, 1 << 20).await.map_err(|e| ApiError::bad_request(e.to_string()))?;
+    let opts: Value = serde_json::from_slice(&bytes).unwrap_or(Value::Null);
+    let detach = opts["Detach"].as_bool().unwrap_or(false);
+    let e = st.execs.get(&id)?;
+    let rec = e.record().ok_or_else(|| ApiError::not_found(format!("No such exec instance: {id}")))?;
+    if rec.started {
+        return Err(ApiError::new(ErrorKind::Conflict, format!("Error: Exec command {id} has already run")));
+    }
+    let c = st.containers.get(&rec.container_id)?;
+    let crec = c.record();
+    if crec.state.status != Status::Running {
+        return Err(ApiError::new(ErrorKind::Conflict, format!("Container {} is not running", crec.id)));
+    }
+    let spec = ExecSpec {
+        target_pid: crec.state.pid,
+        args: rec.args.clone(),
+        env: rec.env.clone(),
+        cwd: rec.working_dir.clone(),
+        user: rec.user.clone(),
+        tty: rec.tty,
+        capabilities: DEFAULT_CAPS.iter().map(|s| s.to_string()).collect(),
+    };
+    let spec_path = std::env::temp_dir().join(format!("berth-exec-{id}.json"));
+    let spec_dir = st.config.exec_root.join("exec");
+    let spec_path = if std::fs::create_dir_all(&spec_dir).is_ok() { spec_dir.join(format!("{id}.json")) } else { spec_path };
+    std::fs::write(&spec_path, serde_json::to_vec(&spec).unwrap_or_default()).map_err(|e| ApiError::new(ErrorKind::Internal, e.to_string()))?;
+    e.update(|r| r.started = true);
+    if detach {
+        let l = launch("__berth-exec", &spec_path, rec.tty, false).await;
+        let _ = std::fs::remove_file(&spec_path);
+        let l = started(&st, &e, &crec.id, &id, &rec.args, l).map_err(|msg| ApiError::new(ErrorKind::Conflict, msg))?;
+        tokio::spawn(finish::<tokio::io::DuplexStream>(st.clone(), e.clone(), crec.id.clone(), id.clone(), l, None));
+        return Ok(StatusCode::OK.into_response());
+    }
+    // As Docker: hijack first; a process that fails to start is reported in
+    // the stream, and its exit code (126) by GET /exec/{id}/json.
+    let req = Request::from_parts(parts, axum::body::Body::empty());
+    let (resp, on_upgrade) = hijack(req, rec.tty);
+    tokio::spawn(async move {
+        let Ok(upgraded) = on_upgrade.await else { return };
+        let mut conn = hyper_util::rt::TokioIo::new(upgraded);
+        let l = launch("__berth-exec", &spec_path, rec.tty, rec.attach_stdin).await;
+        let _ = std::fs::remove_file(&spec_path);
+        match started(&st, &e, &crec.id, &id, &rec.args, l) {
+            Ok(l) => finish(st, e, crec.id, id, l, Some(conn)).await,
+            Err(msg) => {
+                let line = format!("{msg}\r\n");
+                let bytes = if rec.tty { line.into_bytes() } else { frame(StreamKind::Stdout, line.as_bytes()) };
+                let _ = conn.write_all(&bytes).await;
+                let _ = conn.shutdown().await;
+            }
+        }
+    });
+    Ok(resp)
+}
+
+/// Records a launched exec as running (and emits it), or its failure.
+fn started(
+    st: &AppState,
+    e: &Exec,
+    container_id: &str,
+    exec_id: &str,
+    args: &[String],
+    l: Result<crate::runtime::process::Launched, LaunchError>,
+) -> Result<crate::runtime::process::Launched, String> {
+    match l {
+        Ok(l) => {
+            e.update(|r| {
+                r.running = true;
+                r.pid = l.pid;
+            });
+            *e.pty.lock().unwrap_or_else(|p| p.into_inner()) = l.pty.clone();
+            st.bus.emit(Event::ProcessExecd { id: container_id.into(), exec_id: exec_id.into(), pid: l.pid, command: args.to_vec() });
+            Ok(l)
+        }
+        Err(err) => {
+            e.update(|r| r.exit_code = Some(126));
+            Err(format!("OCI runtime exec failed: exec failed: unable to start container process: {err}: unknown"))
+        }
+    }
+}
+
+/// Pumps stdio between the process and the hijacked connection (if any),
+/// then records the exit code.
+async fn finish<C>(st: AppState, e: Arc<Exec>, container_id: String, exec_id: String, mut l: crate::runtime::process::Launched, conn: Option<C>)
+where
+    C: tokio::io::AsyncRead + tokio::io::AsyncWrite + Send + 'static,
+{
+    let tty = l.pty.is_some();
+    let (out_tx, mut out_rx) = tokio::sync::mpsc::channel::<(StreamKind, Vec<u8>)>(64);
+    let mut readers = Vec::new();
+    if let Some(mut o) = l.stdout.take() {
+        let tx = out_tx.clone();
+        readers.push(tokio::spawn(async move {
+            let mut buf = vec![0u8; 16384];
+            while let Ok(n) = o.read(&mut buf).await {
+                if n == 0 || tx.send((StreamKind::Stdout, buf[..n].to_vec())).await.is_err() {
+                    break;
+                }
+            }
+        }));
+    }
+    if let Some(mut o) = l.stderr.take() {
+        let tx = out_tx.clone();
+        readers.push(tokio::spawn(async move {
+            let mut buf = vec![0u8; 16384];
+            while let Ok(n) = o.read(&mut buf).await {
+                if n == 0 || tx.send((StreamKind::Stderr, buf[..n].to_vec())).await.is_err() {
+                    break;
+                }
+            }
+        }));
+    }
+    if let Some(master) = l.pty.clone() {
+        let tx = out_tx.clone();
+        readers.push(tokio::task::spawn_blocking(move || {
+            use std::io::Read;
+            let Ok(fd) = master.try_clone() else { return };
+            let mut f = std::fs::File::from(fd);
+            let mut buf = vec![0u8; 16384];
+            while let Ok(n) = f.read(&mut buf) {
+                if n == 0 || tx.blocking_send((StreamKind::Stdout, buf[..n].to_vec())).is_err() {
+                    break;
+                }
+            }
+        }));
+    }
+    drop(out_tx);
+    // The connection closes only after the exit code is recorded: the CLI
+    // reads it with GET /exec/{id}/json as soon as the stream ends.
+    let (done_tx, done_rx) = tokio::sync::oneshot::channel::<()>();
+    let writer = if let Some(conn) = conn {
+        let (mut rd, mut wr) = tokio::io::split(conn);
+        // Input: to the pipe, or to the PTY master.
+        let mut stdin = l.stdin.take();
+        let pty = l.pty.clone();
+        tokio::spawn(async move {
+            let mut buf = vec![0u8; 8192];
+            loop {
+                match rd.read(&mut buf).await {
+                    Ok(0) | Err(_) => break,
+                    Ok(n) => {
+                        if let Some(s) = stdin.as_mut() {
+                            if s.write_all(&buf[..n]).await.is_err() {
+                                break;
+                            }
+                        } else if let Some(m) = &pty {
+                            let data = buf[..n].to_vec();
+                            let m = m.clone();
+                            let ok = tokio::task::spawn_blocking(move || {
+                                use std::io::Write;
+                                m.try_clone().map(std::fs::File::from).and_then(|mut f| f.write_all(&data)).is_ok()
+                            })
+                            .await
+                            .unwrap_or(false);
+                            if !ok {
+                                break;
+                            }
+                        }
+                    }
+                }
+            }
+        });
+        Some(tokio::spawn(async move {
+            while let Some((kind, data)) = out_rx.recv().await {
+                let bytes = if tty { data } else { frame(kind, &data) };
+                if wr.write_all(&bytes).await.is_err() {
+                    break;
+                }
+            }
+            let _ = wr.flush().await;
+            let _ = done_rx.await;
+            let _ = wr.shutdown().await;
+        }))
+    } else {
+        tokio::spawn(async move { while out_rx.recv().await.is_some() {} });
+        None
+    };
+    let status = l.child.wait().await;
+    let code = status.ok().and_then(|s| s.code()).unwrap_or(137);
+    // The PTY master is dropped so its reader sees EOF once the process is gone.
+    *e.pty.lock().unwrap_or_else(|p| p.into_inner()) = None;
+    drop(l.pty.take());
+    for r in readers {
+        let _ = tokio::time::timeout(std::time::Duration::from_secs(2), r).await;
+    }
+    e.update(|r| {
+        r.running = false;
+        r.exit_code = Some(code);
+    });
+    let _ = done_tx.send(());
+    if let Some(w) = writer {
+        let _ = w.await;
+    }
+    st.bus.emit(Event::ProcessExited { id: container_id, exec_id, exit_code: code });
+}
