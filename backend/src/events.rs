@@ -20,7 +20,12 @@ pub struct EventBus {
 struct Inner {
     seq: u64,
     state: State,
+    /// The most recent events, oldest first (for `since` and for resuming).
+    history: std::collections::VecDeque<Envelope>,
 }
+
+/// How many past events are kept for late subscribers.
+const HISTORY: usize = 10_000;
 
 fn now_ms() -> u64 {
     SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.as_millis() as u64).unwrap_or(0)
@@ -35,7 +40,7 @@ impl Default for EventBus {
 impl EventBus {
     pub fn new() -> Self {
         let (tx, _) = broadcast::channel(CHANNEL_CAPACITY);
-        EventBus { inner: Mutex::new(Inner { seq: 0, state: State::default() }), tx }
+        EventBus { inner: Mutex::new(Inner { seq: 0, state: State::default(), history: Default::default() }), tx }
     }
 
     /// Numbers, applies and broadcasts one event; returns its envelope.
@@ -45,6 +50,10 @@ impl EventBus {
         inner.seq += 1;
         apply(&mut inner.state, &event);
         let env = Envelope::new(inner.seq, now_ms(), event);
+        if inner.history.len() == HISTORY {
+            inner.history.pop_front();
+        }
+        inner.history.push_back(env.clone());
         // Sent under the lock, so subscribers see events in sequence order.
         let _ = self.tx.send(env.clone());
         env
@@ -55,6 +64,13 @@ impl EventBus {
     pub fn snapshot_and_subscribe(&self) -> (u64, State, broadcast::Receiver<Envelope>) {
         let inner = self.inner.lock().unwrap_or_else(|p| p.into_inner());
         (inner.seq, inner.state.clone(), self.tx.subscribe())
+    }
+
+    /// The kept history (oldest first) and a subscription for what follows,
+    /// taken together so that nothing falls between them.
+    pub fn history_and_subscribe(&self) -> (Vec<Envelope>, broadcast::Receiver<Envelope>) {
+        let inner = self.inner.lock().unwrap_or_else(|p| p.into_inner());
+        (inner.history.iter().cloned().collect(), self.tx.subscribe())
     }
 
     pub fn state(&self) -> State {

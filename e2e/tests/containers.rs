@@ -29,6 +29,10 @@ fn docker_run_hello_world_pulls_and_prints_the_greeting() {
     assert!(text.contains("Hello from Docker!"), "{text}");
     let ps = docker_ok(&sb, &d, &["ps", "-a", "--format", "{{.Image}} {{.Status}}"]);
     assert!(ps.starts_with("hello-world Exited (0)"), "{ps}");
+    // Every step was an event, in Docker's format at /events.
+    let until = (std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_secs() + 1).to_string();
+    let ev = docker_ok(&sb, &d, &["events", "--since", "0", "--until", &until, "--format", "{{.Type}} {{.Action}}"]);
+    assert_eq!(ev.lines().collect::<Vec<_>>(), vec!["image pull", "container create", "container start", "container die"], "{ev}");
 }
 
 #[test]
@@ -196,4 +200,33 @@ fn run_it_gives_a_real_terminal_and_exec_joins_a_running_container() {
     assert_eq!(code, Some(3), "{text}");
     assert!(text.contains("nginx: master process"), "{text}");
     docker_ok(&sb, &d, &["stop", "nginx-1"]);
+}
+
+#[test]
+fn logs_tail_and_follow_kill_wait_and_stop_with_a_timeout() {
+    let (sb, _reg, d) = node1();
+    docker_ok(&sb, &d, &["pull", "alpine"]);
+    docker_ok(&sb, &d, &["run", "--name", "counter", "-d", "alpine", "sh", "-c", "for i in 1 2 3 4 5; do echo line$i; done; sleep 1; echo late; sleep 30"]);
+    std::thread::sleep(std::time::Duration::from_millis(500));
+    assert_eq!(docker_ok(&sb, &d, &["logs", "--tail", "2", "counter"]), "line4\nline5\n");
+    // -f keeps streaming until the container stops.
+    let follow = sb.command("docker").args(["logs", "-f", "counter"]).env("DOCKER_HOST", format!("unix://{}", d.socket.display())).stdout(std::process::Stdio::piped()).spawn().unwrap();
+    std::thread::sleep(std::time::Duration::from_millis(1500));
+    // The shell is PID 1 without a TERM handler: stop waits -t 1, then kills.
+    let t = std::time::Instant::now();
+    docker_ok(&sb, &d, &["stop", "-t", "1", "counter"]);
+    assert!(t.elapsed() >= std::time::Duration::from_millis(900), "{:?}", t.elapsed());
+    let followed = follow.wait_with_output().unwrap();
+    assert_eq!(String::from_utf8_lossy(&followed.stdout), "line1\nline2\nline3\nline4\nline5\nlate\n");
+    let state = docker_ok(&sb, &d, &["inspect", "-f", "{{.State.Status}} {{.State.ExitCode}}", "counter"]);
+    assert_eq!(state.trim(), "exited 137");
+
+    docker_ok(&sb, &d, &["run", "--name", "sleeper", "-d", "alpine", "sleep", "60"]);
+    let waiter = sb.command("docker").args(["wait", "sleeper"]).env("DOCKER_HOST", format!("unix://{}", d.socket.display())).stdout(std::process::Stdio::piped()).spawn().unwrap();
+    docker_ok(&sb, &d, &["kill", "sleeper"]);
+    assert_eq!(String::from_utf8_lossy(&waiter.wait_with_output().unwrap().stdout).trim(), "137");
+    let o = sb.docker(&d, &["kill", "sleeper"]).unwrap();
+    assert!(out(&o).contains("is not running"), "{}", out(&o));
+    let o = sb.docker(&d, &["logs", "nosuch"]).unwrap();
+    assert!(out(&o).contains("No such container: nosuch"), "{}", out(&o));
 }

@@ -20,6 +20,7 @@ use crate::system::HostFacts;
 use berth_shared::EngineMode;
 
 pub mod containers;
+pub mod events;
 pub mod exec;
 pub mod images;
 pub mod system;
@@ -47,6 +48,7 @@ pub fn app(state: AppState) -> Router {
         .merge(images::router())
         .merge(containers::router())
         .merge(exec::router())
+        .merge(events::router())
         .fallback(|| async { ApiError::not_found("page not found") })
         .with_state(state);
     Router::new()
