@@ -46,6 +46,8 @@ pub struct Sandbox {
     dir: Option<tempfile::TempDir>,
     holder: Option<Child>,
     holder_pid: i32,
+    /// Helper processes (the registry) reaped at cleanup.
+    children: Vec<Child>,
     cgroup: Option<PathBuf>,
     net_inode: u64,
     mnt_inode: u64,
@@ -83,6 +85,7 @@ impl Sandbox {
             dir: None,
             holder: None,
             holder_pid: 0,
+            children: Vec::new(),
             cgroup: None,
             net_inode: 0,
             mnt_inode: 0,
@@ -201,7 +204,7 @@ impl Sandbox {
 
     /// Starts Debian's docker-registry inside node1 on 127.0.0.1:5000,
     /// serving the fixture images (scripts/fixtures.sh pushed them).
-    pub fn start_registry(&self) -> anyhow::Result<Child> {
+    pub fn start_registry(&mut self) -> anyhow::Result<()> {
         let state = crate::state_dir();
         let config = state.join("registry/config.yml");
         if !config.exists() {
@@ -216,10 +219,10 @@ impl Sandbox {
             .stdout(log.try_clone()?)
             .stderr(log)
             .spawn()?;
+        self.children.push(child);
         self.wait_until(Duration::from_secs(10), "registry on 127.0.0.1:5000", || {
             self.run("curl", &["-fsS", "http://127.0.0.1:5000/v2/"]).map(|o| o.status.success()).unwrap_or(false)
-        })?;
-        Ok(child)
+        })
     }
 
     /// Starts berthd inside node1 with all its state in the sandbox dir.
@@ -340,6 +343,9 @@ impl Sandbox {
         }
         if let Some(mut h) = self.holder.take() {
             let _ = h.wait();
+        }
+        for mut c in self.children.drain(..) {
+            let _ = c.wait();
         }
         // 2. The namespace: takes the uplink and all links/rules inside with it.
         if Path::new("/run/netns").join(&self.name).exists() {

@@ -1,4 +1,5 @@
 //! berthd in a sandboxed node1, driven by the real docker CLI.
+#![allow(clippy::unwrap_used)] // test code: a failed step should panic with its error
 
 use berth_e2e::sandbox::Sandbox;
 

@@ -1,11 +1,12 @@
 //! The fixture registry serves every fixture image (after scripts/setup.sh).
+#![allow(clippy::unwrap_used)] // test code: a failed step should panic with its error
 
 use berth_e2e::sandbox::Sandbox;
 
 #[test]
 fn the_fixture_registry_serves_all_fixture_manifests_and_blobs() {
-    let sb = Sandbox::new().unwrap();
-    let _registry = sb.start_registry().unwrap();
+    let mut sb = Sandbox::new().unwrap();
+    sb.start_registry().unwrap();
     let script = berth_e2e::repo_root().join("scripts/fixtures.py");
     let out = sb
         .run("python3", &[script.to_str().unwrap(), "--check", "http://127.0.0.1:5000"])

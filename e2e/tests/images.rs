@@ -1,5 +1,6 @@
 //! Pulling and managing images with the real docker CLI against berthd in
 //! the sandbox, through the fixture registry as a docker.io mirror.
+#![allow(clippy::unwrap_used)] // test code: a failed step should panic with its error
 
 use berth_e2e::sandbox::{Berthd, Sandbox};
 
@@ -7,11 +8,11 @@ fn out(o: &std::process::Output) -> String {
     format!("{}{}", String::from_utf8_lossy(&o.stdout), String::from_utf8_lossy(&o.stderr))
 }
 
-fn node1() -> (Sandbox, std::process::Child, Berthd) {
-    let sb = Sandbox::new().unwrap();
-    let reg = sb.start_registry().unwrap();
+fn node1() -> (Sandbox, (), Berthd) {
+    let mut sb = Sandbox::new().unwrap();
+    sb.start_registry().unwrap();
     let d = sb.start_berthd(&["--registry-mirror", "http://127.0.0.1:5000"]).unwrap();
-    (sb, reg, d)
+    (sb, (), d)
 }
 
 fn docker_ok(sb: &Sandbox, d: &Berthd, args: &[&str]) -> String {

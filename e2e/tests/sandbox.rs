@@ -1,4 +1,5 @@
 //! The sandbox and the leak check, tested against the real kernel (root only).
+#![allow(clippy::unwrap_used)] // test code: a failed step should panic with its error
 
 use std::path::Path;
 use std::process::Stdio;

@@ -185,7 +185,7 @@ async fn remove(State(st): State<AppState>, Path(name): Path<String>, Query(q): 
     let img = find(&st, &name)?;
     let force = q.get("force").is_some_and(|v| v == "1" || v == "true");
     let familiar = crate::image::reference::familiar(&name);
-    let by_tag = img.repo_tags.iter().any(|t| *t == familiar);
+    let by_tag = img.repo_tags.contains(&familiar);
     let users = st.containers.using_image(&img.id);
     let mut out = Vec::new();
     if by_tag && (img.repo_tags.len() > 1 || (!users.is_empty() && !force)) {

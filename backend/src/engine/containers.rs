@@ -425,7 +425,7 @@ impl Containers {
         fs::write(&r.hostname_path, format!("{hostname}\n"))?;
         fs::write(
             &r.hosts_path,
-            format!("127.0.0.1\tlocalhost\n::1\tlocalhost ip6-localhost ip6-loopback\nfe00::0\tip6-localnet\nff00::0\tip6-mcastprefix\nff02::1\tip6-allnodes\nff02::2\tip6-allrouters\n"),
+            "127.0.0.1\tlocalhost\n::1\tlocalhost ip6-localhost ip6-loopback\nfe00::0\tip6-localnet\nff00::0\tip6-mcastprefix\nff02::1\tip6-allnodes\nff02::2\tip6-allrouters\n",
         )?;
         // As Docker does without a user-defined network: the host's
         // resolv.conf, minus loopback nameservers the container cannot reach.

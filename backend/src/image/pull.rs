@@ -11,7 +11,6 @@ use oci_client::manifest::OciDescriptor;
 use oci_client::secrets::RegistryAuth;
 use oci_client::{Client, Reference};
 use serde_json::{json, Value};
-use tokio::io::AsyncWriteExt;
 use tokio::sync::mpsc;
 
 use super::reference::{ImageRef, DOCKER_HUB};
@@ -321,16 +320,14 @@ impl tokio::io::AsyncWrite for ProgressWriter {
         std::pin::Pin::new(&mut self.file).poll_flush(cx)
     }
     fn poll_shutdown(mut self: std::pin::Pin<&mut Self>, cx: &mut std::task::Context<'_>) -> std::task::Poll<std::io::Result<()>> {
-        let f = &mut self.file;
-        let _ = f.flush();
-        std::pin::Pin::new(f).poll_shutdown(cx)
+        std::pin::Pin::new(&mut self.file).poll_shutdown(cx)
     }
 }
 
 /// "[=====>      ]  1.2MB/3.4MB", as Docker's non-terminal progress.
 pub fn progress_bar(done: u64, total: u64) -> String {
     let width = 50usize;
-    let filled = if total == 0 { 0 } else { ((done.min(total) * width as u64) / total) as usize };
+    let filled = (done.min(total) * width as u64).checked_div(total).unwrap_or(0) as usize;
     let bar = if filled >= width {
         "=".repeat(width)
     } else {

@@ -210,7 +210,7 @@ impl ImageStore {
     pub fn resolve(&self, name: &str) -> Option<ImageRecord> {
         let idx = self.lock();
         let wanted = crate::image::reference::familiar(name);
-        if let Some(img) = idx.images.values().find(|i| i.repo_tags.iter().any(|t| *t == wanted)) {
+        if let Some(img) = idx.images.values().find(|i| i.repo_tags.contains(&wanted)) {
             return Some(img.clone());
         }
         if let Some(img) = idx.images.values().find(|i| i.repo_digests.iter().any(|d| *d == wanted || *d == name)) {
