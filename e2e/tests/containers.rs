@@ -159,10 +159,11 @@ fn stopped_containers_and_their_logs_survive_a_daemon_restart() {
 /// Runs a docker command under a pseudo-terminal (`script`), feeding `input`
 /// line by line after a pause, as a person typing would.
 fn docker_tty(sb: &Sandbox, d: &Berthd, cmd: &str, input: &[&str]) -> (Option<i32>, String) {
-    let feed: String = input.iter().map(|l| format!("sleep 0.7; printf '%s\\n' '{l}'; ")).collect();
+    // printf %b: "\\0003" is Ctrl-C, "\\0033" is Esc.
+    let feed: String = input.iter().map(|l| format!("sleep 0.7; printf '%b\\n' '{l}'; ")).collect();
     let o = sb
         .command("sh")
-        .args(["-c", &format!("({feed} sleep 1) | script -qe -c 'stty cols 100 rows 30; {cmd}' /dev/null")])
+        .args(["-c", &format!("({feed} sleep 1) | timeout -s KILL 60 script -qe -c 'stty cols 100 rows 30; {cmd}' /dev/null")])
         .env("DOCKER_HOST", format!("unix://{}", d.socket.display()))
         .env("DOCKER_CONFIG", sb.dir().join("docker-config"))
         .output()
@@ -183,6 +184,24 @@ fn run_it_gives_a_real_terminal_and_exec_joins_a_running_container() {
     // Docker shows /dev/pts/0 (runc allocates the PTY in the container's own
     // devpts); berth's PTY comes from the host and is mounted as the console.
     assert!(text.contains("/dev/console") && !text.contains("not a tty"), "{text}");
+
+    // Ctrl-C reaches the foreground job through the container's terminal,
+    // and vi edits a file (arrows, insert, Esc, :wq) as in the lab.
+    let (code, text) = docker_tty(
+        &sb,
+        &d,
+        "docker run -it --rm alpine",
+        &["sleep 30", "\\0003", "echo after-ctrl-c", "vi /tmp/f", "iWelcome to nginx!", "\\0033", ":wq", "cat /tmp/f", "exit"],
+    );
+    assert_eq!(code, Some(0), "{text}");
+    assert!(text.contains("after-ctrl-c"), "{text}");
+    assert!(text.lines().any(|l| l == "Welcome to nginx!"), "{text}");
+
+    // docker attach: to a detached container started with -it.
+    docker_ok(&sb, &d, &["run", "--name", "bg", "-dit", "alpine"]);
+    let (code, text) = docker_tty(&sb, &d, "docker attach bg", &["echo attached-$((6*7))", "exit 2"]);
+    assert_eq!(code, Some(2), "{text}");
+    assert!(text.contains("attached-42"), "{text}");
 
     // -i without -t: stdin is a pipe.
     let o = sb.command("sh").args(["-c", "echo piped | docker run -i --rm alpine cat"]).env("DOCKER_HOST", format!("unix://{}", d.socket.display())).output().unwrap();
