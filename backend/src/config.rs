@@ -47,6 +47,14 @@ pub struct Config {
     #[arg(long = "config-file", env = "BERTH_CONFIG_FILE")]
     pub config_file: Option<PathBuf>,
 
+    /// The bridge containers attach to by default (Docker's docker0).
+    #[arg(long = "bridge", env = "BERTH_BRIDGE", default_value = "docker0")]
+    pub bridge: String,
+
+    /// The default bridge's subnet (Docker's `--bip` network).
+    #[arg(long = "bip", env = "BERTH_BIP", default_value = "172.17.0.0/16")]
+    pub bip: String,
+
     /// Log filter (tracing's EnvFilter syntax); RUST_LOG overrides it.
     #[arg(long = "log-level", env = "BERTH_LOG", default_value = "info")]
     pub log_level: String,

@@ -59,6 +59,13 @@ pub async fn run(mut config: Config) -> anyhow::Result<()> {
         Containers::open(&store_root, &exec_root, images.clone(), bus.clone())
             .with_context(|| format!("opening the containers in {}", store_root.display()))?,
     );
+    if engine == EngineMode::Live {
+        let net = crate::network::BridgeNetwork::setup(&config.bridge, &config.bip, &exec_root, bus.clone())
+            .await
+            .with_context(|| format!("setting up bridge {} ({})", config.bridge, config.bip))?;
+        tracing::info!(bridge = %config.bridge, subnet = %config.bip, "bridge network ready");
+        containers.set_network(Arc::new(net)).await;
+    }
     let daemon_id = daemon_id(&config, engine);
     let state = AppState {
         config: Arc::new(config.clone()),

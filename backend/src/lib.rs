@@ -10,6 +10,7 @@ pub mod error;
 pub mod events;
 pub mod image;
 pub mod lab;
+pub mod network;
 pub mod runtime;
 pub mod sys;
 pub mod system;

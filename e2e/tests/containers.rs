@@ -67,7 +67,7 @@ fn isolation_matches_dockers_defaults() {
                   echo sys=$( (echo x > /proc/sys/kernel/hostname) 2>&1 | grep -c Read-only); \
                   echo dev=$(ls /dev | tr '\\n' ' '); \
                   echo root=$(mount | grep -E ' on / type overlay' | cut -d' ' -f1-5); \
-                  echo links=$(ip -o link | cut -d: -f2 | tr -d ' \\n')";
+                  echo links=$(ip -o link | cut -d: -f2 | cut -d@ -f1 | tr -d ' \\n')";
     let o = docker_ok(&sb, &d, &["run", "--rm", "alpine", "sh", "-c", script]);
     let get = |k: &str| o.lines().find_map(|l| l.strip_prefix(k)).unwrap_or_else(|| panic!("{k} missing in:\n{o}")).to_string();
     // Docker's default capability set, bounding and effective, and no_new_privs.
@@ -84,7 +84,7 @@ fn isolation_matches_dockers_defaults() {
         assert!(dev.split_whitespace().any(|d| d == name), "/dev/{name} missing: {o}");
     }
     assert_eq!(get("root="), "overlay on / type overlay", "{o}");
-    assert_eq!(get("links="), "lo", "a new network namespace with only lo: {o}");
+    assert_eq!(get("links="), "loeth0", "its own network namespace: lo and eth0: {o}");
 }
 
 #[test]

@@ -68,6 +68,13 @@ pub enum Event {
     ContainerExited { id: String, exit_code: i32 },
     /// The container and its layer are gone.
     ContainerRemoved { id: String },
+    /// The bridge is up with its gateway address (created, or adopted).
+    BridgeUp { name: String, address: String, prefix: u8, created: bool },
+    /// A container's network namespace was joined to a bridge by a veth
+    /// pair: `host_if` is the bridge port, eth0 inside has `ip`/`mac`.
+    EndpointAttached { id: String, network: String, bridge: String, host_if: String, ip: String, prefix: u8, mac: String, gateway: String, netns: String },
+    /// The veth pair and the namespace are gone, the address released.
+    EndpointDetached { id: String, host_if: String },
 }
 
 /// An event with its place in the stream: schema version, a sequence number

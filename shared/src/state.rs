@@ -31,6 +31,29 @@ pub struct State {
     pub images: BTreeMap<String, Image>,
     /// Containers by ID.
     pub containers: BTreeMap<String, Container>,
+    /// Bridges berth runs (docker0), by name.
+    pub bridges: BTreeMap<String, Bridge>,
+}
+
+/// A bridge and its gateway address.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Bridge {
+    pub name: String,
+    pub address: String,
+    pub prefix: u8,
+}
+
+/// A container's attachment to a bridge.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Endpoint {
+    pub network: String,
+    pub bridge: String,
+    pub host_if: String,
+    pub ip: String,
+    pub prefix: u8,
+    pub mac: String,
+    pub gateway: String,
+    pub netns: String,
 }
 
 /// A container as the page shows it.
@@ -49,6 +72,8 @@ pub struct Container {
     pub namespaces: Vec<String>,
     /// Running `docker exec` processes: exec id -> (pid, command).
     pub execs: BTreeMap<String, (i32, Vec<String>)>,
+    /// Its network endpoint while running on a bridge.
+    pub endpoint: Option<Endpoint>,
 }
 
 /// An unpacked image layer.
@@ -143,6 +168,7 @@ pub fn apply(state: &mut State, event: &Event) {
                     mounted: false,
                     namespaces: Vec::new(),
                     execs: BTreeMap::new(),
+                    endpoint: None,
                 },
             );
         }
@@ -189,6 +215,28 @@ pub fn apply(state: &mut State, event: &Event) {
         }
         Event::ContainerRemoved { id } => {
             state.containers.remove(id);
+        }
+        Event::BridgeUp { name, address, prefix, .. } => {
+            state.bridges.insert(name.clone(), Bridge { name: name.clone(), address: address.clone(), prefix: *prefix });
+        }
+        Event::EndpointAttached { id, network, bridge, host_if, ip, prefix, mac, gateway, netns } => {
+            if let Some(c) = state.containers.get_mut(id) {
+                c.endpoint = Some(Endpoint {
+                    network: network.clone(),
+                    bridge: bridge.clone(),
+                    host_if: host_if.clone(),
+                    ip: ip.clone(),
+                    prefix: *prefix,
+                    mac: mac.clone(),
+                    gateway: gateway.clone(),
+                    netns: netns.clone(),
+                });
+            }
+        }
+        Event::EndpointDetached { id, .. } => {
+            if let Some(c) = state.containers.get_mut(id) {
+                c.endpoint = None;
+            }
         }
     }
 }

@@ -436,19 +436,55 @@ async fn inspect(State(st): State<AppState>, Path(id): Path<String>) -> ApiResul
         },
         "Mounts": [],
         "Config": r.config,
-        "NetworkSettings": {
-            "Bridge": "",
-            "SandboxID": "",
-            "HairpinMode": false,
-            "Ports": {},
-            "SandboxKey": "",
-            "Gateway": "",
-            "IPAddress": "",
-            "IPPrefixLen": 0,
-            "MacAddress": "",
-            "Networks": {},
-        },
+        "NetworkSettings": network_settings(&st, &r),
     })))
+}
+
+/// NetworkSettings as `docker inspect` shows them.
+pub fn network_settings(st: &AppState, r: &Record) -> Value {
+    let net = st.containers.network();
+    let mode = r.host_config["NetworkMode"].as_str().unwrap_or("default");
+    let name = if mode == "default" { "bridge" } else { mode };
+    let ep = r.endpoint.as_ref();
+    let network_id = match (name, &net) {
+        ("bridge", Some(n)) => n.id.clone(),
+        _ => String::new(),
+    };
+    let entry = json!({
+        "IPAMConfig": null,
+        "Links": null,
+        "Aliases": null,
+        "NetworkID": network_id,
+        "EndpointID": ep.map(|e| e.endpoint_id.clone()).unwrap_or_default(),
+        "Gateway": ep.map(|e| e.gateway.to_string()).unwrap_or_default(),
+        "IPAddress": ep.map(|e| e.ip.to_string()).unwrap_or_default(),
+        "IPPrefixLen": ep.map(|e| e.prefix).unwrap_or(0),
+        "IPv6Gateway": "",
+        "GlobalIPv6Address": "",
+        "GlobalIPv6PrefixLen": 0,
+        "MacAddress": ep.map(|e| e.mac.clone()).unwrap_or_default(),
+        "DriverOpts": null,
+    });
+    json!({
+        "Bridge": "",
+        "SandboxID": ep.map(|e| e.endpoint_id.clone()).unwrap_or_default(),
+        "HairpinMode": false,
+        "LinkLocalIPv6Address": "",
+        "LinkLocalIPv6PrefixLen": 0,
+        "Ports": {},
+        "SandboxKey": ep.map(|e| e.netns.display().to_string()).unwrap_or_default(),
+        "SecondaryIPAddresses": null,
+        "SecondaryIPv6Addresses": null,
+        "EndpointID": entry["EndpointID"],
+        "Gateway": entry["Gateway"],
+        "GlobalIPv6Address": "",
+        "GlobalIPv6PrefixLen": 0,
+        "IPAddress": entry["IPAddress"],
+        "IPPrefixLen": entry["IPPrefixLen"],
+        "IPv6Gateway": "",
+        "MacAddress": entry["MacAddress"],
+        "Networks": { name: entry },
+    })
 }
 
 #[cfg(test)]

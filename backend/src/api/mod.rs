@@ -23,6 +23,7 @@ pub mod containers;
 pub mod events;
 pub mod exec;
 pub mod images;
+pub mod networks;
 pub mod system;
 
 /// What the API handlers share.
@@ -49,6 +50,7 @@ pub fn app(state: AppState) -> Router {
         .merge(containers::router())
         .merge(exec::router())
         .merge(events::router())
+        .merge(networks::router())
         .fallback(|| async { ApiError::not_found("page not found") })
         .with_state(state);
     Router::new()

@@ -72,6 +72,9 @@ pub struct Record {
     pub hostname_path: PathBuf,
     pub hosts_path: PathBuf,
     pub resolv_conf_path: PathBuf,
+    /// Its place on the bridge while running.
+    #[serde(default)]
+    pub endpoint: Option<crate::network::Endpoint>,
 }
 
 impl Record {
@@ -206,6 +209,7 @@ pub struct Containers {
     images: Arc<ImageStore>,
     bus: Arc<EventBus>,
     map: Mutex<BTreeMap<String, Arc<Container>>>,
+    network: Mutex<Option<Arc<crate::network::BridgeNetwork>>>,
 }
 
 pub fn now_rfc3339() -> String {
@@ -245,7 +249,7 @@ impl Containers {
         let dir = data_root.join("containers");
         fs::create_dir_all(&dir)?;
         fs::create_dir_all(exec_root.join("containers"))?;
-        let me = Containers { data_root: data_root.to_path_buf(), exec_root: exec_root.to_path_buf(), images, bus, map: Mutex::new(BTreeMap::new()) };
+        let me = Containers { data_root: data_root.to_path_buf(), exec_root: exec_root.to_path_buf(), images, bus, map: Mutex::new(BTreeMap::new()), network: Mutex::new(None) };
         for e in fs::read_dir(&dir)?.flatten() {
             let path = e.path().join("container.json");
             let Ok(bytes) = fs::read(&path) else { continue };
@@ -266,6 +270,23 @@ impl Containers {
             me.map.lock().unwrap_or_else(|p| p.into_inner()).insert(c.id.clone(), c);
         }
         Ok(me)
+    }
+
+    /// Attaches the default bridge network and clears what containers that
+    /// died with the previous daemon left of theirs (veth, namespace).
+    pub async fn set_network(&self, net: Arc<crate::network::BridgeNetwork>) {
+        *self.network.lock().unwrap_or_else(|p| p.into_inner()) = Some(net.clone());
+        for c in self.list() {
+            if let Some(ep) = c.record().endpoint {
+                net.disconnect(&c.id, &ep).await;
+                let r = c.update(|r| r.endpoint = None);
+                let _ = self.save(&r);
+            }
+        }
+    }
+
+    pub fn network(&self) -> Option<Arc<crate::network::BridgeNetwork>> {
+        self.network.lock().unwrap_or_else(|p| p.into_inner()).clone()
     }
 
     fn wrap(&self, rec: Record) -> Arc<Container> {
@@ -411,6 +432,7 @@ impl Containers {
             hostname_path: dir.join("hostname"),
             hosts_path: dir.join("hosts"),
             resolv_conf_path: dir.join("resolv.conf"),
+            endpoint: None,
         };
         self.save(&rec).map_err(internal)?;
         let c = self.wrap(rec.clone());
@@ -423,10 +445,13 @@ impl Containers {
     fn write_etc(&self, r: &Record) -> std::io::Result<Vec<Bind>> {
         let hostname = r.config["Hostname"].as_str().unwrap_or("").to_string();
         fs::write(&r.hostname_path, format!("{hostname}\n"))?;
-        fs::write(
-            &r.hosts_path,
+        let mut hosts = String::from(
             "127.0.0.1\tlocalhost\n::1\tlocalhost ip6-localhost ip6-loopback\nfe00::0\tip6-localnet\nff00::0\tip6-mcastprefix\nff02::1\tip6-allnodes\nff02::2\tip6-allrouters\n",
-        )?;
+        );
+        if let Some(ep) = &r.endpoint {
+            hosts.push_str(&format!("{}\t{hostname}\n", ep.ip));
+        }
+        fs::write(&r.hosts_path, hosts)?;
         // As Docker does without a user-defined network: the host's
         // resolv.conf, minus loopback nameservers the container cannot reach.
         let host = fs::read_to_string("/etc/resolv.conf").unwrap_or_default();
@@ -462,6 +487,7 @@ impl Containers {
         match self.spawn(c, &rec).await {
             Ok(()) => Ok(()),
             Err(e) => {
+                self.disconnect(c).await;
                 self.unmount(&rec);
                 let msg = e.message.clone();
                 let r = c.update(|r| {
@@ -482,6 +508,16 @@ impl Containers {
         }
     }
 
+    /// Takes the container off the bridge (veth, namespace, address).
+    async fn disconnect(&self, c: &Container) {
+        let rec = c.record();
+        if let (Some(ep), Some(net)) = (rec.endpoint.clone(), self.network()) {
+            net.disconnect(&rec.id, &ep).await;
+            let r = c.update(|r| r.endpoint = None);
+            let _ = self.save(&r);
+        }
+    }
+
     fn unmount(&self, rec: &Record) {
         let merged = Path::new(&rec.layer.merged);
         if nix::mount::umount2(merged, nix::mount::MntFlags::empty()).is_err() {
@@ -491,12 +527,22 @@ impl Containers {
     }
 
     async fn spawn(self: &Arc<Self>, c: &Arc<Container>, rec: &Record) -> Result<(), ApiError> {
+        let mode = rec.host_config["NetworkMode"].as_str().unwrap_or("default").to_string();
+        let net = match (mode.as_str(), self.network()) {
+            ("host", _) => NetNs::Host,
+            ("none", _) | (_, None) => NetNs::New,
+            ("default" | "bridge", Some(network)) => {
+                let ep = network.connect(&rec.id).await.map_err(|e| internal(format!("connecting to network bridge: {e}")))?;
+                let path = ep.netns.clone();
+                let r = c.update(|r| r.endpoint = Some(ep));
+                self.save(&r).map_err(internal)?;
+                NetNs::Join(path)
+            }
+            (other, Some(_)) => return Err(ApiError::not_found(format!("network {other} not found"))),
+        };
+        let rec = &c.record();
         let binds = self.write_etc(rec).map_err(internal)?;
         let args = rec.command();
-        let net = match rec.host_config["NetworkMode"].as_str().unwrap_or("default") {
-            "host" => NetNs::Host,
-            _ => NetNs::New,
-        };
         let spec = InitSpec {
             rootfs: PathBuf::from(&rec.layer.merged),
             args: args.clone(),
@@ -540,7 +586,7 @@ impl Containers {
         });
         self.save(&rec).map_err(internal)?;
         let mut kinds = vec!["mnt", "uts", "ipc", "pid"];
-        if net == NetNs::New {
+        if net != NetNs::Host {
             kinds.push("net");
         }
         self.bus.emit(Event::NamespacesCreated { id: rec.id.clone(), pid, kinds: kinds.into_iter().map(String::from).collect() });
@@ -596,6 +642,7 @@ impl Containers {
         });
         let _ = self.save(&rec);
         let _ = fs::remove_dir_all(self.exec_root.join("containers").join(&rec.id));
+        self.disconnect(c).await;
         self.unmount(&rec);
         self.bus.emit(Event::ContainerExited { id: rec.id.clone(), exit_code: code });
         tracing::info!(id = %&rec.id[..12], code, "container exited");

@@ -128,6 +128,13 @@ pub fn exec_main(spec_path: &str) -> ! {
         }
     }
     drop(nss);
+    // Now in the container's mount namespace: look the command up before
+    // forking, so "not found" is reported by this process alone.
+    if let Some(prog) = spec.args.first() {
+        if lookup_path(prog, &spec.env, Path::new("/")).is_none() {
+            fail(sync, &format!("exec: \"{prog}\": executable file not found in $PATH"));
+        }
+    }
     match sys::fork() {
         Err(e) => fail(sync, &format!("fork: {e}")),
         Ok(Forked::Parent { child }) => supervise(child, sync),

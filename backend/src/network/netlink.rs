@@ -1,0 +1,237 @@
+//! Every rtnetlink call berth makes, in one module (rtnetlink is pinned
+//! exactly: its API moves between minor versions).
+
+use std::net::Ipv4Addr;
+use std::os::fd::AsRawFd;
+use std::path::Path;
+
+use futures_util::TryStreamExt;
+use rtnetlink::packet_route::link::{InfoKind, LinkAttribute, LinkInfo};
+use rtnetlink::{new_connection, Handle, LinkBridge, LinkUnspec, LinkVeth, RouteMessageBuilder};
+
+#[derive(Debug, thiserror::Error)]
+pub enum NetError {
+    #[error("netlink: {0}")]
+    Netlink(String),
+    #[error("{0}")]
+    Conflict(String),
+    #[error("{what}: {source}")]
+    Io { what: String, source: std::io::Error },
+}
+
+fn nl(e: impl std::fmt::Display) -> NetError {
+    NetError::Netlink(e.to_string())
+}
+
+fn io(what: impl Into<String>) -> impl FnOnce(std::io::Error) -> NetError {
+    let what = what.into();
+    move |source| NetError::Io { what, source }
+}
+
+/// A netlink connection in the calling thread's network namespace.
+pub fn connect() -> Result<Handle, NetError> {
+    let (conn, handle, _) = new_connection().map_err(|e| NetError::Io { what: "netlink socket".into(), source: e })?;
+    tokio::spawn(conn);
+    Ok(handle)
+}
+
+/// A link's index and kind, by name.
+pub async fn link_by_name(h: &Handle, name: &str) -> Result<Option<(u32, Option<InfoKind>)>, NetError> {
+    let mut links = h.link().get().match_name(name.to_string()).execute();
+    match links.try_next().await {
+        Ok(Some(msg)) => {
+            let kind = msg.attributes.iter().find_map(|a| match a {
+                LinkAttribute::LinkInfo(infos) => infos.iter().find_map(|i| match i {
+                    LinkInfo::Kind(k) => Some(k.clone()),
+                    _ => None,
+                }),
+                _ => None,
+            });
+            Ok(Some((msg.header.index, kind)))
+        }
+        Ok(None) => Ok(None),
+        // ENODEV: no such link.
+        Err(rtnetlink::Error::NetlinkError(e)) if e.raw_code() == -libc::ENODEV => Ok(None),
+        Err(e) => Err(nl(e)),
+    }
+}
+
+async fn ipv4_addrs(h: &Handle, index: u32) -> Result<Vec<(Ipv4Addr, u8)>, NetError> {
+    use rtnetlink::packet_route::address::AddressAttribute;
+    let mut out = Vec::new();
+    let mut addrs = h.address().get().set_link_index_filter(index).execute();
+    while let Some(msg) = addrs.try_next().await.map_err(nl)? {
+        for a in &msg.attributes {
+            if let AddressAttribute::Address(std::net::IpAddr::V4(ip)) = a {
+                out.push((*ip, msg.header.prefix_len));
+            }
+        }
+    }
+    Ok(out)
+}
+
+/// Creates the bridge with its address, or adopts an existing one that
+/// already is what berth wants. Returns (ifindex, created).
+pub async fn ensure_bridge(h: &Handle, name: &str, gateway: Ipv4Addr, prefix: u8) -> Result<(u32, bool), NetError> {
+    let (index, created) = match link_by_name(h, name).await? {
+        Some((index, Some(InfoKind::Bridge))) => (index, false),
+        Some((_, kind)) => {
+            return Err(NetError::Conflict(format!("{name} exists and is not a bridge ({kind:?}): remove it or configure another bridge name")))
+        }
+        None => {
+            h.link().add(LinkBridge::new(name).build()).execute().await.map_err(nl)?;
+            let (index, _) = link_by_name(h, name).await?.ok_or_else(|| nl(format!("{name} vanished after creation")))?;
+            (index, true)
+        }
+    };
+    let addrs = ipv4_addrs(h, index).await?;
+    if !addrs.contains(&(gateway, prefix)) {
+        if let Some((other, p)) = addrs.first() {
+            return Err(NetError::Conflict(format!("bridge {name} has address {other}/{p}, not {gateway}/{prefix}: remove it or configure the bridge's subnet to match")));
+        }
+        h.address().add(index, gateway.into(), prefix).execute().await.map_err(nl)?;
+    }
+    h.link().set(LinkUnspec::new_with_index(index).up().build()).execute().await.map_err(nl)?;
+    Ok((index, created))
+}
+
+/// Is this IPv4 subnet already routed through some other link?
+pub async fn subnet_taken_by(h: &Handle, net: Ipv4Addr, prefix: u8, except: &str) -> Result<Option<String>, NetError> {
+    let mut links = h.link().get().execute();
+    let mut names = Vec::new();
+    while let Some(msg) = links.try_next().await.map_err(nl)? {
+        let name = msg.attributes.iter().find_map(|a| match a {
+            LinkAttribute::IfName(n) => Some(n.clone()),
+            _ => None,
+        });
+        if let Some(n) = name {
+            names.push((msg.header.index, n));
+        }
+    }
+    let mask = u32::MAX << (32 - prefix);
+    for (index, name) in names {
+        if name == except {
+            continue;
+        }
+        for (ip, p) in ipv4_addrs(h, index).await? {
+            let m = u32::MAX << (32 - p.min(prefix));
+            if u32::from(ip) & m & mask == u32::from(net) & m & mask {
+                return Ok(Some(format!("{name} ({ip}/{p})")));
+            }
+        }
+    }
+    Ok(None)
+}
+
+/// Makes a new network namespace kept alive by a bind mount at `path`.
+pub fn create_netns(path: &Path) -> Result<(), NetError> {
+    if let Some(dir) = path.parent() {
+        std::fs::create_dir_all(dir).map_err(io(format!("creating {}", dir.display())))?;
+    }
+    std::fs::File::create(path).map_err(io(format!("creating {}", path.display())))?;
+    let p = path.to_path_buf();
+    // unshare in a throwaway thread: only that thread moves to the new namespace.
+    let r = std::thread::spawn(move || -> Result<(), NetError> {
+        nix::sched::unshare(nix::sched::CloneFlags::CLONE_NEWNET).map_err(|e| io("unshare(CLONE_NEWNET)")(e.into()))?;
+        nix::mount::mount(Some("/proc/thread-self/ns/net"), &p, None::<&str>, nix::mount::MsFlags::MS_BIND, None::<&str>)
+            .map_err(|e| io(format!("bind-mounting the namespace at {}", p.display()))(e.into()))
+    })
+    .join()
+    .map_err(|_| nl("netns thread panicked"))?;
+    if r.is_err() {
+        let _ = std::fs::remove_file(path);
+    }
+    r
+}
+
+pub fn remove_netns(path: &Path) {
+    let _ = nix::mount::umount2(path, nix::mount::MntFlags::MNT_DETACH);
+    let _ = std::fs::remove_file(path);
+}
+
+/// What a container's end of a veth pair gets.
+#[derive(Clone, Debug)]
+pub struct Eth0 {
+    pub ip: Ipv4Addr,
+    pub prefix: u8,
+    pub gateway: Ipv4Addr,
+    pub mac: [u8; 6],
+}
+
+/// Connects a namespace to the bridge: a veth pair whose host end (`host_if`)
+/// is a port of the bridge and whose other end becomes `eth0` in the
+/// namespace, with its address, MAC and a default route via the gateway.
+pub async fn attach(h: &Handle, bridge: u32, netns: &Path, host_if: &str, eth0: &Eth0) -> Result<(), NetError> {
+    let peer = format!("{host_if}p");
+    h.link().add(LinkVeth::new(host_if, &peer).build()).execute().await.map_err(nl)?;
+    let result = async {
+        let (host_idx, _) = link_by_name(h, host_if).await?.ok_or_else(|| nl("veth vanished"))?;
+        let (peer_idx, _) = link_by_name(h, &peer).await?.ok_or_else(|| nl("veth peer vanished"))?;
+        h.link()
+            .set(LinkUnspec::new_with_index(host_idx).controller(bridge).up().build())
+            .execute()
+            .await
+            .map_err(nl)?;
+        let ns = std::fs::File::open(netns).map_err(io(format!("opening {}", netns.display())))?;
+        h.link()
+            .set(LinkUnspec::new_with_index(peer_idx).setns_by_fd(ns.as_raw_fd()).build())
+            .execute()
+            .await
+            .map_err(nl)?;
+        configure_inside(netns, &peer, eth0.clone()).await
+    }
+    .await;
+    if result.is_err() {
+        let _ = detach(h, host_if).await;
+    }
+    result
+}
+
+/// Inside the namespace (from a thread that setns-es into it): rename the
+/// peer to eth0, set MAC and address, bring lo and eth0 up, add the default route.
+async fn configure_inside(netns: &Path, peer: &str, eth0: Eth0) -> Result<(), NetError> {
+    let netns = netns.to_path_buf();
+    let peer = peer.to_string();
+    // A thread of its own, which ends afterwards: it never serves the daemon
+    // again from inside the container's namespace.
+    let (tx, rx) = tokio::sync::oneshot::channel();
+    std::thread::spawn(move || {
+        let r = configure_in_thread(&netns, &peer, &eth0);
+        let _ = tx.send(r);
+    });
+    rx.await.map_err(|_| nl("netns thread died"))?
+}
+
+fn configure_in_thread(netns: &Path, peer: &str, eth0: &Eth0) -> Result<(), NetError> {
+    {
+        let ns = std::fs::File::open(netns).map_err(io(format!("opening {}", netns.display())))?;
+        nix::sched::setns(&ns, nix::sched::CloneFlags::CLONE_NEWNET).map_err(|e| io("setns")(e.into()))?;
+        let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().map_err(io("runtime"))?;
+        let r = rt.block_on(async {
+            let h = connect()?;
+            let (idx, _) = link_by_name(&h, peer).await?.ok_or_else(|| nl("peer not in the namespace"))?;
+            h.link()
+                .set(LinkUnspec::new_with_index(idx).name("eth0".to_string()).address(eth0.mac.to_vec()).build())
+                .execute()
+                .await
+                .map_err(nl)?;
+            h.address().add(idx, eth0.ip.into(), eth0.prefix).execute().await.map_err(nl)?;
+            h.link().set(LinkUnspec::new_with_index(idx).up().build()).execute().await.map_err(nl)?;
+            if let Some((lo, _)) = link_by_name(&h, "lo").await? {
+                h.link().set(LinkUnspec::new_with_index(lo).up().build()).execute().await.map_err(nl)?;
+            }
+            let route = RouteMessageBuilder::<Ipv4Addr>::new().gateway(eth0.gateway).output_interface(idx).build();
+            h.route().add(route).execute().await.map_err(nl)?;
+            Ok::<(), NetError>(())
+        });
+        r
+    }
+}
+
+/// Deletes a veth pair by its host end (the peer goes with it).
+pub async fn detach(h: &Handle, host_if: &str) -> Result<(), NetError> {
+    if let Some((idx, _)) = link_by_name(h, host_if).await? {
+        h.link().del(idx).execute().await.map_err(nl)?;
+    }
+    Ok(())
+}
