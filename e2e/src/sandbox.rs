@@ -455,3 +455,29 @@ pub fn sweep_stale() -> Vec<String> {
     }
     removed
 }
+
+/// stdout and stderr of a finished command, together.
+pub fn out(o: &Output) -> String {
+    format!("{}{}", String::from_utf8_lossy(&o.stdout), String::from_utf8_lossy(&o.stderr))
+}
+
+/// A node1 with the fixture registry on its loopback and berthd using it
+/// as docker.io's mirror: what most engine tests start from.
+pub fn node1() -> anyhow::Result<(Sandbox, Berthd)> {
+    let mut sb = Sandbox::new()?;
+    sb.start_registry()?;
+    let d = sb.start_berthd(&["--registry-mirror", "http://127.0.0.1:5000"])?;
+    Ok((sb, d))
+}
+
+impl Sandbox {
+    /// Runs the docker CLI and returns its stdout; panics with the output
+    /// and berthd's log if it fails (for tests).
+    pub fn docker_ok(&self, d: &Berthd, args: &[&str]) -> String {
+        match self.docker(d, args) {
+            Ok(o) if o.status.success() => String::from_utf8_lossy(&o.stdout).into_owned(),
+            Ok(o) => panic!("docker {} failed ({}):\n{}\n--- berthd log:\n{}", args.join(" "), o.status, out(&o), d.log_text()),
+            Err(e) => panic!("docker {}: {e:#}", args.join(" ")),
+        }
+    }
+}

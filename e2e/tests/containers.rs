@@ -1,45 +1,33 @@
 //! Containers with the real docker CLI against berthd in the sandbox.
 #![allow(clippy::unwrap_used)] // test code: a failed step should panic with its error
 
-use berth_e2e::sandbox::{Berthd, Sandbox};
+use berth_e2e::sandbox::{node1, out, Berthd, Sandbox};
 
-fn out(o: &std::process::Output) -> String {
-    format!("{}{}", String::from_utf8_lossy(&o.stdout), String::from_utf8_lossy(&o.stderr))
-}
 
-fn node1() -> (Sandbox, (), Berthd) {
-    let mut sb = Sandbox::new().unwrap();
-    sb.start_registry().unwrap();
-    let d = sb.start_berthd(&["--registry-mirror", "http://127.0.0.1:5000"]).unwrap();
-    (sb, (), d)
-}
 
-fn docker_ok(sb: &Sandbox, d: &Berthd, args: &[&str]) -> String {
-    let o = sb.docker(d, args).unwrap();
-    assert!(o.status.success(), "docker {} failed ({}):\n{}\n--- berthd log:\n{}", args.join(" "), o.status, out(&o), d.log_text());
-    String::from_utf8_lossy(&o.stdout).into_owned()
-}
+
+
 
 #[test]
 fn docker_run_hello_world_pulls_and_prints_the_greeting() {
-    let (sb, _reg, d) = node1();
+    let (sb, d) = node1().unwrap();
     let o = sb.docker(&d, &["run", "hello-world"]).unwrap();
     let text = out(&o);
     assert!(o.status.success(), "{text}\n{}", d.log_text());
     assert!(text.contains("Unable to find image 'hello-world:latest' locally"), "{text}");
     assert!(text.contains("Hello from Docker!"), "{text}");
-    let ps = docker_ok(&sb, &d, &["ps", "-a", "--format", "{{.Image}} {{.Status}}"]);
+    let ps = sb.docker_ok(&d, &["ps", "-a", "--format", "{{.Image}} {{.Status}}"]);
     assert!(ps.starts_with("hello-world Exited (0)"), "{ps}");
     // Every step was an event, in Docker's format at /events.
     let until = (std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_secs() + 1).to_string();
-    let ev = docker_ok(&sb, &d, &["events", "--since", "0", "--until", &until, "--format", "{{.Type}} {{.Action}}"]);
+    let ev = sb.docker_ok(&d, &["events", "--since", "0", "--until", &until, "--format", "{{.Type}} {{.Action}}"]);
     assert_eq!(ev.lines().collect::<Vec<_>>(), vec!["image pull", "container create", "container start", "container die"], "{ev}");
 }
 
 #[test]
 fn alpine_without_a_tty_exits_at_once_with_its_status_and_streams_apart() {
-    let (sb, _reg, d) = node1();
-    docker_ok(&sb, &d, &["pull", "alpine"]);
+    let (sb, d) = node1().unwrap();
+    sb.docker_ok(&d, &["pull", "alpine"]);
     let o = sb.docker(&d, &["run", "alpine"]).unwrap();
     assert!(o.status.success(), "{}", out(&o));
     let o = sb
@@ -51,15 +39,15 @@ fn alpine_without_a_tty_exits_at_once_with_its_status_and_streams_apart() {
     let o = sb.docker(&d, &["run", "--rm", "--entrypoint", "echo", "alpine", "from", "entrypoint"]).unwrap();
     assert_eq!(String::from_utf8_lossy(&o.stdout), "from entrypoint\n", "{}", out(&o));
     // --rm removed them; the plain one stays, exited.
-    let ps = docker_ok(&sb, &d, &["ps", "-a", "--format", "{{.Image}}|{{.Command}}|{{.Status}}"]);
+    let ps = sb.docker_ok(&d, &["ps", "-a", "--format", "{{.Image}}|{{.Command}}|{{.Status}}"]);
     assert_eq!(ps.lines().count(), 1, "{ps}");
     assert!(ps.starts_with("alpine|\"/bin/sh\"|Exited (0)"), "{ps}");
 }
 
 #[test]
 fn isolation_matches_dockers_defaults() {
-    let (sb, _reg, d) = node1();
-    docker_ok(&sb, &d, &["pull", "alpine"]);
+    let (sb, d) = node1().unwrap();
+    sb.docker_ok(&d, &["pull", "alpine"]);
     let script = "grep -E '^(CapBnd|CapEff|NoNewPrivs)' /proc/self/status | sort; \
                   echo procs=$(ls /proc | grep -cE '^[0-9]+$'); \
                   echo timer_list=$(wc -c < /proc/timer_list); \
@@ -68,7 +56,7 @@ fn isolation_matches_dockers_defaults() {
                   echo dev=$(ls /dev | tr '\\n' ' '); \
                   echo root=$(mount | grep -E ' on / type overlay' | cut -d' ' -f1-5); \
                   echo links=$(ip -o link | cut -d: -f2 | cut -d@ -f1 | tr -d ' \\n')";
-    let o = docker_ok(&sb, &d, &["run", "--rm", "alpine", "sh", "-c", script]);
+    let o = sb.docker_ok(&d, &["run", "--rm", "alpine", "sh", "-c", script]);
     let get = |k: &str| o.lines().find_map(|l| l.strip_prefix(k)).unwrap_or_else(|| panic!("{k} missing in:\n{o}")).to_string();
     // Docker's default capability set, bounding and effective, and no_new_privs.
     assert_eq!(get("CapBnd:\t"), "00000000a80425fb", "{o}");
@@ -89,10 +77,10 @@ fn isolation_matches_dockers_defaults() {
 
 #[test]
 fn overlay_layers_are_shared_and_copy_up_leaves_the_lower_layer_alone() {
-    let (sb, _reg, d) = node1();
-    docker_ok(&sb, &d, &["pull", "nginx:alpine"]);
-    let id1 = docker_ok(&sb, &d, &["run", "--name", "nginx-1", "-d", "nginx:alpine"]);
-    let id2 = docker_ok(&sb, &d, &["run", "--name", "nginx-2", "-d", "nginx:alpine"]);
+    let (sb, d) = node1().unwrap();
+    sb.docker_ok(&d, &["pull", "nginx:alpine"]);
+    let id1 = sb.docker_ok(&d, &["run", "--name", "nginx-1", "-d", "nginx:alpine"]);
+    let id2 = sb.docker_ok(&d, &["run", "--name", "nginx-2", "-d", "nginx:alpine"]);
     assert_ne!(id1, id2);
     // Exactly as the lab reads them: docker inspect | jq -r.
     let gd = |name: &str, field: &str| {
@@ -115,7 +103,7 @@ fn overlay_layers_are_shared_and_copy_up_leaves_the_lower_layer_alone() {
     assert_eq!(gd("nginx-1", "WorkDir"), upper1.replace("/diff", "/work"));
 
     // A write inside is copied up into UpperDir; the lower copy is unchanged.
-    let edit = docker_ok(&sb, &d, &["run", "--name", "editor", "nginx:alpine", "sed", "-i", "s/Welcome to nginx!/Welcome to nginx-1!/", "/usr/share/nginx/html/index.html"]);
+    let edit = sb.docker_ok(&d, &["run", "--name", "editor", "nginx:alpine", "sed", "-i", "s/Welcome to nginx!/Welcome to nginx-1!/", "/usr/share/nginx/html/index.html"]);
     assert_eq!(edit, "");
     let upper = gd("editor", "UpperDir");
     let copied = std::fs::read_to_string(format!("{upper}/usr/share/nginx/html/index.html")).unwrap();
@@ -132,10 +120,10 @@ fn overlay_layers_are_shared_and_copy_up_leaves_the_lower_layer_alone() {
     assert!(out(&o).contains("Conflict. The container name \"/nginx-1\" is already in use by container"), "{}", out(&o));
     let o = sb.docker(&d, &["rm", "nginx-1"]).unwrap();
     assert!(out(&o).contains("You cannot remove a running container"), "{}", out(&o));
-    docker_ok(&sb, &d, &["stop", "nginx-1"]);
+    sb.docker_ok(&d, &["stop", "nginx-1"]);
     let logs = sb.docker(&d, &["logs", "nginx-1"]).unwrap();
     assert!(String::from_utf8_lossy(&logs.stderr).contains("start worker process"), "{}", out(&logs));
-    docker_ok(&sb, &d, &["rm", "-f", "nginx-1", "nginx-2", "editor"]);
+    sb.docker_ok(&d, &["rm", "-f", "nginx-1", "nginx-2", "editor"]);
     assert!(!std::path::Path::new(&upper1).exists(), "the container layer is removed with it");
     let o = sb.docker(&d, &["inspect", "nginx-1"]).unwrap();
     assert!(out(&o).contains("No such container: nginx-1") || out(&o).contains("No such object: nginx-1"), "{}", out(&o));
@@ -143,17 +131,17 @@ fn overlay_layers_are_shared_and_copy_up_leaves_the_lower_layer_alone() {
 
 #[test]
 fn stopped_containers_and_their_logs_survive_a_daemon_restart() {
-    let (sb, _reg, mut d) = node1();
-    docker_ok(&sb, &d, &["pull", "alpine"]);
-    docker_ok(&sb, &d, &["run", "--name", "said", "alpine", "echo", "kept"]);
+    let (sb, mut d) = node1().unwrap();
+    sb.docker_ok(&d, &["pull", "alpine"]);
+    sb.docker_ok(&d, &["run", "--name", "said", "alpine", "echo", "kept"]);
     assert!(d.terminate().unwrap().success());
     let d2 = sb.start_berthd(&["--registry-mirror", "http://127.0.0.1:5000"]).unwrap();
-    let ps = docker_ok(&sb, &d2, &["ps", "-a", "--format", "{{.Names}} {{.Status}}"]);
+    let ps = sb.docker_ok(&d2, &["ps", "-a", "--format", "{{.Names}} {{.Status}}"]);
     assert!(ps.starts_with("said Exited (0)"), "{ps}");
-    assert_eq!(docker_ok(&sb, &d2, &["logs", "said"]), "kept\n");
-    let ps = docker_ok(&sb, &d2, &["container", "prune", "-f"]);
+    assert_eq!(sb.docker_ok(&d2, &["logs", "said"]), "kept\n");
+    let ps = sb.docker_ok(&d2, &["container", "prune", "-f"]);
     assert!(ps.contains("Deleted Containers:"), "{ps}");
-    assert_eq!(docker_ok(&sb, &d2, &["ps", "-aq"]), "");
+    assert_eq!(sb.docker_ok(&d2, &["ps", "-aq"]), "");
 }
 
 /// Runs a docker command under a pseudo-terminal (`script`), feeding `input`
@@ -173,9 +161,9 @@ fn docker_tty(sb: &Sandbox, d: &Berthd, cmd: &str, input: &[&str]) -> (Option<i3
 
 #[test]
 fn run_it_gives_a_real_terminal_and_exec_joins_a_running_container() {
-    let (sb, _reg, d) = node1();
-    docker_ok(&sb, &d, &["pull", "alpine"]);
-    docker_ok(&sb, &d, &["pull", "nginx:alpine"]);
+    let (sb, d) = node1().unwrap();
+    sb.docker_ok(&d, &["pull", "alpine"]);
+    sb.docker_ok(&d, &["pull", "nginx:alpine"]);
 
     // -it: a PTY sized like the client's terminal; `exit N` ends the container.
     let (code, text) = docker_tty(&sb, &d, "docker run --name alpine-shell -it --rm alpine", &["stty size; tty", "exit 4"]);
@@ -198,7 +186,7 @@ fn run_it_gives_a_real_terminal_and_exec_joins_a_running_container() {
     assert!(text.lines().any(|l| l == "Welcome to nginx!"), "{text}");
 
     // docker attach: to a detached container started with -it.
-    docker_ok(&sb, &d, &["run", "--name", "bg", "-dit", "alpine"]);
+    sb.docker_ok(&d, &["run", "--name", "bg", "-dit", "alpine"]);
     let (code, text) = docker_tty(&sb, &d, "docker attach bg", &["echo attached-$((6*7))", "exit 2"]);
     assert_eq!(code, Some(2), "{text}");
     assert!(text.contains("attached-42"), "{text}");
@@ -207,8 +195,8 @@ fn run_it_gives_a_real_terminal_and_exec_joins_a_running_container() {
     let o = sb.command("sh").args(["-c", "echo piped | docker run -i --rm alpine cat"]).env("DOCKER_HOST", format!("unix://{}", d.socket.display())).output().unwrap();
     assert_eq!(String::from_utf8_lossy(&o.stdout), "piped\n", "{}", out(&o));
 
-    docker_ok(&sb, &d, &["run", "--name", "nginx-1", "-d", "--rm", "nginx:alpine"]);
-    let df = docker_ok(&sb, &d, &["exec", "nginx-1", "df", "/"]);
+    sb.docker_ok(&d, &["run", "--name", "nginx-1", "-d", "--rm", "nginx:alpine"]);
+    let df = sb.docker_ok(&d, &["exec", "nginx-1", "df", "/"]);
     assert!(df.lines().nth(1).is_some_and(|l| l.starts_with("overlay")), "{df}");
     let o = sb.docker(&d, &["exec", "nginx-1", "sh", "-c", "exit 7"]).unwrap();
     assert_eq!(o.status.code(), Some(7));
@@ -219,31 +207,31 @@ fn run_it_gives_a_real_terminal_and_exec_joins_a_running_container() {
     let (code, text) = docker_tty(&sb, &d, "docker exec -it nginx-1 /bin/sh", &["cat /proc/1/cmdline | tr \"\\\\0\" \" \"; echo", "exit 3"]);
     assert_eq!(code, Some(3), "{text}");
     assert!(text.contains("nginx: master process"), "{text}");
-    docker_ok(&sb, &d, &["stop", "nginx-1"]);
+    sb.docker_ok(&d, &["stop", "nginx-1"]);
 }
 
 #[test]
 fn logs_tail_and_follow_kill_wait_and_stop_with_a_timeout() {
-    let (sb, _reg, d) = node1();
-    docker_ok(&sb, &d, &["pull", "alpine"]);
-    docker_ok(&sb, &d, &["run", "--name", "counter", "-d", "alpine", "sh", "-c", "for i in 1 2 3 4 5; do echo line$i; done; sleep 1; echo late; sleep 30"]);
+    let (sb, d) = node1().unwrap();
+    sb.docker_ok(&d, &["pull", "alpine"]);
+    sb.docker_ok(&d, &["run", "--name", "counter", "-d", "alpine", "sh", "-c", "for i in 1 2 3 4 5; do echo line$i; done; sleep 1; echo late; sleep 30"]);
     std::thread::sleep(std::time::Duration::from_millis(500));
-    assert_eq!(docker_ok(&sb, &d, &["logs", "--tail", "2", "counter"]), "line4\nline5\n");
+    assert_eq!(sb.docker_ok(&d, &["logs", "--tail", "2", "counter"]), "line4\nline5\n");
     // -f keeps streaming until the container stops.
     let follow = sb.command("docker").args(["logs", "-f", "counter"]).env("DOCKER_HOST", format!("unix://{}", d.socket.display())).stdout(std::process::Stdio::piped()).spawn().unwrap();
     std::thread::sleep(std::time::Duration::from_millis(1500));
     // The shell is PID 1 without a TERM handler: stop waits -t 1, then kills.
     let t = std::time::Instant::now();
-    docker_ok(&sb, &d, &["stop", "-t", "1", "counter"]);
+    sb.docker_ok(&d, &["stop", "-t", "1", "counter"]);
     assert!(t.elapsed() >= std::time::Duration::from_millis(900), "{:?}", t.elapsed());
     let followed = follow.wait_with_output().unwrap();
     assert_eq!(String::from_utf8_lossy(&followed.stdout), "line1\nline2\nline3\nline4\nline5\nlate\n");
-    let state = docker_ok(&sb, &d, &["inspect", "-f", "{{.State.Status}} {{.State.ExitCode}}", "counter"]);
+    let state = sb.docker_ok(&d, &["inspect", "-f", "{{.State.Status}} {{.State.ExitCode}}", "counter"]);
     assert_eq!(state.trim(), "exited 137");
 
-    docker_ok(&sb, &d, &["run", "--name", "sleeper", "-d", "alpine", "sleep", "60"]);
+    sb.docker_ok(&d, &["run", "--name", "sleeper", "-d", "alpine", "sleep", "60"]);
     let waiter = sb.command("docker").args(["wait", "sleeper"]).env("DOCKER_HOST", format!("unix://{}", d.socket.display())).stdout(std::process::Stdio::piped()).spawn().unwrap();
-    docker_ok(&sb, &d, &["kill", "sleeper"]);
+    sb.docker_ok(&d, &["kill", "sleeper"]);
     assert_eq!(String::from_utf8_lossy(&waiter.wait_with_output().unwrap().stdout).trim(), "137");
     let o = sb.docker(&d, &["kill", "sleeper"]).unwrap();
     assert!(out(&o).contains("is not running"), "{}", out(&o));

@@ -1,24 +1,12 @@
 //! Container networking in the sandbox, with the real CLI and host tools.
 #![allow(clippy::unwrap_used)] // test code: a failed step should panic with its error
 
-use berth_e2e::sandbox::{Berthd, Sandbox};
+use berth_e2e::sandbox::{node1, out, Sandbox};
 
-fn out(o: &std::process::Output) -> String {
-    format!("{}{}", String::from_utf8_lossy(&o.stdout), String::from_utf8_lossy(&o.stderr))
-}
 
-fn node1() -> (Sandbox, Berthd) {
-    let mut sb = Sandbox::new().unwrap();
-    sb.start_registry().unwrap();
-    let d = sb.start_berthd(&["--registry-mirror", "http://127.0.0.1:5000"]).unwrap();
-    (sb, d)
-}
 
-fn docker_ok(sb: &Sandbox, d: &Berthd, args: &[&str]) -> String {
-    let o = sb.docker(d, args).unwrap();
-    assert!(o.status.success(), "docker {} failed ({}):\n{}\n--- berthd log:\n{}", args.join(" "), o.status, out(&o), d.log_text());
-    String::from_utf8_lossy(&o.stdout).into_owned()
-}
+
+
 
 fn host(sb: &Sandbox, cmd: &str) -> String {
     let o = sb.run("sh", &["-c", cmd]).unwrap();
@@ -27,23 +15,23 @@ fn host(sb: &Sandbox, cmd: &str) -> String {
 
 #[test]
 fn containers_get_eth0_on_docker0_with_a_veth_and_reach_each_other() {
-    let (sb, d) = node1();
+    let (sb, d) = node1().unwrap();
     let br = host(&sb, "ip -4 -o addr show docker0");
     assert!(br.contains("inet 172.17.0.1/16"), "{br}");
-    docker_ok(&sb, &d, &["pull", "alpine"]);
-    docker_ok(&sb, &d, &["pull", "nginx:alpine"]);
+    sb.docker_ok(&d, &["pull", "alpine"]);
+    sb.docker_ok(&d, &["pull", "nginx:alpine"]);
 
-    let inside = docker_ok(&sb, &d, &["run", "--rm", "alpine", "sh", "-c", "ip -4 -o addr show eth0; ip link show eth0; ip route; cat /etc/hosts | tail -1"]);
+    let inside = sb.docker_ok(&d, &["run", "--rm", "alpine", "sh", "-c", "ip -4 -o addr show eth0; ip link show eth0; ip route; cat /etc/hosts | tail -1"]);
     assert!(inside.contains("inet 172.17.0.2/16"), "{inside}");
     assert!(inside.contains("link/ether 02:42:ac:11:00:02"), "{inside}");
     assert!(inside.contains("default via 172.17.0.1 dev eth0"), "{inside}");
     assert!(inside.lines().last().unwrap_or("").starts_with("172.17.0.2\t"), "{inside}");
 
-    docker_ok(&sb, &d, &["run", "--name", "nginx-demo", "-d", "--rm", "nginx:alpine"]);
-    let ip = docker_ok(&sb, &d, &["inspect", "-f", "{{.NetworkSettings.IPAddress}}", "nginx-demo"]);
+    sb.docker_ok(&d, &["run", "--name", "nginx-demo", "-d", "--rm", "nginx:alpine"]);
+    let ip = sb.docker_ok(&d, &["inspect", "-f", "{{.NetworkSettings.IPAddress}}", "nginx-demo"]);
     assert_eq!(ip.trim(), "172.17.0.2", "the address was released and reused");
     // docker network inspect bridge: IPAM and a Containers entry.
-    let n = docker_ok(&sb, &d, &["network", "inspect", "bridge"]);
+    let n = sb.docker_ok(&d, &["network", "inspect", "bridge"]);
     let v: serde_json::Value = serde_json::from_str(&n).unwrap();
     assert_eq!(v[0]["IPAM"]["Config"][0]["Subnet"], "172.17.0.0/16", "{n}");
     assert_eq!(v[0]["IPAM"]["Config"][0]["Gateway"], "172.17.0.1", "{n}");
@@ -52,7 +40,7 @@ fn containers_get_eth0_on_docker0_with_a_veth_and_reach_each_other() {
     assert_eq!(entries[0]["Name"], "nginx-demo");
     assert_eq!(entries[0]["IPv4Address"], "172.17.0.2/16");
     assert_eq!(entries[0]["MacAddress"], "02:42:ac:11:00:02");
-    let ls = docker_ok(&sb, &d, &["network", "ls", "--format", "{{.Name}} {{.Driver}}"]);
+    let ls = sb.docker_ok(&d, &["network", "ls", "--format", "{{.Name}} {{.Driver}}"]);
     assert_eq!(ls.lines().collect::<Vec<_>>(), vec!["bridge bridge", "host host", "none null"]);
     // The host side: a veth with master docker0 and a link-netnsid.
     let links = host(&sb, "ip -o link show master docker0");
@@ -60,12 +48,12 @@ fn containers_get_eth0_on_docker0_with_a_veth_and_reach_each_other() {
     // The host reaches the container; another container reaches it too.
     let page = host(&sb, "curl -s --max-time 5 http://172.17.0.2/");
     assert!(page.contains("Welcome to nginx!"), "{page}");
-    let ping = docker_ok(&sb, &d, &["run", "--rm", "alpine", "ping", "-c", "1", "-W", "3", "172.17.0.2"]);
+    let ping = sb.docker_ok(&d, &["run", "--rm", "alpine", "ping", "-c", "1", "-W", "3", "172.17.0.2"]);
     assert!(ping.contains("1 packets received"), "{ping}");
-    let page = docker_ok(&sb, &d, &["run", "--rm", "alpine", "sh", "-c", "printf 'GET / HTTP/1.0\\r\\n\\r\\n' | nc -w 5 172.17.0.2 80"]);
+    let page = sb.docker_ok(&d, &["run", "--rm", "alpine", "sh", "-c", "printf 'GET / HTTP/1.0\\r\\n\\r\\n' | nc -w 5 172.17.0.2 80"]);
     assert!(page.contains("Welcome to nginx!"), "{page}");
 
-    docker_ok(&sb, &d, &["stop", "nginx-demo"]);
+    sb.docker_ok(&d, &["stop", "nginx-demo"]);
     let links = host(&sb, "ip -o link show master docker0");
     assert_eq!(links, "", "no veth left after the container is gone");
     // Its namespace's bind mount (SandboxKey) is gone too.
@@ -78,20 +66,20 @@ fn containers_get_eth0_on_docker0_with_a_veth_and_reach_each_other() {
 
 #[test]
 fn network_none_and_host() {
-    let (sb, d) = node1();
-    docker_ok(&sb, &d, &["pull", "alpine"]);
-    let none = docker_ok(&sb, &d, &["run", "--rm", "--network", "none", "alpine", "ip", "-o", "link"]);
+    let (sb, d) = node1().unwrap();
+    sb.docker_ok(&d, &["pull", "alpine"]);
+    let none = sb.docker_ok(&d, &["run", "--rm", "--network", "none", "alpine", "ip", "-o", "link"]);
     assert_eq!(none.lines().count(), 1, "{none}");
-    let hostnet = docker_ok(&sb, &d, &["run", "--rm", "--network", "host", "alpine", "ip", "-o", "link"]);
+    let hostnet = sb.docker_ok(&d, &["run", "--rm", "--network", "host", "alpine", "ip", "-o", "link"]);
     assert!(hostnet.contains("docker0"), "{hostnet}");
 }
 
 #[test]
 fn two_hundred_create_remove_cycles_leak_nothing_and_reuse_the_first_address() {
-    let (sb, d) = node1();
-    docker_ok(&sb, &d, &["pull", "alpine"]);
+    let (sb, d) = node1().unwrap();
+    sb.docker_ok(&d, &["pull", "alpine"]);
     // Two at a time, so that allocation must skip an address in use.
-    docker_ok(&sb, &d, &["run", "--name", "keeper", "-d", "alpine", "sleep", "600"]);
+    sb.docker_ok(&d, &["run", "--name", "keeper", "-d", "alpine", "sleep", "600"]);
     let o = sb
         .command("sh")
         .args(["-c", "for i in $(seq 1 200); do docker run --rm alpine true || exit 1; done"])
@@ -99,9 +87,9 @@ fn two_hundred_create_remove_cycles_leak_nothing_and_reuse_the_first_address() {
         .output()
         .unwrap();
     assert!(o.status.success(), "{}\n{}", out(&o), d.log_text());
-    let ip = docker_ok(&sb, &d, &["run", "--rm", "alpine", "sh", "-c", "ip -4 -o addr show eth0"]);
+    let ip = sb.docker_ok(&d, &["run", "--rm", "alpine", "sh", "-c", "ip -4 -o addr show eth0"]);
     assert!(ip.contains("inet 172.17.0.3/16"), "the next free address after keeper's: {ip}");
-    docker_ok(&sb, &d, &["rm", "-f", "keeper"]);
+    sb.docker_ok(&d, &["rm", "-f", "keeper"]);
     assert_eq!(host(&sb, "ip -o link show master docker0"), "");
     // Only the sandbox's own uplink (eth0) is a veth now.
     assert_eq!(host(&sb, "ip -o link show type veth | grep -v ': eth0@'"), "");
