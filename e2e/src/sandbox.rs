@@ -248,8 +248,16 @@ impl Sandbox {
             .spawn()
             .context("starting berthd")?;
         let mut d = Berthd { child, socket, log: log_path };
-        let ready = self.wait_until(Duration::from_secs(20), "berthd's socket", || {
-            d.socket.exists() || d.child.try_wait().ok().flatten().is_some()
+        // Ready when the API answers (the socket file exists a little earlier,
+        // while the bridge and its rules are still being set up).
+        let sock = d.socket.display().to_string();
+        let ready = self.wait_until(Duration::from_secs(20), "berthd's API", || {
+            d.child.try_wait().ok().flatten().is_some()
+                || (d.socket.exists()
+                    && Command::new("curl")
+                        .args(["-fsS", "--max-time", "2", "--unix-socket", &sock, "http://berth/_ping"])
+                        .output()
+                        .is_ok_and(|o| o.status.success()))
         });
         if let Ok(Some(status)) = d.child.try_wait() {
             bail!("berthd exited ({status}) at start:\n{}", d.log_text());

@@ -96,3 +96,60 @@ fn two_hundred_create_remove_cycles_leak_nothing_and_reuse_the_first_address() {
     let left = std::fs::read_dir(sb.dir().join("berth/run/netns")).map(|d| d.count()).unwrap_or(0);
     assert_eq!(left, 0);
 }
+
+#[test]
+fn publishing_a_port_adds_dockers_rules_and_serves_on_the_host_address_and_loopback() {
+    let (sb, d) = node1().unwrap();
+    // The standing chains and rules exist before any container.
+    let nat = host(&sb, "iptables -t nat -S");
+    for want in [
+        "-N DOCKER",
+        "-A PREROUTING -m addrtype --dst-type LOCAL -j DOCKER",
+        "-A OUTPUT ! -d 127.0.0.0/8 -m addrtype --dst-type LOCAL -j DOCKER",
+        "-A POSTROUTING -s 172.17.0.0/16 ! -o docker0 -j MASQUERADE",
+        "-A DOCKER -i docker0 -j RETURN",
+    ] {
+        assert!(nat.lines().any(|l| l == want), "missing {want}:\n{nat}");
+    }
+    let filter = host(&sb, "iptables --list -n");
+    for chain in ["Chain DOCKER (", "Chain DOCKER-USER (", "Chain DOCKER-ISOLATION-STAGE-1 (", "Chain DOCKER-ISOLATION-STAGE-2 ("] {
+        assert!(filter.contains(chain), "missing {chain}:\n{filter}");
+    }
+    sb.docker_ok(&d, &["pull", "nginx:alpine"]);
+    sb.docker_ok(&d, &["run", "--name", "nginx-public", "-d", "--rm", "-p", "80:80", "nginx:alpine"]);
+    let nat = host(&sb, "iptables -t nat -S");
+    assert!(nat.lines().any(|l| l == "-A DOCKER ! -i docker0 -p tcp -m tcp --dport 80 -j DNAT --to-destination 172.17.0.2:80"), "{nat}");
+    assert!(nat.lines().any(|l| l == "-A POSTROUTING -s 172.17.0.2/32 -d 172.17.0.2/32 -p tcp -m tcp --dport 80 -j MASQUERADE"), "{nat}");
+    let filter = host(&sb, "iptables -S DOCKER");
+    assert!(filter.lines().any(|l| l == "-A DOCKER -d 172.17.0.2/32 ! -i docker0 -o docker0 -p tcp -m tcp --dport 80 -j ACCEPT"), "{filter}");
+
+    // node1's own address (DNAT) and 127.0.0.1 (the userland proxy).
+    let page = host(&sb, &format!("curl -s --max-time 5 http://{}/", sb.uplink.node_ip));
+    assert!(page.contains("Welcome to nginx!"), "{page}");
+    let page = host(&sb, "curl -s --max-time 5 http://127.0.0.1/");
+    assert!(page.contains("Welcome to nginx!"), "{page}");
+    let ports = sb.docker_ok(&d, &["port", "nginx-public"]);
+    assert_eq!(ports.trim(), "80/tcp -> 0.0.0.0:80");
+    let ps = sb.docker_ok(&d, &["ps", "--format", "{{.Ports}}"]);
+    assert_eq!(ps.trim(), "0.0.0.0:80->80/tcp");
+
+    // The port is taken: Docker's error, and nothing of the second container stays.
+    let o = sb.docker(&d, &["run", "--name", "second", "-d", "-p", "80:80", "nginx:alpine"]).unwrap();
+    assert!(!o.status.success());
+    assert!(out(&o).contains("address already in use"), "{}", out(&o));
+    assert_eq!(host(&sb, "ip -o link show master docker0 | wc -l").trim(), "1");
+    // A random host port with -P.
+    sb.docker_ok(&d, &["run", "--name", "random", "-d", "--rm", "-P", "nginx:alpine"]);
+    let port = sb.docker_ok(&d, &["port", "random", "80"]);
+    let hp = port.trim().rsplit(':').next().unwrap().to_string();
+    assert!(hp.parse::<u16>().unwrap() > 1024, "{port}");
+    let page = host(&sb, &format!("curl -s --max-time 5 http://127.0.0.1:{hp}/"));
+    assert!(page.contains("Welcome to nginx!"), "{page}");
+
+    sb.docker_ok(&d, &["stop", "nginx-public", "random"]);
+    sb.docker_ok(&d, &["rm", "-f", "second"]);
+    let nat = host(&sb, "iptables -t nat -S");
+    assert!(!nat.contains("DNAT"), "port rules are removed with the container:\n{nat}");
+    let filter = host(&sb, "iptables -S DOCKER");
+    assert_eq!(filter.trim(), "-N DOCKER", "{filter}");
+}

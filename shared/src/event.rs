@@ -75,6 +75,14 @@ pub enum Event {
     EndpointAttached { id: String, network: String, bridge: String, host_if: String, ip: String, prefix: u8, mac: String, gateway: String, netns: String },
     /// The veth pair and the namespace are gone, the address released.
     EndpointDetached { id: String, host_if: String },
+    /// A netfilter rule was added (`rule` as `iptables -S` prints it).
+    RuleAdded { table: String, rule: String },
+    /// A netfilter rule was deleted.
+    RuleRemoved { table: String, rule: String },
+    /// A container port is published on the host (DNAT + userland proxy).
+    PortPublished { id: String, proto: String, host_ip: String, host_port: u16, container_ip: String, container_port: u16 },
+    /// The port is no longer published.
+    PortUnpublished { id: String, proto: String, host_port: u16 },
 }
 
 /// An event with its place in the stream: schema version, a sequence number

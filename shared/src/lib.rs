@@ -8,4 +8,4 @@ pub mod state;
 
 pub use container::{RwLayer, Status};
 pub use event::{Envelope, EngineMode, Event, SCHEMA_VERSION};
-pub use state::{apply, Bridge, Container, DaemonInfo, Endpoint, Image, Layer, State};
+pub use state::{apply, Bridge, Container, DaemonInfo, Endpoint, Image, Layer, PublishedPort, State};

@@ -33,6 +33,18 @@ pub struct State {
     pub containers: BTreeMap<String, Container>,
     /// Bridges berth runs (docker0), by name.
     pub bridges: BTreeMap<String, Bridge>,
+    /// Netfilter rules berth added, as (table, `-A CHAIN …`), in order.
+    pub rules: Vec<(String, String)>,
+}
+
+/// A published port.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PublishedPort {
+    pub proto: String,
+    pub host_ip: String,
+    pub host_port: u16,
+    pub container_ip: String,
+    pub container_port: u16,
 }
 
 /// A bridge and its gateway address.
@@ -74,6 +86,8 @@ pub struct Container {
     pub execs: BTreeMap<String, (i32, Vec<String>)>,
     /// Its network endpoint while running on a bridge.
     pub endpoint: Option<Endpoint>,
+    /// Ports published on the host while it runs.
+    pub ports: Vec<PublishedPort>,
 }
 
 /// An unpacked image layer.
@@ -169,6 +183,7 @@ pub fn apply(state: &mut State, event: &Event) {
                     namespaces: Vec::new(),
                     execs: BTreeMap::new(),
                     endpoint: None,
+                    ports: Vec::new(),
                 },
             );
         }
@@ -236,6 +251,30 @@ pub fn apply(state: &mut State, event: &Event) {
         Event::EndpointDetached { id, .. } => {
             if let Some(c) = state.containers.get_mut(id) {
                 c.endpoint = None;
+            }
+        }
+        Event::RuleAdded { table, rule } => {
+            state.rules.push((table.clone(), rule.clone()));
+        }
+        Event::RuleRemoved { table, rule } => {
+            if let Some(i) = state.rules.iter().position(|(t, r)| t == table && r == rule) {
+                state.rules.remove(i);
+            }
+        }
+        Event::PortPublished { id, proto, host_ip, host_port, container_ip, container_port } => {
+            if let Some(c) = state.containers.get_mut(id) {
+                c.ports.push(PublishedPort {
+                    proto: proto.clone(),
+                    host_ip: host_ip.clone(),
+                    host_port: *host_port,
+                    container_ip: container_ip.clone(),
+                    container_port: *container_port,
+                });
+            }
+        }
+        Event::PortUnpublished { id, proto, host_port } => {
+            if let Some(c) = state.containers.get_mut(id) {
+                c.ports.retain(|p| !(p.proto == *proto && p.host_port == *host_port));
             }
         }
     }

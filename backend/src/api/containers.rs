@@ -321,7 +321,12 @@ async fn list(State(st): State<AppState>, Query(q): Q) -> Json<Value> {
                     "ImageID": r.image_id,
                     "Command": shell_join(&r.command()),
                     "Created": crate::image::pull::parse_rfc3339(&r.created),
-                    "Ports": [],
+                    "Ports": r.ports.iter().map(|p| json!({"IP": p.host_ip.to_string(), "PrivatePort": p.container_port, "PublicPort": p.host_port, "Type": p.proto})).chain(
+                        r.config["ExposedPorts"].as_object().map(|e| e.keys().filter(|k| !r.ports.iter().any(|p| format!("{}/{}", p.container_port, p.proto) == **k)).filter_map(|k| {
+                            let (port, proto) = k.split_once('/')?;
+                            Some(json!({"PrivatePort": port.parse::<u16>().ok()?, "Type": proto}))
+                        }).collect::<Vec<_>>()).unwrap_or_default()
+                    ).collect::<Vec<_>>(),
                     "Labels": r.config["Labels"],
                     "State": r.state.status.as_str(),
                     "Status": status_text(r),
@@ -440,6 +445,27 @@ async fn inspect(State(st): State<AppState>, Path(id): Path<String>) -> ApiResul
     })))
 }
 
+/// NetworkSettings.Ports: every exposed or published port, with its bindings.
+fn ports_map(r: &Record) -> Value {
+    let mut m = serde_json::Map::new();
+    if let Some(exposed) = r.config["ExposedPorts"].as_object() {
+        for k in exposed.keys() {
+            m.insert(k.clone(), Value::Null);
+        }
+    }
+    for p in &r.ports {
+        let key = format!("{}/{}", p.container_port, p.proto);
+        let entry = m.entry(key).or_insert(json!([]));
+        if entry.is_null() {
+            *entry = json!([]);
+        }
+        if let Some(a) = entry.as_array_mut() {
+            a.push(json!({"HostIp": p.host_ip.to_string(), "HostPort": p.host_port.to_string()}));
+        }
+    }
+    Value::Object(m)
+}
+
 /// NetworkSettings as `docker inspect` shows them.
 pub fn network_settings(st: &AppState, r: &Record) -> Value {
     let net = st.containers.network();
@@ -471,7 +497,7 @@ pub fn network_settings(st: &AppState, r: &Record) -> Value {
         "HairpinMode": false,
         "LinkLocalIPv6Address": "",
         "LinkLocalIPv6PrefixLen": 0,
-        "Ports": {},
+        "Ports": ports_map(r),
         "SandboxKey": ep.map(|e| e.netns.display().to_string()).unwrap_or_default(),
         "SecondaryIPAddresses": null,
         "SecondaryIPv6Addresses": null,

@@ -75,6 +75,9 @@ pub struct Record {
     /// Its place on the bridge while running.
     #[serde(default)]
     pub endpoint: Option<crate::network::Endpoint>,
+    /// Ports published while running.
+    #[serde(default)]
+    pub ports: Vec<crate::network::nat::PortMap>,
 }
 
 impl Record {
@@ -277,11 +280,16 @@ impl Containers {
     pub async fn set_network(&self, net: Arc<crate::network::BridgeNetwork>) {
         *self.network.lock().unwrap_or_else(|p| p.into_inner()) = Some(net.clone());
         for c in self.list() {
-            if let Some(ep) = c.record().endpoint {
+            let rec = c.record();
+            net.unpublish(&c.id, &rec.ports);
+            if let Some(ep) = rec.endpoint {
                 net.disconnect(&c.id, &ep).await;
-                let r = c.update(|r| r.endpoint = None);
-                let _ = self.save(&r);
             }
+            let r = c.update(|r| {
+                r.endpoint = None;
+                r.ports.clear();
+            });
+            let _ = self.save(&r);
         }
     }
 
@@ -433,6 +441,7 @@ impl Containers {
             hosts_path: dir.join("hosts"),
             resolv_conf_path: dir.join("resolv.conf"),
             endpoint: None,
+            ports: Vec::new(),
         };
         self.save(&rec).map_err(internal)?;
         let c = self.wrap(rec.clone());
@@ -511,9 +520,15 @@ impl Containers {
     /// Takes the container off the bridge (veth, namespace, address).
     async fn disconnect(&self, c: &Container) {
         let rec = c.record();
-        if let (Some(ep), Some(net)) = (rec.endpoint.clone(), self.network()) {
-            net.disconnect(&rec.id, &ep).await;
-            let r = c.update(|r| r.endpoint = None);
+        if let Some(net) = self.network() {
+            net.unpublish(&rec.id, &rec.ports);
+            if let Some(ep) = rec.endpoint.clone() {
+                net.disconnect(&rec.id, &ep).await;
+            }
+            let r = c.update(|r| {
+                r.endpoint = None;
+                r.ports.clear();
+            });
             let _ = self.save(&r);
         }
     }
@@ -532,9 +547,13 @@ impl Containers {
             ("host", _) => NetNs::Host,
             ("none", _) | (_, None) => NetNs::New,
             ("default" | "bridge", Some(network)) => {
+                let requests = port_requests(rec).map_err(ApiError::bad_request)?;
                 let ep = network.connect(&rec.id).await.map_err(|e| internal(format!("connecting to network bridge: {e}")))?;
                 let path = ep.netns.clone();
-                let r = c.update(|r| r.endpoint = Some(ep));
+                let r = c.update(|r| r.endpoint = Some(ep.clone()));
+                self.save(&r).map_err(internal)?;
+                let maps = network.publish(&rec.id, &ep, &requests).await.map_err(|e| internal(e.to_string()))?;
+                let r = c.update(|r| r.ports = maps);
                 self.save(&r).map_err(internal)?;
                 NetNs::Join(path)
             }
@@ -735,6 +754,52 @@ impl Containers {
     pub fn image_short(&self, id: &str) -> String {
         hex_of(id).chars().take(12).collect()
     }
+}
+
+/// The ports to publish: HostConfig.PortBindings, and with PublishAllPorts
+/// every exposed port on a free host port.
+pub fn port_requests(r: &Record) -> Result<Vec<crate::network::PortRequest>, String> {
+    use crate::network::PortRequest;
+    let parse_key = |k: &str| -> Result<(u16, String), String> {
+        let (port, proto) = k.split_once('/').unwrap_or((k, "tcp"));
+        let port = port.parse::<u16>().map_err(|_| format!("invalid port specification: \"{k}\""))?;
+        if proto != "tcp" && proto != "udp" {
+            return Err(format!("invalid proto: {proto}"));
+        }
+        Ok((port, proto.to_string()))
+    };
+    let mut out = Vec::new();
+    if let Some(bindings) = r.host_config["PortBindings"].as_object() {
+        for (key, list) in bindings {
+            let (container_port, proto) = parse_key(key)?;
+            if proto == "udp" {
+                return Err("publishing UDP ports is not supported by berth yet".into());
+            }
+            for b in list.as_array().cloned().unwrap_or_default() {
+                let host_ip = match b["HostIp"].as_str().unwrap_or("") {
+                    "" => std::net::Ipv4Addr::UNSPECIFIED,
+                    ip => ip.parse().map_err(|_| format!("invalid IP address: {ip}"))?,
+                };
+                let host_port = match b["HostPort"].as_str().unwrap_or("") {
+                    "" => 0,
+                    p => p.parse().map_err(|_| format!("invalid port specification: \"{p}\""))?,
+                };
+                out.push(PortRequest { proto: proto.clone(), container_port, host_ip, host_port });
+            }
+        }
+    }
+    if r.host_config["PublishAllPorts"].as_bool().unwrap_or(false) {
+        if let Some(exposed) = r.config["ExposedPorts"].as_object() {
+            for key in exposed.keys() {
+                let (container_port, proto) = parse_key(key)?;
+                if proto == "tcp" && !out.iter().any(|p| p.container_port == container_port) {
+                    out.push(PortRequest { proto, container_port, host_ip: std::net::Ipv4Addr::UNSPECIFIED, host_port: 0 });
+                }
+            }
+        }
+    }
+    out.sort_by_key(|p| (p.container_port, p.host_port));
+    Ok(out)
 }
 
 /// Docker's Config for a new container: the request's values, with the

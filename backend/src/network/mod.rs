@@ -2,7 +2,9 @@
 //! (netlink), and address management.
 
 pub mod ipam;
+pub mod nat;
 pub mod netlink;
+pub mod proxy;
 
 use std::net::Ipv4Addr;
 use std::path::PathBuf;
@@ -38,6 +40,19 @@ pub struct BridgeNetwork {
     ipam: Mutex<Ipam>,
     netns_dir: PathBuf,
     bus: Arc<EventBus>,
+    iptables: nat::Iptables,
+    /// Running userland proxies, by container ID.
+    proxies: Mutex<std::collections::HashMap<String, Vec<proxy::Proxy>>>,
+}
+
+/// A port to publish, as the client asked: `-p [IP:][HOST:]CONTAINER[/proto]`.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct PortRequest {
+    pub proto: String,
+    pub container_port: u16,
+    pub host_ip: Ipv4Addr,
+    /// 0: any free port.
+    pub host_port: u16,
 }
 
 /// Docker names the host end "veth" + 7 hex characters.
@@ -61,7 +76,102 @@ impl BridgeNetwork {
         }
         bus.emit(Event::BridgeUp { name: bridge.into(), address: ipam.gateway.to_string(), prefix: ipam.prefix, created });
         let id = hex::encode(Sha256::digest(format!("bridge:{bridge}:{subnet}")));
-        Ok(BridgeNetwork { id, bridge: bridge.into(), index, ipam: Mutex::new(ipam), netns_dir: exec_root.join("netns"), bus })
+        let me = BridgeNetwork {
+            id,
+            bridge: bridge.into(),
+            index,
+            ipam: Mutex::new(ipam),
+            netns_dir: exec_root.join("netns"),
+            bus,
+            iptables: nat::Iptables,
+            proxies: Mutex::new(Default::default()),
+        };
+        me.standing_rules().map_err(|e| NetError::Conflict(e.to_string()))?;
+        Ok(me)
+    }
+
+    /// Docker's chains and the bridge's standing rules (kept if present).
+    fn standing_rules(&self) -> Result<(), nat::IptablesError> {
+        for (table, chain) in nat::CHAINS {
+            self.iptables.ensure_chain(table, chain)?;
+        }
+        let subnet = self.subnet();
+        for r in nat::bridge_rules(&self.bridge, &subnet) {
+            if self.iptables.append(&r)? {
+                self.bus.emit(Event::RuleAdded { table: r.table.into(), rule: r.text() });
+            }
+        }
+        Ok(())
+    }
+
+    /// Publishes ports: claims each host port with the userland proxy, then
+    /// adds Docker's rules. On any failure everything done is undone.
+    pub async fn publish(&self, container_id: &str, ep: &Endpoint, requests: &[PortRequest]) -> Result<Vec<nat::PortMap>, NetError> {
+        let mut maps = Vec::new();
+        let mut proxies = Vec::new();
+        for req in requests {
+            let target = std::net::SocketAddr::from((ep.ip, req.container_port));
+            let p = match proxy::start(req.host_ip, req.host_port, target).await {
+                Ok(p) => p,
+                Err(e) => {
+                    self.unpublish_rules(container_id, &maps);
+                    let shown = if req.host_port == 0 { "0".to_string() } else { req.host_port.to_string() };
+                    return Err(NetError::Conflict(format!(
+                        "driver failed programming external connectivity on endpoint {}: Error starting userland proxy: listen {}4 {}:{shown}: bind: {}",
+                        &container_id[..12],
+                        req.proto,
+                        req.host_ip,
+                        if e.kind() == std::io::ErrorKind::AddrInUse { "address already in use".to_string() } else { e.to_string() }
+                    )));
+                }
+            };
+            let map = nat::PortMap { proto: req.proto.clone(), host_ip: req.host_ip, host_port: p.port, container_ip: ep.ip, container_port: req.container_port };
+            proxies.push(p);
+            for r in nat::port_rules(&self.bridge, &map) {
+                match self.iptables.append(&r) {
+                    Ok(_) => {
+                        self.bus.emit(Event::RuleAdded { table: r.table.into(), rule: r.text() });
+                    }
+                    Err(e) => {
+                        maps.push(map);
+                        self.unpublish_rules(container_id, &maps);
+                        return Err(NetError::Conflict(e.to_string()));
+                    }
+                };
+            }
+            self.bus.emit(Event::PortPublished {
+                id: container_id.into(),
+                proto: map.proto.clone(),
+                host_ip: map.host_ip.to_string(),
+                host_port: map.host_port,
+                container_ip: map.container_ip.to_string(),
+                container_port: map.container_port,
+            });
+            maps.push(map);
+        }
+        self.proxies.lock().unwrap_or_else(|p| p.into_inner()).insert(container_id.into(), proxies);
+        Ok(maps)
+    }
+
+    fn unpublish_rules(&self, container_id: &str, maps: &[nat::PortMap]) {
+        for map in maps {
+            for r in nat::port_rules(&self.bridge, map) {
+                match self.iptables.delete(&r) {
+                    Ok(true) => {
+                        self.bus.emit(Event::RuleRemoved { table: r.table.into(), rule: r.text() });
+                    }
+                    Ok(false) => {}
+                    Err(e) => tracing::warn!(error = %e, "removing a port rule"),
+                }
+            }
+            self.bus.emit(Event::PortUnpublished { id: container_id.into(), proto: map.proto.clone(), host_port: map.host_port });
+        }
+    }
+
+    /// Removes the rules and stops the proxies of a container's ports.
+    pub fn unpublish(&self, container_id: &str, maps: &[nat::PortMap]) {
+        self.proxies.lock().unwrap_or_else(|p| p.into_inner()).remove(container_id);
+        self.unpublish_rules(container_id, maps);
     }
 
     pub fn subnet(&self) -> String {
