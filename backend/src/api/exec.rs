@@ -183,27 +183,11 @@ where
     let tty = l.pty.is_some();
     let (out_tx, mut out_rx) = tokio::sync::mpsc::channel::<(StreamKind, Vec<u8>)>(64);
     let mut readers = Vec::new();
-    if let Some(mut o) = l.stdout.take() {
-        let tx = out_tx.clone();
-        readers.push(tokio::spawn(async move {
-            let mut buf = vec![0u8; 16384];
-            while let Ok(n) = o.read(&mut buf).await {
-                if n == 0 || tx.send((StreamKind::Stdout, buf[..n].to_vec())).await.is_err() {
-                    break;
-                }
-            }
-        }));
+    if let Some(o) = l.stdout.take() {
+        readers.push(tokio::spawn(forward(o, StreamKind::Stdout, out_tx.clone())));
     }
-    if let Some(mut o) = l.stderr.take() {
-        let tx = out_tx.clone();
-        readers.push(tokio::spawn(async move {
-            let mut buf = vec![0u8; 16384];
-            while let Ok(n) = o.read(&mut buf).await {
-                if n == 0 || tx.send((StreamKind::Stderr, buf[..n].to_vec())).await.is_err() {
-                    break;
-                }
-            }
-        }));
+    if let Some(o) = l.stderr.take() {
+        readers.push(tokio::spawn(forward(o, StreamKind::Stderr, out_tx.clone())));
     }
     if let Some(master) = l.pty.clone() {
         let tx = out_tx.clone();
@@ -287,4 +271,14 @@ where
         let _ = w.await;
     }
     st.bus.emit(Event::ProcessExited { id: container_id, exec_id, exit_code: code });
+}
+
+/// Reads one output pipe into the channel until EOF.
+async fn forward<R: tokio::io::AsyncRead + Unpin>(mut r: R, kind: StreamKind, tx: tokio::sync::mpsc::Sender<(StreamKind, Vec<u8>)>) {
+    let mut buf = vec![0u8; 16384];
+    while let Ok(n) = r.read(&mut buf).await {
+        if n == 0 || tx.send((kind, buf[..n].to_vec())).await.is_err() {
+            break;
+        }
+    }
 }

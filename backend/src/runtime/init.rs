@@ -64,12 +64,32 @@ fn fail(mut sync: File, msg: &str) -> ! {
     std::process::exit(127)
 }
 
+fn read_spec<T: serde::de::DeserializeOwned>(path: &str) -> R<T> {
+    let bytes = ctx(std::fs::read(path), || format!("reading spec {path}"))?;
+    ctx(serde_json::from_slice(&bytes), || format!("parsing spec {path}"))
+}
+
+/// Forks the process that becomes the container's (or the exec's) process:
+/// the parent stays to report its status, the child runs `child`, which
+/// returns only with the reason it could not exec.
+fn fork_and_supervise(sync: File, child: impl FnOnce() -> String) -> ! {
+    match sys::fork() {
+        Err(e) => fail(sync, &format!("fork: {e}")),
+        Ok(Forked::Parent { child }) => supervise(child, sync),
+        Ok(Forked::Child) => {
+            let _ = nix::sys::prctl::set_pdeathsig(nix::sys::signal::Signal::SIGKILL);
+            let err = child();
+            fail(sync, &err)
+        }
+    }
+}
+
 /// `__berth-init`: never returns.
 pub fn init_main(spec_path: &str) -> ! {
     let sync = sync_pipe();
-    let spec: InitSpec = match std::fs::read(spec_path).map_err(|e| e.to_string()).and_then(|b| serde_json::from_slice(&b).map_err(|e| e.to_string())) {
+    let spec: InitSpec = match read_spec(spec_path) {
         Ok(s) => s,
-        Err(e) => fail(sync, &format!("reading spec {spec_path}: {e}")),
+        Err(e) => fail(sync, &e),
     };
     let mut flags = CloneFlags::CLONE_NEWNS | CloneFlags::CLONE_NEWUTS | CloneFlags::CLONE_NEWIPC | CloneFlags::CLONE_NEWPID;
     match &spec.net {
@@ -87,26 +107,18 @@ pub fn init_main(spec_path: &str) -> ! {
     if let Err(e) = nix::sched::unshare(flags) {
         fail(sync, &format!("creating namespaces: {e}"));
     }
-    match sys::fork() {
-        Err(e) => fail(sync, &format!("fork: {e}")),
-        Ok(Forked::Parent { child }) => supervise(child, sync),
-        Ok(Forked::Child) => {
-            let _ = nix::sys::prctl::set_pdeathsig(nix::sys::signal::Signal::SIGKILL);
-            let err = match container_setup(&spec) {
-                Ok(()) => exec(&spec.args, &spec.env, Path::new("/")),
-                Err(e) => e,
-            };
-            fail(sync, &err)
-        }
-    }
+    fork_and_supervise(sync, || match container_setup(&spec) {
+        Ok(()) => exec(&spec.args, &spec.env, Path::new("/")),
+        Err(e) => e,
+    })
 }
 
 /// `__berth-exec`: joins a running container's namespaces and runs a process.
 pub fn exec_main(spec_path: &str) -> ! {
     let sync = sync_pipe();
-    let spec: ExecSpec = match std::fs::read(spec_path).map_err(|e| e.to_string()).and_then(|b| serde_json::from_slice(&b).map_err(|e| e.to_string())) {
+    let spec: ExecSpec = match read_spec(spec_path) {
         Ok(s) => s,
-        Err(e) => fail(sync, &format!("reading spec {spec_path}: {e}")),
+        Err(e) => fail(sync, &e),
     };
     // Open all first: after joining the mount namespace /proc is the container's.
     let mut nss = Vec::new();
@@ -135,24 +147,18 @@ pub fn exec_main(spec_path: &str) -> ! {
             fail(sync, &format!("exec: \"{prog}\": executable file not found in $PATH"));
         }
     }
-    match sys::fork() {
-        Err(e) => fail(sync, &format!("fork: {e}")),
-        Ok(Forked::Parent { child }) => supervise(child, sync),
-        Ok(Forked::Child) => {
-            let _ = nix::sys::prctl::set_pdeathsig(nix::sys::signal::Signal::SIGKILL);
-            let r = (|| {
-                session(spec.tty)?;
-                become_user(&spec.user, &spec.capabilities)?;
-                let cwd = if spec.cwd.is_empty() { "/" } else { spec.cwd.as_str() };
-                ctx(nix::unistd::chdir(cwd), || format!("chdir {cwd}"))
-            })();
-            let err = match r {
-                Ok(()) => exec(&spec.args, &spec.env, Path::new("/")),
-                Err(e) => e,
-            };
-            fail(sync, &err)
+    fork_and_supervise(sync, || {
+        let r = (|| {
+            session(spec.tty)?;
+            become_user(&spec.user, &spec.capabilities)?;
+            let cwd = if spec.cwd.is_empty() { "/" } else { spec.cwd.as_str() };
+            ctx(nix::unistd::chdir(cwd), || format!("chdir {cwd}"))
+        })();
+        match r {
+            Ok(()) => exec(&spec.args, &spec.env, Path::new("/")),
+            Err(e) => e,
         }
-    }
+    })
 }
 
 fn mkdirs(p: &Path) -> R<()> {
