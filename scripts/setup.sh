@@ -11,7 +11,8 @@ log() { printf '\033[1;34m[setup]\033[0m %s\n' "$*"; }
 
 # --- apt packages -----------------------------------------------------------
 APT_PKGS=(
-  iproute2 iptables jq curl ca-certificates procps psmisc util-linux
+  iproute2 iptables iputils-ping jq curl ca-certificates procps psmisc util-linux bsdutils
+  gcc libc6-dev
   docker-registry busybox-static nginx-light
   chromium chromium-driver
   pkg-config

@@ -37,12 +37,8 @@ fn node1_has_its_own_loopback_and_an_uplink_to_the_root_namespace() {
     assert!(text.contains("lo    inet 127.0.0.1/8"), "{text}");
     assert!(text.contains(&format!("eth0    inet {}/30", sb.uplink.node_ip)), "{text}");
     // The root namespace reaches node1 over the uplink, and nothing else.
-    let ping = std::process::Command::new("ping")
-        .args(["-c", "1", "-W", "2", &sb.uplink.node_ip])
-        .output();
-    if let Ok(p) = ping {
-        assert!(p.status.success(), "{}", String::from_utf8_lossy(&p.stdout));
-    }
+    let p = std::process::Command::new("ping").args(["-c", "1", "-W", "2", &sb.uplink.node_ip]).output().unwrap();
+    assert!(p.status.success(), "{}", String::from_utf8_lossy(&p.stdout));
     let routes = sb.run("ip", &["route", "show", "default"]).unwrap();
     assert!(routes.stdout.is_empty(), "node1 must have no default route out");
 }
