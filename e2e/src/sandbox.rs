@@ -461,6 +461,17 @@ pub fn sweep_stale() -> Vec<String> {
         }
         removed.push(name);
     }
+    // State dirs of dead runs (their mounts died with their mount namespaces).
+    if let Ok(dir) = fs::read_dir("/var/tmp") {
+        for e in dir.flatten() {
+            let name = e.file_name().to_string_lossy().into_owned();
+            let Some(rest) = name.strip_prefix("berth-sbx-") else { continue };
+            let Some(pid) = rest.split('-').next().and_then(|p| p.parse::<i32>().ok()) else { continue };
+            if !Path::new(&format!("/proc/{pid}")).exists() && fs::remove_dir_all(e.path()).is_ok() {
+                removed.push(name);
+            }
+        }
+    }
     removed
 }
 
