@@ -18,6 +18,8 @@ fn docker_run_hello_world_pulls_and_prints_the_greeting() {
     assert!(text.contains("Hello from Docker!"), "{text}");
     let ps = sb.docker_ok(&d, &["ps", "-a", "--format", "{{.Image}} {{.Status}}"]);
     assert!(ps.starts_with("hello-world Exited (0)"), "{ps}");
+    let info = sb.docker_ok(&d, &["info", "--format", "{{.Containers}} {{.ContainersRunning}} {{.ContainersStopped}} {{.Images}}"]);
+    assert_eq!(info.trim(), "1 0 1 1");
     // Every step was an event, in Docker's format at /events.
     let until = (std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_secs() + 1).to_string();
     let ev = sb.docker_ok(&d, &["events", "--since", "0", "--until", &until, "--format", "{{.Type}} {{.Action}}"]);

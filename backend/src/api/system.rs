@@ -68,13 +68,15 @@ async fn info(State(st): State<AppState>) -> Json<Value> {
     let h = &st.host;
     let c = &st.config;
     let now = time_rfc3339();
+    let containers: Vec<_> = st.containers.list().iter().map(|c| c.record().state.status).collect();
+    let running = containers.iter().filter(|s| **s == berth_shared::Status::Running).count();
     Json(json!({
         "ID": *st.daemon_id,
-        "Containers": 0,
-        "ContainersRunning": 0,
+        "Containers": containers.len(),
+        "ContainersRunning": running,
         "ContainersPaused": 0,
-        "ContainersStopped": 0,
-        "Images": 0,
+        "ContainersStopped": containers.len() - running,
+        "Images": st.images.list().len(),
         "Driver": "overlay2",
         "DriverStatus": [["Backing Filesystem", "extfs"], ["Supports d_type", "true"], ["Native Overlay Diff", "true"]],
         "Plugins": {
@@ -91,9 +93,9 @@ async fn info(State(st): State<AppState>) -> Json<Value> {
         "CPUShares": false,
         "CPUSet": false,
         "PidsLimit": false,
-        "IPv4Forwarding": true,
-        "BridgeNfIptables": true,
-        "BridgeNfIp6tables": true,
+        "IPv4Forwarding": sysctl_on("net/ipv4/ip_forward"),
+        "BridgeNfIptables": sysctl_on("net/bridge/bridge-nf-call-iptables"),
+        "BridgeNfIp6tables": sysctl_on("net/bridge/bridge-nf-call-ip6tables"),
         "Debug": false,
         "NFd": 0,
         "OomKillDisable": false,
@@ -152,6 +154,11 @@ async fn info(State(st): State<AppState>) -> Json<Value> {
             berth_shared::EngineMode::Unavailable => vec!["WARNING: berth's engine is unavailable on this host (not root or no namespaces); containers cannot run".to_string()],
         },
     }))
+}
+
+/// Is a boolean sysctl (under /proc/sys) set?
+fn sysctl_on(key: &str) -> bool {
+    std::fs::read_to_string(format!("/proc/sys/{key}")).is_ok_and(|v| v.trim() == "1")
 }
 
 /// Now, as RFC 3339 with nanoseconds, as Docker prints SystemTime.
