@@ -210,19 +210,38 @@ impl Sandbox {
         if !config.exists() {
             bail!("{} is missing: run scripts/setup.sh first", config.display());
         }
-        let log = fs::File::create(self.dir().join("registry.log"))?;
-        let child = self
-            .command("/usr/bin/docker-registry")
-            .args(["serve", &config.display().to_string()])
-            .env("REGISTRY_HTTP_ADDR", "127.0.0.1:5000")
-            .stdin(Stdio::null())
-            .stdout(log.try_clone()?)
-            .stderr(log)
-            .spawn()?;
-        self.children.push(child);
-        self.wait_until(Duration::from_secs(10), "registry on 127.0.0.1:5000", || {
-            self.run("curl", &["-fsS", "http://127.0.0.1:5000/v2/"]).map(|o| o.status.success()).unwrap_or(false)
-        })
+        let log_path = self.dir().join("registry.log");
+        // A loaded machine can be slow to bring it up, and a registry that
+        // died at start is started again (up to three times).
+        for attempt in 1..=3 {
+            let log = fs::OpenOptions::new().create(true).append(true).open(&log_path)?;
+            let mut child = self
+                .command("/usr/bin/docker-registry")
+                .args(["serve", &config.display().to_string()])
+                .env("REGISTRY_HTTP_ADDR", "127.0.0.1:5000")
+                .stdin(Stdio::null())
+                .stdout(log.try_clone()?)
+                .stderr(log)
+                .spawn()?;
+            let mut exited = false;
+            let up = self.wait_until(Duration::from_secs(30), "registry on 127.0.0.1:5000", || {
+                if child.try_wait().ok().flatten().is_some() {
+                    exited = true;
+                    return true;
+                }
+                self.run("curl", &["-fsS", "--max-time", "2", "http://127.0.0.1:5000/v2/"]).map(|o| o.status.success()).unwrap_or(false)
+            });
+            self.children.push(child);
+            match (up, exited) {
+                (Ok(()), false) => return Ok(()),
+                (_, true) if attempt < 3 => continue,
+                (r, _) => {
+                    let log = fs::read_to_string(&log_path).unwrap_or_default();
+                    return r.and_then(|_| Err(anyhow::anyhow!("the registry exited"))).with_context(|| format!("registry log:\n{log}"));
+                }
+            }
+        }
+        Ok(())
     }
 
     /// Starts berthd inside node1 with all its state in the sandbox dir.
