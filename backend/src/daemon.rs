@@ -60,11 +60,11 @@ pub async fn run(mut config: Config) -> anyhow::Result<()> {
             .with_context(|| format!("opening the containers in {}", store_root.display()))?,
     );
     if engine == EngineMode::Live {
-        let net = crate::network::BridgeNetwork::setup(&config.bridge, &config.bip, &exec_root, bus.clone())
+        let nets = crate::network::Networks::setup(&config.bridge, &config.bip, &exec_root, &store_root, bus.clone())
             .await
             .with_context(|| format!("setting up bridge {} ({})", config.bridge, config.bip))?;
-        tracing::info!(bridge = %config.bridge, subnet = %config.bip, "bridge network ready");
-        containers.set_network(Arc::new(net)).await;
+        tracing::info!(bridge = %config.bridge, subnet = %config.bip, networks = nets.all().len(), "networks ready");
+        containers.set_networks(Arc::new(nets)).await;
     }
     let daemon_id = daemon_id(&config, engine);
     let state = AppState {

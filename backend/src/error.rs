@@ -65,3 +65,17 @@ impl IntoResponse for ApiError {
 }
 
 pub type ApiResult<T> = Result<T, ApiError>;
+
+impl From<crate::network::netlink::NetError> for ApiError {
+    fn from(e: crate::network::netlink::NetError) -> Self {
+        use crate::network::netlink::NetError;
+        let kind = match &e {
+            NetError::Conflict(_) => ErrorKind::Conflict,
+            NetError::Invalid(_) => ErrorKind::BadRequest,
+            NetError::Forbidden(_) => ErrorKind::Forbidden,
+            NetError::NotFound(_) => ErrorKind::NotFound,
+            NetError::Netlink(_) | NetError::Io { .. } => ErrorKind::Internal,
+        };
+        ApiError::new(kind, e.to_string())
+    }
+}

@@ -3,11 +3,6 @@
 
 use berth_e2e::sandbox::{node1, out, Sandbox};
 
-
-
-
-
-
 fn host(sb: &Sandbox, cmd: &str) -> String {
     let o = sb.run("sh", &["-c", cmd]).unwrap();
     String::from_utf8_lossy(&o.stdout).into_owned()
@@ -153,4 +148,152 @@ fn publishing_a_port_adds_dockers_rules_and_serves_on_the_host_address_and_loopb
     assert!(!nat.contains("DNAT"), "port rules are removed with the container:\n{nat}");
     let filter = host(&sb, "iptables -S DOCKER");
     assert_eq!(filter.trim(), "-N DOCKER", "{filter}");
+}
+
+#[test]
+fn containers_on_a_user_defined_network_reach_each_other_by_name_and_are_isolated_from_docker0() {
+    let (sb, d) = node1().unwrap();
+    sb.docker_ok(&d, &["pull", "alpine"]);
+    sb.docker_ok(&d, &["pull", "nginx:alpine"]);
+    let id = sb.docker_ok(&d, &["network", "create", "labnet"]).trim().to_string();
+    assert_eq!(id.len(), 64, "{id}");
+    let br = format!("br-{}", &id[..12]);
+    assert!(host(&sb, &format!("ip -4 -o addr show {br}")).contains("inet 172.18.0.1/16"));
+    let ls = sb.docker_ok(&d, &["network", "ls", "--format", "{{.Name}} {{.Driver}}"]);
+    assert!(ls.lines().any(|l| l == "labnet bridge"), "{ls}");
+    // Docker's isolation rules for the new bridge, above the chains' RETURNs.
+    let filter = host(&sb, "iptables -S");
+    let stage1: Vec<&str> = filter.lines().filter(|l| l.starts_with("-A DOCKER-ISOLATION-STAGE-1")).collect();
+    assert_eq!(stage1.first().copied(), Some(format!("-A DOCKER-ISOLATION-STAGE-1 -i {br} ! -o {br} -j DOCKER-ISOLATION-STAGE-2").as_str()), "{filter}");
+    assert_eq!(stage1.last().copied(), Some("-A DOCKER-ISOLATION-STAGE-1 -j RETURN"), "{filter}");
+    assert!(filter.lines().any(|l| l == format!("-A DOCKER-ISOLATION-STAGE-2 -o {br} -j DROP")), "{filter}");
+    let forward: Vec<&str> = filter.lines().filter(|l| l.starts_with("-A FORWARD")).collect();
+    assert_eq!(&forward[..2], &["-A FORWARD -j DOCKER-USER", "-A FORWARD -j DOCKER-ISOLATION-STAGE-1"], "{filter}");
+    assert!(host(&sb, "iptables -t nat -S").lines().any(|l| l == format!("-A POSTROUTING -s 172.18.0.0/16 ! -o {br} -j MASQUERADE")));
+
+    sb.docker_ok(&d, &["run", "--name", "web", "-d", "--rm", "--network", "labnet", "--network-alias", "www", "nginx:alpine"]);
+    sb.docker_ok(&d, &["run", "--name", "client", "-d", "--rm", "--network", "labnet", "alpine", "sleep", "600"]);
+    let resolv = sb.docker_ok(&d, &["exec", "client", "cat", "/etc/resolv.conf"]);
+    assert!(resolv.contains("nameserver 127.0.0.11"), "{resolv}");
+    // By name and by alias, through the embedded DNS server.
+    let ns = sb.docker_ok(&d, &["exec", "client", "nslookup", "web"]);
+    assert!(ns.contains("172.18.0.2"), "{ns}");
+    let page = sb.docker_ok(&d, &["exec", "client", "wget", "-qO-", "http://www/"]);
+    assert!(page.contains("Welcome to nginx!"), "{page}");
+    let ping = sb.docker_ok(&d, &["exec", "client", "ping", "-c", "1", "-W", "3", "web"]);
+    assert!(ping.contains("1 packets received"), "{ping}");
+    let v: serde_json::Value = serde_json::from_str(&sb.docker_ok(&d, &["network", "inspect", "labnet"])).unwrap();
+    let names: Vec<&str> = v[0]["Containers"].as_object().unwrap().values().map(|c| c["Name"].as_str().unwrap()).collect();
+    assert_eq!(names.len(), 2, "{v}");
+    assert!(names.contains(&"web") && names.contains(&"client"), "{v}");
+    assert_eq!(v[0]["IPAM"]["Config"][0]["Subnet"], "172.18.0.0/16");
+    let net = sb.docker_ok(&d, &["inspect", "-f", "{{json .NetworkSettings.Networks}}", "web"]);
+    let net: serde_json::Value = serde_json::from_str(&net).unwrap();
+    assert_eq!(net["labnet"]["IPAddress"], "172.18.0.2", "{net}");
+    assert_eq!(net["labnet"]["NetworkID"].as_str(), Some(id.as_str()), "{net}");
+
+    // A container on docker0 cannot reach the other bridge's containers…
+    sb.docker_ok(&d, &["run", "--name", "outsider", "-d", "--rm", "alpine", "sleep", "600"]);
+    let o = sb.docker(&d, &["exec", "outsider", "ping", "-c", "1", "-W", "1", "172.18.0.2"]).unwrap();
+    assert!(!o.status.success(), "isolation: {}", out(&o));
+    // …until it is connected to the network: eth1, no second default route.
+    sb.docker_ok(&d, &["network", "connect", "labnet", "outsider"]);
+    let addrs = sb.docker_ok(&d, &["exec", "outsider", "sh", "-c", "ip -4 -o addr show eth1; ip route | grep -c default"]);
+    assert!(addrs.contains("inet 172.18.0.4/16"), "{addrs}");
+    assert_eq!(addrs.lines().last(), Some("1"), "{addrs}");
+    let ping = sb.docker_ok(&d, &["exec", "outsider", "ping", "-c", "1", "-W", "3", "172.18.0.2"]);
+    assert!(ping.contains("1 packets received"), "{ping}");
+    let o = sb.docker(&d, &["network", "connect", "labnet", "outsider"]).unwrap();
+    assert!(out(&o).contains("already exists in network labnet"), "{}", out(&o));
+    sb.docker_ok(&d, &["network", "disconnect", "labnet", "outsider"]);
+    let links = sb.docker_ok(&d, &["exec", "outsider", "ip", "-o", "link"]);
+    assert!(!links.contains("eth1"), "{links}");
+
+    // In use: Docker's refusal; then removed with its bridge and rules.
+    let o = sb.docker(&d, &["network", "rm", "labnet"]).unwrap();
+    assert!(!o.status.success() && out(&o).contains("has active endpoints"), "{}", out(&o));
+    let o = sb.docker(&d, &["network", "rm", "bridge"]).unwrap();
+    assert!(out(&o).contains("pre-defined network and cannot be removed"), "{}", out(&o));
+    sb.docker_ok(&d, &["stop", "-t", "1", "web", "client", "outsider"]);
+    sb.docker_ok(&d, &["network", "rm", "labnet"]);
+    assert!(host(&sb, &format!("ip link show {br} 2>&1")).contains("does not exist"));
+    let all = host(&sb, "iptables -S; iptables -t nat -S");
+    assert!(!all.contains(&br), "{all}");
+    assert!(all.lines().any(|l| l == "-A DOCKER-ISOLATION-STAGE-1 -i docker0 ! -o docker0 -j DOCKER-ISOLATION-STAGE-2"), "docker0's rules stay: {all}");
+    let o = sb.docker(&d, &["run", "--rm", "--network", "labnet", "alpine", "true"]).unwrap();
+    assert!(out(&o).contains("network labnet not found"), "{}", out(&o));
+}
+
+#[test]
+fn user_defined_networks_take_a_subnet_survive_a_restart_and_refuse_bad_input() {
+    let (sb, mut d) = node1().unwrap();
+    sb.docker_ok(&d, &["network", "create", "--subnet", "10.77.0.0/24", "--gateway", "10.77.0.254", "custom"]);
+    let o = sb.docker(&d, &["network", "create", "custom"]).unwrap();
+    assert!(out(&o).contains("network with name custom already exists"), "{}", out(&o));
+    let o = sb.docker(&d, &["network", "create", "--subnet", "10.77.0.128/25", "overlapping"]).unwrap();
+    assert!(out(&o).contains("Pool overlaps with other one on this address space"), "{}", out(&o));
+    let o = sb.docker(&d, &["network", "create", "--subnet", "nonsense", "bad"]).unwrap();
+    assert!(!o.status.success(), "{}", out(&o));
+    let o = sb.docker(&d, &["network", "create", "-d", "overlay", "swarmy"]).unwrap();
+    assert!(out(&o).contains("plugin \"overlay\" not found"), "{}", out(&o));
+    let ls = sb.docker_ok(&d, &["network", "ls", "--filter", "type=custom", "--format", "{{.Name}}"]);
+    assert_eq!(ls.trim(), "custom");
+
+    assert!(d.terminate().unwrap().success());
+    d = sb.start_berthd(&["--registry-mirror", "http://127.0.0.1:5000"]).unwrap();
+    sb.docker_ok(&d, &["pull", "alpine"]);
+    let ip = sb.docker_ok(&d, &["run", "--rm", "--network", "custom", "alpine", "sh", "-c", "ip -4 -o addr show eth0; ip route"]);
+    assert!(ip.contains("inet 10.77.0.1/24"), "the gateway took .254, so .1 is the first address: {ip}");
+    assert!(ip.contains("default via 10.77.0.254"), "{ip}");
+    let pruned = sb.docker_ok(&d, &["network", "prune", "-f"]);
+    assert!(pruned.contains("custom"), "{pruned}");
+    assert_eq!(sb.docker_ok(&d, &["network", "ls", "-q"]).lines().count(), 3);
+}
+
+/// Sends one datagram from node1's root namespace and returns the reply.
+fn udp_roundtrip(sb: &Sandbox, addr: &str, port: u16, msg: &str) -> String {
+    let script = format!(
+        "import socket; s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM); s.settimeout(5); s.sendto(b'{msg}', ('{addr}', {port})); print(s.recvfrom(600)[0].decode())"
+    );
+    let o = sb.run("python3", &["-c", &script]).unwrap();
+    assert!(o.status.success(), "udp to {addr}:{port}: {}", out(&o));
+    String::from_utf8_lossy(&o.stdout).trim().to_string()
+}
+
+#[test]
+fn udp_ports_are_published_with_udp_rules_and_proxied() {
+    let (sb, d) = node1().unwrap();
+    // A UDP server for the container (the busybox stand-in has none).
+    let exe = sb.dir().join("udp-echo");
+    let src = berth_e2e::repo_root().join("e2e/fixtures/udp-echo.c");
+    let o = std::process::Command::new("gcc").args(["-static", "-Os", "-o"]).arg(&exe).arg(&src).output().unwrap();
+    assert!(o.status.success(), "{}", out(&o));
+    sb.docker_ok(&d, &["pull", "alpine"]);
+    sb.docker_ok(&d, &[
+        "run", "--name", "listener", "-d", "-p", "5353:9999/udp", "alpine", "sh", "-c",
+        "while [ ! -x /udp-echo ]; do sleep 0.1; done; exec /udp-echo 9999",
+    ]);
+    let merged = sb.docker_ok(&d, &["inspect", "-f", "{{.GraphDriver.Data.MergedDir}}", "listener"]);
+    // Into the running container's merged dir, as `docker cp` would.
+    let o = sb.run("cp", &[exe.to_str().unwrap(), &format!("{}/udp-echo", merged.trim())]).unwrap();
+    assert!(o.status.success(), "{}", out(&o));
+
+    let nat = host(&sb, "iptables -t nat -S");
+    assert!(nat.lines().any(|l| l == "-A DOCKER ! -i docker0 -p udp -m udp --dport 5353 -j DNAT --to-destination 172.17.0.2:9999"), "{nat}");
+    let filter = host(&sb, "iptables -S DOCKER");
+    assert!(filter.lines().any(|l| l == "-A DOCKER -d 172.17.0.2/32 ! -i docker0 -o docker0 -p udp -m udp --dport 9999 -j ACCEPT"), "{filter}");
+    assert_eq!(sb.docker_ok(&d, &["port", "listener"]).trim(), "9999/udp -> 0.0.0.0:5353");
+    for _ in 0..50 {
+        if sb.docker_ok(&d, &["logs", "listener"]).contains("listening") {
+            break;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(100));
+    }
+    // Loopback through berthd's UDP proxy; node1's own address through DNAT.
+    assert_eq!(udp_roundtrip(&sb, "127.0.0.1", 5353, "via-proxy"), "echo: via-proxy");
+    assert_eq!(udp_roundtrip(&sb, &sb.uplink.node_ip, 5353, "via-dnat"), "echo: via-dnat");
+    let logs = sb.docker_ok(&d, &["logs", "listener"]);
+    assert!(logs.contains("got: via-proxy") && logs.contains("got: via-dnat"), "{logs}");
+    sb.docker_ok(&d, &["rm", "-f", "listener"]);
+    assert!(!host(&sb, "iptables -t nat -S").contains("udp"));
 }

@@ -6,7 +6,7 @@ use crate::container::RwLayer;
 
 /// Version of the event schema. Bumped on any incompatible change, so that a
 /// recording or a stream from another berth version is refused, not misread.
-pub const SCHEMA_VERSION: u32 = 1;
+pub const SCHEMA_VERSION: u32 = 2;
 
 /// Whether berthd runs real containers or only serves the page.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -70,11 +70,19 @@ pub enum Event {
     ContainerRemoved { id: String },
     /// The bridge is up with its gateway address (created, or adopted).
     BridgeUp { name: String, address: String, prefix: u8, created: bool },
-    /// A container's network namespace was joined to a bridge by a veth
-    /// pair: `host_if` is the bridge port, eth0 inside has `ip`/`mac`.
-    EndpointAttached { id: String, network: String, bridge: String, host_if: String, ip: String, prefix: u8, mac: String, gateway: String, netns: String },
-    /// The veth pair and the namespace are gone, the address released.
-    EndpointDetached { id: String, host_if: String },
+    /// The bridge was deleted (its network was removed).
+    BridgeDown { name: String },
+    /// A user-defined network was created (or found again at daemon start):
+    /// its own bridge and subnet.
+    NetworkCreated { id: String, name: String, driver: String, bridge: String, subnet: String, gateway: String },
+    /// The network and its bridge are gone.
+    NetworkRemoved { id: String, name: String },
+    /// A container's network namespace was joined to a network's bridge by a
+    /// veth pair: `host_if` is the bridge port, `ifname` (eth0, eth1…) its
+    /// end inside, with `ip`/`mac`.
+    EndpointAttached { id: String, network: String, bridge: String, host_if: String, ifname: String, ip: String, prefix: u8, mac: String, gateway: String, netns: String },
+    /// The veth pair is gone and the address released.
+    EndpointDetached { id: String, network: String, host_if: String },
     /// A netfilter rule was added (`rule` as `iptables -S` prints it).
     RuleAdded { table: String, rule: String },
     /// A netfilter rule was deleted.

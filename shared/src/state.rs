@@ -31,8 +31,10 @@ pub struct State {
     pub images: BTreeMap<String, Image>,
     /// Containers by ID.
     pub containers: BTreeMap<String, Container>,
-    /// Bridges berth runs (docker0), by name.
+    /// Bridges berth runs (docker0, br-…), by name.
     pub bridges: BTreeMap<String, Bridge>,
+    /// User-defined networks, by name (the default "bridge" is docker0).
+    pub networks: BTreeMap<String, Network>,
     /// Netfilter rules berth added, as (table, `-A CHAIN …`), in order.
     pub rules: Vec<(String, String)>,
 }
@@ -55,12 +57,25 @@ pub struct Bridge {
     pub prefix: u8,
 }
 
+/// A user-defined bridge network.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Network {
+    pub id: String,
+    pub name: String,
+    pub driver: String,
+    pub bridge: String,
+    pub subnet: String,
+    pub gateway: String,
+}
+
 /// A container's attachment to a bridge.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Endpoint {
     pub network: String,
     pub bridge: String,
     pub host_if: String,
+    /// The interface's name inside the container (eth0, eth1…).
+    pub ifname: String,
     pub ip: String,
     pub prefix: u8,
     pub mac: String,
@@ -84,8 +99,8 @@ pub struct Container {
     pub namespaces: Vec<String>,
     /// Running `docker exec` processes: exec id -> (pid, command).
     pub execs: BTreeMap<String, (i32, Vec<String>)>,
-    /// Its network endpoint while running on a bridge.
-    pub endpoint: Option<Endpoint>,
+    /// Its network endpoints while running, by network name.
+    pub endpoints: BTreeMap<String, Endpoint>,
     /// Ports published on the host while it runs.
     pub ports: Vec<PublishedPort>,
 }
@@ -182,7 +197,7 @@ pub fn apply(state: &mut State, event: &Event) {
                     mounted: false,
                     namespaces: Vec::new(),
                     execs: BTreeMap::new(),
-                    endpoint: None,
+                    endpoints: BTreeMap::new(),
                     ports: Vec::new(),
                 },
             );
@@ -234,23 +249,35 @@ pub fn apply(state: &mut State, event: &Event) {
         Event::BridgeUp { name, address, prefix, .. } => {
             state.bridges.insert(name.clone(), Bridge { name: name.clone(), address: address.clone(), prefix: *prefix });
         }
-        Event::EndpointAttached { id, network, bridge, host_if, ip, prefix, mac, gateway, netns } => {
+        Event::BridgeDown { name } => {
+            state.bridges.remove(name);
+        }
+        Event::NetworkCreated { id, name, driver, bridge, subnet, gateway } => {
+            let n = Network { id: id.clone(), name: name.clone(), driver: driver.clone(), bridge: bridge.clone(), subnet: subnet.clone(), gateway: gateway.clone() };
+            state.networks.insert(name.clone(), n);
+        }
+        Event::NetworkRemoved { name, .. } => {
+            state.networks.remove(name);
+        }
+        Event::EndpointAttached { id, network, bridge, host_if, ifname, ip, prefix, mac, gateway, netns } => {
             if let Some(c) = state.containers.get_mut(id) {
-                c.endpoint = Some(Endpoint {
+                let ep = Endpoint {
                     network: network.clone(),
                     bridge: bridge.clone(),
                     host_if: host_if.clone(),
+                    ifname: ifname.clone(),
                     ip: ip.clone(),
                     prefix: *prefix,
                     mac: mac.clone(),
                     gateway: gateway.clone(),
                     netns: netns.clone(),
-                });
+                };
+                c.endpoints.insert(network.clone(), ep);
             }
         }
-        Event::EndpointDetached { id, .. } => {
+        Event::EndpointDetached { id, network, .. } => {
             if let Some(c) = state.containers.get_mut(id) {
-                c.endpoint = None;
+                c.endpoints.remove(network);
             }
         }
         Event::RuleAdded { table, rule } => {
@@ -319,6 +346,30 @@ mod tests {
         assert_eq!(s.images["sha256:b"].repo_tags, vec!["x:1"]);
         apply(&mut s, &Event::ImageRemoved { id: "sha256:b".into() });
         assert_eq!(s.images.len(), 1);
+    }
+
+    #[test]
+    fn a_container_has_one_endpoint_per_network_and_networks_come_and_go() {
+        let mut s = State::default();
+        apply(&mut s, &Event::NetworkCreated {
+            id: "n1".into(), name: "labnet".into(), driver: "bridge".into(), bridge: "br-n1".into(), subnet: "172.18.0.0/16".into(), gateway: "172.18.0.1".into(),
+        });
+        apply(&mut s, &Event::ContainerCreated {
+            id: "c1".into(), name: "web".into(), image: "nginx".into(), image_id: "sha256:i".into(), command: vec![], layer: RwLayer::default(),
+        });
+        let attach = |network: &str, bridge: &str, ifname: &str, ip: &str| Event::EndpointAttached {
+            id: "c1".into(), network: network.into(), bridge: bridge.into(), host_if: format!("veth{ifname}"), ifname: ifname.into(),
+            ip: ip.into(), prefix: 16, mac: String::new(), gateway: String::new(), netns: "/run/berth/netns/c1".into(),
+        };
+        apply(&mut s, &attach("bridge", "docker0", "eth0", "172.17.0.2"));
+        apply(&mut s, &attach("labnet", "br-n1", "eth1", "172.18.0.2"));
+        let c = &s.containers["c1"];
+        assert_eq!(c.endpoints.len(), 2);
+        assert_eq!(c.endpoints["labnet"].ifname, "eth1");
+        apply(&mut s, &Event::EndpointDetached { id: "c1".into(), network: "bridge".into(), host_if: "vetheth0".into() });
+        assert_eq!(s.containers["c1"].endpoints.keys().collect::<Vec<_>>(), vec!["labnet"]);
+        apply(&mut s, &Event::NetworkRemoved { id: "n1".into(), name: "labnet".into() });
+        assert!(s.networks.is_empty());
     }
 
     #[test]

@@ -331,7 +331,7 @@ async fn list(State(st): State<AppState>, Query(q): Q) -> Json<Value> {
                     "State": r.state.status.as_str(),
                     "Status": status_text(r),
                     "HostConfig": {"NetworkMode": r.host_config["NetworkMode"]},
-                    "NetworkSettings": {"Networks": {}},
+                    "NetworkSettings": {"Networks": network_settings(&st, r)["Networks"]},
                     "Mounts": [],
                 })
             })
@@ -466,50 +466,63 @@ fn ports_map(r: &Record) -> Value {
     Value::Object(m)
 }
 
-/// NetworkSettings as `docker inspect` shows them.
+/// NetworkSettings as `docker inspect` shows them: one entry per network
+/// (with its endpoint while running), the first network's also at the top.
 pub fn network_settings(st: &AppState, r: &Record) -> Value {
-    let net = st.containers.network();
-    let mode = r.host_config["NetworkMode"].as_str().unwrap_or("default");
-    let name = if mode == "default" { "bridge" } else { mode };
-    let ep = r.endpoint.as_ref();
-    let network_id = match (name, &net) {
-        ("bridge", Some(n)) => n.id.clone(),
-        _ => String::new(),
-    };
-    let entry = json!({
-        "IPAMConfig": null,
-        "Links": null,
-        "Aliases": null,
-        "NetworkID": network_id,
-        "EndpointID": ep.map(|e| e.endpoint_id.clone()).unwrap_or_default(),
-        "Gateway": ep.map(|e| e.gateway.to_string()).unwrap_or_default(),
-        "IPAddress": ep.map(|e| e.ip.to_string()).unwrap_or_default(),
-        "IPPrefixLen": ep.map(|e| e.prefix).unwrap_or(0),
-        "IPv6Gateway": "",
-        "GlobalIPv6Address": "",
-        "GlobalIPv6PrefixLen": 0,
-        "MacAddress": ep.map(|e| e.mac.clone()).unwrap_or_default(),
-        "DriverOpts": null,
-    });
+    let nets = st.containers.networks();
+    let mode = r.network_mode();
+    let mut names: Vec<(String, Vec<String>)> = r.attachments().into_iter().map(|a| (a.network, a.aliases)).collect();
+    if mode == "host" || mode == "none" {
+        names = vec![(mode.clone(), Vec::new())];
+    }
+    let mut networks = serde_json::Map::new();
+    for (name, asked) in &names {
+        let ep = r.endpoints.get(name);
+        let network_id = match name.as_str() {
+            "host" | "none" => super::networks::fixed_id(name),
+            _ => nets.as_ref().and_then(|n| n.find(name)).map(|n| n.id().to_string()).unwrap_or_default(),
+        };
+        let aliases = ep.map(|e| e.aliases.clone()).unwrap_or_else(|| asked.clone());
+        networks.insert(
+            name.clone(),
+            json!({
+                "IPAMConfig": null,
+                "Links": null,
+                "Aliases": if aliases.is_empty() { Value::Null } else { json!(aliases) },
+                "NetworkID": network_id,
+                "EndpointID": ep.map(|e| e.endpoint_id.clone()).unwrap_or_default(),
+                "Gateway": ep.map(|e| e.gateway.to_string()).unwrap_or_default(),
+                "IPAddress": ep.map(|e| e.ip.to_string()).unwrap_or_default(),
+                "IPPrefixLen": ep.map(|e| e.prefix).unwrap_or(0),
+                "IPv6Gateway": "",
+                "GlobalIPv6Address": "",
+                "GlobalIPv6PrefixLen": 0,
+                "MacAddress": ep.map(|e| e.mac.clone()).unwrap_or_default(),
+                "DriverOpts": null,
+            }),
+        );
+    }
+    // The top-level fields describe the default bridge only, as in Docker.
+    let top = r.endpoints.get("bridge");
     json!({
         "Bridge": "",
-        "SandboxID": ep.map(|e| e.endpoint_id.clone()).unwrap_or_default(),
+        "SandboxID": r.sandbox.as_ref().map(|_| r.primary_endpoint().map(|e| e.endpoint_id.clone()).unwrap_or_default()).unwrap_or_default(),
         "HairpinMode": false,
         "LinkLocalIPv6Address": "",
         "LinkLocalIPv6PrefixLen": 0,
         "Ports": ports_map(r),
-        "SandboxKey": ep.map(|e| e.netns.display().to_string()).unwrap_or_default(),
+        "SandboxKey": r.sandbox.as_ref().map(|p| p.display().to_string()).unwrap_or_default(),
         "SecondaryIPAddresses": null,
         "SecondaryIPv6Addresses": null,
-        "EndpointID": entry["EndpointID"],
-        "Gateway": entry["Gateway"],
+        "EndpointID": top.map(|e| e.endpoint_id.clone()).unwrap_or_default(),
+        "Gateway": top.map(|e| e.gateway.to_string()).unwrap_or_default(),
         "GlobalIPv6Address": "",
         "GlobalIPv6PrefixLen": 0,
-        "IPAddress": entry["IPAddress"],
-        "IPPrefixLen": entry["IPPrefixLen"],
+        "IPAddress": top.map(|e| e.ip.to_string()).unwrap_or_default(),
+        "IPPrefixLen": top.map(|e| e.prefix).unwrap_or(0),
         "IPv6Gateway": "",
-        "MacAddress": entry["MacAddress"],
-        "Networks": { name: entry },
+        "MacAddress": top.map(|e| e.mac.clone()).unwrap_or_default(),
+        "Networks": networks,
     })
 }
 

@@ -72,15 +72,51 @@ pub struct Record {
     pub hostname_path: PathBuf,
     pub hosts_path: PathBuf,
     pub resolv_conf_path: PathBuf,
-    /// Its place on the bridge while running.
+    /// The networks it joins when it starts, in order (the first is its
+    /// NetworkMode and gets eth0 and the default route).
+    /// (None in records from before berth kept it: the NetworkMode then.)
     #[serde(default)]
-    pub endpoint: Option<crate::network::Endpoint>,
+    pub networks: Option<Vec<NetAttach>>,
+    /// Its endpoints while running, by network name.
+    #[serde(default)]
+    pub endpoints: BTreeMap<String, crate::network::Endpoint>,
+    /// Its network namespace's bind mount while running on networks.
+    #[serde(default)]
+    pub sandbox: Option<PathBuf>,
     /// Ports published while running.
     #[serde(default)]
     pub ports: Vec<crate::network::nat::PortMap>,
 }
 
+/// A network a container joins, with the extra names it has there.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct NetAttach {
+    pub network: String,
+    #[serde(default)]
+    pub aliases: Vec<String>,
+}
+
 impl Record {
+    /// The NetworkMode, with "default" read as the default bridge.
+    pub fn network_mode(&self) -> String {
+        match self.host_config["NetworkMode"].as_str().unwrap_or("default") {
+            "" | "default" => "bridge".to_string(),
+            m => m.to_string(),
+        }
+    }
+    /// The networks to join at start.
+    pub fn attachments(&self) -> Vec<NetAttach> {
+        let mode = self.network_mode();
+        match &self.networks {
+            Some(n) => n.clone(),
+            None if mode == "host" || mode == "none" => Vec::new(),
+            None => vec![NetAttach { network: mode, aliases: Vec::new() }],
+        }
+    }
+    /// Its endpoint on the first network (eth0), while running.
+    pub fn primary_endpoint(&self) -> Option<&crate::network::Endpoint> {
+        self.endpoints.values().find(|e| e.ifname == "eth0").or_else(|| self.endpoints.values().next())
+    }
     pub fn tty(&self) -> bool {
         self.config["Tty"].as_bool().unwrap_or(false)
     }
@@ -131,6 +167,8 @@ pub struct Container {
     exits: watch::Sender<u64>,
     /// Set when removed: waiters for "removed" watch it.
     removed: watch::Sender<bool>,
+    /// Its embedded DNS server while running on a user-defined network.
+    pub(super) dns: Mutex<Option<crate::network::dns::DnsServer>>,
 }
 
 #[derive(Debug)]
@@ -143,7 +181,7 @@ impl Container {
     pub fn record(&self) -> Record {
         self.record.lock().unwrap_or_else(|p| p.into_inner()).clone()
     }
-    fn update(&self, f: impl FnOnce(&mut Record)) -> Record {
+    pub(super) fn update(&self, f: impl FnOnce(&mut Record)) -> Record {
         let mut r = self.record.lock().unwrap_or_else(|p| p.into_inner());
         f(&mut r);
         r.clone()
@@ -210,9 +248,9 @@ pub struct Containers {
     data_root: PathBuf,
     exec_root: PathBuf,
     images: Arc<ImageStore>,
-    bus: Arc<EventBus>,
+    pub(super) bus: Arc<EventBus>,
     map: Mutex<BTreeMap<String, Arc<Container>>>,
-    network: Mutex<Option<Arc<crate::network::BridgeNetwork>>>,
+    pub(super) networks: Mutex<Option<Arc<crate::network::Networks>>>,
 }
 
 pub fn now_rfc3339() -> String {
@@ -241,7 +279,7 @@ fn random_name() -> String {
     format!("{}_{}", ADJ[(r % ADJ.len() as u128) as usize], NAMES[((r >> 32) % NAMES.len() as u128) as usize])
 }
 
-fn internal(e: impl std::fmt::Display) -> ApiError {
+pub(super) fn internal(e: impl std::fmt::Display) -> ApiError {
     ApiError::new(ErrorKind::Internal, e.to_string())
 }
 
@@ -252,7 +290,7 @@ impl Containers {
         let dir = data_root.join("containers");
         fs::create_dir_all(&dir)?;
         fs::create_dir_all(exec_root.join("containers"))?;
-        let me = Containers { data_root: data_root.to_path_buf(), exec_root: exec_root.to_path_buf(), images, bus, map: Mutex::new(BTreeMap::new()), network: Mutex::new(None) };
+        let me = Containers { data_root: data_root.to_path_buf(), exec_root: exec_root.to_path_buf(), images, bus, map: Mutex::new(BTreeMap::new()), networks: Mutex::new(None) };
         for e in fs::read_dir(&dir)?.flatten() {
             let path = e.path().join("container.json");
             let Ok(bytes) = fs::read(&path) else { continue };
@@ -275,26 +313,17 @@ impl Containers {
         Ok(me)
     }
 
-    /// Attaches the default bridge network and clears what containers that
-    /// died with the previous daemon left of theirs (veth, namespace).
-    pub async fn set_network(&self, net: Arc<crate::network::BridgeNetwork>) {
-        *self.network.lock().unwrap_or_else(|p| p.into_inner()) = Some(net.clone());
+    /// Takes the daemon's networks and clears what containers that died
+    /// with the previous daemon left of theirs (veth, namespace, rules).
+    pub async fn set_networks(self: &Arc<Self>, nets: Arc<crate::network::Networks>) {
+        *self.networks.lock().unwrap_or_else(|p| p.into_inner()) = Some(nets);
         for c in self.list() {
-            let rec = c.record();
-            net.unpublish(&c.id, &rec.ports);
-            if let Some(ep) = rec.endpoint {
-                net.disconnect(&c.id, &ep).await;
-            }
-            let r = c.update(|r| {
-                r.endpoint = None;
-                r.ports.clear();
-            });
-            let _ = self.save(&r);
+            self.leave_networks(&c).await;
         }
     }
 
-    pub fn network(&self) -> Option<Arc<crate::network::BridgeNetwork>> {
-        self.network.lock().unwrap_or_else(|p| p.into_inner()).clone()
+    pub fn networks(&self) -> Option<Arc<crate::network::Networks>> {
+        self.networks.lock().unwrap_or_else(|p| p.into_inner()).clone()
     }
 
     fn wrap(&self, rec: Record) -> Arc<Container> {
@@ -308,6 +337,7 @@ impl Containers {
             pty: Mutex::new(None),
             exits: watch::channel(0).0,
             removed: watch::channel(false).0,
+            dns: Mutex::new(None),
         })
     }
 
@@ -330,7 +360,7 @@ impl Containers {
         self.data_root.join("containers").join(id)
     }
 
-    fn save(&self, r: &Record) -> std::io::Result<()> {
+    pub(super) fn save(&self, r: &Record) -> std::io::Result<()> {
         let path = self.dir(&r.id).join("container.json");
         let tmp = path.with_extension("json.tmp");
         fs::write(&tmp, serde_json::to_vec_pretty(r).map_err(std::io::Error::other)?)?;
@@ -406,6 +436,14 @@ impl Containers {
         if Record::strings(&config["Entrypoint"]).is_empty() && Record::strings(&config["Cmd"]).is_empty() {
             return Err(ApiError::bad_request("No command specified"));
         }
+        let mut host_config = body["HostConfig"].clone();
+        if !host_config.is_object() {
+            host_config = json!({});
+        }
+        if host_config["NetworkMode"].as_str().unwrap_or("").is_empty() {
+            host_config["NetworkMode"] = json!("default");
+        }
+        let networks = self.networks_for_create(&host_config, &body["NetworkingConfig"]["EndpointsConfig"])?;
         let dir = self.dir(&id);
         let layer_dir = self.data_root.join("overlay2").join(&id);
         let mk = |p: &Path| fs::create_dir_all(p).map_err(internal);
@@ -418,13 +456,6 @@ impl Containers {
         };
         for p in [&layer.upper, &layer.work, &layer.merged] {
             mk(Path::new(p))?;
-        }
-        let mut host_config = body["HostConfig"].clone();
-        if !host_config.is_object() {
-            host_config = json!({});
-        }
-        if host_config["NetworkMode"].as_str().unwrap_or("").is_empty() {
-            host_config["NetworkMode"] = json!("default");
         }
         let rec = Record {
             id: id.clone(),
@@ -440,7 +471,9 @@ impl Containers {
             hostname_path: dir.join("hostname"),
             hosts_path: dir.join("hosts"),
             resolv_conf_path: dir.join("resolv.conf"),
-            endpoint: None,
+            networks: Some(networks),
+            endpoints: BTreeMap::new(),
+            sandbox: None,
             ports: Vec::new(),
         };
         self.save(&rec).map_err(internal)?;
@@ -457,21 +490,31 @@ impl Containers {
         let mut hosts = String::from(
             "127.0.0.1\tlocalhost\n::1\tlocalhost ip6-localhost ip6-loopback\nfe00::0\tip6-localnet\nff00::0\tip6-mcastprefix\nff02::1\tip6-allnodes\nff02::2\tip6-allrouters\n",
         );
-        if let Some(ep) = &r.endpoint {
+        if let Some(ep) = r.primary_endpoint() {
             hosts.push_str(&format!("{}\t{hostname}\n", ep.ip));
         }
         fs::write(&r.hosts_path, hosts)?;
-        // As Docker does without a user-defined network: the host's
-        // resolv.conf, minus loopback nameservers the container cannot reach.
         let host = fs::read_to_string("/etc/resolv.conf").unwrap_or_default();
-        let kept: Vec<&str> = host
-            .lines()
-            .filter(|l| !(l.starts_with("nameserver") && (l.contains("127.") || l.contains("::1"))))
-            .collect();
-        let mut text = kept.join("\n");
-        if !text.lines().any(|l| l.starts_with("nameserver")) {
-            text.push_str("\nnameserver 8.8.8.8\nnameserver 8.8.4.4");
-        }
+        let text = if self.embedded_dns(r) {
+            // On a user-defined network: the embedded DNS server, which
+            // knows the other containers' names and forwards the rest.
+            let mut lines: Vec<&str> = host.lines().filter(|l| l.starts_with("search") || l.starts_with("domain")).collect();
+            lines.push("nameserver 127.0.0.11");
+            lines.push("options ndots:0");
+            lines.join("\n")
+        } else {
+            // The host's resolv.conf, minus loopback nameservers the
+            // container cannot reach.
+            let kept: Vec<&str> = host
+                .lines()
+                .filter(|l| !(l.starts_with("nameserver") && (l.contains("127.") || l.contains("::1"))))
+                .collect();
+            let mut text = kept.join("\n");
+            if !text.lines().any(|l| l.starts_with("nameserver")) {
+                text.push_str("\nnameserver 8.8.8.8\nnameserver 8.8.4.4");
+            }
+            text
+        };
         fs::write(&r.resolv_conf_path, format!("{}\n", text.trim()))?;
         Ok(vec![
             Bind { source: r.resolv_conf_path.clone(), destination: "/etc/resolv.conf".into(), readonly: false },
@@ -496,7 +539,7 @@ impl Containers {
         match self.spawn(c, &rec).await {
             Ok(()) => Ok(()),
             Err(e) => {
-                self.disconnect(c).await;
+                self.leave_networks(c).await;
                 self.unmount(&rec);
                 let msg = e.message.clone();
                 let r = c.update(|r| {
@@ -517,22 +560,6 @@ impl Containers {
         }
     }
 
-    /// Takes the container off the bridge (veth, namespace, address).
-    async fn disconnect(&self, c: &Container) {
-        let rec = c.record();
-        if let Some(net) = self.network() {
-            net.unpublish(&rec.id, &rec.ports);
-            if let Some(ep) = rec.endpoint.clone() {
-                net.disconnect(&rec.id, &ep).await;
-            }
-            let r = c.update(|r| {
-                r.endpoint = None;
-                r.ports.clear();
-            });
-            let _ = self.save(&r);
-        }
-    }
-
     fn unmount(&self, rec: &Record) {
         let merged = Path::new(&rec.layer.merged);
         if nix::mount::umount2(merged, nix::mount::MntFlags::empty()).is_err() {
@@ -542,23 +569,7 @@ impl Containers {
     }
 
     async fn spawn(self: &Arc<Self>, c: &Arc<Container>, rec: &Record) -> Result<(), ApiError> {
-        let mode = rec.host_config["NetworkMode"].as_str().unwrap_or("default").to_string();
-        let net = match (mode.as_str(), self.network()) {
-            ("host", _) => NetNs::Host,
-            ("none", _) | (_, None) => NetNs::New,
-            ("default" | "bridge", Some(network)) => {
-                let requests = port_requests(rec).map_err(ApiError::bad_request)?;
-                let ep = network.connect(&rec.id).await.map_err(|e| internal(format!("connecting to network bridge: {e}")))?;
-                let path = ep.netns.clone();
-                let r = c.update(|r| r.endpoint = Some(ep.clone()));
-                self.save(&r).map_err(internal)?;
-                let maps = network.publish(&rec.id, &ep, &requests).await.map_err(|e| internal(e.to_string()))?;
-                let r = c.update(|r| r.ports = maps);
-                self.save(&r).map_err(internal)?;
-                NetNs::Join(path)
-            }
-            (other, Some(_)) => return Err(ApiError::not_found(format!("network {other} not found"))),
-        };
+        let net = self.join_networks(c, rec).await?;
         let rec = &c.record();
         let binds = self.write_etc(rec).map_err(internal)?;
         let args = rec.command();
@@ -661,7 +672,7 @@ impl Containers {
         });
         let _ = self.save(&rec);
         let _ = fs::remove_dir_all(self.exec_root.join("containers").join(&rec.id));
-        self.disconnect(c).await;
+        self.leave_networks(c).await;
         self.unmount(&rec);
         self.bus.emit(Event::ContainerExited { id: rec.id.clone(), exit_code: code });
         tracing::info!(id = %&rec.id[..12], code, "container exited");
@@ -772,9 +783,6 @@ pub fn port_requests(r: &Record) -> Result<Vec<crate::network::PortRequest>, Str
     if let Some(bindings) = r.host_config["PortBindings"].as_object() {
         for (key, list) in bindings {
             let (container_port, proto) = parse_key(key)?;
-            if proto == "udp" {
-                return Err("publishing UDP ports is not supported by berth yet".into());
-            }
             for b in list.as_array().cloned().unwrap_or_default() {
                 let host_ip = match b["HostIp"].as_str().unwrap_or("") {
                     "" => std::net::Ipv4Addr::UNSPECIFIED,
@@ -792,13 +800,13 @@ pub fn port_requests(r: &Record) -> Result<Vec<crate::network::PortRequest>, Str
         if let Some(exposed) = r.config["ExposedPorts"].as_object() {
             for key in exposed.keys() {
                 let (container_port, proto) = parse_key(key)?;
-                if proto == "tcp" && !out.iter().any(|p| p.container_port == container_port) {
+                if !out.iter().any(|p| p.container_port == container_port && p.proto == proto) {
                     out.push(PortRequest { proto, container_port, host_ip: std::net::Ipv4Addr::UNSPECIFIED, host_port: 0 });
                 }
             }
         }
     }
-    out.sort_by_key(|p| (p.container_port, p.host_port));
+    out.sort_by(|a, b| (a.container_port, &a.proto, a.host_port).cmp(&(b.container_port, &b.proto, b.host_port)));
     Ok(out)
 }
 

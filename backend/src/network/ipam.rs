@@ -69,6 +69,19 @@ impl Ipam {
         self.used.remove(&u32::from(ip));
     }
 
+    /// Do the two subnets share any address?
+    pub fn overlaps(&self, other: &Ipam) -> bool {
+        let p = self.prefix.min(other.prefix);
+        let mask = u32::MAX << (32 - p);
+        u32::from(self.network) & mask == u32::from(other.network) & mask
+    }
+
+    /// Is this address inside the subnet (network and broadcast excluded)?
+    pub fn contains(&self, ip: Ipv4Addr) -> bool {
+        let (net, broadcast) = self.bounds();
+        (net + 1..broadcast).contains(&u32::from(ip))
+    }
+
     pub fn in_use(&self) -> usize {
         self.used.len()
     }
@@ -105,6 +118,15 @@ mod tests {
         let mut ipam = Ipam::new("10.9.0.0/30").unwrap();
         assert_eq!(ipam.allocate().unwrap(), Ipv4Addr::new(10, 9, 0, 2));
         assert!(matches!(ipam.allocate(), Err(IpamError::Exhausted(_))));
+    }
+
+    #[test]
+    fn overlapping_subnets_are_found_whatever_their_sizes() {
+        let a = Ipam::new("172.18.0.0/16").unwrap();
+        assert!(a.overlaps(&Ipam::new("172.18.5.0/24").unwrap()));
+        assert!(Ipam::new("172.0.0.0/8").unwrap().overlaps(&a));
+        assert!(!a.overlaps(&Ipam::new("172.19.0.0/16").unwrap()));
+        assert!(a.contains(Ipv4Addr::new(172, 18, 3, 4)) && !a.contains(Ipv4Addr::new(172, 18, 255, 255)));
     }
 
     #[test]

@@ -1,13 +1,18 @@
-//! Container networking: the docker0-style bridge, veth pairs and addresses
-//! (netlink), and address management.
+//! Container networking: bridge networks (the default "bridge" on docker0
+//! and user-defined ones on br-…), veth pairs and addresses (netlink),
+//! address management, netfilter rules, published ports and the embedded
+//! DNS of user-defined networks.
 
+pub mod dns;
 pub mod ipam;
 pub mod nat;
 pub mod netlink;
 pub mod proxy;
+mod registry;
 
+use std::collections::BTreeMap;
 use std::net::Ipv4Addr;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
 
 use berth_shared::Event;
@@ -16,12 +21,21 @@ use sha2::{Digest, Sha256};
 
 use crate::events::EventBus;
 use ipam::{mac_for, mac_string, Ipam};
-use netlink::{Eth0, NetError};
+use netlink::{Iface, NetError};
+pub use registry::{CreateRequest, Networks};
 
-/// A container's place on the bridge, kept in its record.
+/// A container's place on one network, kept in its record.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Endpoint {
     pub endpoint_id: String,
+    /// The network's name and ID.
+    #[serde(default)]
+    pub network: String,
+    #[serde(default)]
+    pub network_id: String,
+    /// The interface inside the container (eth0, eth1…).
+    #[serde(default)]
+    pub ifname: String,
     pub ip: Ipv4Addr,
     pub prefix: u8,
     pub gateway: Ipv4Addr,
@@ -29,16 +43,37 @@ pub struct Endpoint {
     pub host_if: String,
     /// The namespace's bind mount (Docker's SandboxKey).
     pub netns: PathBuf,
+    /// Names other containers on the network resolve to it (user-defined
+    /// networks: its name, short ID and `--network-alias`es).
+    #[serde(default)]
+    pub aliases: Vec<String>,
 }
 
-/// The default bridge network ("bridge", on docker0).
+/// What a network was made with, as kept on disk for user-defined ones.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct NetworkSpec {
+    pub id: String,
+    pub name: String,
+    pub bridge: String,
+    pub subnet: String,
+    pub gateway: Ipv4Addr,
+    pub created: String,
+    #[serde(default)]
+    pub labels: BTreeMap<String, String>,
+    #[serde(default)]
+    pub options: BTreeMap<String, String>,
+    #[serde(default)]
+    pub internal: bool,
+}
+
+/// A bridge network: the default one on docker0 or a user-defined one.
 #[derive(Debug)]
 pub struct BridgeNetwork {
-    pub id: String,
-    pub bridge: String,
+    pub spec: NetworkSpec,
+    /// The default "bridge" network (no embedded DNS, can't be removed).
+    pub default: bool,
     index: u32,
     ipam: Mutex<Ipam>,
-    netns_dir: PathBuf,
     bus: Arc<EventBus>,
     iptables: nat::Iptables,
     /// Running userland proxies, by container ID.
@@ -56,52 +91,110 @@ pub struct PortRequest {
 }
 
 /// Docker names the host end "veth" + 7 hex characters.
-pub fn veth_name(container_id: &str) -> String {
-    let h = hex::encode(Sha256::digest(container_id.as_bytes()));
+pub fn veth_name(container_id: &str, network_id: &str) -> String {
+    let h = hex::encode(Sha256::digest(format!("{container_id}:{network_id}").as_bytes()));
     format!("veth{}", &h[..7])
 }
 
+/// Makes a container's network namespace (kept by a bind mount at `path`).
+pub fn create_sandbox(path: &Path) -> Result<(), NetError> {
+    netlink::create_netns(path)
+}
+
+/// Unmounts and deletes a container's network namespace.
+pub fn remove_sandbox(path: &Path) {
+    netlink::remove_netns(path)
+}
+
 impl BridgeNetwork {
-    /// Creates or adopts the bridge; fails clearly if the name or the subnet
-    /// is taken by something else. Turns on IPv4 forwarding, as Docker does.
-    pub async fn setup(bridge: &str, subnet: &str, exec_root: &std::path::Path, bus: Arc<EventBus>) -> Result<Self, NetError> {
-        let ipam = Ipam::new(subnet).map_err(|e| NetError::Conflict(e.to_string()))?;
+    /// Creates or adopts the network's bridge; fails clearly if the name or
+    /// the subnet is taken by something else. Turns on IPv4 forwarding, as
+    /// Docker does, and puts the bridge's rules in place.
+    pub async fn setup(spec: NetworkSpec, default: bool, bus: Arc<EventBus>) -> Result<Self, NetError> {
+        let mut ipam = Ipam::new(&spec.subnet).map_err(|e| NetError::Invalid(e.to_string()))?;
+        ipam.gateway = spec.gateway;
         let h = netlink::connect()?;
-        if let Some(other) = netlink::subnet_taken_by(&h, ipam.network, ipam.prefix, bridge).await? {
-            return Err(NetError::Conflict(format!("subnet {} is already used by {other}: configure another with --bip", ipam.subnet())));
+        if let Some(other) = netlink::subnet_taken_by(&h, ipam.network, ipam.prefix, &spec.bridge).await? {
+            let hint = if default { ": configure another with --bip" } else { "" };
+            return Err(NetError::Conflict(format!("subnet {} is already used by {other}{hint}", ipam.subnet())));
         }
-        let (index, created) = netlink::ensure_bridge(&h, bridge, ipam.gateway, ipam.prefix).await?;
+        let (index, created) = netlink::ensure_bridge(&h, &spec.bridge, ipam.gateway, ipam.prefix).await?;
         if let Err(e) = std::fs::write("/proc/sys/net/ipv4/ip_forward", "1") {
             tracing::warn!(error = %e, "could not enable IPv4 forwarding");
         }
-        bus.emit(Event::BridgeUp { name: bridge.into(), address: ipam.gateway.to_string(), prefix: ipam.prefix, created });
-        let id = hex::encode(Sha256::digest(format!("bridge:{bridge}:{subnet}")));
+        bus.emit(Event::BridgeUp { name: spec.bridge.clone(), address: ipam.gateway.to_string(), prefix: ipam.prefix, created });
+        if !default {
+            bus.emit(Event::NetworkCreated {
+                id: spec.id.clone(),
+                name: spec.name.clone(),
+                driver: "bridge".into(),
+                bridge: spec.bridge.clone(),
+                subnet: ipam.subnet(),
+                gateway: ipam.gateway.to_string(),
+            });
+        }
         let me = BridgeNetwork {
-            id,
-            bridge: bridge.into(),
+            spec,
+            default,
             index,
             ipam: Mutex::new(ipam),
-            netns_dir: exec_root.join("netns"),
             bus,
             iptables: nat::Iptables,
             proxies: Mutex::new(Default::default()),
         };
-        me.standing_rules().map_err(|e| NetError::Conflict(e.to_string()))?;
+        if let Err(e) = me.standing_rules() {
+            me.teardown().await;
+            return Err(NetError::Conflict(e.to_string()));
+        }
         Ok(me)
     }
 
-    /// Docker's chains and the bridge's standing rules (kept if present).
+    pub fn name(&self) -> &str {
+        &self.spec.name
+    }
+
+    pub fn id(&self) -> &str {
+        &self.spec.id
+    }
+
+    pub fn bridge(&self) -> &str {
+        &self.spec.bridge
+    }
+
+    /// Docker's chains, its global rules and this bridge's (kept if present).
     fn standing_rules(&self) -> Result<(), nat::IptablesError> {
         for (table, chain) in nat::CHAINS {
             self.iptables.ensure_chain(table, chain)?;
         }
         let subnet = self.subnet();
-        for r in nat::bridge_rules(&self.bridge, &subnet) {
-            if self.iptables.append(&r)? {
+        for (r, place) in nat::global_rules().iter().chain(nat::bridge_rules(self.bridge(), &subnet).iter()).rev() {
+            if self.iptables.place(r, place)? {
                 self.bus.emit(Event::RuleAdded { table: r.table.into(), rule: r.text() });
             }
         }
         Ok(())
+    }
+
+    /// Removes a user-defined network's rules and bridge.
+    pub async fn teardown(&self) {
+        for (r, _) in nat::bridge_rules(self.bridge(), &self.subnet()) {
+            match self.iptables.delete(&r) {
+                Ok(true) => {
+                    self.bus.emit(Event::RuleRemoved { table: r.table.into(), rule: r.text() });
+                }
+                Ok(false) => {}
+                Err(e) => tracing::warn!(error = %e, "removing a bridge rule"),
+            }
+        }
+        if let Ok(h) = netlink::connect() {
+            if let Err(e) = netlink::delete_link(&h, self.bridge()).await {
+                tracing::warn!(error = %e, bridge = %self.bridge(), "deleting the bridge");
+            }
+        }
+        self.bus.emit(Event::BridgeDown { name: self.bridge().into() });
+        if !self.default {
+            self.bus.emit(Event::NetworkRemoved { id: self.spec.id.clone(), name: self.spec.name.clone() });
+        }
     }
 
     /// Publishes ports: claims each host port with the userland proxy, then
@@ -111,7 +204,7 @@ impl BridgeNetwork {
         let mut proxies = Vec::new();
         for req in requests {
             let target = std::net::SocketAddr::from((ep.ip, req.container_port));
-            let p = match proxy::start(req.host_ip, req.host_port, target).await {
+            let p = match proxy::start(&req.proto, req.host_ip, req.host_port, target).await {
                 Ok(p) => p,
                 Err(e) => {
                     self.unpublish_rules(container_id, &maps);
@@ -127,7 +220,7 @@ impl BridgeNetwork {
             };
             let map = nat::PortMap { proto: req.proto.clone(), host_ip: req.host_ip, host_port: p.port, container_ip: ep.ip, container_port: req.container_port };
             proxies.push(p);
-            for r in nat::port_rules(&self.bridge, &map) {
+            for r in nat::port_rules(self.bridge(), &map) {
                 match self.iptables.append(&r) {
                     Ok(_) => {
                         self.bus.emit(Event::RuleAdded { table: r.table.into(), rule: r.text() });
@@ -155,7 +248,7 @@ impl BridgeNetwork {
 
     fn unpublish_rules(&self, container_id: &str, maps: &[nat::PortMap]) {
         for map in maps {
-            for r in nat::port_rules(&self.bridge, map) {
+            for r in nat::port_rules(self.bridge(), map) {
                 match self.iptables.delete(&r) {
                     Ok(true) => {
                         self.bus.emit(Event::RuleRemoved { table: r.table.into(), rule: r.text() });
@@ -182,41 +275,46 @@ impl BridgeNetwork {
         self.ipam.lock().unwrap_or_else(|p| p.into_inner()).gateway
     }
 
-    /// A new network namespace for the container, joined to the bridge.
-    pub async fn connect(&self, container_id: &str) -> Result<Endpoint, NetError> {
+    /// Joins the container's namespace at `netns` to this network: a veth
+    /// pair into the bridge, `ifname` inside with the next free address, and
+    /// the default route if `default_route`.
+    pub async fn connect(&self, container_id: &str, netns: &Path, ifname: &str, default_route: bool, aliases: Vec<String>) -> Result<Endpoint, NetError> {
         let (ip, prefix, gateway) = {
             let mut ipam = self.ipam.lock().unwrap_or_else(|p| p.into_inner());
             let ip = ipam.allocate().map_err(|e| NetError::Conflict(e.to_string()))?;
             (ip, ipam.prefix, ipam.gateway)
         };
-        let netns = self.netns_dir.join(&container_id[..12]);
-        let host_if = veth_name(container_id);
+        let host_if = veth_name(container_id, self.id());
         let mac = mac_for(ip);
+        let iface = Iface { name: ifname.into(), ip, prefix, gateway: default_route.then_some(gateway), mac };
         let r = async {
-            netlink::create_netns(&netns)?;
             let h = netlink::connect()?;
-            netlink::attach(&h, self.index, &netns, &host_if, &Eth0 { ip, prefix, gateway, mac }).await
+            netlink::attach(&h, self.index, netns, &host_if, &iface).await
         }
         .await;
         if let Err(e) = r {
-            netlink::remove_netns(&netns);
             self.ipam.lock().unwrap_or_else(|p| p.into_inner()).release(ip);
             return Err(e);
         }
         let ep = Endpoint {
             endpoint_id: hex::encode(Sha256::digest(format!("{container_id}:{host_if}"))),
+            network: self.name().into(),
+            network_id: self.id().into(),
+            ifname: ifname.into(),
             ip,
             prefix,
             gateway,
             mac: mac_string(mac),
             host_if,
-            netns,
+            netns: netns.to_path_buf(),
+            aliases,
         };
         self.bus.emit(Event::EndpointAttached {
             id: container_id.into(),
-            network: "bridge".into(),
-            bridge: self.bridge.clone(),
+            network: self.name().into(),
+            bridge: self.bridge().into(),
             host_if: ep.host_if.clone(),
+            ifname: ep.ifname.clone(),
             ip: ip.to_string(),
             prefix,
             mac: ep.mac.clone(),
@@ -226,16 +324,15 @@ impl BridgeNetwork {
         Ok(ep)
     }
 
-    /// Removes the veth pair and the namespace, releases the address.
+    /// Removes the veth pair and releases the address.
     pub async fn disconnect(&self, container_id: &str, ep: &Endpoint) {
         if let Ok(h) = netlink::connect() {
-            if let Err(e) = netlink::detach(&h, &ep.host_if).await {
+            if let Err(e) = netlink::delete_link(&h, &ep.host_if).await {
                 tracing::warn!(error = %e, host_if = %ep.host_if, "removing veth");
             }
         }
-        netlink::remove_netns(&ep.netns);
         self.ipam.lock().unwrap_or_else(|p| p.into_inner()).release(ep.ip);
-        self.bus.emit(Event::EndpointDetached { id: container_id.into(), host_if: ep.host_if.clone() });
+        self.bus.emit(Event::EndpointDetached { id: container_id.into(), network: self.name().into(), host_if: ep.host_if.clone() });
     }
 }
 
@@ -245,9 +342,10 @@ mod tests {
 
     #[test]
     fn veth_names_look_like_dockers_and_fit_ifnamsiz() {
-        let n = veth_name(&"a".repeat(64));
+        let n = veth_name(&"a".repeat(64), "net1");
         assert!(n.starts_with("veth") && n.len() == 11, "{n}");
-        assert_eq!(n, veth_name(&"a".repeat(64)));
-        assert_ne!(n, veth_name(&"b".repeat(64)));
+        assert_eq!(n, veth_name(&"a".repeat(64), "net1"));
+        assert_ne!(n, veth_name(&"b".repeat(64), "net1"));
+        assert_ne!(n, veth_name(&"a".repeat(64), "net2"));
     }
 }

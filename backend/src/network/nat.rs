@@ -32,24 +32,47 @@ pub const CHAINS: &[(&str, &str)] = &[
     ("nat", "DOCKER"),
 ];
 
-/// The standing rules for a bridge (in the order Docker lists them).
-pub fn bridge_rules(bridge: &str, subnet: &str) -> Vec<Rule> {
+/// Where a rule goes in its chain.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Place {
+    /// At the end (after what is there).
+    Append,
+    /// At the top: a newer bridge's rules come before older ones, and the
+    /// chain's final `-j RETURN` stays last.
+    Top,
+    /// Right after this rule (the bridge rules of FORWARD follow Docker's
+    /// two jumps).
+    After(Rule),
+}
+
+/// The rules Docker keeps whatever bridges exist, in the order it lists them
+/// (applied in reverse, like [`bridge_rules`]).
+pub fn global_rules() -> Vec<(Rule, Place)> {
     vec![
-        Rule::new("filter", "FORWARD", "-j DOCKER-USER"),
-        Rule::new("filter", "FORWARD", "-j DOCKER-ISOLATION-STAGE-1"),
-        Rule::new("filter", "FORWARD", &format!("-o {bridge} -m conntrack --ctstate RELATED,ESTABLISHED -j ACCEPT")),
-        Rule::new("filter", "FORWARD", &format!("-o {bridge} -j DOCKER")),
-        Rule::new("filter", "FORWARD", &format!("-i {bridge} ! -o {bridge} -j ACCEPT")),
-        Rule::new("filter", "FORWARD", &format!("-i {bridge} -o {bridge} -j ACCEPT")),
-        Rule::new("filter", "DOCKER-ISOLATION-STAGE-1", &format!("-i {bridge} ! -o {bridge} -j DOCKER-ISOLATION-STAGE-2")),
-        Rule::new("filter", "DOCKER-ISOLATION-STAGE-1", "-j RETURN"),
-        Rule::new("filter", "DOCKER-ISOLATION-STAGE-2", &format!("-o {bridge} -j DROP")),
-        Rule::new("filter", "DOCKER-ISOLATION-STAGE-2", "-j RETURN"),
-        Rule::new("filter", "DOCKER-USER", "-j RETURN"),
-        Rule::new("nat", "PREROUTING", "-m addrtype --dst-type LOCAL -j DOCKER"),
-        Rule::new("nat", "OUTPUT", "! -d 127.0.0.0/8 -m addrtype --dst-type LOCAL -j DOCKER"),
-        Rule::new("nat", "POSTROUTING", &format!("-s {subnet} ! -o {bridge} -j MASQUERADE")),
-        Rule::new("nat", "DOCKER", &format!("-i {bridge} -j RETURN")),
+        (Rule::new("filter", "FORWARD", "-j DOCKER-USER"), Place::Top),
+        (Rule::new("filter", "FORWARD", "-j DOCKER-ISOLATION-STAGE-1"), Place::Top),
+        (Rule::new("filter", "DOCKER-ISOLATION-STAGE-1", "-j RETURN"), Place::Append),
+        (Rule::new("filter", "DOCKER-ISOLATION-STAGE-2", "-j RETURN"), Place::Append),
+        (Rule::new("filter", "DOCKER-USER", "-j RETURN"), Place::Append),
+        (Rule::new("nat", "PREROUTING", "-m addrtype --dst-type LOCAL -j DOCKER"), Place::Append),
+        (Rule::new("nat", "OUTPUT", "! -d 127.0.0.0/8 -m addrtype --dst-type LOCAL -j DOCKER"), Place::Append),
+    ]
+}
+
+/// One bridge's rules: forwarding to and from it, isolation from the other
+/// bridges, masquerading of its subnet. Listed in the order they end up in
+/// their chains; each is inserted at its place in reverse order.
+pub fn bridge_rules(bridge: &str, subnet: &str) -> Vec<(Rule, Place)> {
+    let after = Place::After(Rule::new("filter", "FORWARD", "-j DOCKER-ISOLATION-STAGE-1"));
+    vec![
+        (Rule::new("filter", "FORWARD", &format!("-o {bridge} -m conntrack --ctstate RELATED,ESTABLISHED -j ACCEPT")), after.clone()),
+        (Rule::new("filter", "FORWARD", &format!("-o {bridge} -j DOCKER")), after.clone()),
+        (Rule::new("filter", "FORWARD", &format!("-i {bridge} ! -o {bridge} -j ACCEPT")), after.clone()),
+        (Rule::new("filter", "FORWARD", &format!("-i {bridge} -o {bridge} -j ACCEPT")), after),
+        (Rule::new("filter", "DOCKER-ISOLATION-STAGE-1", &format!("-i {bridge} ! -o {bridge} -j DOCKER-ISOLATION-STAGE-2")), Place::Top),
+        (Rule::new("filter", "DOCKER-ISOLATION-STAGE-2", &format!("-o {bridge} -j DROP")), Place::Top),
+        (Rule::new("nat", "POSTROUTING", &format!("-s {subnet} ! -o {bridge} -j MASQUERADE")), Place::Top),
+        (Rule::new("nat", "DOCKER", &format!("-i {bridge} -j RETURN")), Place::Top),
     ]
 }
 
@@ -118,12 +141,27 @@ impl Iptables {
         self.run(&args).map(|_| true)
     }
 
-    /// Inserts the rule at the top of its chain unless it is there already.
-    pub fn insert(&self, r: &Rule) -> Result<bool, IptablesError> {
+    /// The 1-based position of a rule in its chain, as `iptables -S` lists it.
+    fn position(&self, r: &Rule) -> Result<Option<usize>, IptablesError> {
+        let args = ["-t", r.table, "-S", r.chain];
+        let out = Command::new("iptables").arg("-w").args(args).output().map_err(|e| IptablesError { args: args.join(" "), message: e.to_string() })?;
+        let text = String::from_utf8_lossy(&out.stdout);
+        let want = r.text();
+        Ok(text.lines().filter(|l| l.starts_with("-A ")).position(|l| l.trim() == want).map(|i| i + 1))
+    }
+
+    /// Puts the rule at its place unless it is there already.
+    pub fn place(&self, r: &Rule, place: &Place) -> Result<bool, IptablesError> {
+        let pos = match place {
+            Place::Append => return self.append(r),
+            Place::Top => 1,
+            Place::After(anchor) => self.position(anchor)?.map(|p| p + 1).unwrap_or(1),
+        };
         if self.exists(r) {
             return Ok(false);
         }
-        let mut args = vec!["-t", r.table, "-I", r.chain, "1"];
+        let pos = pos.to_string();
+        let mut args = vec!["-t", r.table, "-I", r.chain, pos.as_str()];
         args.extend(r.spec.iter().map(String::as_str));
         self.run(&args).map(|_| true)
     }
@@ -157,11 +195,25 @@ mod tests {
 
     #[test]
     fn standing_rules_send_local_traffic_to_docker_and_masquerade_the_subnet() {
-        let r: Vec<String> = bridge_rules("docker0", "172.17.0.0/16").iter().map(|r| format!("{} {}", r.table, r.text())).collect();
+        let all: Vec<(Rule, Place)> = global_rules().into_iter().chain(bridge_rules("docker0", "172.17.0.0/16")).collect();
+        let r: Vec<String> = all.iter().map(|(r, _)| format!("{} {}", r.table, r.text())).collect();
         assert!(r.contains(&"nat -A PREROUTING -m addrtype --dst-type LOCAL -j DOCKER".to_string()));
         assert!(r.contains(&"nat -A OUTPUT ! -d 127.0.0.0/8 -m addrtype --dst-type LOCAL -j DOCKER".to_string()));
         assert!(r.contains(&"nat -A POSTROUTING -s 172.17.0.0/16 ! -o docker0 -j MASQUERADE".to_string()));
         assert!(r.contains(&"nat -A DOCKER -i docker0 -j RETURN".to_string()));
         assert!(r.contains(&"filter -A DOCKER-USER -j RETURN".to_string()));
+    }
+
+    #[test]
+    fn a_bridge_is_isolated_from_the_others_and_its_rules_stay_above_the_returns() {
+        let rules = bridge_rules("br-0123456789ab", "172.18.0.0/16");
+        let text = |c: &str| rules.iter().filter(|(r, _)| r.chain == c).map(|(r, _)| r.text()).collect::<Vec<_>>();
+        assert_eq!(text("DOCKER-ISOLATION-STAGE-1"), vec!["-A DOCKER-ISOLATION-STAGE-1 -i br-0123456789ab ! -o br-0123456789ab -j DOCKER-ISOLATION-STAGE-2"]);
+        assert_eq!(text("DOCKER-ISOLATION-STAGE-2"), vec!["-A DOCKER-ISOLATION-STAGE-2 -o br-0123456789ab -j DROP"]);
+        // Nothing of a bridge is appended: a chain's final RETURN would shadow it.
+        assert!(rules.iter().all(|(_, p)| *p != Place::Append));
+        // FORWARD's bridge rules go after Docker's jumps, in order.
+        assert_eq!(text("FORWARD").len(), 4);
+        assert!(rules.iter().filter(|(r, _)| r.chain == "FORWARD").all(|(_, p)| matches!(p, Place::After(a) if a.text() == "-A FORWARD -j DOCKER-ISOLATION-STAGE-1")));
     }
 }

@@ -13,8 +13,18 @@ use rtnetlink::{new_connection, Handle, LinkBridge, LinkUnspec, LinkVeth, RouteM
 pub enum NetError {
     #[error("netlink: {0}")]
     Netlink(String),
+    /// 409: clashes with what exists (a name, a subnet, an address).
     #[error("{0}")]
     Conflict(String),
+    /// 400: the request itself is wrong (a bad subnet, an unknown driver).
+    #[error("{0}")]
+    Invalid(String),
+    /// 403: not allowed (removing a predefined network or one in use).
+    #[error("{0}")]
+    Forbidden(String),
+    /// 404: no such network.
+    #[error("{0}")]
+    NotFound(String),
     #[error("{what}: {source}")]
     Io { what: String, source: std::io::Error },
 }
@@ -149,19 +159,36 @@ pub fn remove_netns(path: &Path) {
     let _ = std::fs::remove_file(path);
 }
 
+/// Runs `f` on a thread of its own that has entered the network namespace
+/// at `netns`; the thread ends afterwards, so it never serves the daemon
+/// from inside a container's namespace. Sockets `f` makes stay in that
+/// namespace.
+pub fn in_netns<T: Send + 'static>(netns: &Path, f: impl FnOnce() -> T + Send + 'static) -> Result<T, NetError> {
+    let ns = std::fs::File::open(netns).map_err(io(format!("opening {}", netns.display())))?;
+    std::thread::spawn(move || -> Result<T, NetError> {
+        nix::sched::setns(&ns, nix::sched::CloneFlags::CLONE_NEWNET).map_err(|e| io("setns")(e.into()))?;
+        Ok(f())
+    })
+    .join()
+    .map_err(|_| nl("netns thread panicked"))?
+}
+
 /// What a container's end of a veth pair gets.
 #[derive(Clone, Debug)]
-pub struct Eth0 {
+pub struct Iface {
+    /// Its name inside (eth0, eth1…).
+    pub name: String,
     pub ip: Ipv4Addr,
     pub prefix: u8,
-    pub gateway: Ipv4Addr,
+    /// The default route goes via this gateway (the first network only).
+    pub gateway: Option<Ipv4Addr>,
     pub mac: [u8; 6],
 }
 
-/// Connects a namespace to the bridge: a veth pair whose host end (`host_if`)
-/// is a port of the bridge and whose other end becomes `eth0` in the
-/// namespace, with its address, MAC and a default route via the gateway.
-pub async fn attach(h: &Handle, bridge: u32, netns: &Path, host_if: &str, eth0: &Eth0) -> Result<(), NetError> {
+/// Connects a namespace to a bridge: a veth pair whose host end (`host_if`)
+/// is a port of the bridge and whose other end becomes `eth.name` in the
+/// namespace, with its address, MAC and, if given, a default route.
+pub async fn attach(h: &Handle, bridge: u32, netns: &Path, host_if: &str, eth0: &Iface) -> Result<(), NetError> {
     let peer = format!("{host_if}p");
     h.link().add(LinkVeth::new(host_if, &peer).build()).execute().await.map_err(nl)?;
     let result = async {
@@ -182,14 +209,14 @@ pub async fn attach(h: &Handle, bridge: u32, netns: &Path, host_if: &str, eth0: 
     }
     .await;
     if result.is_err() {
-        let _ = detach(h, host_if).await;
+        let _ = delete_link(h, host_if).await;
     }
     result
 }
 
 /// Inside the namespace (from a thread that setns-es into it): rename the
 /// peer to eth0, set MAC and address, bring lo and eth0 up, add the default route.
-async fn configure_inside(netns: &Path, peer: &str, eth0: Eth0) -> Result<(), NetError> {
+async fn configure_inside(netns: &Path, peer: &str, eth0: Iface) -> Result<(), NetError> {
     let netns = netns.to_path_buf();
     let peer = peer.to_string();
     // A thread of its own, which ends afterwards: it never serves the daemon
@@ -202,7 +229,7 @@ async fn configure_inside(netns: &Path, peer: &str, eth0: Eth0) -> Result<(), Ne
     rx.await.map_err(|_| nl("netns thread died"))?
 }
 
-fn configure_in_thread(netns: &Path, peer: &str, eth0: &Eth0) -> Result<(), NetError> {
+fn configure_in_thread(netns: &Path, peer: &str, eth0: &Iface) -> Result<(), NetError> {
     {
         let ns = std::fs::File::open(netns).map_err(io(format!("opening {}", netns.display())))?;
         nix::sched::setns(&ns, nix::sched::CloneFlags::CLONE_NEWNET).map_err(|e| io("setns")(e.into()))?;
@@ -211,7 +238,7 @@ fn configure_in_thread(netns: &Path, peer: &str, eth0: &Eth0) -> Result<(), NetE
             let h = connect()?;
             let (idx, _) = link_by_name(&h, peer).await?.ok_or_else(|| nl("peer not in the namespace"))?;
             h.link()
-                .set(LinkUnspec::new_with_index(idx).name("eth0".to_string()).address(eth0.mac.to_vec()).build())
+                .set(LinkUnspec::new_with_index(idx).name(eth0.name.clone()).address(eth0.mac.to_vec()).build())
                 .execute()
                 .await
                 .map_err(nl)?;
@@ -220,17 +247,20 @@ fn configure_in_thread(netns: &Path, peer: &str, eth0: &Eth0) -> Result<(), NetE
             if let Some((lo, _)) = link_by_name(&h, "lo").await? {
                 h.link().set(LinkUnspec::new_with_index(lo).up().build()).execute().await.map_err(nl)?;
             }
-            let route = RouteMessageBuilder::<Ipv4Addr>::new().gateway(eth0.gateway).output_interface(idx).build();
-            h.route().add(route).execute().await.map_err(nl)?;
+            if let Some(gw) = eth0.gateway {
+                let route = RouteMessageBuilder::<Ipv4Addr>::new().gateway(gw).output_interface(idx).build();
+                h.route().add(route).execute().await.map_err(nl)?;
+            }
             Ok::<(), NetError>(())
         });
         r
     }
 }
 
-/// Deletes a veth pair by its host end (the peer goes with it).
-pub async fn detach(h: &Handle, host_if: &str) -> Result<(), NetError> {
-    if let Some((idx, _)) = link_by_name(h, host_if).await? {
+/// Deletes a link by name if it exists: a veth pair by its host end (the
+/// peer goes with it), or a user-defined network's bridge.
+pub async fn delete_link(h: &Handle, name: &str) -> Result<(), NetError> {
+    if let Some((idx, _)) = link_by_name(h, name).await? {
         h.link().del(idx).execute().await.map_err(nl)?;
     }
     Ok(())

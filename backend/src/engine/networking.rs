@@ -1,0 +1,223 @@
+//! A container's networks: which it joins at create, joining them at start
+//! (namespace, one interface per network, published ports, embedded DNS),
+//! leaving them at exit, and `docker network connect` / `disconnect`.
+
+use std::net::Ipv4Addr;
+use std::sync::{Arc, Weak};
+
+use berth_shared::Status;
+use serde_json::Value;
+
+use super::containers::{internal, Container, Containers, NetAttach, Record};
+use crate::error::{ApiError, ErrorKind};
+use crate::network::{create_sandbox, dns, remove_sandbox, BridgeNetwork};
+use crate::runtime::spec::NetNs;
+
+fn forbidden(msg: impl Into<String>) -> ApiError {
+    ApiError::new(ErrorKind::Forbidden, msg)
+}
+
+/// The names a container answers to on a user-defined network.
+fn aliases_for(r: &Record, extra: &[String]) -> Vec<String> {
+    let mut v = vec![r.name.clone(), r.id[..12].to_string()];
+    v.extend(extra.iter().filter(|a| !a.is_empty()).cloned());
+    v.dedup();
+    v
+}
+
+fn strings(v: &Value) -> Vec<String> {
+    v.as_array().map(|a| a.iter().filter_map(|s| s.as_str().map(String::from)).collect()).unwrap_or_default()
+}
+
+impl Containers {
+    /// The networks a new container joins: its NetworkMode first, then any
+    /// other EndpointsConfig entry, each with its `--network-alias`es.
+    pub(super) fn networks_for_create(&self, host_config: &Value, endpoints: &Value) -> Result<Vec<NetAttach>, ApiError> {
+        let mode = match host_config["NetworkMode"].as_str().unwrap_or("default") {
+            "" | "default" => "bridge",
+            m => m,
+        };
+        if mode == "host" || mode == "none" {
+            return Ok(Vec::new());
+        }
+        if mode.starts_with("container:") {
+            return Err(ApiError::bad_request("berth does not support sharing another container's network namespace (--network container:…)"));
+        }
+        let mut out = Vec::new();
+        let mut add = |key: &str, conf: &Value| -> Result<(), ApiError> {
+            let key = if key == "default" { "bridge" } else { key };
+            let name = match self.networks().and_then(|n| n.find(key)) {
+                Some(n) => n.name().to_string(),
+                None if key == "bridge" => key.to_string(),
+                None => return Err(ApiError::not_found(format!("network {key} not found"))),
+            };
+            if name == "bridge" && !strings(&conf["Aliases"]).is_empty() {
+                return Err(ApiError::bad_request("network-scoped alias is supported only for containers in user defined networks"));
+            }
+            if !out.iter().any(|a: &NetAttach| a.network == name) {
+                out.push(NetAttach { network: name, aliases: strings(&conf["Aliases"]) });
+            }
+            Ok(())
+        };
+        add(mode, &endpoints[mode])?;
+        if let Some(map) = endpoints.as_object() {
+            for (key, conf) in map {
+                add(key, conf)?;
+            }
+        }
+        Ok(out)
+    }
+
+    /// Does the container use the embedded DNS (its first network is a
+    /// user-defined one)?
+    pub(super) fn embedded_dns(&self, r: &Record) -> bool {
+        r.attachments().first().is_some_and(|a| a.network != "bridge")
+    }
+
+    /// At start: a namespace joined to each of the container's networks,
+    /// ports published on the first, the DNS server if it uses one.
+    pub(super) async fn join_networks(self: &Arc<Self>, c: &Arc<Container>, rec: &Record) -> Result<NetNs, ApiError> {
+        match rec.network_mode().as_str() {
+            "host" => return Ok(NetNs::Host),
+            "none" => return Ok(NetNs::New),
+            _ => {}
+        }
+        let Some(nets) = self.networks() else { return Ok(NetNs::New) };
+        let requests = crate::engine::containers::port_requests(rec).map_err(ApiError::bad_request)?;
+        let path = nets.sandbox_path(&rec.id);
+        create_sandbox(&path).map_err(|e| internal(format!("creating the network namespace: {e}")))?;
+        let r = c.update(|r| r.sandbox = Some(path.clone()));
+        self.save(&r).map_err(internal)?;
+        for (i, a) in rec.attachments().iter().enumerate() {
+            let net = nets.find(&a.network).ok_or_else(|| ApiError::not_found(format!("network {} not found", a.network)))?;
+            let aliases = if net.default { Vec::new() } else { aliases_for(rec, &a.aliases) };
+            let ep = net.connect(&rec.id, &path, &format!("eth{i}"), i == 0, aliases).await.map_err(|e| internal(format!("connecting to network {}: {e}", net.name())))?;
+            let r = c.update(|r| {
+                r.endpoints.insert(net.name().to_string(), ep.clone());
+            });
+            self.save(&r).map_err(internal)?;
+            if i == 0 {
+                let maps = net.publish(&rec.id, &ep, &requests).await?;
+                let r = c.update(|r| r.ports = maps);
+                self.save(&r).map_err(internal)?;
+            }
+        }
+        if self.embedded_dns(rec) {
+            let server = dns::start(&path, self.resolver(&rec.id)).map_err(|e| internal(format!("starting the embedded DNS server: {e}")))?;
+            *c.dns.lock().unwrap_or_else(|p| p.into_inner()) = Some(server);
+        }
+        Ok(NetNs::Join(path))
+    }
+
+    /// At exit (or failed start, or daemon start after a crash): the DNS
+    /// server stops, ports are unpublished, every veth and the namespace go.
+    pub(super) async fn leave_networks(&self, c: &Container) {
+        c.dns.lock().unwrap_or_else(|p| p.into_inner()).take();
+        let rec = c.record();
+        let Some(nets) = self.networks() else { return };
+        if let Some(primary) = rec.primary_endpoint().and_then(|ep| nets.find(&ep.network_id)) {
+            primary.unpublish(&rec.id, &rec.ports);
+        }
+        for ep in rec.endpoints.values() {
+            if let Some(net) = nets.find(&ep.network_id) {
+                net.disconnect(&rec.id, ep).await;
+            }
+        }
+        if let Some(path) = &rec.sandbox {
+            remove_sandbox(path);
+        }
+        let r = c.update(|r| {
+            r.endpoints.clear();
+            r.ports.clear();
+            r.sandbox = None;
+        });
+        let _ = self.save(&r);
+    }
+
+    /// Answers names for the embedded DNS server of container `id`: the
+    /// running containers that share a user-defined network with it.
+    fn resolver(self: &Arc<Self>, id: &str) -> dns::Resolve {
+        let me: Weak<Containers> = Arc::downgrade(self);
+        let id = id.to_string();
+        Arc::new(move |name: &str| {
+            let me = me.upgrade()?;
+            let asker = me.get(&id).ok()?.record();
+            let mut found: Vec<Ipv4Addr> = Vec::new();
+            for other in me.list().iter().map(|c| c.record()).filter(|r| r.state.status == Status::Running) {
+                for (net, ep) in &other.endpoints {
+                    let shared = asker.endpoints.get(net).is_some_and(|mine| !mine.aliases.is_empty());
+                    if shared && ep.aliases.iter().any(|a| a.eq_ignore_ascii_case(name)) {
+                        found.push(ep.ip);
+                    }
+                }
+            }
+            (!found.is_empty()).then_some(found)
+        })
+    }
+
+    /// Running containers with an endpoint on this network.
+    pub fn attached_to(&self, net: &BridgeNetwork) -> Vec<Record> {
+        self.list().iter().map(|c| c.record()).filter(|r| r.state.status == Status::Running && r.endpoints.values().any(|e| e.network_id == net.id())).collect()
+    }
+
+    /// `docker network connect`: a running container gets a new interface
+    /// at once; a stopped one joins at its next start.
+    pub async fn connect_network(&self, c: &Arc<Container>, net: &Arc<BridgeNetwork>, aliases: Vec<String>) -> Result<(), ApiError> {
+        let rec = c.record();
+        match rec.network_mode().as_str() {
+            "host" => return Err(forbidden("container sharing network namespace with another container or host cannot be connected to any other network")),
+            "none" => return Err(forbidden("container cannot be connected to multiple networks with one of the networks in private (none) mode")),
+            _ => {}
+        }
+        if net.default && !aliases.is_empty() {
+            return Err(ApiError::bad_request("network-scoped alias is supported only for containers in user defined networks"));
+        }
+        let attachments = rec.attachments();
+        if attachments.iter().any(|a| a.network == net.name()) {
+            return Err(forbidden(format!("endpoint with name {} already exists in network {}", rec.name, net.name())));
+        }
+        let attach = NetAttach { network: net.name().to_string(), aliases };
+        if rec.state.status == Status::Running {
+            if let Some(path) = rec.sandbox.clone() {
+                let used: Vec<&str> = rec.endpoints.values().map(|e| e.ifname.as_str()).collect();
+                let ifname = (0..).map(|i| format!("eth{i}")).find(|n| !used.contains(&n.as_str())).unwrap_or_default();
+                let names = if net.default { Vec::new() } else { aliases_for(&rec, &attach.aliases) };
+                let ep = net.connect(&rec.id, &path, &ifname, false, names).await?;
+                c.update(|r| {
+                    r.endpoints.insert(net.name().to_string(), ep);
+                });
+            }
+        }
+        let r = c.update(|r| {
+            let mut all = attachments;
+            all.push(attach);
+            r.networks = Some(all);
+        });
+        self.save(&r).map_err(internal)
+    }
+
+    /// `docker network disconnect`: the interface goes at once if running,
+    /// and the container no longer joins the network at start.
+    pub async fn disconnect_network(&self, c: &Arc<Container>, net: &Arc<BridgeNetwork>) -> Result<(), ApiError> {
+        let rec = c.record();
+        let mut attachments = rec.attachments();
+        let before = attachments.len();
+        attachments.retain(|a| a.network != net.name());
+        let ep = rec.endpoints.get(net.name()).cloned();
+        if attachments.len() == before && ep.is_none() {
+            return Err(forbidden(format!("container {} is not connected to network {}", rec.id, net.name())));
+        }
+        if let Some(ep) = ep {
+            if ep.ifname == "eth0" || rec.endpoints.len() == 1 {
+                net.unpublish(&rec.id, &rec.ports);
+                c.update(|r| r.ports.clear());
+            }
+            net.disconnect(&rec.id, &ep).await;
+        }
+        let r = c.update(|r| {
+            r.endpoints.remove(net.name());
+            r.networks = Some(attachments);
+        });
+        self.save(&r).map_err(internal)
+    }
+}

@@ -1,0 +1,228 @@
+//! The daemon's networks: the default "bridge" (docker0) and user-defined
+//! bridge networks, which are kept in `<data-root>/network/networks.json`
+//! and brought back when the daemon starts.
+
+use std::collections::BTreeMap;
+use std::net::Ipv4Addr;
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex};
+
+use sha2::{Digest, Sha256};
+
+use super::ipam::Ipam;
+use super::netlink::{self, NetError};
+use super::{BridgeNetwork, NetworkSpec};
+use crate::events::EventBus;
+
+/// `POST /networks/create`, as berth needs it.
+#[derive(Clone, Debug, Default)]
+pub struct CreateRequest {
+    pub name: String,
+    pub driver: String,
+    pub subnet: Option<String>,
+    pub gateway: Option<String>,
+    pub labels: BTreeMap<String, String>,
+    pub options: BTreeMap<String, String>,
+    pub internal: bool,
+}
+
+/// Names that are not networks one can create.
+const PREDEFINED: &[&str] = &["bridge", "host", "none"];
+
+#[derive(Debug)]
+pub struct Networks {
+    default: Arc<BridgeNetwork>,
+    user: Mutex<BTreeMap<String, Arc<BridgeNetwork>>>,
+    store: PathBuf,
+    sandboxes: PathBuf,
+    bus: Arc<EventBus>,
+    /// One create or remove at a time (they choose subnets and names).
+    changing: tokio::sync::Mutex<()>,
+}
+
+/// Docker's default address pools for new networks: 172.17–31.0.0/16, then
+/// 192.168.0.0/16 cut into /20s.
+fn pools() -> impl Iterator<Item = String> {
+    (17..=31).map(|b| format!("172.{b}.0.0/16")).chain((0..16).map(|i| format!("192.168.{}.0/20", i * 16)))
+}
+
+impl Networks {
+    /// Sets up the default bridge and every stored user-defined network.
+    pub async fn setup(bridge: &str, bip: &str, exec_root: &Path, data_root: &Path, bus: Arc<EventBus>) -> Result<Self, NetError> {
+        let ipam = Ipam::new(bip).map_err(|e| NetError::Invalid(e.to_string()))?;
+        let spec = NetworkSpec {
+            id: hex::encode(Sha256::digest(format!("bridge:{bridge}:{bip}"))),
+            name: "bridge".into(),
+            bridge: bridge.into(),
+            subnet: ipam.subnet(),
+            gateway: ipam.gateway,
+            created: crate::engine::containers::now_rfc3339(),
+            labels: BTreeMap::new(),
+            options: BTreeMap::new(),
+            internal: false,
+        };
+        let default = Arc::new(BridgeNetwork::setup(spec, true, bus.clone()).await?);
+        let me = Networks {
+            default,
+            user: Mutex::new(BTreeMap::new()),
+            store: data_root.join("network").join("networks.json"),
+            sandboxes: exec_root.join("netns"),
+            bus,
+            changing: tokio::sync::Mutex::new(()),
+        };
+        let stored: Vec<NetworkSpec> = std::fs::read(&me.store).ok().and_then(|b| serde_json::from_slice(&b).ok()).unwrap_or_default();
+        for spec in stored {
+            let name = spec.name.clone();
+            match BridgeNetwork::setup(spec, false, me.bus.clone()).await {
+                Ok(n) => {
+                    me.user.lock().unwrap_or_else(|p| p.into_inner()).insert(name, Arc::new(n));
+                }
+                Err(e) => tracing::warn!(network = %name, error = %e, "could not bring back a network"),
+            }
+        }
+        Ok(me)
+    }
+
+    /// Where a container's network namespace is bind-mounted.
+    pub fn sandbox_path(&self, container_id: &str) -> PathBuf {
+        self.sandboxes.join(&container_id[..12.min(container_id.len())])
+    }
+
+    pub fn default_network(&self) -> Arc<BridgeNetwork> {
+        self.default.clone()
+    }
+
+    /// Every bridge network, the default first.
+    pub fn all(&self) -> Vec<Arc<BridgeNetwork>> {
+        let mut v = vec![self.default.clone()];
+        v.extend(self.user.lock().unwrap_or_else(|p| p.into_inner()).values().cloned());
+        v
+    }
+
+    /// By name, full ID or unique ID prefix, as Docker looks networks up.
+    pub fn find(&self, key: &str) -> Option<Arc<BridgeNetwork>> {
+        let all = self.all();
+        if let Some(n) = all.iter().find(|n| n.name() == key || n.id() == key) {
+            return Some(n.clone());
+        }
+        let by_prefix: Vec<_> = all.iter().filter(|n| !key.is_empty() && n.id().starts_with(key)).collect();
+        match by_prefix.as_slice() {
+            [one] => Some((*one).clone()),
+            _ => None,
+        }
+    }
+
+    fn save(&self) -> Result<(), NetError> {
+        let specs: Vec<NetworkSpec> = self.user.lock().unwrap_or_else(|p| p.into_inner()).values().map(|n| n.spec.clone()).collect();
+        let io = |what: &str| {
+            let what = format!("{what} {}", self.store.display());
+            move |source| NetError::Io { what, source }
+        };
+        if let Some(dir) = self.store.parent() {
+            std::fs::create_dir_all(dir).map_err(io("creating the directory of"))?;
+        }
+        let tmp = self.store.with_extension("json.tmp");
+        std::fs::write(&tmp, serde_json::to_vec_pretty(&specs).unwrap_or_default()).map_err(io("writing"))?;
+        std::fs::rename(&tmp, &self.store).map_err(io("replacing"))
+    }
+
+    /// Picks the subnet: the one asked for if it is free, else the first
+    /// free default pool.
+    async fn choose_subnet(&self, req: &CreateRequest) -> Result<Ipam, NetError> {
+        let taken: Vec<Ipam> = self.all().iter().filter_map(|n| Ipam::new(&n.subnet()).ok()).collect();
+        if let Some(subnet) = req.subnet.as_deref().filter(|s| !s.is_empty()) {
+            let mut ipam = Ipam::new(subnet).map_err(|_| NetError::Invalid(format!("invalid subnet {subnet}: it must be an IPv4 CIDR such as 10.10.0.0/24")))?;
+            if taken.iter().any(|t| t.overlaps(&ipam)) {
+                return Err(NetError::Forbidden("Pool overlaps with other one on this address space".into()));
+            }
+            if let Some(gw) = req.gateway.as_deref().filter(|s| !s.is_empty()) {
+                let gw: Ipv4Addr = gw.parse().map_err(|_| NetError::Invalid(format!("invalid gateway address {gw}")))?;
+                if !ipam.contains(gw) {
+                    return Err(NetError::Invalid(format!("no matching subnet for gateway {gw}")));
+                }
+                ipam.gateway = gw;
+            }
+            return Ok(ipam);
+        }
+        if req.gateway.as_deref().is_some_and(|g| !g.is_empty()) {
+            return Err(NetError::Invalid("a gateway needs a subnet (--subnet) to go with it".into()));
+        }
+        let h = netlink::connect()?;
+        for pool in pools() {
+            let Ok(ipam) = Ipam::new(&pool) else { continue };
+            if taken.iter().any(|t| t.overlaps(&ipam)) {
+                continue;
+            }
+            if netlink::subnet_taken_by(&h, ipam.network, ipam.prefix, "").await?.is_none() {
+                return Ok(ipam);
+            }
+        }
+        Err(NetError::Forbidden("could not find an available, non-overlapping IPv4 address pool among the defaults to assign to the network".into()))
+    }
+
+    /// `docker network create`: a new bridge br-<id12> on a free subnet.
+    pub async fn create(&self, req: CreateRequest) -> Result<Arc<BridgeNetwork>, NetError> {
+        let _one = self.changing.lock().await;
+        if req.name.is_empty() {
+            return Err(NetError::Invalid("network name must not be empty".into()));
+        }
+        let valid = req.name.chars().next().is_some_and(|c| c.is_ascii_alphanumeric()) && req.name.chars().all(|c| c.is_ascii_alphanumeric() || "_.-".contains(c));
+        if !valid {
+            return Err(NetError::Invalid(format!("invalid network name {:?}: only [a-zA-Z0-9][a-zA-Z0-9_.-] are allowed", req.name)));
+        }
+        if PREDEFINED.contains(&req.name.as_str()) || self.find(&req.name).is_some_and(|n| n.name() == req.name) {
+            return Err(NetError::Conflict(format!("network with name {} already exists", req.name)));
+        }
+        match req.driver.as_str() {
+            "" | "bridge" => {}
+            other => return Err(NetError::NotFound(format!("plugin \"{other}\" not found"))),
+        }
+        let ipam = self.choose_subnet(&req).await?;
+        let id = format!("{:032x}{:032x}", crate::daemon::random_u128(), crate::daemon::random_u128());
+        let spec = NetworkSpec {
+            bridge: format!("br-{}", &id[..12]),
+            id,
+            name: req.name.clone(),
+            subnet: ipam.subnet(),
+            gateway: ipam.gateway,
+            created: crate::engine::containers::now_rfc3339(),
+            labels: req.labels,
+            options: req.options,
+            internal: req.internal,
+        };
+        let net = Arc::new(BridgeNetwork::setup(spec, false, self.bus.clone()).await?);
+        self.user.lock().unwrap_or_else(|p| p.into_inner()).insert(req.name, net.clone());
+        if let Err(e) = self.save() {
+            self.user.lock().unwrap_or_else(|p| p.into_inner()).remove(net.name());
+            net.teardown().await;
+            return Err(e);
+        }
+        Ok(net)
+    }
+
+    /// `docker network rm` (the caller has checked it has no endpoints).
+    pub async fn remove(&self, net: &Arc<BridgeNetwork>) -> Result<(), NetError> {
+        let _one = self.changing.lock().await;
+        if net.default {
+            return Err(NetError::Forbidden(format!("{} is a pre-defined network and cannot be removed", net.name())));
+        }
+        self.user.lock().unwrap_or_else(|p| p.into_inner()).remove(net.name());
+        self.save()?;
+        net.teardown().await;
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn pools_start_after_docker0_as_dockers_do() {
+        let p: Vec<String> = pools().collect();
+        assert_eq!(p[0], "172.17.0.0/16");
+        assert_eq!(p[1], "172.18.0.0/16");
+        assert_eq!(p[15], "192.168.0.0/20");
+        assert_eq!(p.last().map(String::as_str), Some("192.168.240.0/20"));
+    }
+}
