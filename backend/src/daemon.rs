@@ -55,8 +55,11 @@ pub async fn run(mut config: Config) -> anyhow::Result<()> {
     let images = Arc::new(ImageStore::open(&store_root).with_context(|| format!("opening the image store in {}", store_root.display()))?);
     replay_store(&bus, &images);
     let exec_root = if engine == EngineMode::Live { config.exec_root.clone() } else { store_root.join("run") };
+    let volumes = Arc::new(
+        crate::engine::volumes::Volumes::open(&store_root, bus.clone()).with_context(|| format!("opening the volumes in {}", store_root.display()))?,
+    );
     let containers = Arc::new(
-        Containers::open(&store_root, &exec_root, images.clone(), bus.clone())
+        Containers::open(&store_root, &exec_root, images.clone(), volumes.clone(), bus.clone())
             .with_context(|| format!("opening the containers in {}", store_root.display()))?,
     );
     if engine == EngineMode::Live {

@@ -49,8 +49,18 @@ pub enum Event {
     ImageUntagged { id: String, tag: String },
     /// The image was deleted.
     ImageRemoved { id: String },
-    /// A container was created: its name, image, command and layer dirs.
-    ContainerCreated { id: String, name: String, image: String, image_id: String, command: Vec<String>, layer: RwLayer },
+    /// A container was created: its name, image, command, layer dirs and
+    /// the volumes and bind mounts it gets.
+    ContainerCreated {
+        id: String,
+        name: String,
+        image: String,
+        image_id: String,
+        command: Vec<String>,
+        layer: RwLayer,
+        #[serde(default)]
+        mounts: Vec<Mount>,
+    },
     /// The container's overlay was mounted at its merged dir.
     OverlayMounted { id: String, merged: String, options: String },
     /// The overlay was unmounted.
@@ -91,6 +101,28 @@ pub enum Event {
     PortPublished { id: String, proto: String, host_ip: String, host_port: u16, container_ip: String, container_port: u16 },
     /// The port is no longer published.
     PortUnpublished { id: String, proto: String, host_port: u16 },
+    /// A volume exists: its data dir under the daemon root (`mountpoint`).
+    /// Anonymous volumes are named by a random ID.
+    VolumeCreated { name: String, mountpoint: String, anonymous: bool },
+    /// An empty volume was filled from the image's files at its mount path
+    /// (Docker's copy-in), the first time a container mounted it.
+    VolumePopulated { name: String, container: String, path: String, files: u64 },
+    /// The volume and its data are gone.
+    VolumeRemoved { name: String },
+}
+
+/// A volume or bind mount of a container.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Mount {
+    /// "volume" or "bind".
+    pub kind: String,
+    /// The volume's name (empty for a bind mount).
+    pub name: String,
+    /// The host path mounted: the volume's data dir or the bind source.
+    pub source: String,
+    /// Where it appears in the container.
+    pub destination: String,
+    pub readonly: bool,
 }
 
 /// An event with its place in the stream: schema version, a sequence number

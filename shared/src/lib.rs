@@ -7,5 +7,5 @@ pub mod event;
 pub mod state;
 
 pub use container::{RwLayer, Status};
-pub use event::{Envelope, EngineMode, Event, SCHEMA_VERSION};
-pub use state::{apply, Bridge, Container, DaemonInfo, Endpoint, Image, Layer, PublishedPort, State};
+pub use event::{Envelope, EngineMode, Event, Mount, SCHEMA_VERSION};
+pub use state::{apply, Bridge, Container, DaemonInfo, Endpoint, Image, Layer, Network, PublishedPort, State, Volume};

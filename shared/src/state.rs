@@ -5,7 +5,7 @@ use std::collections::BTreeMap;
 use serde::{Deserialize, Serialize};
 
 use crate::container::{RwLayer, Status};
-use crate::event::{EngineMode, Event};
+use crate::event::{EngineMode, Event, Mount};
 
 /// What the page knows of the daemon itself.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -35,6 +35,8 @@ pub struct State {
     pub bridges: BTreeMap<String, Bridge>,
     /// User-defined networks, by name (the default "bridge" is docker0).
     pub networks: BTreeMap<String, Network>,
+    /// Volumes, by name.
+    pub volumes: BTreeMap<String, Volume>,
     /// Netfilter rules berth added, as (table, `-A CHAIN …`), in order.
     pub rules: Vec<(String, String)>,
 }
@@ -55,6 +57,17 @@ pub struct Bridge {
     pub name: String,
     pub address: String,
     pub prefix: u8,
+}
+
+/// A volume: a directory under the daemon root that outlives containers.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Volume {
+    pub name: String,
+    pub mountpoint: String,
+    pub anonymous: bool,
+    /// Where its first content came from (container ID, path), if it was
+    /// filled from an image.
+    pub populated_from: Option<(String, String)>,
 }
 
 /// A user-defined bridge network.
@@ -103,6 +116,8 @@ pub struct Container {
     pub endpoints: BTreeMap<String, Endpoint>,
     /// Ports published on the host while it runs.
     pub ports: Vec<PublishedPort>,
+    /// Its volumes and bind mounts.
+    pub mounts: Vec<Mount>,
 }
 
 /// An unpacked image layer.
@@ -181,7 +196,7 @@ pub fn apply(state: &mut State, event: &Event) {
         Event::ImageRemoved { id } => {
             state.images.remove(id);
         }
-        Event::ContainerCreated { id, name, image, image_id, command, layer } => {
+        Event::ContainerCreated { id, name, image, image_id, command, layer, mounts } => {
             state.containers.insert(
                 id.clone(),
                 Container {
@@ -199,6 +214,7 @@ pub fn apply(state: &mut State, event: &Event) {
                     execs: BTreeMap::new(),
                     endpoints: BTreeMap::new(),
                     ports: Vec::new(),
+                    mounts: mounts.clone(),
                 },
             );
         }
@@ -304,6 +320,18 @@ pub fn apply(state: &mut State, event: &Event) {
                 c.ports.retain(|p| !(p.proto == *proto && p.host_port == *host_port));
             }
         }
+        Event::VolumeCreated { name, mountpoint, anonymous } => {
+            let v = Volume { name: name.clone(), mountpoint: mountpoint.clone(), anonymous: *anonymous, populated_from: None };
+            state.volumes.insert(name.clone(), v);
+        }
+        Event::VolumePopulated { name, container, path, .. } => {
+            if let Some(v) = state.volumes.get_mut(name) {
+                v.populated_from = Some((container.clone(), path.clone()));
+            }
+        }
+        Event::VolumeRemoved { name } => {
+            state.volumes.remove(name);
+        }
     }
 }
 
@@ -355,7 +383,7 @@ mod tests {
             id: "n1".into(), name: "labnet".into(), driver: "bridge".into(), bridge: "br-n1".into(), subnet: "172.18.0.0/16".into(), gateway: "172.18.0.1".into(),
         });
         apply(&mut s, &Event::ContainerCreated {
-            id: "c1".into(), name: "web".into(), image: "nginx".into(), image_id: "sha256:i".into(), command: vec![], layer: RwLayer::default(),
+            id: "c1".into(), name: "web".into(), image: "nginx".into(), image_id: "sha256:i".into(), command: vec![], layer: RwLayer::default(), mounts: vec![],
         });
         let attach = |network: &str, bridge: &str, ifname: &str, ip: &str| Event::EndpointAttached {
             id: "c1".into(), network: network.into(), bridge: bridge.into(), host_if: format!("veth{ifname}"), ifname: ifname.into(),

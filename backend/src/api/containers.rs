@@ -82,7 +82,7 @@ async fn kill(State(st): State<AppState>, Path(id): Path<String>, Query(q): Q) -
 
 async fn remove(State(st): State<AppState>, Path(id): Path<String>, Query(q): Q) -> ApiResult<StatusCode> {
     let c = st.containers.get(&id)?;
-    st.containers.remove(&c, flag(&q, "force")).await?;
+    st.containers.remove(&c, flag(&q, "force"), flag(&q, "v")).await?;
     Ok(StatusCode::NO_CONTENT)
 }
 
@@ -91,7 +91,7 @@ async fn prune(State(st): State<AppState>) -> ApiResult<Json<Value>> {
     for c in st.containers.list() {
         let r = c.record();
         if matches!(r.state.status, Status::Exited | Status::Created) {
-            st.containers.remove(&c, false).await?;
+            st.containers.remove(&c, false, false).await?;
             deleted.push(r.id);
         }
     }
@@ -332,7 +332,7 @@ async fn list(State(st): State<AppState>, Query(q): Q) -> Json<Value> {
                     "Status": status_text(r),
                     "HostConfig": {"NetworkMode": r.host_config["NetworkMode"]},
                     "NetworkSettings": {"Networks": network_settings(&st, r)["Networks"]},
-                    "Mounts": [],
+                    "Mounts": r.mounts.iter().map(|m| json!({"Type": m.kind, "Name": m.name, "Source": m.source.display().to_string(), "Destination": m.destination, "RW": m.rw})).collect::<Vec<_>>(),
                 })
             })
             .collect(),
@@ -439,7 +439,7 @@ async fn inspect(State(st): State<AppState>, Path(id): Path<String>) -> ApiResul
             },
             "Name": "overlay2",
         },
-        "Mounts": [],
+        "Mounts": r.mounts.iter().map(|m| m.describe()).collect::<Vec<_>>(),
         "Config": r.config,
         "NetworkSettings": network_settings(&st, &r),
     })))

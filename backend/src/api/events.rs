@@ -48,6 +48,20 @@ pub fn docker_event(before: &berth_shared::State, env: &Envelope) -> Option<Valu
             "scope": "local", "time": secs, "timeNano": nanos,
         })
     };
+    let volume = |name: &str, action: &str| {
+        json!({
+            "Type": "volume", "Action": action,
+            "Actor": {"ID": name, "Attributes": {"driver": "local"}},
+            "scope": "local", "time": secs, "timeNano": nanos,
+        })
+    };
+    let network = |id: &str, name: &str, action: &str| {
+        json!({
+            "Type": "network", "Action": action,
+            "Actor": {"ID": id, "Attributes": {"name": name, "type": "bridge"}},
+            "scope": "local", "time": secs, "timeNano": nanos,
+        })
+    };
     Some(match &env.event {
         Event::ContainerCreated { id, name, image: img, .. } => {
             let mut v = container(id, "create", &[]);
@@ -65,6 +79,10 @@ pub fn docker_event(before: &berth_shared::State, env: &Envelope) -> Option<Valu
         Event::ImageTagged { id, tag } => image(id, "tag", tag),
         Event::ImageUntagged { id, .. } => image(id, "untag", ""),
         Event::ImageRemoved { id } => image(id, "delete", ""),
+        Event::VolumeCreated { name, .. } => volume(name, "create"),
+        Event::VolumeRemoved { name } => volume(name, "destroy"),
+        Event::NetworkCreated { id, name, .. } => network(id, name, "create"),
+        Event::NetworkRemoved { id, name } => network(id, name, "destroy"),
         _ => return None,
     })
 }
@@ -154,6 +172,7 @@ mod tests {
     fn container_events_carry_dockers_action_and_the_name() {
         let mut s = berth_shared::State::default();
         let created = Envelope::new(1, 1_767_225_600_123, Event::ContainerCreated {
+            mounts: vec![],
             id: "abc".into(), name: "web".into(), image: "nginx:alpine".into(), image_id: "sha256:1".into(),
             command: vec![], layer: RwLayer::default(),
         });

@@ -25,6 +25,7 @@ pub mod exec;
 pub mod images;
 pub mod networks;
 pub mod system;
+pub mod volumes;
 
 /// What the API handlers share.
 #[derive(Clone, Debug)]
@@ -51,6 +52,7 @@ pub fn app(state: AppState) -> Router {
         .merge(exec::router())
         .merge(events::router())
         .merge(networks::router())
+        .merge(volumes::router())
         .fallback(|| async { ApiError::not_found("page not found") })
         .with_state(state);
     Router::new()
@@ -117,7 +119,7 @@ pub(crate) mod test_support {
         let images = Arc::new(ImageStore::open(&root).unwrap());
         let bus = Arc::new(EventBus::new());
         AppState {
-            containers: Arc::new(Containers::open(&root, &root.join("run"), images.clone(), bus.clone()).unwrap()),
+            containers: Arc::new(Containers::open(&root, &root.join("run"), images.clone(), Arc::new(crate::engine::volumes::Volumes::open(&root, bus.clone()).unwrap()), bus.clone()).unwrap()),
             images,
             execs: Arc::new(Execs::default()),
             puller: Arc::new(Puller::new(&[], &[])),

@@ -26,6 +26,7 @@ use crate::events::EventBus;
 use crate::image::store::{hex_of, ImageRecord, ImageStore};
 use crate::runtime::process::{launch, LaunchError, Launched};
 use crate::runtime::spec::{Bind, InitSpec, NetNs, DEFAULT_CAPS, MASKED_PATHS, READONLY_PATHS};
+use super::volumes::{MountPoint, MountRequest, Volumes};
 
 /// Which stream a chunk of output came from.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -86,6 +87,9 @@ pub struct Record {
     /// Ports published while running.
     #[serde(default)]
     pub ports: Vec<crate::network::nat::PortMap>,
+    /// Its volumes and bind mounts.
+    #[serde(default)]
+    pub mounts: Vec<MountPoint>,
 }
 
 /// A network a container joins, with the extra names it has there.
@@ -248,6 +252,7 @@ pub struct Containers {
     data_root: PathBuf,
     exec_root: PathBuf,
     images: Arc<ImageStore>,
+    pub volumes: Arc<Volumes>,
     pub(super) bus: Arc<EventBus>,
     map: Mutex<BTreeMap<String, Arc<Container>>>,
     pub(super) networks: Mutex<Option<Arc<crate::network::Networks>>>,
@@ -286,11 +291,11 @@ pub(super) fn internal(e: impl std::fmt::Display) -> ApiError {
 impl Containers {
     /// Loads containers kept on disk. Any that were running when the daemon
     /// went away are marked exited: their processes died with it.
-    pub fn open(data_root: &Path, exec_root: &Path, images: Arc<ImageStore>, bus: Arc<EventBus>) -> std::io::Result<Self> {
+    pub fn open(data_root: &Path, exec_root: &Path, images: Arc<ImageStore>, volumes: Arc<Volumes>, bus: Arc<EventBus>) -> std::io::Result<Self> {
         let dir = data_root.join("containers");
         fs::create_dir_all(&dir)?;
         fs::create_dir_all(exec_root.join("containers"))?;
-        let me = Containers { data_root: data_root.to_path_buf(), exec_root: exec_root.to_path_buf(), images, bus, map: Mutex::new(BTreeMap::new()), networks: Mutex::new(None) };
+        let me = Containers { data_root: data_root.to_path_buf(), exec_root: exec_root.to_path_buf(), images, volumes, bus, map: Mutex::new(BTreeMap::new()), networks: Mutex::new(None) };
         for e in fs::read_dir(&dir)?.flatten() {
             let path = e.path().join("container.json");
             let Ok(bytes) = fs::read(&path) else { continue };
@@ -350,6 +355,7 @@ impl Containers {
             image_id: r.image_id.clone(),
             command: r.command(),
             layer: r.layer.clone(),
+            mounts: r.mounts.iter().map(MountPoint::to_event).collect(),
         });
         if r.state.status == Status::Exited {
             self.bus.emit(Event::ContainerExited { id: r.id.clone(), exit_code: r.state.exit_code });
@@ -391,6 +397,58 @@ impl Containers {
             }
         }
         Err(ApiError::not_found(format!("No such container: {key}")))
+    }
+
+    /// IDs of the containers (running or not) that mount this volume.
+    pub fn using_volume(&self, name: &str) -> Vec<String> {
+        self.list().iter().map(|c| c.record()).filter(|r| r.mounts.iter().any(|m| m.kind == "volume" && m.name == name)).map(|r| r.id).collect()
+    }
+
+    /// Turns the requests into mount points: named volumes are created if
+    /// missing, anonymous ones made, missing `-v` bind sources created.
+    fn make_mounts(&self, requests: &[MountRequest]) -> Result<Vec<MountPoint>, ApiError> {
+        let mut out = Vec::new();
+        for r in requests {
+            if r.bind {
+                let src = PathBuf::from(&r.source);
+                if r.create_source && !src.exists() {
+                    fs::create_dir_all(&src).map_err(|e| ApiError::bad_request(format!("error while creating mount source path '{}': {e}", r.source)))?;
+                }
+                out.push(MountPoint { kind: "bind".into(), name: String::new(), source: src, destination: r.destination.clone(), rw: !r.readonly, mode: r.mode.clone(), nocopy: false });
+            } else {
+                let v = self.volumes.create(Some(r.source.as_str()).filter(|s| !s.is_empty()), BTreeMap::new())?;
+                out.push(MountPoint {
+                    kind: "volume".into(),
+                    source: self.volumes.mountpoint(&v.name),
+                    name: v.name,
+                    destination: r.destination.clone(),
+                    rw: !r.readonly,
+                    mode: r.mode.clone(),
+                    nocopy: r.nocopy,
+                });
+            }
+        }
+        Ok(out)
+    }
+
+    /// At start: fills empty volumes from the image (copy-in), then the
+    /// binds for every mount, parents before children.
+    fn mount_binds(&self, rec: &Record) -> Result<Vec<Bind>, ApiError> {
+        let mut mounts = rec.mounts.clone();
+        mounts.sort_by_key(|m| Path::new(&m.destination).components().count());
+        let mut binds = Vec::new();
+        for m in &mounts {
+            if m.kind == "volume" && !m.nocopy {
+                self.volumes
+                    .populate(&m.name, &rec.id, Path::new(&rec.layer.merged), &m.destination)
+                    .map_err(|e| internal(format!("copying {} into volume {}: {e}", m.destination, m.name)))?;
+            }
+            if !m.source.exists() {
+                return Err(ApiError::bad_request(format!("error while mounting volume '{}': the source path does not exist", m.source.display())));
+            }
+            binds.push(Bind { source: m.source.clone(), destination: m.destination.clone(), readonly: !m.rw });
+        }
+        Ok(binds)
     }
 
     /// IDs of containers created from an image.
@@ -444,6 +502,8 @@ impl Containers {
             host_config["NetworkMode"] = json!("default");
         }
         let networks = self.networks_for_create(&host_config, &body["NetworkingConfig"]["EndpointsConfig"])?;
+        let requests = mount_requests(&host_config, &config)?;
+        let mounts = self.make_mounts(&requests)?;
         let dir = self.dir(&id);
         let layer_dir = self.data_root.join("overlay2").join(&id);
         let mk = |p: &Path| fs::create_dir_all(p).map_err(internal);
@@ -475,6 +535,7 @@ impl Containers {
             endpoints: BTreeMap::new(),
             sandbox: None,
             ports: Vec::new(),
+            mounts,
         };
         self.save(&rec).map_err(internal)?;
         let c = self.wrap(rec.clone());
@@ -553,7 +614,7 @@ impl Containers {
                 c.exits.send_modify(|n| *n += 1);
                 let _ = c.output.send(Output::End);
                 if r.auto_remove() {
-                    let _ = self.remove(c, true).await;
+                    let _ = self.remove(c, true, true).await;
                 }
                 Err(e)
             }
@@ -571,7 +632,8 @@ impl Containers {
     async fn spawn(self: &Arc<Self>, c: &Arc<Container>, rec: &Record) -> Result<(), ApiError> {
         let net = self.join_networks(c, rec).await?;
         let rec = &c.record();
-        let binds = self.write_etc(rec).map_err(internal)?;
+        let mut binds = self.write_etc(rec).map_err(internal)?;
+        binds.extend(self.mount_binds(rec)?);
         let args = rec.command();
         let spec = InitSpec {
             rootfs: PathBuf::from(&rec.layer.merged),
@@ -679,7 +741,7 @@ impl Containers {
         let _ = c.output.send(Output::End);
         c.exits.send_modify(|n| *n += 1);
         if rec.auto_remove() {
-            if let Err(e) = self.remove(c, true).await {
+            if let Err(e) = self.remove(c, true, true).await {
                 tracing::warn!(error = %e, "auto-remove failed");
             }
         }
@@ -713,8 +775,9 @@ impl Containers {
         Ok(true)
     }
 
-    /// `docker rm`: refuses a running container unless forced.
-    pub async fn remove(&self, c: &Arc<Container>, force: bool) -> Result<(), ApiError> {
+    /// `docker rm [-v]`: refuses a running container unless forced; with
+    /// `remove_volumes` (and for `--rm`) its anonymous volumes go too.
+    pub async fn remove(&self, c: &Arc<Container>, force: bool, remove_volumes: bool) -> Result<(), ApiError> {
         let rec = c.record();
         if !rec.state.status.can_remove(force) {
             if rec.state.status == Status::Removing {
@@ -749,6 +812,16 @@ impl Containers {
             }
         }
         self.bus.emit(Event::ContainerRemoved { id: rec.id.clone() });
+        if remove_volumes {
+            for m in rec.mounts.iter().filter(|m| m.kind == "volume") {
+                let anonymous = self.volumes.get(&m.name).is_some_and(|v| v.anonymous);
+                if anonymous && self.using_volume(&m.name).is_empty() {
+                    if let Err(e) = self.volumes.remove(&m.name) {
+                        tracing::warn!(volume = %m.name, error = %e, "removing an anonymous volume");
+                    }
+                }
+            }
+        }
         let _ = c.removed.send(true);
         Ok(())
     }
@@ -765,6 +838,33 @@ impl Containers {
     pub fn image_short(&self, id: &str) -> String {
         hex_of(id).chars().take(12).collect()
     }
+}
+
+/// The mounts a new container asks for: `HostConfig.Binds` (`-v`),
+/// `HostConfig.Mounts` (`--mount`), then an anonymous volume for each path in
+/// `Config.Volumes` (the image's VOLUME, `-v /path`) not already covered.
+pub fn mount_requests(host_config: &Value, config: &Value) -> Result<Vec<MountRequest>, ApiError> {
+    use super::volumes::{parse_bind, parse_mount};
+    let mut out: Vec<MountRequest> = Vec::new();
+    let binds = host_config["Binds"].as_array().cloned().unwrap_or_default();
+    let mounts = host_config["Mounts"].as_array().cloned().unwrap_or_default();
+    let parsed = binds.iter().filter_map(|b| b.as_str()).map(parse_bind).chain(mounts.iter().map(parse_mount));
+    for r in parsed {
+        let r = r?;
+        if out.iter().any(|o| o.destination.trim_end_matches('/') == r.destination.trim_end_matches('/')) {
+            return Err(ApiError::bad_request(format!("Duplicate mount point: {}", r.destination)));
+        }
+        out.push(r);
+    }
+    if let Some(volumes) = config["Volumes"].as_object() {
+        for dest in volumes.keys() {
+            if !dest.starts_with('/') || out.iter().any(|o| o.destination.trim_end_matches('/') == dest.trim_end_matches('/')) {
+                continue;
+            }
+            out.push(MountRequest { source: String::new(), bind: false, destination: dest.clone(), readonly: false, mode: String::new(), nocopy: false, create_source: false });
+        }
+    }
+    Ok(out)
 }
 
 /// The ports to publish: HostConfig.PortBindings, and with PublishAllPorts

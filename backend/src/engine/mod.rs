@@ -3,3 +3,4 @@
 pub mod containers;
 pub mod exec;
 pub mod networking;
+pub mod volumes;

@@ -169,6 +169,48 @@ fn mnt(src: Option<&str>, target: &Path, fstype: Option<&str>, flags: MsFlags, d
     ctx(mount(src, target, fstype, flags, data), || format!("mounting {} on {}", fstype.or(src).unwrap_or("?"), target.display()))
 }
 
+/// The mount target for `dest` inside `root`, made if missing (a dir, or an
+/// empty file when the source is a file), resolved with every symlink kept
+/// inside `root`: an image's `/data -> /etc` link cannot send a volume onto
+/// the host's /etc. Returned as an O_PATH handle.
+fn target_in(root: &pathrs::Root, dest: &str, dir: bool) -> R<pathrs::Handle> {
+    use std::os::unix::fs::PermissionsExt;
+    let perm = std::fs::Permissions::from_mode(0o755);
+    let what = || format!("making the mount point {dest}");
+    if dir {
+        return ctx(root.mkdir_all(dest, &perm), what);
+    }
+    if let Some(parent) = Path::new(dest).parent() {
+        ctx(root.mkdir_all(parent, &perm), what)?;
+    }
+    if root.resolve(dest).is_err() {
+        ctx(root.create_file(dest, pathrs::flags::OpenFlags::O_RDONLY, &std::fs::Permissions::from_mode(0o644)), what)?;
+    }
+    ctx(root.resolve(dest), what)
+}
+
+/// Bind-mounts `b.source` at its destination in the new root, through the
+/// resolved handle's /proc/self/fd path (as runc does).
+fn bind_into(root: &Path, b: &super::spec::Bind) -> R<()> {
+    use std::os::fd::AsRawFd;
+    let r = ctx(pathrs::Root::open(root), || format!("opening {}", root.display()))?;
+    let fd_path = |h: &pathrs::Handle| std::path::PathBuf::from(format!("/proc/self/fd/{}", h.as_fd().as_raw_fd()));
+    let target = target_in(&r, &b.destination, b.source.is_dir())?;
+    let src = b.source.to_string_lossy();
+    ctx(mount(Some(src.as_ref()), &fd_path(&target), None::<&str>, MsFlags::MS_BIND | MsFlags::MS_REC, None::<&str>), || {
+        format!("bind-mounting {src} on {}", b.destination)
+    })?;
+    if b.readonly {
+        // Resolved again: the new handle is the bind mount, not what it covers.
+        let mounted = ctx(r.resolve(&b.destination), || format!("resolving {}", b.destination))?;
+        ctx(
+            mount(None::<&str>, &fd_path(&mounted), None::<&str>, MsFlags::MS_BIND | MsFlags::MS_REMOUNT | MsFlags::MS_RDONLY, None::<&str>),
+            || format!("making {} read-only", b.destination),
+        )?;
+    }
+    Ok(())
+}
+
 /// Builds the container's root and pivots into it.
 fn container_setup(spec: &InitSpec) -> R<()> {
     mnt(None, Path::new("/"), None, MsFlags::MS_REC | MsFlags::MS_PRIVATE, None)?;
@@ -198,22 +240,7 @@ fn container_setup(spec: &InitSpec) -> R<()> {
     setup_dev(root, spec.tty)?;
 
     for b in &spec.binds {
-        let dest = root.join(b.destination.trim_start_matches('/'));
-        if b.source.is_dir() {
-            mkdirs(&dest)?;
-        } else {
-            if let Some(p) = dest.parent() {
-                mkdirs(p)?;
-            }
-            if !dest.exists() {
-                ctx(File::create(&dest), || format!("creating {}", dest.display()))?;
-            }
-        }
-        let src = b.source.to_string_lossy();
-        mnt(Some(&src), &dest, None, MsFlags::MS_BIND | MsFlags::MS_REC, None)?;
-        if b.readonly {
-            mnt(None, &dest, None, MsFlags::MS_BIND | MsFlags::MS_REMOUNT | MsFlags::MS_RDONLY, None)?;
-        }
+        bind_into(root, b)?;
     }
 
     ctx(nix::unistd::chdir(root), || format!("chdir {}", root.display()))?;
@@ -383,5 +410,25 @@ mod tests {
         assert_eq!(resolve_user("0:5", PASSWD, GROUP).unwrap(), (0, 5, vec![]));
         let e = resolve_user("nobody", PASSWD, GROUP).unwrap_err();
         assert!(e.contains("unable to find user nobody"), "{e}");
+    }
+
+    #[test]
+    fn mount_points_behind_an_absolute_symlink_stay_inside_the_root() {
+        let dir = tempfile::tempdir().unwrap();
+        let root = dir.path().join("rootfs");
+        let host = dir.path().join("host-etc");
+        std::fs::create_dir_all(root.join("etc")).unwrap();
+        std::fs::create_dir_all(&host).unwrap();
+        // An image whose /data points at an absolute path that exists on the host.
+        std::os::unix::fs::symlink(&host, root.join("data")).unwrap();
+        std::os::unix::fs::symlink("/etc", root.join("conf")).unwrap();
+        let r = pathrs::Root::open(&root).unwrap();
+        target_in(&r, "/conf/volume", true).unwrap();
+        assert!(root.join("etc/volume").is_dir(), "made inside the root's /etc");
+        target_in(&r, "/conf/hosts.file", false).unwrap();
+        assert!(root.join("etc/hosts.file").is_file());
+        // The absolute link resolves under the root, never to the host's dir.
+        let _ = target_in(&r, "/data/x", true);
+        assert!(!host.join("x").exists(), "nothing made outside the root");
     }
 }

@@ -1,0 +1,129 @@
+//! `docker volume create|ls|inspect|rm|prune`.
+
+use std::collections::BTreeMap;
+
+use axum::extract::{Path, Query, State};
+use axum::http::StatusCode;
+use axum::routing::{delete, get, post};
+use axum::{Json, Router};
+use serde_json::{json, Value};
+
+use super::AppState;
+use crate::engine::volumes::VolumeRecord;
+use crate::error::{ApiError, ApiResult, ErrorKind};
+
+type Q = Query<std::collections::HashMap<String, String>>;
+
+pub fn router() -> Router<AppState> {
+    Router::new()
+        .route("/volumes", get(list))
+        .route("/volumes/create", post(create))
+        .route("/volumes/prune", post(prune))
+        .route("/volumes/{name}", get(inspect))
+        .route("/volumes/{name}", delete(remove))
+}
+
+/// Does a volume pass `filters` (name, label, dangling, driver)?
+fn matches_filters(v: &VolumeRecord, in_use: bool, filters: &Value) -> bool {
+    let Some(f) = filters.as_object() else { return true };
+    f.iter().all(|(key, wanted)| {
+        let wanted: Vec<&String> = wanted.as_object().map(|o| o.keys().collect()).unwrap_or_default();
+        wanted.iter().any(|w| match key.as_str() {
+            "name" => v.name.contains(w.as_str()),
+            "driver" => *w == "local",
+            "dangling" => (*w == "true" || *w == "1") != in_use,
+            "label" => match w.split_once('=') {
+                Some((k, val)) => v.labels.get(k).is_some_and(|x| x == val),
+                None => v.labels.contains_key(w.as_str()),
+            },
+            _ => true,
+        })
+    })
+}
+
+fn filters(q: &std::collections::HashMap<String, String>) -> Value {
+    q.get("filters").and_then(|f| serde_json::from_str(f).ok()).unwrap_or(Value::Null)
+}
+
+async fn list(State(st): State<AppState>, Query(q): Q) -> Json<Value> {
+    let f = filters(&q);
+    let vols = &st.containers.volumes;
+    let list: Vec<Value> = vols
+        .list()
+        .iter()
+        .filter(|v| matches_filters(v, !st.containers.using_volume(&v.name).is_empty(), &f))
+        .map(|v| vols.describe(v))
+        .collect();
+    Json(json!({"Volumes": list, "Warnings": null}))
+}
+
+async fn create(State(st): State<AppState>, body: axum::body::Bytes) -> ApiResult<(StatusCode, Json<Value>)> {
+    let body: Value = if body.is_empty() { json!({}) } else { serde_json::from_slice(&body).map_err(|e| ApiError::bad_request(format!("invalid JSON: {e}")))? };
+    match body["Driver"].as_str().unwrap_or("") {
+        "" | "local" => {}
+        other => return Err(ApiError::not_found(format!("error looking up volume plugin {other}: plugin \"{other}\" not found"))),
+    }
+    if body["DriverOpts"].as_object().is_some_and(|o| !o.is_empty()) {
+        return Err(ApiError::bad_request("berth's local volumes take no driver options (type, device, o)"));
+    }
+    let labels: BTreeMap<String, String> =
+        body["Labels"].as_object().map(|o| o.iter().filter_map(|(k, v)| Some((k.clone(), v.as_str()?.to_string()))).collect()).unwrap_or_default();
+    let v = st.containers.volumes.create(body["Name"].as_str(), labels)?;
+    Ok((StatusCode::CREATED, Json(st.containers.volumes.describe(&v))))
+}
+
+async fn inspect(State(st): State<AppState>, Path(name): Path<String>) -> ApiResult<Json<Value>> {
+    let vols = &st.containers.volumes;
+    let v = vols.get(&name).ok_or_else(|| ApiError::not_found(format!("get {name}: no such volume")))?;
+    Ok(Json(vols.describe(&v)))
+}
+
+async fn remove(State(st): State<AppState>, Path(name): Path<String>, Query(q): Q) -> ApiResult<StatusCode> {
+    let force = matches!(q.get("force").map(String::as_str), Some("1" | "true"));
+    if st.containers.volumes.get(&name).is_none() {
+        if force {
+            return Ok(StatusCode::NO_CONTENT);
+        }
+        return Err(ApiError::not_found(format!("get {name}: no such volume")));
+    }
+    let users = st.containers.using_volume(&name);
+    if !users.is_empty() {
+        return Err(ApiError::new(ErrorKind::Conflict, format!("remove {name}: volume is in use - [{}]", users.join(", "))));
+    }
+    st.containers.volumes.remove(&name)?;
+    Ok(StatusCode::NO_CONTENT)
+}
+
+/// Removes every volume no container uses (API 1.41: named ones too).
+async fn prune(State(st): State<AppState>, Query(q): Q) -> ApiResult<Json<Value>> {
+    let f = filters(&q);
+    let vols = &st.containers.volumes;
+    let mut deleted = Vec::new();
+    let mut reclaimed = 0u64;
+    for v in vols.list() {
+        if !st.containers.using_volume(&v.name).is_empty() || !matches_filters(&v, false, &f) {
+            continue;
+        }
+        let size = vols.size(&v.name);
+        if vols.remove(&v.name).is_ok() {
+            reclaimed += size;
+            deleted.push(v.name);
+        }
+    }
+    Ok(Json(json!({"VolumesDeleted": deleted, "SpaceReclaimed": reclaimed})))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn filters_pick_volumes_as_the_cli_asks() {
+        let v = VolumeRecord { name: "webvol".into(), created: String::new(), labels: [("lab".to_string(), "1".to_string())].into(), anonymous: false };
+        let f = |s: &str| serde_json::from_str::<Value>(s).unwrap();
+        assert!(matches_filters(&v, false, &f(r#"{"dangling": {"true": true}}"#)));
+        assert!(!matches_filters(&v, true, &f(r#"{"dangling": {"true": true}}"#)));
+        assert!(matches_filters(&v, true, &f(r#"{"name": {"web": true}, "label": {"lab=1": true}}"#)));
+        assert!(!matches_filters(&v, true, &f(r#"{"label": {"other": true}}"#)));
+    }
+}
