@@ -70,6 +70,7 @@ pub async fn run(mut config: Config) -> anyhow::Result<()> {
         containers.set_networks(Arc::new(nets)).await;
     }
     let daemon_id = daemon_id(&config, engine);
+    let puller = Arc::new(Puller::new(&config.registry_mirrors, &config.insecure_registries));
     let state = AppState {
         config: Arc::new(config.clone()),
         bus: bus.clone(),
@@ -77,10 +78,11 @@ pub async fn run(mut config: Config) -> anyhow::Result<()> {
         engine,
         daemon_id: Arc::new(daemon_id),
         started: Instant::now(),
-        images,
-        puller: Arc::new(Puller::new(&config.registry_mirrors, &config.insecure_registries)),
+        images: images.clone(),
+        puller: puller.clone(),
         containers: containers.clone(),
         execs: Arc::new(crate::engine::exec::Execs::default()),
+        builder: (engine == EngineMode::Live).then(|| Arc::new(crate::build::Builder::new(images.clone(), puller.clone(), containers.clone(), bus.clone(), &store_root))),
     };
     bus.emit(Event::DaemonStarted {
         version: env!("CARGO_PKG_VERSION").into(),

@@ -3,6 +3,7 @@
 //! engine behind them.
 
 pub mod api;
+pub mod build;
 pub mod config;
 pub mod daemon;
 pub mod engine;

@@ -109,6 +109,15 @@ pub enum Event {
     VolumePopulated { name: String, container: String, path: String, files: u64 },
     /// The volume and its data are gone.
     VolumeRemoved { name: String },
+    /// `docker build` began: its tags and number of steps.
+    BuildStarted { build: String, tags: Vec<String>, steps: usize },
+    /// A build step ran (or was taken from the cache): its instruction as
+    /// the Dockerfile has it, and the image it produced.
+    BuildStep { build: String, step: usize, instruction: String, line: usize, cached: bool, image: String },
+    /// A build step's files became a new layer.
+    BuildLayer { build: String, step: usize, chain_id: String, diff_id: String, size: u64 },
+    /// The build ended: the image it made, or why it failed.
+    BuildFinished { build: String, image: Option<String>, error: Option<String> },
 }
 
 /// A volume or bind mount of a container.

@@ -37,6 +37,8 @@ pub struct State {
     pub networks: BTreeMap<String, Network>,
     /// Volumes, by name.
     pub volumes: BTreeMap<String, Volume>,
+    /// Builds, by build ID (the latest ones).
+    pub builds: BTreeMap<String, Build>,
     /// Netfilter rules berth added, as (table, `-A CHAIN …`), in order.
     pub rules: Vec<(String, String)>,
 }
@@ -57,6 +59,30 @@ pub struct Bridge {
     pub name: String,
     pub address: String,
     pub prefix: u8,
+}
+
+/// A `docker build` and its steps.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Build {
+    pub tags: Vec<String>,
+    pub total: usize,
+    pub steps: Vec<BuildStep>,
+    /// The image made, once finished.
+    pub image: Option<String>,
+    pub error: Option<String>,
+    pub finished: bool,
+}
+
+/// One step of a build.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct BuildStep {
+    pub step: usize,
+    pub instruction: String,
+    pub line: usize,
+    pub cached: bool,
+    pub image: String,
+    /// The layer it added (diff ID, size), if it changed files.
+    pub layer: Option<(String, u64)>,
 }
 
 /// A volume: a directory under the daemon root that outlives containers.
@@ -332,6 +358,27 @@ pub fn apply(state: &mut State, event: &Event) {
         Event::VolumeRemoved { name } => {
             state.volumes.remove(name);
         }
+        Event::BuildStarted { build, tags, steps } => {
+            state.builds.insert(build.clone(), Build { tags: tags.clone(), total: *steps, ..Build::default() });
+        }
+        Event::BuildStep { build, step, instruction, line, cached, image } => {
+            if let Some(b) = state.builds.get_mut(build) {
+                let s = BuildStep { step: *step, instruction: instruction.clone(), line: *line, cached: *cached, image: image.clone(), layer: None };
+                b.steps.push(s);
+            }
+        }
+        Event::BuildLayer { build, step, diff_id, size, .. } => {
+            if let Some(s) = state.builds.get_mut(build).and_then(|b| b.steps.iter_mut().rev().find(|s| s.step == *step)) {
+                s.layer = Some((diff_id.clone(), *size));
+            }
+        }
+        Event::BuildFinished { build, image, error } => {
+            if let Some(b) = state.builds.get_mut(build) {
+                b.image = image.clone();
+                b.error = error.clone();
+                b.finished = true;
+            }
+        }
     }
 }
 
@@ -398,6 +445,21 @@ mod tests {
         assert_eq!(s.containers["c1"].endpoints.keys().collect::<Vec<_>>(), vec!["labnet"]);
         apply(&mut s, &Event::NetworkRemoved { id: "n1".into(), name: "labnet".into() });
         assert!(s.networks.is_empty());
+    }
+
+    #[test]
+    fn a_build_collects_its_steps_and_layers_and_ends_with_its_image() {
+        let mut s = State::default();
+        apply(&mut s, &Event::BuildStarted { build: "b1".into(), tags: vec!["app:1".into()], steps: 3 });
+        apply(&mut s, &Event::BuildStep { build: "b1".into(), step: 2, instruction: "COPY . .".into(), line: 2, cached: false, image: "sha256:x".into() });
+        apply(&mut s, &Event::BuildLayer { build: "b1".into(), step: 2, chain_id: "sha256:c".into(), diff_id: "sha256:d".into(), size: 42 });
+        apply(&mut s, &Event::BuildStep { build: "b1".into(), step: 3, instruction: "CMD x".into(), line: 3, cached: true, image: "sha256:y".into() });
+        apply(&mut s, &Event::BuildFinished { build: "b1".into(), image: Some("sha256:y".into()), error: None });
+        let b = &s.builds["b1"];
+        assert_eq!(b.steps.len(), 2);
+        assert_eq!(b.steps[0].layer, Some(("sha256:d".to_string(), 42)));
+        assert!(b.steps[1].cached && b.steps[1].layer.is_none());
+        assert!(b.finished && b.image.as_deref() == Some("sha256:y"));
     }
 
     #[test]

@@ -19,6 +19,7 @@ use crate::image::store::ImageStore;
 use crate::system::HostFacts;
 use berth_shared::EngineMode;
 
+pub mod build;
 pub mod containers;
 pub mod events;
 pub mod exec;
@@ -40,6 +41,8 @@ pub struct AppState {
     pub puller: Arc<Puller>,
     pub containers: Arc<Containers>,
     pub execs: Arc<Execs>,
+    /// `docker build` (None where the engine cannot run containers).
+    pub builder: Option<Arc<crate::build::Builder>>,
 }
 
 /// The whole API. Requests may carry a `/vX.Y` prefix, as the docker CLI
@@ -53,6 +56,7 @@ pub fn app(state: AppState) -> Router {
         .merge(events::router())
         .merge(networks::router())
         .merge(volumes::router())
+        .merge(build::router())
         .fallback(|| async { ApiError::not_found("page not found") })
         .with_state(state);
     Router::new()
@@ -122,6 +126,7 @@ pub(crate) mod test_support {
             containers: Arc::new(Containers::open(&root, &root.join("run"), images.clone(), Arc::new(crate::engine::volumes::Volumes::open(&root, bus.clone()).unwrap()), bus.clone()).unwrap()),
             images,
             execs: Arc::new(Execs::default()),
+            builder: None,
             puller: Arc::new(Puller::new(&[], &[])),
             config: Arc::new(Config::parse_from(["berthd"])),
             bus,

@@ -1,0 +1,120 @@
+//! `POST /build`: the legacy builder's endpoint. The context tar is saved,
+//! unpacked (with .dockerignore applied) and built; progress streams back as
+//! Docker's JSON messages, so the CLI prints its usual `Step N/M :` lines.
+
+use std::collections::BTreeMap;
+
+use axum::body::Body;
+use axum::extract::{RawQuery, State};
+use axum::http::header;
+use axum::response::{IntoResponse, Response};
+use axum::routing::post;
+use axum::Router;
+use futures_util::StreamExt;
+use serde_json::{json, Value};
+use tokio::io::AsyncWriteExt;
+use tokio::sync::mpsc;
+use tokio_stream::wrappers::ReceiverStream;
+
+use super::AppState;
+use crate::build::BuildOptions;
+use crate::error::{ApiError, ApiResult, ErrorKind};
+use crate::image::reference::ImageRef;
+
+pub fn router() -> Router<AppState> {
+    Router::new().route("/build", post(build))
+}
+
+fn internal(e: impl std::fmt::Display) -> ApiError {
+    ApiError::new(ErrorKind::Internal, e.to_string())
+}
+
+/// The query, keeping repeated keys (`t` may come several times).
+pub fn options(query: &str) -> ApiResult<BuildOptions> {
+    let pairs: Vec<(String, String)> = serde_urlencoded::from_str(query).map_err(|e| ApiError::bad_request(format!("invalid query: {e}")))?;
+    let get = |k: &str| pairs.iter().rev().find(|(key, _)| key == k).map(|(_, v)| v.clone());
+    let flag = |k: &str| matches!(get(k).as_deref(), Some("1" | "true" | "True"));
+    let json_map = |k: &str| -> ApiResult<BTreeMap<String, String>> {
+        match get(k).filter(|v| !v.is_empty()) {
+            None => Ok(BTreeMap::new()),
+            Some(v) => {
+                let m: BTreeMap<String, Option<String>> = serde_json::from_str(&v).map_err(|e| ApiError::bad_request(format!("invalid {k}: {e}")))?;
+                Ok(m.into_iter().filter_map(|(k, v)| Some((k, v?))).collect())
+            }
+        }
+    };
+    let mut tags = Vec::new();
+    for (k, v) in &pairs {
+        if k == "t" && !v.is_empty() {
+            let r = ImageRef::parse(v).map_err(|e| ApiError::bad_request(format!("invalid tag {v:?}: {e}")))?;
+            if r.digest.is_some() {
+                return Err(ApiError::bad_request(format!("invalid tag {v:?}: a tag cannot hold a digest")));
+            }
+            tags.push(r.familiar_tagged().unwrap_or_else(|| v.clone()));
+        }
+    }
+    if let Some(remote) = get("remote").filter(|r| !r.is_empty()) {
+        return Err(ApiError::bad_request(format!("berth builds from a context sent with the request, not from a remote ({remote})")));
+    }
+    Ok(BuildOptions {
+        tags,
+        dockerfile: get("dockerfile").filter(|d| !d.is_empty()).unwrap_or_else(|| "Dockerfile".into()),
+        nocache: flag("nocache"),
+        quiet: flag("q"),
+        pull: flag("pull"),
+        buildargs: json_map("buildargs")?,
+        labels: json_map("labels")?,
+        target: get("target").filter(|t| !t.is_empty()),
+    })
+}
+
+async fn build(State(st): State<AppState>, RawQuery(query): RawQuery, body: Body) -> ApiResult<Response> {
+    let opts = options(query.as_deref().unwrap_or(""))?;
+    let builder = st.builder.clone().ok_or_else(|| ApiError::new(ErrorKind::NotImplemented, "builds need berthd's engine, which is not running here"))?;
+    let scratch = tempfile::Builder::new().prefix("build-").tempdir_in(st.images.tmp_dir()).map_err(internal)?;
+    let archive = scratch.path().join("context.tar");
+    let mut file = tokio::fs::File::create(&archive).await.map_err(internal)?;
+    let mut stream = body.into_data_stream();
+    while let Some(chunk) = stream.next().await {
+        let chunk = chunk.map_err(|e| ApiError::bad_request(format!("reading the build context: {e}")))?;
+        file.write_all(&chunk).await.map_err(internal)?;
+    }
+    file.flush().await.map_err(internal)?;
+    drop(file);
+    let ctx = scratch.path().join("context");
+    std::fs::create_dir_all(&ctx).map_err(internal)?;
+    let (a, c, df) = (archive.clone(), ctx.clone(), opts.dockerfile.clone());
+    tokio::task::spawn_blocking(move || crate::build::context::unpack(&a, &c, &df)).await.map_err(internal)?.map_err(ApiError::bad_request)?;
+    let _ = std::fs::remove_file(&archive);
+
+    let (tx, rx) = mpsc::channel::<Value>(256);
+    tokio::spawn(async move {
+        let _scratch = scratch; // the context lives until the build ends
+        if let Err(e) = builder.build(&opts, &ctx, tx.clone()).await {
+            tracing::info!(error = %e, "build failed");
+            let mut detail = json!({"message": e.message});
+            if let Some(code) = e.code {
+                detail["code"] = json!(code);
+            }
+            let _ = tx.send(json!({"errorDetail": detail, "error": e.message})).await;
+        }
+    });
+    let body = ReceiverStream::new(rx).map(|v| Ok::<_, std::convert::Infallible>(format!("{v}\r\n")));
+    Ok(([(header::CONTENT_TYPE, "application/json")], Body::from_stream(body)).into_response())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn options_keep_every_tag_and_read_build_args() {
+        let o = options("t=gourmetgram-app%3A0.0.1&t=gg&dockerfile=docker%2FDockerfile&nocache=1&buildargs=%7B%22V%22%3A%222%22%7D").unwrap();
+        assert_eq!(o.tags, vec!["gourmetgram-app:0.0.1", "gg:latest"]);
+        assert_eq!(o.dockerfile, "docker/Dockerfile");
+        assert!(o.nocache && !o.quiet);
+        assert_eq!(o.buildargs.get("V").map(String::as_str), Some("2"));
+        assert_eq!(options("").unwrap().dockerfile, "Dockerfile");
+        assert!(options("t=Bad%20Tag").is_err());
+    }
+}

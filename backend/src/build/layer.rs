@@ -1,0 +1,149 @@
+//! A build step's changes as a layer: the overlay upper dir it wrote,
+//! minus the mount points the runtime made, and its diff ID — the digest of
+//! the layer as a tar, overlay whiteouts written as OCI `.wh.` entries.
+
+use std::fs;
+use std::io::{self, Write};
+use std::os::unix::fs::{FileTypeExt, MetadataExt};
+use std::path::Path;
+
+use sha2::{Digest, Sha256};
+
+/// What the runtime creates in a container's root to mount over, if the
+/// image lacks it: not part of what a RUN step made.
+const MOUNT_POINTS: &[&str] = &["proc", "sys", "dev", "etc/hosts", "etc/hostname", "etc/resolv.conf"];
+
+/// Removes mount points the runtime added to `upper` (when they are empty
+/// and no lower layer has them), and then their parents if that leaves
+/// them empty and new.
+pub fn drop_mount_points(upper: &Path, lowers: &[String]) {
+    let in_lower = |rel: &str| lowers.iter().any(|l| Path::new(l).join(rel).symlink_metadata().is_ok());
+    for rel in MOUNT_POINTS {
+        let p = upper.join(rel);
+        let Ok(m) = p.symlink_metadata() else { continue };
+        let empty = if m.is_dir() { fs::read_dir(&p).map(|mut d| d.next().is_none()).unwrap_or(false) } else { m.len() == 0 };
+        if empty && !in_lower(rel) {
+            let _ = if m.is_dir() { fs::remove_dir(&p) } else { fs::remove_file(&p) };
+            if let Some((parent, _)) = rel.rsplit_once('/') {
+                let pp = upper.join(parent);
+                if !in_lower(parent) && fs::read_dir(&pp).map(|mut d| d.next().is_none()).unwrap_or(false) {
+                    let _ = fs::remove_dir(&pp);
+                }
+            }
+        }
+    }
+}
+
+struct HashWriter {
+    hash: Sha256,
+}
+
+impl Write for HashWriter {
+    fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
+        self.hash.update(buf);
+        Ok(buf.len())
+    }
+    fn flush(&mut self) -> io::Result<()> {
+        Ok(())
+    }
+}
+
+fn is_whiteout(m: &fs::Metadata) -> bool {
+    m.file_type().is_char_device() && m.rdev() == 0
+}
+
+fn opaque(p: &Path) -> bool {
+    xattr::get(p, "trusted.overlay.opaque").ok().flatten().is_some_and(|v| v == b"y")
+}
+
+fn empty_entry(b: &mut tar::Builder<HashWriter>, name: &Path, like: &fs::Metadata) -> io::Result<()> {
+    let mut h = tar::Header::new_gnu();
+    h.set_entry_type(tar::EntryType::Regular);
+    h.set_size(0);
+    h.set_mode(0o644);
+    h.set_mtime(like.mtime().max(0) as u64);
+    h.set_cksum();
+    b.append_data(&mut h, name, io::empty())
+}
+
+fn add_dir(b: &mut tar::Builder<HashWriter>, root: &Path, dir: &Path, size: &mut u64) -> io::Result<()> {
+    let mut entries: Vec<_> = fs::read_dir(dir)?.flatten().collect();
+    entries.sort_by_key(|e| e.file_name());
+    for e in entries {
+        let path = e.path();
+        let rel = path.strip_prefix(root).unwrap_or(&path).to_path_buf();
+        let m = fs::symlink_metadata(&path)?;
+        if is_whiteout(&m) {
+            let name = rel.with_file_name(format!(".wh.{}", e.file_name().to_string_lossy()));
+            empty_entry(b, &name, &m)?;
+            continue;
+        }
+        b.append_path_with_name(&path, &rel)?;
+        if m.is_file() {
+            *size += m.len();
+        }
+        if m.is_dir() {
+            if opaque(&path) {
+                empty_entry(b, &rel.join(".wh..wh..opq"), &m)?;
+            }
+            add_dir(b, root, &path, size)?;
+        }
+    }
+    Ok(())
+}
+
+/// The layer's diff ID (`sha256:…` of its tar), its content size, and
+/// whether it is empty (no entries: Docker then adds no layer).
+pub fn diff_id(dir: &Path) -> io::Result<(String, u64, bool)> {
+    let empty = fs::read_dir(dir)?.next().is_none();
+    let mut b = tar::Builder::new(HashWriter { hash: Sha256::new() });
+    b.mode(tar::HeaderMode::Complete);
+    b.follow_symlinks(false);
+    let mut size = 0;
+    add_dir(&mut b, dir, dir, &mut size)?;
+    let w = b.into_inner()?;
+    Ok((format!("sha256:{}", hex::encode(w.hash.finalize())), size, empty))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn an_empty_dir_is_the_empty_layer() {
+        let dir = tempfile::tempdir().unwrap();
+        let (id, size, empty) = diff_id(dir.path()).unwrap();
+        // Docker's well-known digest of an empty tar (1024 zero bytes).
+        assert_eq!(id, "sha256:5f70bf18a086007016e948b04aed3b82103a36bea41755b6cddfaf10ace3c6ef");
+        assert_eq!((size, empty), (0, true));
+    }
+
+    #[test]
+    fn content_changes_the_diff_id_and_counts_in_the_size() {
+        let dir = tempfile::tempdir().unwrap();
+        fs::create_dir_all(dir.path().join("app")).unwrap();
+        fs::write(dir.path().join("app/main.py"), "print(1)\n").unwrap();
+        let (a, size, empty) = diff_id(dir.path()).unwrap();
+        assert_eq!((size, empty), (9, false));
+        assert_eq!(diff_id(dir.path()).unwrap().0, a, "the same tree gives the same digest");
+        fs::write(dir.path().join("app/main.py"), "print(2)\n").unwrap();
+        assert_ne!(diff_id(dir.path()).unwrap().0, a);
+    }
+
+    #[test]
+    fn runtime_mount_points_are_dropped_unless_the_image_had_them() {
+        let dir = tempfile::tempdir().unwrap();
+        let (upper, lower) = (dir.path().join("upper"), dir.path().join("lower"));
+        for d in ["proc", "sys", "dev", "etc", "tmp"] {
+            fs::create_dir_all(upper.join(d)).unwrap();
+        }
+        fs::write(upper.join("etc/hosts"), "").unwrap();
+        fs::write(upper.join("etc/resolv.conf"), "").unwrap();
+        fs::write(upper.join("tmp/made-by-run"), "x").unwrap();
+        fs::create_dir_all(lower.join("sys")).unwrap();
+        drop_mount_points(&upper, &[lower.display().to_string()]);
+        assert!(!upper.join("proc").exists() && !upper.join("dev").exists() && !upper.join("etc").exists());
+        assert!(upper.join("sys").exists(), "the image had /sys: kept as the copy-up it is");
+        assert!(upper.join("tmp/made-by-run").exists());
+    }
+}

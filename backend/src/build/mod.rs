@@ -1,0 +1,981 @@
+//! `docker build` (the CLI's legacy builder: `POST /build` with the context
+//! as a tar). Each instruction makes an image: metadata steps change the
+//! config, RUN runs a real berth container and commits its upper dir, COPY,
+//! ADD and WORKDIR write through an overlay of the current layers. A step is
+//! taken from the cache when its parent, its instruction and (for COPY/ADD)
+//! the checksum of its sources match an earlier build's.
+
+pub mod context;
+pub mod copy;
+pub mod dockerfile;
+pub mod expand;
+pub mod layer;
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex};
+
+use berth_shared::Event;
+use serde_json::{json, Value};
+use sha2::{Digest, Sha256};
+use tokio::sync::mpsc;
+
+use crate::engine::containers::{now_rfc3339, Containers, Output};
+use crate::events::EventBus;
+use crate::image::pull::Puller;
+use crate::image::reference::ImageRef;
+use crate::image::store::{chain_ids, hex_of, ImageRecord, ImageStore, LayerRef};
+use dockerfile::{Form, Kind, Step};
+
+/// What `POST /build` asked for.
+#[derive(Clone, Debug, Default)]
+pub struct BuildOptions {
+    pub tags: Vec<String>,
+    pub dockerfile: String,
+    pub nocache: bool,
+    pub quiet: bool,
+    pub pull: bool,
+    pub buildargs: BTreeMap<String, String>,
+    pub labels: BTreeMap<String, String>,
+    pub target: Option<String>,
+}
+
+/// A failed build: the message the client shows, and a RUN's exit code.
+#[derive(Clone, Debug, thiserror::Error)]
+#[error("{message}")]
+pub struct BuildError {
+    pub message: String,
+    pub code: Option<i32>,
+}
+
+fn fail(message: impl Into<String>) -> BuildError {
+    BuildError { message: message.into(), code: None }
+}
+
+/// An error naming the Dockerfile line of the step.
+fn at(step: &Step, message: impl std::fmt::Display) -> BuildError {
+    fail(format!("Dockerfile line {}: {message}", step.line))
+}
+
+/// The image a stage has reached: its ID (None: scratch, nothing yet) and
+/// its full config (Docker's image JSON).
+#[derive(Clone, Debug)]
+struct Img {
+    id: Option<String>,
+    config: Value,
+}
+
+impl Img {
+    fn scratch() -> Self {
+        Img {
+            id: None,
+            config: json!({
+                "architecture": "amd64", "os": "linux",
+                "config": {"Env": ["PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"]},
+                "rootfs": {"type": "layers", "diff_ids": []},
+                "history": [],
+            }),
+        }
+    }
+    fn diff_ids(&self) -> Vec<String> {
+        self.config["rootfs"]["diff_ids"].as_array().map(|a| a.iter().filter_map(|d| d.as_str().map(String::from)).collect()).unwrap_or_default()
+    }
+    fn chains(&self) -> Vec<String> {
+        chain_ids(&self.diff_ids())
+    }
+    fn env(&self) -> Vec<String> {
+        self.config["config"]["Env"].as_array().map(|a| a.iter().filter_map(|d| d.as_str().map(String::from)).collect()).unwrap_or_default()
+    }
+    fn short(&self) -> String {
+        self.id.as_deref().map(|i| hex_of(i).chars().take(12).collect()).unwrap_or_default()
+    }
+}
+
+/// The output stream of a build (Docker's JSON messages).
+struct Out {
+    tx: mpsc::Sender<Value>,
+    quiet: bool,
+}
+
+impl Out {
+    async fn stream(&self, text: impl Into<String>) {
+        if !self.quiet {
+            let _ = self.tx.send(json!({"stream": text.into()})).await;
+        }
+    }
+    async fn raw(&self, v: Value) {
+        if !self.quiet {
+            let _ = self.tx.send(v).await;
+        }
+    }
+}
+
+/// Per-stage state while building: declared ARGs, the image so far, and
+/// whether CMD was set here (an ENTRYPOINT clears an inherited CMD).
+struct StageState {
+    img: Img,
+    args: Vec<(String, String)>,
+    cmd_set: bool,
+}
+
+impl StageState {
+    /// Variables for expansion: the image's ENV, then declared ARGs where
+    /// ENV does not set them (ENV wins, as in Docker).
+    fn lookup(&self) -> impl Fn(&str) -> Option<String> + '_ {
+        move |name: &str| {
+            for e in self.img.env() {
+                if let Some((k, v)) = e.split_once('=') {
+                    if k == name {
+                        return Some(v.to_string());
+                    }
+                }
+            }
+            self.args.iter().rev().find(|(k, _)| k == name).map(|(_, v)| v.clone())
+        }
+    }
+    fn expand(&self, step: &Step, s: &str) -> Result<String, BuildError> {
+        expand::expand(s, &self.lookup()).map_err(|e| at(step, e))
+    }
+}
+
+#[derive(Debug)]
+pub struct Builder {
+    images: Arc<ImageStore>,
+    puller: Arc<Puller>,
+    containers: Arc<Containers>,
+    bus: Arc<EventBus>,
+    cache_path: PathBuf,
+    cache: Mutex<BTreeMap<String, String>>,
+}
+
+fn sha(s: &str) -> String {
+    hex::encode(Sha256::digest(s.as_bytes()))
+}
+
+/// `8000` → `8000/tcp`.
+fn port_key(p: &str) -> String {
+    if p.contains('/') {
+        p.to_ascii_lowercase()
+    } else {
+        format!("{p}/tcp")
+    }
+}
+
+/// A shell-form command run with the stage's SHELL.
+fn with_shell(config: &Value, cmd: &str) -> Vec<String> {
+    let mut shell: Vec<String> = config["config"]["Shell"].as_array().map(|a| a.iter().filter_map(|s| s.as_str().map(String::from)).collect()).unwrap_or_default();
+    if shell.is_empty() {
+        shell = vec!["/bin/sh".into(), "-c".into()];
+    }
+    shell.push(cmd.to_string());
+    shell
+}
+
+/// Go-style duration ("30s", "1m30s", "500ms") in nanoseconds.
+fn duration_ns(s: &str) -> Option<i64> {
+    let mut total: f64 = 0.0;
+    let mut num = String::new();
+    let mut chars = s.chars().peekable();
+    while let Some(c) = chars.next() {
+        if c.is_ascii_digit() || c == '.' {
+            num.push(c);
+            continue;
+        }
+        let mut unit = c.to_string();
+        if c == 'm' && chars.peek() == Some(&'s') {
+            unit.push(chars.next()?);
+        }
+        let n: f64 = num.parse().ok()?;
+        num.clear();
+        total += n * match unit.as_str() {
+            "h" => 3.6e12,
+            "m" => 6e10,
+            "s" => 1e9,
+            "ms" => 1e6,
+            _ => return None,
+        };
+    }
+    if !num.is_empty() {
+        return None;
+    }
+    Some(total as i64)
+}
+
+/// HEALTHCHECK's arguments as the config's Healthcheck.
+fn healthcheck(args: &str) -> Result<Value, String> {
+    let mut rest = args.trim();
+    if rest.eq_ignore_ascii_case("NONE") {
+        return Ok(json!({"Test": ["NONE"]}));
+    }
+    let mut hc = serde_json::Map::new();
+    while let Some(f) = rest.strip_prefix("--") {
+        let end = f.find(char::is_whitespace).unwrap_or(f.len());
+        let (flag, after) = f.split_at(end);
+        let (k, v) = flag.split_once('=').ok_or_else(|| format!("HEALTHCHECK flag --{flag} needs a value"))?;
+        let key = match k {
+            "interval" => "Interval",
+            "timeout" => "Timeout",
+            "start-period" => "StartPeriod",
+            "start-interval" => "StartInterval",
+            "retries" => "Retries",
+            other => return Err(format!("Unknown flag: {other}")),
+        };
+        let value = if key == "Retries" { json!(v.parse::<i64>().map_err(|_| format!("invalid retries {v}"))?) } else { json!(duration_ns(v).ok_or_else(|| format!("invalid duration {v}"))?) };
+        hc.insert(key.into(), value);
+        rest = after.trim_start();
+    }
+    let cmd = rest.strip_prefix("CMD").or_else(|| rest.strip_prefix("cmd")).ok_or("HEALTHCHECK requires CMD or NONE")?.trim();
+    let test = if cmd.starts_with('[') {
+        let mut v: Vec<String> = serde_json::from_str(cmd).map_err(|e| format!("HEALTHCHECK CMD: {e}"))?;
+        v.insert(0, "CMD".into());
+        v
+    } else {
+        vec!["CMD-SHELL".into(), cmd.to_string()]
+    };
+    hc.insert("Test".into(), json!(test));
+    Ok(Value::Object(hc))
+}
+
+/// Mounts an overlay of `lowers` (top first) with `upper`/`work` at `merged`.
+fn mount_overlay(lowers: &[PathBuf], upper: Option<(&Path, &Path)>, merged: &Path) -> Result<(), String> {
+    let lower = lowers.iter().map(|p| p.display().to_string()).collect::<Vec<_>>().join(":");
+    let opts = match upper {
+        Some((u, w)) => format!("lowerdir={lower},upperdir={},workdir={}", u.display(), w.display()),
+        None => format!("lowerdir={lower}"),
+    };
+    let flags = if upper.is_none() { nix::mount::MsFlags::MS_RDONLY } else { nix::mount::MsFlags::empty() };
+    nix::mount::mount(Some("overlay"), merged, Some("overlay"), flags, Some(opts.as_str())).map_err(|e| format!("mounting an overlay at {}: {e}", merged.display()))
+}
+
+fn unmount(p: &Path) {
+    if nix::mount::umount2(p, nix::mount::MntFlags::empty()).is_err() {
+        let _ = nix::mount::umount2(p, nix::mount::MntFlags::MNT_DETACH);
+    }
+}
+
+/// A scratch dir under the store's tmp, removed (after unmounting what is
+/// mounted in it) when dropped.
+struct Scratch {
+    dir: PathBuf,
+    mounted: Vec<PathBuf>,
+}
+
+impl Scratch {
+    fn new(images: &ImageStore, what: &str) -> Result<Self, BuildError> {
+        let dir = images.tmp_dir().join(format!("{what}-{:016x}", crate::daemon::random_u128() as u64));
+        std::fs::create_dir_all(&dir).map_err(|e| fail(format!("creating {}: {e}", dir.display())))?;
+        Ok(Scratch { dir, mounted: Vec::new() })
+    }
+    fn sub(&self, name: &str) -> Result<PathBuf, BuildError> {
+        let p = self.dir.join(name);
+        std::fs::create_dir_all(&p).map_err(|e| fail(format!("creating {}: {e}", p.display())))?;
+        Ok(p)
+    }
+}
+
+impl Drop for Scratch {
+    fn drop(&mut self) {
+        for m in self.mounted.drain(..).rev() {
+            unmount(&m);
+        }
+        let _ = std::fs::remove_dir_all(&self.dir);
+    }
+}
+
+/// What one build shares with each of its steps.
+struct Job<'a> {
+    opts: &'a BuildOptions,
+    ctx: &'a Path,
+    build_id: &'a str,
+    out: &'a Out,
+}
+
+/// A step's filesystem work, run against the merged root.
+type FileWork = Box<dyn FnOnce(&Path) -> Result<(), String> + Send>;
+
+/// A layer a step made.
+struct NewLayer {
+    diff_id: String,
+    chain_id: String,
+    size: u64,
+}
+
+impl Builder {
+    pub fn new(images: Arc<ImageStore>, puller: Arc<Puller>, containers: Arc<Containers>, bus: Arc<EventBus>, data_root: &Path) -> Self {
+        let cache_path = data_root.join("image").join("build-cache.json");
+        let cache = std::fs::read(&cache_path).ok().and_then(|b| serde_json::from_slice(&b).ok()).unwrap_or_default();
+        Builder { images, puller, containers, bus, cache_path, cache: Mutex::new(cache) }
+    }
+
+    fn cached(&self, key: &str) -> Option<Img> {
+        let id = self.cache.lock().unwrap_or_else(|p| p.into_inner()).get(key).cloned()?;
+        let config = self.images.config(&id)?;
+        let img = Img { id: Some(id), config };
+        img.chains().iter().all(|c| self.images.has_layer(c)).then_some(img)
+    }
+
+    fn remember(&self, key: &str, id: &str) {
+        let mut c = self.cache.lock().unwrap_or_else(|p| p.into_inner());
+        c.insert(key.into(), id.into());
+        let tmp = self.cache_path.with_extension("json.tmp");
+        if std::fs::write(&tmp, serde_json::to_vec(&*c).unwrap_or_default()).and_then(|_| std::fs::rename(&tmp, &self.cache_path)).is_err() {
+            tracing::warn!("could not save the build cache");
+        }
+    }
+
+    /// Writes a new image config (a step's result) and returns it.
+    fn commit(&self, parent: &Img, created_by: &str, layer: Option<&NewLayer>, config_section: Value) -> Result<Img, BuildError> {
+        let mut config = parent.config.clone();
+        let now = now_rfc3339();
+        config["config"] = config_section;
+        config["created"] = json!(now);
+        config["docker_version"] = json!(concat!("berth ", env!("CARGO_PKG_VERSION")));
+        config["container_config"] = json!({"Cmd": ["/bin/sh", "-c", created_by.strip_prefix("/bin/sh -c ").unwrap_or(created_by)]});
+        if !config["rootfs"]["diff_ids"].is_array() {
+            config["rootfs"] = json!({"type": "layers", "diff_ids": []});
+        }
+        let mut entry = json!({"created": now, "created_by": created_by});
+        match layer {
+            Some(l) => {
+                if let Some(d) = config["rootfs"]["diff_ids"].as_array_mut() {
+                    d.push(json!(l.diff_id));
+                }
+            }
+            None => entry["empty_layer"] = json!(true),
+        }
+        match config["history"].as_array_mut() {
+            Some(h) => h.push(entry),
+            None => config["history"] = json!([entry]),
+        }
+        let bytes = serde_json::to_vec(&config).map_err(|e| fail(e.to_string()))?;
+        let id = format!("sha256:{}", hex::encode(Sha256::digest(&bytes)));
+        std::fs::write(self.images.config_path(&id), &bytes).map_err(|e| fail(format!("writing the image config: {e}")))?;
+        Ok(Img { id: Some(id), config })
+    }
+
+    /// The record a container of this (intermediate) image needs.
+    fn record_of(&self, img: &Img) -> ImageRecord {
+        let diffs = img.diff_ids();
+        let layers = chain_ids(&diffs).into_iter().zip(diffs).map(|(chain_id, diff_id)| LayerRef { size: self.images.layer_size(&chain_id), chain_id, diff_id }).collect();
+        ImageRecord { id: img.id.clone().unwrap_or_default(), repo_tags: vec![], repo_digests: vec![], layers, created: 0 }
+    }
+
+    fn lower_dirs(&self, img: &Img, scratch: &Scratch) -> Result<Vec<PathBuf>, BuildError> {
+        let mut lowers: Vec<PathBuf> = img.chains().iter().rev().map(|c| self.images.layer_diff(c)).collect();
+        if lowers.is_empty() {
+            lowers.push(scratch.sub("empty")?);
+        }
+        Ok(lowers)
+    }
+
+    /// Turns an upper dir into a layer on top of `parent` (None if empty).
+    fn make_layer(&self, parent: &Img, upper: &Path) -> Result<Option<NewLayer>, BuildError> {
+        let (diff_id, size, empty) = layer::diff_id(upper).map_err(|e| fail(format!("reading the step's changes: {e}")))?;
+        if empty {
+            return Ok(None);
+        }
+        let mut diffs = parent.diff_ids();
+        let parent_chain = chain_ids(&diffs).last().cloned();
+        diffs.push(diff_id.clone());
+        let chain_id = chain_ids(&diffs).last().cloned().unwrap_or_default();
+        let added = self.images.commit_layer(&chain_id, &diff_id, parent_chain.as_deref(), size, upper).map_err(|e| fail(format!("storing the layer: {e}")))?;
+        if added {
+            self.bus.emit(Event::LayerAdded { chain_id: chain_id.clone(), diff_id: diff_id.clone(), dir: self.images.layer_diff(&chain_id).display().to_string(), size });
+        }
+        Ok(Some(NewLayer { diff_id, chain_id, size }))
+    }
+
+    /// Runs `f` against an overlay of the image's layers with a fresh upper
+    /// dir, and makes what it wrote a layer.
+    async fn fs_step<F>(&self, img: &Img, f: F) -> Result<Option<NewLayer>, BuildError>
+    where
+        F: FnOnce(&Path) -> Result<(), String> + Send + 'static,
+    {
+        let mut scratch = Scratch::new(&self.images, "build-step")?;
+        let (upper, work, merged) = (scratch.sub("diff")?, scratch.sub("work")?, scratch.sub("merged")?);
+        let lowers = self.lower_dirs(img, &scratch)?;
+        mount_overlay(&lowers, Some((&upper, &work)), &merged).map_err(fail)?;
+        scratch.mounted.push(merged.clone());
+        let m = merged.clone();
+        let r = tokio::task::spawn_blocking(move || f(&m)).await.map_err(|e| fail(e.to_string()))?;
+        unmount(&merged);
+        scratch.mounted.clear();
+        r.map_err(fail)?;
+        self.make_layer(img, &upper)
+    }
+
+    /// A read-only view of an image's files (for COPY --from).
+    fn view(&self, img: &Img, scratch: &mut Scratch) -> Result<PathBuf, BuildError> {
+        let lowers = self.lower_dirs(img, scratch)?;
+        if lowers.len() == 1 {
+            return Ok(lowers[0].clone());
+        }
+        let merged = scratch.sub("from")?;
+        mount_overlay(&lowers, None, &merged).map_err(fail)?;
+        scratch.mounted.push(merged.clone());
+        Ok(merged)
+    }
+
+    /// FROM: a previous stage, scratch, a local image, or a pull.
+    async fn base(&self, name: &str, stages: &BTreeMap<String, Img>, pull: bool, out: &Out) -> Result<Img, BuildError> {
+        if let Some(img) = stages.get(&name.to_ascii_lowercase()) {
+            return Ok(img.clone());
+        }
+        if name == "scratch" {
+            return Ok(Img::scratch());
+        }
+        let local = if pull { None } else { self.images.resolve(name) };
+        let record = match local {
+            Some(r) => r,
+            None => {
+                let r = ImageRef::parse(name).map_err(|e| fail(e.to_string()))?;
+                let resolved = self.puller.resolve(&r).await.map_err(|e| fail(e.to_string()))?;
+                let (tx, mut rx) = mpsc::channel::<Value>(64);
+                let fwd = async {
+                    while let Some(v) = rx.recv().await {
+                        out.raw(v).await;
+                    }
+                };
+                let (rec, _) = tokio::join!(
+                    async {
+                        let r = self.puller.fetch(&self.images, &self.bus, &r, resolved, &tx).await;
+                        drop(tx);
+                        r
+                    },
+                    fwd
+                );
+                rec.map_err(|e| fail(e.to_string()))?
+            }
+        };
+        let config = self.images.config(&record.id).ok_or_else(|| fail(format!("image {name} has no config")))?;
+        Ok(Img { id: Some(record.id), config })
+    }
+
+    /// Runs a whole build; the image ID on success.
+    pub async fn build(&self, opts: &BuildOptions, ctx: &Path, tx: mpsc::Sender<Value>) -> Result<String, BuildError> {
+        let out = Out { tx: tx.clone(), quiet: opts.quiet };
+        let build_id = sha(&format!("{}{}", now_rfc3339(), crate::daemon::random_u128()))[..12].to_string();
+        let text = {
+            let root = pathrs::Root::open(ctx).map_err(|e| fail(e.to_string()))?;
+            let h = root.resolve(&opts.dockerfile).map_err(|_| fail(format!("Cannot locate specified Dockerfile: {}", opts.dockerfile)))?;
+            std::fs::read_to_string(copy::fd_path(&h)).map_err(|e| fail(format!("reading {}: {e}", opts.dockerfile)))?
+        };
+        let parsed = dockerfile::parse(&text).map_err(|e| fail(e.to_string()))?;
+        let last = match &opts.target {
+            Some(t) => parsed.stages.iter().position(|s| s.name.as_deref() == Some(&t.to_ascii_lowercase())).ok_or_else(|| fail(format!("failed to reach build target {t} in Dockerfile")))?,
+            None => parsed.stages.len() - 1,
+        };
+        let total = parsed.total_steps();
+        self.bus.emit(Event::BuildStarted { build: build_id.clone(), tags: opts.tags.clone(), steps: total });
+        let job = Job { opts, ctx, build_id: &build_id, out: &out };
+        let result = self.run_stages(&job, &parsed, last, total).await;
+        match &result {
+            Ok(img) => self.bus.emit(Event::BuildFinished { build: build_id, image: img.id.clone(), error: None }),
+            Err(e) => self.bus.emit(Event::BuildFinished { build: build_id, image: None, error: Some(e.message.clone()) }),
+        };
+        let img = result?;
+        let id = match &img.id {
+            Some(id) => id.clone(),
+            None => self.commit(&img, "/bin/sh -c #(nop) ", None, img.config["config"].clone())?.id.unwrap_or_default(),
+        };
+        self.tag(&id, &opts.tags).map_err(|e| fail(format!("tagging the image: {e}")))?;
+        let short: String = hex_of(&id).chars().take(12).collect();
+        let _ = tx.send(json!({"aux": {"ID": id}})).await;
+        if opts.quiet {
+            let _ = tx.send(json!({"stream": format!("{id}\n")})).await;
+        }
+        out.stream(format!("Successfully built {short}\n")).await;
+        for t in &opts.tags {
+            out.stream(format!("Successfully tagged {t}\n")).await;
+        }
+        Ok(id)
+    }
+
+    /// Records the image in the store with its tags.
+    fn tag(&self, id: &str, tags: &[String]) -> std::io::Result<()> {
+        let img = Img { id: Some(id.to_string()), config: self.images.config(id).unwrap_or(Value::Null) };
+        let mut record = self.record_of(&img);
+        record.created = img.config["created"].as_str().map(crate::image::pull::parse_rfc3339).unwrap_or(0);
+        let bytes = std::fs::read(self.images.config_path(id))?;
+        let existed = self.images.get(id).is_some();
+        self.images.put_image(record, &bytes, tags.first().map(String::as_str))?;
+        for t in tags.iter().skip(1) {
+            self.images.tag(id, t)?;
+        }
+        let stored = self.images.get(id);
+        if !existed {
+            if let Some(s) = &stored {
+                self.bus.emit(Event::ImageAdded {
+                    id: id.into(),
+                    repo_tags: s.repo_tags.clone(),
+                    repo_digests: vec![],
+                    layers: s.layers.iter().map(|l| l.chain_id.clone()).collect(),
+                    size: s.size(),
+                });
+            }
+        } else {
+            for t in tags {
+                self.bus.emit(Event::ImageTagged { id: id.into(), tag: t.clone() });
+            }
+        }
+        Ok(())
+    }
+
+    async fn run_stages(&self, job: &Job<'_>, parsed: &dockerfile::Parsed, last: usize, total: usize) -> Result<Img, BuildError> {
+        let (opts, out) = (job.opts, job.out);
+        let mut n = 0;
+        let mut globals: Vec<(String, String)> = Vec::new();
+        for (k, default) in &parsed.global_args {
+            n += 1;
+            out.stream(format!("Step {n}/{total} : ARG {k}{}\n", default.as_ref().map(|d| format!("={d}")).unwrap_or_default())).await;
+            if let Some(v) = opts.buildargs.get(k).cloned().or_else(|| default.clone()) {
+                globals.push((k.clone(), v));
+            }
+        }
+        let mut done: BTreeMap<String, Img> = BTreeMap::new();
+        let mut result = None;
+        for (i, stage) in parsed.stages.iter().enumerate().take(last + 1) {
+            n += 1;
+            out.stream(format!("Step {n}/{total} : {}\n", stage.text)).await;
+            let base_name = expand::expand(&stage.base, &|k: &str| globals.iter().find(|(g, _)| g == k).map(|(_, v)| v.clone()))
+                .map_err(|e| fail(format!("Dockerfile line {}: {e}", stage.line)))?;
+            let img = self.base(&base_name, &done, opts.pull, out).await.map_err(|e| fail(format!("Dockerfile line {}: {}", stage.line, e.message)))?;
+            if img.id.is_some() {
+                out.stream(format!(" ---> {}\n", img.short())).await;
+            }
+            let mut st = StageState { img, args: Vec::new(), cmd_set: false };
+            for step in &stage.steps {
+                n += 1;
+                out.stream(format!("Step {n}/{total} : {}\n", step.text)).await;
+                self.step(job, &mut st, step, n, &done, &globals).await?;
+            }
+            if i == last && !opts.labels.is_empty() {
+                let mut cfg = st.img.config["config"].clone();
+                for (k, v) in &opts.labels {
+                    cfg["Labels"][k] = json!(v);
+                }
+                st.img = self.commit(&st.img, "/bin/sh -c #(nop)  LABEL (from --label)", None, cfg)?;
+            }
+            done.insert(i.to_string(), st.img.clone());
+            if let Some(name) = &stage.name {
+                done.insert(name.clone(), st.img.clone());
+            }
+            result = Some(st.img);
+        }
+        result.ok_or_else(|| fail("no build stage"))
+    }
+
+    async fn step(&self, job: &Job<'_>, st: &mut StageState, step: &Step, n: usize, stages: &BTreeMap<String, Img>, globals: &[(String, String)]) -> Result<(), BuildError> {
+        let (opts, ctx, build_id, out) = (job.opts, job.ctx, job.build_id, job.out);
+        let mut cfg = st.img.config["config"].clone();
+        if !cfg.is_object() {
+            cfg = json!({});
+        }
+        let nop = |s: &str| format!("/bin/sh -c #(nop)  {s}");
+        // What the step does: the history line, extra cache input, and the
+        // filesystem work if any.
+        enum Work {
+            Meta,
+            Run(Vec<String>, Vec<String>),
+            Files(FileWork),
+        }
+        let (created_by, extra, work): (String, String, Work) = match &step.kind {
+            Kind::Env(vars) => {
+                // Every value sees the environment from before this ENV.
+                let mut expanded = Vec::new();
+                for (k, v) in vars {
+                    expanded.push((k.clone(), st.expand(step, v)?));
+                }
+                let mut env: Vec<String> = st.img.env();
+                for (k, v) in &expanded {
+                    env.retain(|e| e.split('=').next() != Some(k.as_str()));
+                    env.push(format!("{k}={v}"));
+                }
+                cfg["Env"] = json!(env);
+                let shown: Vec<String> = expanded.iter().map(|(k, v)| format!("{k}={v}")).collect();
+                (nop(&format!("ENV {}", shown.join(" "))), String::new(), Work::Meta)
+            }
+            Kind::Arg(args) => {
+                let mut shown = Vec::new();
+                for (k, default) in args {
+                    let default = match default {
+                        Some(d) => Some(st.expand(step, d)?),
+                        None => globals.iter().find(|(g, _)| g == k).map(|(_, v)| v.clone()),
+                    };
+                    let v = opts.buildargs.get(k).cloned().or(default.clone());
+                    if let Some(v) = v {
+                        st.args.push((k.clone(), v));
+                    }
+                    shown.push(match default {
+                        Some(d) => format!("{k}={d}"),
+                        None => k.clone(),
+                    });
+                }
+                (nop(&format!("ARG {}", shown.join(" "))), String::new(), Work::Meta)
+            }
+            Kind::Label(labels) => {
+                let mut shown = Vec::new();
+                for (k, v) in labels {
+                    let (k, v) = (st.expand(step, k)?, st.expand(step, v)?);
+                    if !cfg["Labels"].is_object() {
+                        cfg["Labels"] = json!({});
+                    }
+                    cfg["Labels"][&k] = json!(v);
+                    shown.push(format!("{k}={v}"));
+                }
+                (nop(&format!("LABEL {}", shown.join(" "))), String::new(), Work::Meta)
+            }
+            Kind::Expose(ports) => {
+                let mut shown = Vec::new();
+                for p in ports {
+                    let p = st.expand(step, p)?;
+                    let key = port_key(&p);
+                    let num = key.split('/').next().unwrap_or("");
+                    if num.split('-').any(|x| x.parse::<u16>().is_err()) {
+                        return Err(at(step, format!("invalid containerPort: {p}")));
+                    }
+                    if !cfg["ExposedPorts"].is_object() {
+                        cfg["ExposedPorts"] = json!({});
+                    }
+                    cfg["ExposedPorts"][&key] = json!({});
+                    shown.push(key);
+                }
+                (nop(&format!("EXPOSE {}", shown.join(" "))), String::new(), Work::Meta)
+            }
+            Kind::Volume(vols) => {
+                let mut shown = Vec::new();
+                for v in vols {
+                    let v = st.expand(step, v)?;
+                    if v.is_empty() {
+                        return Err(at(step, "VOLUME specified can not be an empty string"));
+                    }
+                    if !cfg["Volumes"].is_object() {
+                        cfg["Volumes"] = json!({});
+                    }
+                    cfg["Volumes"][&v] = json!({});
+                    shown.push(v);
+                }
+                (nop(&format!("VOLUME [{}]", shown.join(" "))), String::new(), Work::Meta)
+            }
+            Kind::User(u) => {
+                let u = st.expand(step, u)?;
+                cfg["User"] = json!(u);
+                (nop(&format!("USER {u}")), String::new(), Work::Meta)
+            }
+            Kind::StopSignal(s) => {
+                let s = st.expand(step, s)?;
+                if crate::engine::containers::parse_signal(&s).is_none() {
+                    return Err(at(step, format!("Invalid signal: {s}")));
+                }
+                cfg["StopSignal"] = json!(s);
+                (nop(&format!("STOPSIGNAL {s}")), String::new(), Work::Meta)
+            }
+            Kind::Workdir(w) => {
+                let w = st.expand(step, w)?;
+                let current = cfg["WorkingDir"].as_str().unwrap_or("/").to_string();
+                let dir = if w.starts_with('/') { w.clone() } else { Path::new(if current.is_empty() { "/" } else { &current }).join(&w).display().to_string() };
+                cfg["WorkingDir"] = json!(dir);
+                let d = dir.clone();
+                let work = Work::Files(Box::new(move |root: &Path| {
+                    let wr = copy::Writer::new(root, copy::Attrs::default()).map_err(|e| e.to_string())?;
+                    if !wr.is_dir(Path::new(&d)) {
+                        wr.dir(Path::new(&d), None).map_err(|e| format!("creating WORKDIR {d}: {e}"))?;
+                    }
+                    Ok(())
+                }));
+                (nop(&format!("WORKDIR {dir}")), String::new(), work)
+            }
+            Kind::Cmd(f) | Kind::Entrypoint(f) => {
+                let is_cmd = matches!(step.kind, Kind::Cmd(_));
+                let v = match f {
+                    Form::Exec(a) => a.clone(),
+                    Form::Shell(s) => with_shell(&st.img.config, s),
+                };
+                let key = if is_cmd { "Cmd" } else { "Entrypoint" };
+                cfg[key] = json!(v);
+                if is_cmd {
+                    st.cmd_set = true;
+                } else if !st.cmd_set {
+                    cfg["Cmd"] = Value::Null;
+                }
+                (nop(&format!("{} {}", key.to_ascii_uppercase(), serde_json::to_string(&v).unwrap_or_default())), String::new(), Work::Meta)
+            }
+            Kind::Healthcheck(args) => {
+                cfg["Healthcheck"] = healthcheck(args).map_err(|e| at(step, e))?;
+                (nop(&format!("HEALTHCHECK {args}")), String::new(), Work::Meta)
+            }
+            Kind::Shell(sh) => {
+                cfg["Shell"] = json!(sh);
+                (nop(&format!("SHELL {}", serde_json::to_string(sh).unwrap_or_default())), String::new(), Work::Meta)
+            }
+            Kind::OnBuild(t) => {
+                let mut list = cfg["OnBuild"].as_array().cloned().unwrap_or_default();
+                list.push(json!(t));
+                cfg["OnBuild"] = json!(list);
+                (nop(&format!("ONBUILD {t}")), String::new(), Work::Meta)
+            }
+            Kind::Maintainer(m) => {
+                st.img.config["author"] = json!(m);
+                (nop(&format!("MAINTAINER {m}")), String::new(), Work::Meta)
+            }
+            Kind::Run { cmd, heredocs } => {
+                let argv = match (cmd, heredocs.first()) {
+                    (Form::Shell(s), Some(h)) if s.trim() == format!("<<{}", h.name) || s.trim().starts_with("<<") && s.split_whitespace().count() == 1 => {
+                        with_shell(&st.img.config, h.body.trim_end())
+                    }
+                    (Form::Shell(s), Some(_)) => {
+                        // `RUN cmd <<EOF`: the heredoc is the command's stdin.
+                        let mut script = s.clone();
+                        for h in heredocs {
+                            script.push('\n');
+                            script.push_str(&h.body);
+                            script.push_str(&h.name);
+                        }
+                        with_shell(&st.img.config, &script)
+                    }
+                    (Form::Shell(s), None) => with_shell(&st.img.config, s),
+                    (Form::Exec(a), _) => a.clone(),
+                };
+                let args: Vec<String> = st.args.iter().map(|(k, v)| format!("{k}={v}")).collect();
+                let shown = match cmd {
+                    Form::Shell(s) if heredocs.is_empty() => format!("/bin/sh -c {s}"),
+                    _ => argv.join(" "),
+                };
+                let created = if args.is_empty() { shown } else { format!("|{} {} {shown}", args.len(), args.join(" ")) };
+                (created, String::new(), Work::Run(argv, args))
+            }
+            Kind::Copy { add, from, chown, chmod, sources, dest, heredocs } => {
+                let dest = st.expand(step, dest)?;
+                let wd = cfg["WorkingDir"].as_str().filter(|w| !w.is_empty()).unwrap_or("/").to_string();
+                let abs = if dest.starts_with('/') { dest.clone() } else { format!("{}/{}", wd.trim_end_matches('/'), dest) };
+                let abs = if dest.ends_with('/') && !abs.ends_with('/') { format!("{abs}/") } else { abs };
+                let owner = match chown {
+                    Some(c) => Some(self.owner_in(&st.img, &st.expand(step, c)?).await.map_err(|e| at(step, e))?),
+                    None => None,
+                };
+                let mode = match chmod {
+                    Some(m) => Some(u32::from_str_radix(m, 8).map_err(|_| at(step, format!("invalid chmod {m}")))?),
+                    None => None,
+                };
+                let word = if *add { "ADD" } else { "COPY" };
+                if !heredocs.is_empty() {
+                    let docs: Vec<(String, String)> = heredocs.iter().map(|h| (h.name.clone(), h.body.clone())).collect();
+                    let sum = sha(&format!("{docs:?}"));
+                    let a = abs.clone();
+                    let work = Work::Files(Box::new(move |root: &Path| {
+                        let w = copy::Writer::new(root, copy::Attrs { owner, mode, keep_owner: false }).map_err(|e| e.to_string())?;
+                        for (name, body) in &docs {
+                            let target = if a.ends_with('/') { format!("{a}{name}") } else { a.clone() };
+                            w.bytes(Path::new(&target), body.as_bytes()).map_err(|e| format!("writing {target}: {e}"))?;
+                        }
+                        Ok(())
+                    }));
+                    (nop(&format!("{word} heredoc:{sum} in {abs} ")), sum, work)
+                } else {
+                    let mut from_scratch = None;
+                    let src_root: PathBuf = match from {
+                        Some(f) => {
+                            let f = st.expand(step, f)?;
+                            let img = match stages.get(&f.to_ascii_lowercase()) {
+                                Some(i) => i.clone(),
+                                None => self.base(&f, stages, false, out).await.map_err(|e| at(step, e))?,
+                            };
+                            let mut s = Scratch::new(&self.images, "build-from")?;
+                            let p = self.view(&img, &mut s)?;
+                            from_scratch = Some(s);
+                            p
+                        }
+                        None => ctx.to_path_buf(),
+                    };
+                    let mut rels = Vec::new();
+                    for s in sources {
+                        if *add && (s.starts_with("http://") || s.starts_with("https://")) {
+                            return Err(at(step, format!("ADD {s}: berth does not download URLs in builds (no outside network); put the file in the build context")));
+                        }
+                        let s = st.expand(step, s)?;
+                        let found = context::sources(&src_root, &s).map_err(|e| at(step, format!("{word} failed: {e}")))?;
+                        rels.extend(found);
+                    }
+                    let sum = context::checksum(&src_root, &rels).map_err(|e| at(step, e))?;
+                    let many = rels.len() > 1 || sources.len() > 1;
+                    if many && !abs.ends_with('/') {
+                        return Err(at(step, format!("When using {word} with more than one source file, the destination must be a directory and end with a /")));
+                    }
+                    let (a, add) = (abs.clone(), *add);
+                    let work = Work::Files(Box::new(move |root: &Path| {
+                        let _keep = from_scratch;
+                        copy_sources(root, &src_root, &rels, &a, add, copy::Attrs { owner, mode, keep_owner: false })
+                    }));
+                    let shown_from = from.as_ref().map(|f| format!("--from={f} ")).unwrap_or_default();
+                    (nop(&format!("{word} {shown_from}dir:{sum} in {abs} ")), sum, work)
+                }
+            }
+        };
+        let parent_id = st.img.id.clone().unwrap_or_else(|| "scratch".into());
+        let key = sha(&format!("{parent_id}\n{created_by}\n{extra}\n{cfg}"));
+        if !opts.nocache {
+            if let Some(img) = self.cached(&key) {
+                out.stream(" ---> Using cache\n").await;
+                out.stream(format!(" ---> {}\n", img.short())).await;
+                self.bus.emit(Event::BuildStep { build: build_id.into(), step: n, instruction: step.text.clone(), line: step.line, cached: true, image: img.id.clone().unwrap_or_default() });
+                st.img = img;
+                return Ok(());
+            }
+        }
+        let layer = match work {
+            Work::Meta => None,
+            Work::Files(f) => self.fs_step(&st.img, f).await.map_err(|e| at(step, e))?,
+            Work::Run(argv, args) => self.run_step(&st.img, argv, args, step, out).await?,
+        };
+        let img = self.commit(&st.img, &created_by, layer.as_ref(), cfg)?;
+        out.stream(format!(" ---> {}\n", img.short())).await;
+        let id = img.id.clone().unwrap_or_default();
+        self.bus.emit(Event::BuildStep { build: build_id.into(), step: n, instruction: step.text.clone(), line: step.line, cached: false, image: id.clone() });
+        if let Some(l) = &layer {
+            self.bus.emit(Event::BuildLayer { build: build_id.into(), step: n, chain_id: l.chain_id.clone(), diff_id: l.diff_id.clone(), size: l.size });
+        }
+        self.remember(&key, &id);
+        st.img = img;
+        Ok(())
+    }
+
+    /// `--chown=user:group` against the image's /etc/passwd and /etc/group.
+    async fn owner_in(&self, img: &Img, spec: &str) -> Result<(u32, u32), String> {
+        let numeric = spec.split(':').all(|p| p.parse::<u32>().is_ok());
+        if numeric {
+            let mut it = spec.split(':').map(|p| p.parse::<u32>().unwrap_or(0));
+            let uid = it.next().unwrap_or(0);
+            return Ok((uid, it.next().unwrap_or(uid)));
+        }
+        let mut scratch = Scratch::new(&self.images, "build-chown").map_err(|e| e.message)?;
+        let root = self.view(img, &mut scratch).map_err(|e| e.message)?;
+        let read = |p: &str| {
+            pathrs::Root::open(&root).ok().and_then(|r| r.resolve(p).ok()).and_then(|h| std::fs::read_to_string(copy::fd_path(&h)).ok()).unwrap_or_default()
+        };
+        let (passwd, group) = (read("/etc/passwd"), read("/etc/group"));
+        let (uid, gid, _) = crate::runtime::init::resolve_user(spec, &passwd, &group)?;
+        Ok((uid, gid))
+    }
+
+    /// RUN: a berth container of the current image runs the command; its
+    /// output is streamed; on success its upper dir becomes the layer.
+    async fn run_step(&self, img: &Img, argv: Vec<String>, args: Vec<String>, step: &Step, out: &Out) -> Result<Option<NewLayer>, BuildError> {
+        let record = self.record_of(img);
+        let body = json!({"Cmd": argv, "Entrypoint": [""], "Env": args, "AttachStdout": true, "AttachStderr": true, "Labels": {}});
+        let c = self.containers.create(None, &body, &record, &hex_of(&record.id)[..12]).map_err(|e| at(step, e.message))?;
+        let cid: String = c.id.chars().take(12).collect();
+        out.stream(format!(" ---> Running in {cid}\n")).await;
+        let mut rx = c.output.subscribe();
+        let mut exits = c.exits();
+        let before = *exits.borrow_and_update();
+        let started = self.containers.start(&c).await;
+        let result = async {
+            started.map_err(|e| at(step, e.message))?;
+            loop {
+                match rx.recv().await {
+                    Ok(Output::Data(_, bytes)) => out.stream(String::from_utf8_lossy(&bytes).into_owned()).await,
+                    Ok(Output::End) | Err(tokio::sync::broadcast::error::RecvError::Closed) => break,
+                    Err(tokio::sync::broadcast::error::RecvError::Lagged(_)) => {}
+                }
+            }
+            let _ = exits.wait_for(|n| *n != before).await;
+            let rec = c.record();
+            if rec.state.exit_code != 0 {
+                let shown = rec.command().join(" ");
+                return Err(BuildError {
+                    message: format!("Dockerfile line {}: The command '{shown}' returned a non-zero code: {}", step.line, rec.state.exit_code),
+                    code: Some(rec.state.exit_code),
+                });
+            }
+            let upper = PathBuf::from(&rec.layer.upper);
+            layer::drop_mount_points(&upper, &rec.layer.lower);
+            self.make_layer(img, &upper)
+        }
+        .await;
+        out.stream(format!("Removing intermediate container {cid}\n")).await;
+        if let Err(e) = self.containers.remove(&c, true, true).await {
+            tracing::warn!(error = %e, "removing a build container");
+        }
+        result
+    }
+}
+
+/// COPY/ADD: each source into `dest` (a dir when it ends with `/`, when
+/// there are several, or when it is one already), a directory's contents
+/// into it; ADD unpacks local tar archives.
+fn copy_sources(root: &Path, src_root: &Path, rels: &[PathBuf], dest: &str, add: bool, attrs: copy::Attrs) -> Result<(), String> {
+    let w = copy::Writer::new(root, attrs).map_err(|e| e.to_string())?;
+    let src = pathrs::Root::open(src_root).map_err(|e| e.to_string())?;
+    let dest_dir = dest.ends_with('/') || rels.len() > 1 || w.is_dir(Path::new(dest));
+    for rel in rels {
+        let h = src.resolve(context::in_root(rel)).map_err(|e| format!("{}: {e}", rel.display()))?;
+        let from = copy::fd_path(&h);
+        let m = std::fs::metadata(&from).map_err(|e| e.to_string())?;
+        let target = if m.is_dir() || !dest_dir {
+            PathBuf::from(dest)
+        } else {
+            Path::new(dest).join(rel.file_name().unwrap_or_default())
+        };
+        if add && m.is_file() {
+            if let Some(entries) = archive_entries(&from)? {
+                let unpacked = tempfile::tempdir().map_err(|e| e.to_string())?;
+                entries(unpacked.path())?;
+                let keep = copy::Writer::new(root, copy::Attrs { keep_owner: true, ..attrs }).map_err(|e| e.to_string())?;
+                keep.copy(unpacked.path(), Path::new(dest)).map_err(|e| format!("copying {} to {dest}: {e}", rel.display()))?;
+                continue;
+            }
+        }
+        w.copy(&from, &target).map_err(|e| format!("copying {} to {}: {e}", rel.display(), target.display()))?;
+    }
+    Ok(())
+}
+
+type Extract = Box<dyn FnOnce(&Path) -> Result<(), String>>;
+
+/// If the file is a tar (plain or gzip), a function that unpacks it.
+fn archive_entries(path: &Path) -> Result<Option<Extract>, String> {
+    use std::io::{Read, Seek};
+    let mut f = std::fs::File::open(path).map_err(|e| e.to_string())?;
+    let mut head = vec![0u8; 512];
+    let n = f.read(&mut head).map_err(|e| e.to_string())?;
+    head.truncate(n);
+    let gz = head.starts_with(&[0x1f, 0x8b]);
+    let tar = head.len() >= 262 && &head[257..262] == b"ustar";
+    if !gz && !tar {
+        return Ok(None);
+    }
+    f.rewind().map_err(|e| e.to_string())?;
+    Ok(Some(Box::new(move |dest: &Path| {
+        let reader: Box<dyn Read> = if gz { Box::new(flate2::read::GzDecoder::new(f)) } else { Box::new(f) };
+        let mut ar = tar::Archive::new(reader);
+        ar.set_preserve_permissions(true);
+        ar.set_preserve_ownerships(true);
+        ar.unpack(dest).map_err(|e| format!("unpacking the archive: {e}"))
+    })))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn healthchecks_and_durations_read_as_docker_reads_them() {
+        assert_eq!(duration_ns("30s"), Some(30_000_000_000));
+        assert_eq!(duration_ns("1m30s"), Some(90_000_000_000));
+        assert_eq!(duration_ns("500ms"), Some(500_000_000));
+        assert_eq!(duration_ns("5x"), None);
+        let hc = healthcheck("--interval=5s --retries=3 CMD wget -qO- http://localhost/ || exit 1").unwrap();
+        assert_eq!(hc["Test"], json!(["CMD-SHELL", "wget -qO- http://localhost/ || exit 1"]));
+        assert_eq!((hc["Interval"].as_i64(), hc["Retries"].as_i64()), (Some(5_000_000_000), Some(3)));
+        assert_eq!(healthcheck("NONE").unwrap(), json!({"Test": ["NONE"]}));
+        assert!(healthcheck("--bogus=1 CMD true").is_err());
+    }
+
+    #[test]
+    fn shell_form_uses_the_stages_shell() {
+        assert_eq!(with_shell(&json!({}), "echo hi"), vec!["/bin/sh", "-c", "echo hi"]);
+        assert_eq!(with_shell(&json!({"config": {"Shell": ["/bin/bash", "-eo", "pipefail", "-c"]}}), "x"), vec!["/bin/bash", "-eo", "pipefail", "-c", "x"]);
+        assert_eq!(port_key("8000"), "8000/tcp");
+        assert_eq!(port_key("53/UDP"), "53/udp");
+    }
+}
