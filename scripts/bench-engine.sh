@@ -6,7 +6,9 @@
 #   scripts/bench-engine.sh [ROUNDS]      (default 15)
 #
 # Prints medians and the ratio berth/docker for: `docker run --rm alpine
-# true`, `docker run -d` + `docker stop -t 0`, and a cold pull of nginx:alpine.
+# true`, `docker run -d` + `docker stop -t 0`, a cold pull of nginx:alpine,
+# and an uncached and a cached `docker build` of the same lab-shaped context
+# (legacy builder on both: DOCKER_BUILDKIT=0).
 # Docker (Debian's docker.io, 20.10) is only the yardstick here; berth never
 # uses it.
 set -euo pipefail
@@ -74,6 +76,22 @@ time_ms() {
   echo $(( (t1 - t0) / 1000000 ))
 }
 
+# A lab-shaped build context: requirements first, then the app.
+CTX=$W/ctx
+mkdir -p "$CTX/app"
+printf 'flask\npillow\nnumpy\n' > "$CTX/requirements.txt"
+for i in $(seq 1 50); do head -c 4096 /dev/urandom | base64 > "$CTX/app/module$i.py"; done
+cat > "$CTX/Dockerfile" <<'DF'
+FROM alpine
+WORKDIR /app
+COPY requirements.txt ./
+RUN mkdir -p /deps && for p in $(cat requirements.txt); do echo "$p installed" > /deps/$p; done
+COPY . .
+EXPOSE 8000
+CMD ["httpd", "-f", "-p", "8000", "-h", "/app"]
+DF
+export DOCKER_BUILDKIT=0
+
 declare -A RESULTS
 for engine in docker berth; do
   export DOCKER_HOST=unix://$W/$engine.sock
@@ -92,6 +110,13 @@ for engine in docker berth; do
     inns docker rmi -f nginx:alpine >/dev/null 2>&1 || true
     pull+=("$(time_ms "$engine" docker pull nginx:alpine)")
   done
+  build=() cached=()
+  for i in $(seq 1 "$((ROUNDS < 6 ? ROUNDS : 6))"); do
+    build+=("$(time_ms "$engine" docker build --no-cache -q -t bench-app "$CTX")")
+    cached+=("$(time_ms "$engine" docker build -q -t bench-app "$CTX")")
+  done
+  RESULTS[$engine.build]="${build[*]}"
+  RESULTS[$engine.cached]="${cached[*]}"
   RESULTS[$engine.run]="${run[*]}"
   RESULTS[$engine.stop]="${stop[*]}"
   RESULTS[$engine.pull]="${pull[*]}"
@@ -103,6 +128,8 @@ r = {
   "docker run --rm alpine true": ("${RESULTS[docker.run]}", "${RESULTS[berth.run]}", 0.25),
   "docker run -d + docker stop -t 0": ("${RESULTS[docker.stop]}", "${RESULTS[berth.stop]}", 0.25),
   "cold pull nginx:alpine": ("${RESULTS[docker.pull]}", "${RESULTS[berth.pull]}", 0.70),
+  "docker build, no cache": ("${RESULTS[docker.build]}", "${RESULTS[berth.build]}", 0.50),
+  "docker build, all cached": ("${RESULTS[docker.cached]}", "${RESULTS[berth.cached]}", 0.50),
 }
 print(f"\n{'operation':36} {'docker p50':>11} {'berth p50':>10} {'ratio':>7} {'target':>7}")
 for name, (d, b, target) in r.items():
