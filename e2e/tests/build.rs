@@ -49,6 +49,8 @@ COPY *.txt /data/ctx/
 ENV DIR=/data
 WORKDIR ${DIR}/work
 LABEL lab=berth
+VOLUME /data/vol
+HEALTHCHECK --interval=30s CMD test -f /data/msg.txt
 CMD ["cat", "/data/msg.txt"]
 "#;
 
@@ -130,6 +132,13 @@ fn multi_stage_builds_with_args_heredocs_dockerignore_and_flags() {
     let env = v[0]["Config"]["Env"].as_array().unwrap();
     assert!(env.iter().any(|e| e == "DIR=/data"), "{env:?}");
     assert!(!env.iter().any(|e| e.as_str().unwrap().starts_with("GREETING")), "ARGs are not kept: {env:?}");
+    assert_eq!(v[0]["Config"]["Healthcheck"]["Test"], serde_json::json!(["CMD-SHELL", "test -f /data/msg.txt"]));
+    // The image's VOLUME gives each container an anonymous volume.
+    sb.docker_ok(&d, &["run", "--name", "volcheck", "multi", "true"]);
+    let m: serde_json::Value = serde_json::from_str(&sb.docker_ok(&d, &["inspect", "-f", "{{json .Mounts}}", "volcheck"])).unwrap();
+    assert_eq!((m[0]["Type"].as_str(), m[0]["Destination"].as_str()), (Some("volume"), Some("/data/vol")), "{m}");
+    sb.docker_ok(&d, &["rm", "-v", "volcheck"]);
+    assert_eq!(sb.docker_ok(&d, &["volume", "ls", "-q"]), "");
 
     // -q prints just the ID; --no-cache runs every step again.
     let q = sb.docker_ok(&d, &["build", "-q", "--build-arg", "GREETING=bonjour", "-f", df, ctx_s]);
@@ -149,6 +158,8 @@ fn build_errors_name_the_line_and_leave_nothing_behind() {
     let images_before = sb.docker_ok(&d, &["images", "-q"]);
     let cases: &[(&str, &str, &[&str])] = &[
         ("unknown", "FROM alpine\nFOOBAR x\n", &["Dockerfile parse error line 2: unknown instruction: FOOBAR"]),
+        ("syntax", "FROM alpine\nRUN true\nEXPOSE\n", &["Dockerfile parse error line 3"]),
+        ("json", "FROM alpine\nSHELL [\"/bin/sh\", \n", &["Dockerfile parse error line 2"]),
         ("failing", "FROM alpine\nRUN echo before-fail\nRUN echo about-to-fail && exit 3\n", &["about-to-fail", "Dockerfile line 3", "returned a non-zero code: 3"]),
         ("missing", "FROM alpine\nCOPY nothere.txt /\n", &["Dockerfile line 2", "COPY failed: file not found in build context", "nothere.txt"]),
         ("escape", "FROM alpine\nCOPY ../outside.txt /\n", &["Dockerfile line 2", "forbidden path outside the build context"]),
