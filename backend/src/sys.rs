@@ -110,3 +110,19 @@ pub fn take_sync_fd() -> std::fs::File {
     let _ = nix::fcntl::fcntl(&file, nix::fcntl::FcntlArg::F_SETFD(nix::fcntl::FdFlag::FD_CLOEXEC));
     file
 }
+
+/// Makes the child a session leader with its stdin (a terminal) as its
+/// controlling terminal, for [`std::process::Command`]: the lab's shells.
+pub fn new_session_on_stdin_tty(cmd: &mut std::process::Command) {
+    use std::os::unix::process::CommandExt;
+    // SAFETY: setsid and ioctl are async-signal-safe, as pre_exec requires;
+    // they run in the forked child before exec and touch no memory of ours.
+    unsafe {
+        cmd.pre_exec(|| {
+            if libc::setsid() < 0 || libc::ioctl(0, libc::TIOCSCTTY, 0) < 0 {
+                return Err(io::Error::last_os_error());
+            }
+            Ok(())
+        });
+    }
+}

@@ -4,8 +4,10 @@
 
 pub mod container;
 pub mod event;
+pub mod record;
 pub mod state;
 
 pub use container::{RwLayer, Status};
 pub use event::{Envelope, EngineMode, Event, Mount, SCHEMA_VERSION};
+pub use record::{parse_cast, Frame, Recording, StreamMsg};
 pub use state::{apply, Bridge, Container, DaemonInfo, Endpoint, Image, Layer, Network, PublishedPort, State, Volume};

@@ -1,4 +1,7 @@
-//! The lab server: the page (Trunk's dist), the daemon's health and state.
+//! The lab server: the page (Trunk's dist), the daemon's health and state,
+//! the live event stream, terminal sessions and their recordings.
+
+pub mod stream;
 
 use std::path::Path;
 
@@ -16,6 +19,10 @@ pub fn app(state: AppState, page_dir: &Path) -> Router {
     let api = Router::new()
         .route("/api/health", get(health))
         .route("/api/state", get(snapshot))
+        .route("/api/events", get(stream::events))
+        .route("/api/terminal", get(stream::terminal))
+        .route("/api/recordings", get(stream::recordings))
+        .route("/api/recordings/{name}", get(stream::recording))
         .with_state(state);
     let index = page_dir.join("index.html");
     if index.is_file() {

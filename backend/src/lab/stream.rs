@@ -1,0 +1,315 @@
+//! The page's live feeds over WebSocket: the event stream (a snapshot, then
+//! every event; `?since=SEQ` resumes without gaps or repeats), and terminal
+//! sessions — a real shell on node1 in a PTY, recorded with the events it
+//! causes as an asciinema cast under `<data-root>/recordings`.
+
+use std::io::{Read, Write};
+use std::os::fd::{AsFd, OwnedFd};
+use std::path::{Path, PathBuf};
+use std::process::Stdio;
+use std::sync::Arc;
+use std::time::Instant;
+
+use axum::extract::ws::{Message, WebSocket, WebSocketUpgrade};
+use axum::extract::{Path as UrlPath, Query, State};
+use axum::http::{header, StatusCode};
+use axum::response::{IntoResponse, Response};
+use axum::Json;
+use berth_shared::record::{cast_header, cast_line};
+use berth_shared::{Envelope, Frame, StreamMsg};
+use serde::Deserialize;
+use serde_json::json;
+use tokio::sync::{broadcast, mpsc};
+
+use crate::api::AppState;
+
+#[derive(Debug, Deserialize)]
+pub struct Since {
+    since: Option<u64>,
+}
+
+/// `GET /api/events` (WebSocket).
+pub async fn events(ws: WebSocketUpgrade, State(st): State<AppState>, Query(q): Query<Since>) -> Response {
+    ws.on_upgrade(move |socket| feed(st, socket, q.since))
+}
+
+fn text(m: &StreamMsg) -> Message {
+    Message::Text(serde_json::to_string(m).unwrap_or_default().into())
+}
+
+/// What to send first: the events after `since` if they are all still kept,
+/// else a snapshot. Returns the messages and the last seq they cover.
+fn start(st: &AppState, since: Option<u64>) -> (Vec<StreamMsg>, u64, broadcast::Receiver<Envelope>) {
+    if let Some(since) = since {
+        let (history, rx) = st.bus.history_and_subscribe();
+        let last = history.last().map(|e| e.seq).unwrap_or(0);
+        let first = history.first().map(|e| e.seq).unwrap_or(last + 1);
+        if since >= first.saturating_sub(1) && since <= last {
+            let msgs: Vec<StreamMsg> = history.into_iter().filter(|e| e.seq > since).map(StreamMsg::Event).collect();
+            return (msgs, last, rx);
+        }
+    }
+    let (seq, state, rx) = st.bus.snapshot_and_subscribe();
+    (vec![StreamMsg::Snapshot { seq, state }], seq, rx)
+}
+
+async fn feed(st: AppState, mut socket: WebSocket, since: Option<u64>) {
+    let (msgs, mut last, mut rx) = start(&st, since);
+    for m in &msgs {
+        if socket.send(text(m)).await.is_err() {
+            return;
+        }
+    }
+    loop {
+        tokio::select! {
+            ev = rx.recv() => match ev {
+                Ok(env) => {
+                    if env.seq <= last {
+                        continue;
+                    }
+                    last = env.seq;
+                    if socket.send(text(&StreamMsg::Event(env))).await.is_err() {
+                        return;
+                    }
+                }
+                Err(broadcast::error::RecvError::Lagged(_)) => {
+                    // Too far behind: start over from a snapshot.
+                    let (seq, state, fresh) = st.bus.snapshot_and_subscribe();
+                    rx = fresh;
+                    last = seq;
+                    if socket.send(text(&StreamMsg::Snapshot { seq, state })).await.is_err() {
+                        return;
+                    }
+                }
+                Err(broadcast::error::RecvError::Closed) => return,
+            },
+            msg = socket.recv() => match msg {
+                Some(Ok(Message::Close(_))) | None | Some(Err(_)) => return,
+                _ => {}
+            },
+        }
+    }
+}
+
+pub fn recordings_dir(st: &AppState) -> PathBuf {
+    st.config.data_root.join("recordings")
+}
+
+/// `GET /api/recordings`: the recorded sessions, newest first.
+pub async fn recordings(State(st): State<AppState>) -> impl IntoResponse {
+    let mut list: Vec<(String, u64, u64)> = std::fs::read_dir(recordings_dir(&st))
+        .map(|d| {
+            d.flatten()
+                .filter_map(|e| {
+                    let m = e.metadata().ok()?;
+                    let modified = m.modified().ok()?.duration_since(std::time::UNIX_EPOCH).ok()?.as_secs();
+                    Some((e.file_name().to_string_lossy().into_owned(), m.len(), modified))
+                })
+                .filter(|(n, _, _)| n.ends_with(".cast"))
+                .collect()
+        })
+        .unwrap_or_default();
+    list.sort_by(|a, b| b.2.cmp(&a.2).then(b.0.cmp(&a.0)));
+    Json(list.into_iter().map(|(name, size, modified)| json!({"name": name, "size": size, "modified": modified, "url": format!("/api/recordings/{name}")})).collect::<Vec<_>>())
+}
+
+/// `GET /api/recordings/{name}`: one recording, to download or replay.
+pub async fn recording(State(st): State<AppState>, UrlPath(name): UrlPath<String>) -> Response {
+    let valid = name.ends_with(".cast") && name.chars().all(|c| c.is_ascii_alphanumeric() || "-_.".contains(c)) && !name.starts_with('.');
+    if !valid {
+        return (StatusCode::BAD_REQUEST, Json(json!({"message": format!("invalid recording name {name:?}")}))).into_response();
+    }
+    match tokio::fs::read(recordings_dir(&st).join(&name)).await {
+        Ok(bytes) => (
+            [(header::CONTENT_TYPE, "application/x-asciicast".to_string()), (header::CONTENT_DISPOSITION, format!("attachment; filename=\"{name}\""))],
+            bytes,
+        )
+            .into_response(),
+        Err(_) => (StatusCode::NOT_FOUND, Json(json!({"message": format!("no recording {name}")}))).into_response(),
+    }
+}
+
+#[derive(Debug, Deserialize)]
+pub struct Size {
+    cols: Option<u16>,
+    rows: Option<u16>,
+}
+
+/// `GET /api/terminal` (WebSocket): binary frames carry terminal bytes both
+/// ways; a text frame `{"resize": [cols, rows]}` resizes.
+pub async fn terminal(ws: WebSocketUpgrade, State(st): State<AppState>, Query(q): Query<Size>) -> Response {
+    let size = (q.cols.unwrap_or(100).clamp(20, 500), q.rows.unwrap_or(30).clamp(5, 200));
+    ws.on_upgrade(move |socket| async move {
+        if let Err(e) = session(st, socket, size).await {
+            tracing::warn!(error = %e, "terminal session failed");
+        }
+    })
+}
+
+/// The shell a session runs: bash if there is one, with DOCKER_HOST at
+/// this berthd.
+fn shell_command(st: &AppState, slave: &OwnedFd) -> std::io::Result<std::process::Command> {
+    let shell = ["/bin/bash", "/bin/sh"].into_iter().find(|s| Path::new(s).exists()).unwrap_or("/bin/sh");
+    let mut cmd = std::process::Command::new(shell);
+    if shell.ends_with("bash") {
+        cmd.arg("--login");
+    }
+    let home = std::env::var("HOME").unwrap_or_else(|_| "/root".into());
+    let docker_host = if st.config.host.contains("://") { st.config.host.clone() } else { format!("unix://{}", st.config.host) };
+    cmd.env_clear()
+        .env("HOME", &home)
+        .env("PATH", std::env::var("PATH").unwrap_or_else(|_| "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin".into()))
+        .env("TERM", "xterm-256color")
+        .env("LANG", "C.UTF-8")
+        .env("DOCKER_HOST", docker_host)
+        .env("PS1", "\\u@node1:\\w\\$ ")
+        .current_dir(&home)
+        .stdin(Stdio::from(slave.try_clone()?))
+        .stdout(Stdio::from(slave.try_clone()?))
+        .stderr(Stdio::from(slave.try_clone()?));
+    crate::sys::new_session_on_stdin_tty(&mut cmd);
+    Ok(cmd)
+}
+
+/// A recording being written.
+struct Recorder {
+    file: std::fs::File,
+    started: Instant,
+}
+
+impl Recorder {
+    fn write(&mut self, frame: &Frame) {
+        let t = self.started.elapsed().as_secs_f64();
+        let _ = writeln!(self.file, "{}", cast_line((t * 1000.0).round() / 1000.0, frame));
+    }
+}
+
+async fn session(st: AppState, mut socket: WebSocket, (cols, rows): (u16, u16)) -> std::io::Result<()> {
+    let pty = nix::pty::openpty(Some(&nix::pty::Winsize { ws_row: rows, ws_col: cols, ws_xpixel: 0, ws_ypixel: 0 }), None).map_err(std::io::Error::from)?;
+    let mut child = shell_command(&st, &pty.slave)?.spawn()?;
+    drop(pty.slave);
+    let master = Arc::new(pty.master);
+    let pid = child.id() as i32;
+
+    let dir = recordings_dir(&st);
+    std::fs::create_dir_all(&dir)?;
+    let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap_or_default();
+    let name = format!("session-{}-{pid}.cast", now.as_secs());
+    let (seq, state, mut events) = st.bus.snapshot_and_subscribe();
+    let mut rec = Recorder { file: std::fs::File::create(dir.join(&name))?, started: Instant::now() };
+    writeln!(rec.file, "{}", cast_header(cols, rows, now.as_secs(), seq, &state))?;
+    tracing::info!(pid, recording = %name, "terminal session started");
+
+    // The PTY is read on a thread of its own (blocking reads).
+    let (tx, mut output) = mpsc::channel::<Vec<u8>>(64);
+    let reader = master.try_clone()?;
+    std::thread::spawn(move || {
+        let mut f = std::fs::File::from(reader);
+        let mut buf = vec![0u8; 16 * 1024];
+        loop {
+            match f.read(&mut buf) {
+                Ok(0) | Err(_) => break,
+                Ok(n) => {
+                    if tx.blocking_send(buf[..n].to_vec()).is_err() {
+                        break;
+                    }
+                }
+            }
+        }
+    });
+    let mut writer = std::fs::File::from(master.try_clone()?);
+    let mut pending = Vec::new();
+    loop {
+        tokio::select! {
+            out = output.recv() => match out {
+                Some(bytes) => {
+                    // Keep partial UTF-8 sequences for the next chunk.
+                    pending.extend_from_slice(&bytes);
+                    let valid = match std::str::from_utf8(&pending) {
+                        Ok(_) => pending.len(),
+                        Err(e) if e.error_len().is_none() => e.valid_up_to(),
+                        Err(_) => pending.len(),
+                    };
+                    let chunk: Vec<u8> = pending.drain(..valid).collect();
+                    rec.write(&Frame::Output(String::from_utf8_lossy(&chunk).into_owned()));
+                    if socket.send(Message::Binary(chunk.into())).await.is_err() {
+                        break;
+                    }
+                }
+                None => break, // the shell exited
+            },
+            ev = events.recv() => match ev {
+                Ok(env) => rec.write(&Frame::Event(env)),
+                Err(broadcast::error::RecvError::Lagged(_)) => {}
+                Err(broadcast::error::RecvError::Closed) => {}
+            },
+            msg = socket.recv() => match msg {
+                Some(Ok(Message::Binary(b))) => {
+                    writer.write_all(&b)?;
+                }
+                Some(Ok(Message::Text(t))) => {
+                    if let Ok(v) = serde_json::from_str::<serde_json::Value>(&t) {
+                        if let (Some(c), Some(r)) = (v["resize"][0].as_u64(), v["resize"][1].as_u64()) {
+                            let (c, r) = (c.clamp(20, 500) as u16, r.clamp(5, 200) as u16);
+                            let _ = crate::sys::set_winsize(master.as_fd(), r, c);
+                            rec.write(&Frame::Resize(c, r));
+                        } else if let Some(data) = v["input"].as_str() {
+                            writer.write_all(data.as_bytes())?;
+                        }
+                    }
+                }
+                Some(Ok(Message::Close(_))) | None | Some(Err(_)) => break,
+                _ => {}
+            },
+        }
+    }
+    // The page went away (or the shell ended): end the shell's session.
+    let _ = nix::sys::signal::killpg(nix::unistd::Pid::from_raw(pid), nix::sys::signal::Signal::SIGHUP);
+    let waited = tokio::task::spawn_blocking(move || {
+        for _ in 0..50 {
+            if let Ok(Some(_)) = child.try_wait() {
+                return;
+            }
+            std::thread::sleep(std::time::Duration::from_millis(20));
+        }
+        let _ = child.kill();
+        let _ = child.wait();
+    });
+    let _ = waited.await;
+    let _ = socket.send(Message::Close(None)).await;
+    tracing::info!(pid, recording = %name, "terminal session ended");
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::api::test_support::state;
+    use berth_shared::Event;
+
+    fn seqs(msgs: &[StreamMsg]) -> Vec<String> {
+        msgs.iter()
+            .map(|m| match m {
+                StreamMsg::Snapshot { seq, .. } => format!("snapshot@{seq}"),
+                StreamMsg::Event(e) => e.seq.to_string(),
+            })
+            .collect()
+    }
+
+    #[tokio::test]
+    async fn a_new_viewer_gets_a_snapshot_and_a_returning_one_the_events_it_missed() {
+        let st = state();
+        for _ in 0..5 {
+            st.bus.emit(Event::DaemonStopping);
+        }
+        let (msgs, last, _) = start(&st, None);
+        assert_eq!((seqs(&msgs), last), (vec!["snapshot@5".to_string()], 5));
+        let (msgs, last, _) = start(&st, Some(3));
+        assert_eq!((seqs(&msgs), last), (vec!["4".to_string(), "5".to_string()], 5));
+        let (msgs, _, _) = start(&st, Some(5));
+        assert!(msgs.is_empty(), "up to date: nothing to resend");
+        // From the future (another daemon's numbering): start over.
+        let (msgs, _, _) = start(&st, Some(99));
+        assert_eq!(seqs(&msgs), vec!["snapshot@5".to_string()]);
+    }
+}
