@@ -5,7 +5,9 @@
 //!   state dir — that removes everything it made when dropped, even on panic.
 //! - [`leak::Snapshot`]: the root namespace's links, addresses, routes, mounts,
 //!   netfilter rules, namespaces and processes, for the suite-level leak check.
+//! - [`browser::Browser`]: headless Chromium through chromedriver, for the page.
 
+pub mod browser;
 pub mod leak;
 pub mod sandbox;
 

@@ -258,9 +258,11 @@ impl Sandbox {
             .arg(root.join("data"))
             .arg("--exec-root")
             .arg(root.join("run"))
-            .args(["--page-addr", "127.0.0.1:8080"])
+            .args(if extra.contains(&"--page-addr") { &[][..] } else { &["--page-addr", "127.0.0.1:8080"][..] })
             .args(extra)
             .env("BERTH_LOG", "debug")
+            // The lab shell's home (history, dotfiles) stays in the sandbox.
+            .env("HOME", self.dir())
             .stdin(Stdio::null())
             .stdout(log.try_clone()?)
             .stderr(log)

@@ -1,6 +1,5 @@
 //! The page's client for berthd's lab endpoints.
 
-use berth_shared::State;
 use serde::Deserialize;
 
 /// `/api/health`: is a real engine behind this page?
@@ -11,25 +10,50 @@ pub struct Health {
     pub reason: Option<String>,
 }
 
-/// `/api/state`: the daemon's state and the sequence number it is at.
+/// One entry of `/api/recordings`.
 #[derive(Clone, Debug, Deserialize, PartialEq)]
-pub struct Snapshot {
-    pub seq: u64,
-    pub state: State,
+pub struct RecordingInfo {
+    pub name: String,
+    pub size: u64,
+    pub modified: u64,
+    pub url: String,
 }
 
-async fn get_json<T: for<'de> Deserialize<'de>>(path: &str) -> Result<T, String> {
+#[derive(Clone, Debug, Deserialize)]
+struct Change {
+    #[serde(rename = "Path")]
+    path: String,
+    #[serde(rename = "Kind")]
+    kind: u8,
+}
+
+async fn get(path: &str) -> Result<gloo_net::http::Response, String> {
     let resp = gloo_net::http::Request::get(path).send().await.map_err(|e| e.to_string())?;
     if !resp.ok() {
         return Err(format!("{path}: HTTP {}", resp.status()));
     }
-    resp.json::<T>().await.map_err(|e| e.to_string())
+    Ok(resp)
+}
+
+async fn get_json<T: for<'de> Deserialize<'de>>(path: &str) -> Result<T, String> {
+    get(path).await?.json::<T>().await.map_err(|e| e.to_string())
 }
 
 pub async fn health() -> Result<Health, String> {
     get_json("/api/health").await
 }
 
-pub async fn snapshot() -> Result<Snapshot, String> {
-    get_json("/api/state").await
+pub async fn recordings() -> Result<Vec<RecordingInfo>, String> {
+    get_json("/api/recordings").await
+}
+
+pub async fn text(url: &str) -> Result<String, String> {
+    get(url).await?.text().await.map_err(|e| e.to_string())
+}
+
+/// A container's changed files (`docker diff`): path and kind (0 changed,
+/// 1 added, 2 deleted).
+pub async fn changes(id: &str) -> Result<Vec<(String, u8)>, String> {
+    let list: Vec<Change> = get_json(&format!("/api/containers/{id}/changes")).await?;
+    Ok(list.into_iter().map(|c| (c.path, c.kind)).collect())
 }

@@ -1,7 +1,11 @@
 //! The lab page's entry point.
 
-mod app;
 mod api;
+mod app;
+mod fs;
+mod net;
+mod store;
+mod term;
 
 fn main() {
     console_error_panic_hook::set_once();

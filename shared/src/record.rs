@@ -50,7 +50,7 @@ pub struct CastBase {
 pub enum Frame {
     Output(String),
     Resize(u16, u16),
-    Event(Envelope),
+    Event(Box<Envelope>),
 }
 
 /// A recording read back: frames with their time (seconds from the start).
@@ -116,7 +116,7 @@ pub fn parse_cast(text: &str) -> Result<Recording, CastError> {
                 let (c, r) = data.split_once('x').ok_or_else(|| CastError(format!("line {}: bad resize {data}", i + 2)))?;
                 Frame::Resize(c.parse().unwrap_or(80), r.parse().unwrap_or(24))
             }
-            "e" => Frame::Event(serde_json::from_str(&data).map_err(|e| CastError(format!("line {}: bad event: {e}", i + 2)))?),
+            "e" => Frame::Event(Box::new(serde_json::from_str(&data).map_err(|e| CastError(format!("line {}: bad event: {e}", i + 2)))?)),
             _ => continue, // input, markers: not shown
         };
         frames.push((t, frame));
@@ -129,7 +129,7 @@ impl Recording {
     pub fn state_after(&self, events: usize) -> State {
         let mut s = self.header.berth.as_ref().map(|b| b.state.clone()).unwrap_or_default();
         for e in self.frames.iter().filter_map(|(_, f)| match f {
-            Frame::Event(e) => Some(e),
+            Frame::Event(e) => Some(e.as_ref()),
             _ => None,
         }).take(events)
         {
@@ -153,7 +153,7 @@ mod tests {
         let text = [
             header,
             cast_line(0.1, &Frame::Output("$ docker run\r\n".into())),
-            cast_line(0.5, &Frame::Event(ev.clone())),
+            cast_line(0.5, &Frame::Event(Box::new(ev.clone()))),
             cast_line(0.7, &Frame::Resize(120, 40)),
             "[0.8, \"i\", \"x\"]".to_string(),
         ]
@@ -161,7 +161,7 @@ mod tests {
         let rec = parse_cast(&text).unwrap();
         assert_eq!((rec.header.width, rec.header.height), (100, 30));
         assert_eq!(rec.frames.len(), 3, "input frames are skipped");
-        assert_eq!(rec.frames[1], (0.5, Frame::Event(ev)));
+        assert_eq!(rec.frames[1], (0.5, Frame::Event(Box::new(ev))));
         assert_eq!(rec.state_after(1), live);
         assert_eq!(rec.state_after(0), State::default());
     }

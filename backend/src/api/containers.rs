@@ -32,10 +32,20 @@ pub fn router() -> Router<AppState> {
         .route("/containers/{id}/attach", post(attach))
         .route("/containers/{id}/resize", post(resize))
         .route("/containers/{id}/logs", get(logs))
+        .route("/containers/{id}/changes", get(changes))
         .route("/containers/{id}", delete(remove))
 }
 
 type Q = Query<HashMap<String, String>>;
+
+/// `GET /containers/{id}/changes` (`docker diff`): what its upper dir
+/// changed, as `[{"Path", "Kind"}]` (0 changed, 1 added, 2 deleted).
+pub async fn changes(State(st): State<AppState>, Path(id): Path<String>) -> ApiResult<Json<Value>> {
+    let r = st.containers.get(&id)?.record();
+    let (upper, lower) = (std::path::PathBuf::from(&r.layer.upper), r.layer.lower.clone());
+    let list = tokio::task::spawn_blocking(move || crate::build::layer::changes(&upper, &lower)).await.unwrap_or_default();
+    Ok(Json(Value::Array(list.into_iter().map(|(p, k)| json!({"Path": p, "Kind": k})).collect())))
+}
 
 fn flag(q: &HashMap<String, String>, k: &str) -> bool {
     q.get(k).is_some_and(|v| v == "1" || v == "true" || v == "True")

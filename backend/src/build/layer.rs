@@ -11,7 +11,40 @@ use sha2::{Digest, Sha256};
 
 /// What the runtime creates in a container's root to mount over, if the
 /// image lacks it: not part of what a RUN step made.
-const MOUNT_POINTS: &[&str] = &["proc", "sys", "dev", "etc/hosts", "etc/hostname", "etc/resolv.conf"];
+pub const MOUNT_POINTS: &[&str] = &["proc", "sys", "dev", "etc/hosts", "etc/hostname", "etc/resolv.conf"];
+
+/// `docker diff`: what a container's upper dir changed against its lower
+/// layers — (path, kind) with kind 0 changed, 1 added, 2 deleted, sorted by
+/// path; the runtime's own mount points are left out, as Docker does.
+pub fn changes(upper: &Path, lowers: &[String]) -> Vec<(String, u8)> {
+    fn walk(root: &Path, dir: &Path, lowers: &[String], out: &mut Vec<(String, u8)>) {
+        let Ok(entries) = fs::read_dir(dir) else { return };
+        for e in entries.flatten() {
+            let path = e.path();
+            let rel = path.strip_prefix(root).unwrap_or(&path).to_string_lossy().into_owned();
+            let Ok(m) = fs::symlink_metadata(&path) else { continue };
+            let in_lower = lowers.iter().any(|l| Path::new(l).join(&rel).symlink_metadata().is_ok());
+            if MOUNT_POINTS.contains(&rel.as_str()) && !in_lower {
+                continue;
+            }
+            let kind = if is_whiteout(&m) {
+                2
+            } else if in_lower {
+                0
+            } else {
+                1
+            };
+            out.push((format!("/{rel}"), kind));
+            if m.is_dir() {
+                walk(root, &path, lowers, out);
+            }
+        }
+    }
+    let mut out = Vec::new();
+    walk(upper, upper, lowers, &mut out);
+    out.sort();
+    out
+}
 
 /// Removes mount points the runtime added to `upper` (when they are empty
 /// and no lower layer has them), and then their parents if that leaves
@@ -128,6 +161,27 @@ mod tests {
         assert_eq!(diff_id(dir.path()).unwrap().0, a, "the same tree gives the same digest");
         fs::write(dir.path().join("app/main.py"), "print(2)\n").unwrap();
         assert_ne!(diff_id(dir.path()).unwrap().0, a);
+    }
+
+    #[test]
+    fn changes_say_added_changed_or_deleted_against_the_lower_layers() {
+        let dir = tempfile::tempdir().unwrap();
+        let (upper, lower) = (dir.path().join("upper"), dir.path().join("lower"));
+        fs::create_dir_all(upper.join("usr/share/nginx/html")).unwrap();
+        fs::create_dir_all(lower.join("usr/share/nginx/html")).unwrap();
+        fs::write(lower.join("usr/share/nginx/html/index.html"), "old").unwrap();
+        fs::write(upper.join("usr/share/nginx/html/index.html"), "new").unwrap();
+        fs::write(upper.join("usr/share/nginx/html/new.html"), "x").unwrap();
+        fs::create_dir_all(upper.join("proc")).unwrap();
+        let got = changes(&upper, &[lower.display().to_string()]);
+        assert_eq!(got, vec![
+            ("/usr".to_string(), 0),
+            ("/usr/share".to_string(), 0),
+            ("/usr/share/nginx".to_string(), 0),
+            ("/usr/share/nginx/html".to_string(), 0),
+            ("/usr/share/nginx/html/index.html".to_string(), 0),
+            ("/usr/share/nginx/html/new.html".to_string(), 1),
+        ]);
     }
 
     #[test]

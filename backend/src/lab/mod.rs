@@ -23,6 +23,7 @@ pub fn app(state: AppState, page_dir: &Path) -> Router {
         .route("/api/terminal", get(stream::terminal))
         .route("/api/recordings", get(stream::recordings))
         .route("/api/recordings/{name}", get(stream::recording))
+        .route("/api/containers/{id}/changes", get(crate::api::containers::changes))
         .with_state(state);
     let index = page_dir.join("index.html");
     if index.is_file() {

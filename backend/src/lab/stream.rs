@@ -152,7 +152,14 @@ fn shell_command(st: &AppState, slave: &OwnedFd) -> std::io::Result<std::process
     let shell = ["/bin/bash", "/bin/sh"].into_iter().find(|s| Path::new(s).exists()).unwrap_or("/bin/sh");
     let mut cmd = std::process::Command::new(shell);
     if shell.ends_with("bash") {
-        cmd.arg("--login");
+        // The usual startup files, then the lab's prompt: the learner is on node1.
+        let rc = st.config.data_root.join("lab-bashrc");
+        let _ = std::fs::write(
+            &rc,
+            "[ -f /etc/bash.bashrc ] && . /etc/bash.bashrc\n[ -f ~/.bashrc ] && . ~/.bashrc\n\
+             PS1='\\[\\e[1;32m\\]\\u@node1\\[\\e[0m\\]:\\[\\e[1;34m\\]\\w\\[\\e[0m\\]\\$ '\n",
+        );
+        cmd.arg("--rcfile").arg(rc).arg("-i");
     }
     let home = std::env::var("HOME").unwrap_or_else(|_| "/root".into());
     let docker_host = if st.config.host.contains("://") { st.config.host.clone() } else { format!("unix://{}", st.config.host) };
@@ -162,7 +169,6 @@ fn shell_command(st: &AppState, slave: &OwnedFd) -> std::io::Result<std::process
         .env("TERM", "xterm-256color")
         .env("LANG", "C.UTF-8")
         .env("DOCKER_HOST", docker_host)
-        .env("PS1", "\\u@node1:\\w\\$ ")
         .current_dir(&home)
         .stdin(Stdio::from(slave.try_clone()?))
         .stdout(Stdio::from(slave.try_clone()?))
@@ -239,7 +245,7 @@ async fn session(st: AppState, mut socket: WebSocket, (cols, rows): (u16, u16)) 
                 None => break, // the shell exited
             },
             ev = events.recv() => match ev {
-                Ok(env) => rec.write(&Frame::Event(env)),
+                Ok(env) => rec.write(&Frame::Event(Box::new(env))),
                 Err(broadcast::error::RecvError::Lagged(_)) => {}
                 Err(broadcast::error::RecvError::Closed) => {}
             },

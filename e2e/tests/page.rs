@@ -1,0 +1,85 @@
+//! The lab page in headless Chromium against a berthd in the sandbox: a
+//! command typed into the page's terminal runs on node1 and the diagrams
+//! gain what it made; the session's recording replays to the same picture
+//! with no backend involved. Screenshots go to target/e2e-artifacts.
+#![allow(clippy::unwrap_used)] // test code: a failed step should panic with its error
+
+use std::time::Duration;
+
+use berth_e2e::browser::Browser;
+use berth_e2e::sandbox::Sandbox;
+use fantoccini::key::Key;
+use fantoccini::Locator;
+
+fn curl(url: &str) -> String {
+    let o = std::process::Command::new("curl").args(["-fsS", "--max-time", "10", url]).output().unwrap();
+    assert!(o.status.success(), "GET {url}: {}", String::from_utf8_lossy(&o.stderr));
+    String::from_utf8_lossy(&o.stdout).into_owned()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn typing_docker_run_in_the_page_draws_the_container_and_the_recording_replays_it() {
+    let dist = berth_e2e::repo_root().join("dist");
+    assert!(dist.join("index.html").is_file(), "build the page first (trunk build --release)");
+    let mut sb = Sandbox::new().unwrap();
+    sb.start_registry().unwrap();
+    let page_addr = format!("{}:8080", sb.uplink.node_ip);
+    let d = sb.start_berthd(&["--registry-mirror", "http://127.0.0.1:5000", "--page-addr", &page_addr, "--page-dir", dist.to_str().unwrap()]).unwrap();
+    sb.docker_ok(&d, &["pull", "nginx:alpine"]);
+    let url = format!("http://{page_addr}/");
+
+    let browser = Browser::start().await.unwrap();
+    let c = &browser.client;
+    c.goto(&url).await.unwrap();
+    browser.wait_for_text("[data-testid=mode]", "live node1", Duration::from_secs(20)).await.unwrap();
+    // The shell is up when its prompt is drawn.
+    browser.wait_for_text("[data-testid=terminal]", "@node1", Duration::from_secs(20)).await.unwrap();
+    let input = c.find(Locator::Css("[data-testid=terminal] textarea")).await.unwrap();
+    let cmd = format!("docker run --name nginx-demo -d --rm -p 80:80 nginx:alpine{}", char::from(Key::Enter));
+    input.send_keys(&cmd).await.unwrap();
+
+    // The network diagram gains the container, its address and the port.
+    let boxed = browser.wait_for_text("[data-testid=container-nginx-demo]", "172.17.0.2", Duration::from_secs(60)).await.unwrap();
+    assert!(boxed.contains("eth0"), "{boxed}");
+    let port = browser.wait_for_text("[data-testid=port-80]", "0.0.0.0:80", Duration::from_secs(10)).await.unwrap();
+    assert!(port.contains("172.17.0.2:80/tcp"), "{port}");
+    browser.wait_for_text("[data-testid=overlay-nginx-demo]", "mounted", Duration::from_secs(10)).await.unwrap();
+    // Clicking the port highlights its DNAT rule and shows the evidence.
+    c.find(Locator::Css("[data-testid=port-80] rect")).await.unwrap().click().await.unwrap();
+    browser.wait_for_text("[data-testid=rules] li.hit", "--to-destination 172.17.0.2:80", Duration::from_secs(10)).await.unwrap();
+    browser.wait_for_text("[data-testid=evidence]", "port 0.0.0.0:80", Duration::from_secs(10)).await.unwrap();
+    browser.screenshot("page-live.png").await.unwrap();
+    // The container really serves on node1's address.
+    assert!(curl(&format!("http://{}/", sb.uplink.node_ip)).contains("Welcome to nginx!"));
+
+    // The session's recording: listed, downloadable, and it holds the run.
+    let list: serde_json::Value = serde_json::from_str(&curl(&format!("{url}api/recordings"))).unwrap();
+    let cast = list.as_array().unwrap().iter().map(|r| curl(&format!("http://{page_addr}{}", r["url"].as_str().unwrap()))).find(|t| t.contains("nginx-demo")).expect("a recording with the session");
+    let rec = berth_shared::parse_cast(&cast).unwrap();
+    let typed: String = rec.frames.iter().filter_map(|(_, f)| match f {
+        berth_shared::Frame::Output(o) => Some(o.as_str()),
+        _ => None,
+    }).collect();
+    assert!(typed.contains("docker run --name nginx-demo"), "{typed}");
+    assert!(rec.frames.iter().any(|(_, f)| matches!(f, berth_shared::Frame::Event(e) if matches!(e.event, berth_shared::Event::PortPublished { host_port: 80, .. }))));
+    let file = sb.dir().join("session.cast");
+    std::fs::write(&file, &cast).unwrap();
+    browser.close().await;
+
+    // Replayed in a fresh page, from the file alone.
+    let browser = Browser::start().await.unwrap();
+    let c = &browser.client;
+    c.goto(&url).await.unwrap();
+    c.find(Locator::Css("[data-testid=open-recording]")).await.unwrap().send_keys(file.to_str().unwrap()).await.unwrap();
+    browser.wait_for_text("[data-testid=mode]", "replay", Duration::from_secs(10)).await.unwrap();
+    browser.wait_for_text("[data-testid=container-nginx-demo]", "172.17.0.2", Duration::from_secs(10)).await.unwrap();
+    browser.wait_for_text("[data-testid=port-80]", "172.17.0.2:80/tcp", Duration::from_secs(10)).await.unwrap();
+    browser.wait_for_text("[data-testid=terminal]", "docker run --name nginx-demo", Duration::from_secs(10)).await.unwrap();
+    browser.screenshot("page-replay.png").await.unwrap();
+    // Back to the start of the recording: the container is not there yet.
+    c.execute("const r = document.querySelector('[data-testid=scrub]'); r.value = 0; r.dispatchEvent(new Event('input', {bubbles: true}));", vec![]).await.unwrap();
+    browser.wait_for_text("[data-testid=position]", "0/", Duration::from_secs(5)).await.unwrap();
+    assert!(c.find(Locator::Css("[data-testid=container-nginx-demo]")).await.is_err(), "scrubbed to the start");
+    browser.close().await;
+    sb.docker_ok(&d, &["stop", "nginx-demo"]);
+}

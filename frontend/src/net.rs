@@ -1,0 +1,194 @@
+//! The network diagram: node1, its bridges with their gateway addresses,
+//! each running container's namespace with its interfaces, the veth cables
+//! into the bridges, and published ports as arrows from the host's port to
+//! the container's; beside it the netfilter rules berth added, the selected
+//! element's rules highlighted.
+
+use berth_shared::State;
+use leptos::prelude::*;
+
+use crate::store::{Selection, Store};
+
+const W: f64 = 720.0;
+
+/// A container on the diagram: where its box is.
+struct Placed {
+    id: String,
+    name: String,
+    x: f64,
+    ifaces: Vec<(String, String, String, String)>, // (ifname, ip/prefix, bridge, host_if)
+    ports: Vec<(String, u16, String, u16, String)>, // (host ip, host port, container ip, port, proto)
+}
+
+fn short(id: &str) -> String {
+    id.chars().take(12).collect()
+}
+
+/// Does this rule concern the selection?
+pub fn rule_matches(rule: &str, sel: &Option<Selection>, state: &State) -> bool {
+    match sel {
+        Some(Selection::Container(id)) => state.containers.get(id).is_some_and(|c| {
+            c.endpoints.values().any(|e| rule.contains(&format!("{}/32", e.ip)) || rule.contains(&format!("{}:", e.ip)))
+        }),
+        Some(Selection::Port(_, port)) => rule.contains(&format!("--dport {port} ")) || rule.ends_with(&format!("--dport {port}")),
+        Some(Selection::Bridge(b)) => rule.split_whitespace().any(|w| w == b),
+        Some(Selection::Rule(_, r)) => r == rule,
+        _ => false,
+    }
+}
+
+#[component]
+pub fn NetworkDiagram(store: Store) -> impl IntoView {
+    let view_state = Memo::new(move |_| store.shown());
+    move || {
+        let state = view_state.get();
+        let sel = store.selected.get();
+        let bridges: Vec<_> = state.bridges.values().cloned().collect();
+        let running: Vec<_> = state.containers.values().filter(|c| !c.endpoints.is_empty()).cloned().collect();
+        let n = running.len().max(1) as f64;
+        let col = (W - 20.0) / n;
+        let placed: Vec<Placed> = running
+            .iter()
+            .enumerate()
+            .map(|(i, c)| Placed {
+                id: c.id.clone(),
+                name: c.name.clone(),
+                x: 10.0 + col * i as f64,
+                ifaces: c.endpoints.values().map(|e| (e.ifname.clone(), format!("{}/{}", e.ip, e.prefix), e.bridge.clone(), e.host_if.clone())).collect(),
+                ports: c.ports.iter().map(|p| (p.host_ip.clone(), p.host_port, p.container_ip.clone(), p.container_port, p.proto.clone())).collect(),
+            })
+            .collect();
+        let bridge_y = |i: usize| 118.0 + 34.0 * i as f64;
+        let box_y = bridge_y(bridges.len().max(1)) + 40.0;
+        let height = box_y + 110.0;
+        let bridge_index = |name: &str| bridges.iter().position(|b| b.name == name);
+        let box_w = (col - 12.0).min(220.0);
+        let ports: Vec<_> = placed.iter().flat_map(|p| p.ports.iter().map(move |port| (p.x, p.id.clone(), port.clone()))).collect();
+        let nports = ports.len().max(1) as f64;
+        view! {
+            <svg class="diagram" viewBox=format!("0 0 {W} {height}") data-testid="network-diagram" role="img" aria-label="node1's network">
+                <defs>
+                    <marker id="arrow" viewBox="0 0 10 10" refX="9" refY="5" markerWidth="7" markerHeight="7" orient="auto-start-reverse">
+                        <path d="M 0 0 L 10 5 L 0 10 z" class="arrowhead"/>
+                    </marker>
+                </defs>
+                <rect class="host" x="4" y="4" width=W - 8.0 height=height - 8.0 rx="10"/>
+                <text class="host-label" x="16" y="24">"node1 — the host's network namespace"</text>
+                {ports.iter().enumerate().map(|(i, (cx, id, (hip, hport, cip, cport, proto)))| {
+                    let label = format!("{hip}:{hport} → {cip}:{cport}/{proto}");
+                    let px = 16.0 + (W - 32.0) / nports * i as f64;
+                    let pw = ((W - 32.0) / nports - 8.0).min(label.chars().count() as f64 * 6.7 + 20.0);
+                    let selected = sel == Some(Selection::Port(id.clone(), *hport));
+                    let (hport, cid) = (*hport, id.clone());
+                    let tx = cx + box_w / 2.0;
+                    view! {
+                        <g class="port" class:selected=selected data-testid=format!("port-{hport}")
+                            on:click=move |_| store.selected.set(Some(Selection::Port(cid.clone(), hport)))>
+                            <rect x=px y="36" width=pw height="24" rx="12"/>
+                            <text x=px + 10.0 y="52">{label}</text>
+                            <path class="flow" d=format!("M {} 60 C {} 90, {} {}, {} {}", px + pw / 2.0, px + pw / 2.0, tx, box_y - 30.0, tx, box_y) marker-end="url(#arrow)"/>
+                        </g>
+                    }
+                }).collect_view()}
+                {bridges.iter().enumerate().map(|(i, b)| {
+                    let y = bridge_y(i);
+                    let name = b.name.clone();
+                    let selected = sel == Some(Selection::Bridge(b.name.clone()));
+                    view! {
+                        <g class="bridge" class:selected=selected data-testid=format!("bridge-{}", b.name)
+                            on:click=move |_| store.selected.set(Some(Selection::Bridge(name.clone())))>
+                            <rect x="16" y=y width=W - 32.0 height="22" rx="4"/>
+                            <text x="26" y=y + 15.0>{format!("{}  {}/{}  (bridge)", b.name, b.address, b.prefix)}</text>
+                        </g>
+                    }
+                }).collect_view()}
+                {placed.iter().map(|p| {
+                    let id = p.id.clone();
+                    let selected = sel == Some(Selection::Container(p.id.clone()));
+                    let cables = p.ifaces.iter().enumerate().map(|(k, (_, _, bridge, host_if))| {
+                        let by = bridge_index(bridge).map(bridge_y).unwrap_or(bridge_y(0)) + 22.0;
+                        let x = p.x + 20.0 + 40.0 * k as f64;
+                        view! {
+                            <g class="veth">
+                                <line x1=x y1=by x2=x y2=box_y/>
+                                <text x=x + 5.0 y=by + 14.0>{host_if.clone()}</text>
+                            </g>
+                        }
+                    }).collect_view();
+                    view! {
+                        <g class="netns" class:selected=selected data-testid=format!("container-{}", p.name)
+                            on:click=move |_| store.selected.set(Some(Selection::Container(id.clone())))>
+                            {cables}
+                            <rect x=p.x y=box_y width=box_w height=96.0 rx="8"/>
+                            <text class="title" x=p.x + 10.0 y=box_y + 18.0>{p.name.clone()}</text>
+                            <text class="muted" x=p.x + 10.0 y=box_y + 34.0>{format!("netns of {}", short(&p.id))}</text>
+                            {p.ifaces.iter().enumerate().map(|(k, (ifname, ip, _, _))| view! {
+                                <text class="iface" x=p.x + 10.0 y=box_y + 54.0 + 16.0 * k as f64 data-testid="iface">{format!("{ifname}  {ip}")}</text>
+                            }).collect_view()}
+                        </g>
+                    }
+                }).collect_view()}
+                {running.is_empty().then(|| view! {
+                    <text class="muted" x="16" y=box_y + 30.0>"No container is attached to a bridge. Try: docker run --name nginx-demo -d --rm -p 80:80 nginx:alpine"</text>
+                })}
+            </svg>
+        }
+    }
+}
+
+/// Rules as `iptables -S` lists them: grouped by chain (built-in chains
+/// first, then Docker's), Docker's jumps at the top of FORWARD and each
+/// chain's bare `-j RETURN` last.
+fn chain_order(rules: Vec<String>) -> Vec<String> {
+    const CHAINS: &[&str] = &["PREROUTING", "INPUT", "FORWARD", "OUTPUT", "POSTROUTING", "DOCKER", "DOCKER-ISOLATION-STAGE-1", "DOCKER-ISOLATION-STAGE-2", "DOCKER-USER"];
+    let chain = |r: &str| r.split_whitespace().nth(1).unwrap_or("").to_string();
+    let rank = |r: &str| {
+        let c = chain(r);
+        let ci = CHAINS.iter().position(|x| *x == c).unwrap_or(CHAINS.len());
+        let within = if r.ends_with("-j DOCKER-USER") && c == "FORWARD" {
+            0
+        } else if r.ends_with("-j DOCKER-ISOLATION-STAGE-1") && c == "FORWARD" {
+            1
+        } else if r == format!("-A {c} -j RETURN") {
+            3
+        } else {
+            2
+        };
+        (ci, c, within)
+    };
+    let mut indexed: Vec<(usize, String)> = rules.into_iter().enumerate().collect();
+    indexed.sort_by(|(ia, a), (ib, b)| rank(a).cmp(&rank(b)).then(ia.cmp(ib)));
+    indexed.into_iter().map(|(_, r)| r).collect()
+}
+
+#[component]
+pub fn RulesPanel(store: Store) -> impl IntoView {
+    let view_state = Memo::new(move |_| store.shown());
+    move || {
+        let state = view_state.get();
+        let sel = store.selected.get();
+        let tables: Vec<(String, Vec<String>)> = ["filter", "nat"]
+            .iter()
+            .map(|t| (t.to_string(), chain_order(state.rules.iter().filter(|(table, _)| table == t).map(|(_, r)| r.clone()).collect())))
+            .filter(|(_, rules)| !rules.is_empty())
+            .collect();
+        view! {
+            <div class="rules" data-testid="rules">
+                {tables.into_iter().map(|(table, rules)| view! {
+                    <h3>{format!("iptables -t {table}")}</h3>
+                    <ul>
+                        {rules.into_iter().map(|r| {
+                            let hit = rule_matches(&r, &sel, &state);
+                            let (t2, r2) = (table.clone(), r.clone());
+                            view! {
+                                <li class:hit=hit data-testid="rule" on:click=move |_| store.selected.set(Some(Selection::Rule(t2.clone(), r2.clone())))>
+                                    <code>{r}</code>
+                                </li>
+                            }
+                        }).collect_view()}
+                    </ul>
+                }).collect_view()}
+            </div>
+        }
+    }
+}

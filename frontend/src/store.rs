@@ -1,0 +1,200 @@
+//! The page's one store: the state it started from, every event since, the
+//! terminal's output with times, and where the timeline cursor is. What the
+//! diagrams show is `shown()`: the live state, or the state after the first
+//! `cursor` events. State only ever changes through `berth_shared::apply`.
+
+use berth_shared::{apply, Envelope, Frame, Recording, State, StreamMsg};
+use futures::StreamExt;
+use gloo_net::websocket::{futures::WebSocket, Message};
+use leptos::prelude::*;
+use leptos::task::spawn_local;
+
+/// Where the events come from.
+#[derive(Clone, Debug, PartialEq)]
+pub enum Source {
+    /// berthd's stream (connected or not).
+    Live { connected: bool },
+    /// A recording file, played without a backend.
+    Replay { name: String },
+}
+
+/// What a click selected: its kind and key (container id, port, layer…).
+#[derive(Clone, Debug, PartialEq)]
+pub enum Selection {
+    Container(String),
+    Bridge(String),
+    Port(String, u16),
+    Layer(String),
+    Rule(String, String),
+    Volume(String),
+}
+
+#[derive(Clone, Copy, Debug)]
+pub struct Store {
+    pub source: RwSignal<Source>,
+    /// The state before the first kept event.
+    pub base: RwSignal<State>,
+    pub base_seq: RwSignal<u64>,
+    pub events: RwSignal<Vec<Envelope>>,
+    /// Base plus every event: what "live" shows.
+    pub live: RwSignal<State>,
+    /// None: follow the end; Some(n): the state after n events.
+    pub cursor: RwSignal<Option<usize>>,
+    pub selected: RwSignal<Option<Selection>>,
+    /// Terminal output with its time (ms since the epoch).
+    pub term: RwSignal<Vec<(f64, String)>>,
+    /// Bumped when the terminal must be redrawn from `term` (a scrub, a replay).
+    pub redraw: RwSignal<u64>,
+    /// A recording's terminal size.
+    pub term_size: RwSignal<(u16, u16)>,
+}
+
+impl Store {
+    pub fn new() -> Self {
+        Store {
+            source: RwSignal::new(Source::Live { connected: false }),
+            base: RwSignal::new(State::default()),
+            base_seq: RwSignal::new(0),
+            events: RwSignal::new(Vec::new()),
+            live: RwSignal::new(State::default()),
+            cursor: RwSignal::new(None),
+            selected: RwSignal::new(None),
+            term: RwSignal::new(Vec::new()),
+            redraw: RwSignal::new(0),
+            term_size: RwSignal::new((100, 30)),
+        }
+    }
+
+    /// The state the diagrams show.
+    pub fn shown(&self) -> State {
+        match self.cursor.get() {
+            None => self.live.get(),
+            Some(n) => {
+                let mut s = self.base.get();
+                self.events.with(|evs| {
+                    for e in evs.iter().take(n) {
+                        apply(&mut s, &e.event);
+                    }
+                });
+                s
+            }
+        }
+    }
+
+    /// The time (ms) the view is at: the cursor's event, or now.
+    pub fn shown_time(&self) -> Option<f64> {
+        let n = self.cursor.get()?;
+        self.events.with(|evs| match n {
+            0 => evs.first().map(|e| e.time_ms as f64 - 1.0),
+            n => evs.get(n - 1).map(|e| e.time_ms as f64),
+        })
+    }
+
+    fn take(&self, msg: StreamMsg) {
+        match msg {
+            StreamMsg::Snapshot { seq, state } => {
+                self.base.set(state.clone());
+                self.base_seq.set(seq);
+                self.events.set(Vec::new());
+                self.live.set(state);
+                self.cursor.set(None);
+            }
+            StreamMsg::Event(env) => {
+                self.live.update(|s| apply(s, &env.event));
+                self.events.update(|v| v.push(env));
+            }
+        }
+    }
+
+    /// The last sequence number seen (for resuming).
+    pub fn last_seq(&self) -> u64 {
+        self.events.with_untracked(|v| v.last().map(|e| e.seq)).unwrap_or_else(|| self.base_seq.get_untracked())
+    }
+
+    /// Follows berthd's event stream, reconnecting with `since` after a drop.
+    pub fn connect_live(self) {
+        spawn_local(async move {
+            let mut first = true;
+            loop {
+                if !matches!(self.source.get_untracked(), Source::Live { .. }) {
+                    return;
+                }
+                let since = if first { String::new() } else { format!("?since={}", self.last_seq()) };
+                match WebSocket::open(&ws_url(&format!("/api/events{since}"))) {
+                    Ok(ws) => {
+                        let (_, mut rx) = ws.split();
+                        while let Some(Ok(Message::Text(t))) = rx.next().await {
+                            if !matches!(self.source.get_untracked(), Source::Live { .. }) {
+                                return;
+                            }
+                            if let Ok(msg) = serde_json::from_str::<StreamMsg>(&t) {
+                                self.source.set(Source::Live { connected: true });
+                                self.take(msg);
+                            }
+                        }
+                    }
+                    Err(e) => leptos::logging::warn!("event stream: {e}"),
+                }
+                first = false;
+                if matches!(self.source.get_untracked(), Source::Live { .. }) {
+                    self.source.set(Source::Live { connected: false });
+                }
+                gloo_net_sleep(1000).await;
+            }
+        });
+    }
+
+    /// Loads a recording: its start state, its events and its terminal
+    /// output, and puts the cursor at the end.
+    pub fn load_recording(&self, name: String, rec: &Recording) {
+        let start_ms = rec.header.timestamp as f64 * 1000.0;
+        let base = rec.header.berth.as_ref().map(|b| b.state.clone()).unwrap_or_default();
+        let mut events = Vec::new();
+        let mut term = Vec::new();
+        for (t, f) in &rec.frames {
+            match f {
+                Frame::Event(e) => events.push(e.as_ref().clone()),
+                Frame::Output(s) => term.push((start_ms + t * 1000.0, s.clone())),
+                Frame::Resize(..) => {}
+            }
+        }
+        self.source.set(Source::Replay { name });
+        self.base_seq.set(rec.header.berth.as_ref().map(|b| b.seq).unwrap_or(0));
+        let mut live = base.clone();
+        for e in &events {
+            apply(&mut live, &e.event);
+        }
+        self.base.set(base);
+        let n = events.len();
+        self.events.set(events);
+        self.live.set(live);
+        self.term.set(term);
+        self.term_size.set((rec.header.width, rec.header.height));
+        self.selected.set(None);
+        self.cursor.set(Some(n));
+        self.redraw.update(|r| *r += 1);
+    }
+}
+
+/// ws:// or wss:// to this page's own host.
+pub fn ws_url(path: &str) -> String {
+    let loc = web_sys::window().map(|w| w.location());
+    let host = loc.as_ref().and_then(|l| l.host().ok()).unwrap_or_else(|| "127.0.0.1:8080".into());
+    let secure = loc.and_then(|l| l.protocol().ok()).is_some_and(|p| p == "https:");
+    format!("{}://{host}{path}", if secure { "wss" } else { "ws" })
+}
+
+/// Waits (without blocking the page).
+pub async fn gloo_net_sleep(ms: i32) {
+    let p = js_sys::Promise::new(&mut |resolve, _| {
+        if let Some(w) = web_sys::window() {
+            let _ = w.set_timeout_with_callback_and_timeout_and_arguments_0(&resolve, ms);
+        }
+    });
+    let _ = wasm_bindgen_futures::JsFuture::from(p).await;
+}
+
+/// Now, in ms since the epoch.
+pub fn now_ms() -> f64 {
+    js_sys::Date::now()
+}

@@ -1,0 +1,182 @@
+//! The terminal: xterm.js (shipped by Trunk from npm) bound from Rust, fed
+//! by a real shell on node1 over `/api/terminal`, or by a recording. Its
+//! output is also kept in the store with times, so scrubbing the timeline
+//! redraws the terminal as it was.
+
+use futures::{SinkExt, StreamExt};
+use gloo_net::websocket::{futures::WebSocket, Message};
+use leptos::html::Div;
+use leptos::prelude::*;
+use leptos::task::spawn_local;
+use wasm_bindgen::prelude::*;
+
+use crate::store::{now_ms, ws_url, Source, Store};
+
+#[wasm_bindgen]
+extern "C" {
+    /// xterm.js's `Terminal` class (a global from its UMD bundle).
+    #[wasm_bindgen(js_name = Terminal)]
+    pub type XTerm;
+    #[wasm_bindgen(constructor, js_class = "Terminal")]
+    fn new(options: &JsValue) -> XTerm;
+    #[wasm_bindgen(method)]
+    fn open(this: &XTerm, parent: &web_sys::HtmlElement);
+    #[wasm_bindgen(method)]
+    fn write(this: &XTerm, data: &str);
+    #[wasm_bindgen(method)]
+    fn reset(this: &XTerm);
+    #[wasm_bindgen(method)]
+    fn resize(this: &XTerm, cols: u32, rows: u32);
+    #[wasm_bindgen(method)]
+    fn focus(this: &XTerm);
+    #[wasm_bindgen(method, js_name = onData)]
+    fn on_data(this: &XTerm, callback: &Closure<dyn FnMut(String)>);
+}
+
+fn options() -> JsValue {
+    let o = js_sys::Object::new();
+    let set = |k: &str, v: JsValue| {
+        let _ = js_sys::Reflect::set(&o, &k.into(), &v);
+    };
+    set("cursorBlink", true.into());
+    set("fontSize", 14.into());
+    set("fontFamily", "'DejaVu Sans Mono', ui-monospace, monospace".into());
+    set("scrollback", 5000.into());
+    set("convertEol", false.into());
+    set("cols", 100.into());
+    set("rows", 30.into());
+    let theme = js_sys::Object::new();
+    let _ = js_sys::Reflect::set(&theme, &"background".into(), &"#0b0f14".into());
+    set("theme", theme.into());
+    o.into()
+}
+
+/// Columns and rows that fit the terminal's box (14px DejaVu Sans Mono).
+fn fit(el: &web_sys::HtmlElement) -> (u32, u32) {
+    let w = el.client_width().max(300) as f64;
+    let h = el.client_height().max(200) as f64;
+    (((w - 12.0) / 8.43).floor().clamp(40.0, 400.0) as u32, ((h - 8.0) / 17.0).floor().clamp(10.0, 120.0) as u32)
+}
+
+#[component]
+pub fn Terminal(store: Store) -> impl IntoView {
+    let host = NodeRef::<Div>::new();
+    let started = StoredValue::new(false);
+    let (tx_input, rx_input) = futures::channel::mpsc::unbounded::<Vec<u8>>();
+    let tx_input = StoredValue::new(tx_input);
+    let rx_input = StoredValue::new(Some(rx_input));
+    let term: StoredValue<Option<XTerm>, LocalStorage> = StoredValue::new_local(None);
+
+    Effect::new(move |_| {
+        let Some(el) = host.get() else { return };
+        if started.get_value() {
+            return;
+        }
+        started.set_value(true);
+        let t = XTerm::new(&options());
+        t.open(&el);
+        let (cols, rows) = fit(&el);
+        t.resize(cols, rows);
+        let on_data = Closure::<dyn FnMut(String)>::new(move |data: String| {
+            // Typing goes to the live shell only (not while replaying or scrubbing).
+            if matches!(store.source.get_untracked(), Source::Live { .. }) && store.cursor.get_untracked().is_none() {
+                let _ = tx_input.with_value(|tx| tx.unbounded_send(data.into_bytes()));
+            }
+        });
+        t.on_data(&on_data);
+        on_data.forget();
+        t.focus();
+        term.set_value(Some(t));
+        if let Some(rx) = rx_input.try_update_value(|r| r.take()).flatten() {
+            connect_shell(store, term, rx, cols, rows);
+        }
+    });
+
+    // Redraw from the kept output when scrubbing or loading a recording.
+    Effect::new(move |_| {
+        let _ = store.redraw.get();
+        let until = store.shown_time();
+        term.with_value(|t| {
+            let Some(t) = t else { return };
+            t.reset();
+            store.term.with_untracked(|frames| {
+                for (ts, s) in frames.iter().filter(|(ts, _)| until.is_none_or(|u| *ts <= u)) {
+                    let _ = ts;
+                    t.write(s);
+                }
+            });
+        });
+    });
+    Effect::new(move |prev: Option<Option<usize>>| {
+        let c = store.cursor.get();
+        if prev.is_some() && prev != Some(c) {
+            store.redraw.update(|r| *r += 1);
+        }
+        c
+    });
+
+    view! {
+        <div class="term" node_ref=host data-testid="terminal"
+            on:click=move |_| term.with_value(|t| if let Some(t) = t { t.focus() })></div>
+    }
+}
+
+/// The live shell: output into xterm and the store, keystrokes to the PTY.
+fn connect_shell(
+    store: Store,
+    term: StoredValue<Option<XTerm>, LocalStorage>,
+    mut input: futures::channel::mpsc::UnboundedReceiver<Vec<u8>>,
+    cols: u32,
+    rows: u32,
+) {
+    spawn_local(async move {
+        let url = ws_url(&format!("/api/terminal?cols={cols}&rows={rows}"));
+        let ws = match WebSocket::open(&url) {
+            Ok(ws) => ws,
+            Err(e) => {
+                term.with_value(|t| if let Some(t) = t { t.write(&format!("\r\n[no shell on node1: {e}]\r\n")) });
+                return;
+            }
+        };
+        let (mut tx, mut rx) = ws.split();
+        spawn_local(async move {
+            while let Some(bytes) = input.next().await {
+                if tx.send(Message::Bytes(bytes)).await.is_err() {
+                    break;
+                }
+            }
+        });
+        let mut decoder = Utf8Stream::default();
+        while let Some(msg) = rx.next().await {
+            let text = match msg {
+                Ok(Message::Bytes(b)) => decoder.push(&b),
+                Ok(Message::Text(t)) => t,
+                Err(_) => break,
+            };
+            store.term.update(|v| v.push((now_ms(), text.clone())));
+            if store.cursor.get_untracked().is_none() && matches!(store.source.get_untracked(), Source::Live { .. }) {
+                term.with_value(|t| if let Some(t) = t { t.write(&text) });
+            }
+        }
+        term.with_value(|t| if let Some(t) = t { t.write("\r\n[the shell on node1 ended; reload the page for a new one]\r\n") });
+    });
+}
+
+/// Turns byte chunks into text without splitting a UTF-8 character.
+#[derive(Default)]
+struct Utf8Stream {
+    pending: Vec<u8>,
+}
+
+impl Utf8Stream {
+    fn push(&mut self, bytes: &[u8]) -> String {
+        self.pending.extend_from_slice(bytes);
+        let valid = match std::str::from_utf8(&self.pending) {
+            Ok(_) => self.pending.len(),
+            Err(e) if e.error_len().is_none() => e.valid_up_to(),
+            Err(_) => self.pending.len(),
+        };
+        let chunk: Vec<u8> = self.pending.drain(..valid).collect();
+        String::from_utf8_lossy(&chunk).into_owned()
+    }
+}
