@@ -24,8 +24,6 @@ extern "C" {
     #[wasm_bindgen(method)]
     fn write(this: &XTerm, data: &str);
     #[wasm_bindgen(method)]
-    fn reset(this: &XTerm);
-    #[wasm_bindgen(method)]
     fn resize(this: &XTerm, cols: u32, rows: u32);
     #[wasm_bindgen(method)]
     fn focus(this: &XTerm);
@@ -98,14 +96,23 @@ pub fn Terminal(store: Store) -> impl IntoView {
         let until = store.shown_time();
         term.with_value(|t| {
             let Some(t) = t else { return };
-            t.reset();
+            // One write, starting with a full reset (ESC c): xterm queues
+            // writes, so a separate reset() could land between older ones.
+            let mut all = String::from("\x1bc");
             store.term.with_untracked(|frames| {
-                for (ts, s) in frames.iter().filter(|(ts, _)| until.is_none_or(|u| *ts <= u)) {
-                    let _ = ts;
-                    t.write(s);
+                for (_, s) in frames.iter().filter(|(ts, _)| until.is_none_or(|u| *ts <= u)) {
+                    all.push_str(s);
                 }
             });
+            t.write(&all);
         });
+    });
+    // A recording plays at the size it was recorded at.
+    Effect::new(move |_| {
+        let (cols, rows) = store.term_size.get();
+        if matches!(store.source.get(), Source::Replay { .. }) {
+            term.with_value(|t| if let Some(t) = t { t.resize(cols as u32, rows as u32) });
+        }
     });
     Effect::new(move |prev: Option<Option<usize>>| {
         let c = store.cursor.get();
