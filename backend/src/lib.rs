@@ -12,6 +12,7 @@ pub mod events;
 pub mod image;
 pub mod lab;
 pub mod network;
+pub mod observer;
 pub mod runtime;
 pub mod sys;
 pub mod system;

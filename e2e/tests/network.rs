@@ -297,3 +297,57 @@ fn udp_ports_are_published_with_udp_rules_and_proxied() {
     sb.docker_ok(&d, &["rm", "-f", "listener"]);
     assert!(!host(&sb, "iptables -t nat -S").contains("udp"));
 }
+
+/// The state berthd's page sees, fetched inside node1.
+fn lab_state(sb: &Sandbox) -> serde_json::Value {
+    let v: serde_json::Value = serde_json::from_str(&host(sb, "curl -fsS --max-time 5 http://127.0.0.1:8080/api/state")).unwrap();
+    v["state"].clone()
+}
+
+fn eventually(what: &str, mut ok: impl FnMut() -> bool) {
+    for _ in 0..60 {
+        if ok() {
+            return;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(100));
+    }
+    panic!("{what} did not happen within 6 s");
+}
+
+#[test]
+fn what_a_learner_does_by_hand_in_the_kernel_shows_up_and_is_reconciled() {
+    let (sb, d) = node1().unwrap();
+    // Links and addresses: from netlink, including the bridge berth made.
+    eventually("docker0 observed", || lab_state(&sb)["links"]["docker0"]["addresses"].as_array().is_some_and(|a| a.iter().any(|x| x == "172.17.0.1/16")));
+    host(&sb, "ip link add demo0 type veth peer name demo1 && ip addr add 10.99.0.1/24 dev demo0 && ip link set demo0 up");
+    eventually("demo0 observed", || {
+        let l = &lab_state(&sb)["links"]["demo0"];
+        l["kind"] == "veth" && l["addresses"].as_array().is_some_and(|a| a.iter().any(|x| x == "10.99.0.1/24"))
+    });
+    host(&sb, "ip link del demo0");
+    eventually("demo0 gone", || lab_state(&sb)["links"].get("demo0").is_none() && lab_state(&sb)["links"].get("demo1").is_none());
+    // Rules: one added by hand is seen; one of berth's deleted by hand is missed.
+    host(&sb, "iptables -A INPUT -p tcp --dport 9999 -j ACCEPT && iptables -t nat -D DOCKER -i docker0 -j RETURN");
+    eventually("rules reconciled", || {
+        let s = lab_state(&sb);
+        let kernel = s["kernel_rules"].as_array().cloned().unwrap_or_default();
+        let mine = s["rules"].as_array().cloned().unwrap_or_default();
+        let by_hand = serde_json::json!(["filter", "-A INPUT -p tcp -m tcp --dport 9999 -j ACCEPT"]);
+        let deleted = serde_json::json!(["nat", "-A DOCKER -i docker0 -j RETURN"]);
+        kernel.contains(&by_hand) && !mine.contains(&by_hand) && mine.contains(&deleted) && !kernel.contains(&deleted)
+    });
+    host(&sb, "iptables -D INPUT -p tcp --dport 9999 -j ACCEPT && iptables -t nat -A DOCKER -i docker0 -j RETURN");
+    // Mounts: a container's overlay, and a learner's own mount.
+    sb.docker_ok(&d, &["pull", "alpine"]);
+    sb.docker_ok(&d, &["run", "--name", "sleeper", "-d", "--rm", "alpine", "sleep", "60"]);
+    let merged = sb.docker_ok(&d, &["inspect", "-f", "{{.GraphDriver.Data.MergedDir}}", "sleeper"]).trim().to_string();
+    eventually("overlay observed", || lab_state(&sb)["mounts"][&merged]["fstype"] == "overlay");
+    let mnt = sb.dir().join("by-hand");
+    std::fs::create_dir_all(&mnt).unwrap();
+    host(&sb, &format!("mount -t tmpfs learner-tmpfs {}", mnt.display()));
+    let target = mnt.display().to_string();
+    eventually("tmpfs observed", || lab_state(&sb)["mounts"][&target]["source"] == "learner-tmpfs");
+    host(&sb, &format!("umount {}", mnt.display()));
+    eventually("tmpfs gone", || lab_state(&sb)["mounts"].get(&target).is_none());
+    sb.docker_ok(&d, &["rm", "-f", "sleeper"]);
+}

@@ -44,6 +44,15 @@ pub fn NetworkDiagram(store: Store) -> impl IntoView {
         let state = view_state.get();
         let sel = store.selected.get();
         let bridges: Vec<_> = state.bridges.values().cloned().collect();
+        // The host's own interfaces (not bridges, not container cables), as
+        // the kernel shows them: lo, the uplink, anything made by hand.
+        let host_links: Vec<(String, String)> = state
+            .links
+            .iter()
+            .filter(|(name, l)| l.kind != "bridge" && l.master.is_none() && !state.bridges.contains_key(*name))
+            .take(3)
+            .map(|(name, l)| (name.clone(), format!("{name} {}{}", l.addresses.iter().find(|a| a.contains('.')).cloned().unwrap_or_default(), if l.up { "" } else { " (down)" })))
+            .collect();
         let running: Vec<_> = state.containers.values().filter(|c| !c.endpoints.is_empty()).cloned().collect();
         let n = running.len().max(1) as f64;
         let col = (W - 20.0) / n;
@@ -74,6 +83,15 @@ pub fn NetworkDiagram(store: Store) -> impl IntoView {
                 </defs>
                 <rect class="host" x="4" y="4" width=W - 8.0 height=height - 8.0 rx="10"/>
                 <text class="host-label" x="16" y="24">"node1 — the host's network namespace"</text>
+                {host_links.iter().enumerate().map(|(i, (name, text))| {
+                    let x = W - 14.0 - 190.0 * (i as f64 + 1.0);
+                    view! {
+                        <g class="hostlink" data-testid=format!("link-{name}")>
+                            <rect x=x y="12" width="184" height="18" rx="4"/>
+                            <text x=x + 6.0 y="25">{text.clone()}</text>
+                        </g>
+                    }
+                }).collect_view()}
                 {ports.iter().enumerate().map(|(i, (cx, id, (hip, hport, cip, cport, proto)))| {
                     let label = format!("{hip}:{hport} → {cip}:{cport}/{proto}");
                     let px = 16.0 + (W - 32.0) / nports * i as f64;
@@ -172,16 +190,23 @@ pub fn RulesPanel(store: Store) -> impl IntoView {
             .map(|t| (t.to_string(), chain_order(state.rules.iter().filter(|(table, _)| table == t).map(|(_, r)| r.clone()).collect())))
             .filter(|(_, rules)| !rules.is_empty())
             .collect();
+        let missing = state.rules_missing_from_kernel();
+        let others = state.rules_by_others();
         view! {
             <div class="rules" data-testid="rules">
+                {(!others.is_empty()).then(|| view! {
+                    <h3>"in the kernel, not added by berth"</h3>
+                    <ul>{others.iter().map(|(t, r)| view! { <li class="other" data-testid="rule-other"><code>{format!("-t {t} {r}")}</code></li> }).collect_view()}</ul>
+                })}
                 {tables.into_iter().map(|(table, rules)| view! {
                     <h3>{format!("iptables -t {table}")}</h3>
                     <ul>
                         {rules.into_iter().map(|r| {
                             let hit = rule_matches(&r, &sel, &state);
+                            let gone = missing.contains(&(table.clone(), r.clone()));
                             let (t2, r2) = (table.clone(), r.clone());
                             view! {
-                                <li class:hit=hit data-testid="rule" on:click=move |_| store.selected.set(Some(Selection::Rule(t2.clone(), r2.clone())))>
+                                <li class:hit=hit class:gone=gone title=if gone { "berth added this rule but the kernel no longer has it (deleted by hand?)" } else { "" } data-testid="rule" on:click=move |_| store.selected.set(Some(Selection::Rule(t2.clone(), r2.clone())))>
                                     <code>{r}</code>
                                 </li>
                             }

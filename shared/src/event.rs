@@ -118,6 +118,25 @@ pub enum Event {
     BuildLayer { build: String, step: usize, chain_id: String, diff_id: String, size: u64 },
     /// The build ended: the image it made, or why it failed.
     BuildFinished { build: String, image: Option<String>, error: Option<String> },
+    /// The observer saw a link in node1's network namespace (at start, or as
+    /// it appeared or changed — whoever made it: berth or `ip link` by hand).
+    LinkObserved { index: u32, name: String, kind: String, master: Option<String>, up: bool, link_netnsid: Option<i32> },
+    /// A link disappeared.
+    LinkGone { index: u32, name: String },
+    /// An address appeared on a link.
+    AddressObserved { link: String, address: String, prefix: u8 },
+    /// An address was removed from a link.
+    AddressGone { link: String, address: String, prefix: u8 },
+    /// A mount appeared in berthd's mount namespace (overlays, namespace
+    /// binds, or a learner's `mount`).
+    MountObserved { target: String, fstype: String, source: String },
+    /// A mount went away.
+    MountGone { target: String },
+    /// The netfilter ruleset holds this rule (`iptables -S` form), whoever
+    /// added it.
+    KernelRuleObserved { table: String, rule: String },
+    /// The rule is no longer in the ruleset.
+    KernelRuleGone { table: String, rule: String },
 }
 
 /// A volume or bind mount of a container.

@@ -39,6 +39,12 @@ pub struct State {
     pub volumes: BTreeMap<String, Volume>,
     /// Builds, by build ID (the latest ones).
     pub builds: BTreeMap<String, Build>,
+    /// node1's links as the kernel shows them, by name.
+    pub links: BTreeMap<String, Link>,
+    /// Mounts in berthd's mount namespace, by mount point.
+    pub mounts: BTreeMap<String, KernelMount>,
+    /// The netfilter ruleset as the kernel holds it: (table, rule).
+    pub kernel_rules: Vec<(String, String)>,
     /// Netfilter rules berth added, as (table, `-A CHAIN …`), in order.
     pub rules: Vec<(String, String)>,
 }
@@ -59,6 +65,39 @@ pub struct Bridge {
     pub name: String,
     pub address: String,
     pub prefix: u8,
+}
+
+/// A network link of node1.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Link {
+    pub index: u32,
+    pub kind: String,
+    pub master: Option<String>,
+    pub up: bool,
+    pub link_netnsid: Option<i32>,
+    /// "address/prefix"
+    pub addresses: Vec<String>,
+}
+
+/// A mount seen in /proc/self/mountinfo.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct KernelMount {
+    pub fstype: String,
+    pub source: String,
+}
+
+impl State {
+    /// Rules berth added that the kernel no longer holds (deleted by hand).
+    pub fn rules_missing_from_kernel(&self) -> Vec<(String, String)> {
+        if self.kernel_rules.is_empty() {
+            return Vec::new();
+        }
+        self.rules.iter().filter(|r| !self.kernel_rules.contains(r)).cloned().collect()
+    }
+    /// Rules in the kernel that berth did not add (by hand, or another tool).
+    pub fn rules_by_others(&self) -> Vec<(String, String)> {
+        self.kernel_rules.iter().filter(|r| !self.rules.contains(r)).cloned().collect()
+    }
 }
 
 /// A `docker build` and its steps.
@@ -372,6 +411,54 @@ pub fn apply(state: &mut State, event: &Event) {
                 s.layer = Some((diff_id.clone(), *size));
             }
         }
+        Event::LinkObserved { index, name, kind, master, up, link_netnsid } => {
+            let renamed: Vec<String> = state.links.iter().filter(|(n, l)| l.index == *index && *n != name).map(|(n, _)| n.clone()).collect();
+            let mut addresses = Vec::new();
+            for n in renamed {
+                if let Some(l) = state.links.remove(&n) {
+                    addresses = l.addresses;
+                }
+            }
+            let e = state.links.entry(name.clone()).or_default();
+            e.index = *index;
+            e.kind = kind.clone();
+            e.master = master.clone();
+            e.up = *up;
+            e.link_netnsid = *link_netnsid;
+            if e.addresses.is_empty() {
+                e.addresses = addresses;
+            }
+        }
+        Event::LinkGone { name, .. } => {
+            state.links.remove(name);
+        }
+        Event::AddressObserved { link, address, prefix } => {
+            let a = format!("{address}/{prefix}");
+            let l = state.links.entry(link.clone()).or_default();
+            if !l.addresses.contains(&a) {
+                l.addresses.push(a);
+            }
+        }
+        Event::AddressGone { link, address, prefix } => {
+            if let Some(l) = state.links.get_mut(link) {
+                l.addresses.retain(|a| *a != format!("{address}/{prefix}"));
+            }
+        }
+        Event::MountObserved { target, fstype, source } => {
+            state.mounts.insert(target.clone(), KernelMount { fstype: fstype.clone(), source: source.clone() });
+        }
+        Event::MountGone { target } => {
+            state.mounts.remove(target);
+        }
+        Event::KernelRuleObserved { table, rule } => {
+            let r = (table.clone(), rule.clone());
+            if !state.kernel_rules.contains(&r) {
+                state.kernel_rules.push(r);
+            }
+        }
+        Event::KernelRuleGone { table, rule } => {
+            state.kernel_rules.retain(|(t, r)| !(t == table && r == rule));
+        }
         Event::BuildFinished { build, image, error } => {
             if let Some(b) = state.builds.get_mut(build) {
                 b.image = image.clone();
@@ -460,6 +547,23 @@ mod tests {
         assert_eq!(b.steps[0].layer, Some(("sha256:d".to_string(), 42)));
         assert!(b.steps[1].cached && b.steps[1].layer.is_none());
         assert!(b.finished && b.image.as_deref() == Some("sha256:y"));
+    }
+
+    #[test]
+    fn observed_links_keep_their_addresses_and_rules_are_reconciled() {
+        let mut s = State::default();
+        let link = |name: &str| Event::LinkObserved { index: 7, name: name.into(), kind: "veth".into(), master: None, up: true, link_netnsid: None };
+        apply(&mut s, &link("demo0"));
+        apply(&mut s, &Event::AddressObserved { link: "demo0".into(), address: "10.9.9.1".into(), prefix: 24 });
+        apply(&mut s, &link("renamed0"));
+        assert_eq!(s.links.keys().collect::<Vec<_>>(), vec!["renamed0"]);
+        assert_eq!(s.links["renamed0"].addresses, vec!["10.9.9.1/24"]);
+        apply(&mut s, &Event::LinkGone { index: 7, name: "renamed0".into() });
+        assert!(s.links.is_empty());
+        apply(&mut s, &Event::RuleAdded { table: "nat".into(), rule: "-A DOCKER -i docker0 -j RETURN".into() });
+        apply(&mut s, &Event::KernelRuleObserved { table: "filter".into(), rule: "-A INPUT -p tcp -j ACCEPT".into() });
+        assert_eq!(s.rules_missing_from_kernel(), vec![("nat".to_string(), "-A DOCKER -i docker0 -j RETURN".to_string())]);
+        assert_eq!(s.rules_by_others(), vec![("filter".to_string(), "-A INPUT -p tcp -j ACCEPT".to_string())]);
     }
 
     #[test]

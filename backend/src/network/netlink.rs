@@ -265,3 +265,99 @@ pub async fn delete_link(h: &Handle, name: &str) -> Result<(), NetError> {
     }
     Ok(())
 }
+
+/// A link as the kernel reports it.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct LinkFacts {
+    pub index: u32,
+    pub name: String,
+    pub kind: String,
+    pub master: Option<u32>,
+    pub up: bool,
+    pub link_netnsid: Option<i32>,
+}
+
+/// A change the kernel announced (or a fact from the first dump).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum KernelChange {
+    Link(LinkFacts),
+    LinkGone { index: u32, name: String },
+    Address { index: u32, ip: std::net::IpAddr, prefix: u8 },
+    AddressGone { index: u32, ip: std::net::IpAddr, prefix: u8 },
+}
+
+fn link_facts(msg: &rtnetlink::packet_route::link::LinkMessage) -> LinkFacts {
+    use rtnetlink::packet_route::link::LinkFlags;
+    let mut f = LinkFacts { index: msg.header.index, name: String::new(), kind: String::new(), master: None, up: msg.header.flags.contains(LinkFlags::Up), link_netnsid: None };
+    for a in &msg.attributes {
+        match a {
+            LinkAttribute::IfName(n) => f.name = n.clone(),
+            LinkAttribute::Controller(m) => f.master = Some(*m),
+            LinkAttribute::LinkNetNsId(id) => f.link_netnsid = Some(*id),
+            LinkAttribute::LinkInfo(infos) => {
+                for i in infos {
+                    if let LinkInfo::Kind(k) = i {
+                        f.kind = format!("{k}").to_ascii_lowercase();
+                    }
+                }
+            }
+            _ => {}
+        }
+    }
+    f
+}
+
+fn address_facts(msg: &rtnetlink::packet_route::address::AddressMessage) -> Option<(u32, std::net::IpAddr, u8)> {
+    use rtnetlink::packet_route::address::AddressAttribute;
+    let ip = msg.attributes.iter().find_map(|a| match a {
+        AddressAttribute::Address(ip) => Some(*ip),
+        _ => None,
+    })?;
+    Some((msg.header.index, ip, msg.header.prefix_len))
+}
+
+/// Reports every link and address of this namespace, then every change the
+/// kernel announces (netlink multicast: links, IPv4 and IPv6 addresses),
+/// until `tx` is closed.
+pub async fn watch(tx: tokio::sync::mpsc::UnboundedSender<KernelChange>) -> Result<(), NetError> {
+    use futures_util::StreamExt;
+    use rtnetlink::packet_core::NetlinkPayload;
+    use rtnetlink::packet_route::RouteNetlinkMessage;
+    use rtnetlink::sys::AsyncSocket;
+    let (mut conn, handle, mut messages) = new_connection().map_err(|e| NetError::Io { what: "netlink socket".into(), source: e })?;
+    // RTNLGRP_LINK, RTNLGRP_IPV4_IFADDR, RTNLGRP_IPV6_IFADDR.
+    for group in [1u32, 5, 9] {
+        conn.socket_mut().socket_mut().add_membership(group).map_err(|e| NetError::Io { what: "joining a netlink group".into(), source: e })?;
+    }
+    tokio::spawn(conn);
+    let mut links = handle.link().get().execute();
+    while let Some(msg) = links.try_next().await.map_err(nl)? {
+        if tx.send(KernelChange::Link(link_facts(&msg))).is_err() {
+            return Ok(());
+        }
+    }
+    let mut addrs = handle.address().get().execute();
+    while let Some(msg) = addrs.try_next().await.map_err(nl)? {
+        if let Some((index, ip, prefix)) = address_facts(&msg) {
+            let _ = tx.send(KernelChange::Address { index, ip, prefix });
+        }
+    }
+    while let Some((msg, _)) = messages.next().await {
+        let change = match msg.payload {
+            NetlinkPayload::InnerMessage(RouteNetlinkMessage::NewLink(l)) => Some(KernelChange::Link(link_facts(&l))),
+            NetlinkPayload::InnerMessage(RouteNetlinkMessage::DelLink(l)) => {
+                let f = link_facts(&l);
+                Some(KernelChange::LinkGone { index: f.index, name: f.name })
+            }
+            NetlinkPayload::InnerMessage(RouteNetlinkMessage::NewAddress(a)) => address_facts(&a).map(|(index, ip, prefix)| KernelChange::Address { index, ip, prefix }),
+            NetlinkPayload::InnerMessage(RouteNetlinkMessage::DelAddress(a)) => address_facts(&a).map(|(index, ip, prefix)| KernelChange::AddressGone { index, ip, prefix }),
+            _ => None,
+        };
+        if let Some(c) = change {
+            if tx.send(c).is_err() {
+                break;
+            }
+        }
+    }
+    Ok(())
+}

@@ -1,0 +1,161 @@
+//! The observer: what node1's kernel really shows, as events — links and
+//! addresses from netlink (multicast, so a learner's `ip link add` appears at
+//! once), mounts from /proc/self/mountinfo, the netfilter ruleset from
+//! `iptables -S`. The page reconciles them with the engine's own events:
+//! a rule deleted by hand, or one berth did not add, stands out.
+
+use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::sync::Arc;
+use std::time::Duration;
+
+use berth_shared::Event;
+
+use crate::events::EventBus;
+use crate::network::netlink::{self, KernelChange};
+
+/// How often mounts and rules are read again (neither announces changes).
+const MOUNT_POLL: Duration = Duration::from_millis(250);
+const RULE_POLL: Duration = Duration::from_millis(1000);
+
+/// Starts the observer's tasks; they run as long as the daemon does.
+pub fn start(bus: Arc<EventBus>) {
+    tokio::spawn(links(bus.clone()));
+    tokio::spawn(mounts(bus.clone()));
+    tokio::spawn(rules(bus));
+}
+
+async fn links(bus: Arc<EventBus>) {
+    let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel();
+    tokio::spawn(async move {
+        if let Err(e) = netlink::watch(tx).await {
+            tracing::warn!(error = %e, "the link observer stopped");
+        }
+    });
+    let mut names: HashMap<u32, String> = HashMap::new();
+    let mut pending: Vec<(u32, String, u8)> = Vec::new();
+    while let Some(change) = rx.recv().await {
+        match change {
+            KernelChange::Link(f) => {
+                if f.name.is_empty() {
+                    continue;
+                }
+                names.insert(f.index, f.name.clone());
+                let master = f.master.and_then(|m| names.get(&m).cloned());
+                bus.emit(Event::LinkObserved { index: f.index, name: f.name.clone(), kind: f.kind, master, up: f.up, link_netnsid: f.link_netnsid });
+                // Addresses reported before their link was known.
+                let (now, later): (Vec<_>, Vec<_>) = std::mem::take(&mut pending).into_iter().partition(|(i, _, _)| *i == f.index);
+                pending = later;
+                for (_, address, prefix) in now {
+                    bus.emit(Event::AddressObserved { link: f.name.clone(), address, prefix });
+                }
+            }
+            KernelChange::LinkGone { index, name } => {
+                let name = names.remove(&index).unwrap_or(name);
+                bus.emit(Event::LinkGone { index, name });
+            }
+            KernelChange::Address { index, ip, prefix } => match names.get(&index) {
+                Some(link) => {
+                    bus.emit(Event::AddressObserved { link: link.clone(), address: ip.to_string(), prefix });
+                }
+                None => pending.push((index, ip.to_string(), prefix)),
+            },
+            KernelChange::AddressGone { index, ip, prefix } => {
+                if let Some(link) = names.get(&index) {
+                    bus.emit(Event::AddressGone { link: link.clone(), address: ip.to_string(), prefix });
+                }
+            }
+        }
+    }
+}
+
+/// Mount point → (fstype, source), from mountinfo's text.
+pub fn parse_mountinfo(text: &str) -> BTreeMap<String, (String, String)> {
+    let unescape = |s: &str| s.replace("\\040", " ").replace("\\011", "\t").replace("\\012", "\n").replace("\\134", "\\");
+    let mut out = BTreeMap::new();
+    for line in text.lines() {
+        let Some((left, right)) = line.split_once(" - ") else { continue };
+        let target = left.split_whitespace().nth(4).unwrap_or("");
+        let mut r = right.split_whitespace();
+        let (fstype, source) = (r.next().unwrap_or(""), r.next().unwrap_or(""));
+        if !target.is_empty() {
+            out.insert(unescape(target), (fstype.to_string(), unescape(source)));
+        }
+    }
+    out
+}
+
+async fn mounts(bus: Arc<EventBus>) {
+    let mut known: BTreeMap<String, (String, String)> = BTreeMap::new();
+    loop {
+        if let Ok(text) = tokio::fs::read_to_string("/proc/self/mountinfo").await {
+            let now = parse_mountinfo(&text);
+            for (target, (fstype, source)) in &now {
+                if known.get(target) != Some(&(fstype.clone(), source.clone())) {
+                    bus.emit(Event::MountObserved { target: target.clone(), fstype: fstype.clone(), source: source.clone() });
+                }
+            }
+            for target in known.keys().filter(|t| !now.contains_key(*t)) {
+                bus.emit(Event::MountGone { target: target.clone() });
+            }
+            known = now;
+        }
+        tokio::time::sleep(MOUNT_POLL).await;
+    }
+}
+
+/// The `-A` lines of `iptables -S`.
+pub fn parse_rules(text: &str) -> Vec<String> {
+    text.lines().filter(|l| l.starts_with("-A ")).map(|l| l.trim().to_string()).collect()
+}
+
+async fn rules(bus: Arc<EventBus>) {
+    let mut known: BTreeSet<(String, String)> = BTreeSet::new();
+    loop {
+        let mut now = BTreeSet::new();
+        let mut ok = true;
+        for table in ["filter", "nat"] {
+            match tokio::process::Command::new("iptables").args(["-w", "-t", table, "-S"]).output().await {
+                Ok(o) if o.status.success() => {
+                    for r in parse_rules(&String::from_utf8_lossy(&o.stdout)) {
+                        now.insert((table.to_string(), r));
+                    }
+                }
+                _ => ok = false,
+            }
+        }
+        if ok {
+            for (table, rule) in now.difference(&known) {
+                bus.emit(Event::KernelRuleObserved { table: table.clone(), rule: rule.clone() });
+            }
+            for (table, rule) in known.difference(&now) {
+                bus.emit(Event::KernelRuleGone { table: table.clone(), rule: rule.clone() });
+            }
+            known = now;
+        }
+        tokio::time::sleep(RULE_POLL).await;
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn mountinfo_lines_give_target_type_and_source() {
+        let text = "22 1 0:21 / / rw,relatime shared:1 - ext4 /dev/vda rw\n\
+                    90 22 0:50 / /var/lib/berth/overlay2/abc/merged rw,relatime - overlay overlay rw,lowerdir=/a:/b\n\
+                    91 22 0:4 net:[4026532] /run/berth/netns/abc rw - nsfs nsfs rw\n\
+                    92 22 0:51 / /mnt/with\\040space rw - tmpfs tmpfs rw\n";
+        let m = parse_mountinfo(text);
+        assert_eq!(m["/"], ("ext4".to_string(), "/dev/vda".to_string()));
+        assert_eq!(m["/var/lib/berth/overlay2/abc/merged"].0, "overlay");
+        assert_eq!(m["/run/berth/netns/abc"].0, "nsfs");
+        assert!(m.contains_key("/mnt/with space"));
+    }
+
+    #[test]
+    fn only_rules_are_taken_from_iptables_s() {
+        let got = parse_rules("-P INPUT ACCEPT\n-N DOCKER\n-A FORWARD -j DOCKER-USER\n-A DOCKER -i docker0 -j RETURN\n");
+        assert_eq!(got, vec!["-A FORWARD -j DOCKER-USER", "-A DOCKER -i docker0 -j RETURN"]);
+    }
+}
