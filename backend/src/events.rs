@@ -4,7 +4,9 @@
 use std::sync::Mutex;
 use std::time::{SystemTime, UNIX_EPOCH};
 
-use berth_shared::{apply, Envelope, Event, State};
+use std::sync::Arc;
+
+use berth_shared::{apply, Envelope, Event, State, StreamMsg};
 use tokio::sync::broadcast;
 
 /// How many events a slow subscriber may fall behind before it must resync.
@@ -14,6 +16,9 @@ const CHANNEL_CAPACITY: usize = 4096;
 pub struct EventBus {
     inner: Mutex<Inner>,
     tx: broadcast::Sender<Envelope>,
+    /// The same events as the page's stream messages, serialized once for
+    /// every viewer: (seq, JSON).
+    json_tx: broadcast::Sender<Arc<(u64, String)>>,
 }
 
 #[derive(Debug)]
@@ -40,7 +45,8 @@ impl Default for EventBus {
 impl EventBus {
     pub fn new() -> Self {
         let (tx, _) = broadcast::channel(CHANNEL_CAPACITY);
-        EventBus { inner: Mutex::new(Inner { seq: 0, state: State::default(), history: Default::default() }), tx }
+        let (json_tx, _) = broadcast::channel(CHANNEL_CAPACITY);
+        EventBus { inner: Mutex::new(Inner { seq: 0, state: State::default(), history: Default::default() }), tx, json_tx }
     }
 
     /// Numbers, applies and broadcasts one event; returns its envelope.
@@ -56,6 +62,10 @@ impl EventBus {
         inner.history.push_back(env.clone());
         // Sent under the lock, so subscribers see events in sequence order.
         let _ = self.tx.send(env.clone());
+        if self.json_tx.receiver_count() > 0 {
+            let json = serde_json::to_string(&StreamMsg::Event(env.clone())).unwrap_or_default();
+            let _ = self.json_tx.send(Arc::new((env.seq, json)));
+        }
         env
     }
 
@@ -64,6 +74,19 @@ impl EventBus {
     pub fn snapshot_and_subscribe(&self) -> (u64, State, broadcast::Receiver<Envelope>) {
         let inner = self.inner.lock().unwrap_or_else(|p| p.into_inner());
         (inner.seq, inner.state.clone(), self.tx.subscribe())
+    }
+
+    /// Like [`Self::snapshot_and_subscribe`], with the events already
+    /// serialized as the page's stream messages.
+    pub fn snapshot_and_subscribe_json(&self) -> (u64, State, broadcast::Receiver<Arc<(u64, String)>>) {
+        let inner = self.inner.lock().unwrap_or_else(|p| p.into_inner());
+        (inner.seq, inner.state.clone(), self.json_tx.subscribe())
+    }
+
+    /// The kept history and a serialized subscription, taken together.
+    pub fn history_and_subscribe_json(&self) -> (Vec<Envelope>, broadcast::Receiver<Arc<(u64, String)>>) {
+        let inner = self.inner.lock().unwrap_or_else(|p| p.into_inner());
+        (inner.history.iter().cloned().collect(), self.json_tx.subscribe())
     }
 
     /// The kept history (oldest first) and a subscription for what follows,

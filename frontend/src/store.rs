@@ -106,6 +106,33 @@ impl Store {
         }
     }
 
+    /// Applies a burst of messages with one update of each signal.
+    fn take_all(&self, msgs: Vec<StreamMsg>) {
+        let mut events = Vec::new();
+        for m in msgs {
+            match m {
+                StreamMsg::Snapshot { .. } => {
+                    self.take_events(std::mem::take(&mut events));
+                    self.take(m);
+                }
+                StreamMsg::Event(e) => events.push(e),
+            }
+        }
+        self.take_events(events);
+    }
+
+    fn take_events(&self, events: Vec<Envelope>) {
+        if events.is_empty() {
+            return;
+        }
+        self.live.update(|s| {
+            for e in &events {
+                apply(s, &e.event);
+            }
+        });
+        self.events.update(|v| v.extend(events));
+    }
+
     /// The last sequence number seen (for resuming).
     pub fn last_seq(&self) -> u64 {
         self.events.with_untracked(|v| v.last().map(|e| e.seq)).unwrap_or_else(|| self.base_seq.get_untracked())
@@ -127,9 +154,13 @@ impl Store {
                             if !matches!(self.source.get_untracked(), Source::Live { .. }) {
                                 return;
                             }
-                            if let Ok(msg) = serde_json::from_str::<StreamMsg>(&t) {
-                                self.source.set(Source::Live { connected: true });
-                                self.take(msg);
+                            // One message, or a burst of them as an array.
+                            let msgs = if t.starts_with('[') { serde_json::from_str::<Vec<StreamMsg>>(&t).ok() } else { serde_json::from_str::<StreamMsg>(&t).ok().map(|m| vec![m]) };
+                            if let Some(msgs) = msgs {
+                                if !matches!(self.source.get_untracked(), Source::Live { connected: true }) {
+                                    self.source.set(Source::Live { connected: true });
+                                }
+                                self.take_all(msgs);
                             }
                         }
                     }

@@ -1,5 +1,6 @@
 //! The page's live feeds over WebSocket: the event stream (a snapshot, then
-//! every event; `?since=SEQ` resumes without gaps or repeats), and terminal
+//! every event — several in one frame, as a JSON array, when they come in a
+//! burst; `?since=SEQ` resumes without gaps or repeats), and terminal
 //! sessions — a real shell on node1 in a PTY, recorded with the events it
 //! causes as an asciinema cast under `<data-root>/recordings`.
 
@@ -16,7 +17,7 @@ use axum::http::{header, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::Json;
 use berth_shared::record::{cast_header, cast_line};
-use berth_shared::{Envelope, Frame, StreamMsg};
+use berth_shared::{Frame, StreamMsg};
 use serde::Deserialize;
 use serde_json::json;
 use tokio::sync::{broadcast, mpsc};
@@ -39,9 +40,9 @@ fn text(m: &StreamMsg) -> Message {
 
 /// What to send first: the events after `since` if they are all still kept,
 /// else a snapshot. Returns the messages and the last seq they cover.
-fn start(st: &AppState, since: Option<u64>) -> (Vec<StreamMsg>, u64, broadcast::Receiver<Envelope>) {
+fn start(st: &AppState, since: Option<u64>) -> (Vec<StreamMsg>, u64, broadcast::Receiver<Arc<(u64, String)>>) {
     if let Some(since) = since {
-        let (history, rx) = st.bus.history_and_subscribe();
+        let (history, rx) = st.bus.history_and_subscribe_json();
         let last = history.last().map(|e| e.seq).unwrap_or(0);
         let first = history.first().map(|e| e.seq).unwrap_or(last + 1);
         if since >= first.saturating_sub(1) && since <= last {
@@ -49,7 +50,7 @@ fn start(st: &AppState, since: Option<u64>) -> (Vec<StreamMsg>, u64, broadcast::
             return (msgs, last, rx);
         }
     }
-    let (seq, state, rx) = st.bus.snapshot_and_subscribe();
+    let (seq, state, rx) = st.bus.snapshot_and_subscribe_json();
     (vec![StreamMsg::Snapshot { seq, state }], seq, rx)
 }
 
@@ -63,18 +64,29 @@ async fn feed(st: AppState, mut socket: WebSocket, since: Option<u64>) {
     loop {
         tokio::select! {
             ev = rx.recv() => match ev {
-                Ok(env) => {
-                    if env.seq <= last {
+                Ok(first) => {
+                    // Whatever else is already waiting goes in the same frame
+                    // (a JSON array), serialized once by the bus for every viewer.
+                    let mut batch = vec![first];
+                    while batch.len() < 512 {
+                        match rx.try_recv() {
+                            Ok(m) => batch.push(m),
+                            Err(_) => break,
+                        }
+                    }
+                    let parts: Vec<&str> = batch.iter().filter(|m| m.0 > last).map(|m| m.1.as_str()).collect();
+                    last = last.max(batch.iter().map(|m| m.0).max().unwrap_or(last));
+                    if parts.is_empty() {
                         continue;
                     }
-                    last = env.seq;
-                    if socket.send(text(&StreamMsg::Event(env))).await.is_err() {
+                    let frame = if parts.len() == 1 { parts[0].to_string() } else { format!("[{}]", parts.join(",")) };
+                    if socket.send(Message::Text(frame.into())).await.is_err() {
                         return;
                     }
                 }
                 Err(broadcast::error::RecvError::Lagged(_)) => {
                     // Too far behind: start over from a snapshot.
-                    let (seq, state, fresh) = st.bus.snapshot_and_subscribe();
+                    let (seq, state, fresh) = st.bus.snapshot_and_subscribe_json();
                     rx = fresh;
                     last = seq;
                     if socket.send(text(&StreamMsg::Snapshot { seq, state })).await.is_err() {

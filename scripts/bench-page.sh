@@ -1,0 +1,52 @@
+#!/usr/bin/env bash
+# Benchmark (not a test) for the page, against a release berthd in a
+# throwaway node1 (network + mount namespace, the fixture registry inside):
+#
+#   scripts/bench-page.sh [CHANGES] [VIEWERS] [CONTAINERS]   (1000 200 50)
+#
+# Prints: the page's WASM size gzipped; kernel change → WebSocket event
+# latency (p50/p99 over CHANGES veth pairs); lag of VIEWERS WebSocket viewers
+# while CONTAINERS containers start and stop; time to interactive in headless
+# Chromium (reached over a veth to the namespace).
+set -euo pipefail
+cd "$(dirname "$0")/.."
+CHANGES=${1:-1000}; VIEWERS=${2:-200}; CONTAINERS=${3:-50}
+[ "$(id -u)" = 0 ] || { echo "run as root" >&2; exit 1; }
+export PATH="$PWD/node_modules/.bin:$PATH"
+cargo build --locked --release -q -p berth-backend -p berth-e2e --bins
+[ -f dist/index.html ] || trunk build --release >/dev/null
+
+NS=berth-benchpage-$$
+W=$(mktemp -d /var/tmp/berth-benchpage.XXXXXX)
+PIDS=()
+cleanup() {
+  set +e
+  for p in "${PIDS[@]}"; do kill "$p" 2>/dev/null; done
+  for p in "${PIDS[@]}"; do for _ in $(seq 1 100); do kill -0 "$p" 2>/dev/null || break; sleep 0.1; done; kill -9 "$p" 2>/dev/null; done
+  ip link del bpage0 2>/dev/null
+  ip netns del "$NS" 2>/dev/null
+  rm -rf "$W"
+}
+trap cleanup EXIT
+ip netns add "$NS"
+ip -n "$NS" link set lo up
+ip link add bpage0 type veth peer name eth0 netns "$NS"
+ip addr add 198.18.251.1/30 dev bpage0; ip link set bpage0 up
+ip -n "$NS" addr add 198.18.251.2/30 dev eth0; ip -n "$NS" link set eth0 up
+
+. scripts/lib.sh
+REGISTRY_HTTP_ADDR=127.0.0.1:5000 nsenter --net="/run/netns/$NS" /usr/bin/docker-registry serve "$BERTH_STATE/registry/config.yml" >"$W/registry.log" 2>&1 &
+PIDS+=($!)
+nsenter --net="/run/netns/$NS" unshare -m --propagation private target/release/berthd \
+  --host "unix://$W/berth.sock" --data-root "$W/berth" --exec-root "$W/berth-run" \
+  --page-addr 0.0.0.0:8080 --page-dir dist --registry-mirror http://127.0.0.1:5000 >"$W/berthd.log" 2>&1 &
+PIDS+=($!)
+export DOCKER_HOST=unix://$W/berth.sock
+for _ in $(seq 1 300); do [ -S "$W/berth.sock" ] && docker version >/dev/null 2>&1 && break; sleep 0.1; done
+inns() { nsenter --net="/run/netns/$NS" "$@"; }
+inns docker pull -q alpine >/dev/null
+
+echo "page WASM: $(stat -c %s dist/*.wasm) bytes, $(gzip -9 -c dist/*.wasm | wc -c) gzipped (target ≤ 400 KB gzipped)"
+inns target/release/berth-bench-page latency "$CHANGES"
+inns target/release/berth-bench-page viewers "$VIEWERS" "$CONTAINERS"
+target/release/berth-bench-page tti http://198.18.251.2:8080/
