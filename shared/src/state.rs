@@ -363,11 +363,18 @@ pub fn apply(state: &mut State, event: &Event) {
         }
         Event::RuleAdded { table, rule } => {
             state.rules.push((table.clone(), rule.clone()));
+            // berth just put it in the kernel: the observer's next reading
+            // confirms it, and only a deletion by hand takes it out.
+            let r = (table.clone(), rule.clone());
+            if !state.kernel_rules.contains(&r) {
+                state.kernel_rules.push(r);
+            }
         }
         Event::RuleRemoved { table, rule } => {
             if let Some(i) = state.rules.iter().position(|(t, r)| t == table && r == rule) {
                 state.rules.remove(i);
             }
+            state.kernel_rules.retain(|(t, r)| !(t == table && r == rule));
         }
         Event::PortPublished { id, proto, host_ip, host_port, container_ip, container_port } => {
             if let Some(c) = state.containers.get_mut(id) {
@@ -561,6 +568,8 @@ mod tests {
         apply(&mut s, &Event::LinkGone { index: 7, name: "renamed0".into() });
         assert!(s.links.is_empty());
         apply(&mut s, &Event::RuleAdded { table: "nat".into(), rule: "-A DOCKER -i docker0 -j RETURN".into() });
+        assert!(s.rules_missing_from_kernel().is_empty(), "just added: not missing before the observer looks");
+        apply(&mut s, &Event::KernelRuleGone { table: "nat".into(), rule: "-A DOCKER -i docker0 -j RETURN".into() });
         apply(&mut s, &Event::KernelRuleObserved { table: "filter".into(), rule: "-A INPUT -p tcp -j ACCEPT".into() });
         assert_eq!(s.rules_missing_from_kernel(), vec![("nat".to_string(), "-A DOCKER -i docker0 -j RETURN".to_string())]);
         assert_eq!(s.rules_by_others(), vec![("filter".to_string(), "-A INPUT -p tcp -j ACCEPT".to_string())]);
