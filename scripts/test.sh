@@ -39,6 +39,12 @@ else
 fi
 echo "[test] tests: $((SECONDS - t3)) s"
 
+# The page's component tests, in headless Chromium (frontend/webdriver.json).
+t4=$SECONDS
+(cd frontend && CHROMEDRIVER=/usr/bin/chromedriver CARGO_TARGET_WASM32_UNKNOWN_UNKNOWN_RUNNER=wasm-bindgen-test-runner \
+  cargo test --locked --target wasm32-unknown-unknown) || status=$?
+echo "[test] page component tests: $((SECONDS - t4)) s"
+
 $LEAK compare "$snap" $$ || status=1
 rm -f "$snap"
 echo "[test] total: $((SECONDS - t0)) s"

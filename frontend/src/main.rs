@@ -6,6 +6,8 @@ mod fs;
 mod net;
 mod store;
 mod term;
+#[cfg(test)]
+mod tests;
 
 fn main() {
     console_error_panic_hook::set_once();

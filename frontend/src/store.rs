@@ -107,7 +107,7 @@ impl Store {
     }
 
     /// Applies a burst of messages with one update of each signal.
-    fn take_all(&self, msgs: Vec<StreamMsg>) {
+    pub(crate) fn take_all(&self, msgs: Vec<StreamMsg>) {
         let mut events = Vec::new();
         for m in msgs {
             match m {
