@@ -1,5 +1,5 @@
-//! The observer: what node1's kernel really shows, as events — links and
-//! addresses from netlink (multicast, so a learner's `ip link add` appears at
+//! The observer: what node1's kernel really shows, as events — links,
+//! addresses and routes from netlink (multicast, so a learner's `ip link add` appears at
 //! once), mounts from /proc/self/mountinfo, the netfilter ruleset from
 //! `iptables -S`. The page reconciles them with the engine's own events:
 //! a rule deleted by hand, or one berth did not add, stands out.
@@ -59,6 +59,14 @@ async fn links(bus: Arc<EventBus>) {
                 }
                 None => pending.push((index, ip.to_string(), prefix)),
             },
+            KernelChange::Route { dst, gateway, oif } => {
+                let dev = oif.and_then(|i| names.get(&i).cloned());
+                bus.emit(Event::RouteObserved { dst, gateway: gateway.map(|g| g.to_string()), dev });
+            }
+            KernelChange::RouteGone { dst, gateway, oif } => {
+                let dev = oif.and_then(|i| names.get(&i).cloned());
+                bus.emit(Event::RouteGone { dst, gateway: gateway.map(|g| g.to_string()), dev });
+            }
             KernelChange::AddressGone { index, ip, prefix } => {
                 if let Some(link) = names.get(&index) {
                     bus.emit(Event::AddressGone { link: link.clone(), address: ip.to_string(), prefix });

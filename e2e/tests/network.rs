@@ -324,6 +324,14 @@ fn what_a_learner_does_by_hand_in_the_kernel_shows_up_and_is_reconciled() {
         let l = &lab_state(&sb)["links"]["demo0"];
         l["kind"] == "veth" && l["addresses"].as_array().is_some_and(|a| a.iter().any(|x| x == "10.99.0.1/24"))
     });
+    // Routes: the bridge's own, and one added by hand.
+    host(&sb, "ip route add 10.98.0.0/24 dev docker0");
+    eventually("route observed", || {
+        let routes = lab_state(&sb)["routes"].as_array().cloned().unwrap_or_default();
+        routes.contains(&serde_json::json!(["10.98.0.0/24", null, "docker0"])) && routes.contains(&serde_json::json!(["172.17.0.0/16", null, "docker0"]))
+    });
+    host(&sb, "ip route del 10.98.0.0/24 dev docker0");
+    eventually("route gone", || !lab_state(&sb)["routes"].as_array().cloned().unwrap_or_default().contains(&serde_json::json!(["10.98.0.0/24", null, "docker0"])));
     host(&sb, "ip link del demo0");
     eventually("demo0 gone", || lab_state(&sb)["links"].get("demo0").is_none() && lab_state(&sb)["links"].get("demo1").is_none());
     // Rules: one added by hand is seen; one of berth's deleted by hand is missed.

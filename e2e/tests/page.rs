@@ -17,6 +17,23 @@ fn curl(url: &str) -> String {
     String::from_utf8_lossy(&o.stdout).into_owned()
 }
 
+/// "ROWS COLS" printed after `marker` (the echo's output, not the command).
+async fn stty_answer(browser: &Browser, marker: &str) -> String {
+    for _ in 0..50 {
+        if let Ok(t) = browser.client.find(Locator::Css("[data-testid=terminal]")).await.unwrap().text().await {
+            for part in t.split(marker).skip(1) {
+                let answer = part.split('=').next().unwrap_or("");
+                let nums: Vec<&str> = answer.split_whitespace().collect();
+                if nums.len() == 2 && nums.iter().all(|n| n.parse::<u32>().is_ok()) {
+                    return answer.trim().to_string();
+                }
+            }
+        }
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    panic!("no `stty size` answer after {marker}");
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn typing_docker_run_in_the_page_draws_the_container_and_the_recording_replays_it() {
     let dist = berth_e2e::repo_root().join("dist");
@@ -35,6 +52,15 @@ async fn typing_docker_run_in_the_page_draws_the_container_and_the_recording_rep
     // The shell is up when its prompt is drawn.
     browser.wait_for_text("[data-testid=terminal]", "@node1", Duration::from_secs(20)).await.unwrap();
     let input = c.find(Locator::Css("[data-testid=terminal] textarea")).await.unwrap();
+    // The PTY follows the window: `stty size` answers differently after a resize.
+    input.send_keys(&format!("echo size=$(stty size)={}", char::from(Key::Enter))).await.unwrap();
+    let before = stty_answer(&browser, "size=").await;
+    c.set_window_size(900, 700).await.unwrap();
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    input.send_keys(&format!("echo resized=$(stty size)={}", char::from(Key::Enter))).await.unwrap();
+    let after = stty_answer(&browser, "resized=").await;
+    assert_ne!(before, after, "stty size {before:?} then {after:?}");
+    c.set_window_size(1280, 800).await.unwrap();
     let cmd = format!("docker run --name nginx-demo -d --rm -p 80:80 nginx:alpine{}", char::from(Key::Enter));
     input.send_keys(&cmd).await.unwrap();
 

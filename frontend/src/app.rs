@@ -56,6 +56,8 @@ pub fn describe(e: &Event) -> String {
         Event::LinkGone { name, .. } => format!("kernel: link {name} gone"),
         Event::AddressObserved { link, address, prefix } => format!("kernel: {address}/{prefix} on {link}"),
         Event::AddressGone { link, address, prefix } => format!("kernel: {address}/{prefix} removed from {link}"),
+        Event::RouteObserved { dst, gateway, dev } => format!("kernel: route {dst}{}{}", gateway.as_ref().map(|g| format!(" via {g}")).unwrap_or_default(), dev.as_ref().map(|d| format!(" dev {d}")).unwrap_or_default()),
+        Event::RouteGone { dst, .. } => format!("kernel: route {dst} removed"),
         Event::MountObserved { target, fstype, .. } => format!("kernel: {fstype} mounted on {target}"),
         Event::MountGone { target } => format!("kernel: {target} unmounted"),
         Event::KernelRuleObserved { table, rule } => format!("kernel: -t {table} {rule}"),
@@ -90,8 +92,31 @@ fn Evidence(store: Store) -> impl IntoView {
         };
         let state = store.shown();
         let facts = match &sel {
-            Selection::Container(id) => state.containers.get(id).map(|c| serde_json::to_string_pretty(c).unwrap_or_default()),
-            Selection::Bridge(b) => state.bridges.get(b).map(|x| serde_json::to_string_pretty(x).unwrap_or_default()),
+            Selection::Container(id) => state.containers.get(id).map(|c| {
+                // What the kernel shows of it: its overlay in mountinfo, its veths.
+                let mut kernel = Vec::new();
+                if let Some(m) = state.mounts.get(&c.layer.merged) {
+                    kernel.push(format!("mountinfo: {} {} on {}", m.fstype, m.source, c.layer.merged));
+                }
+                for e in c.endpoints.values() {
+                    if let Some(l) = state.links.get(&e.host_if) {
+                        kernel.push(format!(
+                            "ip -d link: {}: {} master {} {}{}",
+                            e.host_if,
+                            l.kind,
+                            l.master.clone().unwrap_or_default(),
+                            if l.up { "UP" } else { "DOWN" },
+                            l.link_netnsid.map(|n| format!(" link-netnsid {n}")).unwrap_or_default()
+                        ));
+                    }
+                }
+                format!("{}\n\n{}", kernel.join("\n"), serde_json::to_string_pretty(c).unwrap_or_default())
+            }),
+            Selection::Bridge(b) => state.bridges.get(b).map(|x| {
+                let ports: Vec<&String> = state.links.iter().filter(|(_, l)| l.master.as_deref() == Some(b.as_str())).map(|(n, _)| n).collect();
+                let routes: Vec<String> = state.routes.iter().filter(|(_, _, d)| d.as_deref() == Some(b.as_str())).map(|(dst, g, _)| format!("{dst}{} dev {b}", g.as_ref().map(|g| format!(" via {g}")).unwrap_or_default())).collect();
+                format!("ports (ip link show master {b}): {}\nroutes: {}\n\n{}", ports.iter().map(|s| s.as_str()).collect::<Vec<_>>().join(", "), routes.join("; "), serde_json::to_string_pretty(x).unwrap_or_default())
+            }),
             Selection::Port(id, p) => state.containers.get(id).and_then(|c| c.ports.iter().find(|x| x.host_port == *p)).map(|x| serde_json::to_string_pretty(x).unwrap_or_default()),
             Selection::Layer(c) => state.layers.get(c).map(|x| serde_json::to_string_pretty(x).unwrap_or_default()),
             Selection::Rule(t, r) => Some(format!("iptables -t {t} -S\n{r}")),

@@ -85,6 +85,8 @@ impl Store {
     pub fn shown_time(&self) -> Option<f64> {
         let n = self.cursor.get()?;
         self.events.with(|evs| match n {
+            // At the end: everything, including output after the last event.
+            n if n >= evs.len() => None,
             0 => evs.first().map(|e| e.time_ms as f64 - 1.0),
             n => evs.get(n - 1).map(|e| e.time_ms as f64),
         })

@@ -9,6 +9,7 @@ use leptos::html::Div;
 use leptos::prelude::*;
 use leptos::task::spawn_local;
 use wasm_bindgen::prelude::*;
+use wasm_bindgen::JsCast;
 
 use crate::store::{now_ms, ws_url, Source, Store};
 
@@ -88,6 +89,19 @@ pub fn Terminal(store: Store) -> impl IntoView {
         if let Some(rx) = rx_input.try_update_value(|r| r.take()).flatten() {
             connect_shell(store, term, rx, cols, rows);
         }
+        // Follow the window's size: xterm's grid, and the PTY's (a control frame).
+        let el2 = el.clone();
+        let on_resize = Closure::<dyn FnMut()>::new(move || {
+            let (cols, rows) = fit(&el2);
+            term.with_value(|t| if let Some(t) = t { t.resize(cols, rows) });
+            if matches!(store.source.get_untracked(), Source::Live { .. }) {
+                let _ = tx_input.with_value(|tx| tx.unbounded_send(format!("\u{0}resize {cols} {rows}").into_bytes()));
+            }
+        });
+        if let Some(w) = web_sys::window() {
+            let _ = w.add_event_listener_with_callback("resize", on_resize.as_ref().unchecked_ref());
+        }
+        on_resize.forget();
     });
 
     // Redraw from the kept output when scrubbing or loading a recording.
@@ -148,7 +162,16 @@ fn connect_shell(
         let (mut tx, mut rx) = ws.split();
         spawn_local(async move {
             while let Some(bytes) = input.next().await {
-                if tx.send(Message::Bytes(bytes)).await.is_err() {
+                // A resize travels as a text frame; keystrokes as bytes.
+                let msg = match bytes.strip_prefix(b"\0resize ") {
+                    Some(rest) => {
+                        let s = String::from_utf8_lossy(rest).into_owned();
+                        let mut it = s.split(' ').filter_map(|n| n.parse::<u32>().ok());
+                        Message::Text(format!("{{\"resize\": [{}, {}]}}", it.next().unwrap_or(100), it.next().unwrap_or(30)))
+                    }
+                    None => Message::Bytes(bytes),
+                };
+                if tx.send(msg).await.is_err() {
                     break;
                 }
             }

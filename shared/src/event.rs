@@ -127,6 +127,10 @@ pub enum Event {
     AddressObserved { link: String, address: String, prefix: u8 },
     /// An address was removed from a link.
     AddressGone { link: String, address: String, prefix: u8 },
+    /// A route of node1's main table appeared (`dst` is "default" or a CIDR).
+    RouteObserved { dst: String, gateway: Option<String>, dev: Option<String> },
+    /// The route went away.
+    RouteGone { dst: String, gateway: Option<String>, dev: Option<String> },
     /// A mount appeared in berthd's mount namespace (overlays, namespace
     /// binds, or a learner's `mount`).
     MountObserved { target: String, fstype: String, source: String },

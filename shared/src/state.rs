@@ -41,6 +41,8 @@ pub struct State {
     pub builds: BTreeMap<String, Build>,
     /// node1's links as the kernel shows them, by name.
     pub links: BTreeMap<String, Link>,
+    /// node1's routes (main table): (destination, gateway, device).
+    pub routes: Vec<(String, Option<String>, Option<String>)>,
     /// Mounts in berthd's mount namespace, by mount point.
     pub mounts: BTreeMap<String, KernelMount>,
     /// The netfilter ruleset as the kernel holds it: (table, rule).
@@ -450,6 +452,15 @@ pub fn apply(state: &mut State, event: &Event) {
             if let Some(l) = state.links.get_mut(link) {
                 l.addresses.retain(|a| *a != format!("{address}/{prefix}"));
             }
+        }
+        Event::RouteObserved { dst, gateway, dev } => {
+            let r = (dst.clone(), gateway.clone(), dev.clone());
+            if !state.routes.contains(&r) {
+                state.routes.push(r);
+            }
+        }
+        Event::RouteGone { dst, gateway, dev } => {
+            state.routes.retain(|(d, g, v)| !(d == dst && g == gateway && v == dev));
         }
         Event::MountObserved { target, fstype, source } => {
             state.mounts.insert(target.clone(), KernelMount { fstype: fstype.clone(), source: source.clone() });

@@ -284,6 +284,34 @@ pub enum KernelChange {
     LinkGone { index: u32, name: String },
     Address { index: u32, ip: std::net::IpAddr, prefix: u8 },
     AddressGone { index: u32, ip: std::net::IpAddr, prefix: u8 },
+    /// An IPv4 route of the main table: destination ("default" or a CIDR),
+    /// gateway, output link index.
+    Route { dst: String, gateway: Option<Ipv4Addr>, oif: Option<u32> },
+    RouteGone { dst: String, gateway: Option<Ipv4Addr>, oif: Option<u32> },
+}
+
+fn route_facts(msg: &rtnetlink::packet_route::route::RouteMessage) -> Option<(String, Option<Ipv4Addr>, Option<u32>)> {
+    use rtnetlink::packet_route::route::{RouteAddress, RouteAttribute, RouteHeader};
+    if msg.header.table != RouteHeader::RT_TABLE_MAIN {
+        return None;
+    }
+    let mut dst = None;
+    let mut gateway = None;
+    let mut oif = None;
+    for a in &msg.attributes {
+        match a {
+            RouteAttribute::Destination(RouteAddress::Inet(ip)) => dst = Some(*ip),
+            RouteAttribute::Gateway(RouteAddress::Inet(ip)) => gateway = Some(*ip),
+            RouteAttribute::Oif(i) => oif = Some(*i),
+            _ => {}
+        }
+    }
+    let dst = match (dst, msg.header.destination_prefix_length) {
+        (None, 0) => "default".to_string(),
+        (Some(ip), p) => format!("{ip}/{p}"),
+        (None, p) => format!("0.0.0.0/{p}"),
+    };
+    Some((dst, gateway, oif))
 }
 
 fn link_facts(msg: &rtnetlink::packet_route::link::LinkMessage) -> LinkFacts {
@@ -325,8 +353,8 @@ pub async fn watch(tx: tokio::sync::mpsc::UnboundedSender<KernelChange>) -> Resu
     use rtnetlink::packet_route::RouteNetlinkMessage;
     use rtnetlink::sys::AsyncSocket;
     let (mut conn, handle, mut messages) = new_connection().map_err(|e| NetError::Io { what: "netlink socket".into(), source: e })?;
-    // RTNLGRP_LINK, RTNLGRP_IPV4_IFADDR, RTNLGRP_IPV6_IFADDR.
-    for group in [1u32, 5, 9] {
+    // RTNLGRP_LINK, RTNLGRP_IPV4_IFADDR, RTNLGRP_IPV4_ROUTE, RTNLGRP_IPV6_IFADDR.
+    for group in [1u32, 5, 7, 9] {
         conn.socket_mut().socket_mut().add_membership(group).map_err(|e| NetError::Io { what: "joining a netlink group".into(), source: e })?;
     }
     tokio::spawn(conn);
@@ -342,6 +370,12 @@ pub async fn watch(tx: tokio::sync::mpsc::UnboundedSender<KernelChange>) -> Resu
             let _ = tx.send(KernelChange::Address { index, ip, prefix });
         }
     }
+    let mut routes = handle.route().get(RouteMessageBuilder::<Ipv4Addr>::new().build()).execute();
+    while let Some(msg) = routes.try_next().await.map_err(nl)? {
+        if let Some((dst, gateway, oif)) = route_facts(&msg) {
+            let _ = tx.send(KernelChange::Route { dst, gateway, oif });
+        }
+    }
     while let Some((msg, _)) = messages.next().await {
         let change = match msg.payload {
             NetlinkPayload::InnerMessage(RouteNetlinkMessage::NewLink(l)) => Some(KernelChange::Link(link_facts(&l))),
@@ -351,6 +385,8 @@ pub async fn watch(tx: tokio::sync::mpsc::UnboundedSender<KernelChange>) -> Resu
             }
             NetlinkPayload::InnerMessage(RouteNetlinkMessage::NewAddress(a)) => address_facts(&a).map(|(index, ip, prefix)| KernelChange::Address { index, ip, prefix }),
             NetlinkPayload::InnerMessage(RouteNetlinkMessage::DelAddress(a)) => address_facts(&a).map(|(index, ip, prefix)| KernelChange::AddressGone { index, ip, prefix }),
+            NetlinkPayload::InnerMessage(RouteNetlinkMessage::NewRoute(r)) => route_facts(&r).map(|(dst, gateway, oif)| KernelChange::Route { dst, gateway, oif }),
+            NetlinkPayload::InnerMessage(RouteNetlinkMessage::DelRoute(r)) => route_facts(&r).map(|(dst, gateway, oif)| KernelChange::RouteGone { dst, gateway, oif }),
             _ => None,
         };
         if let Some(c) = change {
