@@ -12,13 +12,16 @@ use tokio::sync::broadcast;
 /// How many events a slow subscriber may fall behind before it must resync.
 const CHANNEL_CAPACITY: usize = 4096;
 
+/// An event as the page's stream message, serialized once: (seq, JSON).
+pub type Published = Arc<(u64, String)>;
+
 #[derive(Debug)]
 pub struct EventBus {
     inner: Mutex<Inner>,
     tx: broadcast::Sender<Envelope>,
     /// The same events as the page's stream messages, serialized once for
     /// every viewer: (seq, JSON).
-    json_tx: broadcast::Sender<Arc<(u64, String)>>,
+    json_tx: broadcast::Sender<Published>,
 }
 
 #[derive(Debug)]
@@ -78,13 +81,13 @@ impl EventBus {
 
     /// Like [`Self::snapshot_and_subscribe`], with the events already
     /// serialized as the page's stream messages.
-    pub fn snapshot_and_subscribe_json(&self) -> (u64, State, broadcast::Receiver<Arc<(u64, String)>>) {
+    pub fn snapshot_and_subscribe_json(&self) -> (u64, State, broadcast::Receiver<Published>) {
         let inner = self.inner.lock().unwrap_or_else(|p| p.into_inner());
         (inner.seq, inner.state.clone(), self.json_tx.subscribe())
     }
 
     /// The kept history and a serialized subscription, taken together.
-    pub fn history_and_subscribe_json(&self) -> (Vec<Envelope>, broadcast::Receiver<Arc<(u64, String)>>) {
+    pub fn history_and_subscribe_json(&self) -> (Vec<Envelope>, broadcast::Receiver<Published>) {
         let inner = self.inner.lock().unwrap_or_else(|p| p.into_inner());
         (inner.history.iter().cloned().collect(), self.json_tx.subscribe())
     }

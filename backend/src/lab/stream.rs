@@ -40,7 +40,7 @@ fn text(m: &StreamMsg) -> Message {
 
 /// What to send first: the events after `since` if they are all still kept,
 /// else a snapshot. Returns the messages and the last seq they cover.
-fn start(st: &AppState, since: Option<u64>) -> (Vec<StreamMsg>, u64, broadcast::Receiver<Arc<(u64, String)>>) {
+fn start(st: &AppState, since: Option<u64>) -> (Vec<StreamMsg>, u64, broadcast::Receiver<crate::events::Published>) {
     if let Some(since) = since {
         let (history, rx) = st.bus.history_and_subscribe_json();
         let last = history.last().map(|e| e.seq).unwrap_or(0);
