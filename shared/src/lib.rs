@@ -4,6 +4,8 @@
 
 pub mod container;
 pub mod event;
+pub mod ipam;
+pub mod netfilter;
 pub mod record;
 pub mod state;
 

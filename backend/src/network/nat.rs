@@ -1,101 +1,11 @@
 //! Netfilter rules as Docker 20.10 writes them. Describe, then do: the rule
-//! lists are pure functions; [`Iptables`] applies them with the iptables
-//! tool (as Docker does), one `-w` call per rule.
+//! lists are pure functions in `berth_shared::netfilter` (the simulator
+//! makes the same ones); [`Iptables`] applies them with the iptables tool
+//! (as Docker does), one `-w` call per rule.
 
-use std::net::Ipv4Addr;
 use std::process::Command;
 
-/// One rule: table, chain, and the rule's match/target words.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub struct Rule {
-    pub table: &'static str,
-    pub chain: &'static str,
-    pub spec: Vec<String>,
-}
-
-impl Rule {
-    fn new(table: &'static str, chain: &'static str, spec: &str) -> Self {
-        Rule { table, chain, spec: spec.split_whitespace().map(String::from).collect() }
-    }
-    /// As `iptables -S` prints it: "-A CHAIN …".
-    pub fn text(&self) -> String {
-        format!("-A {} {}", self.chain, self.spec.join(" "))
-    }
-}
-
-/// Chains Docker makes, by table.
-pub const CHAINS: &[(&str, &str)] = &[
-    ("filter", "DOCKER"),
-    ("filter", "DOCKER-ISOLATION-STAGE-1"),
-    ("filter", "DOCKER-ISOLATION-STAGE-2"),
-    ("filter", "DOCKER-USER"),
-    ("nat", "DOCKER"),
-];
-
-/// Where a rule goes in its chain.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub enum Place {
-    /// At the end (after what is there).
-    Append,
-    /// At the top: a newer bridge's rules come before older ones, and the
-    /// chain's final `-j RETURN` stays last.
-    Top,
-    /// Right after this rule (the bridge rules of FORWARD follow Docker's
-    /// two jumps).
-    After(Rule),
-}
-
-/// The rules Docker keeps whatever bridges exist, in the order it lists them
-/// (applied in reverse, like [`bridge_rules`]).
-pub fn global_rules() -> Vec<(Rule, Place)> {
-    vec![
-        (Rule::new("filter", "FORWARD", "-j DOCKER-USER"), Place::Top),
-        (Rule::new("filter", "FORWARD", "-j DOCKER-ISOLATION-STAGE-1"), Place::Top),
-        (Rule::new("filter", "DOCKER-ISOLATION-STAGE-1", "-j RETURN"), Place::Append),
-        (Rule::new("filter", "DOCKER-ISOLATION-STAGE-2", "-j RETURN"), Place::Append),
-        (Rule::new("filter", "DOCKER-USER", "-j RETURN"), Place::Append),
-        (Rule::new("nat", "PREROUTING", "-m addrtype --dst-type LOCAL -j DOCKER"), Place::Append),
-        (Rule::new("nat", "OUTPUT", "! -d 127.0.0.0/8 -m addrtype --dst-type LOCAL -j DOCKER"), Place::Append),
-    ]
-}
-
-/// One bridge's rules: forwarding to and from it, isolation from the other
-/// bridges, masquerading of its subnet. Listed in the order they end up in
-/// their chains; each is inserted at its place in reverse order.
-pub fn bridge_rules(bridge: &str, subnet: &str) -> Vec<(Rule, Place)> {
-    let after = Place::After(Rule::new("filter", "FORWARD", "-j DOCKER-ISOLATION-STAGE-1"));
-    vec![
-        (Rule::new("filter", "FORWARD", &format!("-o {bridge} -m conntrack --ctstate RELATED,ESTABLISHED -j ACCEPT")), after.clone()),
-        (Rule::new("filter", "FORWARD", &format!("-o {bridge} -j DOCKER")), after.clone()),
-        (Rule::new("filter", "FORWARD", &format!("-i {bridge} ! -o {bridge} -j ACCEPT")), after.clone()),
-        (Rule::new("filter", "FORWARD", &format!("-i {bridge} -o {bridge} -j ACCEPT")), after),
-        (Rule::new("filter", "DOCKER-ISOLATION-STAGE-1", &format!("-i {bridge} ! -o {bridge} -j DOCKER-ISOLATION-STAGE-2")), Place::Top),
-        (Rule::new("filter", "DOCKER-ISOLATION-STAGE-2", &format!("-o {bridge} -j DROP")), Place::Top),
-        (Rule::new("nat", "POSTROUTING", &format!("-s {subnet} ! -o {bridge} -j MASQUERADE")), Place::Top),
-        (Rule::new("nat", "DOCKER", &format!("-i {bridge} -j RETURN")), Place::Top),
-    ]
-}
-
-/// A published port: host (ip, port) to the container's (ip, port).
-#[derive(Clone, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
-pub struct PortMap {
-    pub proto: String,
-    pub host_ip: Ipv4Addr,
-    pub host_port: u16,
-    pub container_ip: Ipv4Addr,
-    pub container_port: u16,
-}
-
-/// The three rules Docker adds for one published port.
-pub fn port_rules(bridge: &str, p: &PortMap) -> Vec<Rule> {
-    let (proto, cip, cport, hport) = (&p.proto, p.container_ip, p.container_port, p.host_port);
-    let dst = if p.host_ip.is_unspecified() { String::new() } else { format!("-d {}/32 ", p.host_ip) };
-    vec![
-        Rule::new("filter", "DOCKER", &format!("-d {cip}/32 ! -i {bridge} -o {bridge} -p {proto} -m {proto} --dport {cport} -j ACCEPT")),
-        Rule::new("nat", "POSTROUTING", &format!("-s {cip}/32 -d {cip}/32 -p {proto} -m {proto} --dport {cport} -j MASQUERADE")),
-        Rule::new("nat", "DOCKER", &format!("{dst}! -i {bridge} -p {proto} -m {proto} --dport {hport} -j DNAT --to-destination {cip}:{cport}")),
-    ]
-}
+pub use berth_shared::netfilter::{bridge_rules, global_rules, port_rules, Place, PortMap, Rule, CHAINS};
 
 #[derive(Debug, thiserror::Error)]
 #[error("iptables {args}: {message}")]
@@ -176,44 +86,3 @@ impl Iptables {
     }
 }
 
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn a_published_port_gets_dockers_three_rules() {
-        let p = PortMap { proto: "tcp".into(), host_ip: Ipv4Addr::UNSPECIFIED, host_port: 8080, container_ip: Ipv4Addr::new(172, 17, 0, 2), container_port: 80 };
-        let texts: Vec<String> = port_rules("docker0", &p).iter().map(|r| format!("{} {}", r.table, r.text())).collect();
-        assert_eq!(texts, vec![
-            "filter -A DOCKER -d 172.17.0.2/32 ! -i docker0 -o docker0 -p tcp -m tcp --dport 80 -j ACCEPT",
-            "nat -A POSTROUTING -s 172.17.0.2/32 -d 172.17.0.2/32 -p tcp -m tcp --dport 80 -j MASQUERADE",
-            "nat -A DOCKER ! -i docker0 -p tcp -m tcp --dport 8080 -j DNAT --to-destination 172.17.0.2:80",
-        ]);
-        let bound = PortMap { host_ip: Ipv4Addr::new(127, 0, 0, 1), ..p };
-        assert!(port_rules("docker0", &bound)[2].text().starts_with("-A DOCKER -d 127.0.0.1/32 ! -i docker0"));
-    }
-
-    #[test]
-    fn standing_rules_send_local_traffic_to_docker_and_masquerade_the_subnet() {
-        let all: Vec<(Rule, Place)> = global_rules().into_iter().chain(bridge_rules("docker0", "172.17.0.0/16")).collect();
-        let r: Vec<String> = all.iter().map(|(r, _)| format!("{} {}", r.table, r.text())).collect();
-        assert!(r.contains(&"nat -A PREROUTING -m addrtype --dst-type LOCAL -j DOCKER".to_string()));
-        assert!(r.contains(&"nat -A OUTPUT ! -d 127.0.0.0/8 -m addrtype --dst-type LOCAL -j DOCKER".to_string()));
-        assert!(r.contains(&"nat -A POSTROUTING -s 172.17.0.0/16 ! -o docker0 -j MASQUERADE".to_string()));
-        assert!(r.contains(&"nat -A DOCKER -i docker0 -j RETURN".to_string()));
-        assert!(r.contains(&"filter -A DOCKER-USER -j RETURN".to_string()));
-    }
-
-    #[test]
-    fn a_bridge_is_isolated_from_the_others_and_its_rules_stay_above_the_returns() {
-        let rules = bridge_rules("br-0123456789ab", "172.18.0.0/16");
-        let text = |c: &str| rules.iter().filter(|(r, _)| r.chain == c).map(|(r, _)| r.text()).collect::<Vec<_>>();
-        assert_eq!(text("DOCKER-ISOLATION-STAGE-1"), vec!["-A DOCKER-ISOLATION-STAGE-1 -i br-0123456789ab ! -o br-0123456789ab -j DOCKER-ISOLATION-STAGE-2"]);
-        assert_eq!(text("DOCKER-ISOLATION-STAGE-2"), vec!["-A DOCKER-ISOLATION-STAGE-2 -o br-0123456789ab -j DROP"]);
-        // Nothing of a bridge is appended: a chain's final RETURN would shadow it.
-        assert!(rules.iter().all(|(_, p)| *p != Place::Append));
-        // FORWARD's bridge rules go after Docker's jumps, in order.
-        assert_eq!(text("FORWARD").len(), 4);
-        assert!(rules.iter().filter(|(r, _)| r.chain == "FORWARD").all(|(_, p)| matches!(p, Place::After(a) if a.text() == "-A FORWARD -j DOCKER-ISOLATION-STAGE-1")));
-    }
-}

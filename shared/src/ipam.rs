@@ -1,0 +1,148 @@
+//! Address management for a bridge network (pure: berthd and the simulator
+//! share it): the gateway takes the first
+//! address, containers the lowest free one after it, and an address is never
+//! handed out twice while in use.
+
+use std::collections::BTreeSet;
+use std::net::Ipv4Addr;
+
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Ipam {
+    pub network: Ipv4Addr,
+    pub prefix: u8,
+    pub gateway: Ipv4Addr,
+    used: BTreeSet<u32>,
+}
+
+#[derive(Debug, PartialEq, Eq)]
+pub enum IpamError {
+    BadSubnet(String),
+    Exhausted(String),
+}
+
+impl std::fmt::Display for IpamError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            IpamError::BadSubnet(s) => write!(f, "invalid subnet {s}"),
+            IpamError::Exhausted(s) => write!(f, "no available IPv4 addresses on this network's address pools: {s}"),
+        }
+    }
+}
+
+impl std::error::Error for IpamError {}
+
+impl Ipam {
+    /// From "172.17.0.0/16"; the gateway is the first host address.
+    pub fn new(subnet: &str) -> Result<Self, IpamError> {
+        let bad = || IpamError::BadSubnet(subnet.to_string());
+        let (addr, prefix) = subnet.split_once('/').ok_or_else(bad)?;
+        let addr: Ipv4Addr = addr.parse().map_err(|_| bad())?;
+        let prefix: u8 = prefix.parse().map_err(|_| bad())?;
+        if !(8..=30).contains(&prefix) {
+            return Err(bad());
+        }
+        let mask = u32::MAX << (32 - prefix);
+        let network = u32::from(addr) & mask;
+        Ok(Ipam { network: network.into(), prefix, gateway: (network + 1).into(), used: BTreeSet::new() })
+    }
+
+    pub fn subnet(&self) -> String {
+        format!("{}/{}", self.network, self.prefix)
+    }
+
+    fn bounds(&self) -> (u32, u32) {
+        let n = u32::from(self.network);
+        let size = 1u32 << (32 - self.prefix);
+        (n, n + size - 1)
+    }
+
+    /// The lowest free address after the gateway.
+    pub fn allocate(&mut self) -> Result<Ipv4Addr, IpamError> {
+        let (net, broadcast) = self.bounds();
+        let gw = u32::from(self.gateway);
+        let free = (net + 1..broadcast).find(|a| *a != gw && !self.used.contains(a));
+        match free {
+            Some(a) => {
+                self.used.insert(a);
+                Ok(a.into())
+            }
+            None => Err(IpamError::Exhausted(self.subnet())),
+        }
+    }
+
+    /// Marks an address in use (containers found at daemon start).
+    pub fn reserve(&mut self, ip: Ipv4Addr) {
+        self.used.insert(ip.into());
+    }
+
+    pub fn release(&mut self, ip: Ipv4Addr) {
+        self.used.remove(&u32::from(ip));
+    }
+
+    /// Do the two subnets share any address?
+    pub fn overlaps(&self, other: &Ipam) -> bool {
+        let p = self.prefix.min(other.prefix);
+        let mask = u32::MAX << (32 - p);
+        u32::from(self.network) & mask == u32::from(other.network) & mask
+    }
+
+    /// Is this address inside the subnet (network and broadcast excluded)?
+    pub fn contains(&self, ip: Ipv4Addr) -> bool {
+        let (net, broadcast) = self.bounds();
+        (net + 1..broadcast).contains(&u32::from(ip))
+    }
+
+    pub fn in_use(&self) -> usize {
+        self.used.len()
+    }
+}
+
+/// Docker's MAC for a container address: 02:42 followed by the IPv4 bytes.
+pub fn mac_for(ip: Ipv4Addr) -> [u8; 6] {
+    let o = ip.octets();
+    [0x02, 0x42, o[0], o[1], o[2], o[3]]
+}
+
+pub fn mac_string(mac: [u8; 6]) -> String {
+    mac.iter().map(|b| format!("{b:02x}")).collect::<Vec<_>>().join(":")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn containers_get_addresses_in_order_after_the_gateway() {
+        let mut ipam = Ipam::new("172.17.0.0/16").unwrap();
+        assert_eq!(ipam.gateway, Ipv4Addr::new(172, 17, 0, 1));
+        assert_eq!(ipam.allocate().unwrap(), Ipv4Addr::new(172, 17, 0, 2));
+        assert_eq!(ipam.allocate().unwrap(), Ipv4Addr::new(172, 17, 0, 3));
+        ipam.release(Ipv4Addr::new(172, 17, 0, 2));
+        // A released address is reused, lowest first.
+        assert_eq!(ipam.allocate().unwrap(), Ipv4Addr::new(172, 17, 0, 2));
+        assert_eq!(ipam.allocate().unwrap(), Ipv4Addr::new(172, 17, 0, 4));
+    }
+
+    #[test]
+    fn a_full_subnet_is_an_error_not_a_duplicate() {
+        let mut ipam = Ipam::new("10.9.0.0/30").unwrap();
+        assert_eq!(ipam.allocate().unwrap(), Ipv4Addr::new(10, 9, 0, 2));
+        assert!(matches!(ipam.allocate(), Err(IpamError::Exhausted(_))));
+    }
+
+    #[test]
+    fn overlapping_subnets_are_found_whatever_their_sizes() {
+        let a = Ipam::new("172.18.0.0/16").unwrap();
+        assert!(a.overlaps(&Ipam::new("172.18.5.0/24").unwrap()));
+        assert!(Ipam::new("172.0.0.0/8").unwrap().overlaps(&a));
+        assert!(!a.overlaps(&Ipam::new("172.19.0.0/16").unwrap()));
+        assert!(a.contains(Ipv4Addr::new(172, 18, 3, 4)) && !a.contains(Ipv4Addr::new(172, 18, 255, 255)));
+    }
+
+    #[test]
+    fn macs_are_dockers_02_42_plus_the_address() {
+        assert_eq!(mac_string(mac_for(Ipv4Addr::new(172, 17, 0, 2))), "02:42:ac:11:00:02");
+        assert!(Ipam::new("172.17.0.0").is_err());
+        assert!(Ipam::new("nope/16").is_err());
+    }
+}
