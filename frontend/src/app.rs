@@ -188,12 +188,12 @@ fn Timeline(store: Store) -> impl IntoView {
                 on:input=move |ev| {
                     playing.set(false);
                     let v: usize = event_target_value(&ev).parse().unwrap_or(0);
-                    let live = matches!(store.source.get(), Source::Live { .. });
+                    let live = store.source.get().follows();
                     store.cursor.set(if live && v >= count.get() { None } else { Some(v) });
                 }/>
             <span class="pos" data-testid="position">{move || format!("{}/{}", position.get(), count.get())}</span>
-            <button class:on=move || store.cursor.get().is_none() && matches!(store.source.get(), Source::Live { .. })
-                on:click=move |_| { playing.set(false); if matches!(store.source.get(), Source::Live { .. }) { store.cursor.set(None) } else { store.cursor.set(Some(count.get())) } }>"● now"</button>
+            <button class:on=move || store.cursor.get().is_none() && store.source.get().follows()
+                on:click=move |_| { playing.set(false); if store.source.get().follows() { store.cursor.set(None) } else { store.cursor.set(Some(count.get())) } }>"● now"</button>
             <span class="current">{current}</span>
         </div>
     }
@@ -259,12 +259,13 @@ fn Recordings(store: Store) -> impl IntoView {
 pub fn App() -> impl IntoView {
     let store = Store::new();
     let engine = LocalResource::new(api::health);
-    Effect::new(move |_| {
-        if let Some(Ok(h)) = engine.get() {
-            if h.engine == EngineMode::Live {
-                store.connect_live();
-            }
+    Effect::new(move |_| match engine.get() {
+        Some(Ok(h)) if h.engine == EngineMode::Live => {
+            store.source.set(Source::Live { connected: false });
+            store.connect_live();
         }
+        Some(_) => store.start_sim(),
+        None => {}
     });
     let badge = move || match (store.source.get(), engine.get()) {
         (Source::Replay { name }, _) => view! { <span class="badge replay" data-testid="mode">{format!("replay: {name}")}</span> }.into_any(),
@@ -272,8 +273,8 @@ pub fn App() -> impl IntoView {
             Source::Live { connected: true } => view! { <span class="badge live" data-testid="mode">"live node1"</span> }.into_any(),
             _ => view! { <span class="badge" data-testid="mode">"connecting…"</span> }.into_any(),
         },
-        (_, Some(Ok(h))) => view! { <span class="badge sim" data-testid="mode" title=h.reason.unwrap_or_default()>"simulated node1"</span> }.into_any(),
-        (_, Some(Err(e))) => view! { <span class="badge sim" data-testid="mode" title=e>"simulated node1 (no berthd)"</span> }.into_any(),
+        (_, Some(Ok(h))) => view! { <span class="badge sim" data-testid="mode" title=format!("berthd cannot run containers here: {}", h.reason.unwrap_or_default())>"simulated node1"</span> }.into_any(),
+        (_, Some(Err(e))) => view! { <span class="badge sim" data-testid="mode" title=format!("no berthd answered: {e}")>"simulated node1"</span> }.into_any(),
         (_, None) => view! { <span class="badge" data-testid="mode">"connecting…"</span> }.into_any(),
     };
     view! {

@@ -12,10 +12,22 @@ use leptos::task::spawn_local;
 /// Where the events come from.
 #[derive(Clone, Debug, PartialEq)]
 pub enum Source {
+    /// Not known yet (asking berthd).
+    Starting,
+    /// The offline simulator, in this page.
+    Simulated,
     /// berthd's stream (connected or not).
     Live { connected: bool },
     /// A recording file, played without a backend.
     Replay { name: String },
+}
+
+impl Source {
+    /// Does the view follow a node1 that changes as one types (live or
+    /// simulated), rather than a recording?
+    pub fn follows(&self) -> bool {
+        matches!(self, Source::Live { .. } | Source::Simulated)
+    }
 }
 
 /// What a click selected: its kind and key (container id, port, layer…).
@@ -47,12 +59,14 @@ pub struct Store {
     pub redraw: RwSignal<u64>,
     /// A recording's terminal size.
     pub term_size: RwSignal<(u16, u16)>,
+    /// The simulated node1, when there is no live one.
+    pub sim: StoredValue<Option<berth_shared::sim::Sim>, LocalStorage>,
 }
 
 impl Store {
     pub fn new() -> Self {
         Store {
-            source: RwSignal::new(Source::Live { connected: false }),
+            source: RwSignal::new(Source::Starting),
             base: RwSignal::new(State::default()),
             base_seq: RwSignal::new(0),
             events: RwSignal::new(Vec::new()),
@@ -62,7 +76,39 @@ impl Store {
             term: RwSignal::new(Vec::new()),
             redraw: RwSignal::new(0),
             term_size: RwSignal::new((100, 30)),
+            sim: StoredValue::new_local(None),
         }
+    }
+
+    /// Runs the lab on a simulated node1 (no berthd answered, or it cannot
+    /// run containers).
+    pub fn start_sim(&self) {
+        let sim = berth_shared::sim::Sim::new(now_ms() as u64);
+        let state = sim.state.clone();
+        self.sim.set_value(Some(sim));
+        self.base.set(state.clone());
+        self.base_seq.set(0);
+        self.events.set(Vec::new());
+        self.live.set(state);
+        self.cursor.set(None);
+        self.source.set(Source::Simulated);
+    }
+
+    /// One command line typed into the simulated node1: its output, and its
+    /// events into the store (the same path live events take).
+    pub fn sim_run(&self, line: &str) -> String {
+        let out = self.sim.try_update_value(|s| s.as_mut().map(|s| s.run(line, now_ms() as u64))).flatten();
+        match out {
+            Some(o) => {
+                self.take_events(o.events);
+                o.text
+            }
+            None => String::new(),
+        }
+    }
+
+    pub fn sim_prompt(&self) -> String {
+        self.sim.with_value(|s| s.as_ref().map(|s| s.prompt()).unwrap_or_default())
     }
 
     /// The state the diagrams show.

@@ -65,6 +65,9 @@ pub fn Terminal(store: Store) -> impl IntoView {
     let tx_input = StoredValue::new(tx_input);
     let rx_input = StoredValue::new(Some(rx_input));
     let term: StoredValue<Option<XTerm>, LocalStorage> = StoredValue::new_local(None);
+    let size = StoredValue::new((100u32, 30u32));
+    let shell_started = StoredValue::new(false);
+    let line = StoredValue::new(String::new());
 
     Effect::new(move |_| {
         let Some(el) = host.get() else { return };
@@ -77,18 +80,30 @@ pub fn Terminal(store: Store) -> impl IntoView {
         let (cols, rows) = fit(&el);
         t.resize(cols, rows);
         let on_data = Closure::<dyn FnMut(String)>::new(move |data: String| {
-            // Typing goes to the live shell only (not while replaying or scrubbing).
-            if matches!(store.source.get_untracked(), Source::Live { .. }) && store.cursor.get_untracked().is_none() {
-                let _ = tx_input.with_value(|tx| tx.unbounded_send(data.into_bytes()));
+            // Typing goes to node1 (not while replaying or scrubbing): the live
+            // shell, or the simulator's line editor.
+            if store.cursor.get_untracked().is_some() {
+                return;
+            }
+            match store.source.get_untracked() {
+                Source::Live { .. } => {
+                    let _ = tx_input.with_value(|tx| tx.unbounded_send(data.into_bytes()));
+                }
+                Source::Simulated => {
+                    let echo = sim_keys(store, line, &data);
+                    store.term.update(|v| v.push((now_ms(), echo.clone())));
+                    term.with_value(|t| if let Some(t) = t { t.write(&echo) });
+                }
+                _ => {}
             }
         });
         t.on_data(&on_data);
         on_data.forget();
         t.focus();
         term.set_value(Some(t));
-        if let Some(rx) = rx_input.try_update_value(|r| r.take()).flatten() {
-            connect_shell(store, term, rx, cols, rows);
-        }
+        size.set_value((cols, rows));
+        // If where node1 is was decided before the terminal was up, act on it now.
+        store.source.update(|_| {});
         // Follow the window's size: xterm's grid, and the PTY's (a control frame).
         let el2 = el.clone();
         let on_resize = Closure::<dyn FnMut()>::new(move || {
@@ -102,6 +117,33 @@ pub fn Terminal(store: Store) -> impl IntoView {
             let _ = w.add_event_listener_with_callback("resize", on_resize.as_ref().unchecked_ref());
         }
         on_resize.forget();
+    });
+
+    // Once it is known where node1 is: the live shell, or the simulator's banner.
+    Effect::new(move |_| {
+        let source = store.source.get();
+        if !started.get_value() || shell_started.get_value() {
+            return;
+        }
+        match source {
+            Source::Live { .. } => {
+                shell_started.set_value(true);
+                let (cols, rows) = size.get_value();
+                if let Some(rx) = rx_input.try_update_value(|r| r.take()).flatten() {
+                    connect_shell(store, term, rx, cols, rows);
+                }
+            }
+            Source::Simulated => {
+                shell_started.set_value(true);
+                let banner = format!(
+                    "\x1b[33mThis is a simulated node1\x1b[0m: no berthd answered (or it cannot run containers here).\r\nThe lab's commands work as on the real engine and draw the same diagrams. Type `help`.\r\n\r\n{}",
+                    store.sim_prompt()
+                );
+                store.term.update(|v| v.push((now_ms(), banner.clone())));
+                term.with_value(|t| if let Some(t) = t { t.write(&banner) });
+            }
+            _ => {}
+        }
     });
 
     // Redraw from the kept output when scrubbing or loading a recording.
@@ -140,6 +182,45 @@ pub fn Terminal(store: Store) -> impl IntoView {
         <div class="term" node_ref=host data-testid="terminal"
             on:click=move |_| term.with_value(|t| if let Some(t) = t { t.focus() })></div>
     }
+}
+
+/// The simulator's line editor: printable keys echo, Backspace erases,
+/// Enter runs the line, Ctrl-C abandons it. Returns what to draw.
+fn sim_keys(store: Store, line: StoredValue<String>, data: &str) -> String {
+    let mut out = String::new();
+    let mut chars = data.chars().peekable();
+    while let Some(c) = chars.next() {
+        match c {
+            '\r' | '\n' => {
+                let cmd = line.try_update_value(std::mem::take).unwrap_or_default();
+                out.push_str("\r\n");
+                let text = store.sim_run(&cmd);
+                out.push_str(&text.replace('\n', "\r\n"));
+                out.push_str(&store.sim_prompt());
+            }
+            '\u{7f}' | '\u{8}' if line.try_update_value(|l| l.pop()).flatten().is_some() => {
+                out.push_str("\u{8} \u{8}");
+            }
+            '\u{3}' => {
+                line.set_value(String::new());
+                out.push_str("^C\r\n");
+                out.push_str(&store.sim_prompt());
+            }
+            '\u{1b}' => {
+                // Cursor keys and other escape sequences: not edited here.
+                while chars.peek().is_some_and(|c| !c.is_ascii_alphabetic() && *c != '~') {
+                    chars.next();
+                }
+                chars.next();
+            }
+            c if !c.is_control() => {
+                line.update_value(|l| l.push(c));
+                out.push(c);
+            }
+            _ => {}
+        }
+    }
+    out
 }
 
 /// The live shell: output into xterm and the store, keystrokes to the PTY.

@@ -7,6 +7,7 @@ pub mod event;
 pub mod ipam;
 pub mod netfilter;
 pub mod record;
+pub mod sim;
 pub mod state;
 
 pub use container::{RwLayer, Status};

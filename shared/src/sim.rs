@@ -1,0 +1,1018 @@
+//! The offline simulator: node1 with simulated I/O. It takes the lab's
+//! commands as a shell would, decides what the engine would do and emits the
+//! same [`Event`]s berthd emits (rule texts from [`crate::netfilter`],
+//! addresses from [`crate::ipam`]), so the page draws it with the same
+//! components. Outputs are shaped like the real tools' (docker CLI tables,
+//! iproute2, iptables). Pure: no clock, no randomness but a seeded one.
+
+use std::collections::BTreeMap;
+use std::net::Ipv4Addr;
+
+use crate::container::RwLayer;
+use crate::event::{EngineMode, Envelope, Event, Mount};
+use crate::ipam::{mac_for, mac_string, Ipam};
+use crate::netfilter::{bridge_rules, global_rules, port_rules, PortMap};
+use crate::state::{apply, State};
+
+const ROOT: &str = "/var/lib/berth";
+
+/// An image the simulated registry has.
+struct Image {
+    name: &'static str,
+    id: &'static str,
+    layers: &'static [&'static str],
+    cmd: &'static [&'static str],
+    exposed: Option<&'static str>,
+    size: &'static str,
+}
+
+const IMAGES: &[Image] = &[
+    Image { name: "hello-world:latest", id: "sha256:74cc54e27dc41bb10dc4b2226072d469509f2f22f1a3ce74f4a59661a1d44602", layers: &["e07ee1baac5fae6a26f30cabfe54a36d3402f96afda318fe0a96cec4ca393359"], cmd: &["/hello"], exposed: None, size: "13.3kB" },
+    Image { name: "alpine:latest", id: "sha256:88e1bfc6615d2e3e7ffd3a07bb7d4b1ab2de3d1a69d7a7e5e3f0e3a1e0a7c9d2", layers: &["5a6fd8a4a23d9c2c1f0d5cbbe3b5e4d6f7a8b9c0d1e2f3a4b5c6d7e8f9a0b1c2"], cmd: &["/bin/sh"], exposed: None, size: "2.04MB" },
+    Image {
+        name: "nginx:alpine",
+        id: "sha256:799f2b34929564792fb15a52a07fb9f81950221b081c23441fb3b9122b1af609",
+        layers: &[
+            "5a6fd8a4a23d9c2c1f0d5cbbe3b5e4d6f7a8b9c0d1e2f3a4b5c6d7e8f9a0b1c2",
+            "05710008d9544b3f5b8c0a1d2e3f4a5b6c7d8e9f0a1b2c3d4e5f6a7b8c9d0e1f",
+            "4c1fca9a2218a0b1c2d3e4f5a6b7c8d9e0f1a2b3c4d5e6f7a8b9c0d1e2f3a4b5",
+        ],
+        cmd: &["nginx", "-g", "daemon off;"],
+        exposed: Some("80/tcp"),
+        size: "11.8MB",
+    },
+];
+
+const WELCOME: &str = "<!DOCTYPE html>\n<html>\n<head>\n<title>Welcome to nginx!</title>\n</head>\n<body>\n<h1>Welcome to nginx!</h1>\n<p>If you see this page, the nginx web server is successfully installed and\nworking.</p>\n</body>\n</html>\n";
+
+fn find_image(name: &str) -> Option<&'static Image> {
+    let full = if name.contains(':') { name.to_string() } else { format!("{name}:latest") };
+    let full = full.trim_start_matches("docker.io/library/").trim_start_matches("library/").to_string();
+    IMAGES.iter().find(|i| i.name == full)
+}
+
+/// A simulated container's files and settings beyond State.
+#[derive(Clone, Debug, Default)]
+struct Extra {
+    image: String,
+    /// Files written in the container (its upper dir): path → content.
+    upper: BTreeMap<String, String>,
+    logs: Vec<String>,
+    auto_remove: bool,
+    /// (volume name, mount path)
+    volumes: Vec<(String, String)>,
+}
+
+/// What one command line gave.
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct Output {
+    pub text: String,
+    pub events: Vec<Envelope>,
+}
+
+#[derive(Debug)]
+pub struct Sim {
+    pub state: State,
+    seq: u64,
+    now_ms: u64,
+    rng: u64,
+    ipam: Ipam,
+    pulled: Vec<String>,
+    extra: BTreeMap<String, Extra>,
+    /// Volume contents: name → path → content.
+    volume_files: BTreeMap<String, BTreeMap<String, String>>,
+    /// The container an interactive shell runs in (`docker run -it`, `exec -it`).
+    pub inside: Option<String>,
+    out: Vec<Envelope>,
+    next_index: u32,
+}
+
+fn words(line: &str) -> Vec<String> {
+    let mut out = Vec::new();
+    let mut cur = String::new();
+    let mut quote: Option<char> = None;
+    let mut any = false;
+    for c in line.chars() {
+        match (quote, c) {
+            (Some(q), c) if c == q => quote = None,
+            (Some(_), c) => cur.push(c),
+            (None, '"' | '\'') => {
+                quote = Some(c);
+                any = true;
+            }
+            (None, c) if c.is_whitespace() => {
+                if !cur.is_empty() || any {
+                    out.push(std::mem::take(&mut cur));
+                    any = false;
+                }
+            }
+            (None, c) => cur.push(c),
+        }
+    }
+    if !cur.is_empty() || any {
+        out.push(cur);
+    }
+    out
+}
+
+/// Columns padded as the docker CLI's tabwriter does (3 spaces apart).
+fn table(rows: &[Vec<String>]) -> String {
+    let cols = rows.iter().map(|r| r.len()).max().unwrap_or(0);
+    let widths: Vec<usize> = (0..cols).map(|c| rows.iter().map(|r| r.get(c).map(|s| s.chars().count()).unwrap_or(0)).max().unwrap_or(0)).collect();
+    let mut out = String::new();
+    for r in rows {
+        let mut line = String::new();
+        for (c, cell) in r.iter().enumerate() {
+            if c + 1 == r.len() {
+                line.push_str(cell);
+            } else {
+                line.push_str(&format!("{cell:<w$}   ", w = widths[c]));
+            }
+        }
+        out.push_str(line.trim_end());
+        out.push('\n');
+    }
+    out
+}
+
+impl Sim {
+    /// node1 as berthd leaves it at start: docker0 and Docker's rules.
+    pub fn new(now_ms: u64) -> Self {
+        let ipam = Ipam::new("172.17.0.0/16").unwrap_or_else(|_| unreachable_ipam());
+        let mut sim = Sim {
+            state: State::default(),
+            seq: 0,
+            now_ms,
+            rng: 0x9e37_79b9_7f4a_7c15 ^ now_ms,
+            ipam,
+            pulled: Vec::new(),
+            extra: BTreeMap::new(),
+            volume_files: BTreeMap::new(),
+            inside: None,
+            out: Vec::new(),
+            next_index: 4,
+        };
+        sim.emit(Event::DaemonStarted {
+            version: "simulated".into(),
+            api_version: "1.41".into(),
+            root: ROOT.into(),
+            socket: "/run/berth/docker.sock".into(),
+            engine: EngineMode::Live,
+            reason: None,
+        });
+        for (i, (name, kind, addr)) in [("lo", "", "127.0.0.1/8"), ("eth0", "", "192.168.1.10/24"), ("docker0", "bridge", "172.17.0.1/16")].iter().enumerate() {
+            sim.emit(Event::LinkObserved { index: i as u32 + 1, name: (*name).into(), kind: (*kind).into(), master: None, up: true, link_netnsid: None });
+            let (a, p) = addr.split_once('/').unwrap_or((addr, "24"));
+            sim.emit(Event::AddressObserved { link: (*name).into(), address: a.into(), prefix: p.parse().unwrap_or(24) });
+        }
+        sim.emit(Event::RouteObserved { dst: "default".into(), gateway: Some("192.168.1.1".into()), dev: Some("eth0".into()) });
+        sim.emit(Event::RouteObserved { dst: "172.17.0.0/16".into(), gateway: None, dev: Some("docker0".into()) });
+        sim.emit(Event::BridgeUp { name: "docker0".into(), address: "172.17.0.1".into(), prefix: 16, created: true });
+        for (r, _) in global_rules().iter().chain(bridge_rules("docker0", "172.17.0.0/16").iter()).rev() {
+            sim.emit(Event::RuleAdded { table: r.table.into(), rule: r.text() });
+        }
+        sim.out.clear();
+        sim
+    }
+
+    fn emit(&mut self, event: Event) {
+        self.seq += 1;
+        self.now_ms += 1;
+        apply(&mut self.state, &event);
+        self.out.push(Envelope::new(self.seq, self.now_ms, event));
+    }
+
+    fn hex(&mut self, n: usize) -> String {
+        let mut s = String::new();
+        while s.len() < n {
+            self.rng ^= self.rng << 13;
+            self.rng ^= self.rng >> 7;
+            self.rng ^= self.rng << 17;
+            s.push_str(&format!("{:016x}", self.rng));
+        }
+        s.truncate(n);
+        s
+    }
+
+    /// The prompt the terminal shows.
+    pub fn prompt(&self) -> String {
+        match &self.inside {
+            Some(_) => "/ # ".into(),
+            None => "\x1b[1;32mroot@node1\x1b[0m:\x1b[1;34m~\x1b[0m# ".into(),
+        }
+    }
+
+    /// Runs one command line at `now_ms`.
+    pub fn run(&mut self, line: &str, now_ms: u64) -> Output {
+        self.now_ms = self.now_ms.max(now_ms);
+        self.out.clear();
+        let (line, jq) = match line.split_once("| jq") {
+            Some((l, q)) => (l.trim().to_string(), Some(words(q).into_iter().filter(|w| !w.starts_with('-')).collect::<Vec<_>>().join(""))),
+            None => (line.trim().to_string(), None),
+        };
+        let mut argv = words(&line);
+        while argv.first().map(String::as_str) == Some("sudo") {
+            argv.remove(0);
+        }
+        let mut text = if argv.is_empty() {
+            String::new()
+        } else if self.inside.is_some() {
+            self.container_shell(&argv)
+        } else {
+            self.host_shell(&argv)
+        };
+        if let Some(path) = jq {
+            text = jq_path(&text, &path);
+        }
+        Output { text, events: std::mem::take(&mut self.out) }
+    }
+
+    fn host_shell(&mut self, argv: &[String]) -> String {
+        let a: Vec<&str> = argv.iter().map(String::as_str).collect();
+        match a.as_slice() {
+            ["docker", rest @ ..] => self.docker(rest),
+            ["ip", rest @ ..] => self.ip(rest, None),
+            ["iptables", rest @ ..] => self.iptables(rest),
+            ["curl" | "wget" | "lynx", rest @ ..] => self.fetch(rest),
+            ["hostname"] => "node1\n".into(),
+            ["echo", rest @ ..] => format!("{}\n", rest.join(" ")),
+            ["clear"] => "\x1b[H\x1b[2J".into(),
+            ["exit"] => "logout (the simulated node1 stays: reload the page to start over)\n".into(),
+            ["help"] => "The simulated node1 knows the lab's commands: docker (pull, run, ps, logs, stop, rm, exec, inspect, images, network, volume), ip addr|link|route, iptables --list -n [-t nat], curl/wget, hostname, echo, clear.\n".into(),
+            [cmd, ..] => format!("bash: {cmd}: command not found\n"),
+            [] => String::new(),
+        }
+    }
+
+    fn container_shell(&mut self, argv: &[String]) -> String {
+        let id = self.inside.clone().unwrap_or_default();
+        let a: Vec<&str> = argv.iter().map(String::as_str).collect();
+        match a.as_slice() {
+            ["exit"] => {
+                let leaving = self.inside.take();
+                if let Some(id) = leaving {
+                    // A `run -it` shell ends its container; an exec shell does not.
+                    if self.extra.get(&id).is_some_and(|e| e.image.starts_with("alpine")) {
+                        self.stop(&id, 0);
+                    }
+                }
+                String::new()
+            }
+            ["ip", rest @ ..] => self.ip(rest, Some(&id)),
+            ["hostname"] => format!("{}\n", &id[..12]),
+            ["echo", rest @ ..] => {
+                let joined = rest.join(" ");
+                if let Some((text, file)) = joined.split_once('>') {
+                    self.write_file(&id, file.trim(), &format!("{}\n", text.trim()));
+                    String::new()
+                } else {
+                    format!("{joined}\n")
+                }
+            }
+            ["cat", path] => self.read_file(&id, path).unwrap_or_else(|| format!("cat: can't open '{path}': No such file or directory\n")),
+            ["df", ..] => String::from("Filesystem           1K-blocks      Used Available Use% Mounted on\noverlay               61255492  12345678  45678901  22% /\ntmpfs                    65536         0     65536   0% /dev\n"),
+            ["traceroute", host] => format!(
+                "traceroute to {host} ({host}), 30 hops max, 46 byte packets\n 1  172.17.0.1 (172.17.0.1)  0.052 ms  0.021 ms  0.018 ms\n 2  192.168.1.1 (192.168.1.1)  0.611 ms  0.482 ms  0.455 ms\n 3  10.0.0.1 (10.0.0.1)  4.912 ms  4.630 ms  4.588 ms\n 4  {host} ({host})  11.204 ms  10.987 ms  11.015 ms\n"
+            ),
+            ["ls", rest @ ..] => {
+                let dir = rest.first().copied().unwrap_or("/");
+                self.list_dir(&id, dir)
+            }
+            [cmd, ..] => format!("/bin/sh: {cmd}: not found\n"),
+            [] => String::new(),
+        }
+    }
+
+    fn by_name(&self, key: &str) -> Option<String> {
+        self.state.containers.values().find(|c| c.name == key || c.id.starts_with(key)).map(|c| c.id.clone())
+    }
+
+    fn docker(&mut self, a: &[&str]) -> String {
+        match a {
+            ["pull", image] => self.pull(image).unwrap_or_else(|e| e),
+            ["images"] | ["image", "ls"] => {
+                let mut rows = vec![vec!["REPOSITORY".into(), "TAG".into(), "IMAGE ID".into(), "CREATED".into(), "SIZE".into()]];
+                for name in &self.pulled {
+                    if let Some(i) = find_image(name) {
+                        let (repo, tag) = i.name.split_once(':').unwrap_or((i.name, "latest"));
+                        rows.push(vec![repo.into(), tag.into(), i.id[7..19].into(), "2 weeks ago".into(), i.size.into()]);
+                    }
+                }
+                table(&rows)
+            }
+            ["run", rest @ ..] => self.docker_run(rest),
+            ["ps", rest @ ..] => self.ps(rest.contains(&"-a") || rest.contains(&"--all")),
+            ["stop", names @ ..] | ["kill", names @ ..] => {
+                let mut out = String::new();
+                for n in names.iter().filter(|n| !n.starts_with('-') && n.parse::<u32>().is_err()) {
+                    match self.by_name(n) {
+                        Some(id) => {
+                            self.stop(&id, 0);
+                            out.push_str(&format!("{n}\n"));
+                        }
+                        None => out.push_str(&format!("Error response from daemon: No such container: {n}\n")),
+                    }
+                }
+                out
+            }
+            ["rm", names @ ..] => {
+                let mut out = String::new();
+                let force = names.contains(&"-f");
+                for n in names.iter().filter(|n| !n.starts_with('-')) {
+                    match self.by_name(n) {
+                        Some(id) if self.running(&id) && !force => out.push_str(&format!("Error response from daemon: You cannot remove a running container {id}. Stop the container before attempting removal or force remove\n")),
+                        Some(id) => {
+                            if self.running(&id) {
+                                self.stop(&id, 137);
+                            }
+                            self.remove(&id);
+                            out.push_str(&format!("{n}\n"));
+                        }
+                        None => out.push_str(&format!("Error response from daemon: No such container: {n}\n")),
+                    }
+                }
+                out
+            }
+            ["container", "prune", ..] => {
+                let dead: Vec<String> = self.state.containers.values().filter(|c| c.status != crate::Status::Running).map(|c| c.id.clone()).collect();
+                let mut out = String::from("Deleted Containers:\n");
+                for id in &dead {
+                    self.remove(id);
+                    out.push_str(&format!("{id}\n"));
+                }
+                out.push_str("\nTotal reclaimed space: 0B\n");
+                out
+            }
+            ["logs", name] => match self.by_name(name) {
+                Some(id) => self.extra.get(&id).map(|e| e.logs.concat()).unwrap_or_default(),
+                None => format!("Error response from daemon: No such container: {name}\n"),
+            },
+            ["exec", rest @ ..] => {
+                let args: Vec<&str> = rest.iter().copied().filter(|x| !x.starts_with('-')).collect();
+                match args.as_slice() {
+                    [name, cmd @ ..] => match self.by_name(name) {
+                        Some(id) if self.running(&id) => {
+                            if cmd.is_empty() || matches!(cmd, ["sh"] | ["/bin/sh"] | ["bash"]) {
+                                self.inside = Some(id);
+                                String::new()
+                            } else {
+                                self.inside = Some(id);
+                                let out = self.container_shell(&cmd.iter().map(|s| s.to_string()).collect::<Vec<_>>());
+                                self.inside = None;
+                                out
+                            }
+                        }
+                        Some(id) => format!("Error response from daemon: Container {id} is not running\n"),
+                        None => format!("Error response from daemon: No such container: {name}\n"),
+                    },
+                    _ => "\"docker exec\" requires at least 2 arguments.\n".into(),
+                }
+            }
+            ["inspect", name] | ["container", "inspect", name] => match self.by_name(name) {
+                Some(id) => self.inspect(&id),
+                None => match find_image(name) {
+                    Some(i) => image_inspect(i),
+                    None => format!("[]\nError: No such object: {name}\n"),
+                },
+            },
+            ["image", "inspect", name] => match find_image(name).filter(|i| self.pulled.iter().any(|p| p == i.name)) {
+                Some(i) => image_inspect(i),
+                None => format!("[]\nError: No such image: {name}\n"),
+            },
+            ["network", "ls"] => table(&[
+                vec!["NETWORK ID".into(), "NAME".into(), "DRIVER".into(), "SCOPE".into()],
+                vec!["b1a8e0f3c2d1".into(), "bridge".into(), "bridge".into(), "local".into()],
+                vec!["6a5d4c3b2a19".into(), "host".into(), "host".into(), "local".into()],
+                vec!["0f9e8d7c6b5a".into(), "none".into(), "null".into(), "local".into()],
+            ]),
+            ["network", "inspect", "bridge"] => self.network_inspect(),
+            ["volume", "create", name] => {
+                if !self.state.volumes.contains_key(*name) {
+                    self.emit(Event::VolumeCreated { name: (*name).into(), mountpoint: format!("{ROOT}/volumes/{name}/_data"), anonymous: false });
+                    self.volume_files.insert((*name).into(), BTreeMap::new());
+                }
+                format!("{name}\n")
+            }
+            ["volume", "ls"] => {
+                let mut rows = vec![vec!["DRIVER".into(), "VOLUME NAME".into()]];
+                rows.extend(self.state.volumes.keys().map(|v| vec!["local".into(), v.clone()]));
+                table(&rows)
+            }
+            ["volume", "inspect", name] => match self.state.volumes.get(*name) {
+                Some(v) => format!("[\n    {{\n        \"CreatedAt\": \"2026-11-28T12:00:00Z\",\n        \"Driver\": \"local\",\n        \"Labels\": null,\n        \"Mountpoint\": \"{}\",\n        \"Name\": \"{name}\",\n        \"Options\": null,\n        \"Scope\": \"local\"\n    }}\n]\n", v.mountpoint),
+                None => format!("[]\nError response from daemon: get {name}: no such volume\n"),
+            },
+            ["volume", "rm", name] => {
+                let users: Vec<String> = self.state.containers.values().filter(|c| c.mounts.iter().any(|m| m.name == *name)).map(|c| c.id.clone()).collect();
+                if !users.is_empty() {
+                    format!("Error response from daemon: remove {name}: volume is in use - [{}]\n", users.join(", "))
+                } else if self.state.volumes.contains_key(*name) {
+                    self.emit(Event::VolumeRemoved { name: (*name).into() });
+                    self.volume_files.remove(*name);
+                    format!("{name}\n")
+                } else {
+                    format!("Error response from daemon: get {name}: no such volume\n")
+                }
+            }
+            ["version"] => "Client: Docker Engine - Community\n Version:           28.2.2\n\nServer: berth (simulated node1)\n Engine:\n  Version:          simulated\n  API version:      1.41 (minimum version 1.12)\n".into(),
+            [] | ["--help"] | ["help"] => "Usage:  docker [OPTIONS] COMMAND\n\nThe simulated node1 knows: pull, images, run, ps, logs, stop, kill, rm, exec, inspect, image inspect, network ls|inspect, volume create|ls|inspect|rm, container prune, version\n".into(),
+            [cmd, ..] => format!("docker: '{cmd}' is not a docker command in the simulated node1.\nSee 'docker --help'\n"),
+        }
+    }
+
+    fn pull(&mut self, image: &str) -> Result<String, String> {
+        let i = find_image(image).ok_or_else(|| format!("Error response from daemon: pull access denied for {image}, repository does not exist or may require 'docker login'\n"))?;
+        let (repo, tag) = i.name.split_once(':').unwrap_or((i.name, "latest"));
+        let mut out = format!("{tag}: Pulling from library/{repo}\n");
+        let mut lower: Vec<String> = Vec::new();
+        for l in i.layers {
+            let chain = format!("sha256:{l}");
+            if self.state.layers.contains_key(&chain) {
+                out.push_str(&format!("{}: Already exists\n", &l[..12]));
+            } else {
+                self.emit(Event::LayerAdded { chain_id: chain.clone(), diff_id: chain.clone(), dir: format!("{ROOT}/overlay2/{l}/diff"), size: 1_000_000 });
+                out.push_str(&format!("{}: Pull complete\n", &l[..12]));
+            }
+            lower.push(chain);
+        }
+        let existed = self.pulled.iter().any(|p| p == i.name);
+        if !existed {
+            self.pulled.push(i.name.into());
+            self.emit(Event::ImageAdded { id: i.id.into(), repo_tags: vec![i.name.into()], repo_digests: vec![], layers: lower, size: 0 });
+        }
+        out.push_str(&format!("Digest: sha256:{}\nStatus: {} for {}\ndocker.io/library/{}\n", &i.id[7..], if existed { "Image is up to date" } else { "Downloaded newer image" }, i.name, i.name));
+        Ok(out)
+    }
+
+    fn running(&self, id: &str) -> bool {
+        self.state.containers.get(id).is_some_and(|c| c.status == crate::Status::Running)
+    }
+
+    fn docker_run(&mut self, a: &[&str]) -> String {
+        let mut name = None;
+        let (mut detach, mut interactive, mut rm) = (false, false, false);
+        let mut ports = Vec::new();
+        let mut volumes = Vec::new();
+        let mut i = 0;
+        while i < a.len() && a[i].starts_with('-') {
+            match a[i] {
+                "-d" | "--detach" => detach = true,
+                "-it" | "-ti" | "-i" | "-t" => interactive = true,
+                "--rm" => rm = true,
+                "--name" => {
+                    i += 1;
+                    name = a.get(i).map(|s| s.to_string());
+                }
+                "-p" | "--publish" => {
+                    i += 1;
+                    let spec = a.get(i).copied().unwrap_or("");
+                    let (h, c) = spec.split_once(':').unwrap_or((spec, spec));
+                    match (h.parse::<u16>(), c.trim_end_matches("/tcp").parse::<u16>()) {
+                        (Ok(h), Ok(c)) => ports.push((h, c)),
+                        _ => return format!("docker: invalid publish opts format (should be name=value but got '{spec}').\nSee 'docker run --help'.\n"),
+                    }
+                }
+                "-v" | "--volume" => {
+                    i += 1;
+                    let spec = a.get(i).copied().unwrap_or("");
+                    match spec.split_once(':') {
+                        Some((v, p)) => volumes.push((v.to_string(), p.to_string())),
+                        None => return format!("docker: invalid volume specification: '{spec}'.\n"),
+                    }
+                }
+                other => return format!("unknown shorthand flag: '{}' in {other}\nSee 'docker run --help'.\n", other.trim_start_matches('-').chars().next().unwrap_or('?')),
+            }
+            i += 1;
+        }
+        let Some(image) = a.get(i).copied() else { return "\"docker run\" requires at least 1 argument.\nSee 'docker run --help'.\n".into() };
+        let cmd: Vec<String> = a[i + 1..].iter().map(|s| s.to_string()).collect();
+        let Some(img) = find_image(image) else { return format!("Unable to find image '{image}' locally\ndocker: Error response from daemon: pull access denied for {image}, repository does not exist or may require 'docker login'.\n") };
+        let mut out = String::new();
+        if !self.pulled.iter().any(|p| p == img.name) {
+            out.push_str(&format!("Unable to find image '{}' locally\n", img.name));
+            out.push_str(&self.pull(img.name).unwrap_or_default());
+        }
+        if let Some(n) = &name {
+            if let Some(other) = self.state.containers.values().find(|c| c.name == *n) {
+                return format!("docker: Error response from daemon: Conflict. The container name \"/{n}\" is already in use by container \"{}\". You have to remove (or rename) that container to be able to reuse that name.\nSee 'docker run --help'.\n", other.id);
+            }
+        }
+        for (h, _) in &ports {
+            if self.state.containers.values().any(|c| c.ports.iter().any(|p| p.host_port == *h)) {
+                return format!("docker: Error response from daemon: driver failed programming external connectivity on endpoint: Error starting userland proxy: listen tcp4 0.0.0.0:{h}: bind: address already in use.\n");
+            }
+        }
+        let id = self.hex(64);
+        let name = name.unwrap_or_else(|| format!("sim_{}", &id[..6]));
+        let layer = RwLayer {
+            lower: img.layers.iter().rev().map(|l| format!("{ROOT}/overlay2/{l}/diff")).collect(),
+            upper: format!("{ROOT}/overlay2/{id}/diff"),
+            work: format!("{ROOT}/overlay2/{id}/work"),
+            merged: format!("{ROOT}/overlay2/{id}/merged"),
+        };
+        let mut mounts = Vec::new();
+        for (v, p) in &volumes {
+            if !self.state.volumes.contains_key(v) {
+                self.emit(Event::VolumeCreated { name: v.clone(), mountpoint: format!("{ROOT}/volumes/{v}/_data"), anonymous: false });
+                self.volume_files.insert(v.clone(), BTreeMap::new());
+            }
+            mounts.push(Mount { kind: "volume".into(), name: v.clone(), source: format!("{ROOT}/volumes/{v}/_data"), destination: p.clone(), readonly: false });
+        }
+        let command = if cmd.is_empty() { img.cmd.iter().map(|s| s.to_string()).collect() } else { cmd.clone() };
+        self.emit(Event::ContainerCreated { id: id.clone(), name: name.clone(), image: image.into(), image_id: img.id.into(), command: command.clone(), layer: layer.clone(), mounts });
+        self.extra.insert(id.clone(), Extra { image: img.name.into(), auto_remove: rm, volumes: volumes.clone(), ..Extra::default() });
+        // Copy-in: an empty volume over nginx's html dir gets the image's page.
+        for (v, p) in &volumes {
+            if img.name.starts_with("nginx") && p == "/usr/share/nginx/html" && self.volume_files.get(v).is_some_and(|f| f.is_empty()) {
+                self.volume_files.entry(v.clone()).or_default().insert("index.html".into(), WELCOME.into());
+                self.emit(Event::VolumePopulated { name: v.clone(), container: id.clone(), path: p.clone(), files: 2 });
+            }
+        }
+        self.emit(Event::OverlayMounted { id: id.clone(), merged: layer.merged.clone(), options: format!("lowerdir={},upperdir={},workdir={}", layer.lower.join(":"), layer.upper, layer.work) });
+        self.emit(Event::MountObserved { target: layer.merged.clone(), fstype: "overlay".into(), source: "overlay".into() });
+        let ip = match self.ipam.allocate() {
+            Ok(ip) => ip,
+            Err(e) => return format!("docker: Error response from daemon: {e}.\n"),
+        };
+        let host_if = format!("veth{}", &self.hex(7));
+        let netns = format!("/run/berth/netns/{}", &id[..12]);
+        self.next_index += 2;
+        self.emit(Event::LinkObserved { index: self.next_index, name: host_if.clone(), kind: "veth".into(), master: Some("docker0".into()), up: true, link_netnsid: Some(0) });
+        self.emit(Event::EndpointAttached {
+            id: id.clone(),
+            network: "bridge".into(),
+            bridge: "docker0".into(),
+            host_if,
+            ifname: "eth0".into(),
+            ip: ip.to_string(),
+            prefix: 16,
+            mac: mac_string(mac_for(ip)),
+            gateway: "172.17.0.1".into(),
+            netns,
+        });
+        for (h, c) in &ports {
+            let map = PortMap { proto: "tcp".into(), host_ip: Ipv4Addr::UNSPECIFIED, host_port: *h, container_ip: ip, container_port: *c };
+            for r in port_rules("docker0", &map) {
+                self.emit(Event::RuleAdded { table: r.table.into(), rule: r.text() });
+            }
+            self.emit(Event::PortPublished { id: id.clone(), proto: "tcp".into(), host_ip: "0.0.0.0".into(), host_port: *h, container_ip: ip.to_string(), container_port: *c });
+        }
+        let pid = 4000 + (self.seq % 1000) as i32;
+        self.emit(Event::NamespacesCreated { id: id.clone(), pid, kinds: ["mnt", "uts", "ipc", "pid", "net"].iter().map(|s| s.to_string()).collect() });
+        self.emit(Event::ContainerStarted { id: id.clone(), pid });
+        match img.name {
+            "hello-world:latest" => {
+                let msg = "\nHello from Docker!\nThis message shows that your installation appears to be working correctly.\n\n(berth's simulated node1: the steps behind it are on the diagrams)\n";
+                self.stop(&id, 0);
+                out.push_str(msg);
+                out
+            }
+            n if n.starts_with("nginx") => {
+                if let Some(e) = self.extra.get_mut(&id) {
+                    e.logs.push("/docker-entrypoint.sh: Configuration complete; ready for start up\n".into());
+                }
+                if detach {
+                    out.push_str(&format!("{id}\n"));
+                } else {
+                    out.push_str("/docker-entrypoint.sh: Configuration complete; ready for start up\n");
+                }
+                out
+            }
+            _ => {
+                if interactive && (cmd.is_empty() || cmd == ["sh"] || cmd == ["/bin/sh"]) {
+                    self.inside = Some(id);
+                } else if detach {
+                    out.push_str(&format!("{id}\n"));
+                } else {
+                    // A one-off command: run it in the container, then it exits.
+                    self.inside = Some(id.clone());
+                    out.push_str(&self.container_shell(&cmd));
+                    self.inside = None;
+                    self.stop(&id, 0);
+                }
+                out
+            }
+        }
+    }
+
+    fn stop(&mut self, id: &str, code: i32) {
+        if !self.running(id) {
+            return;
+        }
+        let c = self.state.containers.get(id).cloned();
+        let Some(c) = c else { return };
+        for p in &c.ports {
+            let map = PortMap { proto: p.proto.clone(), host_ip: Ipv4Addr::UNSPECIFIED, host_port: p.host_port, container_ip: p.container_ip.parse().unwrap_or(Ipv4Addr::UNSPECIFIED), container_port: p.container_port };
+            for r in port_rules("docker0", &map) {
+                self.emit(Event::RuleRemoved { table: r.table.into(), rule: r.text() });
+            }
+            self.emit(Event::PortUnpublished { id: id.into(), proto: p.proto.clone(), host_port: p.host_port });
+        }
+        for ep in c.endpoints.values() {
+            if let Ok(ip) = ep.ip.parse() {
+                self.ipam.release(ip);
+            }
+            self.emit(Event::EndpointDetached { id: id.into(), network: ep.network.clone(), host_if: ep.host_if.clone() });
+            let index = self.state.links.get(&ep.host_if).map(|l| l.index).unwrap_or(0);
+            self.emit(Event::LinkGone { index, name: ep.host_if.clone() });
+        }
+        self.emit(Event::ContainerExited { id: id.into(), exit_code: code });
+        self.emit(Event::OverlayUnmounted { id: id.into(), merged: c.layer.merged.clone() });
+        self.emit(Event::MountGone { target: c.layer.merged.clone() });
+        if self.inside.as_deref() == Some(id) {
+            self.inside = None;
+        }
+        if self.extra.get(id).is_some_and(|e| e.auto_remove) {
+            self.remove(id);
+        }
+    }
+
+    fn remove(&mut self, id: &str) {
+        self.extra.remove(id);
+        self.emit(Event::ContainerRemoved { id: id.into() });
+    }
+
+    fn ps(&self, all: bool) -> String {
+        let mut rows = vec![["CONTAINER ID", "IMAGE", "COMMAND", "CREATED", "STATUS", "PORTS", "NAMES"].iter().map(|s| s.to_string()).collect::<Vec<_>>()];
+        for c in self.state.containers.values().filter(|c| all || c.status == crate::Status::Running) {
+            let cmd = c.command.join(" ");
+            let cmd = if cmd.chars().count() > 20 { format!("\"{}…\"", cmd.chars().take(19).collect::<String>()) } else { format!("\"{cmd}\"") };
+            let status = match c.status {
+                crate::Status::Running => "Up 5 seconds".to_string(),
+                _ => format!("Exited ({}) 3 seconds ago", c.exit_code.unwrap_or(0)),
+            };
+            let ports = c.ports.iter().map(|p| format!("0.0.0.0:{}->{}/tcp", p.host_port, p.container_port)).collect::<Vec<_>>().join(", ");
+            let ports = if ports.is_empty() && c.image.starts_with("nginx") && c.status == crate::Status::Running { "80/tcp".to_string() } else { ports };
+            rows.push(vec![c.id[..12].to_string(), c.image.clone(), cmd, "5 seconds ago".into(), status, ports, c.name.clone()]);
+        }
+        table(&rows)
+    }
+
+    fn inspect(&self, id: &str) -> String {
+        let Some(c) = self.state.containers.get(id) else { return "[]\n".into() };
+        let ep = c.endpoints.get("bridge");
+        let v = serde_json::json!([{
+            "Id": c.id,
+            "Name": format!("/{}", c.name),
+            "Image": c.image_id,
+            "State": {"Status": c.status.as_str(), "Running": c.status == crate::Status::Running, "Pid": c.pid.unwrap_or(0), "ExitCode": c.exit_code.unwrap_or(0)},
+            "GraphDriver": {"Name": "overlay2", "Data": {
+                "LowerDir": c.layer.lower.join(":"),
+                "UpperDir": c.layer.upper, "MergedDir": c.layer.merged, "WorkDir": c.layer.work,
+            }},
+            "Mounts": c.mounts.iter().map(|m| serde_json::json!({"Type": m.kind, "Name": m.name, "Source": m.source, "Destination": m.destination, "Driver": "local", "RW": !m.readonly})).collect::<Vec<_>>(),
+            "Config": {"Hostname": &c.id[..12], "Image": c.image, "Cmd": c.command},
+            "NetworkSettings": {
+                "IPAddress": ep.map(|e| e.ip.clone()).unwrap_or_default(),
+                "Gateway": ep.map(|e| e.gateway.clone()).unwrap_or_default(),
+                "MacAddress": ep.map(|e| e.mac.clone()).unwrap_or_default(),
+                "Ports": c.ports.iter().map(|p| (format!("{}/tcp", p.container_port), serde_json::json!([{"HostIp": "0.0.0.0", "HostPort": p.host_port.to_string()}]))).collect::<serde_json::Map<_, _>>(),
+            },
+        }]);
+        format!("{}\n", serde_json::to_string_pretty(&v).unwrap_or_default())
+    }
+
+    fn network_inspect(&self) -> String {
+        let containers: serde_json::Map<String, serde_json::Value> = self
+            .state
+            .containers
+            .values()
+            .filter_map(|c| {
+                let e = c.endpoints.get("bridge")?;
+                Some((c.id.clone(), serde_json::json!({"Name": c.name, "EndpointID": c.id.chars().rev().collect::<String>(), "MacAddress": e.mac, "IPv4Address": format!("{}/{}", e.ip, e.prefix), "IPv6Address": ""})))
+            })
+            .collect();
+        let v = serde_json::json!([{
+            "Name": "bridge", "Id": "b1a8e0f3c2d1", "Scope": "local", "Driver": "bridge", "EnableIPv6": false,
+            "IPAM": {"Driver": "default", "Options": null, "Config": [{"Subnet": "172.17.0.0/16", "Gateway": "172.17.0.1"}]},
+            "Internal": false, "Attachable": false, "Ingress": false, "Containers": containers,
+            "Options": {"com.docker.network.bridge.default_bridge": "true", "com.docker.network.bridge.name": "docker0", "com.docker.network.driver.mtu": "1500"},
+            "Labels": {},
+        }]);
+        format!("{}\n", serde_json::to_string_pretty(&v).unwrap_or_default())
+    }
+
+    /// `ip addr|link|route` on the host, or inside container `inside`.
+    fn ip(&self, a: &[&str], inside: Option<&str>) -> String {
+        let links: Vec<ShownLink> = match inside {
+            Some(id) => {
+                let mut v = vec![(1, "lo".to_string(), "loopback".to_string(), vec!["127.0.0.1/8".to_string()], None)];
+                if let Some(e) = self.state.containers.get(id).and_then(|c| c.endpoints.get("bridge")) {
+                    v.push((5, format!("eth0@if{}", 6), e.mac.clone(), vec![format!("{}/{}", e.ip, e.prefix)], None));
+                }
+                v
+            }
+            None => self
+                .state
+                .links
+                .iter()
+                .map(|(n, l)| {
+                    let mac = if n == "lo" { "loopback".to_string() } else { format!("02:42:{:02x}:{:02x}:{:02x}:{:02x}", l.index, 0x11, 0x22, l.index * 3) };
+                    let name = if l.kind == "veth" { format!("{n}@if{}", l.index - 1) } else { n.clone() };
+                    (l.index, name, mac, l.addresses.clone(), l.master.clone())
+                })
+                .collect(),
+        };
+        let mut links = links;
+        links.sort_by_key(|l| l.0);
+        let show = match a {
+            ["addr" | "a" | "address", "show", dev] => Some(*dev),
+            _ => None,
+        };
+        let mut out = String::new();
+        match a.first().copied() {
+            Some("addr" | "a" | "address") | None => {
+                for (idx, name, mac, addrs, master) in &links {
+                    if show.is_some_and(|d| !name.starts_with(d)) {
+                        continue;
+                    }
+                    out.push_str(&link_line(*idx, name, master.as_deref()));
+                    out.push_str(&ether_line(mac, name.contains('@') && inside.is_none()));
+                    for a in addrs {
+                        let dev = name.split('@').next().unwrap_or(name);
+                        let scope = if a.starts_with("127.") { "host" } else { "global" };
+                        out.push_str(&format!("    inet {a} {}scope {scope} {dev}\n       valid_lft forever preferred_lft forever\n", brd(a)));
+                    }
+                }
+                if show.is_some() && out.is_empty() {
+                    return format!("Device \"{}\" does not exist.\n", show.unwrap_or(""));
+                }
+            }
+            Some("link" | "l") => {
+                for (idx, name, mac, _, master) in &links {
+                    out.push_str(&link_line(*idx, name, master.as_deref()));
+                    out.push_str(&ether_line(mac, name.contains('@') && inside.is_none()));
+                }
+            }
+            Some("route" | "r") => match inside {
+                Some(_) => out.push_str("default via 172.17.0.1 dev eth0 \n172.17.0.0/16 dev eth0 scope link  src 172.17.0.2 \n"),
+                None => {
+                    for (dst, gw, dev) in &self.state.routes {
+                        out.push_str(&format!("{dst}{}{} \n", gw.as_ref().map(|g| format!(" via {g}")).unwrap_or_default(), dev.as_ref().map(|d| format!(" dev {d}")).unwrap_or_default()));
+                    }
+                }
+            },
+            Some(other) => out.push_str(&format!("Object \"{other}\" is unknown, try \"ip help\".\n")),
+        }
+        out
+    }
+
+    /// `iptables --list -n [-t nat]` (also `-L -n`, `-S`).
+    fn iptables(&self, a: &[&str]) -> String {
+        let table = a.windows(2).find(|w| w[0] == "-t").map(|w| w[1]).unwrap_or("filter");
+        let rules: Vec<&String> = self.state.rules.iter().filter(|(t, _)| t == table).map(|(_, r)| r).collect();
+        if a.contains(&"-S") {
+            return rules.iter().map(|r| format!("{r}\n")).collect();
+        }
+        if !(a.contains(&"--list") || a.contains(&"-L") || a.contains(&"-nL") || a.contains(&"-Ln")) {
+            return "iptables v1.8.9 (nf_tables): no command specified\nTry `iptables -h' or 'iptables --help' for more information.\n".into();
+        }
+        let builtin: &[&str] = if table == "nat" { &["PREROUTING", "INPUT", "OUTPUT", "POSTROUTING"] } else { &["INPUT", "FORWARD", "OUTPUT"] };
+        let custom: &[&str] = if table == "nat" { &["DOCKER"] } else { &["DOCKER", "DOCKER-ISOLATION-STAGE-1", "DOCKER-ISOLATION-STAGE-2", "DOCKER-USER"] };
+        let mut out = String::new();
+        for chain in builtin.iter().chain(custom.iter()) {
+            let mine: Vec<&String> = rules.iter().copied().filter(|r| r.split_whitespace().nth(1) == Some(chain)).collect();
+            if builtin.contains(chain) {
+                out.push_str(&format!("Chain {chain} (policy ACCEPT)\n"));
+            } else {
+                let refs = self.state.rules.iter().filter(|(t, r)| t == table && r.ends_with(&format!("-j {chain}"))).count();
+                out.push_str(&format!("Chain {chain} ({refs} references)\n"));
+            }
+            out.push_str("target     prot opt source               destination         \n");
+            for r in mine {
+                out.push_str(&list_line(r));
+            }
+            out.push('\n');
+        }
+        out.trim_end().to_string() + "\n"
+    }
+
+    /// `curl http://ADDR[:PORT]/PATH`: a container's page (nginx), with the
+    /// file from its upper dir or a volume when there is one.
+    fn fetch(&self, a: &[&str]) -> String {
+        let Some(url) = a.iter().find(|x| x.starts_with("http://") || x.contains('.')) else { return "curl: try 'curl --help' for more information\n".into() };
+        let rest = url.trim_start_matches("http://");
+        let (hostport, path) = rest.split_once('/').unwrap_or((rest, ""));
+        let (host, port) = hostport.split_once(':').map(|(h, p)| (h, p.parse().unwrap_or(80))).unwrap_or((hostport, 80u16));
+        let target = self.state.containers.values().find(|c| {
+            c.status == crate::Status::Running
+                && (c.endpoints.values().any(|e| e.ip == host && port == 80)
+                    || (["127.0.0.1", "localhost", "192.168.1.10", "node1"].contains(&host) && c.ports.iter().any(|p| p.host_port == port)))
+        });
+        match target {
+            Some(c) if c.image.starts_with("nginx") => {
+                let file = if path.is_empty() { "index.html".to_string() } else { path.to_string() };
+                self.read_file(&c.id, &format!("/usr/share/nginx/html/{file}")).unwrap_or_else(|| "<html>\n<head><title>404 Not Found</title></head>\n<body>\n<center><h1>404 Not Found</h1></center>\n<hr><center>nginx</center>\n</body>\n</html>\n".into())
+            }
+            _ => format!("curl: (7) Failed to connect to {host} port {port} after 0 ms: Couldn't connect to server\n"),
+        }
+    }
+
+    fn volume_at(&self, id: &str, path: &str) -> Option<(String, String)> {
+        let e = self.extra.get(id)?;
+        e.volumes.iter().find(|(_, p)| path.starts_with(&format!("{p}/"))).map(|(v, p)| (v.clone(), path[p.len() + 1..].to_string()))
+    }
+
+    fn read_file(&self, id: &str, path: &str) -> Option<String> {
+        if let Some((v, rel)) = self.volume_at(id, path) {
+            return self.volume_files.get(&v)?.get(&rel).cloned();
+        }
+        if let Some(f) = self.extra.get(id).and_then(|e| e.upper.get(path)) {
+            return Some(f.clone());
+        }
+        let image = self.extra.get(id).map(|e| e.image.clone()).unwrap_or_default();
+        match (image.starts_with("nginx"), path) {
+            (true, "/usr/share/nginx/html/index.html") => Some(WELCOME.into()),
+            (_, "/etc/hostname") => Some(format!("{}\n", &id[..12])),
+            _ => None,
+        }
+    }
+
+    /// A write inside a container: into a volume, or copied up into its upper dir.
+    fn write_file(&mut self, id: &str, path: &str, content: &str) {
+        if let Some((v, rel)) = self.volume_at(id, path) {
+            self.volume_files.entry(v).or_default().insert(rel, content.into());
+            return;
+        }
+        if let Some(e) = self.extra.get_mut(id) {
+            e.upper.insert(path.into(), content.into());
+        }
+    }
+
+    fn list_dir(&self, id: &str, dir: &str) -> String {
+        match dir.trim_end_matches('/') {
+            "" => "bin    dev    etc    home   lib    media  mnt    opt    proc   root   run    sbin   srv    sys    tmp    usr    var\n".into(),
+            "/usr/share/nginx/html" => {
+                let mut names: Vec<String> = vec!["index.html".into(), "50x.html".into()];
+                if let Some((v, _)) = self.volume_at(id, "/usr/share/nginx/html/x") {
+                    names = self.volume_files.get(&v).map(|f| f.keys().cloned().collect()).unwrap_or_default();
+                }
+                format!("{}\n", names.join("  "))
+            }
+            d => format!("ls: {d}: No such file or directory\n"),
+        }
+    }
+}
+
+fn unreachable_ipam() -> Ipam {
+    // 172.17.0.0/16 always parses; this keeps `new` free of panics.
+    Ipam::new("10.0.0.0/16").unwrap_or_else(|_| unreachable_ipam())
+}
+
+/// A link as `ip` prints it: index, name, MAC, addresses, master.
+type ShownLink = (u32, String, String, Vec<String>, Option<String>);
+
+/// `docker image inspect` of a catalog image (the fields the lab reads).
+fn image_inspect(i: &Image) -> String {
+    let v = serde_json::json!([{
+        "Id": i.id,
+        "RepoTags": [i.name],
+        "Config": {
+            "Cmd": i.cmd,
+            "ExposedPorts": i.exposed.map(|p| serde_json::json!({p: {}})),
+            "Env": ["PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"],
+        },
+        "Architecture": "amd64",
+        "Os": "linux",
+        "RootFS": {"Type": "layers", "Layers": i.layers.iter().map(|l| format!("sha256:{l}")).collect::<Vec<_>>()},
+    }]);
+    format!("{}\n", serde_json::to_string_pretty(&v).unwrap_or_default())
+}
+
+fn link_line(idx: u32, name: &str, master: Option<&str>) -> String {
+    if name == "lo" {
+        return format!("{idx}: lo: <LOOPBACK,UP,LOWER_UP> mtu 65536 qdisc noqueue state UNKNOWN group default qlen 1000\n");
+    }
+    let m = master.map(|m| format!("master {m} ")).unwrap_or_default();
+    format!("{idx}: {name}: <BROADCAST,MULTICAST,UP,LOWER_UP> mtu 1500 qdisc noqueue {m}state UP group default \n")
+}
+
+fn ether_line(mac: &str, netnsid: bool) -> String {
+    if mac == "loopback" {
+        return "    link/loopback 00:00:00:00:00:00 brd 00:00:00:00:00:00\n".into();
+    }
+    format!("    link/ether {mac} brd ff:ff:ff:ff:ff:ff{}\n", if netnsid { " link-netnsid 0" } else { "" })
+}
+
+fn brd(cidr: &str) -> String {
+    let Some((ip, p)) = cidr.split_once('/') else { return String::new() };
+    let (Ok(ip), Ok(p)) = (ip.parse::<Ipv4Addr>(), p.parse::<u32>()) else { return String::new() };
+    if ip.is_loopback() || p >= 31 {
+        return String::new();
+    }
+    let b = u32::from(ip) | (u32::MAX >> p);
+    format!("brd {} ", Ipv4Addr::from(b))
+}
+
+/// One `-A` rule as `iptables -L -n` lists it.
+fn list_line(rule: &str) -> String {
+    let w: Vec<&str> = rule.split_whitespace().collect();
+    let get = |flag: &str| w.windows(2).find(|x| x[0] == flag).map(|x| x[1]);
+    let negated = |flag: &str| w.windows(3).any(|x| x[0] == "!" && x[1] == flag);
+    let target = get("-j").unwrap_or("");
+    let prot = get("-p").unwrap_or("all");
+    let src = match (get("-s"), negated("-s")) {
+        (Some(s), true) => format!("!{s}"),
+        (Some(s), false) => s.to_string(),
+        _ => "0.0.0.0/0".into(),
+    };
+    let dst = match (get("-d"), negated("-d")) {
+        (Some(d), true) => format!("!{d}"),
+        (Some(d), false) => d.to_string(),
+        _ => "0.0.0.0/0".into(),
+    };
+    let mut extra = Vec::new();
+    if let Some(t) = get("--dst-type") {
+        extra.push(format!("ADDRTYPE match dst-type {t}"));
+    }
+    if let Some(s) = get("--ctstate") {
+        extra.push(format!("ctstate {s}"));
+    }
+    if let Some(p) = get("--dport") {
+        extra.push(format!("{prot} dpt:{p}"));
+    }
+    if let Some(t) = get("--to-destination") {
+        extra.push(format!("to:{t}"));
+    }
+    let src = src.trim_end_matches("/32").to_string();
+    let dst = dst.trim_end_matches("/32").to_string();
+    format!("{target:<10} {prot:<4} --  {src:<20} {dst:<20} {}\n", extra.join(" ")).trim_end().to_string() + "\n"
+}
+
+/// `jq -r '.[0].A.B'` on JSON text.
+fn jq_path(json: &str, path: &str) -> String {
+    let Ok(mut v) = serde_json::from_str::<serde_json::Value>(json.split("\nError").next().unwrap_or(json)) else { return json.to_string() };
+    for part in path.split('.').filter(|p| !p.is_empty()) {
+        v = match part.strip_prefix('[').and_then(|p| p.strip_suffix(']')) {
+            Some(i) => v.get(i.parse::<usize>().unwrap_or(0)).cloned().unwrap_or(serde_json::Value::Null),
+            None => v.get(part).cloned().unwrap_or(serde_json::Value::Null),
+        };
+    }
+    match v {
+        serde_json::Value::String(s) => format!("{s}\n"),
+        other => format!("{}\n", serde_json::to_string_pretty(&other).unwrap_or_default()),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn run(sim: &mut Sim, line: &str) -> String {
+        sim.run(line, 1_767_225_600_000).text
+    }
+
+    #[test]
+    fn the_networking_section_runs_with_the_same_addresses_and_rules_as_berthd() {
+        let mut sim = Sim::new(1_767_225_600_000);
+        let boot: Vec<&(String, String)> = sim.state.rules.iter().collect();
+        assert!(boot.contains(&&("nat".to_string(), "-A PREROUTING -m addrtype --dst-type LOCAL -j DOCKER".to_string())));
+        let out = run(&mut sim, "docker run --name nginx-public -d --rm -p 80:80 nginx:alpine");
+        assert!(out.contains("Unable to find image 'nginx:alpine' locally"), "{out}");
+        let c = sim.state.containers.values().next().unwrap().clone();
+        assert_eq!(c.endpoints["bridge"].ip, "172.17.0.2");
+        assert_eq!(c.endpoints["bridge"].mac, "02:42:ac:11:00:02");
+        let nat = run(&mut sim, "iptables --list -n -t nat");
+        assert!(nat.contains("Chain DOCKER (2 references)"), "{nat}");
+        assert!(nat.contains("DNAT       tcp  --  0.0.0.0/0            0.0.0.0/0            tcp dpt:80 to:172.17.0.2:80"), "{nat}");
+        assert!(run(&mut sim, "curl http://192.168.1.10/").contains("Welcome to nginx!"));
+        let ps = run(&mut sim, "docker ps");
+        assert!(ps.lines().nth(1).unwrap().contains("0.0.0.0:80->80/tcp   nginx-public"), "{ps}");
+        let addr = run(&mut sim, "ip addr show docker0");
+        assert!(addr.contains("inet 172.17.0.1/16 brd 172.17.255.255 scope global docker0"), "{addr}");
+        assert!(run(&mut sim, "ip addr").contains("master docker0"));
+        run(&mut sim, "docker stop nginx-public");
+        assert!(sim.state.containers.is_empty(), "--rm removed it");
+        assert!(!sim.state.rules.iter().any(|(_, r)| r.contains("DNAT")));
+        assert_eq!(run(&mut sim, "docker run --name again -d nginx:alpine").len(), 65);
+        assert_eq!(sim.state.containers.values().next().unwrap().endpoints["bridge"].ip, "172.17.0.2", "the address was released");
+    }
+
+    #[test]
+    fn overlay_copy_up_volume_copy_in_and_persistence_behave_as_on_berthd() {
+        let mut sim = Sim::new(0);
+        run(&mut sim, "docker run --name nginx-1 -d --rm nginx:alpine");
+        let lower = run(&mut sim, "docker inspect nginx-1 | jq -r '.[0].GraphDriver.Data.LowerDir'");
+        assert_eq!(lower.trim().split(':').count(), 3, "{lower}");
+        run(&mut sim, "docker exec -it nginx-1 sh");
+        assert_eq!(sim.prompt(), "/ # ");
+        run(&mut sim, "echo edited > /usr/share/nginx/html/index.html");
+        run(&mut sim, "exit");
+        assert!(sim.inside.is_none());
+        assert_eq!(run(&mut sim, "curl http://172.17.0.2/"), "edited\n");
+        run(&mut sim, "docker run --name nginx-2 -d --rm nginx:alpine");
+        assert!(run(&mut sim, "curl http://172.17.0.3/").contains("Welcome to nginx!"), "the lower layer is unchanged");
+        run(&mut sim, "docker volume create webvol");
+        run(&mut sim, "docker run --name web -d -v webvol:/usr/share/nginx/html -p 8080:80 nginx:alpine");
+        assert!(run(&mut sim, "curl http://127.0.0.1:8080/").contains("Welcome to nginx!"), "copied in");
+        run(&mut sim, "docker run -it --rm -v webvol:/data/web alpine");
+        run(&mut sim, "echo hello from the volume > /data/web/index.html");
+        run(&mut sim, "exit");
+        assert_eq!(run(&mut sim, "curl http://127.0.0.1:8080/"), "hello from the volume\n");
+        assert!(run(&mut sim, "docker volume rm webvol").contains("volume is in use"));
+        run(&mut sim, "docker rm -f web");
+        run(&mut sim, "docker container prune -f");
+        assert!(sim.state.volumes.contains_key("webvol"), "the volume outlives its containers");
+        assert_eq!(run(&mut sim, "frobnicate"), "bash: frobnicate: command not found\n");
+    }
+}
