@@ -635,15 +635,16 @@ impl Sim {
     fn ps(&self, all: bool) -> String {
         let mut rows = vec![["CONTAINER ID", "IMAGE", "COMMAND", "CREATED", "STATUS", "PORTS", "NAMES"].iter().map(|s| s.to_string()).collect::<Vec<_>>()];
         for c in self.state.containers.values().filter(|c| all || c.status == crate::Status::Running) {
-            let cmd = c.command.join(" ");
+            // As the CLI shows it: shell-quoted, cut at 20 characters.
+            let cmd = c.command.iter().map(|a| if a.contains(' ') || a.contains(';') { format!("'{a}'") } else { a.clone() }).collect::<Vec<_>>().join(" ");
             let cmd = if cmd.chars().count() > 20 { format!("\"{}…\"", cmd.chars().take(19).collect::<String>()) } else { format!("\"{cmd}\"") };
             let status = match c.status {
-                crate::Status::Running => "Up 5 seconds".to_string(),
-                _ => format!("Exited ({}) 3 seconds ago", c.exit_code.unwrap_or(0)),
+                crate::Status::Running => "Up Less than a second".to_string(),
+                _ => format!("Exited ({}) Less than a second ago", c.exit_code.unwrap_or(0)),
             };
             let ports = c.ports.iter().map(|p| format!("0.0.0.0:{}->{}/tcp", p.host_port, p.container_port)).collect::<Vec<_>>().join(", ");
             let ports = if ports.is_empty() && c.image.starts_with("nginx") && c.status == crate::Status::Running { "80/tcp".to_string() } else { ports };
-            rows.push(vec![c.id[..12].to_string(), c.image.clone(), cmd, "5 seconds ago".into(), status, ports, c.name.clone()]);
+            rows.push(vec![c.id[..12].to_string(), c.image.clone(), cmd, "Less than a second ago".into(), status, ports, c.name.clone()]);
         }
         table(&rows)
     }
@@ -904,23 +905,21 @@ fn brd(cidr: &str) -> String {
     format!("brd {} ", Ipv4Addr::from(b))
 }
 
-/// One `-A` rule as `iptables -L -n` lists it.
+/// One `-A` rule as `iptables -L -n` lists it (iptables 1.8 with nf_tables:
+/// protocols by number, a `!` in the separator before an inverted address).
 fn list_line(rule: &str) -> String {
     let w: Vec<&str> = rule.split_whitespace().collect();
     let get = |flag: &str| w.windows(2).find(|x| x[0] == flag).map(|x| x[1]);
-    let negated = |flag: &str| w.windows(3).any(|x| x[0] == "!" && x[1] == flag);
+    let negated = |flag: &str| w.windows(2).any(|x| x[0] == "!" && x[1] == flag);
     let target = get("-j").unwrap_or("");
-    let prot = get("-p").unwrap_or("all");
-    let src = match (get("-s"), negated("-s")) {
-        (Some(s), true) => format!("!{s}"),
-        (Some(s), false) => s.to_string(),
-        _ => "0.0.0.0/0".into(),
+    let proto = match get("-p") {
+        Some("tcp") => "6",
+        Some("udp") => "17",
+        Some(p) => p,
+        None => "0",
     };
-    let dst = match (get("-d"), negated("-d")) {
-        (Some(d), true) => format!("!{d}"),
-        (Some(d), false) => d.to_string(),
-        _ => "0.0.0.0/0".into(),
-    };
+    let addr = |flag: &str| get(flag).map(|a| a.trim_end_matches("/32").to_string()).unwrap_or_else(|| "0.0.0.0/0".into());
+    let inv = |flag: &str| if negated(flag) { '!' } else { ' ' };
     let mut extra = Vec::new();
     if let Some(t) = get("--dst-type") {
         extra.push(format!("ADDRTYPE match dst-type {t}"));
@@ -929,14 +928,12 @@ fn list_line(rule: &str) -> String {
         extra.push(format!("ctstate {s}"));
     }
     if let Some(p) = get("--dport") {
-        extra.push(format!("{prot} dpt:{p}"));
+        extra.push(format!("{} dpt:{p}", get("-p").unwrap_or("tcp")));
     }
     if let Some(t) = get("--to-destination") {
         extra.push(format!("to:{t}"));
     }
-    let src = src.trim_end_matches("/32").to_string();
-    let dst = dst.trim_end_matches("/32").to_string();
-    format!("{target:<10} {prot:<4} --  {src:<20} {dst:<20} {}\n", extra.join(" ")).trim_end().to_string() + "\n"
+    format!("{target:<9}  {proto:<5}-- {}{:<20}{}{:<20} {}\n", inv("-s"), addr("-s"), inv("-d"), addr("-d"), extra.join(" "))
 }
 
 /// `jq -r '.[0].A.B'` on JSON text.
@@ -974,7 +971,7 @@ mod tests {
         assert_eq!(c.endpoints["bridge"].mac, "02:42:ac:11:00:02");
         let nat = run(&mut sim, "iptables --list -n -t nat");
         assert!(nat.contains("Chain DOCKER (2 references)"), "{nat}");
-        assert!(nat.contains("DNAT       tcp  --  0.0.0.0/0            0.0.0.0/0            tcp dpt:80 to:172.17.0.2:80"), "{nat}");
+        assert!(nat.contains("DNAT       6    --  0.0.0.0/0            0.0.0.0/0            tcp dpt:80 to:172.17.0.2:80"), "{nat}");
         assert!(run(&mut sim, "curl http://192.168.1.10/").contains("Welcome to nginx!"));
         let ps = run(&mut sim, "docker ps");
         assert!(ps.lines().nth(1).unwrap().contains("0.0.0.0:80->80/tcp   nginx-public"), "{ps}");
