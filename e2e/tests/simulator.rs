@@ -69,6 +69,19 @@ async fn without_berthd_the_page_runs_the_lab_on_a_simulated_node1() {
     type_line(&b, "exit").await;
     type_line(&b, "curl http://172.17.0.2/").await;
     b.wait_for_text("[data-testid=terminal]", "edited in the container", Duration::from_secs(10)).await.unwrap();
+    // The lab's edit, in vi: a new line after the first, then :wq.
+    type_line(&b, "docker exec -it nginx-demo sh").await;
+    type_line(&b, "vi /usr/share/nginx/html/index.html").await;
+    b.wait_for_text("[data-testid=terminal]", "edited in the container", Duration::from_secs(10)).await.unwrap();
+    let input = b.client.find(Locator::Css("[data-testid=terminal] textarea")).await.unwrap();
+    input.send_keys("o<p>edited with vi</p>").await.unwrap();
+    input.send_keys(&char::from(Key::Escape).to_string()).await.unwrap();
+    b.wait_for_text("[data-testid=terminal]", "<p>edited with vi</p>", Duration::from_secs(10)).await.unwrap();
+    b.screenshot("simulator-vi.png").await.unwrap();
+    type_line(&b, ":wq").await;
+    type_line(&b, "exit").await;
+    type_line(&b, "curl http://172.17.0.2/").await;
+    b.wait_for_text("[data-testid=terminal]", "edited in the container\n<p>edited with vi</p>", Duration::from_secs(10)).await.unwrap();
     type_line(&b, "docker volume create webvol").await;
     type_line(&b, "docker run --name web -d -v webvol:/usr/share/nginx/html -p 8080:80 nginx:alpine").await;
     b.wait_for_text("[data-testid=overlay-web]", "volume webvol → /usr/share/nginx/html", Duration::from_secs(10)).await.unwrap();

@@ -61,6 +61,8 @@ pub struct Store {
     pub term_size: RwSignal<(u16, u16)>,
     /// The simulated node1, when there is no live one.
     pub sim: StoredValue<Option<berth_shared::sim::Sim>, LocalStorage>,
+    /// A `vi` open in the simulated node1.
+    pub editor: StoredValue<Option<berth_shared::vi::Editor>, LocalStorage>,
 }
 
 impl Store {
@@ -77,6 +79,7 @@ impl Store {
             redraw: RwSignal::new(0),
             term_size: RwSignal::new((100, 30)),
             sim: StoredValue::new_local(None),
+            editor: StoredValue::new_local(None),
         }
     }
 
@@ -96,15 +99,42 @@ impl Store {
 
     /// One command line typed into the simulated node1: its output, and its
     /// events into the store (the same path live events take).
-    pub fn sim_run(&self, line: &str) -> String {
+    pub fn sim_run(&self, line: &str, size: (u32, u32)) -> String {
         let out = self.sim.try_update_value(|s| s.as_mut().map(|s| s.run(line, now_ms() as u64))).flatten();
         match out {
             Some(o) => {
                 self.take_events(o.events);
+                if let Some((path, content)) = o.editor {
+                    let e = berth_shared::vi::Editor::new(&path, &content, size.0 as usize, size.1 as usize);
+                    let screen = e.render();
+                    self.editor.set_value(Some(e));
+                    return screen;
+                }
                 o.text
             }
             None => String::new(),
         }
+    }
+
+    /// Keys for an open editor: what to draw, and whether it closed.
+    pub fn editor_keys(&self, data: &str) -> Option<String> {
+        use berth_shared::vi::{keys, Action};
+        let mut screen = None;
+        for k in keys(data) {
+            let action = self.editor.try_update_value(|e| e.as_mut().map(|e| (e.key(&k), e.path.clone()))).flatten();
+            match action {
+                Some((Action::Draw(s), _)) => screen = Some(s),
+                Some((Action::Quit { save }, path)) => {
+                    self.editor.set_value(None);
+                    if let Some(text) = save {
+                        self.sim.update_value(|s| if let Some(s) = s.as_mut() { s.save_file(&path, &text) });
+                    }
+                    return Some(format!("\x1b[?1049l{}", self.sim_prompt()));
+                }
+                None => return None,
+            }
+        }
+        screen
     }
 
     pub fn sim_prompt(&self) -> String {

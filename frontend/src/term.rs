@@ -90,7 +90,12 @@ pub fn Terminal(store: Store) -> impl IntoView {
                     let _ = tx_input.with_value(|tx| tx.unbounded_send(data.into_bytes()));
                 }
                 Source::Simulated => {
-                    let echo = sim_keys(store, line, &data);
+                    if let Some(screen) = store.editor_keys(&data) {
+                        store.term.update(|v| v.push((now_ms(), screen.clone())));
+                        term.with_value(|t| if let Some(t) = t { t.write(&screen) });
+                        return;
+                    }
+                    let echo = sim_keys(store, line, size.get_value(), &data);
                     store.term.update(|v| v.push((now_ms(), echo.clone())));
                     term.with_value(|t| if let Some(t) = t { t.write(&echo) });
                 }
@@ -186,7 +191,7 @@ pub fn Terminal(store: Store) -> impl IntoView {
 
 /// The simulator's line editor: printable keys echo, Backspace erases,
 /// Enter runs the line, Ctrl-C abandons it. Returns what to draw.
-fn sim_keys(store: Store, line: StoredValue<String>, data: &str) -> String {
+fn sim_keys(store: Store, line: StoredValue<String>, size: (u32, u32), data: &str) -> String {
     let mut out = String::new();
     let mut chars = data.chars().peekable();
     while let Some(c) = chars.next() {
@@ -194,7 +199,16 @@ fn sim_keys(store: Store, line: StoredValue<String>, data: &str) -> String {
             '\r' | '\n' => {
                 let cmd = line.try_update_value(std::mem::take).unwrap_or_default();
                 out.push_str("\r\n");
-                let text = store.sim_run(&cmd);
+                let text = store.sim_run(&cmd, size);
+                if store.editor.with_value(|e| e.is_some()) {
+                    // vi took the screen; the rest of this input is its keys.
+                    out.push_str(&text);
+                    let rest: String = chars.collect();
+                    if let Some(screen) = store.editor_keys(&rest) {
+                        out.push_str(&screen);
+                    }
+                    return out;
+                }
                 out.push_str(&text.replace('\n', "\r\n"));
                 out.push_str(&store.sim_prompt());
             }

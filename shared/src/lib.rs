@@ -9,6 +9,7 @@ pub mod netfilter;
 pub mod record;
 pub mod sim;
 pub mod state;
+pub mod vi;
 
 pub use container::{RwLayer, Status};
 pub use event::{Envelope, EngineMode, Event, Mount, SCHEMA_VERSION};

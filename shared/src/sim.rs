@@ -68,6 +68,9 @@ struct Extra {
 pub struct Output {
     pub text: String,
     pub events: Vec<Envelope>,
+    /// `vi FILE`: the terminal opens an editor on (path, content) and hands
+    /// the result to [`Sim::save_file`].
+    pub editor: Option<(String, String)>,
 }
 
 #[derive(Debug)]
@@ -214,6 +217,10 @@ impl Sim {
         while argv.first().map(String::as_str) == Some("sudo") {
             argv.remove(0);
         }
+        if let (Some(id), ["vi" | "vim", path]) = (self.inside.clone(), argv.iter().map(String::as_str).collect::<Vec<_>>().as_slice()) {
+            let content = self.read_file(&id, path).unwrap_or_default();
+            return Output { text: String::new(), events: std::mem::take(&mut self.out), editor: Some((path.to_string(), content)) };
+        }
         let mut text = if argv.is_empty() {
             String::new()
         } else if self.inside.is_some() {
@@ -224,7 +231,14 @@ impl Sim {
         if let Some(path) = jq {
             text = jq_path(&text, &path);
         }
-        Output { text, events: std::mem::take(&mut self.out) }
+        Output { text, events: std::mem::take(&mut self.out), editor: None }
+    }
+
+    /// What an editor wrote (`:w`, `:wq`), into the container the shell is in.
+    pub fn save_file(&mut self, path: &str, content: &str) {
+        if let Some(id) = self.inside.clone() {
+            self.write_file(&id, path, content);
+        }
     }
 
     fn host_shell(&mut self, argv: &[String]) -> String {
@@ -1011,5 +1025,13 @@ mod tests {
         run(&mut sim, "docker container prune -f");
         assert!(sim.state.volumes.contains_key("webvol"), "the volume outlives its containers");
         assert_eq!(run(&mut sim, "frobnicate"), "bash: frobnicate: command not found\n");
+        // vi in a container: the terminal edits, the simulator keeps the result.
+        run(&mut sim, "docker exec -it nginx-2 sh");
+        let o = sim.run("vi /usr/share/nginx/html/index.html", 0);
+        let (path, content) = o.editor.expect("an editor opens");
+        assert!(content.contains("Welcome to nginx!"));
+        sim.save_file(&path, "<h1>vi was here</h1>\n");
+        run(&mut sim, "exit");
+        assert_eq!(run(&mut sim, "curl http://172.17.0.3/"), "<h1>vi was here</h1>\n");
     }
 }
