@@ -110,11 +110,8 @@ impl Editor {
                     self.cmd.clear();
                     self.mode = Mode::Normal;
                 }
-                "\x7f" | "\x08" => {
-                    if self.cmd.pop().is_none() {
-                        self.mode = Mode::Normal;
-                    }
-                }
+                "\x7f" | "\x08" if self.cmd.pop().is_none() => self.mode = Mode::Normal,
+                "\x7f" | "\x08" => {}
                 c if c.chars().all(|c| !c.is_control()) => self.cmd.push_str(c),
                 _ => {}
             },
@@ -174,12 +171,10 @@ impl Editor {
                         self.mode = Mode::Insert;
                         self.dirty = true;
                     }
-                    "x" => {
-                        if !self.lines[self.row].is_empty() {
-                            let at = self.byte(self.col);
-                            self.lines[self.row].remove(at);
-                            self.dirty = true;
-                        }
+                    "x" if !self.lines[self.row].is_empty() => {
+                        let at = self.byte(self.col);
+                        self.lines[self.row].remove(at);
+                        self.dirty = true;
                     }
                     "d" if was_d => {
                         if self.lines.len() > 1 {
