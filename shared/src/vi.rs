@@ -225,7 +225,7 @@ pub fn keys(data: &str) -> Vec<String> {
             if let Some(n) = chars.next() {
                 seq.push(n);
             }
-            while let Some(n) = chars.next() {
+            for n in chars.by_ref() {
                 seq.push(n);
                 if n.is_ascii_alphabetic() || n == '~' {
                     break;
