@@ -221,9 +221,24 @@ fn Recordings(store: Store) -> impl IntoView {
             }
         });
     };
+    // This session, downloaded as a recording (live or simulated alike).
+    let save = move |_| {
+        let text = store.to_cast();
+        let parts = js_sys::Array::of1(&wasm_bindgen::JsValue::from_str(&text));
+        let Ok(blob) = web_sys::Blob::new_with_str_sequence(&parts) else { return };
+        let Ok(url) = web_sys::Url::create_object_url_with_blob(&blob) else { return };
+        let doc = web_sys::window().and_then(|w| w.document());
+        if let Some(a) = doc.and_then(|d| d.create_element("a").ok()).and_then(|a| a.dyn_into::<web_sys::HtmlElement>().ok()) {
+            let _ = a.set_attribute("href", &url);
+            let _ = a.set_attribute("download", &format!("berth-session-{}.cast", (crate::store::now_ms() / 1000.0) as u64));
+            a.click();
+        }
+        let _ = web_sys::Url::revoke_object_url(&url);
+    };
     view! {
         <div class="recordings">
             <label class="file">"open a recording… "<input type="file" accept=".cast" data-testid="open-recording" on:change=on_file/></label>
+            " "<button data-testid="save-session" on:click=save>"save this session"</button>
             <Suspense fallback=|| ()>
                 {move || list.get().map(|r| match r {
                     Ok(items) if !items.is_empty() => view! {

@@ -285,6 +285,30 @@ impl Store {
     }
 }
 
+impl Store {
+    /// This session as a recording (the same cast format berthd writes):
+    /// the state it started from, its events and its terminal output.
+    pub fn to_cast(&self) -> String {
+        use berth_shared::record::{cast_header, cast_line};
+        let base = self.base.get_untracked();
+        let events = self.events.get_untracked();
+        let term = self.term.get_untracked();
+        let start = term.first().map(|(t, _)| *t).into_iter().chain(events.first().map(|e| e.time_ms as f64)).fold(f64::MAX, f64::min);
+        let start = if start == f64::MAX { now_ms() } else { start };
+        let (cols, rows) = self.term_size.get_untracked();
+        let mut frames: Vec<(f64, Frame)> = term.into_iter().map(|(t, s)| ((t - start) / 1000.0, Frame::Output(s))).collect();
+        frames.extend(events.into_iter().map(|e| ((e.time_ms as f64 - start) / 1000.0, Frame::Event(Box::new(e)))));
+        frames.sort_by(|a, b| a.0.partial_cmp(&b.0).unwrap_or(std::cmp::Ordering::Equal));
+        let mut out = cast_header(cols, rows, (start / 1000.0) as u64, self.base_seq.get_untracked(), &base);
+        for (t, f) in frames {
+            out.push('\n');
+            out.push_str(&cast_line((t.max(0.0) * 1000.0).round() / 1000.0, &f));
+        }
+        out.push('\n');
+        out
+    }
+}
+
 /// ws:// or wss:// to this page's own host.
 pub fn ws_url(path: &str) -> String {
     let loc = web_sys::window().map(|w| w.location());

@@ -87,3 +87,18 @@ fn events_read_as_one_line_each() {
     assert_eq!(lines[4], "veth veth1234567 ⇄ eth0 172.17.0.2/16 on docker0");
     assert!(lines[6].starts_with("port 0.0.0.0:80 → 172.17.0.2:80/tcp"));
 }
+
+#[wasm_bindgen_test]
+fn a_simulated_session_saves_as_a_recording_that_replays_to_the_same_state() {
+    let store = Store::new();
+    store.start_sim();
+    let out = store.sim_run("docker run --name nginx-demo -d --rm -p 80:80 nginx:alpine", (100, 30));
+    assert_eq!(out.trim().lines().last().unwrap_or("").len(), 64, "{out}");
+    store.term.update(|v| v.push((crate::store::now_ms(), format!("$ docker run ...\r\n{out}"))));
+    let cast = store.to_cast();
+    let rec = berth_shared::parse_cast(&cast).unwrap();
+    let n = rec.frames.iter().filter(|(_, f)| matches!(f, berth_shared::Frame::Event(_))).count();
+    assert!(n > 5, "{n} events recorded");
+    assert_eq!(rec.state_after(n), store.live.get_untracked());
+    assert!(rec.state_after(n).containers.values().any(|c| c.name == "nginx-demo"));
+}
