@@ -223,7 +223,7 @@ fn Recordings(store: Store) -> impl IntoView {
     };
     // This session, downloaded as a recording (live or simulated alike).
     let save = move |_| {
-        let text = store.to_cast();
+        let text = store.session_cast();
         let parts = js_sys::Array::of1(&wasm_bindgen::JsValue::from_str(&text));
         let Ok(blob) = web_sys::Blob::new_with_str_sequence(&parts) else { return };
         let Ok(url) = web_sys::Url::create_object_url_with_blob(&blob) else { return };

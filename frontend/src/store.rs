@@ -288,7 +288,7 @@ impl Store {
 impl Store {
     /// This session as a recording (the same cast format berthd writes):
     /// the state it started from, its events and its terminal output.
-    pub fn to_cast(&self) -> String {
+    pub fn session_cast(&self) -> String {
         use berth_shared::record::{cast_header, cast_line};
         let base = self.base.get_untracked();
         let events = self.events.get_untracked();

@@ -95,7 +95,7 @@ fn a_simulated_session_saves_as_a_recording_that_replays_to_the_same_state() {
     let out = store.sim_run("docker run --name nginx-demo -d --rm -p 80:80 nginx:alpine", (100, 30));
     assert_eq!(out.trim().lines().last().unwrap_or("").len(), 64, "{out}");
     store.term.update(|v| v.push((crate::store::now_ms(), format!("$ docker run ...\r\n{out}"))));
-    let cast = store.to_cast();
+    let cast = store.session_cast();
     let rec = berth_shared::parse_cast(&cast).unwrap();
     let n = rec.frames.iter().filter(|(_, f)| matches!(f, berth_shared::Frame::Event(_))).count();
     assert!(n > 5, "{n} events recorded");
