@@ -45,6 +45,32 @@ const IMAGES: &[Image] = &[
 
 const WELCOME: &str = "<!DOCTYPE html>\n<html>\n<head>\n<title>Welcome to nginx!</title>\n</head>\n<body>\n<h1>Welcome to nginx!</h1>\n<p>If you see this page, the nginx web server is successfully installed and\nworking.</p>\n</body>\n</html>\n";
 
+/// An image the simulated node1 has: from the catalog or built here.
+#[derive(Clone, Debug)]
+struct ImageInfo {
+    name: String,
+    id: String,
+    layers: Vec<String>,
+    cmd: Vec<String>,
+    exposed: Option<String>,
+}
+
+impl From<&Image> for ImageInfo {
+    fn from(i: &Image) -> Self {
+        ImageInfo { name: i.name.into(), id: i.id.into(), layers: i.layers.iter().map(|l| l.to_string()).collect(), cmd: i.cmd.iter().map(|c| c.to_string()).collect(), exposed: i.exposed.map(String::from) }
+    }
+}
+
+/// The GourmetGram build context, as a directory in the learner's home.
+const GG_FILES: &[(&str, &str)] = &[
+    ("Dockerfile", "FROM alpine\nWORKDIR /app\nCOPY requirements.txt /app\nRUN echo \"installing $(cat requirements.txt)\"\nCOPY . /app\nEXPOSE 8000\nCMD [\"gourmetgram\", \"--port\", \"8000\"]\n"),
+    ("requirements.txt", "axum\ntch\nimage\n"),
+    ("app.rs", "// GourmetGram: classifies food photos into 11 classes.\n"),
+    ("templates/index.html", "<h1>GourmetGram</h1>\n"),
+];
+
+const GG_PAGE: &str = "<!DOCTYPE html>\n<html>\n<head><title>GourmetGram</title></head>\n<body>\n<h1>GourmetGram</h1>\n<p>Upload a food photo: Bread, Dairy product, Dessert, Egg, Fried food, Meat, Noodles/Pasta, Rice, Seafood, Soup, Vegetable/Fruit.</p>\n<p>(simulated node1: this page stands in for the real service)</p>\n</body>\n</html>\n";
+
 fn find_image(name: &str) -> Option<&'static Image> {
     let full = if name.contains(':') { name.to_string() } else { format!("{name}:latest") };
     let full = full.trim_start_matches("docker.io/library/").trim_start_matches("library/").to_string();
@@ -81,6 +107,10 @@ pub struct Sim {
     rng: u64,
     ipam: Ipam,
     pulled: Vec<String>,
+    /// Images built here, by tag.
+    built: BTreeMap<String, ImageInfo>,
+    /// The build cache: (parent, instruction) → image after the step.
+    build_cache: BTreeMap<(String, String), (String, Option<String>)>,
     extra: BTreeMap<String, Extra>,
     /// Volume contents: name → path → content.
     volume_files: BTreeMap<String, BTreeMap<String, String>>,
@@ -149,6 +179,8 @@ impl Sim {
             rng: 0x9e37_79b9_7f4a_7c15 ^ now_ms,
             ipam,
             pulled: Vec::new(),
+            built: BTreeMap::new(),
+            build_cache: BTreeMap::new(),
             extra: BTreeMap::new(),
             volume_files: BTreeMap::new(),
             inside: None,
@@ -249,6 +281,14 @@ impl Sim {
             ["iptables", rest @ ..] => self.iptables(rest),
             ["curl" | "wget" | "lynx", rest @ ..] => self.fetch(rest),
             ["hostname"] => "node1\n".into(),
+            ["id"] => "uid=0(root) gid=0(root) groups=0(root)\n".into(),
+            ["ls"] => "gourmetgram\n".into(),
+            ["ls", dir] if dir.trim_end_matches('/') == "gourmetgram" => "Dockerfile  app.rs  requirements.txt  templates\n".into(),
+            ["ls", dir] => format!("ls: cannot access '{dir}': No such file or directory\n"),
+            ["cat", path] => match GG_FILES.iter().find(|(n, _)| format!("gourmetgram/{n}") == path.trim_start_matches("./")) {
+                Some((_, content)) => content.to_string(),
+                None => format!("cat: {path}: No such file or directory\n"),
+            },
             ["echo", rest @ ..] => format!("{}\n", rest.join(" ")),
             ["clear"] => "\x1b[H\x1b[2J".into(),
             ["exit"] => "logout (the simulated node1 stays: reload the page to start over)\n".into(),
@@ -306,6 +346,10 @@ impl Sim {
             ["pull", image] => self.pull(image).unwrap_or_else(|e| e),
             ["images"] | ["image", "ls"] => {
                 let mut rows = vec![vec!["REPOSITORY".into(), "TAG".into(), "IMAGE ID".into(), "CREATED".into(), "SIZE".into()]];
+                for (name, b) in &self.built {
+                    let (repo, tag) = name.split_once(':').unwrap_or((name, "latest"));
+                    rows.push(vec![repo.into(), tag.into(), b.id[7..19].into(), "Less than a second ago".into(), "14.1MB".into()]);
+                }
                 for name in &self.pulled {
                     if let Some(i) = find_image(name) {
                         let (repo, tag) = i.name.split_once(':').unwrap_or((i.name, "latest"));
@@ -315,6 +359,7 @@ impl Sim {
                 table(&rows)
             }
             ["run", rest @ ..] => self.docker_run(rest),
+            ["build", rest @ ..] => self.build(rest),
             ["ps", rest @ ..] => self.ps(rest.contains(&"-a") || rest.contains(&"--all")),
             ["stop", names @ ..] | ["kill", names @ ..] => {
                 let mut out = String::new();
@@ -384,13 +429,13 @@ impl Sim {
             }
             ["inspect", name] | ["container", "inspect", name] => match self.by_name(name) {
                 Some(id) => self.inspect(&id),
-                None => match find_image(name) {
-                    Some(i) => image_inspect(i),
+                None => match self.lookup(name) {
+                    Some(i) => image_inspect(&i),
                     None => format!("[]\nError: No such object: {name}\n"),
                 },
             },
-            ["image", "inspect", name] => match find_image(name).filter(|i| self.pulled.iter().any(|p| p == i.name)) {
-                Some(i) => image_inspect(i),
+            ["image", "inspect", name] => match self.lookup(name).filter(|i| self.built.contains_key(&i.name) || self.pulled.contains(&i.name)) {
+                Some(i) => image_inspect(&i),
                 None => format!("[]\nError: No such image: {name}\n"),
             },
             ["network", "ls"] => table(&[
@@ -458,6 +503,15 @@ impl Sim {
         Ok(out)
     }
 
+    /// A local image by name: built here, or pulled from the catalog.
+    fn lookup(&self, name: &str) -> Option<ImageInfo> {
+        let tagged = if name.contains(':') { name.to_string() } else { format!("{name}:latest") };
+        if let Some(b) = self.built.get(&tagged) {
+            return Some(b.clone());
+        }
+        find_image(name).map(ImageInfo::from)
+    }
+
     fn running(&self, id: &str) -> bool {
         self.state.containers.get(id).is_some_and(|c| c.status == crate::Status::Running)
     }
@@ -500,11 +554,11 @@ impl Sim {
         }
         let Some(image) = a.get(i).copied() else { return "\"docker run\" requires at least 1 argument.\nSee 'docker run --help'.\n".into() };
         let cmd: Vec<String> = a[i + 1..].iter().map(|s| s.to_string()).collect();
-        let Some(img) = find_image(image) else { return format!("Unable to find image '{image}' locally\ndocker: Error response from daemon: pull access denied for {image}, repository does not exist or may require 'docker login'.\n") };
+        let Some(img) = self.lookup(image) else { return format!("Unable to find image '{image}' locally\ndocker: Error response from daemon: pull access denied for {image}, repository does not exist or may require 'docker login'.\n") };
         let mut out = String::new();
-        if !self.pulled.iter().any(|p| p == img.name) {
+        if !self.built.contains_key(&img.name) && !self.pulled.contains(&img.name) {
             out.push_str(&format!("Unable to find image '{}' locally\n", img.name));
-            out.push_str(&self.pull(img.name).unwrap_or_default());
+            out.push_str(&self.pull(&img.name).unwrap_or_default());
         }
         if let Some(n) = &name {
             if let Some(other) = self.state.containers.values().find(|c| c.name == *n) {
@@ -532,9 +586,9 @@ impl Sim {
             }
             mounts.push(Mount { kind: "volume".into(), name: v.clone(), source: format!("{ROOT}/volumes/{v}/_data"), destination: p.clone(), readonly: false });
         }
-        let command = if cmd.is_empty() { img.cmd.iter().map(|s| s.to_string()).collect() } else { cmd.clone() };
-        self.emit(Event::ContainerCreated { id: id.clone(), name: name.clone(), image: image.into(), image_id: img.id.into(), command: command.clone(), layer: layer.clone(), mounts });
-        self.extra.insert(id.clone(), Extra { image: img.name.into(), auto_remove: rm, volumes: volumes.clone(), ..Extra::default() });
+        let command = if cmd.is_empty() { img.cmd.clone() } else { cmd.clone() };
+        self.emit(Event::ContainerCreated { id: id.clone(), name: name.clone(), image: image.into(), image_id: img.id.clone(), command: command.clone(), layer: layer.clone(), mounts });
+        self.extra.insert(id.clone(), Extra { image: img.name.clone(), auto_remove: rm, volumes: volumes.clone(), ..Extra::default() });
         // Copy-in: an empty volume over nginx's html dir gets the image's page.
         for (v, p) in &volumes {
             if img.name.starts_with("nginx") && p == "/usr/share/nginx/html" && self.volume_files.get(v).is_some_and(|f| f.is_empty()) {
@@ -574,11 +628,22 @@ impl Sim {
         let pid = 4000 + (self.seq % 1000) as i32;
         self.emit(Event::NamespacesCreated { id: id.clone(), pid, kinds: ["mnt", "uts", "ipc", "pid", "net"].iter().map(|s| s.to_string()).collect() });
         self.emit(Event::ContainerStarted { id: id.clone(), pid });
-        match img.name {
+        match img.name.as_str() {
             "hello-world:latest" => {
                 let msg = "\nHello from Docker!\nThis message shows that your installation appears to be working correctly.\n\n(berth's simulated node1: the steps behind it are on the diagrams)\n";
                 self.stop(&id, 0);
                 out.push_str(msg);
+                out
+            }
+            n if n.starts_with("gourmetgram") => {
+                if let Some(e) = self.extra.get_mut(&id) {
+                    e.logs.push("GourmetGram listening on 0.0.0.0:8000 (model: test weights)\n".into());
+                }
+                if !detach {
+                    out.push_str("GourmetGram listening on 0.0.0.0:8000 (model: test weights)\n");
+                } else {
+                    out.push_str(&format!("{id}\n"));
+                }
                 out
             }
             n if n.starts_with("nginx") => {
@@ -607,6 +672,85 @@ impl Sim {
                 out
             }
         }
+    }
+
+    /// `docker build -t TAG DIR` of the bundled GourmetGram context, as the
+    /// legacy builder prints it, with its cache.
+    fn build(&mut self, a: &[&str]) -> String {
+        let tag = a.windows(2).find(|w| w[0] == "-t").map(|w| w[1].to_string());
+        let nocache = a.contains(&"--no-cache");
+        let Some(dir) = a.iter().rev().find(|w| !w.starts_with('-') && Some(w.to_string()) != tag).copied() else {
+            return "\"docker build\" requires exactly 1 argument.\nSee 'docker build --help'.\n".into();
+        };
+        if dir.trim_end_matches('/') != "gourmetgram" {
+            return format!("unable to prepare context: path \"{dir}\" not found\n");
+        }
+        let tag = tag.map(|t| if t.contains(':') { t } else { format!("{t}:latest") });
+        let dockerfile = GG_FILES[0].1;
+        let steps: Vec<&str> = dockerfile.lines().filter(|l| !l.trim().is_empty()).collect();
+        let build = self.hex(12);
+        self.emit(Event::BuildStarted { build: build.clone(), tags: tag.iter().cloned().collect(), steps: steps.len() });
+        let mut out = String::from("Sending build context to Docker daemon  6.144kB\n");
+        let base = match self.lookup("alpine") {
+            Some(b) => b,
+            None => return out,
+        };
+        if !self.pulled.contains(&base.name) {
+            let _ = self.pull("alpine");
+        }
+        let (mut parent, mut layers, mut cmd, mut exposed) = (base.id.clone(), base.layers.clone(), base.cmd.clone(), None);
+        for (n, step) in steps.iter().enumerate() {
+            out.push_str(&format!("Step {}/{} : {step}\n", n + 1, steps.len()));
+            if n == 0 {
+                out.push_str(&format!(" ---> {}\n", &parent[7..19]));
+                continue;
+            }
+            let key = (parent.clone(), step.to_string());
+            let fs_step = step.starts_with("COPY") || step.starts_with("RUN") || step.starts_with("WORKDIR");
+            let cached = if nocache { None } else { self.build_cache.get(&key).cloned() };
+            let (image, layer) = match cached {
+                Some(hit) => {
+                    out.push_str(" ---> Using cache\n");
+                    hit
+                }
+                None => {
+                    if step.starts_with("RUN") {
+                        let cid = self.hex(12);
+                        out.push_str(&format!(" ---> Running in {cid}\ninstalling axum\ntch\nimage\nRemoving intermediate container {cid}\n"));
+                    }
+                    let layer = fs_step.then(|| self.hex(64));
+                    let hit = (format!("sha256:{}", self.hex(64)), layer);
+                    self.build_cache.insert(key, hit.clone());
+                    hit
+                }
+            };
+            if let Some(l) = &layer {
+                let chain = format!("sha256:{l}");
+                if !self.state.layers.contains_key(&chain) {
+                    self.emit(Event::LayerAdded { chain_id: chain.clone(), diff_id: chain.clone(), dir: format!("{ROOT}/overlay2/{l}/diff"), size: 4096 });
+                    self.emit(Event::BuildLayer { build: build.clone(), step: n + 1, chain_id: chain.clone(), diff_id: chain, size: 4096 });
+                }
+                layers.push(l.clone());
+            }
+            if let Some(rest) = step.strip_prefix("CMD ") {
+                cmd = serde_json::from_str::<Vec<String>>(rest).unwrap_or_default();
+            }
+            if let Some(p) = step.strip_prefix("EXPOSE ") {
+                exposed = Some(format!("{}/tcp", p.trim()));
+            }
+            out.push_str(&format!(" ---> {}\n", &image[7..19]));
+            self.emit(Event::BuildStep { build: build.clone(), step: n + 1, instruction: step.to_string(), line: n + 1, cached: out.ends_with(&format!("Using cache\n ---> {}\n", &image[7..19])), image: image.clone() });
+            parent = image;
+        }
+        out.push_str(&format!("Successfully built {}\n", &parent[7..19]));
+        if let Some(t) = &tag {
+            out.push_str(&format!("Successfully tagged {t}\n"));
+            let info = ImageInfo { name: t.clone(), id: parent.clone(), layers: layers.clone(), cmd, exposed };
+            self.built.insert(t.clone(), info);
+            self.emit(Event::ImageAdded { id: parent.clone(), repo_tags: vec![t.clone()], repo_digests: vec![], layers: layers.iter().map(|l| format!("sha256:{l}")).collect(), size: 0 });
+        }
+        self.emit(Event::BuildFinished { build, image: Some(parent), error: None });
+        out
     }
 
     fn stop(&mut self, id: &str, code: i32) {
@@ -810,11 +954,13 @@ impl Sim {
         let (hostport, path) = rest.split_once('/').unwrap_or((rest, ""));
         let (host, port) = hostport.split_once(':').map(|(h, p)| (h, p.parse().unwrap_or(80))).unwrap_or((hostport, 80u16));
         let target = self.state.containers.values().find(|c| {
+            let own = if c.image.starts_with("gourmetgram") { 8000 } else { 80 };
             c.status == crate::Status::Running
-                && (c.endpoints.values().any(|e| e.ip == host && port == 80)
+                && (c.endpoints.values().any(|e| e.ip == host && port == own)
                     || (["127.0.0.1", "localhost", "192.168.1.10", "node1"].contains(&host) && c.ports.iter().any(|p| p.host_port == port)))
         });
         match target {
+            Some(c) if c.image.starts_with("gourmetgram") => GG_PAGE.into(),
             Some(c) if c.image.starts_with("nginx") => {
                 let file = if path.is_empty() { "index.html".to_string() } else { path.to_string() };
                 self.read_file(&c.id, &format!("/usr/share/nginx/html/{file}")).unwrap_or_else(|| "<html>\n<head><title>404 Not Found</title></head>\n<body>\n<center><h1>404 Not Found</h1></center>\n<hr><center>nginx</center>\n</body>\n</html>\n".into())
@@ -878,13 +1024,13 @@ fn unreachable_ipam() -> Ipam {
 type ShownLink = (u32, String, String, Vec<String>, Option<String>);
 
 /// `docker image inspect` of a catalog image (the fields the lab reads).
-fn image_inspect(i: &Image) -> String {
+fn image_inspect(i: &ImageInfo) -> String {
     let v = serde_json::json!([{
         "Id": i.id,
         "RepoTags": [i.name],
         "Config": {
             "Cmd": i.cmd,
-            "ExposedPorts": i.exposed.map(|p| serde_json::json!({p: {}})),
+            "ExposedPorts": i.exposed.as_ref().map(|p| serde_json::json!({p: {}})),
             "Env": ["PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"],
         },
         "Architecture": "amd64",
@@ -1025,6 +1171,16 @@ mod tests {
         run(&mut sim, "docker container prune -f");
         assert!(sim.state.volumes.contains_key("webvol"), "the volume outlives its containers");
         assert_eq!(run(&mut sim, "frobnicate"), "bash: frobnicate: command not found\n");
+        // The GourmetGram build: steps, then the cache on a second build.
+        let first = run(&mut sim, "docker build -t gourmetgram-app:0.0.1 gourmetgram");
+        assert!(first.contains("Step 1/7 : FROM alpine") && first.contains("Successfully tagged gourmetgram-app:0.0.1"), "{first}");
+        assert!(!first.contains("Using cache"));
+        let again = run(&mut sim, "docker build -t gourmetgram-app:0.0.1 gourmetgram");
+        assert_eq!(again.matches("Using cache").count(), 6, "{again}");
+        run(&mut sim, "docker run --name gourmetgram-app -d --rm -p 80:8000 gourmetgram-app:0.0.1");
+        assert!(run(&mut sim, "curl http://192.168.1.10/").contains("GourmetGram"));
+        let inspect = run(&mut sim, "docker image inspect gourmetgram-app:0.0.1");
+        assert!(inspect.contains("\"8000/tcp\"") && inspect.matches("sha256:").count() >= 5, "{inspect}");
         // vi in a container: the terminal edits, the simulator keeps the result.
         run(&mut sim, "docker exec -it nginx-2 sh");
         let o = sim.run("vi /usr/share/nginx/html/index.html", 0);
