@@ -7,7 +7,8 @@
 # Prints: the page's WASM size gzipped; kernel change → WebSocket event
 # latency (p50/p99 over CHANGES veth pairs); lag of VIEWERS WebSocket viewers
 # while CONTAINERS containers start and stop; time to interactive in headless
-# Chromium (reached over a veth to the namespace).
+# Chromium (reached over a veth to the namespace); and the simulator's
+# command times in the page served as static files.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 CHANGES=${1:-1000}; VIEWERS=${2:-200}; CONTAINERS=${3:-50}
@@ -50,3 +51,9 @@ echo "page WASM: $(stat -c %s dist/*.wasm) bytes, $(gzip -9 -c dist/*.wasm | wc 
 inns target/release/berth-bench-page latency "$CHANGES"
 inns target/release/berth-bench-page viewers "$VIEWERS" "$CONTAINERS"
 target/release/berth-bench-page tti http://198.18.251.2:8080/
+# The simulator: the page as static files, no berthd.
+SPORT=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])')
+python3 -m http.server "$SPORT" --bind 127.0.0.1 --directory dist >/dev/null 2>&1 &
+PIDS+=($!)
+sleep 1
+target/release/berth-bench-page sim "http://127.0.0.1:$SPORT/"

@@ -100,7 +100,18 @@ impl Store {
     /// One command line typed into the simulated node1: its output, and its
     /// events into the store (the same path live events take).
     pub fn sim_run(&self, line: &str, size: (u32, u32)) -> String {
+        let perf = web_sys::window().and_then(|w| w.performance());
+        let t0 = perf.as_ref().map(|p| p.now()).unwrap_or(0.0);
         let out = self.sim.try_update_value(|s| s.as_mut().map(|s| s.run(line, now_ms() as u64))).flatten();
+        // Each command's time, for the page benchmark (window.berthSimTimings).
+        if let (Some(p), Some(w)) = (perf, web_sys::window()) {
+            let took = p.now() - t0;
+            let key = wasm_bindgen::JsValue::from_str("berthSimTimings");
+            use wasm_bindgen::JsCast;
+            let arr: js_sys::Array = js_sys::Reflect::get(&w, &key).ok().and_then(|v| v.dyn_into().ok()).unwrap_or_default();
+            arr.push(&took.into());
+            let _ = js_sys::Reflect::set(&w, &key, &arr);
+        }
         match out {
             Some(o) => {
                 self.take_events(o.events);

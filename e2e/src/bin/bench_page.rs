@@ -8,6 +8,8 @@
 //!   no viewer missed one.
 //! - `tti URL`: headless Chromium from navigation to a live page (the mode
 //!   badge reads "live node1"), 5 loads: median.
+//! - `sim URL`: the page as static files (no berthd): the lab's commands
+//!   typed into the simulated node1, each command's time in the page.
 
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
@@ -204,6 +206,37 @@ async fn tti(url: &str) -> anyhow::Result<()> {
     Ok(())
 }
 
+/// The simulator in the page: the lab's commands typed into the terminal,
+/// each command's time as the page measured it (performance.now around
+/// the simulator's run).
+async fn sim(url: &str) -> anyhow::Result<()> {
+    use fantoccini::key::Key;
+    use fantoccini::Locator;
+    let b = berth_e2e::browser::Browser::start().await?;
+    b.client.goto(url).await?;
+    b.wait_for_text("[data-testid=mode]", "simulated node1", Duration::from_secs(20)).await?;
+    b.wait_for_text("[data-testid=terminal]", "simulated node1", Duration::from_secs(20)).await?;
+    let lines = [
+        "docker run --name nginx-demo -d --rm -p 80:80 nginx:alpine", "docker ps", "iptables --list -n -t nat", "ip addr",
+        "curl http://127.0.0.1/", "docker volume create webvol", "docker run --name web -d -v webvol:/usr/share/nginx/html -p 8081:80 nginx:alpine",
+        "docker inspect web | jq -r '.[0].GraphDriver.Data.LowerDir'", "docker build -t gourmetgram-app:0.0.1 gourmetgram", "docker images",
+    ];
+    for _ in 0..3 {
+        for l in lines {
+            let input = b.client.find(Locator::Css("[data-testid=terminal] textarea")).await?;
+            input.send_keys(&format!("{l}{}", char::from(Key::Enter))).await?;
+        }
+        let input = b.client.find(Locator::Css("[data-testid=terminal] textarea")).await?;
+        input.send_keys(&format!("docker rm -f nginx-demo web{}", char::from(Key::Enter))).await?;
+    }
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    let v = b.client.execute("return window.berthSimTimings || []", vec![]).await?;
+    let mut times: Vec<f64> = v.as_array().map(|a| a.iter().filter_map(|x| x.as_f64()).collect()).unwrap_or_default();
+    b.close().await;
+    println!("simulated commands in the page: {} runs, p50 {:.2} ms, p99 {:.2} ms, max {:.2} ms (target < 5 ms)", times.len(), pct(&mut times.clone(), 0.5), pct(&mut times.clone(), 0.99), pct(&mut times, 1.0));
+    Ok(())
+}
+
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
     let args: Vec<String> = std::env::args().skip(1).collect();
@@ -215,6 +248,7 @@ async fn main() -> anyhow::Result<()> {
             viewers(v, c, std::env::var("DOCKER_HOST").unwrap_or_default()).await
         }
         Some("tti") => tti(args.get(1).map(String::as_str).unwrap_or("http://127.0.0.1:8080/")).await,
+        Some("sim") => sim(args.get(1).map(String::as_str).unwrap_or("http://127.0.0.1:8000/")).await,
         _ => bail!("usage: berth-bench-page latency N | viewers V C | tti URL"),
     }
 }
