@@ -27,11 +27,11 @@ cargo build --locked --release -p berth-backend -q
 
 NS=berth-bench-$$
 W=$(mktemp -d /var/tmp/berth-bench.XXXXXX)
+. scripts/lib.sh
 PIDS=()
 cleanup() {
   set +e
-  for p in "${PIDS[@]}"; do kill "$p" 2>/dev/null; done
-  for p in "${PIDS[@]}"; do for _ in $(seq 1 100); do kill -0 "$p" 2>/dev/null || break; sleep 0.1; done; kill -9 "$p" 2>/dev/null; done
+  stop_pids "${PIDS[@]}"
   ip netns del "$NS" 2>/dev/null
   rm -rf "$W"
 }
@@ -42,7 +42,6 @@ ip -n "$NS" link set lo up
 inns() { nsenter --net="/run/netns/$NS" "$@"; }
 
 # The fixture registry, inside the namespace, on its own loopback.
-. scripts/lib.sh
 # (nsenter and unshare exec, so $! is the daemon's own pid.)
 REGISTRY_HTTP_ADDR=127.0.0.1:5000 nsenter --net="/run/netns/$NS" /usr/bin/docker-registry serve "$BERTH_STATE/registry/config.yml" >"$W/registry.log" 2>&1 &
 PIDS+=($!)

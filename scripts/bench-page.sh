@@ -19,11 +19,11 @@ cargo build --locked --release -q -p berth-backend -p berth-e2e --bins
 
 NS=berth-benchpage-$$
 W=$(mktemp -d /var/tmp/berth-benchpage.XXXXXX)
+. scripts/lib.sh
 PIDS=()
 cleanup() {
   set +e
-  for p in "${PIDS[@]}"; do kill "$p" 2>/dev/null; done
-  for p in "${PIDS[@]}"; do for _ in $(seq 1 100); do kill -0 "$p" 2>/dev/null || break; sleep 0.1; done; kill -9 "$p" 2>/dev/null; done
+  stop_pids "${PIDS[@]}"
   ip link del bpage0 2>/dev/null
   ip netns del "$NS" 2>/dev/null
   rm -rf "$W"
@@ -35,7 +35,6 @@ ip link add bpage0 type veth peer name eth0 netns "$NS"
 ip addr add 198.18.251.1/30 dev bpage0; ip link set bpage0 up
 ip -n "$NS" addr add 198.18.251.2/30 dev eth0; ip -n "$NS" link set eth0 up
 
-. scripts/lib.sh
 REGISTRY_HTTP_ADDR=127.0.0.1:5000 nsenter --net="/run/netns/$NS" /usr/bin/docker-registry serve "$BERTH_STATE/registry/config.yml" >"$W/registry.log" 2>&1 &
 PIDS+=($!)
 nsenter --net="/run/netns/$NS" unshare -m --propagation private target/release/berthd \

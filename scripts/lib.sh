@@ -47,3 +47,15 @@ registry_stop() {
   fi
   REGISTRY_PID=
 }
+
+# stop_pids PID...: SIGTERM, up to 10 s to exit, then SIGKILL (only the
+# processes the caller started, by pid).
+stop_pids() {
+  local p
+  for p in "$@"; do kill "$p" 2>/dev/null; done
+  for p in "$@"; do
+    for _ in $(seq 1 100); do kill -0 "$p" 2>/dev/null || break; sleep 0.1; done
+    kill -9 "$p" 2>/dev/null
+  done
+  return 0
+}

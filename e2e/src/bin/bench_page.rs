@@ -44,19 +44,9 @@ struct Light {
     time_ms: u64,
 }
 
-/// The next frame's messages (one, or a burst sent as an array).
-async fn next_lights(ws: &mut Ws) -> anyhow::Result<Vec<Light>> {
-    loop {
-        match ws.next().await.context("stream ended")?? {
-            Message::Text(t) if t.starts_with('[') => return Ok(serde_json::from_str(&t)?),
-            Message::Text(t) => return Ok(vec![serde_json::from_str(&t)?]),
-            Message::Close(_) => bail!("closed"),
-            _ => {}
-        }
-    }
-}
-
-async fn next_msgs(ws: &mut Ws) -> anyhow::Result<Vec<StreamMsg>> {
+/// The next frame's messages (one, or a burst sent as an array), read as
+/// `T` (the full message, or just what a viewer measures).
+async fn next_frame<T: serde::de::DeserializeOwned>(ws: &mut Ws) -> anyhow::Result<Vec<T>> {
     loop {
         match ws.next().await.context("stream ended")?? {
             Message::Text(t) if t.starts_with('[') => return Ok(serde_json::from_str(&t)?),
@@ -77,7 +67,7 @@ fn ip(args: &str) -> anyhow::Result<()> {
 
 async fn latency(n: usize) -> anyhow::Result<()> {
     let (mut ws, _) = tokio_tungstenite::connect_async(EVENTS).await?;
-    next_msgs(&mut ws).await?; // the snapshot
+    next_frame::<StreamMsg>(&mut ws).await?; // the snapshot
     let mut from_start = Vec::new();
     let mut cmd_time = Vec::new();
     for i in 0..n {
@@ -86,7 +76,7 @@ async fn latency(n: usize) -> anyhow::Result<()> {
         ip(&format!("link add {name} type veth peer name bm{i}"))?;
         cmd_time.push(t0.elapsed().as_secs_f64() * 1000.0);
         'seen: loop {
-            for m in tokio::time::timeout(Duration::from_secs(5), next_msgs(&mut ws)).await?? {
+            for m in tokio::time::timeout(Duration::from_secs(5), next_frame::<StreamMsg>(&mut ws)).await?? {
                 if let StreamMsg::Event(e) = m {
                     if matches!(&e.event, Event::LinkObserved { name: n, .. } if *n == name) {
                         break 'seen;
@@ -118,7 +108,7 @@ async fn viewers(v: usize, c: usize, docker_host: String) -> anyhow::Result<()> 
             let mut gaps = 0usize;
             loop {
                 tokio::select! {
-                    m = next_lights(&mut ws) => match m {
+                    m = next_frame::<Light>(&mut ws) => match m {
                         Ok(list) => {
                             let arrived = now_ms();
                             for e in list {
