@@ -52,7 +52,10 @@ fn essence(s: &State) -> String {
     let mut rules: Vec<String> = s.rules.iter().map(|(t, r)| format!("{t} {r}")).collect();
     rules.sort();
     let volumes: Vec<&String> = s.volumes.keys().collect();
-    format!("containers {containers:?}\nrules {rules:#?}\nvolumes {volumes:?}")
+    // Interfaces: the bridge's address and how many veths are its ports.
+    let ports = s.links.values().filter(|l| l.master.as_deref() == Some("docker0") && l.kind == "veth").count();
+    let docker0: Vec<String> = s.links.get("docker0").map(|l| l.addresses.iter().filter(|a| a.contains('.')).cloned().collect()).unwrap_or_default();
+    format!("containers {containers:?}\nrules {rules:#?}\nvolumes {volumes:?}\ndocker0 {docker0:?} with {ports} veth port(s)")
 }
 
 /// Hex IDs, durations and sizes become placeholders.
