@@ -90,6 +90,11 @@ async fn typing_docker_run_in_the_page_draws_the_container_and_the_recording_rep
     assert!(rec.frames.iter().any(|(_, f)| matches!(f, berth_shared::Frame::Event(e) if matches!(e.event, berth_shared::Event::PortPublished { host_port: 80, .. }))));
     let file = sb.dir().join("session.cast");
     std::fs::write(&file, &cast).unwrap();
+    // The switch: the same page on the simulated node1, and back.
+    c.find(Locator::Css("[data-testid=to-sim]")).await.unwrap().click().await.unwrap();
+    browser.wait_for_text("[data-testid=mode]", "simulated node1", Duration::from_secs(20)).await.unwrap();
+    c.find(Locator::Css("[data-testid=to-live]")).await.unwrap().click().await.unwrap();
+    browser.wait_for_text("[data-testid=mode]", "live node1", Duration::from_secs(20)).await.unwrap();
     browser.close().await;
 
     // Replayed in a fresh page, from the file alone.

@@ -274,8 +274,10 @@ fn Recordings(store: Store) -> impl IntoView {
 pub fn App() -> impl IntoView {
     let store = Store::new();
     let engine = LocalResource::new(api::health);
+    // `?sim` in the address asks for the simulated node1 even when a live one answers.
+    let want_sim = web_sys::window().and_then(|w| w.location().search().ok()).is_some_and(|q| q.contains("sim"));
     Effect::new(move |_| match engine.get() {
-        Some(Ok(h)) if h.engine == EngineMode::Live => {
+        Some(Ok(h)) if h.engine == EngineMode::Live && !want_sim => {
             store.source.set(Source::Live { connected: false });
             store.connect_live();
         }
@@ -284,6 +286,7 @@ pub fn App() -> impl IntoView {
     });
     let badge = move || match (store.source.get(), engine.get()) {
         (Source::Replay { name }, _) => view! { <span class="badge replay" data-testid="mode">{format!("replay: {name}")}</span> }.into_any(),
+        (Source::Simulated, Some(Ok(h))) if h.engine == EngineMode::Live => view! { <span class="badge sim" data-testid="mode" title="chosen with ?sim: a live node1 is also there">"simulated node1"</span> }.into_any(),
         (_, Some(Ok(h))) if h.engine == EngineMode::Live => match store.source.get() {
             Source::Live { connected: true } => view! { <span class="badge live" data-testid="mode">"live node1"</span> }.into_any(),
             _ => view! { <span class="badge" data-testid="mode">"connecting…"</span> }.into_any(),
@@ -297,6 +300,12 @@ pub fn App() -> impl IntoView {
             <h1>"berth"</h1>
             <span class="subtitle">"Deploy a service in a Docker container — what each command does to node1"</span>
             {badge}
+            // The switch: a live node1 can be swapped for the simulator, and back.
+            {move || match (engine.get(), store.source.get()) {
+                (Some(Ok(h)), Source::Simulated) if h.engine == EngineMode::Live => Some(view! { <a class="switch" href="?" data-testid="to-live">"use the live node1"</a> }.into_any()),
+                (Some(Ok(h)), Source::Live { .. }) if h.engine == EngineMode::Live => Some(view! { <a class="switch" href="?sim" data-testid="to-sim">"try the simulated node1"</a> }.into_any()),
+                _ => None,
+            }}
         </header>
         <main class="lab">
             <section class="pane terminal-pane">
