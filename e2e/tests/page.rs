@@ -61,11 +61,19 @@ async fn typing_docker_run_in_the_page_draws_the_container_and_the_recording_rep
     let after = stty_answer(&browser, "resized=").await;
     assert_ne!(before, after, "stty size {before:?} then {after:?}");
     c.set_window_size(1280, 800).await.unwrap();
+    // Let the resize settle (bash redraws its prompt) before typing on.
+    tokio::time::sleep(Duration::from_millis(500)).await;
     let cmd = format!("docker run --name nginx-demo -d --rm -p 80:80 nginx:alpine{}", char::from(Key::Enter));
     input.send_keys(&cmd).await.unwrap();
 
     // The network diagram gains the container, its address and the port.
-    let boxed = browser.wait_for_text("[data-testid=container-nginx-demo]", "172.17.0.2", Duration::from_secs(60)).await.unwrap();
+    let boxed = match browser.wait_for_text("[data-testid=container-nginx-demo]", "172.17.0.2", Duration::from_secs(60)).await {
+        Ok(t) => t,
+        Err(e) => {
+            let term = c.find(Locator::Css("[data-testid=terminal]")).await.unwrap().text().await.unwrap_or_default();
+            panic!("{e}\n--- terminal:\n{term}\n--- berthd log (tail):\n{}", d.log_text().lines().rev().take(40).collect::<Vec<_>>().into_iter().rev().collect::<Vec<_>>().join("\n"));
+        }
+    };
     assert!(boxed.contains("eth0"), "{boxed}");
     let port = browser.wait_for_text("[data-testid=port-80]", "0.0.0.0:80", Duration::from_secs(10)).await.unwrap();
     assert!(port.contains("172.17.0.2:80/tcp"), "{port}");
