@@ -122,7 +122,9 @@ async fn rules(bus: Arc<EventBus>) {
         let mut now = BTreeSet::new();
         let mut ok = true;
         for table in ["filter", "nat"] {
-            match tokio::process::Command::new("iptables").args(["-w", "-t", table, "-S"]).output().await {
+            // No -w: the observer never queues for the xtables lock behind the
+            // engine's own rule changes; a busy round is simply skipped.
+            match tokio::process::Command::new("iptables").args(["-t", table, "-S"]).output().await {
                 Ok(o) if o.status.success() => {
                     for r in parse_rules(&String::from_utf8_lossy(&o.stdout)) {
                         now.insert((table.to_string(), r));

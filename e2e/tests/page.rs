@@ -75,7 +75,7 @@ async fn typing_docker_run_in_the_page_draws_the_container_and_the_recording_rep
         }
     };
     assert!(boxed.contains("eth0"), "{boxed}");
-    let port = browser.wait_for_text("[data-testid=port-80]", "0.0.0.0:80", Duration::from_secs(10)).await.unwrap();
+    let port = browser.wait_for_text("[data-testid=port-80]", "0.0.0.0:80", Duration::from_secs(60)).await.unwrap();
     assert!(port.contains("172.17.0.2:80/tcp"), "{port}");
     browser.wait_for_text("[data-testid=overlay-nginx-demo]", "mounted", Duration::from_secs(10)).await.unwrap();
     // Clicking the port highlights its DNAT rule and shows the evidence.
