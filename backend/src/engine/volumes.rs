@@ -306,7 +306,7 @@ impl Volumes {
         }
         let root = pathrs::Root::open(rootfs).map_err(std::io::Error::other)?;
         let Ok(handle) = root.resolve(path) else { return Ok(0) };
-        let from = PathBuf::from(format!("/proc/self/fd/{}", std::os::fd::AsRawFd::as_raw_fd(&std::os::fd::AsFd::as_fd(&handle))));
+        let from = crate::build::copy::fd_path(&handle);
         if !fs::metadata(&from)?.is_dir() {
             return Ok(0);
         }

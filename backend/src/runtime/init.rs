@@ -192,9 +192,8 @@ fn target_in(root: &pathrs::Root, dest: &str, dir: bool) -> R<pathrs::Handle> {
 /// Bind-mounts `b.source` at its destination in the new root, through the
 /// resolved handle's /proc/self/fd path (as runc does).
 fn bind_into(root: &Path, b: &super::spec::Bind) -> R<()> {
-    use std::os::fd::AsRawFd;
+    use crate::build::copy::fd_path;
     let r = ctx(pathrs::Root::open(root), || format!("opening {}", root.display()))?;
-    let fd_path = |h: &pathrs::Handle| std::path::PathBuf::from(format!("/proc/self/fd/{}", h.as_fd().as_raw_fd()));
     let target = target_in(&r, &b.destination, b.source.is_dir())?;
     let src = b.source.to_string_lossy();
     ctx(mount(Some(src.as_ref()), &fd_path(&target), None::<&str>, MsFlags::MS_BIND | MsFlags::MS_REC, None::<&str>), || {
