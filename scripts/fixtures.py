@@ -45,7 +45,13 @@ FIXTURES = {
     "hello-world": ("library/hello-world", "latest"),
     "alpine": ("library/alpine", "latest"),
     "nginx": ("library/nginx", "alpine"),
+    "gourmetgram-base": ("library/gourmetgram-base", "libtorch-2.13.0"),
 }
+# libtorch for the GourmetGram base: the CPU libraries of the PyPI torch
+# wheel (scripts/gourmetgram.sh libtorch makes this directory).
+LIBTORCH_LIB = os.environ.get("BERTH_LIBTORCH_LIB", "/var/lib/berth-lab/libtorch-cpu/lib")
+LIBTORCH_IN_IMAGE = "opt/libtorch/lib"
+TURBOJPEG = "/usr/lib/x86_64-linux-gnu/libturbojpeg.so.0"
 
 
 def sha256(data: bytes) -> str:
@@ -55,8 +61,9 @@ def sha256(data: bytes) -> str:
 class Layer:
     """A layer built in memory from (path-in-image, kind, payload) entries."""
 
-    def __init__(self, comment: str):
+    def __init__(self, comment: str, gzip_level: int = 9):
         self.comment = comment
+        self.gzip_level = gzip_level  # 1 for the big libtorch layer: seconds, not a minute
         self.entries = {}  # path -> (TarInfo, bytes|None)
 
     def _info(self, path, kind, mode, uid=0, gid=0):
@@ -118,7 +125,7 @@ class Image:
         for layer in self.layers:
             raw = layer.tar()
             diff_ids.append(sha256(raw))
-            layer_blobs.append(gzip.compress(raw, mtime=0))
+            layer_blobs.append(gzip.compress(raw, compresslevel=layer.gzip_level, mtime=0))
         cfg = {
             "architecture": self.arch,
             "os": "linux",
@@ -175,9 +182,10 @@ def busybox_layer():
     return layer
 
 
-def shared_libs(binary):
+def shared_libs(binary, env=None):
     """Host paths of the shared libraries (and loader) a binary needs, via ldd."""
-    out = subprocess.run(["ldd", binary], check=True, capture_output=True, text=True).stdout
+    out = subprocess.run(["ldd", binary], check=True, capture_output=True, text=True,
+                         env=env).stdout
     libs = []
     for line in out.splitlines():
         parts = line.split()
@@ -188,13 +196,15 @@ def shared_libs(binary):
     return libs
 
 
-def glibc_layer(binaries, comment):
+def glibc_layer(binaries, comment, env=None):
     layer = Layer(comment)
     # Debian 12 has a merged /usr: /lib and /lib64 point into /usr.
     layer.symlink("lib64", "usr/lib64")
     seen = set()
     for b in binaries:
-        for lib in shared_libs(b):
+        for lib in shared_libs(b, env):
+            if not lib.startswith(("/lib", "/usr/lib")):
+                continue  # not the system's (libtorch's own go in their own layer)
             real = os.path.realpath(lib)
             if lib.startswith("/lib64/"):
                 dest = "usr/lib64/" + os.path.basename(lib)
@@ -303,6 +313,40 @@ def hello_layer(workdir):
     return layer
 
 
+def libtorch_layer():
+    """libtorch's CPU libraries (and the two CUDA runtime libraries
+    libtorch_cpu links but never calls on a CPU) under /opt/libtorch/lib."""
+    layer = Layer("berth fixture: libtorch 2.13.0 CPU libraries from the PyPI torch wheel",
+                  gzip_level=1)
+    for name in sorted(os.listdir(LIBTORCH_LIB)):
+        path = os.path.join(LIBTORCH_LIB, name)
+        if name == "libtorch.so":
+            continue  # the build-time stub (see scripts/gourmetgram.sh); not needed at run time
+        if os.path.islink(path) and not os.readlink(path).startswith("/"):
+            layer.symlink(f"{LIBTORCH_IN_IMAGE}/{name}", os.readlink(path))
+        else:
+            layer.host_file(os.path.realpath(path), f"{LIBTORCH_IN_IMAGE}/{name}", 0o755)
+    return layer
+
+
+def gourmetgram_base(base):
+    torch_cpu = os.path.join(LIBTORCH_LIB, "libtorch_cpu.so")
+    if not os.path.exists(torch_cpu):
+        raise SystemExit(f"{torch_cpu} missing: run scripts/gourmetgram.sh torch libtorch first")
+    env = dict(os.environ, LD_LIBRARY_PATH=LIBTORCH_LIB)
+    system = glibc_layer([torch_cpu, TURBOJPEG],
+                         "berth fixture: glibc, libstdc++, libgcc and libturbojpeg from Debian", env)
+    # GourmetGram decodes JPEGs with libjpeg-turbo, as PIL does (ldd lists a
+    # library's dependencies, not the library: add it).
+    system.host_file(os.path.realpath(TURBOJPEG), TURBOJPEG.lstrip("/"), 0o644)
+    return Image(
+        [base, system, libtorch_layer()],
+        {
+            "Env": [PATH_ENV, "LD_LIBRARY_PATH=/opt/libtorch/lib", "LIBTORCH=/opt/libtorch"],
+            "Cmd": ["/bin/sh"],
+        })
+
+
 def build_images(workdir):
     base = busybox_layer()
     images = {}
@@ -319,6 +363,7 @@ def build_images(workdir):
             "ExposedPorts": {"80/tcp": {}},
             "StopSignal": "SIGQUIT",
         })
+    images["gourmetgram-base"] = gourmetgram_base(base)
     # A second platform in alpine's index, so that pulls must pick linux/amd64.
     note = Layer("berth fixture: placeholder arm64 variant")
     note.file("etc/berth-fixture-note", b"arm64 placeholder; berth pulls linux/amd64\n")
@@ -378,6 +423,16 @@ def push_image(reg, repo, image, oci):
     return reg.push_manifest(repo, sha256(body), body, mt), len(body), mt
 
 
+def push_schema2_tag(reg, repo, tag, image):
+    """A plain Docker schema2 manifest under a tag (no index)."""
+    config, layers = image.blobs(False)
+    for gz, _ in layers:
+        reg.push_blob(repo, gz)
+    reg.push_blob(repo, config)
+    reg.push_manifest(repo, tag, json.dumps(manifest_for(config, layers, False),
+                                            sort_keys=True).encode(), MT_DOCKER_MANIFEST)
+
+
 def push_index(reg, repo, tag, entries, oci):
     body = json.dumps({
         "schemaVersion": 2,
@@ -396,13 +451,7 @@ def push_all(url):
     with tempfile.TemporaryDirectory() as workdir:
         images = build_images(workdir)
     # hello-world: a plain Docker schema2 manifest under the tag.
-    repo, tag = FIXTURES["hello-world"]
-    config, layers = images["hello-world"].blobs(False)
-    for gz, _ in layers:
-        reg.push_blob(repo, gz)
-    reg.push_blob(repo, config)
-    reg.push_manifest(repo, tag, json.dumps(manifest_for(config, layers, False),
-                                            sort_keys=True).encode(), MT_DOCKER_MANIFEST)
+    push_schema2_tag(reg, *FIXTURES["hello-world"], images["hello-world"])
     # alpine: an OCI index with linux/amd64 and a linux/arm64 placeholder.
     repo, tag = FIXTURES["alpine"]
     amd = push_image(reg, repo, images["alpine"], True)
@@ -411,6 +460,8 @@ def push_all(url):
     # nginx:alpine: a Docker manifest list pointing at a schema2 manifest.
     repo, tag = FIXTURES["nginx"]
     push_index(reg, repo, tag, [(push_image(reg, repo, images["nginx"], False), "amd64")], False)
+    # the GourmetGram base: a Docker schema2 manifest under its tag.
+    push_schema2_tag(reg, *FIXTURES["gourmetgram-base"], images["gourmetgram-base"])
     print(f"[fixtures] pushed {', '.join(r + ':' + t for r, t in FIXTURES.values())} to {url}")
 
 

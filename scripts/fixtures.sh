@@ -7,7 +7,8 @@ cd "$(dirname "$0")/.."
 . scripts/lib.sh
 
 stamp_now=$( { sha256sum scripts/fixtures.py scripts/lib.sh;
-  dpkg-query -W busybox-static nginx-light libc6 docker-registry; } | sha256sum | cut -d' ' -f1)
+  dpkg-query -W busybox-static nginx-light libc6 libstdc++6 libturbojpeg0 docker-registry;
+  cat "$BERTH_STATE/libtorch-cpu/.stamp"; } | sha256sum | cut -d' ' -f1)
 stamp_file="$BERTH_STATE/registry/.fixtures-stamp"
 if [ -f "$stamp_file" ] && [ "$(cat "$stamp_file")" = "$stamp_now" ]; then
   echo "[fixtures] up to date in $BERTH_STATE/registry"

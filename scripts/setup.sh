@@ -16,6 +16,7 @@ APT_PKGS=(
   docker-registry busybox-static nginx-light
   chromium chromium-driver
   pkg-config
+  libturbojpeg0-dev  # GourmetGram decodes JPEGs with libjpeg-turbo, as PIL does
 )
 missing=()
 for p in "${APT_PKGS[@]}"; do
@@ -97,6 +98,11 @@ fi
 # --- crates: fetch once so builds (and Trunk, which runs offline) need no network --
 log "cargo fetch --locked"
 cargo fetch --locked -q
+
+# --- GourmetGram: PyTorch 2.13.0 from PyPI (libtorch for tch, and the Python that
+# makes the fixed-seed test weights and golden logits), and the crate's deps ----
+"$ROOT/scripts/gourmetgram.sh" setup
+(cd gourmetgram && cargo fetch --locked -q)
 
 # --- fixture images into the local registry ---------------------------------------
 "$ROOT/scripts/fixtures.sh"

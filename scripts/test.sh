@@ -23,6 +23,12 @@ t1=$SECONDS
 cargo build --locked --workspace --exclude berth-frontend --bins --tests
 echo "[test] native build: $((SECONDS - t1)) s"
 
+# GourmetGram (its own workspace: tch links libtorch): the release binary and
+# the build context its e2e test hands to `docker build`, and its tests.
+t5=$SECONDS
+scripts/gourmetgram.sh build
+echo "[test] gourmetgram build: $((SECONDS - t5)) s"
+
 t2=$SECONDS
 trunk build --release
 echo "[test] page build: $((SECONDS - t2)) s ($(du -k dist/*.wasm | cut -f1) KB wasm)"
@@ -40,6 +46,11 @@ else
   cargo test --locked --workspace --exclude berth-frontend --no-fail-fast || status=$?
 fi
 echo "[test] tests: $((SECONDS - t3)) s"
+
+# GourmetGram's own tests: PyTorch parity (pixels and logits), the HTTP service.
+t6=$SECONDS
+(eval "$(scripts/gourmetgram.sh env)" && cd gourmetgram && cargo test --locked --release) || status=$?
+echo "[test] gourmetgram tests: $((SECONDS - t6)) s"
 
 # The page's component tests, in headless Chromium (frontend/webdriver.json).
 t4=$SECONDS

@@ -1,0 +1,172 @@
+//! The Food-11 network: torchvision's MobileNetV2 with an 11-way classifier,
+//! in eval mode, and the worker thread that owns it.
+//!
+//! The model is loaded once and lives on one thread; requests reach it
+//! through a bounded queue (full → the caller is told to retry), and the
+//! worker takes whatever is waiting, up to `max_batch`, as one batch.
+//! Inference never runs on the async runtime's threads.
+
+use crate::checkpoint::{self, WeightsInfo};
+use crate::preprocess::{Input, CROP};
+use anyhow::{Context, Result};
+use std::path::Path;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{mpsc, Arc};
+use tch::nn::ModuleT;
+
+pub const CLASSES: [&str; 11] = [
+    "Bread",
+    "Dairy product",
+    "Dessert",
+    "Egg",
+    "Fried food",
+    "Meat",
+    "Noodles/Pasta",
+    "Rice",
+    "Seafood",
+    "Soup",
+    "Vegetable/Fruit",
+];
+
+/// The network and its weights, on the CPU.
+#[derive(Debug)]
+pub struct Model {
+    _vs: tch::nn::VarStore,
+    net: Box<dyn ModuleT>,
+}
+
+impl Model {
+    pub fn load(path: &Path) -> Result<(Self, WeightsInfo)> {
+        let state = checkpoint::read_state_dict(path)?;
+        let mut vs = tch::nn::VarStore::new(tch::Device::Cpu);
+        let net = tch::vision::mobilenet::v2(&vs.root(), CLASSES.len() as i64);
+        checkpoint::load_into(&mut vs, &state).with_context(|| format!("loading {}", path.display()))?;
+        vs.freeze();
+        let info = checkpoint::describe(path, &state)?;
+        Ok((Model { _vs: vs, net: Box::new(net) }, info))
+    }
+
+    /// Logits for a batch of preprocessed images.
+    pub fn logits(&self, inputs: &[&Input]) -> Vec<[f32; 11]> {
+        let c = i64::from(CROP);
+        let flat: Vec<f32> = inputs.iter().flat_map(|i| i.0.iter().copied()).collect();
+        let x = tch::Tensor::from_slice(&flat).reshape([inputs.len() as i64, 3, c, c]);
+        let y = tch::no_grad(|| self.net.forward_t(&x, false));
+        let v: Vec<f32> = Vec::<f32>::try_from(y.flatten(0, -1)).unwrap_or_default();
+        v.chunks(CLASSES.len())
+            .map(|row| {
+                let mut out = [0f32; 11];
+                out.copy_from_slice(row);
+                out
+            })
+            .collect()
+    }
+}
+
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct Scored {
+    pub class: &'static str,
+    pub probability: f32,
+}
+
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct Prediction {
+    pub class: &'static str,
+    pub top3: Vec<Scored>,
+    pub logits: Vec<f32>,
+}
+
+impl Prediction {
+    pub fn from_logits(logits: &[f32; 11]) -> Self {
+        let max = logits.iter().copied().fold(f32::NEG_INFINITY, f32::max);
+        let exp: Vec<f32> = logits.iter().map(|l| (l - max).exp()).collect();
+        let sum: f32 = exp.iter().sum();
+        let mut order: Vec<usize> = (0..CLASSES.len()).collect();
+        order.sort_by(|&a, &b| logits[b].total_cmp(&logits[a]));
+        Prediction {
+            class: CLASSES[order[0]],
+            top3: order[..3].iter().map(|&i| Scored { class: CLASSES[i], probability: exp[i] / sum }).collect(),
+            logits: logits.to_vec(),
+        }
+    }
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum ClassifyError {
+    #[error("the classifier is busy ({0} requests waiting); try again shortly")]
+    Busy(usize),
+    #[error("the classifier stopped")]
+    Stopped,
+}
+
+struct Job {
+    input: Input,
+    reply: tokio::sync::oneshot::Sender<Prediction>,
+}
+
+/// Handle to the worker thread; cheap to clone.
+#[derive(Clone, Debug)]
+pub struct Classifier {
+    tx: mpsc::SyncSender<Job>,
+    waiting: Arc<AtomicUsize>,
+    pub info: Arc<WeightsInfo>,
+    pub threads: usize,
+}
+
+impl Classifier {
+    /// Loads the weights on a new worker thread and returns once it is ready.
+    pub fn start(path: &Path, threads: usize, max_batch: usize, queue: usize) -> Result<Self> {
+        let (tx, rx) = mpsc::sync_channel::<Job>(queue.max(1));
+        let (ready_tx, ready_rx) = mpsc::channel();
+        let path = path.to_path_buf();
+        let waiting = Arc::new(AtomicUsize::new(0));
+        let waiting_w = waiting.clone();
+        std::thread::Builder::new().name("inference".into()).spawn(move || {
+            tch::set_num_threads(threads.max(1) as i32);
+            let model = match Model::load(&path) {
+                Ok((model, info)) => {
+                    let _ = ready_tx.send(Ok(info));
+                    model
+                }
+                Err(e) => {
+                    let _ = ready_tx.send(Err(e));
+                    return;
+                }
+            };
+            while let Ok(first) = rx.recv() {
+                let mut jobs = vec![first];
+                while jobs.len() < max_batch.max(1) {
+                    match rx.try_recv() {
+                        Ok(job) => jobs.push(job),
+                        Err(_) => break,
+                    }
+                }
+                waiting_w.fetch_sub(jobs.len(), Ordering::SeqCst);
+                let inputs: Vec<&Input> = jobs.iter().map(|j| &j.input).collect();
+                let logits = model.logits(&inputs);
+                for (job, l) in jobs.into_iter().zip(logits.iter()) {
+                    let _ = job.reply.send(Prediction::from_logits(l));
+                }
+            }
+        })?;
+        let info = ready_rx.recv().context("the inference thread ended while loading")??;
+        Ok(Classifier { tx, waiting, info: Arc::new(info), threads })
+    }
+
+    pub fn waiting(&self) -> usize {
+        self.waiting.load(Ordering::SeqCst)
+    }
+
+    pub async fn classify(&self, input: Input) -> Result<Prediction, ClassifyError> {
+        let (reply, rx) = tokio::sync::oneshot::channel();
+        self.waiting.fetch_add(1, Ordering::SeqCst);
+        if let Err(e) = self.tx.try_send(Job { input, reply }) {
+            self.waiting.fetch_sub(1, Ordering::SeqCst);
+            return Err(match e {
+                mpsc::TrySendError::Full(_) => ClassifyError::Busy(self.waiting()),
+                mpsc::TrySendError::Disconnected(_) => ClassifyError::Stopped,
+            });
+        }
+        rx.await.map_err(|_| ClassifyError::Stopped)
+    }
+}
