@@ -49,7 +49,9 @@ FIXTURES = {
 }
 # libtorch for the GourmetGram base: the CPU libraries of the PyPI torch
 # wheel (scripts/gourmetgram.sh libtorch makes this directory).
-LIBTORCH_LIB = os.environ.get("BERTH_LIBTORCH_LIB", "/var/lib/berth-lab/libtorch-cpu/lib")
+LIBTORCH_LIB = os.environ.get(
+    "BERTH_LIBTORCH_LIB",
+    os.path.join(os.environ.get("BERTH_STATE", "/var/lib/berth-lab"), "libtorch-cpu", "lib"))
 LIBTORCH_IN_IMAGE = "opt/libtorch/lib"
 TURBOJPEG = "/usr/lib/x86_64-linux-gnu/libturbojpeg.so.0"
 
