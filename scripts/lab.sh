@@ -20,6 +20,19 @@ cargo build --locked --release -p berth-backend
 trunk build --release
 
 . scripts/lib.sh
+# The learner's home on node1 (the page terminal's ~): the GourmetGram build
+# context for the lab's last section, `docker build -t gourmetgram-app:0.0.1 gourmetgram`.
+LAB_HOME=${BERTH_LAB_HOME:-$BERTH_STATE/home}
+if [ "$(id -u)" = 0 ]; then
+  scripts/gourmetgram.sh build
+  mkdir -p "$LAB_HOME/gourmetgram"
+  if [ ! -f "$LAB_HOME/gourmetgram/Dockerfile" ]; then
+    tar -C gourmetgram --exclude=./target -cf - . | tar -C "$LAB_HOME/gourmetgram" -xf -
+  else # keep the learner's edits; refresh what the build made
+    cp gourmetgram/bin/gourmetgram "$LAB_HOME/gourmetgram/bin/gourmetgram"
+    cp gourmetgram/food11.pth "$LAB_HOME/gourmetgram/food11.pth"
+  fi
+fi
 if [ "$(id -u)" = 0 ]; then
   registry_config
   if curl -fsS http://127.0.0.1:5000/v2/ >/dev/null 2>&1; then
@@ -37,6 +50,7 @@ target/release/berthd \
   --host unix:///run/berth/docker.sock \
   --page-addr "${BERTH_PAGE_ADDR:-127.0.0.1:8080}" \
   --page-dir dist \
+  --lab-home "$LAB_HOME" \
   --registry-mirror http://127.0.0.1:5000 \
   --insecure-registry 127.0.0.1:5000 --insecure-registry localhost:5000 \
   "$@"

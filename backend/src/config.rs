@@ -34,6 +34,11 @@ pub struct Config {
     #[arg(long = "page-dir", env = "BERTH_PAGE_DIR", default_value = "dist")]
     pub page_dir: PathBuf,
 
+    /// Home directory of the page's terminal sessions (the learner's `~` on
+    /// node1: where `gourmetgram/` and `~/data/web` live); default $HOME.
+    #[arg(long = "lab-home", env = "BERTH_LAB_HOME")]
+    pub lab_home: Option<PathBuf>,
+
     /// Registry mirror for docker.io pulls, as Docker's `registry-mirrors`
     /// (repeatable; tried in order).
     #[arg(long = "registry-mirror", env = "BERTH_REGISTRY_MIRRORS", value_delimiter = ',')]

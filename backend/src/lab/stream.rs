@@ -173,7 +173,10 @@ fn shell_command(st: &AppState, slave: &OwnedFd) -> std::io::Result<std::process
         );
         cmd.arg("--rcfile").arg(rc).arg("-i");
     }
-    let home = std::env::var("HOME").unwrap_or_else(|_| "/root".into());
+    let home = match &st.config.lab_home {
+        Some(dir) => dir.display().to_string(),
+        None => std::env::var("HOME").unwrap_or_else(|_| "/root".into()),
+    };
     let docker_host = if st.config.host.contains("://") { st.config.host.clone() } else { format!("unix://{}", st.config.host) };
     cmd.env_clear()
         .env("HOME", &home)
