@@ -8,7 +8,7 @@
 use std::collections::BTreeMap;
 
 use berth_e2e::sandbox::{node1, Sandbox};
-use berth_shared::sim::Sim;
+use berth_shared::sim::{Sim, GG_FILES};
 use berth_shared::State;
 
 /// The lab's steps, as a learner types them on node1.
@@ -18,20 +18,40 @@ const SCRIPT: &[&str] = &[
     "docker ps",
     "iptables --list -n -t nat",
     "curl -s http://127.0.0.1/",
+    // A file edited in the container is copied up and served as edited.
+    "docker exec nginx-demo sh -c \"echo edited inside nginx-demo > /usr/share/nginx/html/index.html\"",
+    "curl -s http://127.0.0.1/index.html",
     "docker volume create webvol",
     "docker run --name web -d -v webvol:/usr/share/nginx/html -p 8081:80 nginx:alpine",
     "curl -s http://127.0.0.1:8081/",
+    // The volume's contents after copy-in, then an edit in the volume.
+    "docker exec web ls /usr/share/nginx/html",
+    "docker exec web sh -c \"echo edited in the volume > /usr/share/nginx/html/index.html\"",
+    "curl -s http://127.0.0.1:8081/index.html",
     "docker volume ls",
     "docker stop nginx-demo",
     "docker ps -a",
     "iptables --list -n -t nat",
     "docker rm -f web",
+    // The volume outlives its container: a new one serves the edit.
+    "docker run --name web2 -d -v webvol:/usr/share/nginx/html -p 8082:80 nginx:alpine",
+    "curl -s http://127.0.0.1:8082/index.html",
+    "docker exec web2 ls /usr/share/nginx/html",
+    "docker rm -f web2",
     "docker volume rm webvol",
+    // The GourmetGram context (shared::sim::GG_FILES, written to node1's
+    // home for the real engine): a build, a code edit, a build from cache.
+    "docker pull alpine",
+    "docker build -t gourmetgram-app:0.0.1 gourmetgram",
+    "echo // edited >> gourmetgram/app.rs",
+    "cat gourmetgram/app.rs",
+    "docker build -t gourmetgram-app:0.0.1 gourmetgram",
 ];
 
 /// Reviewed, intentional differences: (command, why).
 const ALLOWED: &[(&str, &str)] = &[
     ("docker pull nginx:alpine", "the real pull prints the fixture registry's digest and per-layer progress; the simulator's catalog has its own digests"),
+    ("docker pull alpine", "the same: the fixture registry's digest and progress lines"),
     ("curl -s http://127.0.0.1/", "the simulator serves a shortened nginx welcome page (same title and heading)"),
     ("curl -s http://127.0.0.1:8081/", "the same shortened welcome page, copied into the volume"),
 ];
@@ -62,11 +82,23 @@ fn essence(s: &State) -> String {
 fn normalise(text: &str) -> String {
     let mut out = String::new();
     for line in text.lines() {
+        // What a terminal shows of a line redrawn with carriage returns.
+        let line = line.trim_end_matches('\r').rsplit('\r').next().unwrap_or("");
         let words: Vec<String> = line
             .split(' ')
             .map(|w| {
                 let hexish = w.len() >= 12 && w.chars().all(|c| c.is_ascii_hexdigit());
-                if hexish { "<id>".to_string() } else { w.to_string() }
+                // Sizes the CLI prints: "6.144kB", "2.56MB".
+                let size = ["B", "kB", "MB", "GB"].iter().any(|u| {
+                    w.strip_suffix(u).is_some_and(|n| !n.is_empty() && n.chars().all(|c| c.is_ascii_digit() || c == '.'))
+                });
+                if hexish {
+                    "<id>".to_string()
+                } else if size {
+                    "<size>".to_string()
+                } else {
+                    w.to_string()
+                }
             })
             .collect();
         let mut l = words.join(" ");
@@ -101,7 +133,8 @@ fn real_state(sb: &Sandbox) -> State {
 fn real(sb: &Sandbox, d: &berth_e2e::sandbox::Berthd, line: &str) -> String {
     let o = sb
         .command("sh")
-        .args(["-c", line])
+        // stderr into stdout as a terminal shows them, in order
+        .args(["-c", &format!("{{ {line}; }} 2>&1")])
         .env("DOCKER_HOST", format!("unix://{}", d.socket.display()))
         .env("DOCKER_CONFIG", sb.dir().join("docker-config"))
         .output()
@@ -112,6 +145,11 @@ fn real(sb: &Sandbox, d: &berth_e2e::sandbox::Berthd, line: &str) -> String {
 #[test]
 fn the_simulator_gives_the_states_and_outputs_of_the_real_engine_for_the_labs_script() {
     let (sb, d) = node1().unwrap();
+    for (name, content) in GG_FILES {
+        let path = sb.dir().join("gourmetgram").join(name);
+        std::fs::create_dir_all(path.parent().unwrap()).unwrap();
+        std::fs::write(path, content).unwrap();
+    }
     let mut sim = Sim::new(0);
     let mut failures = Vec::new();
     for (i, line) in SCRIPT.iter().enumerate() {
@@ -127,12 +165,18 @@ fn the_simulator_gives_the_states_and_outputs_of_the_real_engine_for_the_labs_sc
         let allowed = ALLOWED.iter().any(|(c, _)| c == line);
         let (nr, ns) = (normalise(&got_real), normalise(&got_sim));
         if !allowed && nr != ns {
-            failures.push(format!("step {i} `{line}`: outputs differ\n--- real\n{got_real}\n--- simulated\n{got_sim}"));
+            let first = nr.lines().zip(ns.lines()).find(|(a, b)| a != b).map(|(a, b)| format!("first difference (normalised):\n  real: {a}\n  sim:  {b}")).unwrap_or_else(|| "one output is longer".into());
+            failures.push(format!("step {i} `{line}`: outputs differ; {first}\n--- real\n{got_real}\n--- simulated\n{got_sim}"));
         }
         if allowed {
             // Still the same kind of answer: a pull ends with the image's name,
             // the page has nginx's title.
-            let key = if line.starts_with("docker pull") { "docker.io/library/nginx:alpine" } else { "<title>Welcome to nginx!</title>" };
+            let key = match line.strip_prefix("docker pull ") {
+                Some(image) if image.contains(':') => format!("docker.io/library/{image}"),
+                Some(image) => format!("docker.io/library/{image}:latest"),
+                None => "<title>Welcome to nginx!</title>".to_string(),
+            };
+            let key = key.as_str();
             assert!(got_real.contains(key) && got_sim.contains(key), "step {i}: {got_real}\n---\n{got_sim}");
         }
     }

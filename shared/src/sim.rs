@@ -43,6 +43,10 @@ const IMAGES: &[Image] = &[
     },
 ];
 
+const LEGACY_BUILDER_NOTICE: &str = "DEPRECATED: The legacy builder is deprecated and will be removed in a future release.\n            Install the buildx component to build images with BuildKit:\n            https://docs.docker.com/go/buildx/\n\n";
+
+/// The fixture nginx image's error page (scripts/fixtures.py writes the same).
+const ERROR_PAGE: &str = "<!DOCTYPE html>\n<html><head><title>Error</title></head>\n<body><h1>An error occurred.</h1></body></html>\n";
 const WELCOME: &str = "<!DOCTYPE html>\n<html>\n<head>\n<title>Welcome to nginx!</title>\n</head>\n<body>\n<h1>Welcome to nginx!</h1>\n<p>If you see this page, the nginx web server is successfully installed and\nworking.</p>\n</body>\n</html>\n";
 
 /// An image the simulated node1 has: from the catalog or built here.
@@ -61,8 +65,9 @@ impl From<&Image> for ImageInfo {
     }
 }
 
-/// The GourmetGram build context, as a directory in the learner's home.
-const GG_FILES: &[(&str, &str)] = &[
+/// The GourmetGram build context, as a directory in the learner's home
+/// (the differential test writes the same files for the real engine).
+pub const GG_FILES: &[(&str, &str)] = &[
     ("Dockerfile", "FROM alpine\nWORKDIR /app\nCOPY requirements.txt /app\nRUN echo \"installing $(cat requirements.txt)\"\nCOPY . /app\nEXPOSE 8000\nCMD [\"gourmetgram\", \"--port\", \"8000\"]\n"),
     ("requirements.txt", "axum\ntch\nimage\n"),
     ("app.rs", "// GourmetGram: classifies food photos into 11 classes.\n"),
@@ -116,6 +121,11 @@ pub struct Sim {
     volume_files: BTreeMap<String, BTreeMap<String, String>>,
     /// The container an interactive shell runs in (`docker run -it`, `exec -it`).
     pub inside: Option<String>,
+    /// Whether the command's output goes to a terminal (`ls` prints columns
+    /// there, one name a line elsewhere, as busybox does).
+    tty: bool,
+    /// The learner's copy of the GourmetGram context: path → content.
+    gg_files: BTreeMap<String, String>,
     out: Vec<Envelope>,
     next_index: u32,
 }
@@ -184,6 +194,8 @@ impl Sim {
             extra: BTreeMap::new(),
             volume_files: BTreeMap::new(),
             inside: None,
+            tty: true,
+            gg_files: GG_FILES.iter().map(|(n, c)| (n.to_string(), c.to_string())).collect(),
             out: Vec::new(),
             next_index: 4,
         };
@@ -285,11 +297,36 @@ impl Sim {
             ["ls"] => "gourmetgram\n".into(),
             ["ls", dir] if dir.trim_end_matches('/') == "gourmetgram" => "Dockerfile  app.rs  requirements.txt  templates\n".into(),
             ["ls", dir] => format!("ls: cannot access '{dir}': No such file or directory\n"),
-            ["cat", path] => match GG_FILES.iter().find(|(n, _)| format!("gourmetgram/{n}") == path.trim_start_matches("./")) {
-                Some((_, content)) => content.to_string(),
-                None => format!("cat: {path}: No such file or directory\n"),
+            ["cat", path] => match self.gg_files.get(path.trim_start_matches("./").trim_start_matches("gourmetgram/")) {
+                Some(content) if path.trim_start_matches("./").starts_with("gourmetgram/") => content.clone(),
+                _ => format!("cat: {path}: No such file or directory\n"),
             },
-            ["echo", rest @ ..] => format!("{}\n", rest.join(" ")),
+            ["echo", rest @ ..] => {
+                // `echo TEXT > FILE` / `>> FILE` into the GourmetGram context.
+                let (append, at) = match rest.iter().position(|w| *w == ">>") {
+                    Some(i) => (true, Some(i)),
+                    None => (false, rest.iter().position(|w| *w == ">")),
+                };
+                match at {
+                    Some(i) if rest.len() == i + 2 => {
+                        let text = format!("{}\n", rest[..i].join(" "));
+                        let path = rest[i + 1].trim_start_matches("./");
+                        match path.strip_prefix("gourmetgram/") {
+                            Some(rel) => {
+                                let f = self.gg_files.entry(rel.to_string()).or_default();
+                                if append {
+                                    f.push_str(&text);
+                                } else {
+                                    *f = text;
+                                }
+                                String::new()
+                            }
+                            None => format!("bash: {path}: Read-only file system (simulated node1)\n"),
+                        }
+                    }
+                    _ => format!("{}\n", rest.join(" ")),
+                }
+            }
             ["clear"] => "\x1b[H\x1b[2J".into(),
             ["exit"] => "logout (the simulated node1 stays: reload the page to start over)\n".into(),
             ["help"] => "The simulated node1 knows the lab's commands: docker (pull, run, ps, logs, stop, rm, exec, inspect, images, network, volume), ip addr|link|route, iptables --list -n [-t nat], curl/wget, hostname, echo, clear.\n".into(),
@@ -415,8 +452,16 @@ impl Sim {
                                 self.inside = Some(id);
                                 String::new()
                             } else {
+                                // `sh -c SCRIPT` runs SCRIPT; without -t nothing is a terminal.
+                                let argv: Vec<String> = match cmd {
+                                    ["sh" | "/bin/sh", script] if rest.contains(&"-c") => words(script),
+                                    _ => cmd.iter().map(|s| s.to_string()).collect(),
+                                };
+                                let tty = rest.iter().any(|f| f.starts_with('-') && !f.starts_with("--") && f.contains('t'));
                                 self.inside = Some(id);
-                                let out = self.container_shell(&cmd.iter().map(|s| s.to_string()).collect::<Vec<_>>());
+                                self.tty = tty;
+                                let out = self.container_shell(&argv);
+                                self.tty = true;
                                 self.inside = None;
                                 out
                             }
@@ -592,7 +637,9 @@ impl Sim {
         // Copy-in: an empty volume over nginx's html dir gets the image's page.
         for (v, p) in &volumes {
             if img.name.starts_with("nginx") && p == "/usr/share/nginx/html" && self.volume_files.get(v).is_some_and(|f| f.is_empty()) {
-                self.volume_files.entry(v.clone()).or_default().insert("index.html".into(), WELCOME.into());
+                let files = self.volume_files.entry(v.clone()).or_default();
+                files.insert("index.html".into(), WELCOME.into());
+                files.insert("50x.html".into(), ERROR_PAGE.into());
                 self.emit(Event::VolumePopulated { name: v.clone(), container: id.clone(), path: p.clone(), files: 2 });
             }
         }
@@ -686,11 +733,13 @@ impl Sim {
             return format!("unable to prepare context: path \"{dir}\" not found\n");
         }
         let tag = tag.map(|t| if t.contains(':') { t } else { format!("{t}:latest") });
-        let dockerfile = GG_FILES[0].1;
+        let dockerfile = self.gg_files.get("Dockerfile").cloned().unwrap_or_default();
         let steps: Vec<&str> = dockerfile.lines().filter(|l| !l.trim().is_empty()).collect();
         let build = self.hex(12);
         self.emit(Event::BuildStarted { build: build.clone(), tags: tag.iter().cloned().collect(), steps: steps.len() });
-        let mut out = String::from("Sending build context to Docker daemon  6.144kB\n");
+        // The lab's docker CLI (28, no buildx) warns before a legacy build.
+        let mut out = String::from(LEGACY_BUILDER_NOTICE);
+        out.push_str("Sending build context to Docker daemon  6.144kB\n");
         let base = match self.lookup("alpine") {
             Some(b) => b,
             None => return out,
@@ -705,7 +754,20 @@ impl Sim {
                 out.push_str(&format!(" ---> {}\n", &parent[7..19]));
                 continue;
             }
-            let key = (parent.clone(), step.to_string());
+            // A COPY's cache key includes what it copies, as the real builder's checksum does.
+            let sources = match step.strip_prefix("COPY ") {
+                Some(args) => {
+                    let srcs: Vec<&str> = args.split_whitespace().collect();
+                    let srcs = &srcs[..srcs.len().saturating_sub(1)];
+                    self.gg_files
+                        .iter()
+                        .filter(|(n, _)| srcs.iter().any(|s| *s == "." || n.as_str() == *s || n.starts_with(&format!("{s}/"))))
+                        .map(|(n, c)| format!("{n}\0{c}\0"))
+                        .collect::<String>()
+                }
+                None => String::new(),
+            };
+            let key = (parent.clone(), format!("{step}\0{sources}"));
             let fs_step = step.starts_with("COPY") || step.starts_with("RUN") || step.starts_with("WORKDIR");
             let cached = if nocache { None } else { self.build_cache.get(&key).cloned() };
             let (image, layer) = match cached {
@@ -716,7 +778,9 @@ impl Sim {
                 None => {
                     if step.starts_with("RUN") {
                         let cid = self.hex(12);
-                        out.push_str(&format!(" ---> Running in {cid}\ninstalling axum\ntch\nimage\nRemoving intermediate container {cid}\n"));
+                        // The Dockerfile's RUN: echo "installing $(cat requirements.txt)".
+                        let req = self.gg_files.get("requirements.txt").map(|r| r.trim_end_matches('\n').to_string()).unwrap_or_default();
+                        out.push_str(&format!(" ---> Running in {cid}\ninstalling {req}\nRemoving intermediate container {cid}\n"));
                     }
                     let layer = fs_step.then(|| self.hex(64));
                     let hit = (format!("sha256:{}", self.hex(64)), layer);
@@ -984,6 +1048,7 @@ impl Sim {
         let image = self.extra.get(id).map(|e| e.image.clone()).unwrap_or_default();
         match (image.starts_with("nginx"), path) {
             (true, "/usr/share/nginx/html/index.html") => Some(WELCOME.into()),
+            (true, "/usr/share/nginx/html/50x.html") => Some(ERROR_PAGE.into()),
             (_, "/etc/hostname") => Some(format!("{}\n", &id[..12])),
             _ => None,
         }
@@ -1004,11 +1069,15 @@ impl Sim {
         match dir.trim_end_matches('/') {
             "" => "bin    dev    etc    home   lib    media  mnt    opt    proc   root   run    sbin   srv    sys    tmp    usr    var\n".into(),
             "/usr/share/nginx/html" => {
-                let mut names: Vec<String> = vec!["index.html".into(), "50x.html".into()];
+                let mut names: Vec<String> = vec!["50x.html".into(), "index.html".into()];
                 if let Some((v, _)) = self.volume_at(id, "/usr/share/nginx/html/x") {
                     names = self.volume_files.get(&v).map(|f| f.keys().cloned().collect()).unwrap_or_default();
                 }
-                format!("{}\n", names.join("  "))
+                if names.is_empty() {
+                    String::new()
+                } else {
+                    format!("{}\n", names.join(if self.tty { "  " } else { "\n" }))
+                }
             }
             d => format!("ls: {d}: No such file or directory\n"),
         }
