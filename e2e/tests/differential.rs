@@ -41,6 +41,17 @@ const SCRIPT: &[&str] = &[
     "docker volume rm webvol",
     // The GourmetGram context (shared::sim::GG_FILES, written to node1's
     // home for the real engine): a build, a code edit, a build from cache.
+    // Mistakes answer as the real tools do.
+    "docker ps --bogus",
+    "docker stop",
+    "docker volume create --bogus x",
+    "docker network ls --bogus",
+    "docker images --bogus",
+    "docker logs",
+    "docker rm nosuchcontainer",
+    "docker inspect nosuchthing",
+    "ip addr show nosuchdev",
+    "iptables --bogus",
     "docker pull alpine",
     "docker build -t gourmetgram-app:0.0.1 gourmetgram",
     "echo // edited >> gourmetgram/app.rs",

@@ -2,6 +2,7 @@
 //! [`apply`], the only way state changes — in the daemon, in the page and in
 //! the offline simulator alike. Pure: no I/O, compiles to wasm32 and native.
 
+pub mod cli;
 pub mod container;
 pub mod event;
 pub mod ipam;

@@ -379,6 +379,10 @@ impl Sim {
     }
 
     fn docker(&mut self, a: &[&str]) -> String {
+        if let Some(msg) = crate::cli::check_docker(a) {
+            // The CLI warns about the legacy builder before it checks anything.
+            return if a.first() == Some(&"build") { format!("{LEGACY_BUILDER_NOTICE}{msg}") } else { msg };
+        }
         match a {
             ["pull", image] => self.pull(image).unwrap_or_else(|e| e),
             ["images"] | ["image", "ls"] => {
@@ -570,7 +574,10 @@ impl Sim {
         while i < a.len() && a[i].starts_with('-') {
             match a[i] {
                 "-d" | "--detach" => detach = true,
-                "-it" | "-ti" | "-i" | "-t" => interactive = true,
+                f if f.len() > 1 && !f.starts_with("--") && f[1..].chars().all(|c| "dit".contains(c)) => {
+                    detach |= f.contains('d');
+                    interactive |= f.contains('i') || f.contains('t');
+                }
                 "--rm" => rm = true,
                 "--name" => {
                     i += 1;
@@ -593,11 +600,16 @@ impl Sim {
                         None => return format!("docker: invalid volume specification: '{spec}'.\n"),
                     }
                 }
-                other => return format!("unknown shorthand flag: '{}' in {other}\nSee 'docker run --help'.\n", other.trim_start_matches('-').chars().next().unwrap_or('?')),
+                // Valid flags the simulation does not model (checked by cli::check_docker).
+                other => {
+                    if crate::cli::takes_value("run", other) && !other.contains('=') {
+                        i += 1;
+                    }
+                }
             }
             i += 1;
         }
-        let Some(image) = a.get(i).copied() else { return "\"docker run\" requires at least 1 argument.\nSee 'docker run --help'.\n".into() };
+        let Some(image) = a.get(i).copied() else { return crate::cli::check_docker(&["run"]).unwrap_or_default() };
         let cmd: Vec<String> = a[i + 1..].iter().map(|s| s.to_string()).collect();
         let Some(img) = self.lookup(image) else { return format!("Unable to find image '{image}' locally\ndocker: Error response from daemon: pull access denied for {image}, repository does not exist or may require 'docker login'.\n") };
         let mut out = String::new();
@@ -982,7 +994,11 @@ impl Sim {
 
     /// `iptables --list -n [-t nat]` (also `-L -n`, `-S`).
     fn iptables(&self, a: &[&str]) -> String {
-        let table = a.windows(2).find(|w| w[0] == "-t").map(|w| w[1]).unwrap_or("filter");
+        const KNOWN: &[&str] = &["-L", "--list", "-n", "--numeric", "-nL", "-Ln", "-t", "--table", "-v", "--verbose", "-S", "--list-rules", "-x", "--exact", "--line-numbers"];
+        if let Some(bad) = a.iter().find(|w| w.starts_with('-') && !KNOWN.contains(w)) {
+            return format!("iptables v1.8.9 (nf_tables): unknown option \"{bad}\"\nTry `iptables -h' or 'iptables --help' for more information.\n");
+        }
+        let table = a.windows(2).find(|w| w[0] == "-t" || w[0] == "--table").map(|w| w[1]).unwrap_or("filter");
         let rules: Vec<&String> = self.state.rules.iter().filter(|(t, _)| t == table).map(|(_, r)| r).collect();
         if a.contains(&"-S") {
             return rules.iter().map(|r| format!("{r}\n")).collect();
