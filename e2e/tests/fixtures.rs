@@ -13,7 +13,12 @@ fn the_fixture_registry_serves_all_fixture_manifests_and_blobs() {
         .unwrap();
     let text = format!("{}{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
     assert!(out.status.success(), "{text}");
-    for want in ["library/hello-world:latest ok", "library/alpine:latest ok", "library/nginx:alpine ok"] {
+    for want in [
+        "library/hello-world:latest ok",
+        "library/alpine:latest ok",
+        "library/nginx:alpine ok",
+        "library/gourmetgram-base:libtorch-2.13.0 ok",
+    ] {
         assert!(text.contains(want), "{want} missing:\n{text}");
     }
     // nginx:alpine is a real multi-layer image: LowerDir will show several dirs.
