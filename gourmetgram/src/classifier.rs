@@ -97,11 +97,13 @@ pub enum ClassifyError {
     Busy(usize),
     #[error("the classifier stopped")]
     Stopped,
+    #[error("inference failed: {0}")]
+    Failed(String),
 }
 
 struct Job {
     input: Input,
-    reply: tokio::sync::oneshot::Sender<Prediction>,
+    reply: tokio::sync::oneshot::Sender<Result<Prediction, ClassifyError>>,
 }
 
 /// Handle to the worker thread; cheap to clone.
@@ -143,9 +145,27 @@ impl Classifier {
                 }
                 waiting_w.fetch_sub(jobs.len(), Ordering::SeqCst);
                 let inputs: Vec<&Input> = jobs.iter().map(|j| &j.input).collect();
-                let logits = model.logits(&inputs);
-                for (job, l) in jobs.into_iter().zip(logits.iter()) {
-                    let _ = job.reply.send(Prediction::from_logits(l));
+                // libtorch errors surface as panics in tch: one bad batch
+                // answers its requests with an error and the worker goes on.
+                let logits = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| model.logits(&inputs)));
+                drop(inputs);
+                match logits {
+                    Ok(logits) if logits.len() == jobs.len() => {
+                        for (job, l) in jobs.into_iter().zip(logits.iter()) {
+                            let _ = job.reply.send(Ok(Prediction::from_logits(l)));
+                        }
+                    }
+                    other => {
+                        let why = match other {
+                            Err(p) => p.downcast_ref::<String>().cloned().or_else(|| p.downcast_ref::<&str>().map(|s| s.to_string())),
+                            Ok(_) => Some("the network returned a wrong number of results".into()),
+                        };
+                        let why = why.unwrap_or_else(|| "libtorch error".into());
+                        tracing::error!(%why, "inference failed");
+                        for job in jobs {
+                            let _ = job.reply.send(Err(ClassifyError::Failed(why.clone())));
+                        }
+                    }
                 }
             }
         })?;
@@ -167,6 +187,6 @@ impl Classifier {
                 mpsc::TrySendError::Disconnected(_) => ClassifyError::Stopped,
             });
         }
-        rx.await.map_err(|_| ClassifyError::Stopped)
+        rx.await.map_err(|_| ClassifyError::Stopped)?
     }
 }

@@ -60,7 +60,7 @@ impl From<ClassifyError> for ApiError {
     fn from(e: ClassifyError) -> Self {
         let status = match e {
             ClassifyError::Busy(_) => StatusCode::SERVICE_UNAVAILABLE,
-            ClassifyError::Stopped => StatusCode::INTERNAL_SERVER_ERROR,
+            ClassifyError::Stopped | ClassifyError::Failed(_) => StatusCode::INTERNAL_SERVER_ERROR,
         };
         ApiError(status, e.to_string())
     }
