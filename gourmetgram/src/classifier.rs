@@ -11,8 +11,8 @@ use crate::preprocess::{Input, CROP};
 use anyhow::{Context, Result};
 use std::path::Path;
 use std::sync::atomic::{AtomicUsize, Ordering};
-use std::sync::{mpsc, Arc};
-use tch::nn::ModuleT;
+use std::sync::{mpsc, Arc, Mutex};
+use crate::network::MobileNetV2;
 
 pub const CLASSES: [&str; 11] = [
     "Bread",
@@ -31,19 +31,34 @@ pub const CLASSES: [&str; 11] = [
 /// The network and its weights, on the CPU.
 #[derive(Debug)]
 pub struct Model {
-    _vs: tch::nn::VarStore,
-    net: Box<dyn ModuleT>,
+    net: MobileNetV2,
 }
 
 impl Model {
+    /// Reads the checkpoint, checks it strictly against torchvision's
+    /// MobileNetV2 (tch's `vision::mobilenet::v2` has the same names and
+    /// shapes) and folds it into the inference network.
     pub fn load(path: &Path) -> Result<(Self, WeightsInfo)> {
         let state = checkpoint::read_state_dict(path)?;
-        let mut vs = tch::nn::VarStore::new(tch::Device::Cpu);
-        let net = tch::vision::mobilenet::v2(&vs.root(), CLASSES.len() as i64);
-        checkpoint::load_into(&mut vs, &state).with_context(|| format!("loading {}", path.display()))?;
-        vs.freeze();
+        {
+            let mut vs = tch::nn::VarStore::new(tch::Device::Cpu);
+            let _layout = tch::vision::mobilenet::v2(&vs.root(), CLASSES.len() as i64);
+            checkpoint::load_into(&mut vs, &state).with_context(|| format!("loading {}", path.display()))?;
+        }
+        let net = MobileNetV2::from_state(&state).with_context(|| format!("loading {}", path.display()))?;
         let info = checkpoint::describe(path, &state)?;
-        Ok((Model { _vs: vs, net: Box::new(net) }, info))
+        Ok((Model { net }, info))
+    }
+
+    /// A second network over the same weights (nothing is copied), for
+    /// another inference thread.
+    pub fn replica(&self) -> Self {
+        Model { net: self.net.replica() }
+    }
+
+    /// Whether two models use the same weight storage (a replica's do).
+    pub fn shares_weights_with(&self, other: &Model) -> bool {
+        self.net.weights_ptr() == other.net.weights_ptr()
     }
 
     /// Logits for a batch of preprocessed images.
@@ -51,7 +66,7 @@ impl Model {
         let c = i64::from(CROP);
         let flat: Vec<f32> = inputs.iter().flat_map(|i| i.0.iter().copied()).collect();
         let x = tch::Tensor::from_slice(&flat).reshape([inputs.len() as i64, 3, c, c]);
-        let y = tch::no_grad(|| self.net.forward_t(&x, false));
+        let y = self.net.forward(&x);
         let v: Vec<f32> = Vec::<f32>::try_from(y.flatten(0, -1)).unwrap_or_default();
         v.chunks(CLASSES.len())
             .map(|row| {
@@ -113,64 +128,74 @@ pub struct Classifier {
     waiting: Arc<AtomicUsize>,
     pub info: Arc<WeightsInfo>,
     pub threads: usize,
+    pub workers: usize,
+}
+
+/// One inference thread: takes a request (and whatever else waits, up to
+/// `max_batch`) from the shared queue, runs the network, answers.
+fn worker(model: &Model, rx: &Mutex<mpsc::Receiver<Job>>, waiting: &AtomicUsize, max_batch: usize) {
+    loop {
+        let jobs = {
+            let Ok(rx) = rx.lock() else { return };
+            let Ok(first) = rx.recv() else { return };
+            let mut jobs = vec![first];
+            while jobs.len() < max_batch {
+                match rx.try_recv() {
+                    Ok(job) => jobs.push(job),
+                    Err(_) => break,
+                }
+            }
+            jobs
+        };
+        waiting.fetch_sub(jobs.len(), Ordering::SeqCst);
+        let inputs: Vec<&Input> = jobs.iter().map(|j| &j.input).collect();
+        // libtorch errors surface as panics in tch: one bad batch answers
+        // its requests with an error and the worker goes on.
+        let logits = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| model.logits(&inputs)));
+        drop(inputs);
+        match logits {
+            Ok(logits) if logits.len() == jobs.len() => {
+                for (job, l) in jobs.into_iter().zip(logits.iter()) {
+                    let _ = job.reply.send(Ok(Prediction::from_logits(l)));
+                }
+            }
+            other => {
+                let why = match other {
+                    Err(p) => p.downcast_ref::<String>().cloned().or_else(|| p.downcast_ref::<&str>().map(|s| s.to_string())),
+                    Ok(_) => Some("the network returned a wrong number of results".into()),
+                };
+                let why = why.unwrap_or_else(|| "libtorch error".into());
+                tracing::error!(%why, "inference failed");
+                for job in jobs {
+                    let _ = job.reply.send(Err(ClassifyError::Failed(why.clone())));
+                }
+            }
+        }
+    }
 }
 
 impl Classifier {
-    /// Loads the weights on a new worker thread and returns once it is ready.
-    pub fn start(path: &Path, threads: usize, max_batch: usize, queue: usize) -> Result<Self> {
+    /// Loads the weights once and starts `workers` inference threads over
+    /// them (the tensors are shared, not copied), each running libtorch with
+    /// `threads` intra-op threads, all taking requests from one bounded queue.
+    pub fn start(path: &Path, workers: usize, threads: usize, max_batch: usize, queue: usize) -> Result<Self> {
+        tch::set_num_threads(threads.max(1) as i32);
+        let (model, info) = Model::load(path)?;
+        let mut models = vec![model];
+        while models.len() < workers.max(1) {
+            let replica = models[0].replica();
+            models.push(replica);
+        }
         let (tx, rx) = mpsc::sync_channel::<Job>(queue.max(1));
-        let (ready_tx, ready_rx) = mpsc::channel();
-        let path = path.to_path_buf();
+        let rx = Arc::new(Mutex::new(rx));
         let waiting = Arc::new(AtomicUsize::new(0));
-        let waiting_w = waiting.clone();
-        std::thread::Builder::new().name("inference".into()).spawn(move || {
-            tch::set_num_threads(threads.max(1) as i32);
-            let model = match Model::load(&path) {
-                Ok((model, info)) => {
-                    let _ = ready_tx.send(Ok(info));
-                    model
-                }
-                Err(e) => {
-                    let _ = ready_tx.send(Err(e));
-                    return;
-                }
-            };
-            while let Ok(first) = rx.recv() {
-                let mut jobs = vec![first];
-                while jobs.len() < max_batch.max(1) {
-                    match rx.try_recv() {
-                        Ok(job) => jobs.push(job),
-                        Err(_) => break,
-                    }
-                }
-                waiting_w.fetch_sub(jobs.len(), Ordering::SeqCst);
-                let inputs: Vec<&Input> = jobs.iter().map(|j| &j.input).collect();
-                // libtorch errors surface as panics in tch: one bad batch
-                // answers its requests with an error and the worker goes on.
-                let logits = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| model.logits(&inputs)));
-                drop(inputs);
-                match logits {
-                    Ok(logits) if logits.len() == jobs.len() => {
-                        for (job, l) in jobs.into_iter().zip(logits.iter()) {
-                            let _ = job.reply.send(Ok(Prediction::from_logits(l)));
-                        }
-                    }
-                    other => {
-                        let why = match other {
-                            Err(p) => p.downcast_ref::<String>().cloned().or_else(|| p.downcast_ref::<&str>().map(|s| s.to_string())),
-                            Ok(_) => Some("the network returned a wrong number of results".into()),
-                        };
-                        let why = why.unwrap_or_else(|| "libtorch error".into());
-                        tracing::error!(%why, "inference failed");
-                        for job in jobs {
-                            let _ = job.reply.send(Err(ClassifyError::Failed(why.clone())));
-                        }
-                    }
-                }
-            }
-        })?;
-        let info = ready_rx.recv().context("the inference thread ended while loading")??;
-        Ok(Classifier { tx, waiting, info: Arc::new(info), threads })
+        for (n, model) in models.into_iter().enumerate() {
+            let (rx, waiting) = (rx.clone(), waiting.clone());
+            std::thread::Builder::new()
+                .name(format!("inference-{n}"))
+                .spawn(move || worker(&model, &rx, &waiting, max_batch.max(1)))?;
+        }
+        Ok(Classifier { tx, waiting, info: Arc::new(info), threads, workers: workers.max(1) })
     }
 
     pub fn waiting(&self) -> usize {

@@ -2,6 +2,7 @@
 //! HTTP, in Rust with axum and tch (libtorch).
 pub mod checkpoint;
 pub mod classifier;
+pub mod network;
 pub mod preprocess;
 pub mod web;
 

@@ -227,25 +227,51 @@ enum Axis {
 /// One resampling pass of a `w`×`h` RGB image along `axis`.
 fn pass(src: &[u8], w: usize, h: usize, axis: Axis, c: &Coeffs) -> Vec<u8> {
     let half = 1i32 << (PRECISION_BITS - 1);
-    let (ow, oh) = if axis == Axis::X { (c.bounds.len(), h) } else { (w, c.bounds.len()) };
-    let mut out = vec![0u8; ow * oh * 3];
-    for y in 0..oh {
-        for x in 0..ow {
-            let (i, (first, n)) = if axis == Axis::X { (x, c.bounds[x]) } else { (y, c.bounds[y]) };
-            let k = &c.weights[i];
-            let mut ss = [half; 3];
-            for (t, &kt) in k.iter().enumerate().take(n) {
-                let at = if axis == Axis::X { (y * w + first + t) * 3 } else { ((first + t) * w + x) * 3 };
-                for ch in 0..3 {
-                    ss[ch] += i32::from(src[at + ch]) * kt;
+    match axis {
+        Axis::X => {
+            let ow = c.bounds.len();
+            let mut out = vec![0u8; ow * h * 3];
+            // Pixels widened to four i32 lanes (RGB and a spare), so that a
+            // tap is one vector multiply-add.
+            let mut wide = vec![[0i32; 4]; w];
+            for (src_row, out_row) in src.chunks_exact(w * 3).zip(out.chunks_exact_mut(ow * 3)) {
+                for (d, p) in wide.iter_mut().zip(src_row.chunks_exact(3)) {
+                    *d = [i32::from(p[0]), i32::from(p[1]), i32::from(p[2]), 0];
+                }
+                for ((&(first, n), k), px) in c.bounds.iter().zip(&c.weights).zip(out_row.chunks_exact_mut(3)) {
+                    let mut ss = [half; 4];
+                    for (p, &kt) in wide[first..first + n].iter().zip(k) {
+                        for l in 0..4 {
+                            ss[l] += p[l] * kt;
+                        }
+                    }
+                    px[0] = clip8(ss[0]);
+                    px[1] = clip8(ss[1]);
+                    px[2] = clip8(ss[2]);
                 }
             }
-            for ch in 0..3 {
-                out[(y * ow + x) * 3 + ch] = clip8(ss[ch]);
+            out
+        }
+        Axis::Y => {
+            let row = w * 3;
+            let oh = c.bounds.len();
+            let mut out = vec![0u8; oh * row];
+            let mut acc = vec![0i32; row];
+            for ((&(first, n), k), out_row) in c.bounds.iter().zip(&c.weights).zip(out.chunks_exact_mut(row)) {
+                acc.iter_mut().for_each(|a| *a = half);
+                for (t, &kt) in k.iter().enumerate().take(n) {
+                    let src_row = &src[(first + t) * row..(first + t + 1) * row];
+                    for (a, &p) in acc.iter_mut().zip(src_row) {
+                        *a += i32::from(p) * kt;
+                    }
+                }
+                for (o, &a) in out_row.iter_mut().zip(&acc) {
+                    *o = clip8(a);
+                }
             }
+            out
         }
     }
-    out
 }
 
 /// CenterCrop(224) of a `w`×`h` RGB image (padding with zeros where the image

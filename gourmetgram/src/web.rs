@@ -76,7 +76,8 @@ async fn index(State(state): State<Arc<AppState>>) -> Html<String> {
         PAGE.replace("{{weights_file}}", &escape(&info.file))
             .replace("{{weights_sha256}}", &info.sha256)
             .replace("{{weights_sha256_short}}", &info.sha256[..12.min(info.sha256.len())])
-            .replace("{{threads}}", &state.classifier.threads.to_string()),
+            .replace("{{threads}}", &state.classifier.threads.to_string())
+            .replace("{{workers}}", &state.classifier.workers.to_string()),
     )
 }
 
@@ -147,6 +148,7 @@ async fn healthz(State(state): State<Arc<AppState>>) -> Response {
             "weights": &*c.info,
             "classes": crate::classifier::CLASSES,
             "threads": c.threads,
+            "workers": c.workers,
             "waiting": c.waiting(),
         })),
     )

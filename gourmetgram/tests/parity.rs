@@ -65,6 +65,16 @@ fn a_batch_gives_each_image_its_own_logits() {
 }
 
 #[test]
+fn a_replica_shares_the_weights_and_gives_the_same_logits() {
+    let dir = common::golden_dir();
+    let (model, _) = Model::load(&dir.join("food11.pth")).expect("the weights load");
+    let replica = model.replica();
+    assert!(replica.shares_weights_with(&model), "no second copy of the weights");
+    let input = preprocess::preprocess(&common::test_image()).expect("test image");
+    assert_eq!(model.logits(&[&input]), replica.logits(&[&input]));
+}
+
+#[test]
 fn wrong_checkpoints_are_refused_with_a_reason() {
     let dir = tempfile_dir();
     let not_zip = dir.join("notes.pth");

@@ -13,7 +13,7 @@ const LIMIT: usize = 2 * 1024 * 1024;
 
 fn app_with(queue: usize) -> axum::Router {
     let dir = common::golden_dir();
-    let classifier = Classifier::start(&dir.join("food11.pth"), 1, 8, queue).expect("model loads");
+    let classifier = Classifier::start(&dir.join("food11.pth"), 2, 1, 4, queue).expect("model loads");
     let test_image = std::path::PathBuf::from(concat!(env!("CARGO_MANIFEST_DIR"), "/static/test_image.jpeg"));
     web::router(Arc::new(web::AppState { classifier, test_image }), LIMIT)
 }
