@@ -174,8 +174,8 @@ fn shell_command(st: &AppState, slave: &OwnedFd) -> std::io::Result<std::process
         cmd.arg("--rcfile").arg(rc).arg("-i");
     }
     let home = match &st.config.lab_home {
-        Some(dir) => dir.display().to_string(),
-        None => std::env::var("HOME").unwrap_or_else(|_| "/root".into()),
+        Some(dir) if dir.is_dir() => dir.display().to_string(),
+        _ => std::env::var("HOME").unwrap_or_else(|_| "/root".into()),
     };
     let docker_host = if st.config.host.contains("://") { st.config.host.clone() } else { format!("unix://{}", st.config.host) };
     cmd.env_clear()
