@@ -41,7 +41,20 @@ async fn typing_docker_run_in_the_page_draws_the_container_and_the_recording_rep
     let mut sb = Sandbox::new().unwrap();
     sb.start_registry().unwrap();
     let page_addr = format!("{}:8080", sb.uplink.node_ip);
-    let d = sb.start_berthd(&["--registry-mirror", "http://127.0.0.1:5000", "--page-addr", &page_addr, "--page-dir", dist.to_str().unwrap()]).unwrap();
+    let home = sb.dir().join("home");
+    std::fs::create_dir_all(&home).unwrap();
+    let d = sb
+        .start_berthd(&[
+            "--registry-mirror",
+            "http://127.0.0.1:5000",
+            "--page-addr",
+            &page_addr,
+            "--page-dir",
+            dist.to_str().unwrap(),
+            "--lab-home",
+            home.to_str().unwrap(),
+        ])
+        .unwrap();
     sb.docker_ok(&d, &["pull", "nginx:alpine"]);
     let url = format!("http://{page_addr}/");
 
@@ -52,6 +65,9 @@ async fn typing_docker_run_in_the_page_draws_the_container_and_the_recording_rep
     // The shell is up when its prompt is drawn.
     browser.wait_for_text("[data-testid=terminal]", "@node1", Duration::from_secs(20)).await.unwrap();
     let input = c.find(Locator::Css("[data-testid=terminal] textarea")).await.unwrap();
+    // The shell starts in the lab's home (berthd --lab-home), where the lab's files are.
+    input.send_keys(&format!("echo at=$(pwd)={}", char::from(Key::Enter))).await.unwrap();
+    browser.wait_for_text("[data-testid=terminal]", &format!("at={}=", home.display()), Duration::from_secs(10)).await.unwrap();
     // The PTY follows the window: `stty size` answers differently after a resize.
     input.send_keys(&format!("echo size=$(stty size)={}", char::from(Key::Enter))).await.unwrap();
     let before = stty_answer(&browser, "size=").await;
