@@ -89,6 +89,11 @@ pub struct Prediction {
     pub class: &'static str,
     pub top3: Vec<Scored>,
     pub logits: Vec<f32>,
+    /// Milliseconds waiting for a worker, and in the network.
+    #[serde(skip)]
+    pub queue_ms: f64,
+    #[serde(skip)]
+    pub inference_ms: f64,
 }
 
 impl Prediction {
@@ -102,6 +107,8 @@ impl Prediction {
             class: CLASSES[order[0]],
             top3: order[..3].iter().map(|&i| Scored { class: CLASSES[i], probability: exp[i] / sum }).collect(),
             logits: logits.to_vec(),
+            queue_ms: 0.0,
+            inference_ms: 0.0,
         }
     }
 }
@@ -118,6 +125,7 @@ pub enum ClassifyError {
 
 struct Job {
     input: Input,
+    queued: std::time::Instant,
     reply: tokio::sync::oneshot::Sender<Result<Prediction, ClassifyError>>,
 }
 
@@ -148,6 +156,7 @@ fn worker(model: &Model, rx: &Mutex<mpsc::Receiver<Job>>, waiting: &AtomicUsize,
             jobs
         };
         waiting.fetch_sub(jobs.len(), Ordering::SeqCst);
+        let started = std::time::Instant::now();
         let inputs: Vec<&Input> = jobs.iter().map(|j| &j.input).collect();
         // libtorch errors surface as panics in tch: one bad batch answers
         // its requests with an error and the worker goes on.
@@ -155,8 +164,12 @@ fn worker(model: &Model, rx: &Mutex<mpsc::Receiver<Job>>, waiting: &AtomicUsize,
         drop(inputs);
         match logits {
             Ok(logits) if logits.len() == jobs.len() => {
+                let inference_ms = started.elapsed().as_secs_f64() * 1e3;
                 for (job, l) in jobs.into_iter().zip(logits.iter()) {
-                    let _ = job.reply.send(Ok(Prediction::from_logits(l)));
+                    let mut p = Prediction::from_logits(l);
+                    p.queue_ms = started.duration_since(job.queued).as_secs_f64() * 1e3;
+                    p.inference_ms = inference_ms;
+                    let _ = job.reply.send(Ok(p));
                 }
             }
             other => {
@@ -205,7 +218,7 @@ impl Classifier {
     pub async fn classify(&self, input: Input) -> Result<Prediction, ClassifyError> {
         let (reply, rx) = tokio::sync::oneshot::channel();
         self.waiting.fetch_add(1, Ordering::SeqCst);
-        if let Err(e) = self.tx.try_send(Job { input, reply }) {
+        if let Err(e) = self.tx.try_send(Job { input, reply, queued: std::time::Instant::now() }) {
             self.waiting.fetch_sub(1, Ordering::SeqCst);
             return Err(match e {
                 mpsc::TrySendError::Full(_) => ClassifyError::Busy(self.waiting()),

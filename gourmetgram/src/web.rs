@@ -108,30 +108,61 @@ fn multipart_error(e: axum::extract::multipart::MultipartError) -> ApiError {
     ApiError(status, msg)
 }
 
-async fn classify_bytes(state: &AppState, bytes: Vec<u8>) -> Result<Prediction, ApiError> {
+/// A prediction and where its time went, for the `Server-Timing` header.
+struct Classified {
+    prediction: Prediction,
+    decode_ms: f64,
+    preprocess_ms: f64,
+}
+
+impl Classified {
+    fn server_timing(&self) -> String {
+        let p = &self.prediction;
+        format!(
+            "decode;dur={:.1}, preprocess;dur={:.1}, queue;dur={:.1}, inference;dur={:.1}",
+            self.decode_ms, self.preprocess_ms, p.queue_ms, p.inference_ms
+        )
+    }
+}
+
+async fn classify_bytes(state: &AppState, bytes: Vec<u8>) -> Result<Classified, ApiError> {
     // Decoding and resizing are CPU work: off the async threads.
-    let input = tokio::task::spawn_blocking(move || preprocess::preprocess(&bytes))
-        .await
-        .map_err(|_| ApiError(StatusCode::INTERNAL_SERVER_ERROR, "preprocessing failed".into()))??;
-    Ok(state.classifier.classify(input).await?)
+    let (input, decode_ms, preprocess_ms) = tokio::task::spawn_blocking(move || {
+        let t0 = std::time::Instant::now();
+        let (w, h, rgb) = preprocess::decode_rgb(&bytes)?;
+        let t1 = std::time::Instant::now();
+        let input = preprocess::to_input(w, h, rgb)?;
+        let ms = |d: std::time::Duration| d.as_secs_f64() * 1e3;
+        Ok::<_, PreprocessError>((input, ms(t1 - t0), ms(t1.elapsed())))
+    })
+    .await
+    .map_err(|_| ApiError(StatusCode::INTERNAL_SERVER_ERROR, "preprocessing failed".into()))??;
+    let prediction = state.classifier.classify(input).await?;
+    Ok(Classified { prediction, decode_ms, preprocess_ms })
 }
 
-fn badge(p: &Prediction) -> Html<String> {
-    Html(format!(r#"<span class="badge">{}</span>"#, escape(p.class)))
+fn badge(c: &Classified) -> Response {
+    (
+        [("server-timing", c.server_timing())],
+        Html(format!(r#"<span class="badge">{}</span>"#, escape(c.prediction.class))),
+    )
+        .into_response()
 }
 
-async fn predict_html(State(state): State<Arc<AppState>>, form: Multipart) -> Result<Html<String>, ApiError> {
+async fn predict_html(State(state): State<Arc<AppState>>, form: Multipart) -> Result<Response, ApiError> {
     let bytes = upload(form).await?;
     Ok(badge(&classify_bytes(&state, bytes).await?))
 }
 
 async fn predict_json(State(state): State<Arc<AppState>>, form: Multipart) -> Result<Response, ApiError> {
     let bytes = upload(form).await?;
-    let p = classify_bytes(&state, bytes).await?;
-    Ok(Json(serde_json::json!({ "class": p.class, "top3": p.top3, "logits": p.logits })).into_response())
+    let c = classify_bytes(&state, bytes).await?;
+    let p = &c.prediction;
+    Ok(([("server-timing", c.server_timing())], Json(serde_json::json!({ "class": p.class, "top3": p.top3, "logits": p.logits })))
+        .into_response())
 }
 
-async fn test_html(State(state): State<Arc<AppState>>) -> Result<Html<String>, ApiError> {
+async fn test_html(State(state): State<Arc<AppState>>) -> Result<Response, ApiError> {
     let bytes = tokio::fs::read(&state.test_image).await.map_err(|e| {
         ApiError(StatusCode::INTERNAL_SERVER_ERROR, format!("the bundled test image {} is unreadable: {e}", state.test_image.display()))
     })?;

@@ -57,6 +57,11 @@ async fn the_original_routes_answer() {
     assert!(page.contains("Choose an image") && page.contains("Submit"), "upload page");
     assert!(page.contains("food11.pth") && page.contains(golden["weights_sha256"].as_str().expect("sha")), "page names the weights");
 
+    let res = app.clone().oneshot(multipart("file", "lunch.jpeg", &common::test_image())).await.expect("response");
+    let timing = res.headers().get("server-timing").and_then(|v| v.to_str().ok()).unwrap_or_default().to_string();
+    for part in ["decode;dur=", "preprocess;dur=", "queue;dur=", "inference;dur="] {
+        assert!(timing.contains(part), "Server-Timing {timing:?} lacks {part}");
+    }
     let (status, html) = send(&app, multipart("file", "lunch.jpeg", &common::test_image())).await;
     assert_eq!(status, StatusCode::OK, "{html}");
     let class = badge_class(&html);

@@ -22,7 +22,7 @@ def main():
             f"Content-Type: image/jpeg\r\n\r\n").encode() + data + f"\r\n--{boundary}--\r\n".encode()
     headers = {"Content-Type": f"multipart/form-data; boundary={boundary}"}
     lock = threading.Lock()
-    latencies, errors = [], []
+    latencies, errors, server = [], [], []
     left = [warmup + total]
 
     def client():
@@ -38,11 +38,18 @@ def main():
             res = conn.getresponse()
             res.read()
             dt = time.perf_counter() - t0
+            # Server-Timing (the Rust service sends it): the server's own time.
+            timing = res.getheader("Server-Timing")
+            work = None
+            if timing:
+                work = sum(float(p.split("dur=")[1]) for p in timing.split(",") if "dur=" in p)
             with lock:
                 if res.status != 200:
                     errors.append(res.status)
                 elif measured:
                     latencies.append((t0, dt))
+                    if work is not None:
+                        server.append(work)
         conn.close()
 
     threads = [threading.Thread(target=client) for _ in range(clients)]
@@ -57,9 +64,12 @@ def main():
     def pct(p):
         return lat[min(len(lat) - 1, int(round(p / 100 * (len(lat) - 1))))] * 1000
 
-    print(json.dumps({"clients": clients, "requests": len(lat), "errors": len(errors),
-                      "p50_ms": round(pct(50), 1), "p99_ms": round(pct(99), 1),
-                      "rps": round(len(lat) / (end - start), 2)}))
+    out = {"clients": clients, "requests": len(lat), "errors": len(errors),
+           "p50_ms": round(pct(50), 1), "p99_ms": round(pct(99), 1),
+           "rps": round(len(lat) / (end - start), 2)}
+    if server:
+        out["server_p50_ms"] = round(sorted(server)[len(server) // 2], 1)
+    print(json.dumps(out))
 
 
 if __name__ == "__main__":
