@@ -41,6 +41,18 @@ const IMAGES: &[Image] = &[
         exposed: Some("80/tcp"),
         size: "11.8MB",
     },
+    Image {
+        name: "gourmetgram-base:libtorch-2.13.0",
+        id: "sha256:3b6c2d9e0f1a4b5c6d7e8f9a0b1c2d3e4f5a6b7c8d9e0f1a2b3c4d5e6f7a8b9c",
+        layers: &[
+            "5a6fd8a4a23d9c2c1f0d5cbbe3b5e4d6f7a8b9c0d1e2f3a4b5c6d7e8f9a0b1c2",
+            "6e1d0c9b8a7f6e5d4c3b2a1f0e9d8c7b6a5f4e3d2c1b0a9f8e7d6c5b4a3f2e1d",
+            "9f8e7d6c5b4a3f2e1d0c9b8a7f6e5d4c3b2a1f0e9d8c7b6a5f4e3d2c1b0a9f8e",
+        ],
+        cmd: &["/bin/sh"],
+        exposed: None,
+        size: "452MB",
+    },
 ];
 
 const LEGACY_BUILDER_NOTICE: &str = "DEPRECATED: The legacy builder is deprecated and will be removed in a future release.\n            Install the buildx component to build images with BuildKit:\n            https://docs.docker.com/go/buildx/\n\n";
@@ -66,11 +78,16 @@ impl From<&Image> for ImageInfo {
 }
 
 /// The GourmetGram build context, as a directory in the learner's home
-/// (the differential test writes the same files for the real engine).
+/// (the differential test writes the same files for the real engine). The
+/// Dockerfile and Cargo.toml are the real ones (gourmetgram/); the lock,
+/// the weights and the binary are small stand-ins.
 pub const GG_FILES: &[(&str, &str)] = &[
-    ("Dockerfile", "FROM alpine\nWORKDIR /app\nCOPY requirements.txt /app\nRUN echo \"installing $(cat requirements.txt)\"\nCOPY . /app\nEXPOSE 8000\nCMD [\"gourmetgram\", \"--port\", \"8000\"]\n"),
-    ("requirements.txt", "axum\ntch\nimage\n"),
-    ("app.rs", "// GourmetGram: classifies food photos into 11 classes.\n"),
+    ("Dockerfile", include_str!("../../gourmetgram/Dockerfile")),
+    ("Cargo.toml", include_str!("../../gourmetgram/Cargo.toml")),
+    ("Cargo.lock", "# simulated node1: the real lock pins the service's crates\n"),
+    ("food11.pth", "simulated node1: the real food11.pth is a torch.save zip of MobileNetV2 weights\n"),
+    ("bin/gourmetgram", "simulated node1: scripts/gourmetgram.sh build puts the real binary here\n"),
+    ("src/main.rs", "// GourmetGram: axum + tch, classifies food photos into 11 classes.\n"),
     ("templates/index.html", "<h1>GourmetGram</h1>\n"),
 ];
 
@@ -295,7 +312,12 @@ impl Sim {
             ["hostname"] => "node1\n".into(),
             ["id"] => "uid=0(root) gid=0(root) groups=0(root)\n".into(),
             ["ls"] => "gourmetgram\n".into(),
-            ["ls", dir] if dir.trim_end_matches('/') == "gourmetgram" => "Dockerfile  app.rs  requirements.txt  templates\n".into(),
+            ["ls", dir] if dir.trim_end_matches('/') == "gourmetgram" => {
+                let mut names: Vec<&str> = self.gg_files.keys().map(|k| k.split('/').next().unwrap_or(k)).collect();
+                names.sort_unstable();
+                names.dedup();
+                format!("{}\n", names.join("  "))
+            }
             ["ls", dir] => format!("ls: cannot access '{dir}': No such file or directory\n"),
             ["cat", path] => match self.gg_files.get(path.trim_start_matches("./").trim_start_matches("gourmetgram/")) {
                 Some(content) if path.trim_start_matches("./").starts_with("gourmetgram/") => content.clone(),
@@ -746,18 +768,22 @@ impl Sim {
         }
         let tag = tag.map(|t| if t.contains(':') { t } else { format!("{t}:latest") });
         let dockerfile = self.gg_files.get("Dockerfile").cloned().unwrap_or_default();
-        let steps: Vec<&str> = dockerfile.lines().filter(|l| !l.trim().is_empty()).collect();
+        let steps: Vec<&str> = dockerfile.lines().map(str::trim).filter(|l| !l.is_empty() && !l.starts_with('#')).collect();
         let build = self.hex(12);
         self.emit(Event::BuildStarted { build: build.clone(), tags: tag.iter().cloned().collect(), steps: steps.len() });
         // The lab's docker CLI (28, no buildx) warns before a legacy build.
         let mut out = String::from(LEGACY_BUILDER_NOTICE);
         out.push_str("Sending build context to Docker daemon  6.144kB\n");
-        let base = match self.lookup("alpine") {
+        let from = steps.first().and_then(|s| s.strip_prefix("FROM ")).unwrap_or("scratch").trim().to_string();
+        let base = match self.lookup(&from) {
             Some(b) => b,
-            None => return out,
+            None => {
+                out.push_str(&format!("Step 1/{} : FROM {from}\npull access denied for {from}, repository does not exist or may require 'docker login'\n", steps.len()));
+                return out;
+            }
         };
         if !self.pulled.contains(&base.name) {
-            let _ = self.pull("alpine");
+            let _ = self.pull(&from);
         }
         let (mut parent, mut layers, mut cmd, mut exposed) = (base.id.clone(), base.layers.clone(), base.cmd.clone(), None);
         for (n, step) in steps.iter().enumerate() {
@@ -790,9 +816,7 @@ impl Sim {
                 None => {
                     if step.starts_with("RUN") {
                         let cid = self.hex(12);
-                        // The Dockerfile's RUN: echo "installing $(cat requirements.txt)".
-                        let req = self.gg_files.get("requirements.txt").map(|r| r.trim_end_matches('\n').to_string()).unwrap_or_default();
-                        out.push_str(&format!(" ---> Running in {cid}\ninstalling {req}\nRemoving intermediate container {cid}\n"));
+                        out.push_str(&format!(" ---> Running in {cid}\n{}Removing intermediate container {cid}\n", self.run_output(step)));
                     }
                     let layer = fs_step.then(|| self.hex(64));
                     let hit = (format!("sha256:{}", self.hex(64)), layer);
@@ -827,6 +851,23 @@ impl Sim {
         }
         self.emit(Event::BuildFinished { build, image: Some(parent), error: None });
         out
+    }
+
+    /// What a build's RUN prints, for the commands the lab's Dockerfile has.
+    fn run_output(&self, step: &str) -> String {
+        let cmd = step.trim_start_matches("RUN").trim();
+        match cmd.split_whitespace().collect::<Vec<_>>().as_slice() {
+            ["sha256sum", file, ..] => match self.gg_files.get(*file) {
+                Some(content) => {
+                    use sha2::Digest;
+                    let hex: String = sha2::Sha256::digest(content.as_bytes()).iter().map(|b| format!("{b:02x}")).collect();
+                    format!("{hex}  {file}\n")
+                }
+                None => format!("sha256sum: {file}: No such file or directory\n"),
+            },
+            ["echo", rest @ ..] => format!("{}\n", rest.join(" ").trim_matches('"')),
+            _ => String::new(),
+        }
     }
 
     fn stop(&mut self, id: &str, code: i32) {
@@ -1258,7 +1299,7 @@ mod tests {
         assert_eq!(run(&mut sim, "frobnicate"), "bash: frobnicate: command not found\n");
         // The GourmetGram build: steps, then the cache on a second build.
         let first = run(&mut sim, "docker build -t gourmetgram-app:0.0.1 gourmetgram");
-        assert!(first.contains("Step 1/7 : FROM alpine") && first.contains("Successfully tagged gourmetgram-app:0.0.1"), "{first}");
+        assert!(first.contains("Step 1/7 : FROM gourmetgram-base:libtorch-2.13.0") && first.contains("Successfully tagged gourmetgram-app:0.0.1"), "{first}");
         assert!(!first.contains("Using cache"));
         let again = run(&mut sim, "docker build -t gourmetgram-app:0.0.1 gourmetgram");
         assert_eq!(again.matches("Using cache").count(), 6, "{again}");
