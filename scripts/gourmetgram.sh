@@ -16,6 +16,9 @@ ROOT=$PWD
 
 TORCH_VERSION=2.13.0
 TORCHVISION_VERSION=0.28.0
+# Pinned: the parity test holds the Rust preprocessing to this Pillow's
+# pixels (13 chooses the order of the two resize passes; 12 did not).
+PILLOW_VERSION=13.0.0
 VENV=$BERTH_STATE/torch-venv
 PY=$VENV/bin/python
 SITE=$VENV/lib/python3.11/site-packages
@@ -25,13 +28,13 @@ GG_STATE=$BERTH_STATE/gourmetgram
 log() { printf '\033[1;35m[gourmetgram]\033[0m %s\n' "$*"; }
 
 torch_install() {
-  if [ -x "$PY" ] && "$PY" -c "import torch, torchvision, flask, PIL; assert torch.__version__.startswith('$TORCH_VERSION')" 2>/dev/null; then
+  if [ -x "$PY" ] && "$PY" -c "import torch, torchvision, flask, PIL; assert torch.__version__.startswith('$TORCH_VERSION') and PIL.__version__ == '$PILLOW_VERSION'" 2>/dev/null; then
     log "torch $TORCH_VERSION present in $VENV"; return
   fi
   log "pip: torch $TORCH_VERSION + torchvision $TORCHVISION_VERSION (+ CUDA runtime wheels its Python module links; ~1.5 min, 4.8 GB)"
   [ -x "$PY" ] || python3 -m venv "$VENV" || { apt-get install -y -q python3-venv && python3 -m venv "$VENV"; }
   "$VENV/bin/pip" install -q --disable-pip-version-check \
-    "torch==$TORCH_VERSION" "torchvision==$TORCHVISION_VERSION" pillow numpy flask
+    "torch==$TORCH_VERSION" "torchvision==$TORCHVISION_VERSION" "pillow==$PILLOW_VERSION" numpy==2.4.6 flask==3.1.3
 }
 
 libtorch_view() {
