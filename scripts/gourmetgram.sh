@@ -17,7 +17,7 @@ ROOT=$PWD
 TORCH_VERSION=2.13.0
 TORCHVISION_VERSION=0.28.0
 # Pinned: the parity test holds the Rust preprocessing to this Pillow's
-# pixels (13 chooses the order of the two resize passes; 12 did not).
+# pixels (13 chooses the order of the two resize passes by the shapes).
 PILLOW_VERSION=13.0.0
 VENV=$BERTH_STATE/torch-venv
 PY=$VENV/bin/python
