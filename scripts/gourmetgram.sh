@@ -32,7 +32,8 @@ torch_install() {
     log "torch $TORCH_VERSION present in $VENV"; return
   fi
   log "pip: torch $TORCH_VERSION + torchvision $TORCHVISION_VERSION (+ CUDA runtime wheels its Python module links; ~1.5 min, 4.8 GB)"
-  [ -x "$PY" ] || python3 -m venv "$VENV" || { apt-get install -y -q python3-venv && python3 -m venv "$VENV"; }
+  # (Debian's own python3 needs python3-venv, which setup.sh installs.)
+  [ -x "$VENV/bin/pip" ] || { rm -rf "$VENV"; python3 -m venv "$VENV"; }
   "$VENV/bin/pip" install -q --disable-pip-version-check \
     "torch==$TORCH_VERSION" "torchvision==$TORCHVISION_VERSION" "pillow==$PILLOW_VERSION" numpy==2.4.6 flask==3.1.3
 }

@@ -12,7 +12,7 @@ log() { printf '\033[1;34m[setup]\033[0m %s\n' "$*"; }
 # --- apt packages -----------------------------------------------------------
 APT_PKGS=(
   iproute2 iptables iputils-ping jq curl ca-certificates procps psmisc util-linux bsdutils
-  gcc libc6-dev python3
+  gcc libc6-dev python3 python3-venv
   docker-registry busybox-static nginx-light
   chromium chromium-driver
   pkg-config
