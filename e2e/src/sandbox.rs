@@ -51,6 +51,11 @@ pub struct Sandbox {
     cgroup: Option<PathBuf>,
     net_inode: u64,
     mnt_inode: u64,
+    /// Held open while the sandbox lives: an open namespace file keeps the
+    /// namespace, and so its inode number, from being freed and given to
+    /// another sandbox's namespace, whose processes `pids()` would then
+    /// take for ours (seen: a cleanup killed a parallel test's holder).
+    ns_handles: Vec<fs::File>,
     cleaned: bool,
 }
 
@@ -89,6 +94,7 @@ impl Sandbox {
             cgroup: None,
             net_inode: 0,
             mnt_inode: 0,
+            ns_handles: Vec::new(),
             cleaned: false,
         };
         // On any error below, Drop undoes what was made so far.
@@ -158,6 +164,9 @@ impl Sandbox {
         self.holder = Some(holder);
         if line.trim() != "ready" {
             bail!("the holder process did not come up");
+        }
+        for ns in ["net", "mnt"] {
+            self.ns_handles.push(fs::File::open(format!("/proc/{}/ns/{ns}", self.holder_pid))?);
         }
         self.mnt_inode = ns_inode(self.holder_pid, "mnt");
         Ok(())
@@ -387,6 +396,8 @@ impl Sandbox {
         {
             let _ = sh("ip", &["link", "del", &self.uplink.host_if]);
         }
+        // Nothing of ours is left to find by namespace: let the inodes go.
+        self.ns_handles.clear();
         // 3. The cgroup (empty now) and the dir.
         if let Some(cg) = self.cgroup.take() {
             let start = Instant::now();
