@@ -16,6 +16,8 @@ pub enum ErrorKind {
     NotFound,
     /// 409: conflicts with existing state (name in use, in-use volume).
     Conflict,
+    /// 413: the request body is larger than the route takes.
+    PayloadTooLarge,
     /// 500: the engine failed.
     Internal,
     /// 501: not provided by berth.
@@ -29,6 +31,7 @@ impl ErrorKind {
             ErrorKind::Forbidden => StatusCode::FORBIDDEN,
             ErrorKind::NotFound => StatusCode::NOT_FOUND,
             ErrorKind::Conflict => StatusCode::CONFLICT,
+            ErrorKind::PayloadTooLarge => StatusCode::PAYLOAD_TOO_LARGE,
             ErrorKind::Internal => StatusCode::INTERNAL_SERVER_ERROR,
             ErrorKind::NotImplemented => StatusCode::NOT_IMPLEMENTED,
         }
@@ -53,12 +56,50 @@ impl ApiError {
     pub fn not_found(message: impl Into<String>) -> Self {
         Self::new(ErrorKind::NotFound, message)
     }
+    pub fn conflict(message: impl Into<String>) -> Self {
+        Self::new(ErrorKind::Conflict, message)
+    }
+}
+
+/// axum's own rejections (malformed JSON, a body over the limit, a bad path
+/// or query) in Docker's shape, never axum's plain text.
+impl From<axum::extract::rejection::JsonRejection> for ApiError {
+    fn from(r: axum::extract::rejection::JsonRejection) -> Self {
+        use axum::extract::rejection::JsonRejection as J;
+        match r {
+            J::BytesRejection(b) => b.into(),
+            J::MissingJsonContentType(_) => ApiError::bad_request("Content-Type specified must be 'application/json'"),
+            other => ApiError::bad_request(format!("invalid JSON: {}", other.body_text())),
+        }
+    }
+}
+
+impl From<axum::extract::rejection::BytesRejection> for ApiError {
+    fn from(r: axum::extract::rejection::BytesRejection) -> Self {
+        if r.status() == StatusCode::PAYLOAD_TOO_LARGE {
+            ApiError::new(ErrorKind::PayloadTooLarge, "request body too large")
+        } else {
+            ApiError::bad_request(format!("error reading the request body: {}", r.body_text()))
+        }
+    }
+}
+
+impl From<axum::extract::rejection::QueryRejection> for ApiError {
+    fn from(r: axum::extract::rejection::QueryRejection) -> Self {
+        ApiError::bad_request(r.body_text())
+    }
+}
+
+impl From<axum::extract::rejection::PathRejection> for ApiError {
+    fn from(r: axum::extract::rejection::PathRejection) -> Self {
+        ApiError::bad_request(r.body_text())
+    }
 }
 
 impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
         if self.kind == ErrorKind::Internal {
-            tracing::error!(message = %self.message, "request failed");
+            tracing::error!(message = %crate::text::clip(&self.message), "request failed");
         }
         (self.kind.status(), Json(serde_json::json!({ "message": self.message }))).into_response()
     }

@@ -14,6 +14,8 @@ use berth_shared::Status;
 use serde_json::{json, Value};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
+use super::model::ContainerCreate;
+use super::validate::{self, Checked};
 use super::AppState;
 use crate::engine::containers::{read_log, Container, Output, Record, StreamKind};
 use crate::error::{ApiError, ApiResult};
@@ -51,42 +53,69 @@ fn flag(q: &HashMap<String, String>, k: &str) -> bool {
     q.get(k).is_some_and(|v| v == "1" || v == "true" || v == "True")
 }
 
-async fn create(State(st): State<AppState>, Query(q): Q, Json(body): Json<Value>) -> ApiResult<Response> {
+/// `POST /containers/create`: the body is checked against Docker's types
+/// (`model::ContainerCreate`) and its names, reference, ports and binds
+/// against Docker's rules before the engine sees it.
+async fn create(State(st): State<AppState>, Query(q): Q, Checked(mut body, typed): Checked<ContainerCreate>) -> ApiResult<Response> {
+    let name = match q.get("name").filter(|n| !n.is_empty()) {
+        Some(n) => Some(validate::check_container_name(n)?),
+        None => None,
+    };
+    validate::check_image(&typed)?;
+    validate::check_ports(&typed)?;
+    validate::check_binds(&typed)?;
+    normalize_str_slices(&mut body);
     let image_name = body["Image"].as_str().unwrap_or("").to_string();
     if image_name.is_empty() {
         return Err(ApiError::bad_request("Config cannot be empty in order to create a container"));
     }
     let image = st.images.resolve(&image_name).ok_or_else(|| ApiError::not_found(format!("No such image: {}", crate::image::reference::familiar(&image_name))))?;
-    let c = st.containers.create(q.get("name").map(String::as_str), &body, &image, &image_name)?;
+    let c = st.containers.create(name.as_deref(), &body, &image, &image_name)?;
     Ok((StatusCode::CREATED, Json(json!({"Id": c.id, "Warnings": []}))).into_response())
 }
 
+/// moby's strslice: `"Cmd": "echo"` is `["echo"]`. The engine reads lists.
+pub fn normalize_str_slices(body: &mut Value) {
+    for key in ["Cmd", "Entrypoint", "Shell"] {
+        if let Some(s) = body[key].as_str().map(String::from) {
+            body[key] = json!([s]);
+        }
+    }
+    if body["HostConfig"].is_object() {
+        for key in ["CapAdd", "CapDrop"] {
+            if let Some(s) = body["HostConfig"][key].as_str().map(String::from) {
+                body["HostConfig"][key] = json!([s]);
+            }
+        }
+    }
+}
+
+/// Docker's 304 for a start of a running container: the CLI takes it as success.
 async fn start(State(st): State<AppState>, Path(id): Path<String>) -> ApiResult<StatusCode> {
     let c = st.containers.get(&id)?;
-    if c.record().state.status == Status::Running {
-        return Ok(StatusCode::NOT_MODIFIED);
-    }
-    st.containers.start(&c).await?;
-    Ok(StatusCode::NO_CONTENT)
+    Ok(if st.containers.start_checked(&c).await? { StatusCode::NO_CONTENT } else { StatusCode::NOT_MODIFIED })
 }
 
 async fn stop(State(st): State<AppState>, Path(id): Path<String>, Query(q): Q) -> ApiResult<StatusCode> {
+    let t = validate::parse_number::<u64>("t", q.get("t"))?;
     let c = st.containers.get(&id)?;
-    let t = q.get("t").and_then(|t| t.parse().ok());
     Ok(if st.containers.stop(&c, t).await? { StatusCode::NO_CONTENT } else { StatusCode::NOT_MODIFIED })
 }
 
 async fn restart(State(st): State<AppState>, Path(id): Path<String>, Query(q): Q) -> ApiResult<StatusCode> {
+    let t = validate::parse_number::<u64>("t", q.get("t"))?;
     let c = st.containers.get(&id)?;
-    let t = q.get("t").and_then(|t| t.parse().ok());
-    st.containers.stop(&c, t).await?;
-    st.containers.start(&c).await?;
+    st.containers.restart(&c, t).await?;
     Ok(StatusCode::NO_CONTENT)
 }
 
 async fn kill(State(st): State<AppState>, Path(id): Path<String>, Query(q): Q) -> ApiResult<StatusCode> {
+    let signal = q.get("signal").filter(|s| !s.is_empty()).map(String::as_str).unwrap_or("SIGKILL");
+    if crate::engine::containers::parse_signal(signal).is_none() {
+        return Err(ApiError::bad_request(format!("Invalid signal: {signal}")));
+    }
     let c = st.containers.get(&id)?;
-    st.containers.kill(&c, q.get("signal").map(String::as_str).unwrap_or("SIGKILL"))?;
+    st.containers.kill_locked(&c, signal).await?;
     Ok(StatusCode::NO_CONTENT)
 }
 
@@ -100,8 +129,8 @@ async fn prune(State(st): State<AppState>) -> ApiResult<Json<Value>> {
     let mut deleted = Vec::new();
     for c in st.containers.list() {
         let r = c.record();
-        if matches!(r.state.status, Status::Exited | Status::Created) {
-            st.containers.remove(&c, false, false).await?;
+        // One removed meanwhile (or started) is not an error of the prune.
+        if matches!(r.state.status, Status::Exited | Status::Created) && st.containers.remove(&c, false, false).await.is_ok() {
             deleted.push(r.id);
         }
     }
@@ -148,9 +177,9 @@ where
 }
 
 async fn resize(State(st): State<AppState>, Path(id): Path<String>, Query(q): Q) -> ApiResult<StatusCode> {
+    let h = validate::parse_number::<u16>("h", q.get("h"))?.unwrap_or(24);
+    let w = validate::parse_number::<u16>("w", q.get("w"))?.unwrap_or(80);
     let c = st.containers.get(&id)?;
-    let h = q.get("h").and_then(|v| v.parse().ok()).unwrap_or(24);
-    let w = q.get("w").and_then(|v| v.parse().ok()).unwrap_or(80);
     c.resize(h, w).map_err(|e| ApiError::new(crate::error::ErrorKind::Internal, e.to_string()))?;
     Ok(StatusCode::OK)
 }
@@ -256,17 +285,22 @@ fn encode(tty: bool, kind: StreamKind, data: &[u8]) -> Vec<u8> {
 /// `GET /containers/{id}/logs`: from the json-file log; `follow` keeps
 /// reading it until the container stops.
 async fn logs(State(st): State<AppState>, Path(id): Path<String>, Query(q): Q) -> ApiResult<Response> {
+    use crate::engine::logs::{self, Driver, Follower, LogConfig, LogLine};
     let c = st.containers.get(&id)?;
     let rec = c.record();
     let (want_out, want_err) = (flag(&q, "stdout"), flag(&q, "stderr"));
     if !want_out && !want_err {
         return Err(ApiError::bad_request("Bad parameters: you must choose at least one stream"));
     }
+    if LogConfig::of(&rec.host_config).driver == Driver::None {
+        return Err(logs::read_not_supported());
+    }
+    // As Docker: "all", a negative or an unreadable number means everything.
     let tail: Option<usize> = q.get("tail").and_then(|t| t.parse().ok());
     let timestamps = flag(&q, "timestamps");
-    let follow = flag(&q, "follow");
+    let follow = flag(&q, "follow") && rec.state.status == Status::Running;
     let tty = rec.tty();
-    let render = move |l: &crate::engine::containers::LogLine| -> Option<Vec<u8>> {
+    let render = move |l: &LogLine| -> Option<Vec<u8>> {
         let wanted = match l.stream {
             StreamKind::Stdout => want_out,
             StreamKind::Stderr => want_err,
@@ -277,28 +311,66 @@ async fn logs(State(st): State<AppState>, Path(id): Path<String>, Query(q): Q) -
         let text = if timestamps { format!("{} {}", l.time, l.log) } else { l.log.clone() };
         Some(encode(tty, l.stream, text.as_bytes()))
     };
-    let lines = read_log(&rec.log_path);
-    let skip = tail.map(|t| lines.len().saturating_sub(t)).unwrap_or(0);
-    let first: Vec<u8> = lines[skip..].iter().filter_map(render).flatten().collect();
     let content_type = if tty { "application/vnd.docker.raw-stream" } else { "application/vnd.docker.multiplexed-stream" };
-    if !follow || rec.state.status != Status::Running {
-        return Ok(([(header::CONTENT_TYPE, content_type)], first).into_response());
-    }
-    let (tx, rx) = tokio::sync::mpsc::channel::<Result<Vec<u8>, std::io::Error>>(64);
+    // The body streams: a large log is never held whole in memory, and
+    // `--tail N` reads from the end of the file.
+    let (tx, rx) = tokio::sync::mpsc::channel::<Result<Vec<u8>, std::io::Error>>(16);
+    let path = rec.log_path.clone();
     tokio::spawn(async move {
-        let _ = tx.send(Ok(first)).await;
-        let mut seen = lines.len();
+        // Where following takes over: the initial read stops there.
+        let mut follower = follow.then(|| Follower::at_end(&path));
+        let upto = follower.as_ref().map(Follower::position);
+        let tx2 = tx.clone();
+        let p2 = path.clone();
+        let sent = tokio::task::spawn_blocking(move || {
+            let mut chunk = Vec::new();
+            let mut ok = true;
+            let mut push = |l: LogLine, chunk: &mut Vec<u8>| {
+                if let Some(b) = render(&l) {
+                    chunk.extend_from_slice(&b);
+                }
+                if chunk.len() >= 64 * 1024 {
+                    ok = tx2.blocking_send(Ok(std::mem::take(chunk))).is_ok();
+                }
+                ok
+            };
+            match tail {
+                Some(n) => {
+                    for l in logs::read_tail_upto(&p2, n, upto) {
+                        if !push(l, &mut chunk) {
+                            return false;
+                        }
+                    }
+                }
+                None => logs::for_each_entry(&p2, upto, |l| push(l, &mut chunk)),
+            }
+            chunk.is_empty() || tx2.blocking_send(Ok(chunk)).is_ok()
+        })
+        .await
+        .unwrap_or(false);
+        let Some(mut f) = follower.take() else { return };
+        if !sent {
+            return;
+        }
         loop {
             let running = c.record().state.status == Status::Running;
-            let now = read_log(&rec.log_path);
-            for l in now.iter().skip(seen) {
-                if let Some(b) = render(l) {
+            // File reads off the async workers.
+            let Ok((back, lines)) = tokio::task::spawn_blocking(move || {
+                let lines = f.poll();
+                (f, lines)
+            })
+            .await
+            else {
+                return;
+            };
+            f = back;
+            for l in lines {
+                if let Some(b) = render(&l) {
                     if tx.send(Ok(b)).await.is_err() {
                         return;
                     }
                 }
             }
-            seen = now.len();
             if !running {
                 return;
             }

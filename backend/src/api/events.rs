@@ -12,7 +12,7 @@ use berth_shared::{apply, Envelope, Event};
 use serde_json::{json, Value};
 
 use super::AppState;
-use crate::error::{ApiError, ApiResult};
+use crate::error::ApiResult;
 
 pub fn router() -> Router<AppState> {
     Router::new().route("/events", get(events))
@@ -100,12 +100,7 @@ fn matches(filters: &Value, v: &Value) -> bool {
 }
 
 async fn events(State(st): State<AppState>, Query(q): Query<HashMap<String, String>>) -> ApiResult<Response> {
-    let parse = |k: &str| -> Result<Option<f64>, ApiError> {
-        match q.get(k).filter(|v| !v.is_empty()) {
-            None => Ok(None),
-            Some(v) => v.parse::<f64>().map(Some).map_err(|_| ApiError::bad_request(format!("invalid value for {k}: {v}"))),
-        }
-    };
+    let parse = |k: &str| super::validate::parse_unix_time(k, q.get(k).map(String::as_str).unwrap_or(""));
     let since = parse("since")?;
     let until = parse("until")?;
     let filters: Value = q.get("filters").and_then(|f| serde_json::from_str(f).ok()).unwrap_or(Value::Null);
@@ -136,7 +131,8 @@ async fn events(State(st): State<AppState>, Query(q): Query<HashMap<String, Stri
                     if now > u {
                         return;
                     }
-                    std::time::Duration::from_secs_f64(u - now)
+                    // At most an hour at a time: the loop checks again.
+                    std::time::Duration::from_secs_f64((u - now).min(3600.0))
                 }
                 None => std::time::Duration::from_secs(3600),
             };

@@ -13,6 +13,8 @@ use serde_json::{json, Value};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
 use super::containers::{frame, hijack};
+use super::model::{ExecCreate, ExecStart};
+use super::validate::{self, Checked};
 use super::AppState;
 use crate::engine::containers::StreamKind;
 use crate::engine::exec::{Exec, ExecRecord};
@@ -32,7 +34,7 @@ fn strings(v: &Value) -> Vec<String> {
     v.as_array().map(|a| a.iter().filter_map(|s| s.as_str().map(String::from)).collect()).unwrap_or_default()
 }
 
-async fn create(State(st): State<AppState>, Path(id): Path<String>, Json(body): Json<Value>) -> ApiResult<Response> {
+async fn create(State(st): State<AppState>, Path(id): Path<String>, Checked(body, _): Checked<ExecCreate>) -> ApiResult<Response> {
     let c = st.containers.get(&id)?;
     let rec = c.record();
     if rec.state.status != Status::Running {
@@ -82,8 +84,8 @@ async fn inspect(State(st): State<AppState>, Path(id): Path<String>) -> ApiResul
 
 async fn resize(State(st): State<AppState>, Path(id): Path<String>, Query(q): Query<HashMap<String, String>>) -> ApiResult<StatusCode> {
     let e = st.execs.get(&id)?;
-    let h = q.get("h").and_then(|v| v.parse().ok()).unwrap_or(24);
-    let w = q.get("w").and_then(|v| v.parse().ok()).unwrap_or(80);
+    let h = validate::parse_number::<u16>("h", q.get("h"))?.unwrap_or(24);
+    let w = validate::parse_number::<u16>("w", q.get("w"))?.unwrap_or(80);
     e.resize(h, w).map_err(|err| ApiError::new(ErrorKind::Internal, err.to_string()))?;
     Ok(StatusCode::OK)
 }
@@ -92,8 +94,8 @@ async fn resize(State(st): State<AppState>, Path(id): Path<String>, Query(q): Qu
 /// hijacks the connection and pumps its stdio until it exits.
 async fn start(State(st): State<AppState>, Path(id): Path<String>, req: Request) -> ApiResult<Response> {
     let (parts, body) = req.into_parts();
-    let bytes = axum::body::to_bytes(body, 1 << 20).await.map_err(|e| ApiError::bad_request(e.to_string()))?;
-    let opts: Value = serde_json::from_slice(&bytes).unwrap_or(Value::Null);
+    let bytes = axum::body::to_bytes(body, validate::BODY_LIMIT).await.map_err(|_| ApiError::new(ErrorKind::PayloadTooLarge, "request body too large"))?;
+    let (opts, _) = validate::decode::<ExecStart>(&bytes)?;
     let detach = opts["Detach"].as_bool().unwrap_or(false);
     let e = st.execs.get(&id)?;
     let rec = e.record().ok_or_else(|| ApiError::not_found(format!("No such exec instance: {id}")))?;

@@ -4,7 +4,7 @@ use std::sync::Arc;
 use std::time::Instant;
 
 use axum::extract::Request;
-use axum::http::{HeaderValue, StatusCode};
+use axum::http::HeaderValue;
 use axum::middleware::{self, Next};
 use axum::response::{IntoResponse, Response};
 use axum::Router;
@@ -24,8 +24,10 @@ pub mod containers;
 pub mod events;
 pub mod exec;
 pub mod images;
+pub mod model;
 pub mod networks;
 pub mod system;
+pub mod validate;
 pub mod volumes;
 
 /// What the API handlers share.
@@ -58,11 +60,41 @@ pub fn app(state: AppState) -> Router {
         .merge(volumes::router())
         .merge(build::router())
         .fallback(|| async { ApiError::not_found("page not found") })
+        .layer(axum::extract::DefaultBodyLimit::max(validate::BODY_LIMIT))
         .with_state(state);
     Router::new()
         .fallback_service(routes)
+        .layer(middleware::from_fn(json_errors))
         .layer(middleware::from_fn(api_version))
         .layer(tower_http::trace::TraceLayer::new_for_http())
+}
+
+/// Every error answer in Docker's shape: axum's own rejections (a path or
+/// query it cannot decode, a method a route lacks, a body over the limit)
+/// come as plain text; they become `{"message": …}` with the same status.
+async fn json_errors(req: Request, next: Next) -> Response {
+    let resp = next.run(req).await;
+    let status = resp.status();
+    let is_json = resp
+        .headers()
+        .get(axum::http::header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|v| v.starts_with("application/json"));
+    if !(status.is_client_error() || status.is_server_error()) || is_json {
+        return resp;
+    }
+    let (parts, body) = resp.into_parts();
+    let text = match axum::body::to_bytes(body, 64 * 1024).await {
+        Ok(b) if !b.is_empty() => String::from_utf8_lossy(&b).trim().to_string(),
+        _ => status.canonical_reason().unwrap_or("error").to_string(),
+    };
+    let mut out = (status, axum::Json(serde_json::json!({ "message": text }))).into_response();
+    for (k, v) in parts.headers.iter() {
+        if k != axum::http::header::CONTENT_TYPE && k != axum::http::header::CONTENT_LENGTH {
+            out.headers_mut().insert(k.clone(), v.clone());
+        }
+    }
+    out
 }
 
 /// Parses "1.41" into (1, 41).
@@ -97,7 +129,7 @@ async fn api_version(mut req: Request, next: Next) -> Response {
             };
             match new.parse() {
                 Ok(uri) => *req.uri_mut() = uri,
-                Err(_) => return StatusCode::BAD_REQUEST.into_response(),
+                Err(_) => return ApiError::bad_request("invalid request URI").into_response(),
             }
         }
     }
@@ -116,6 +148,7 @@ async fn api_version(mut req: Request, next: Next) -> Response {
 #[cfg(test)]
 pub(crate) mod test_support {
     use super::*;
+    use axum::http::StatusCode;
     use clap::Parser;
 
     pub fn state() -> AppState {

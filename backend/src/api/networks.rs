@@ -12,6 +12,8 @@ use berth_shared::Status;
 use serde_json::{json, Value};
 use sha2::{Digest, Sha256};
 
+use super::model::{NetworkConnect, NetworkCreate};
+use super::validate::{self, Checked};
 use super::AppState;
 use crate::error::{ApiError, ApiResult, ErrorKind};
 use crate::network::{BridgeNetwork, CreateRequest};
@@ -193,8 +195,8 @@ fn string_map(v: &Value) -> BTreeMap<String, String> {
     v.as_object().map(|o| o.iter().filter_map(|(k, v)| Some((k.clone(), v.as_str()?.to_string()))).collect()).unwrap_or_default()
 }
 
-async fn create(State(st): State<AppState>, body: axum::body::Bytes) -> ApiResult<(StatusCode, Json<Value>)> {
-    let body: Value = serde_json::from_slice(&body).map_err(|e| ApiError::bad_request(format!("invalid JSON: {e}")))?;
+async fn create(State(st): State<AppState>, Checked(body, typed): Checked<NetworkCreate>) -> ApiResult<(StatusCode, Json<Value>)> {
+    validate::check_network_name(typed.name.as_deref().unwrap_or(""))?;
     let nets = networks(&st)?;
     let configs = body["IPAM"]["Config"].as_array().cloned().unwrap_or_default();
     if configs.len() > 1 {
@@ -247,8 +249,7 @@ async fn prune(State(st): State<AppState>) -> ApiResult<Json<Value>> {
 }
 
 /// The network and container a connect/disconnect names.
-fn target(st: &AppState, id: &str, body: &[u8]) -> ApiResult<(Arc<BridgeNetwork>, Arc<crate::engine::containers::Container>, Value)> {
-    let body: Value = serde_json::from_slice(body).map_err(|e| ApiError::bad_request(format!("invalid JSON: {e}")))?;
+fn target(st: &AppState, id: &str, body: Value) -> ApiResult<(Arc<BridgeNetwork>, Arc<crate::engine::containers::Container>, Value)> {
     let net = find(st, id)?;
     let c = st.containers.get(body["Container"].as_str().unwrap_or(""))?;
     match net {
@@ -258,15 +259,15 @@ fn target(st: &AppState, id: &str, body: &[u8]) -> ApiResult<(Arc<BridgeNetwork>
     }
 }
 
-async fn connect(State(st): State<AppState>, Path(id): Path<String>, body: axum::body::Bytes) -> ApiResult<StatusCode> {
-    let (net, c, body) = target(&st, &id, &body)?;
+async fn connect(State(st): State<AppState>, Path(id): Path<String>, Checked(body, _): Checked<NetworkConnect>) -> ApiResult<StatusCode> {
+    let (net, c, body) = target(&st, &id, body)?;
     let aliases: Vec<String> = body["EndpointConfig"]["Aliases"].as_array().map(|a| a.iter().filter_map(|s| s.as_str().map(String::from)).collect()).unwrap_or_default();
     st.containers.connect_network(&c, &net, aliases).await?;
     Ok(StatusCode::OK)
 }
 
-async fn disconnect(State(st): State<AppState>, Path(id): Path<String>, body: axum::body::Bytes) -> ApiResult<StatusCode> {
-    let (net, c, _) = target(&st, &id, &body)?;
+async fn disconnect(State(st): State<AppState>, Path(id): Path<String>, Checked(body, _): Checked<NetworkConnect>) -> ApiResult<StatusCode> {
+    let (net, c, _) = target(&st, &id, body)?;
     st.containers.disconnect_network(&c, &net).await?;
     Ok(StatusCode::OK)
 }

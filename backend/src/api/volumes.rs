@@ -8,6 +8,8 @@ use axum::routing::{delete, get, post};
 use axum::{Json, Router};
 use serde_json::{json, Value};
 
+use super::model::VolumeCreate;
+use super::validate::{self, Checked};
 use super::AppState;
 use crate::engine::volumes::VolumeRecord;
 use crate::error::{ApiError, ApiResult, ErrorKind};
@@ -57,8 +59,10 @@ async fn list(State(st): State<AppState>, Query(q): Q) -> Json<Value> {
     Json(json!({"Volumes": list, "Warnings": null}))
 }
 
-async fn create(State(st): State<AppState>, body: axum::body::Bytes) -> ApiResult<(StatusCode, Json<Value>)> {
-    let body: Value = if body.is_empty() { json!({}) } else { serde_json::from_slice(&body).map_err(|e| ApiError::bad_request(format!("invalid JSON: {e}")))? };
+async fn create(State(st): State<AppState>, Checked(body, typed): Checked<VolumeCreate>) -> ApiResult<(StatusCode, Json<Value>)> {
+    if let Some(name) = typed.name.as_deref().filter(|n| !n.is_empty()) {
+        validate::check_volume_name(name)?;
+    }
     match body["Driver"].as_str().unwrap_or("") {
         "" | "local" => {}
         other => return Err(ApiError::not_found(format!("error looking up volume plugin {other}: plugin \"{other}\" not found"))),
