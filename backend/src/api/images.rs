@@ -173,6 +173,7 @@ async fn by_name_post(State(st): State<AppState>, Path(rest): Path<String>, Quer
     let img = find(&st, name)?;
     let repo = q.get("repo").cloned().unwrap_or_default();
     let tag = q.get("tag").filter(|t| !t.is_empty()).cloned().unwrap_or_else(|| "latest".into());
+    super::validate::check_reference(&format!("{repo}:{tag}"))?;
     let r = ImageRef::parse(&format!("{repo}:{tag}")).map_err(|e| ApiError::bad_request(e.to_string()))?;
     let familiar = r.familiar_tagged().unwrap_or_default();
     st.images.tag(&img.id, &familiar).map_err(|e| ApiError::new(ErrorKind::Internal, e.to_string()))?;

@@ -173,6 +173,10 @@ pub struct Container {
     removed: watch::Sender<bool>,
     /// Its embedded DNS server while running on a user-defined network.
     pub(super) dns: Mutex<Option<crate::network::dns::DnsServer>>,
+    /// Held across a whole start, stop, kill, restart or removal: concurrent
+    /// lifecycle calls on one container run one after the other, and each
+    /// sees the state the previous one left.
+    lifecycle: tokio::sync::Mutex<()>,
 }
 
 #[derive(Debug)]
@@ -343,6 +347,7 @@ impl Containers {
             exits: watch::channel(0).0,
             removed: watch::channel(false).0,
             dns: Mutex::new(None),
+            lifecycle: tokio::sync::Mutex::new(()),
         })
     }
 
@@ -586,9 +591,27 @@ impl Containers {
 
     /// `POST /containers/{id}/start`.
     pub async fn start(self: &Arc<Self>, c: &Arc<Container>) -> Result<(), ApiError> {
+        self.start_checked(c).await.map(|_| ())
+    }
+
+    /// Starts it unless it runs already: false then (Docker's 304).
+    pub async fn start_checked(self: &Arc<Self>, c: &Arc<Container>) -> Result<bool, ApiError> {
+        let _one = c.lifecycle.lock().await;
+        self.start_locked(c).await
+    }
+
+    /// A removal that went first makes the container unknown to later calls.
+    fn gone(c: &Container) -> Option<ApiError> {
+        (*c.removed.borrow()).then(|| ApiError::not_found(format!("No such container: {}", c.id)))
+    }
+
+    async fn start_locked(self: &Arc<Self>, c: &Arc<Container>) -> Result<bool, ApiError> {
+        if let Some(e) = Self::gone(c) {
+            return Err(e);
+        }
         let rec = c.record();
         if rec.state.status == Status::Running {
-            return Ok(()); // Docker answers 304 Not Modified; the CLI treats it as success
+            return Ok(false); // Docker answers 304 Not Modified; the CLI treats it as success
         }
         if !rec.state.status.can_start() {
             return Err(ApiError::new(ErrorKind::Conflict, format!("cannot start container {} in state {}", rec.id, rec.state.status.as_str())));
@@ -598,7 +621,7 @@ impl Containers {
             .map_err(|e| internal(format!("mounting the container's overlay at {}: {e}", rec.layer.merged)))?;
         self.bus.emit(Event::OverlayMounted { id: rec.id.clone(), merged: rec.layer.merged.clone(), options: opts });
         match self.spawn(c, &rec).await {
-            Ok(()) => Ok(()),
+            Ok(()) => Ok(true),
             Err(e) => {
                 self.leave_networks(c).await;
                 self.unmount(&rec);
@@ -614,7 +637,7 @@ impl Containers {
                 c.exits.send_modify(|n| *n += 1);
                 let _ = c.output.send(Output::End);
                 if r.auto_remove() {
-                    let _ = self.remove(c, true, true).await;
+                    let _ = self.remove_locked(c, true, true).await;
                 }
                 Err(e)
             }
@@ -723,9 +746,17 @@ impl Containers {
         Ok(())
     }
 
+    /// The run's process ended. Its network and mounts go *before* its status
+    /// leaves Running: a start waiting on the lifecycle lock sees Running
+    /// (304) until the teardown is done, and never builds a new run that
+    /// this teardown would then take apart. Stop and remove wait for the
+    /// `exits` bump, which comes after.
     async fn exited(self: &Arc<Self>, c: &Arc<Container>, code: i32) {
         *c.stdin.lock().unwrap_or_else(|p| p.into_inner()) = None;
         *c.pty.lock().unwrap_or_else(|p| p.into_inner()) = None;
+        let _ = fs::remove_dir_all(self.exec_root.join("containers").join(&c.id));
+        self.leave_networks(c).await;
+        self.unmount(&c.record());
         let rec = c.update(|r| {
             r.state.status = Status::Exited;
             r.state.pid = 0;
@@ -733,18 +764,28 @@ impl Containers {
             r.state.finished_at = now_rfc3339();
         });
         let _ = self.save(&rec);
-        let _ = fs::remove_dir_all(self.exec_root.join("containers").join(&rec.id));
-        self.leave_networks(c).await;
-        self.unmount(&rec);
         self.bus.emit(Event::ContainerExited { id: rec.id.clone(), exit_code: code });
         tracing::info!(id = %&rec.id[..12], code, "container exited");
         let _ = c.output.send(Output::End);
         c.exits.send_modify(|n| *n += 1);
         if rec.auto_remove() {
-            if let Err(e) = self.remove(c, true, true).await {
-                tracing::warn!(error = %e, "auto-remove failed");
+            // A stop or removal that holds the lock may have removed it first.
+            let _one = c.lifecycle.lock().await;
+            if Self::gone(c).is_none() && c.record().state.status != Status::Running {
+                if let Err(e) = self.remove_locked(c, true, true).await {
+                    tracing::warn!(error = %e, "auto-remove failed");
+                }
             }
         }
+    }
+
+    /// `POST /containers/{id}/kill`: the signal, in turn with other lifecycle calls.
+    pub async fn kill_locked(&self, c: &Container, signal: &str) -> Result<(), ApiError> {
+        let _one = c.lifecycle.lock().await;
+        if let Some(e) = Self::gone(c) {
+            return Err(e);
+        }
+        self.kill(c, signal)
     }
 
     /// Sends a signal to the container's PID 1.
@@ -754,11 +795,34 @@ impl Containers {
             return Err(ApiError::new(ErrorKind::Conflict, format!("Cannot kill container: {}: Container {} is not running", rec.id, rec.id)));
         }
         let sig = parse_signal(signal).ok_or_else(|| ApiError::bad_request(format!("Invalid signal: {signal}")))?;
-        nix::sys::signal::kill(nix::unistd::Pid::from_raw(rec.state.pid), sig).map_err(internal)
+        match nix::sys::signal::kill(nix::unistd::Pid::from_raw(rec.state.pid), sig) {
+            // Its process is gone; the exit handler has not caught up yet.
+            Err(nix::errno::Errno::ESRCH) => Err(ApiError::new(ErrorKind::Conflict, format!("Cannot kill container: {}: Container {} is not running", rec.id, rec.id))),
+            r => r.map_err(internal),
+        }
     }
 
     /// `docker stop`: the stop signal, then SIGKILL after the timeout.
+    /// False (Docker's 304) when it was not running.
     pub async fn stop(&self, c: &Container, timeout: Option<u64>) -> Result<bool, ApiError> {
+        let _one = c.lifecycle.lock().await;
+        if let Some(e) = Self::gone(c) {
+            return Err(e);
+        }
+        self.stop_locked(c, timeout).await
+    }
+
+    /// `docker restart`: stop then start, with no other call in between.
+    pub async fn restart(self: &Arc<Self>, c: &Arc<Container>, timeout: Option<u64>) -> Result<(), ApiError> {
+        let _one = c.lifecycle.lock().await;
+        if let Some(e) = Self::gone(c) {
+            return Err(e);
+        }
+        self.stop_locked(c, timeout).await?;
+        self.start_locked(c).await.map(|_| ())
+    }
+
+    async fn stop_locked(&self, c: &Container, timeout: Option<u64>) -> Result<bool, ApiError> {
         let rec = c.record();
         if rec.state.status != Status::Running {
             return Ok(false);
@@ -778,6 +842,14 @@ impl Containers {
     /// `docker rm [-v]`: refuses a running container unless forced; with
     /// `remove_volumes` (and for `--rm`) its anonymous volumes go too.
     pub async fn remove(&self, c: &Arc<Container>, force: bool, remove_volumes: bool) -> Result<(), ApiError> {
+        let _one = c.lifecycle.lock().await;
+        self.remove_locked(c, force, remove_volumes).await
+    }
+
+    async fn remove_locked(&self, c: &Arc<Container>, force: bool, remove_volumes: bool) -> Result<(), ApiError> {
+        if let Some(e) = Self::gone(c) {
+            return Err(e);
+        }
         let rec = c.record();
         if !rec.state.status.can_remove(force) {
             if rec.state.status == Status::Removing {
@@ -793,12 +865,8 @@ impl Containers {
             let before = *exits.borrow_and_update();
             let _ = self.kill(c, "SIGKILL");
             let _ = tokio::time::timeout(Duration::from_secs(10), exits.wait_for(|n| *n != before)).await;
-            if c.record().auto_remove() {
-                // The exit handler removes it.
-                let mut removed = c.removed();
-                let _ = tokio::time::timeout(Duration::from_secs(10), removed.wait_for(|r| *r)).await;
-                return Ok(());
-            }
+            // With --rm the exit handler would remove it too: it waits for
+            // this lock, then finds it gone.
         }
         let rec = c.update(|r| r.state.status = Status::Removing);
         self.map.lock().unwrap_or_else(|p| p.into_inner()).remove(&rec.id);
@@ -822,7 +890,8 @@ impl Containers {
                 }
             }
         }
-        let _ = c.removed.send(true);
+        // send_replace: stored even with no receiver (later calls check it).
+        c.removed.send_replace(true);
         Ok(())
     }
 
