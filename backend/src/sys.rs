@@ -126,3 +126,38 @@ pub fn new_session_on_stdin_tty(cmd: &mut std::process::Command) {
         });
     }
 }
+
+/// The rlimit resource for a `--ulimit` name, as Docker names them.
+pub fn rlimit_resource(name: &str) -> Option<libc::__rlimit_resource_t> {
+    Some(match name {
+        "core" => libc::RLIMIT_CORE,
+        "cpu" => libc::RLIMIT_CPU,
+        "data" => libc::RLIMIT_DATA,
+        "fsize" => libc::RLIMIT_FSIZE,
+        "locks" => libc::RLIMIT_LOCKS,
+        "memlock" => libc::RLIMIT_MEMLOCK,
+        "msgqueue" => libc::RLIMIT_MSGQUEUE,
+        "nice" => libc::RLIMIT_NICE,
+        "nofile" => libc::RLIMIT_NOFILE,
+        "nproc" => libc::RLIMIT_NPROC,
+        "rss" => libc::RLIMIT_RSS,
+        "rtprio" => libc::RLIMIT_RTPRIO,
+        "rttime" => libc::RLIMIT_RTTIME,
+        "sigpending" => libc::RLIMIT_SIGPENDING,
+        "stack" => libc::RLIMIT_STACK,
+        _ => return None,
+    })
+}
+
+/// setrlimit(2) for a `--ulimit` name; `u64::MAX` is unlimited.
+pub fn setrlimit(name: &str, soft: u64, hard: u64) -> io::Result<()> {
+    let resource = rlimit_resource(name).ok_or_else(|| io::Error::new(io::ErrorKind::InvalidInput, format!("invalid ulimit type: {name}")))?;
+    let lim = |v: u64| if v == u64::MAX { libc::RLIM_INFINITY } else { v as libc::rlim_t };
+    let rl = libc::rlimit { rlim_cur: lim(soft), rlim_max: lim(hard) };
+    // SAFETY: setrlimit reads the `rlimit` we own through the pointer, for
+    // the duration of the call.
+    if unsafe { libc::setrlimit(resource, &rl) } < 0 {
+        return Err(io::Error::last_os_error());
+    }
+    Ok(())
+}

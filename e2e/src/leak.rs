@@ -143,6 +143,10 @@ impl Snapshot {
                 }
             }
         }
+        // berthd's container cgroups in the v1 hierarchies (the devices cgroup).
+        for dir in crate::sandbox::v1_cgroups_of("") {
+            facts.insert(format!("cgroup {}", dir.display()));
+        }
         Snapshot { facts, processes: processes().into_iter().map(|p| (p.pid, p.start)).collect() }
     }
 

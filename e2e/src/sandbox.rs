@@ -398,7 +398,25 @@ impl Sandbox {
         }
         // Nothing of ours is left to find by namespace: let the inodes go.
         self.ns_handles.clear();
-        // 3. The cgroup (empty now) and the dir.
+        // 3. The cgroups (empty now) and the dir. A berthd that was killed
+        // leaves its containers' devices cgroups (v1) under a parent named
+        // after its exec-root, which holds the sandbox's name.
+        for dir in v1_cgroups_of(&format!("{}.", self.name)) {
+            let start = Instant::now();
+            while dir.exists() && start.elapsed() < Duration::from_secs(5) {
+                if let Ok(children) = fs::read_dir(&dir) {
+                    for c in children.flatten().filter(|c| c.path().is_dir()) {
+                        let _ = fs::remove_dir(c.path());
+                    }
+                }
+                if fs::remove_dir(&dir).is_err() {
+                    std::thread::sleep(Duration::from_millis(20));
+                }
+            }
+            if dir.exists() {
+                problems.push(format!("cgroup {} not removed", dir.display()));
+            }
+        }
         if let Some(cg) = self.cgroup.take() {
             let start = Instant::now();
             while fs::remove_dir(&cg).is_err() && start.elapsed() < Duration::from_secs(5) {
@@ -428,6 +446,26 @@ impl Drop for Sandbox {
             eprintln!("{e:#}");
         }
     }
+}
+
+/// Top-level cgroups of the v1 hierarchies (`/sys/fs/cgroup/<controller>/`)
+/// whose name starts with `berth` and contains `part`.
+pub fn v1_cgroups_of(part: &str) -> Vec<PathBuf> {
+    let mut out = Vec::new();
+    let Ok(ctrls) = fs::read_dir("/sys/fs/cgroup") else { return out };
+    for ctrl in ctrls.flatten() {
+        if ctrl.path() == Path::new(CGROUP_ROOT) {
+            continue;
+        }
+        let Ok(entries) = fs::read_dir(ctrl.path()) else { continue };
+        for e in entries.flatten() {
+            let name = e.file_name().to_string_lossy().into_owned();
+            if name.starts_with("berth") && name.contains(part) && e.path().is_dir() {
+                out.push(e.path());
+            }
+        }
+    }
+    out
 }
 
 /// A berthd running inside a sandbox.

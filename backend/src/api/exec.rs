@@ -20,7 +20,7 @@ use crate::engine::containers::StreamKind;
 use crate::engine::exec::{Exec, ExecRecord};
 use crate::error::{ApiError, ApiResult, ErrorKind};
 use crate::runtime::process::{launch, LaunchError};
-use crate::runtime::spec::{ExecSpec, DEFAULT_CAPS};
+use crate::runtime::spec::ExecSpec;
 
 pub fn router() -> Router<AppState> {
     Router::new()
@@ -107,6 +107,8 @@ async fn start(State(st): State<AppState>, Path(id): Path<String>, req: Request)
     if crec.state.status != Status::Running {
         return Err(ApiError::new(ErrorKind::Conflict, format!("Container {} is not running", crec.id)));
     }
+    // The container's capabilities, cgroups and ulimits hold for its execs too.
+    let (capabilities, cgroup_procs, rlimits) = st.containers.exec_confinement(&crec);
     let spec = ExecSpec {
         target_pid: crec.state.pid,
         args: rec.args.clone(),
@@ -114,7 +116,9 @@ async fn start(State(st): State<AppState>, Path(id): Path<String>, req: Request)
         cwd: rec.working_dir.clone(),
         user: rec.user.clone(),
         tty: rec.tty,
-        capabilities: DEFAULT_CAPS.iter().map(|s| s.to_string()).collect(),
+        capabilities,
+        cgroup_procs,
+        rlimits,
     };
     let spec_path = std::env::temp_dir().join(format!("berth-exec-{id}.json"));
     let spec_dir = st.config.exec_root.join("exec");

@@ -102,8 +102,9 @@ async fn info(State(st): State<AppState>) -> Json<Value> {
         "NGoroutines": 0,
         "SystemTime": now,
         "LoggingDriver": "json-file",
-        "CgroupDriver": "none",
-        "CgroupVersion": "1",
+        // The devices cgroup (v1) is the only one berth manages so far.
+        "CgroupDriver": if st.containers.device_cgroups_enforced() { "cgroupfs" } else { "none" },
+        "CgroupVersion": if std::path::Path::new("/sys/fs/cgroup/cgroup.controllers").exists() { "2" } else { "1" },
         "NEventsListener": 0,
         "KernelVersion": h.kernel_version,
         "OperatingSystem": h.operating_system,
@@ -148,7 +149,8 @@ async fn info(State(st): State<AppState>) -> Json<Value> {
         "ContainerdCommit": { "ID": "", "Expected": "" },
         "RuncCommit": { "ID": "", "Expected": "" },
         "InitCommit": { "ID": "", "Expected": "" },
-        "SecurityOptions": ["name=seccomp,profile=unconfined"],
+        // No seccomp profile is applied; no_new_privs is set in every container.
+        "SecurityOptions": ["name=seccomp,profile=unconfined", "name=no-new-privileges"],
         "Warnings": match st.engine {
             berth_shared::EngineMode::Live => Vec::<String>::new(),
             berth_shared::EngineMode::Unavailable => vec!["WARNING: berth's engine is unavailable on this host (not root or no namespaces); containers cannot run".to_string()],

@@ -25,7 +25,9 @@ use crate::error::{ApiError, ErrorKind};
 use crate::events::EventBus;
 use crate::image::store::{hex_of, ImageRecord, ImageStore};
 use crate::runtime::process::{launch, LaunchError, Launched};
-use crate::runtime::spec::{Bind, InitSpec, NetNs, DEFAULT_CAPS, MASKED_PATHS, READONLY_PATHS};
+use crate::runtime::cgroups::{default_rules, DeviceCgroups};
+use crate::runtime::confine::Confinement;
+use crate::runtime::spec::{Bind, InitSpec, NetNs, Rlimit, MASKED_PATHS, READONLY_PATHS};
 use super::volumes::{MountPoint, MountRequest, Volumes};
 
 /// Which stream a chunk of output came from.
@@ -260,6 +262,8 @@ pub struct Containers {
     pub(super) bus: Arc<EventBus>,
     map: Mutex<BTreeMap<String, Arc<Container>>>,
     pub(super) networks: Mutex<Option<Arc<crate::network::Networks>>>,
+    /// The devices cgroups holding each running container's allowlist.
+    device_cgroups: DeviceCgroups,
 }
 
 pub fn now_rfc3339() -> String {
@@ -299,7 +303,9 @@ impl Containers {
         let dir = data_root.join("containers");
         fs::create_dir_all(&dir)?;
         fs::create_dir_all(exec_root.join("containers"))?;
-        let me = Containers { data_root: data_root.to_path_buf(), exec_root: exec_root.to_path_buf(), images, volumes, bus, map: Mutex::new(BTreeMap::new()), networks: Mutex::new(None) };
+        let device_cgroups = DeviceCgroups::open(exec_root);
+        device_cgroups.sweep();
+        let me = Containers { data_root: data_root.to_path_buf(), exec_root: exec_root.to_path_buf(), images, volumes, bus, map: Mutex::new(BTreeMap::new()), networks: Mutex::new(None), device_cgroups };
         for e in fs::read_dir(&dir)?.flatten() {
             let path = e.path().join("container.json");
             let Ok(bytes) = fs::read(&path) else { continue };
@@ -506,6 +512,8 @@ impl Containers {
         if host_config["NetworkMode"].as_str().unwrap_or("").is_empty() {
             host_config["NetworkMode"] = json!("default");
         }
+        // Confinement flags: honoured, or refused by name (never ignored).
+        Confinement::from_host_config(&host_config).and_then(|c| c.device_nodes()).map_err(ApiError::bad_request)?;
         let networks = self.networks_for_create(&host_config, &body["NetworkingConfig"]["EndpointsConfig"])?;
         let requests = mount_requests(&host_config, &config)?;
         let mounts = self.make_mounts(&requests)?;
@@ -652,11 +660,47 @@ impl Containers {
         self.bus.emit(Event::OverlayUnmounted { id: rec.id.clone(), merged: rec.layer.merged.clone() });
     }
 
+    /// The capability set a container's processes get: without a devices
+    /// cgroup to make device nodes harmless, CAP_MKNOD goes.
+    fn capabilities(&self, conf: &Confinement) -> Vec<String> {
+        let mut caps = conf.capabilities.clone();
+        if !self.device_cgroups.available() && !conf.privileged {
+            caps.retain(|c| c != "CAP_MKNOD");
+        }
+        caps
+    }
+
+    /// Does every container get Docker's device allowlist on this host?
+    pub fn device_cgroups_enforced(&self) -> bool {
+        self.device_cgroups.available()
+    }
+
+    /// What a `docker exec` in this container inherits from it: its
+    /// capability set, its cgroups and its ulimits.
+    pub fn exec_confinement(&self, rec: &Record) -> (Vec<String>, Vec<PathBuf>, Vec<Rlimit>) {
+        let conf = Confinement::from_host_config(&rec.host_config).unwrap_or_default();
+        let procs = self.device_cgroups.dir(&rec.id).map(|d| d.join("cgroup.procs")).into_iter().collect();
+        (self.capabilities(&conf), procs, conf.rlimits)
+    }
+
     async fn spawn(self: &Arc<Self>, c: &Arc<Container>, rec: &Record) -> Result<(), ApiError> {
+        let conf = Confinement::from_host_config(&rec.host_config).map_err(ApiError::bad_request)?;
+        let (devices, mut device_rules) = conf.device_nodes().map_err(ApiError::bad_request)?;
+        device_rules.splice(0..0, default_rules());
         let net = self.join_networks(c, rec).await?;
         let rec = &c.record();
         let mut binds = self.write_etc(rec).map_err(internal)?;
+        // As Docker: /etc/hosts, resolv.conf and hostname follow the root.
+        for b in &mut binds {
+            b.readonly = conf.readonly_rootfs;
+        }
         binds.extend(self.mount_binds(rec)?);
+        let cgroup_procs: Vec<PathBuf> = self
+            .device_cgroups
+            .create(&rec.id, &device_rules, conf.privileged)
+            .map_err(|e| internal(format!("creating the container's devices cgroup: {e}")))?
+            .into_iter()
+            .collect();
         let args = rec.command();
         let spec = InitSpec {
             rootfs: PathBuf::from(&rec.layer.merged),
@@ -673,16 +717,29 @@ impl Containers {
             tty: rec.tty(),
             net: net.clone(),
             binds,
-            masked_paths: MASKED_PATHS.iter().map(|s| s.to_string()).collect(),
-            readonly_paths: READONLY_PATHS.iter().map(|s| s.to_string()).collect(),
-            capabilities: DEFAULT_CAPS.iter().map(|s| s.to_string()).collect(),
+            // --privileged: nothing masked, nothing read-only (as Docker).
+            masked_paths: if conf.privileged { Vec::new() } else { conf.masked_paths.clone().unwrap_or_else(|| MASKED_PATHS.iter().map(|s| s.to_string()).collect()) },
+            readonly_paths: if conf.privileged { Vec::new() } else { conf.readonly_paths.clone().unwrap_or_else(|| READONLY_PATHS.iter().map(|s| s.to_string()).collect()) },
+            capabilities: self.capabilities(&conf),
+            cgroup_procs,
+            privileged: conf.privileged,
+            readonly_rootfs: conf.readonly_rootfs,
+            rlimits: conf.rlimits.clone(),
+            devices,
+            tmpfs: conf.tmpfs.clone(),
+            shm_size: conf.shm_size,
+            oom_score_adj: conf.oom_score_adj,
         };
         let run_dir = self.exec_root.join("containers").join(&rec.id);
         fs::create_dir_all(&run_dir).map_err(internal)?;
         let spec_path = run_dir.join("init.json");
         fs::write(&spec_path, serde_json::to_vec(&spec).map_err(internal)?).map_err(internal)?;
 
-        let launched = match launch("__berth-init", &spec_path, rec.tty(), rec.open_stdin()).await {
+        let launched = launch("__berth-init", &spec_path, rec.tty(), rec.open_stdin()).await;
+        if launched.is_err() {
+            self.device_cgroups.remove(&rec.id).await;
+        }
+        let launched = match launched {
             Ok(l) => l,
             Err(LaunchError::Start(err)) => {
                 let kind = if err.contains("executable file not found") || err.contains("no such file") { ErrorKind::BadRequest } else { ErrorKind::Internal };
@@ -757,6 +814,7 @@ impl Containers {
         let _ = fs::remove_dir_all(self.exec_root.join("containers").join(&c.id));
         self.leave_networks(c).await;
         self.unmount(&c.record());
+        self.device_cgroups.remove(&c.id).await;
         let rec = c.update(|r| {
             r.state.status = Status::Exited;
             r.state.pid = 0;
@@ -870,6 +928,7 @@ impl Containers {
         }
         let rec = c.update(|r| r.state.status = Status::Removing);
         self.map.lock().unwrap_or_else(|p| p.into_inner()).remove(&rec.id);
+        self.device_cgroups.remove(&rec.id).await;
         let _ = nix::mount::umount2(Path::new(&rec.layer.merged), nix::mount::MntFlags::MNT_DETACH);
         let layer_dir = self.data_root.join("overlay2").join(&rec.id);
         for d in [self.dir(&rec.id), layer_dir, self.exec_root.join("containers").join(&rec.id)] {
@@ -902,6 +961,7 @@ impl Containers {
                 let _ = self.stop(&c, Some(2)).await;
             }
         }
+        self.device_cgroups.close().await;
     }
 
     pub fn image_short(&self, id: &str) -> String {

@@ -19,7 +19,7 @@ use nix::mount::{mount, umount2, MntFlags, MsFlags};
 use nix::sched::CloneFlags;
 use nix::sys::stat::{makedev, mknod, Mode, SFlag};
 
-use super::spec::{lookup_path, ExecSpec, InitSpec, NetNs};
+use super::spec::{lookup_path, DeviceNode, ExecSpec, InitSpec, NetNs, Rlimit, Tmpfs};
 use crate::sys::{self, Forked};
 
 type R<T> = Result<T, String>;
@@ -84,6 +84,23 @@ fn fork_and_supervise(sync: File, child: impl FnOnce() -> String) -> ! {
     }
 }
 
+/// Moves this process (and so everything it will start) into the
+/// container's cgroups: the devices cgroup holding its allowlist.
+fn join_cgroups(procs: &[std::path::PathBuf]) -> R<()> {
+    for p in procs {
+        ctx(std::fs::write(p, std::process::id().to_string()), || format!("joining cgroup {}", p.display()))?;
+    }
+    Ok(())
+}
+
+/// `--ulimit`s, set while the process may still raise hard limits.
+fn set_rlimits(rlimits: &[Rlimit]) -> R<()> {
+    for r in rlimits {
+        ctx(sys::setrlimit(&r.name, r.soft, r.hard), || format!("setting ulimit {}={}:{}", r.name, r.soft, r.hard))?;
+    }
+    Ok(())
+}
+
 /// `__berth-init`: never returns.
 pub fn init_main(spec_path: &str) -> ! {
     let sync = sync_pipe();
@@ -91,6 +108,10 @@ pub fn init_main(spec_path: &str) -> ! {
         Ok(s) => s,
         Err(e) => fail(sync, &e),
     };
+    // First of all: nothing the container does may escape its cgroups.
+    if let Err(e) = join_cgroups(&spec.cgroup_procs) {
+        fail(sync, &e);
+    }
     let mut flags = CloneFlags::CLONE_NEWNS | CloneFlags::CLONE_NEWUTS | CloneFlags::CLONE_NEWIPC | CloneFlags::CLONE_NEWPID;
     match &spec.net {
         NetNs::New => flags |= CloneFlags::CLONE_NEWNET,
@@ -120,6 +141,9 @@ pub fn exec_main(spec_path: &str) -> ! {
         Ok(s) => s,
         Err(e) => fail(sync, &e),
     };
+    if let Err(e) = join_cgroups(&spec.cgroup_procs) {
+        fail(sync, &e);
+    }
     // Open all first: after joining the mount namespace /proc is the container's.
     let mut nss = Vec::new();
     for (kind, flag) in [
@@ -150,6 +174,7 @@ pub fn exec_main(spec_path: &str) -> ! {
     fork_and_supervise(sync, || {
         let r = (|| {
             session(spec.tty)?;
+            set_rlimits(&spec.rlimits)?;
             become_user(&spec.user, &spec.capabilities)?;
             let cwd = if spec.cwd.is_empty() { "/" } else { spec.cwd.as_str() };
             ctx(nix::unistd::chdir(cwd), || format!("chdir {cwd}"))
@@ -229,17 +254,27 @@ fn container_setup(spec: &InitSpec) -> R<()> {
 
     let sys_dir = root.join("sys");
     mkdirs(&sys_dir)?;
-    let ro = MsFlags::MS_NOSUID | MsFlags::MS_NOEXEC | MsFlags::MS_NODEV | MsFlags::MS_RDONLY;
-    if mount(Some("sysfs"), &sys_dir, Some("sysfs"), ro, None::<&str>).is_err() {
+    // Read-only, as Docker mounts it, except for --privileged.
+    let mut sys_flags = MsFlags::MS_NOSUID | MsFlags::MS_NOEXEC | MsFlags::MS_NODEV;
+    if !spec.privileged {
+        sys_flags |= MsFlags::MS_RDONLY;
+    }
+    if mount(Some("sysfs"), &sys_dir, Some("sysfs"), sys_flags, None::<&str>).is_err() {
         // Sharing the host's network namespace: sysfs cannot be mounted anew.
         mnt(Some("/sys"), &sys_dir, None, MsFlags::MS_BIND | MsFlags::MS_REC, None)?;
-        mnt(None, &sys_dir, None, MsFlags::MS_BIND | MsFlags::MS_REMOUNT | MsFlags::MS_RDONLY, None)?;
+        if !spec.privileged {
+            mnt(None, &sys_dir, None, MsFlags::MS_BIND | MsFlags::MS_REMOUNT | MsFlags::MS_RDONLY, None)?;
+        }
     }
 
-    setup_dev(root, spec.tty)?;
+    setup_dev(root, spec.tty, spec.shm_size)?;
+    make_devices(root, &spec.devices)?;
 
     for b in &spec.binds {
         bind_into(root, b)?;
+    }
+    for t in &spec.tmpfs {
+        mount_tmpfs(root, t)?;
     }
 
     ctx(nix::unistd::chdir(root), || format!("chdir {}", root.display()))?;
@@ -263,15 +298,75 @@ fn container_setup(spec: &InitSpec) -> R<()> {
         }
     }
 
-    session(spec.tty)?;
-    become_user(&spec.user, &spec.capabilities)?;
+    // Docker creates a missing WorkingDir (before a read-only root forbids it).
     let cwd = if spec.cwd.is_empty() { "/" } else { spec.cwd.as_str() };
-    // Docker creates a missing WorkingDir.
     let _ = std::fs::create_dir_all(cwd);
+    if spec.readonly_rootfs {
+        // Only the root's own mount: /dev, /proc, /sys, volumes, binds and
+        // tmpfs mounts below it keep their own flags.
+        ctx(mount(None::<&str>, "/", None::<&str>, MsFlags::MS_BIND | MsFlags::MS_REMOUNT | MsFlags::MS_RDONLY, None::<&str>), || {
+            "remounting the root read-only".into()
+        })?;
+    }
+    let adj = std::fs::write("/proc/self/oom_score_adj", spec.oom_score_adj.to_string());
+    if spec.oom_score_adj != 0 {
+        ctx(adj, || "setting oom_score_adj".into())?;
+    }
+
+    session(spec.tty)?;
+    set_rlimits(&spec.rlimits)?;
+    become_user(&spec.user, &spec.capabilities)?;
     ctx(nix::unistd::chdir(cwd), || format!("chdir {cwd}"))
 }
 
-fn setup_dev(root: &Path, tty: bool) -> R<()> {
+/// Makes device nodes (`--device`, `--privileged`) at their paths in the
+/// new root, parents resolved inside it, with the host node's mode and owner.
+fn make_devices(root: &Path, devices: &[DeviceNode]) -> R<()> {
+    use std::os::unix::fs::PermissionsExt;
+    if devices.is_empty() {
+        return Ok(());
+    }
+    let r = ctx(pathrs::Root::open(root), || format!("opening {}", root.display()))?;
+    for d in devices {
+        let path = Path::new(&d.path);
+        let (Some(parent), Some(name)) = (path.parent(), path.file_name()) else {
+            return Err(format!("invalid device path {}", d.path));
+        };
+        let dir = ctx(r.mkdir_all(parent, &std::fs::Permissions::from_mode(0o755)), || format!("making {}", parent.display()))?;
+        let kind = if d.kind == 'b' { SFlag::S_IFBLK } else { SFlag::S_IFCHR };
+        let mode = Mode::from_bits_truncate(d.mode);
+        match nix::sys::stat::mknodat(&dir, name, kind, mode, makedev(d.major.into(), d.minor.into())) {
+            Ok(()) => {}
+            // Already made as one of the default nodes.
+            Err(nix::errno::Errno::EEXIST) => continue,
+            Err(e) => return Err(format!("mknod {}: {e}", d.path)),
+        }
+        // mknod's mode is filtered by the umask.
+        ctx(nix::sys::stat::fchmodat(&dir, name, mode, nix::sys::stat::FchmodatFlags::FollowSymlink), || format!("chmod {}", d.path))?;
+        ctx(
+            nix::unistd::fchownat(&dir, name, Some(nix::unistd::Uid::from_raw(d.uid)), Some(nix::unistd::Gid::from_raw(d.gid)), nix::fcntl::AtFlags::AT_SYMLINK_NOFOLLOW),
+            || format!("chown {}", d.path),
+        )?;
+    }
+    Ok(())
+}
+
+/// Mounts a `--tmpfs` at its destination, resolved inside the new root.
+fn mount_tmpfs(root: &Path, t: &Tmpfs) -> R<()> {
+    use crate::build::copy::fd_path;
+    let r = ctx(pathrs::Root::open(root), || format!("opening {}", root.display()))?;
+    let target = target_in(&r, &t.destination, true)?;
+    let mut flags = MsFlags::empty();
+    for (on, f) in [(t.readonly, MsFlags::MS_RDONLY), (t.nosuid, MsFlags::MS_NOSUID), (t.nodev, MsFlags::MS_NODEV), (t.noexec, MsFlags::MS_NOEXEC)] {
+        if on {
+            flags |= f;
+        }
+    }
+    let data = (!t.data.is_empty()).then_some(t.data.as_str());
+    ctx(mount(Some("tmpfs"), &fd_path(&target), Some("tmpfs"), flags, data), || format!("mounting tmpfs on {}", t.destination))
+}
+
+fn setup_dev(root: &Path, tty: bool, shm_size: Option<u64>) -> R<()> {
     let dev = root.join("dev");
     mkdirs(&dev)?;
     mnt(Some("tmpfs"), &dev, Some("tmpfs"), MsFlags::MS_NOSUID | MsFlags::MS_STRICTATIME, Some("mode=755,size=65536k"))?;
@@ -287,7 +382,11 @@ fn setup_dev(root: &Path, tty: bool) -> R<()> {
     ctx(std::os::unix::fs::symlink("pts/ptmx", dev.join("ptmx")), || "ptmx".into())?;
     let shm = dev.join("shm");
     mkdirs(&shm)?;
-    mnt(Some("shm"), &shm, Some("tmpfs"), MsFlags::MS_NOSUID | MsFlags::MS_NOEXEC | MsFlags::MS_NODEV, Some("mode=1777,size=65536k"))?;
+    let shm_opts = match shm_size {
+        Some(bytes) => format!("mode=1777,size={bytes}"),
+        None => "mode=1777,size=65536k".to_string(),
+    };
+    mnt(Some("shm"), &shm, Some("tmpfs"), MsFlags::MS_NOSUID | MsFlags::MS_NOEXEC | MsFlags::MS_NODEV, Some(&shm_opts))?;
     let mq = dev.join("mqueue");
     mkdirs(&mq)?;
     let _ = mount(Some("mqueue"), &mq, Some("mqueue"), MsFlags::MS_NOSUID | MsFlags::MS_NOEXEC | MsFlags::MS_NODEV, None::<&str>);
@@ -351,8 +450,10 @@ fn become_user(user: &str, caps_keep: &[String]) -> R<()> {
     let group = std::fs::read_to_string("/etc/group").unwrap_or_default();
     let (uid, gid, extra) = resolve_user(user, &passwd, &group)?;
     ctx(nix::sys::prctl::set_no_new_privs(), || "no_new_privs".into())?;
-    let keep: caps::CapsHashSet = caps_keep.iter().filter_map(|c| caps::Capability::from_str(c).ok()).collect();
-    for cap in caps::all() {
+    // Only what this kernel knows: capset refuses the others.
+    let supported = caps::runtime::thread_all_supported();
+    let keep: caps::CapsHashSet = caps_keep.iter().filter_map(|c| caps::Capability::from_str(c).ok()).filter(|c| supported.contains(c)).collect();
+    for cap in supported {
         if !keep.contains(&cap) {
             ctx(caps::drop(None, caps::CapSet::Bounding, cap), || format!("dropping {cap}"))?;
         }

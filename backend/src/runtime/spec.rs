@@ -80,6 +80,66 @@ pub struct InitSpec {
     pub masked_paths: Vec<String>,
     pub readonly_paths: Vec<String>,
     pub capabilities: Vec<String>,
+    /// The cgroup files (`cgroup.procs`) the helper joins before anything
+    /// else: the devices cgroup holding the container's allowlist.
+    #[serde(default)]
+    pub cgroup_procs: Vec<PathBuf>,
+    /// `--privileged`: /sys read-write (masked/read-only paths come empty).
+    #[serde(default)]
+    pub privileged: bool,
+    /// `--read-only`: the root remounted read-only once everything is mounted.
+    #[serde(default)]
+    pub readonly_rootfs: bool,
+    /// `--ulimit`s, set before the exec.
+    #[serde(default)]
+    pub rlimits: Vec<Rlimit>,
+    /// Device nodes made in the container (`--device`, `--privileged`).
+    #[serde(default)]
+    pub devices: Vec<DeviceNode>,
+    /// `--tmpfs` mounts.
+    #[serde(default)]
+    pub tmpfs: Vec<Tmpfs>,
+    /// /dev/shm's size in bytes (`--shm-size`); None for Docker's 64 MiB.
+    #[serde(default)]
+    pub shm_size: Option<u64>,
+    #[serde(default)]
+    pub oom_score_adj: i32,
+}
+
+/// One `--ulimit`: a resource by Docker's name (`nofile`, `nproc`, …).
+/// `u64::MAX` is unlimited.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Rlimit {
+    pub name: String,
+    pub soft: u64,
+    pub hard: u64,
+}
+
+/// A device node to make inside the container.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct DeviceNode {
+    /// Absolute path inside the container.
+    pub path: String,
+    /// `c` or `b`.
+    pub kind: char,
+    pub major: u32,
+    pub minor: u32,
+    /// Permission bits (the host node's).
+    pub mode: u32,
+    pub uid: u32,
+    pub gid: u32,
+}
+
+/// A `--tmpfs` mount.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Tmpfs {
+    pub destination: String,
+    pub readonly: bool,
+    pub nosuid: bool,
+    pub nodev: bool,
+    pub noexec: bool,
+    /// tmpfs options: `size=…,mode=…`.
+    pub data: String,
 }
 
 /// Everything `__berth-exec` needs to run a process inside a container.
@@ -93,6 +153,12 @@ pub struct ExecSpec {
     pub user: String,
     pub tty: bool,
     pub capabilities: Vec<String>,
+    /// The container's cgroups, joined as the container's init joined them.
+    #[serde(default)]
+    pub cgroup_procs: Vec<PathBuf>,
+    /// The container's `--ulimit`s.
+    #[serde(default)]
+    pub rlimits: Vec<Rlimit>,
 }
 
 /// Finds `prog` on the container's PATH (from its env), as a shell would,
