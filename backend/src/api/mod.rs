@@ -174,14 +174,25 @@ pub(crate) mod test_support {
         method: &str,
         uri: &str,
     ) -> (StatusCode, axum::http::HeaderMap, serde_json::Value, String) {
+        call_with(state(), method, uri, Vec::new()).await
+    }
+
+    /// One request with a body, against the given state.
+    pub async fn call_with(
+        st: AppState,
+        method: &str,
+        uri: &str,
+        body: Vec<u8>,
+    ) -> (StatusCode, axum::http::HeaderMap, serde_json::Value, String) {
         use http_body_util::BodyExt;
         use tower::ServiceExt;
         let req = Request::builder()
             .method(method)
             .uri(uri)
-            .body(axum::body::Body::empty())
+            .header("content-type", "application/json")
+            .body(axum::body::Body::from(body))
             .unwrap();
-        let resp = app(state()).oneshot(req).await.unwrap();
+        let resp = app(st).oneshot(req).await.unwrap();
         let status = resp.status();
         let headers = resp.headers().clone();
         let bytes = resp.into_body().collect().await.unwrap().to_bytes();

@@ -80,8 +80,22 @@ pub fn decode<T: Body>(bytes: &[u8]) -> ApiResult<(Value, T)> {
         // Go decodes null into a struct as "nothing set".
         v = Value::Object(Default::default());
     }
+    if !v.is_object() {
+        return Err(ApiError::bad_request(format!("json: cannot unmarshal {} into Go value of type {}", json_kind(&v), T::GO)));
+    }
     let t = typed::<T>(&v)?;
     Ok((v, t))
+}
+
+fn json_kind(v: &Value) -> &'static str {
+    match v {
+        Value::Null => "null",
+        Value::Bool(_) => "bool",
+        Value::Number(_) => "number",
+        Value::String(_) => "string",
+        Value::Array(_) => "array",
+        Value::Object(_) => "object",
+    }
 }
 
 fn typed<T: Body>(v: &Value) -> ApiResult<T> {
@@ -106,6 +120,9 @@ fn syntax_words(e: &serde_json::Error) -> String {
 pub fn go_words(e: &serde_path_to_error::Error<serde_json::Error>, root: &str) -> String {
     use serde_path_to_error::Segment;
     let msg = e.inner().to_string();
+    // A struct given as an array: serde reads it as the struct's fields in order.
+    let as_array = msg.strip_prefix("invalid length ").and_then(|r| r.split_once(", expected ")).map(|(_, x)| format!("invalid type: sequence, expected {x}"));
+    let msg = as_array.unwrap_or(msg);
     let parsed = msg
         .strip_prefix("invalid type: ")
         .or_else(|| msg.strip_prefix("invalid value: "))
@@ -491,6 +508,7 @@ mod tests {
         );
         assert_eq!(create_err(r#"{"HostConfig": {"Mounts": [{"ReadOnly": "no"}]}}"#), "json: cannot unmarshal string into Go struct field Mount.HostConfig.Mounts.ReadOnly of type bool");
         assert_eq!(create_err("[1]"), "json: cannot unmarshal array into Go value of type runconfig.ContainerConfigWrapper");
+        assert_eq!(create_err(r#"{"HostConfig": []}"#), "json: cannot unmarshal array into Go struct field ContainerConfigWrapper.HostConfig of type container.HostConfig");
     }
 
     #[test]
@@ -557,5 +575,118 @@ mod tests {
         assert_eq!(port_err(r#"{"HostConfig": {"PortBindings": {"99999/tcp": []}}}"#).unwrap(), "invalid port specification: \"99999\"");
         assert_eq!(port_err(r#"{"HostConfig": {"PortBindings": {"80/xyz": []}}}"#).unwrap(), "invalid proto: xyz");
         assert!(port_err(r#"{"HostConfig": {"PortBindings": {"80/tcp": [{"HostIp": "nope"}]}}}"#).unwrap().starts_with("invalid IP address"));
+    }
+}
+
+/// The routes themselves, through the whole app (no socket): every client
+/// mistake is a 4xx with Docker's `{"message"}`, never a 500, never plain text.
+#[cfg(test)]
+mod route_tests {
+    use crate::api::test_support::{call_with, state};
+    use axum::http::StatusCode;
+
+    async fn post(uri: &str, body: &str) -> (StatusCode, String) {
+        let (status, _, json, text) = call_with(state(), "POST", uri, body.as_bytes().to_vec()).await;
+        assert!(json["message"].is_string(), "{uri} {body}: not Docker's error shape: {status} {text}");
+        (status, json["message"].as_str().unwrap_or_default().to_string())
+    }
+
+    #[tokio::test]
+    async fn create_refuses_wrong_types_that_it_used_to_accept() {
+        for (body, field) in [
+            (r#"{"Image": "alpine", "Env": "x"}"#, "ContainerConfigWrapper.Env of type []string"),
+            (r#"{"Image": "alpine", "HostConfig": "x"}"#, "ContainerConfigWrapper.HostConfig of type container.HostConfig"),
+            (r#"{"Image": "alpine", "HostConfig": {"Binds": "x"}}"#, "HostConfig.HostConfig.Binds of type []string"),
+            (r#"{"Image": "alpine", "Tty": "yes"}"#, "ContainerConfigWrapper.Tty of type bool"),
+            (r#"{"Image": "alpine", "Cmd": 7}"#, "ContainerConfigWrapper.Cmd of type string"),
+        ] {
+            let (status, msg) = post("/containers/create", body).await;
+            assert_eq!(status, StatusCode::BAD_REQUEST, "{body}: {msg}");
+            assert!(msg.starts_with("json: cannot unmarshal ") && msg.ends_with(field), "{body}: {msg}");
+        }
+    }
+
+    #[tokio::test]
+    async fn malformed_bodies_are_dockers_json_400_on_every_route() {
+        for uri in ["/containers/create", "/v1.41/containers/create", "/networks/create", "/networks/x/connect", "/networks/x/disconnect", "/volumes/create", "/containers/x/exec", "/exec/x/start"] {
+            let (status, msg) = post(uri, "{not json").await;
+            assert_eq!(status, StatusCode::BAD_REQUEST, "{uri}: {msg}");
+            assert!(msg.starts_with("invalid JSON"), "{uri}: {msg}");
+        }
+        let (status, msg) = post("/networks/create", r#"{"Name": "n1", "Labels": {"a": 1}}"#).await;
+        assert_eq!((status, msg.as_str()), (StatusCode::BAD_REQUEST, "json: cannot unmarshal number into Go struct field NetworkCreateRequest.Labels of type string"));
+        let (status, msg) = post("/volumes/create", r#"{"Name": ["v"]}"#).await;
+        assert_eq!((status, msg.as_str()), (StatusCode::BAD_REQUEST, "json: cannot unmarshal array into Go struct field VolumeCreateBody.Name of type string"));
+        let (status, msg) = post("/containers/x/exec", r#"{"Cmd": "sh"}"#).await;
+        assert_eq!((status, msg.as_str()), (StatusCode::BAD_REQUEST, "json: cannot unmarshal string into Go struct field ExecConfig.Cmd of type []string"));
+        let (status, msg) = post("/exec/x/start", r#"{"Detach": "yes"}"#).await;
+        assert_eq!((status, msg.as_str()), (StatusCode::BAD_REQUEST, "json: cannot unmarshal string into Go struct field ExecStartCheck.Detach of type bool"));
+        let (status, msg) = post("/networks/x/connect", r#"{"Container": 5}"#).await;
+        assert_eq!((status, msg.as_str()), (StatusCode::BAD_REQUEST, "json: cannot unmarshal number into Go struct field NetworkConnect.Container of type string"));
+    }
+
+    #[tokio::test]
+    async fn bodies_over_the_limit_are_413_json() {
+        let big = format!(r#"{{"Image": "alpine", "Env": ["{}"]}}"#, "x".repeat(20 << 20));
+        let (status, _, json, _) = call_with(state(), "POST", "/containers/create", big.into_bytes()).await;
+        assert_eq!(status, StatusCode::PAYLOAD_TOO_LARGE);
+        assert_eq!(json["message"], "request body too large");
+        let big = format!(r#"{{"Detach": false, "x": "{}"}}"#, "x".repeat(3 << 20));
+        let (status, _, json, _) = call_with(state(), "POST", "/exec/x/start", big.into_bytes()).await;
+        assert_eq!(status, StatusCode::PAYLOAD_TOO_LARGE, "{json}");
+    }
+
+    #[tokio::test]
+    async fn names_references_and_ports_are_refused_with_dockers_words() {
+        // (A URI tops out at 64 KiB in hyper and in the http crate.)
+        let huge = "a".repeat(60_000);
+        let cases = [
+            (format!("/containers/create?name={huge}"), r#"{"Image": "alpine"}"#.to_string(), "Invalid container name (aaaa"),
+            ("/containers/create?name=a".into(), r#"{"Image": "alpine"}"#.into(), "Invalid container name (a), only [a-zA-Z0-9][a-zA-Z0-9_.-] are allowed"),
+            ("/containers/create?name=../x".into(), r#"{"Image": "alpine"}"#.into(), "Invalid container name (../x)"),
+            ("/containers/create".into(), r#"{"Image": "Alpine"}"#.into(), "invalid reference format: repository name must be lowercase"),
+            ("/containers/create".into(), r#"{"Image": "alpine::x"}"#.into(), "invalid reference format"),
+            ("/containers/create".into(), r#"{"Image": "alpine", "HostConfig": {"PortBindings": {"80/tcp": [{"HostPort": "99999"}]}}}"#.into(), "invalid port specification: \"99999\""),
+            ("/containers/create".into(), r#"{"Image": "alpine", "ExposedPorts": {"eighty": {}}}"#.into(), "invalid port specification: \"eighty\""),
+            ("/containers/create".into(), r#"{"Image": "alpine", "HostConfig": {"Binds": ["../x:/data"]}}"#.into(), "create ../x: \"../x\" includes invalid characters"),
+            ("/containers/create".into(), r#"{"Image": "alpine", "HostConfig": {"Binds": ["v:/data"]}}"#.into(), "create v: volume name is too short"),
+            ("/volumes/create".into(), r#"{"Name": "a"}"#.into(), "create a: volume name is too short, names should be at least two alphanumeric characters"),
+            ("/volumes/create".into(), format!(r#"{{"Name": "{}"}}"#, "v".repeat(1 << 20)), "volume name is too long"),
+            ("/volumes/create".into(), r#"{"Name": "../x"}"#.into(), "includes invalid characters for a local volume name"),
+            ("/networks/create".into(), r#"{"Name": "a/b"}"#.into(), "invalid name: a/b includes invalid characters"),
+        ];
+        for (uri, body, want) in cases {
+            let (status, msg) = post(&uri, &body).await;
+            assert_eq!(status, StatusCode::BAD_REQUEST, "{}: {msg}", &uri[..uri.len().min(80)]);
+            assert!(msg.contains(want), "{}: {msg}", &uri[..uri.len().min(80)]);
+            assert!(msg.len() < 400, "the message echoes a bounded part of the input");
+        }
+    }
+
+    #[tokio::test]
+    async fn query_numbers_and_timestamps_are_checked() {
+        let (status, _, json, _) = call_with(state(), "GET", "/events?until=inf", Vec::new()).await;
+        assert_eq!(status, StatusCode::BAD_REQUEST);
+        assert!(json["message"].as_str().unwrap_or("").starts_with("failed to parse value \"inf\" of until"), "{json}");
+        let (status, _, _, _) = call_with(state(), "GET", "/events?since=NaN", Vec::new()).await;
+        assert_eq!(status, StatusCode::BAD_REQUEST);
+        let (status, _, json, _) = call_with(state(), "POST", "/containers/x/stop?t=soon", Vec::new()).await;
+        assert_eq!(status, StatusCode::BAD_REQUEST, "{json}");
+        let (status, _, _, _) = call_with(state(), "POST", "/containers/x/resize?h=-1", Vec::new()).await;
+        assert_eq!(status, StatusCode::BAD_REQUEST);
+        let (status, _, json, _) = call_with(state(), "POST", "/containers/x/kill?signal=SIGNOPE", Vec::new()).await;
+        assert_eq!((status, json["message"].as_str()), (StatusCode::BAD_REQUEST, Some("Invalid signal: SIGNOPE")));
+    }
+
+    #[tokio::test]
+    async fn axums_own_rejections_come_in_dockers_shape() {
+        // A path segment that is not UTF-8, and a method the route lacks.
+        let (status, headers, json, text) = call_with(state(), "GET", "/containers/%FF/json", Vec::new()).await;
+        assert!(status.is_client_error(), "{status} {text}");
+        assert!(json["message"].is_string(), "{text}");
+        assert!(headers["content-type"].to_str().unwrap().starts_with("application/json"));
+        let (status, _, json, text) = call_with(state(), "PUT", "/containers/create", Vec::new()).await;
+        assert!(status.is_client_error(), "{status} {text}");
+        assert!(json["message"].is_string(), "{text}");
     }
 }
