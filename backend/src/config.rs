@@ -39,6 +39,22 @@ pub struct Config {
     #[arg(long = "lab-home", env = "BERTH_LAB_HOME")]
     pub lab_home: Option<PathBuf>,
 
+    /// The lab page's token file (made, mode 0600, if missing or empty;
+    /// default `<data-root>/lab-token`). Its token signs a browser in
+    /// (`/?token=…`) and lets tools in (`Authorization: Bearer …`).
+    #[arg(long = "token-file", env = "BERTH_TOKEN_FILE")]
+    pub token_file: Option<PathBuf>,
+
+    /// Host names the page is served under besides IP addresses and
+    /// `localhost` (repeatable): any other Host is refused (DNS rebinding).
+    #[arg(long = "allowed-host", env = "BERTH_ALLOWED_HOSTS", value_delimiter = ',')]
+    pub allowed_hosts: Vec<String>,
+
+    /// Origins besides the page's own whose requests and WebSockets are
+    /// accepted (repeatable), e.g. a classroom hub's `https://hub.example`.
+    #[arg(long = "allowed-origin", env = "BERTH_ALLOWED_ORIGINS", value_delimiter = ',')]
+    pub allowed_origins: Vec<String>,
+
     /// Registry mirror for docker.io pulls, as Docker's `registry-mirrors`
     /// (repeatable; tried in order).
     #[arg(long = "registry-mirror", env = "BERTH_REGISTRY_MIRRORS", value_delimiter = ',')]

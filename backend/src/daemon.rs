@@ -98,8 +98,11 @@ pub async fn run(mut config: Config) -> anyhow::Result<()> {
     let stopped = |mut rx: watch::Receiver<bool>| async move {
         let _ = rx.wait_for(|s| *s).await;
     };
-    let page_app = lab::app(state.clone(), &config.page_dir);
+    let auth = Arc::new(lab_auth(&config, engine)?);
+    let page_app = lab::app(state.clone(), &config.page_dir, auth.clone());
     tracing::info!(addr = %config.page_addr, "lab page listening");
+    // As Jupyter does: the address to open, with its token, on stdout.
+    println!("berthd: the lab page is at http://{}/?token={}", config.page_addr, auth.token());
     let page_stop = stopped(stop_rx.clone());
     let page = tokio::spawn(async move {
         axum::serve(page_listener, page_app).with_graceful_shutdown(page_stop).await
@@ -133,6 +136,21 @@ pub async fn run(mut config: Config) -> anyhow::Result<()> {
     }
     tracing::info!("stopped");
     Ok(())
+}
+
+/// The lab page's door: its token from the token file (made if missing).
+/// Without a live engine nothing is written to the data root: the token is
+/// then made for this run only, unless a token file was named.
+fn lab_auth(config: &Config, engine: EngineMode) -> anyhow::Result<lab::auth::LabAuth> {
+    let file = config.token_file.clone().or_else(|| (engine == EngineMode::Live).then(|| lab::auth::default_token_file(&config.data_root)));
+    let token = match &file {
+        Some(path) => lab::auth::load_or_create_token(path).with_context(|| format!("the lab token file {}", path.display()))?,
+        None => lab::auth::random_hex(24),
+    };
+    if let Some(path) = &file {
+        tracing::info!(file = %path.display(), "lab token");
+    }
+    Ok(lab::auth::LabAuth::new(token, &config.page_addr, &config.allowed_hosts, &config.allowed_origins, false))
 }
 
 /// Tells the event stream what the store already holds (after a restart).

@@ -11,7 +11,7 @@ use std::process::Stdio;
 use std::sync::Arc;
 use std::time::Instant;
 
-use axum::extract::ws::{Message, WebSocket, WebSocketUpgrade};
+use axum::extract::ws::{CloseFrame, Message, WebSocket, WebSocketUpgrade};
 use axum::extract::{Path as UrlPath, Query, State};
 use axum::http::{header, StatusCode};
 use axum::response::{IntoResponse, Response};
@@ -20,9 +20,11 @@ use berth_shared::record::{cast_header, cast_line};
 use berth_shared::{Frame, StreamMsg};
 use serde::Deserialize;
 use serde_json::json;
-use tokio::sync::{broadcast, mpsc};
+use tokio::io::unix::AsyncFd;
+use tokio::sync::broadcast;
 
 use crate::api::AppState;
+use crate::lab::auth::LabAuth;
 
 #[derive(Debug, Deserialize)]
 pub struct Since {
@@ -147,15 +149,37 @@ pub struct Size {
     rows: Option<u16>,
 }
 
-/// `GET /api/terminal` (WebSocket): binary frames carry terminal bytes both
-/// ways; a text frame `{"resize": [cols, rows]}` resizes.
-pub async fn terminal(ws: WebSocketUpgrade, State(st): State<AppState>, Query(q): Query<Size>) -> Response {
+/// `GET /api/terminal` (WebSocket): the first message must be a text frame
+/// `{"ticket": "…"}` holding a ticket from `POST /api/terminal/ticket`
+/// (one use, 30 s); then binary frames carry terminal bytes both ways and a
+/// text frame `{"resize": [cols, rows]}` resizes.
+pub async fn terminal(ws: WebSocketUpgrade, State(st): State<AppState>, State(auth): State<Arc<LabAuth>>, Query(q): Query<Size>) -> Response {
     let size = (q.cols.unwrap_or(100).clamp(20, 500), q.rows.unwrap_or(30).clamp(5, 200));
-    ws.on_upgrade(move |socket| async move {
+    ws.on_upgrade(move |mut socket| async move {
+        if !ticket_presented(&mut socket, &auth).await {
+            tracing::warn!("terminal socket closed: no valid ticket");
+            let close = CloseFrame { code: 4401, reason: "a terminal needs a ticket from POST /api/terminal/ticket".into() };
+            let _ = socket.send(Message::Close(Some(close))).await;
+            return;
+        }
         if let Err(e) = session(st, socket, size).await {
             tracing::warn!(error = %e, "terminal session failed");
         }
     })
+}
+
+/// Waits (briefly) for the first message and checks it is a valid ticket.
+async fn ticket_presented(socket: &mut WebSocket, auth: &LabAuth) -> bool {
+    let first = tokio::time::timeout(std::time::Duration::from_secs(10), socket.recv()).await;
+    let Ok(Some(Ok(Message::Text(t)))) = first else { return false };
+    if t.len() > 1024 {
+        return false;
+    }
+    #[derive(Deserialize)]
+    struct Ticket {
+        ticket: String,
+    }
+    serde_json::from_str::<Ticket>(&t).is_ok_and(|m| auth.take_ticket(&m.ticket))
 }
 
 /// The shell a session runs: bash if there is one, with DOCKER_HOST at
@@ -205,11 +229,53 @@ impl Recorder {
     }
 }
 
+/// The most keystrokes held for a shell that is not reading (a paste while
+/// a command runs): past it the socket is not read until the shell catches
+/// up, so the browser waits and nothing is lost or blocks the daemon.
+const MAX_PENDING_INPUT: usize = 1 << 20;
+
+/// The PTY's master side, non-blocking, driven by the runtime.
+struct Pty {
+    fd: AsyncFd<std::fs::File>,
+}
+
+impl Pty {
+    fn new(master: OwnedFd) -> std::io::Result<Self> {
+        use nix::fcntl::{fcntl, FcntlArg, OFlag};
+        let flags = OFlag::from_bits_truncate(fcntl(&master, FcntlArg::F_GETFL).map_err(std::io::Error::from)?);
+        fcntl(&master, FcntlArg::F_SETFL(flags | OFlag::O_NONBLOCK)).map_err(std::io::Error::from)?;
+        Ok(Pty { fd: AsyncFd::new(std::fs::File::from(master))? })
+    }
+
+    /// Reads what the shell wrote; `Ok(0)` when it is gone (EIO on Linux).
+    async fn read(&self, buf: &mut [u8]) -> std::io::Result<usize> {
+        loop {
+            let mut guard = self.fd.readable().await?;
+            match guard.try_io(|f| (&*f.get_ref()).read(buf)) {
+                Ok(Err(e)) if e.raw_os_error() == Some(libc::EIO) => return Ok(0),
+                Ok(r) => return r,
+                Err(_would_block) => continue,
+            }
+        }
+    }
+
+    /// Writes as much of `data` as the PTY takes now.
+    async fn write_some(&self, data: &[u8]) -> std::io::Result<usize> {
+        loop {
+            let mut guard = self.fd.writable().await?;
+            match guard.try_io(|f| (&*f.get_ref()).write(data)) {
+                Ok(r) => return r,
+                Err(_would_block) => continue,
+            }
+        }
+    }
+}
+
 async fn session(st: AppState, mut socket: WebSocket, (cols, rows): (u16, u16)) -> std::io::Result<()> {
     let pty = nix::pty::openpty(Some(&nix::pty::Winsize { ws_row: rows, ws_col: cols, ws_xpixel: 0, ws_ypixel: 0 }), None).map_err(std::io::Error::from)?;
     let mut child = shell_command(&st, &pty.slave)?.spawn()?;
     drop(pty.slave);
-    let master = Arc::new(pty.master);
+    let master = Pty::new(pty.master)?;
     let pid = child.id() as i32;
 
     let dir = recordings_dir(&st);
@@ -221,31 +287,17 @@ async fn session(st: AppState, mut socket: WebSocket, (cols, rows): (u16, u16)) 
     writeln!(rec.file, "{}", cast_header(cols, rows, now.as_secs(), seq, &state))?;
     tracing::info!(pid, recording = %name, "terminal session started");
 
-    // The PTY is read on a thread of its own (blocking reads).
-    let (tx, mut output) = mpsc::channel::<Vec<u8>>(64);
-    let reader = master.try_clone()?;
-    std::thread::spawn(move || {
-        let mut f = std::fs::File::from(reader);
-        let mut buf = vec![0u8; 16 * 1024];
-        loop {
-            match f.read(&mut buf) {
-                Ok(0) | Err(_) => break,
-                Ok(n) => {
-                    if tx.blocking_send(buf[..n].to_vec()).is_err() {
-                        break;
-                    }
-                }
-            }
-        }
-    });
-    let mut writer = std::fs::File::from(master.try_clone()?);
+    let mut buf = vec![0u8; 16 * 1024];
+    // Output not yet sent: partial UTF-8 sequences wait for the next chunk.
     let mut pending = Vec::new();
+    // Keystrokes the shell has not taken yet.
+    let mut input: std::collections::VecDeque<u8> = std::collections::VecDeque::new();
     loop {
         tokio::select! {
-            out = output.recv() => match out {
-                Some(bytes) => {
-                    // Keep partial UTF-8 sequences for the next chunk.
-                    pending.extend_from_slice(&bytes);
+            out = master.read(&mut buf) => match out {
+                Ok(0) | Err(_) => break, // the shell exited
+                Ok(n) => {
+                    pending.extend_from_slice(&buf[..n]);
                     let valid = match std::str::from_utf8(&pending) {
                         Ok(_) => pending.len(),
                         Err(e) if e.error_len().is_none() => e.valid_up_to(),
@@ -257,25 +309,26 @@ async fn session(st: AppState, mut socket: WebSocket, (cols, rows): (u16, u16)) 
                         break;
                     }
                 }
-                None => break, // the shell exited
+            },
+            wrote = master.write_some(input.make_contiguous()), if !input.is_empty() => match wrote {
+                Ok(n) => { input.drain(..n); }
+                Err(_) => break,
             },
             ev = events.recv() => match ev {
                 Ok(env) => rec.write(&Frame::Event(Box::new(env))),
                 Err(broadcast::error::RecvError::Lagged(_)) => {}
                 Err(broadcast::error::RecvError::Closed) => {}
             },
-            msg = socket.recv() => match msg {
-                Some(Ok(Message::Binary(b))) => {
-                    writer.write_all(&b)?;
-                }
+            msg = socket.recv(), if input.len() < MAX_PENDING_INPUT => match msg {
+                Some(Ok(Message::Binary(b))) => input.extend(b.iter()),
                 Some(Ok(Message::Text(t))) => {
                     if let Ok(v) = serde_json::from_str::<serde_json::Value>(&t) {
                         if let (Some(c), Some(r)) = (v["resize"][0].as_u64(), v["resize"][1].as_u64()) {
                             let (c, r) = (c.clamp(20, 500) as u16, r.clamp(5, 200) as u16);
-                            let _ = crate::sys::set_winsize(master.as_fd(), r, c);
+                            let _ = crate::sys::set_winsize(master.fd.get_ref().as_fd(), r, c);
                             rec.write(&Frame::Resize(c, r));
                         } else if let Some(data) = v["input"].as_str() {
-                            writer.write_all(data.as_bytes())?;
+                            input.extend(data.as_bytes());
                         }
                     }
                 }
