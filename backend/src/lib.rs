@@ -16,3 +16,4 @@ pub mod observer;
 pub mod runtime;
 pub mod sys;
 pub mod system;
+pub mod text;
