@@ -39,6 +39,9 @@ pub async fn run(mut config: Config) -> anyhow::Result<()> {
             std::fs::create_dir_all(dir)
                 .with_context(|| format!("creating {}", dir.display()))?;
         }
+        // Docker's modes (0710 root and overlay2…), also fixed on an old root.
+        crate::image::store::secure_data_root(&config.data_root)
+            .with_context(|| format!("securing {}", config.data_root.display()))?;
     }
     let page_listener = TcpListener::bind(&config.page_addr)
         .await

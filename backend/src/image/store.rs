@@ -13,6 +13,7 @@
 use std::collections::BTreeMap;
 use std::fs;
 use std::io;
+use std::os::unix::fs::{DirBuilderExt, PermissionsExt};
 use std::path::{Path, PathBuf};
 use std::sync::Mutex;
 
@@ -55,6 +56,40 @@ pub struct ImageStore {
     index: Mutex<Index>,
 }
 
+/// The data root's dirs and their modes, as Docker keeps them: no other
+/// user may list or enter the root, the layers (where a setuid-root binary
+/// of an image sits in `overlay2/<id>/diff`), the containers or the images.
+/// `volumes/` keeps Docker's o+x so that a volume's `_data` can be reached
+/// by a non-root process given its path.
+pub const DATA_ROOT_MODES: &[(&str, u32)] = &[
+    ("", 0o710),
+    ("overlay2", 0o710),
+    ("image", 0o700),
+    ("tmp", 0o700),
+    ("containers", 0o710),
+    ("volumes", 0o701),
+];
+
+/// Mode of each `overlay2/<id>` dir (Docker's; `diff` inside keeps the
+/// image's own mode for its root).
+pub const LAYER_DIR_MODE: u32 = 0o710;
+
+/// Makes the data root's dirs with [`DATA_ROOT_MODES`], and fixes the modes
+/// of an existing root made by an older berth (layer dirs included).
+pub fn secure_data_root(root: &Path) -> io::Result<()> {
+    for (d, mode) in DATA_ROOT_MODES {
+        let p = root.join(d);
+        fs::DirBuilder::new().recursive(true).mode(*mode).create(&p)?;
+        fs::set_permissions(&p, fs::Permissions::from_mode(*mode))?;
+    }
+    for e in fs::read_dir(root.join("overlay2"))?.flatten() {
+        if e.file_type().is_ok_and(|t| t.is_dir()) {
+            fs::set_permissions(e.path(), fs::Permissions::from_mode(LAYER_DIR_MODE))?;
+        }
+    }
+    Ok(())
+}
+
 /// Chain IDs for a stack of diff_ids (bottom first), as the OCI spec defines:
 /// the first is the diff_id itself; each next one hashes "<parent> <diff_id>".
 pub fn chain_ids(diff_ids: &[String]) -> Vec<String> {
@@ -76,7 +111,8 @@ pub fn hex_of(digest: &str) -> &str {
 impl ImageStore {
     pub fn open(data_root: &Path) -> io::Result<Self> {
         let root = data_root.to_path_buf();
-        for d in ["image/overlay2/imagedb/content/sha256", "image/overlay2/layerdb/sha256", "overlay2", "tmp"] {
+        secure_data_root(&root)?;
+        for d in ["image/overlay2/imagedb/content/sha256", "image/overlay2/layerdb/sha256"] {
             fs::create_dir_all(root.join(d))?;
         }
         let index = match fs::read(root.join("image/overlay2/index.json")) {
@@ -127,7 +163,8 @@ impl ImageStore {
         if dir.exists() {
             fs::remove_dir_all(&dir)?; // a half-made layer from a crash
         }
-        fs::create_dir_all(&dir)?;
+        fs::DirBuilder::new().mode(LAYER_DIR_MODE).create(&dir)?;
+        fs::set_permissions(&dir, fs::Permissions::from_mode(LAYER_DIR_MODE))?;
         fs::rename(unpacked, dir.join("diff"))?;
         let meta = self.root.join("image/overlay2/layerdb/sha256").join(hex_of(chain_id));
         fs::create_dir_all(&meta)?;
@@ -307,5 +344,32 @@ mod tests {
         // The index survives a reopen (a daemon restart).
         let s2 = ImageStore::open(dir.path()).unwrap();
         assert_eq!(s2.list().len(), 2);
+    }
+
+    #[test]
+    fn the_data_root_and_layer_dirs_are_closed_to_other_users_as_dockers_are() {
+        let dir = tempfile::tempdir().unwrap();
+        let root = dir.path().join("data");
+        // An older berth made everything 0755.
+        for d in ["overlay2/abc/diff", "containers", "volumes", "tmp", "image"] {
+            fs::create_dir_all(root.join(d)).unwrap();
+        }
+        for d in ["", "overlay2", "overlay2/abc", "containers", "volumes", "tmp", "image"] {
+            fs::set_permissions(root.join(d), fs::Permissions::from_mode(0o755)).unwrap();
+        }
+        let s = ImageStore::open(&root).unwrap();
+        let mode = |p: &str| fs::metadata(root.join(p)).unwrap().permissions().mode() & 0o7777;
+        assert_eq!(mode(""), 0o710);
+        assert_eq!(mode("overlay2"), 0o710);
+        assert_eq!(mode("overlay2/abc"), 0o710);
+        assert_eq!(mode("containers"), 0o710);
+        assert_eq!(mode("volumes"), 0o701);
+        assert_eq!(mode("tmp"), 0o700);
+        assert_eq!(mode("image"), 0o700);
+        // A new layer's dir too.
+        let unpacked = s.tmp_dir().join("u");
+        fs::create_dir(&unpacked).unwrap();
+        s.commit_layer("sha256:feed", "sha256:feed", None, 0, &unpacked).unwrap();
+        assert_eq!(mode("overlay2/feed"), 0o710);
     }
 }
