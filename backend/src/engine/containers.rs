@@ -18,7 +18,6 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 use berth_shared::{Event, RwLayer, Status};
 use serde::{Deserialize, Serialize};
 use serde_json::{json, Value};
-use tokio::io::AsyncReadExt;
 use tokio::sync::{broadcast, watch};
 
 use crate::error::{ApiError, ErrorKind};
@@ -29,6 +28,8 @@ use crate::runtime::cgroups::{default_rules, DeviceCgroups};
 use crate::runtime::confine::Confinement;
 use crate::runtime::spec::{Bind, InitSpec, NetNs, Rlimit, MASKED_PATHS, READONLY_PATHS};
 use super::volumes::{MountPoint, MountRequest, Volumes};
+use super::logs::{pump, pump_pty, JsonLog, LogConfig};
+pub use super::logs::{read_log, LogLine};
 
 /// Which stream a chunk of output came from.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -514,6 +515,8 @@ impl Containers {
         }
         // Confinement flags: honoured, or refused by name (never ignored).
         Confinement::from_host_config(&host_config).and_then(|c| c.device_nodes()).map_err(ApiError::bad_request)?;
+        // Unknown log drivers and options are refused; inspect shows the driver.
+        LogConfig::normalize(&mut host_config)?;
         let networks = self.networks_for_create(&host_config, &body["NetworkingConfig"]["EndpointsConfig"])?;
         let requests = mount_requests(&host_config, &config)?;
         let mounts = self.make_mounts(&requests)?;
@@ -766,7 +769,7 @@ impl Containers {
         tracing::info!(id = %&rec.id[..12], pid, "container started");
 
         // Output: to the json log and to attached clients.
-        let log = Arc::new(Mutex::new(JsonLog::open(&rec.log_path).map_err(internal)?));
+        let log = Arc::new(Mutex::new(JsonLog::open_with(&rec.log_path, LogConfig::of(&rec.host_config)).map_err(internal)?));
         let mut readers = Vec::new();
         if let Some(stdin) = stdin {
             *c.stdin.lock().unwrap_or_else(|p| p.into_inner()) = Some(StdinSink::Pipe(stdin));
@@ -1133,97 +1136,6 @@ pub fn parse_signal(s: &str) -> Option<nix::sys::signal::Signal> {
     nix::sys::signal::Signal::from_str(&name).ok()
 }
 
-/// Docker's json-file log: one JSON object per line of output.
-#[derive(Debug)]
-pub struct JsonLog {
-    file: fs::File,
-    partial: BTreeMap<&'static str, Vec<u8>>,
-}
-
-impl JsonLog {
-    pub fn open(path: &Path) -> std::io::Result<Self> {
-        Ok(JsonLog { file: fs::OpenOptions::new().create(true).append(true).open(path)?, partial: BTreeMap::new() })
-    }
-
-    fn name(s: StreamKind) -> &'static str {
-        match s {
-            StreamKind::Stdout => "stdout",
-            StreamKind::Stderr => "stderr",
-        }
-    }
-
-    pub fn write(&mut self, stream: StreamKind, data: &[u8]) {
-        let key = Self::name(stream);
-        let buf = self.partial.entry(key).or_default();
-        buf.extend_from_slice(data);
-        while let Some(i) = buf.iter().position(|b| *b == b'\n') {
-            let line: Vec<u8> = buf.drain(..=i).collect();
-            let entry = json!({"log": String::from_utf8_lossy(&line), "stream": key, "time": now_rfc3339()});
-            let _ = writeln!(self.file, "{entry}");
-        }
-    }
-
-    pub fn flush_partial(&mut self) {
-        let parts: Vec<_> = std::mem::take(&mut self.partial).into_iter().collect();
-        for (key, rest) in parts {
-            if !rest.is_empty() {
-                let entry = json!({"log": String::from_utf8_lossy(&rest), "stream": key, "time": now_rfc3339()});
-                let _ = writeln!(self.file, "{entry}");
-            }
-        }
-    }
-}
-
-/// One parsed log line.
-#[derive(Clone, Debug, Deserialize)]
-pub struct LogLine {
-    pub log: String,
-    pub stream: StreamKind,
-    pub time: String,
-}
-
-pub fn read_log(path: &Path) -> Vec<LogLine> {
-    fs::read_to_string(path)
-        .unwrap_or_default()
-        .lines()
-        .filter_map(|l| serde_json::from_str(l).ok())
-        .collect()
-}
-
-async fn pump<R: tokio::io::AsyncRead + Unpin>(mut r: R, kind: StreamKind, c: Arc<Container>, log: Arc<Mutex<JsonLog>>) {
-    let mut buf = vec![0u8; 32 * 1024];
-    loop {
-        match r.read(&mut buf).await {
-            Ok(0) | Err(_) => break,
-            Ok(n) => {
-                if let Ok(mut l) = log.lock() {
-                    l.write(kind, &buf[..n]);
-                }
-                let _ = c.output.send(Output::Data(kind, buf[..n].to_vec()));
-            }
-        }
-    }
-}
-
-fn pump_pty(master: Arc<OwnedFd>, c: Arc<Container>, log: Arc<Mutex<JsonLog>>) {
-    use std::io::Read;
-    let Ok(fd) = master.try_clone() else { return };
-    let mut f = fs::File::from(fd);
-    let mut buf = vec![0u8; 32 * 1024];
-    loop {
-        match f.read(&mut buf) {
-            // EIO: every slave descriptor is closed (the container exited).
-            Ok(0) | Err(_) => break,
-            Ok(n) => {
-                if let Ok(mut l) = log.lock() {
-                    l.write(StreamKind::Stdout, &buf[..n]);
-                }
-                let _ = c.output.send(Output::Data(StreamKind::Stdout, buf[..n].to_vec()));
-            }
-        }
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -1248,24 +1160,6 @@ mod tests {
         assert_eq!((c["Entrypoint"].clone(), c["Cmd"].clone()), (json!(["sh"]), Value::Null));
         let c = merge_config(&json!({"Cmd": ["echo", "hi"]}), &image, &"b".repeat(64), "x");
         assert_eq!((c["Entrypoint"].clone(), c["Cmd"].clone()), (json!(["/entry"]), json!(["echo", "hi"])));
-    }
-
-    #[test]
-    fn json_log_writes_one_entry_per_line_and_keeps_streams_apart() {
-        let dir = tempfile::tempdir().unwrap();
-        let path = dir.path().join("x-json.log");
-        let mut log = JsonLog::open(&path).unwrap();
-        log.write(StreamKind::Stdout, b"hel");
-        log.write(StreamKind::Stderr, b"oops\n");
-        log.write(StreamKind::Stdout, b"lo\nworld");
-        log.flush_partial();
-        let lines = read_log(&path);
-        let got: Vec<(String, StreamKind)> = lines.iter().map(|l| (l.log.clone(), l.stream)).collect();
-        assert_eq!(got, vec![
-            ("oops\n".to_string(), StreamKind::Stderr),
-            ("hello\n".to_string(), StreamKind::Stdout),
-            ("world".to_string(), StreamKind::Stdout),
-        ]);
     }
 
     #[test]

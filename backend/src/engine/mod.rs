@@ -2,5 +2,6 @@
 
 pub mod containers;
 pub mod exec;
+pub mod logs;
 pub mod networking;
 pub mod volumes;
