@@ -450,8 +450,10 @@ fn become_user(user: &str, caps_keep: &[String]) -> R<()> {
     let group = std::fs::read_to_string("/etc/group").unwrap_or_default();
     let (uid, gid, extra) = resolve_user(user, &passwd, &group)?;
     ctx(nix::sys::prctl::set_no_new_privs(), || "no_new_privs".into())?;
-    // Only what this kernel knows: capset refuses the others.
-    let supported = caps::runtime::thread_all_supported();
+    // Only what this kernel knows and berth itself holds (its bounding set):
+    // capset refuses the others. "All" (--privileged) is all of those.
+    let bounding = caps::read(None, caps::CapSet::Bounding).unwrap_or_else(|_| caps::all());
+    let supported: caps::CapsHashSet = caps::runtime::thread_all_supported().intersection(&bounding).copied().collect();
     let keep: caps::CapsHashSet = caps_keep.iter().filter_map(|c| caps::Capability::from_str(c).ok()).filter(|c| supported.contains(c)).collect();
     for cap in supported {
         if !keep.contains(&cap) {
