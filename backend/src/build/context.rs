@@ -8,15 +8,45 @@ use std::io::{self, Read};
 use std::os::unix::fs::MetadataExt;
 use std::path::{Component, Path, PathBuf};
 
-use globset::{Glob, GlobMatcher};
+use globset::{Glob, GlobMatcher, GlobSet, GlobSetBuilder};
 use sha2::{Digest, Sha256};
 
 use super::copy::fd_path;
 
+/// The most `.dockerignore` may hold: it is read whole into memory, and
+/// each pattern is matched against every path of the context.
+pub const MAX_DOCKERIGNORE: u64 = 1024 * 1024;
+/// The most a Dockerfile may hold.
+pub const MAX_DOCKERFILE: u64 = 4 * 1024 * 1024;
+/// The longest `.dockerignore` pattern: a glob is compiled to a regex, and a
+/// huge one costs memory and time out of all proportion (a 20 MB line made
+/// the daemon grow by gigabytes and panic).
+pub const MAX_PATTERN: usize = 4096;
+
+/// A bounded excerpt of untrusted text for an error message: at most `max`
+/// characters, control characters escaped, `…` where it was cut.
+pub fn excerpt(s: &str, max: usize) -> String {
+    let mut out = String::new();
+    for (i, c) in s.chars().enumerate() {
+        if i == max {
+            out.push('…');
+            break;
+        }
+        if c.is_control() {
+            out.extend(c.escape_default());
+        } else {
+            out.push(c);
+        }
+    }
+    out
+}
+
 /// `.dockerignore` patterns, in order; `!` marks an exception.
 #[derive(Debug, Default)]
 pub struct Ignore {
-    patterns: Vec<(GlobMatcher, bool)>,
+    /// All the patterns: a path's matches come back as indexes, the highest wins.
+    set: GlobSet,
+    negate: Vec<bool>,
 }
 
 /// Cleans a pattern or path as Go's filepath.Clean would, without a
@@ -37,24 +67,33 @@ fn clean(p: &str) -> String {
 
 impl Ignore {
     pub fn parse(text: &str) -> Result<Self, String> {
-        let mut patterns = Vec::new();
-        for line in text.lines() {
+        let mut set = GlobSetBuilder::new();
+        let mut negate = Vec::new();
+        for (n, line) in text.lines().enumerate() {
             let l = line.trim();
             if l.is_empty() || l.starts_with('#') {
                 continue;
             }
-            let (negate, pat) = match l.strip_prefix('!') {
+            let (is_negated, pat) = match l.strip_prefix('!') {
                 Some(p) => (true, p.trim()),
                 None => (false, l),
             };
+            if pat.len() > MAX_PATTERN {
+                return Err(format!(".dockerignore line {}: a pattern may be at most {MAX_PATTERN} bytes long (this one is {}: {:?})", n + 1, pat.len(), excerpt(pat, 40)));
+            }
             let pat = clean(pat);
             if pat.is_empty() {
                 continue;
             }
-            let glob = globset::GlobBuilder::new(&pat).literal_separator(true).build().map_err(|e| format!("invalid .dockerignore pattern {l:?}: {e}"))?;
-            patterns.push((glob.compile_matcher(), negate));
+            let glob = globset::GlobBuilder::new(&pat)
+                .literal_separator(true)
+                .build()
+                .map_err(|e| format!(".dockerignore line {}: invalid pattern {:?}: {}", n + 1, excerpt(l, 80), excerpt(&e.kind().to_string(), 120)))?;
+            set.add(glob);
+            negate.push(is_negated);
         }
-        Ok(Ignore { patterns })
+        let set = set.build().map_err(|e| format!("invalid .dockerignore: {}", excerpt(&e.to_string(), 200)))?;
+        Ok(Ignore { set, negate })
     }
 
     /// Is `rel` (a path in the context) excluded? The last pattern that
@@ -67,17 +106,12 @@ impl Ignore {
             parents.push(parent.to_string());
             p = parent;
         }
-        let mut out = false;
-        for (m, negate) in &self.patterns {
-            if parents.iter().any(|p| m.is_match(p)) {
-                out = !negate;
-            }
-        }
-        out
+        let last = parents.iter().filter_map(|p| self.set.matches(p).into_iter().max()).max();
+        last.is_some_and(|i| !self.negate[i])
     }
 
     pub fn has_exceptions(&self) -> bool {
-        self.patterns.iter().any(|(_, n)| *n)
+        self.negate.iter().any(|n| *n)
     }
 }
 
@@ -98,11 +132,38 @@ pub fn unpack(archive: &Path, dest: &Path, dockerfile: &str) -> Result<(), Strin
         // unpack_in refuses entries that would land outside dest.
         entry.unpack_in(dest).map_err(|e| format!("unpacking the build context: {e}"))?;
     }
-    let ignore = match fs::read_to_string(dest.join(".dockerignore")) {
-        Ok(t) => Ignore::parse(&t)?,
-        Err(_) => return Ok(()),
+    let ignore = match read_inside(dest, ".dockerignore", MAX_DOCKERIGNORE)? {
+        Some(t) => Ignore::parse(&t)?,
+        None => return Ok(()),
     };
     prune(dest, dest, &ignore, &clean(dockerfile)).map_err(|e| format!("applying .dockerignore: {e}"))
+}
+
+/// Reads a small text file of the context (`.dockerignore`, the
+/// Dockerfile): resolved inside the context (a symlink is followed only as
+/// far as the context goes: `/etc/passwd` means `<context>/etc/passwd`), a
+/// regular file, at most `max` bytes. None if it is not there.
+pub fn read_inside(root: &Path, rel: &str, max: u64) -> Result<Option<String>, String> {
+    let shown = excerpt(rel, 100);
+    let rootfs = pathrs::Root::open(root).map_err(|e| format!("opening the build context: {e}"))?;
+    let handle = match rootfs.resolve(rel) {
+        Ok(h) => h,
+        Err(_) => return Ok(None),
+    };
+    let file = handle.reopen(pathrs::flags::OpenFlags::O_RDONLY).map_err(|e| format!("opening {shown}: {e}"))?;
+    let m = file.metadata().map_err(|e| format!("reading {shown}: {e}"))?;
+    if !m.is_file() {
+        return Err(format!("{shown} in the build context is not a regular file"));
+    }
+    if m.len() > max {
+        return Err(format!("{shown} is {} bytes: more than the {max} bytes berth reads", m.len()));
+    }
+    let mut bytes = Vec::new();
+    file.take(max + 1).read_to_end(&mut bytes).map_err(|e| format!("reading {shown}: {e}"))?;
+    if bytes.len() as u64 > max {
+        return Err(format!("{shown} is more than the {max} bytes berth reads"));
+    }
+    String::from_utf8(bytes).map(Some).map_err(|_| format!("{shown} is not UTF-8 text"))
 }
 
 fn prune(root: &Path, dir: &Path, ignore: &Ignore, dockerfile: &str) -> io::Result<()> {
@@ -311,5 +372,81 @@ mod tests {
         unpack(&tar_path, &out, "Dockerfile").unwrap();
         assert!(out.join("app.py").exists() && out.join("Dockerfile").exists());
         assert!(!out.join("secret.txt").exists());
+    }
+
+    /// A context tar with a Dockerfile, a file, and `.dockerignore` as a
+    /// symlink to `target`.
+    fn tar_with_ignore_link(dir: &Path, target: &Path) -> PathBuf {
+        let tar_path = dir.join("ctx.tar");
+        let mut b = tar::Builder::new(fs::File::create(&tar_path).unwrap());
+        for (name, data) in [("Dockerfile", &b"FROM scratch\n"[..]), ("app.py", b"print(1)")] {
+            let mut h = tar::Header::new_gnu();
+            h.set_size(data.len() as u64);
+            h.set_mode(0o644);
+            h.set_cksum();
+            b.append_data(&mut h, name, data).unwrap();
+        }
+        let mut h = tar::Header::new_gnu();
+        h.set_entry_type(tar::EntryType::Symlink);
+        h.set_size(0);
+        h.set_mode(0o777);
+        b.append_link(&mut h, ".dockerignore", target).unwrap();
+        b.finish().unwrap();
+        tar_path
+    }
+
+    #[test]
+    fn a_dockerignore_linked_to_a_host_file_is_never_read() {
+        let dir = tempfile::tempdir().unwrap();
+        // The host file ignores everything, and holds a bad pattern with a
+        // secret: followed out of the context, the context would be emptied
+        // or the error would echo the secret.
+        let host = dir.path().join("host-file");
+        fs::write(&host, "*\n[HOST-SECRET\n").unwrap();
+        let tar_path = tar_with_ignore_link(dir.path(), &host);
+        let out = dir.path().join("out");
+        fs::create_dir_all(&out).unwrap();
+        let r = unpack(&tar_path, &out, "Dockerfile");
+        assert!(r.is_ok(), "{r:?}");
+        assert!(out.join("app.py").exists(), "the host file's patterns were not applied");
+        // Resolved inside the context, the same link names the context's own file.
+        fs::create_dir_all(out.join(host.parent().unwrap().strip_prefix("/").unwrap())).unwrap();
+        fs::write(out.join(host.strip_prefix("/").unwrap()), "app.py\n").unwrap();
+        assert_eq!(read_inside(&out, ".dockerignore", MAX_DOCKERIGNORE).unwrap().as_deref(), Some("app.py\n"));
+    }
+
+    #[test]
+    fn a_huge_dockerignore_is_refused_with_a_short_message() {
+        let dir = tempfile::tempdir().unwrap();
+        let c = dir.path();
+        fs::write(c.join(".dockerignore"), format!("[{}\n", "A".repeat(2 * 1024 * 1024))).unwrap();
+        let e = read_inside(c, ".dockerignore", MAX_DOCKERIGNORE).unwrap_err();
+        assert!(e.contains("more than the 1048576 bytes") && e.len() < 200, "{e}");
+        // Under the cap, a long bad pattern is named by an excerpt only.
+        let e = Ignore::parse(&format!("ok\n[{}\n", "B".repeat(100_000))).unwrap_err();
+        assert!(e.starts_with(".dockerignore line 2:") && e.len() < 300, "{}", &e[..e.len().min(300)]);
+        let e = Ignore::parse(&format!("[{}\n", "C".repeat(1000))).unwrap_err();
+        assert!(e.starts_with(".dockerignore line 1: invalid pattern") && e.len() < 300, "{e}");
+        // A directory named .dockerignore, or a Dockerfile that is a fifo, is not read.
+        fs::remove_file(c.join(".dockerignore")).unwrap();
+        fs::create_dir(c.join(".dockerignore")).unwrap();
+        assert!(read_inside(c, ".dockerignore", MAX_DOCKERIGNORE).unwrap_err().contains("not a regular file"));
+        assert_eq!(read_inside(c, "missing", MAX_DOCKERFILE).unwrap(), None);
+    }
+
+    #[test]
+    fn many_dockerignore_patterns_match_in_one_pass() {
+        let mut text = String::new();
+        for i in 0..2_000 {
+            text.push_str(&format!("dir{i}/*.tmp\n"));
+        }
+        text.push_str("!dir7/keep.tmp\n");
+        let start = std::time::Instant::now();
+        let i = Ignore::parse(&text).unwrap();
+        for n in 0..200 {
+            assert!(i.ignored(&format!("dir{n}/x.tmp")));
+        }
+        assert!(!i.ignored("dir7/keep.tmp") && !i.ignored("dir7/x.txt"));
+        assert!(start.elapsed() < std::time::Duration::from_secs(20), "{:?}", start.elapsed());
     }
 }

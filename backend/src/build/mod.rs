@@ -9,6 +9,8 @@ pub mod context;
 pub mod copy;
 pub mod dockerfile;
 pub mod expand;
+#[cfg(test)]
+mod fuzz;
 pub mod layer;
 
 use std::collections::BTreeMap;
@@ -110,12 +112,15 @@ impl Out {
     }
 }
 
-/// Per-stage state while building: declared ARGs, the image so far, and
-/// whether CMD was set here (an ENTRYPOINT clears an inherited CMD).
+/// Per-stage state while building: declared ARGs, the image so far,
+/// whether CMD was set here (an ENTRYPOINT clears an inherited CMD), and
+/// whether the step being taken is the build's last (its image is written
+/// to the store even when the step only changes metadata).
 struct StageState {
     img: Img,
     args: Vec<(String, String)>,
     cmd_set: bool,
+    final_step: bool,
 }
 
 impl StageState {
@@ -314,18 +319,30 @@ impl Builder {
         img.chains().iter().all(|c| self.images.has_layer(c)).then_some(img)
     }
 
+    /// Notes a step's result in the cache (in memory: [`Builder::save_cache`]
+    /// writes the file once a build ends, not once a step).
     fn remember(&self, key: &str, id: &str) {
-        let mut c = self.cache.lock().unwrap_or_else(|p| p.into_inner());
-        c.insert(key.into(), id.into());
+        self.cache.lock().unwrap_or_else(|p| p.into_inner()).insert(key.into(), id.into());
+    }
+
+    /// Writes the build cache to disk.
+    fn save_cache(&self) {
+        let bytes = serde_json::to_vec(&*self.cache.lock().unwrap_or_else(|p| p.into_inner())).unwrap_or_default();
         let tmp = self.cache_path.with_extension("json.tmp");
-        if std::fs::write(&tmp, serde_json::to_vec(&*c).unwrap_or_default()).and_then(|_| std::fs::rename(&tmp, &self.cache_path)).is_err() {
+        if std::fs::write(&tmp, bytes).and_then(|_| std::fs::rename(&tmp, &self.cache_path)).is_err() {
             tracing::warn!("could not save the build cache");
         }
     }
 
-    /// Writes a new image config (a step's result) and returns it.
-    fn commit(&self, parent: &Img, created_by: &str, layer: Option<&NewLayer>, config_section: Value) -> Result<Img, BuildError> {
-        let mut config = parent.config.clone();
+    /// Applies a step to the image in place: its config section, its
+    /// history line, its layer. The ID is then either the hash of the config
+    /// written to the store (`persist`: the steps that make a layer, and the
+    /// image a build ends with), or, for a metadata-only step in the middle,
+    /// a hash of the step's cache key, with nothing written: a config per
+    /// LABEL made a long Dockerfile write its growing history once a step
+    /// (quadratic in time and disk).
+    fn commit(&self, img: &mut Img, created_by: &str, layer: Option<&NewLayer>, config_section: Value, persist: bool, key: &str) -> Result<(), BuildError> {
+        let config = &mut img.config;
         let now = now_rfc3339();
         config["config"] = config_section;
         config["created"] = json!(now);
@@ -347,10 +364,21 @@ impl Builder {
             Some(h) => h.push(entry),
             None => config["history"] = json!([entry]),
         }
-        let bytes = serde_json::to_vec(&config).map_err(|e| fail(e.to_string()))?;
+        if persist {
+            self.persist(img)
+        } else {
+            img.id = Some(format!("sha256:{}", sha(&format!("berth intermediate\n{key}"))));
+            Ok(())
+        }
+    }
+
+    /// Writes the image's config to the store; its ID becomes the config's hash.
+    fn persist(&self, img: &mut Img) -> Result<(), BuildError> {
+        let bytes = serde_json::to_vec(&img.config).map_err(|e| fail(e.to_string()))?;
         let id = format!("sha256:{}", hex::encode(Sha256::digest(&bytes)));
         std::fs::write(self.images.config_path(&id), &bytes).map_err(|e| fail(format!("writing the image config: {e}")))?;
-        Ok(Img { id: Some(id), config })
+        img.id = Some(id);
+        Ok(())
     }
 
     /// The record a container of this (intermediate) image needs.
@@ -396,12 +424,22 @@ impl Builder {
         let lowers = self.lower_dirs(img, &scratch)?;
         mount_overlay(&lowers, Some((&upper, &work)), &merged).map_err(fail)?;
         scratch.mounted.push(merged.clone());
-        let m = merged.clone();
-        let r = tokio::task::spawn_blocking(move || f(&m)).await.map_err(|e| fail(e.to_string()))?;
-        unmount(&merged);
+        // The scratch goes with the blocking work: a build cancelled while
+        // it runs unmounts and removes it only once the work has stopped.
+        let (r, mut scratch) = tokio::task::spawn_blocking(move || {
+            let r = f(&merged);
+            for m in scratch.mounted.drain(..).rev() {
+                unmount(&m);
+            }
+            (r, scratch)
+        })
+        .await
+        .map_err(|e| fail(e.to_string()))?;
         scratch.mounted.clear();
         r.map_err(fail)?;
-        self.make_layer(img, &upper)
+        let layer = self.make_layer(img, &upper);
+        drop(scratch);
+        layer
     }
 
     /// A read-only view of an image's files (for COPY --from).
@@ -455,11 +493,9 @@ impl Builder {
     pub async fn build(&self, opts: &BuildOptions, ctx: &Path, tx: mpsc::Sender<Value>) -> Result<String, BuildError> {
         let out = Out { tx: tx.clone(), quiet: opts.quiet };
         let build_id = sha(&format!("{}{}", now_rfc3339(), crate::daemon::random_u128()))[..12].to_string();
-        let text = {
-            let root = pathrs::Root::open(ctx).map_err(|e| fail(e.to_string()))?;
-            let h = root.resolve(&opts.dockerfile).map_err(|_| fail(format!("Cannot locate specified Dockerfile: {}", opts.dockerfile)))?;
-            std::fs::read_to_string(copy::fd_path(&h)).map_err(|e| fail(format!("reading {}: {e}", opts.dockerfile)))?
-        };
+        let text = context::read_inside(ctx, &opts.dockerfile, context::MAX_DOCKERFILE)
+            .map_err(fail)?
+            .ok_or_else(|| fail(format!("Cannot locate specified Dockerfile: {}", context::excerpt(&opts.dockerfile, 100))))?;
         let parsed = dockerfile::parse(&text).map_err(|e| fail(e.to_string()))?;
         let last = match &opts.target {
             Some(t) => parsed.stages.iter().position(|s| s.name.as_deref() == Some(&t.to_ascii_lowercase())).ok_or_else(|| fail(format!("failed to reach build target {t} in Dockerfile")))?,
@@ -468,15 +504,30 @@ impl Builder {
         let total = parsed.total_steps();
         self.bus.emit(Event::BuildStarted { build: build_id.clone(), tags: opts.tags.clone(), steps: total });
         let job = Job { opts, ctx, build_id: &build_id, out: &out };
-        let result = self.run_stages(&job, &parsed, last, total).await;
+        // A client that goes away (the response stream dropped) cancels the
+        // build: the steps' futures are dropped, and with them the RUN
+        // container (removed) and the scratch mounts and dirs.
+        let result = tokio::select! {
+            r = self.run_stages(&job, &parsed, last, total) => r,
+            _ = tx.closed() => Err(fail("build cancelled: the client went away")),
+        };
+        self.save_cache();
         match &result {
             Ok(img) => self.bus.emit(Event::BuildFinished { build: build_id, image: img.id.clone(), error: None }),
             Err(e) => self.bus.emit(Event::BuildFinished { build: build_id, image: None, error: Some(e.message.clone()) }),
         };
-        let img = result?;
+        let mut img = result?;
         let id = match &img.id {
-            Some(id) => id.clone(),
-            None => self.commit(&img, "/bin/sh -c #(nop) ", None, img.config["config"].clone())?.id.unwrap_or_default(),
+            Some(id) if self.images.config_path(id).exists() => id.clone(),
+            Some(_) => {
+                self.persist(&mut img)?;
+                img.id.clone().unwrap_or_default()
+            }
+            None => {
+                let section = img.config["config"].clone();
+                self.commit(&mut img, "/bin/sh -c #(nop) ", None, section, true, "")?;
+                img.id.clone().unwrap_or_default()
+            }
         };
         self.tag(&id, &opts.tags).map_err(|e| fail(format!("tagging the image: {e}")))?;
         let short: String = hex_of(&id).chars().take(12).collect();
@@ -543,9 +594,10 @@ impl Builder {
             if img.id.is_some() {
                 out.stream(format!(" ---> {}\n", img.short())).await;
             }
-            let mut st = StageState { img, args: Vec::new(), cmd_set: false };
-            for step in &stage.steps {
+            let mut st = StageState { img, args: Vec::new(), cmd_set: false, final_step: false };
+            for (j, step) in stage.steps.iter().enumerate() {
                 n += 1;
+                st.final_step = i == last && j + 1 == stage.steps.len() && opts.labels.is_empty();
                 out.stream(format!("Step {n}/{total} : {}\n", step.text)).await;
                 self.step(job, &mut st, step, n, &done, &globals).await?;
             }
@@ -554,7 +606,7 @@ impl Builder {
                 for (k, v) in &opts.labels {
                     cfg["Labels"][k] = json!(v);
                 }
-                st.img = self.commit(&st.img, "/bin/sh -c #(nop)  LABEL (from --label)", None, cfg)?;
+                self.commit(&mut st.img, "/bin/sh -c #(nop)  LABEL (from --label)", None, cfg, true, "")?;
             }
             done.insert(i.to_string(), st.img.clone());
             if let Some(name) = &stage.name {
@@ -698,7 +750,9 @@ impl Builder {
                 } else if !st.cmd_set {
                     cfg["Cmd"] = Value::Null;
                 }
-                (nop(&format!("{} {}", key.to_ascii_uppercase(), serde_json::to_string(&v).unwrap_or_default())), String::new(), Work::Meta)
+                // Whether ENTRYPOINT clears the CMD is not in its text.
+                let extra = if is_cmd { String::new() } else { format!("cmd_set={}", st.cmd_set) };
+                (nop(&format!("{} {}", key.to_ascii_uppercase(), serde_json::to_string(&v).unwrap_or_default())), extra, Work::Meta)
             }
             Kind::Healthcheck(args) => {
                 cfg["Healthcheck"] = healthcheck(args).map_err(|e| at(step, e))?;
@@ -801,18 +855,22 @@ impl Builder {
                     if many && !abs.ends_with('/') {
                         return Err(at(step, format!("When using {word} with more than one source file, the destination must be a directory and end with a /")));
                     }
-                    let (a, add) = (abs.clone(), *add);
+                    let (a, add, tmp) = (abs.clone(), *add, self.images.tmp_dir());
                     let work = Work::Files(Box::new(move |root: &Path| {
                         let _keep = from_scratch;
-                        copy_sources(root, &src_root, &rels, &a, add, copy::Attrs { owner, mode, keep_owner: false })
+                        copy_sources(root, &src_root, &rels, &a, add, copy::Attrs { owner, mode, keep_owner: false }, &tmp)
                     }));
                     let shown_from = from.as_ref().map(|f| format!("--from={f} ")).unwrap_or_default();
                     (nop(&format!("{word} {shown_from}dir:{sum} in {abs} ")), sum, work)
                 }
             }
         };
+        // The key is the parent, the step as shown, and what else decides its
+        // result: the config section is a function of these, and writing it
+        // into the key made each step cost the size of the whole config.
         let parent_id = st.img.id.clone().unwrap_or_else(|| "scratch".into());
-        let key = sha(&format!("{parent_id}\n{created_by}\n{extra}\n{cfg}"));
+        let key = sha(&format!("{parent_id}\n{created_by}\n{extra}"));
+        let persist = !matches!(work, Work::Meta) || st.final_step;
         if !opts.nocache {
             if let Some(img) = self.cached(&key) {
                 out.stream(" ---> Using cache\n").await;
@@ -821,21 +879,30 @@ impl Builder {
                 st.img = img;
                 return Ok(());
             }
+            let seen = self.cache.lock().unwrap_or_else(|p| p.into_inner()).contains_key(&key);
+            if seen && !persist {
+                // A metadata step seen before: its result is made again in
+                // memory, with the same ID.
+                out.stream(" ---> Using cache\n").await;
+                self.commit(&mut st.img, &created_by, None, cfg, false, &key)?;
+                out.stream(format!(" ---> {}\n", st.img.short())).await;
+                self.bus.emit(Event::BuildStep { build: build_id.into(), step: n, instruction: step.text.clone(), line: step.line, cached: true, image: st.img.id.clone().unwrap_or_default() });
+                return Ok(());
+            }
         }
         let layer = match work {
             Work::Meta => None,
             Work::Files(f) => self.fs_step(&st.img, f).await.map_err(|e| at(step, e))?,
             Work::Run(argv, args) => self.run_step(&st.img, argv, args, step, out).await?,
         };
-        let img = self.commit(&st.img, &created_by, layer.as_ref(), cfg)?;
-        out.stream(format!(" ---> {}\n", img.short())).await;
-        let id = img.id.clone().unwrap_or_default();
+        self.commit(&mut st.img, &created_by, layer.as_ref(), cfg, persist, &key)?;
+        out.stream(format!(" ---> {}\n", st.img.short())).await;
+        let id = st.img.id.clone().unwrap_or_default();
         self.bus.emit(Event::BuildStep { build: build_id.into(), step: n, instruction: step.text.clone(), line: step.line, cached: false, image: id.clone() });
         if let Some(l) = &layer {
             self.bus.emit(Event::BuildLayer { build: build_id.into(), step: n, chain_id: l.chain_id.clone(), diff_id: l.diff_id.clone(), size: l.size });
         }
         self.remember(&key, &id);
-        st.img = img;
         Ok(())
     }
 
@@ -863,6 +930,9 @@ impl Builder {
         let record = self.record_of(img);
         let body = json!({"Cmd": argv, "Entrypoint": [""], "Env": args, "AttachStdout": true, "AttachStderr": true, "Labels": {}});
         let c = self.containers.create(None, &body, &record, &hex_of(&record.id)[..12]).map_err(|e| at(step, e.message))?;
+        // Removes the container (killing what runs in it) if the build is
+        // dropped before this step ends: a cancelled build leaves nothing.
+        let mut guard = RunGuard { containers: self.containers.clone(), c: Some(c.clone()) };
         let cid: String = c.id.chars().take(12).collect();
         out.stream(format!(" ---> Running in {cid}\n")).await;
         let mut rx = c.output.subscribe();
@@ -893,6 +963,7 @@ impl Builder {
         }
         .await;
         out.stream(format!("Removing intermediate container {cid}\n")).await;
+        guard.c = None;
         if let Err(e) = self.containers.remove(&c, true, true).await {
             tracing::warn!(error = %e, "removing a build container");
         }
@@ -900,10 +971,36 @@ impl Builder {
     }
 }
 
+/// A RUN step's container while the step runs; dropped armed (the build's
+/// future was dropped: its client went away), it removes the container.
+struct RunGuard {
+    containers: Arc<Containers>,
+    c: Option<Arc<crate::engine::containers::Container>>,
+}
+
+impl Drop for RunGuard {
+    fn drop(&mut self) {
+        let Some(c) = self.c.take() else { return };
+        let containers = self.containers.clone();
+        match tokio::runtime::Handle::try_current() {
+            Ok(h) => {
+                h.spawn(async move {
+                    tracing::info!(container = %c.id, "build cancelled: removing its RUN container");
+                    if let Err(e) = containers.remove(&c, true, true).await {
+                        tracing::warn!(error = %e, "removing a cancelled build's container");
+                    }
+                });
+            }
+            Err(_) => tracing::warn!(container = %c.id, "build cancelled outside the runtime: its RUN container stays"),
+        }
+    }
+}
+
 /// COPY/ADD: each source into `dest` (a dir when it ends with `/`, when
 /// there are several, or when it is one already), a directory's contents
 /// into it; ADD unpacks local tar archives.
-fn copy_sources(root: &Path, src_root: &Path, rels: &[PathBuf], dest: &str, add: bool, attrs: copy::Attrs) -> Result<(), String> {
+/// (An archive is unpacked in a temp dir under `tmp`, berth's own.)
+fn copy_sources(root: &Path, src_root: &Path, rels: &[PathBuf], dest: &str, add: bool, attrs: copy::Attrs, tmp: &Path) -> Result<(), String> {
     let w = copy::Writer::new(root, attrs).map_err(|e| e.to_string())?;
     let src = pathrs::Root::open(src_root).map_err(|e| e.to_string())?;
     let dest_dir = dest.ends_with('/') || rels.len() > 1 || w.is_dir(Path::new(dest));
@@ -918,7 +1015,7 @@ fn copy_sources(root: &Path, src_root: &Path, rels: &[PathBuf], dest: &str, add:
         };
         if add && m.is_file() {
             if let Some(entries) = archive_entries(&from)? {
-                let unpacked = tempfile::tempdir().map_err(|e| e.to_string())?;
+                let unpacked = tempfile::Builder::new().prefix("build-add-").tempdir_in(tmp).map_err(|e| e.to_string())?;
                 entries(unpacked.path())?;
                 let keep = copy::Writer::new(root, copy::Attrs { keep_owner: true, ..attrs }).map_err(|e| e.to_string())?;
                 keep.copy(unpacked.path(), Path::new(dest)).map_err(|e| format!("copying {} to {dest}: {e}", rel.display()))?;
@@ -950,7 +1047,7 @@ fn archive_entries(path: &Path) -> Result<Option<Extract>, String> {
         let mut ar = tar::Archive::new(reader);
         ar.set_preserve_permissions(true);
         ar.set_preserve_ownerships(true);
-        ar.unpack(dest).map_err(|e| format!("unpacking the archive: {e}"))
+        ar.unpack(dest).map_err(|e| format!("unpacking the archive: {}", context::excerpt(&e.to_string(), 300)))
     })))
 }
 

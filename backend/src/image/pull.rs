@@ -2,8 +2,10 @@
 //! with Docker's JSON progress messages.
 
 use std::io::BufReader;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
+use std::time::{Duration, Instant};
 
 use berth_shared::Event;
 use oci_client::client::{ClientConfig, ClientProtocol};
@@ -27,10 +29,27 @@ pub enum PullError {
     Failed(String),
 }
 
+/// How long a registry may send nothing before a pull gives up on it,
+/// unless `BERTH_PULL_IDLE_TIMEOUT_SECS` says otherwise.
+pub const DEFAULT_IDLE_TIMEOUT: Duration = Duration::from_secs(30);
+
+/// The idle timeout from the environment (`BERTH_PULL_IDLE_TIMEOUT_SECS`).
+pub fn idle_timeout_from_env() -> Duration {
+    std::env::var("BERTH_PULL_IDLE_TIMEOUT_SECS")
+        .ok()
+        .and_then(|v| v.trim().parse::<f64>().ok())
+        .filter(|s| s.is_finite() && *s > 0.0)
+        .map(Duration::from_secs_f64)
+        .unwrap_or(DEFAULT_IDLE_TIMEOUT)
+}
+
 /// Where to fetch from: each docker.io mirror, then the registry itself.
 pub struct Puller {
     client: Client,
     mirrors: Vec<String>,
+    /// A blob download that gets no byte for this long fails (a registry
+    /// that stalls mid-blob would otherwise hang the pull for ever).
+    idle: Duration,
 }
 
 impl std::fmt::Debug for Puller {
@@ -50,6 +69,11 @@ impl Puller {
     /// `mirrors` are URLs as in Docker's `registry-mirrors`; `http://` ones,
     /// the `insecure` hosts and loopback registries are reached over HTTP.
     pub fn new(mirrors: &[String], insecure: &[String]) -> Self {
+        Self::with_idle_timeout(mirrors, insecure, idle_timeout_from_env())
+    }
+
+    /// As [`Puller::new`], with the idle timeout given.
+    pub fn with_idle_timeout(mirrors: &[String], insecure: &[String], idle: Duration) -> Self {
         let mut plain: Vec<String> = insecure.iter().map(|h| host_of(h)).collect();
         plain.extend(mirrors.iter().filter(|m| m.starts_with("http://")).map(|m| host_of(m)));
         for h in ["localhost:5000", "127.0.0.1:5000"] {
@@ -58,10 +82,13 @@ impl Puller {
         let config = ClientConfig {
             protocol: ClientProtocol::HttpsExcept(plain),
             platform_resolver: Some(Box::new(oci_client::client::linux_amd64_resolver)),
-            connect_timeout: Some(std::time::Duration::from_secs(5)),
+            connect_timeout: Some(Duration::from_secs(5)),
+            // Each read (a manifest, a config, a chunk of a blob) must come
+            // within the idle timeout.
+            read_timeout: Some(idle),
             ..Default::default()
         };
-        Puller { client: Client::new(config), mirrors: mirrors.iter().map(|m| host_of(m)).collect() }
+        Puller { client: Client::new(config), mirrors: mirrors.iter().map(|m| host_of(m)).collect(), idle }
     }
 
     fn sources(&self, r: &ImageRef) -> Vec<(Reference, String)> {
@@ -97,7 +124,7 @@ impl Puller {
                         repo_digest: list_digest.unwrap_or(digest),
                     })
                 }
-                Err(e) => errors.push(format!("{source}: {e}")),
+                Err(e) => errors.push(format!("{source}: {}", crate::build::context::excerpt(&e.to_string(), 300))),
             }
         }
         let name = r.familiar_tagged().unwrap_or_else(|| r.familiar_repo());
@@ -205,7 +232,9 @@ impl Puller {
     }
 
     /// Downloads one blob to a temp file, reporting progress; the digest is
-    /// verified by the client as the bytes arrive.
+    /// verified by the client as the bytes arrive. No byte for the idle
+    /// timeout fails it; the file goes when the returned guard does (also
+    /// when the pull is dropped midway: its client went away).
     async fn download(
         &self,
         store: &ImageStore,
@@ -213,18 +242,40 @@ impl Puller {
         layer: &OciDescriptor,
         id: &str,
         progress: &mpsc::Sender<Value>,
-    ) -> Result<PathBuf, PullError> {
-        let path = store.tmp_dir().join(format!("blob-{}", hex_of(&layer.digest)));
-        let file = tokio::fs::File::create(&path)
+    ) -> Result<TempBlob, PullError> {
+        let blob = TempBlob(store.tmp_dir().join(format!("blob-{}-{:08x}", hex_of(&layer.digest), crate::daemon::random_u128() as u32)));
+        let file = tokio::fs::File::create(&blob.0)
             .await
-            .map_err(|e| PullError::Failed(format!("creating {}: {e}", path.display())))?;
-        let writer = ProgressWriter { file, done: 0, total: layer.size.max(0) as u64, last: 0, id: id.to_string(), progress: progress.clone() };
-        let result = self.client.pull_blob(reference, layer, writer).await;
-        if let Err(e) = result {
-            let _ = tokio::fs::remove_file(&path).await;
-            return Err(PullError::Failed(format!("downloading layer {}: {e}", layer.digest)));
-        }
-        Ok(path)
+            .map_err(|e| PullError::Failed(format!("creating {}: {e}", blob.0.display())))?;
+        let start = Instant::now();
+        let seen = Arc::new(AtomicU64::new(0));
+        let writer = ProgressWriter { file, done: 0, total: layer.size.max(0) as u64, last: 0, id: id.to_string(), progress: progress.clone(), start, seen: seen.clone() };
+        let idle = self.idle;
+        let watchdog = async {
+            loop {
+                let last = Duration::from_millis(seen.load(Ordering::Relaxed));
+                let quiet = start.elapsed().saturating_sub(last);
+                if quiet >= idle {
+                    return;
+                }
+                tokio::time::sleep(idle - quiet).await;
+            }
+        };
+        let timed_out = || PullError::Failed(format!("downloading layer {}: timeout: the registry sent nothing for {}s", layer.digest, idle.as_secs_f64()));
+        let result = tokio::select! {
+            r = self.client.pull_blob(reference, layer, writer) => r.map_err(|e| {
+                // The client's own read timeout says only "error decoding
+                // response body": a quiet spell as long as the limit is ours.
+                let quiet = start.elapsed().saturating_sub(Duration::from_millis(seen.load(Ordering::Relaxed)));
+                if quiet >= idle.mul_f64(0.9) || error_chain(&e).contains("timed out") {
+                    return timed_out();
+                }
+                let e = crate::build::context::excerpt(&error_chain(&e), 300);
+                PullError::Failed(format!("downloading layer {}: {e}", layer.digest))
+            }),
+            _ = watchdog => Err(timed_out()),
+        };
+        result.map(|_| blob)
     }
 }
 
@@ -239,11 +290,39 @@ pub struct Resolved {
     pub repo_digest: String,
 }
 
+/// An error and its sources, joined by ": ".
+fn error_chain(e: &(dyn std::error::Error + 'static)) -> String {
+    let mut out = e.to_string();
+    let mut source = e.source();
+    while let Some(s) = source {
+        out.push_str(": ");
+        out.push_str(&s.to_string());
+        source = s.source();
+    }
+    out
+}
+
+/// A downloaded blob's temp file, removed when dropped.
+#[derive(Debug)]
+struct TempBlob(PathBuf);
+
+impl TempBlob {
+    fn path(&self) -> &Path {
+        &self.0
+    }
+}
+
+impl Drop for TempBlob {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_file(&self.0);
+    }
+}
+
 /// Decompresses and unpacks a downloaded blob on a blocking thread, checks
 /// its diff_id and commits it to the store. Returns the content size.
 async fn unpack_layer(
     store: Arc<ImageStore>,
-    blob: PathBuf,
+    blob: TempBlob,
     media_type: String,
     diff_id: String,
     chain: String,
@@ -257,7 +336,7 @@ async fn unpack_layer(
                 .map_err(|e| PullError::Failed(format!("temp dir: {e}")))?;
             let target = tmp.path().join("diff");
             std::fs::create_dir(&target).map_err(|e| PullError::Failed(e.to_string()))?;
-            let file = std::fs::File::open(&blob).map_err(|e| PullError::Failed(e.to_string()))?;
+            let file = std::fs::File::open(blob.path()).map_err(|e| PullError::Failed(e.to_string()))?;
             let unpacker = Unpacker::new(&target);
             let (got, size) = if media_type.ends_with("gzip") || media_type.ends_with("tar.gzip") {
                 unpacker.unpack(flate2::read::MultiGzDecoder::new(BufReader::new(file)))
@@ -277,7 +356,7 @@ async fn unpack_layer(
                 .map_err(|e| PullError::Failed(format!("storing layer {chain}: {e}")))?;
             Ok(size)
         })();
-        let _ = std::fs::remove_file(&blob);
+        drop(blob);
         result
     })
     .await
@@ -292,6 +371,9 @@ struct ProgressWriter {
     last: u64,
     id: String,
     progress: mpsc::Sender<Value>,
+    /// When the download started, and when (ms after) a byte last came.
+    start: Instant,
+    seen: Arc<AtomicU64>,
 }
 
 impl tokio::io::AsyncWrite for ProgressWriter {
@@ -303,6 +385,7 @@ impl tokio::io::AsyncWrite for ProgressWriter {
         let this = &mut *self;
         let poll = std::pin::Pin::new(&mut this.file).poll_write(cx, buf);
         if let std::task::Poll::Ready(Ok(n)) = &poll {
+            this.seen.store(this.start.elapsed().as_millis() as u64, Ordering::Relaxed);
             this.done += *n as u64;
             if this.done - this.last >= 256 * 1024 || this.done == this.total {
                 this.last = this.done;
@@ -376,6 +459,7 @@ pub fn parse_rfc3339(s: &str) -> i64 {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use sha2::Digest as _;
 
     #[test]
     fn sizes_print_as_docker_prints_them() {
@@ -391,6 +475,89 @@ mod tests {
         assert_eq!(parse_rfc3339("2026-01-01T00:00:00Z"), 1_767_225_600);
         assert_eq!(parse_rfc3339("1970-01-01T00:00:10.5Z"), 10);
         assert_eq!(parse_rfc3339("junk"), 0);
+    }
+
+    /// A registry on 127.0.0.1 that serves a manifest and config, then
+    /// sends the first 100 bytes of the layer and goes quiet.
+    async fn stalling_registry() -> (String, tokio::task::JoinHandle<()>) {
+        use tokio::io::{AsyncReadExt, AsyncWriteExt};
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap().to_string();
+        let layer_digest = format!("sha256:{}", "1".repeat(64));
+        let diff_id = format!("sha256:{}", "2".repeat(64));
+        let config = json!({"architecture": "amd64", "os": "linux", "rootfs": {"type": "layers", "diff_ids": [diff_id]}}).to_string();
+        let config_digest = format!("sha256:{}", hex::encode(sha2::Sha256::digest(config.as_bytes())));
+        let manifest = json!({
+            "schemaVersion": 2,
+            "mediaType": "application/vnd.docker.distribution.manifest.v2+json",
+            "config": {"mediaType": "application/vnd.docker.container.image.v1+json", "size": config.len(), "digest": config_digest},
+            "layers": [{"mediaType": "application/vnd.docker.image.rootfs.diff.tar.gzip", "size": 1000, "digest": layer_digest}],
+        })
+        .to_string();
+        let manifest_digest = format!("sha256:{}", hex::encode(sha2::Sha256::digest(manifest.as_bytes())));
+        let server = tokio::spawn(async move {
+            loop {
+                let Ok((mut sock, _)) = listener.accept().await else { return };
+                let (config, manifest, manifest_digest, config_digest) = (config.clone(), manifest.clone(), manifest_digest.clone(), config_digest.clone());
+                tokio::spawn(async move {
+                    let mut buf = vec![0u8; 8192];
+                    let n = sock.read(&mut buf).await.unwrap_or(0);
+                    let req = String::from_utf8_lossy(&buf[..n]).to_string();
+                    let path = req.split_whitespace().nth(1).unwrap_or("").to_string();
+                    let head = req.starts_with("HEAD");
+                    let reply = |ctype: &str, body: &str, extra: &str| {
+                        format!("HTTP/1.1 200 OK\r\nContent-Type: {ctype}\r\nContent-Length: {}\r\n{extra}Connection: close\r\n\r\n{}", body.len(), if head { "" } else { body })
+                    };
+                    if path.contains("/manifests/") {
+                        let r = reply("application/vnd.docker.distribution.manifest.v2+json", &manifest, &format!("Docker-Content-Digest: {manifest_digest}\r\n"));
+                        let _ = sock.write_all(r.as_bytes()).await;
+                    } else if path.ends_with(&config_digest) {
+                        let _ = sock.write_all(reply("application/octet-stream", &config, "").as_bytes()).await;
+                    } else if path.contains("/blobs/") {
+                        let head = "HTTP/1.1 200 OK\r\nContent-Type: application/octet-stream\r\nContent-Length: 1000\r\nConnection: close\r\n\r\n";
+                        let _ = sock.write_all(head.as_bytes()).await;
+                        let _ = sock.write_all(&[0u8; 100]).await;
+                        tokio::time::sleep(Duration::from_secs(600)).await;
+                    } else {
+                        let _ = sock.write_all(reply("application/json", "{}", "").as_bytes()).await;
+                    }
+                });
+            }
+        });
+        (addr, server)
+    }
+
+    fn leftovers(store: &ImageStore) -> Vec<String> {
+        std::fs::read_dir(store.tmp_dir()).map(|d| d.flatten().map(|e| e.file_name().to_string_lossy().into_owned()).collect()).unwrap_or_default()
+    }
+
+    #[tokio::test]
+    async fn a_registry_that_stalls_mid_blob_fails_the_pull_within_the_idle_timeout() {
+        let (addr, server) = stalling_registry().await;
+        let dir = tempfile::tempdir().unwrap();
+        let store = Arc::new(ImageStore::open(dir.path()).unwrap());
+        let bus = EventBus::new();
+        let puller = Puller::with_idle_timeout(&[], std::slice::from_ref(&addr), Duration::from_secs(1));
+        let r = ImageRef::parse(&format!("{addr}/stall/app:1")).unwrap();
+        let resolved = puller.resolve(&r).await.unwrap();
+        let (tx, mut rx) = mpsc::channel(1024);
+        let drain = tokio::spawn(async move { while rx.recv().await.is_some() {} });
+        let start = Instant::now();
+        let e = tokio::time::timeout(Duration::from_secs(20), puller.fetch(&store, &bus, &r, resolved, &tx)).await.expect("the pull hung").unwrap_err();
+        let took = start.elapsed();
+        assert!(e.to_string().contains("timeout"), "{e}");
+        assert!(took >= Duration::from_millis(900) && took < Duration::from_secs(8), "{took:?}");
+        assert_eq!(leftovers(&store), Vec::<String>::new(), "no blob or unpack dir is left");
+
+        // A pull dropped midway (its client went away) leaves nothing either.
+        let slow = Puller::with_idle_timeout(&[], std::slice::from_ref(&addr), Duration::from_secs(60));
+        let resolved = slow.resolve(&r).await.unwrap();
+        let dropped = tokio::time::timeout(Duration::from_millis(500), slow.fetch(&store, &bus, &r, resolved, &tx)).await;
+        assert!(dropped.is_err(), "the stalled pull was still running");
+        assert_eq!(leftovers(&store), Vec::<String>::new(), "a dropped pull removes its blob");
+        drop(tx);
+        server.abort();
+        let _ = drain.await;
     }
 
     #[test]
