@@ -108,6 +108,8 @@ fn cap_add_and_cap_drop_change_the_capability_sets_as_dockers_do() {
     sb.docker_ok(&d, &["run", "-d", "--name", "nocaps", "--cap-drop", "ALL", "alpine", "sleep", "60"]);
     let o = sb.docker_ok(&d, &["exec", "nocaps", "grep", "CapEff", "/proc/self/status"]);
     assert!(o.contains("0000000000000000"), "{o}");
+    let o = sb.docker(&d, &["exec", "--privileged", "nocaps", "true"]).unwrap();
+    assert!(!o.status.success() && out(&o).contains("berth does not support docker exec --privileged yet"), "{}", out(&o));
     // An unknown capability is the client's mistake.
     let o = sb.docker(&d, &["run", "--rm", "--cap-add", "NOT_A_CAP", "alpine", "true"]).unwrap();
     assert!(!o.status.success());
@@ -216,4 +218,32 @@ fn flags_berth_does_not_honour_are_refused_by_name_not_ignored() {
     assert!(o.contains("fine"), "{o}");
     let info = sb.docker_ok(&d, &["info", "--format", "{{.CgroupDriver}} {{.CgroupVersion}} {{json .SecurityOptions}}"]);
     assert_eq!(info.trim(), "cgroupfs 1 [\"name=seccomp,profile=unconfined\",\"name=no-new-privileges\"]", "{info}");
+}
+
+#[test]
+fn a_killed_daemons_container_cgroups_are_swept_by_the_sandbox_and_the_next_daemon() {
+    let (mut sb, mut d) = alpine();
+    sb.docker_ok(&d, &["run", "-d", "--name", "orphan", "alpine", "sleep", "60"]);
+    let pid = sb.docker_ok(&d, &["inspect", "-f", "{{.State.Pid}}", "orphan"]);
+    let cg = devices_cgroup_of(pid.trim());
+    assert!(cg.is_dir());
+    // berthd dies without its shutdown, and so does the container: its
+    // cgroup stays behind, empty.
+    let kill = |pid: i32| nix::sys::signal::kill(nix::unistd::Pid::from_raw(pid), nix::sys::signal::Signal::SIGKILL).unwrap();
+    kill(d.child.id() as i32);
+    let _ = d.child.wait();
+    kill(pid.trim().parse().unwrap());
+    let start = std::time::Instant::now();
+    while std::fs::read_to_string(cg.join("cgroup.procs")).is_ok_and(|p| !p.trim().is_empty()) && start.elapsed() < std::time::Duration::from_secs(10) {
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    }
+    assert!(cg.is_dir(), "left by the killed daemon");
+    // The next berthd on the same exec-root sweeps its empty leftovers.
+    let d2 = sb.start_berthd(&["--registry-mirror", "http://127.0.0.1:5000"]).unwrap();
+    assert!(!cg.exists(), "{} not swept at start", cg.display());
+    // And whatever a killed daemon leaves, the sandbox's cleanup removes.
+    sb.docker_ok(&d2, &["start", "orphan"]);
+    let parent = cg.parent().unwrap().to_path_buf();
+    sb.cleanup().unwrap();
+    assert!(!parent.exists(), "{} left after cleanup", parent.display());
 }

@@ -44,6 +44,10 @@ async fn create(State(st): State<AppState>, Path(id): Path<String>, Checked(body
     if args.is_empty() {
         return Err(ApiError::bad_request("No exec command specified"));
     }
+    if body["Privileged"].as_bool() == Some(true) {
+        // An exec gets its container's capabilities and cgroup, nothing more.
+        return Err(ApiError::bad_request("berth does not support docker exec --privileged yet"));
+    }
     let tty = body["Tty"].as_bool().unwrap_or(false);
     let mut env = rec.env();
     for e in strings(&body["Env"]) {
