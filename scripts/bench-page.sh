@@ -39,17 +39,18 @@ REGISTRY_HTTP_ADDR=127.0.0.1:5000 nsenter --net="/run/netns/$NS" /usr/bin/docker
 PIDS+=($!)
 nsenter --net="/run/netns/$NS" unshare -m --propagation private target/release/berthd \
   --host "unix://$W/berth.sock" --data-root "$W/berth" --exec-root "$W/berth-run" \
-  --page-addr 0.0.0.0:8080 --page-dir dist --registry-mirror http://127.0.0.1:5000 >"$W/berthd.log" 2>&1 &
+  --page-addr 0.0.0.0:8080 --page-dir dist --token-file "$W/lab-token" --registry-mirror http://127.0.0.1:5000 >"$W/berthd.log" 2>&1 &
 PIDS+=($!)
 export DOCKER_HOST=unix://$W/berth.sock
 for _ in $(seq 1 300); do [ -S "$W/berth.sock" ] && docker version >/dev/null 2>&1 && break; sleep 0.1; done
 inns() { nsenter --net="/run/netns/$NS" "$@"; }
 inns docker pull -q alpine >/dev/null
+export BERTH_TOKEN=$(cat "$W/lab-token")
 
 echo "page WASM: $(stat -c %s dist/*.wasm) bytes, $(gzip -9 -c dist/*.wasm | wc -c) gzipped (target ≤ 400 KB gzipped)"
 inns target/release/berth-bench-page latency "$CHANGES"
 inns target/release/berth-bench-page viewers "$VIEWERS" "$CONTAINERS"
-target/release/berth-bench-page tti http://198.18.251.2:8080/
+target/release/berth-bench-page tti "http://198.18.251.2:8080/?token=$BERTH_TOKEN"
 # The simulator: the page as static files, no berthd.
 SPORT=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])')
 python3 -m http.server "$SPORT" --bind 127.0.0.1 --directory dist >/dev/null 2>&1 &

@@ -44,7 +44,8 @@ if [ "$(id -u)" = 0 ]; then
   fi
 fi
 
-echo "[lab] berthd: Engine API on unix:///run/berth/docker.sock, page on http://127.0.0.1:8080"
+echo "[lab] berthd: Engine API on unix:///run/berth/docker.sock; it prints the page's address with its token"
+echo "[lab]   (open that address; the token is also in /var/lib/berth/lab-token, mode 0600)"
 echo "[lab] in another terminal: export DOCKER_HOST=unix:///run/berth/docker.sock; docker run hello-world"
 target/release/berthd \
   --host unix:///run/berth/docker.sock \

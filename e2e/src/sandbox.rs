@@ -296,6 +296,17 @@ impl Sandbox {
         Ok(d)
     }
 
+    /// The lab page's token of the berthd this sandbox started (berthd
+    /// writes it to `<data-root>/lab-token` at start).
+    pub fn lab_token(&self) -> String {
+        fs::read_to_string(self.dir().join("berth/data/lab-token")).map(|t| t.trim().to_string()).unwrap_or_default()
+    }
+
+    /// `curl` arguments that sign in to the lab page as a tool does.
+    pub fn lab_auth_header(&self) -> String {
+        format!("Authorization: Bearer {}", self.lab_token())
+    }
+
     /// Runs the real docker CLI inside node1 against a berthd socket.
     pub fn docker(&self, d: &Berthd, args: &[&str]) -> anyhow::Result<Output> {
         self.command("docker")

@@ -56,7 +56,7 @@ fn a_second_daemon_on_the_same_socket_refuses_to_start() {
 fn the_page_and_health_are_served_on_the_page_address() {
     let sb = Sandbox::new().unwrap();
     let _d = sb.start_berthd(&[]).unwrap();
-    let out = sb.run("curl", &["-fsS", "http://127.0.0.1:8080/api/health"]).unwrap();
+    let out = sb.run("curl", &["-fsS", "-H", &sb.lab_auth_header(), "http://127.0.0.1:8080/api/health"]).unwrap();
     let body = String::from_utf8_lossy(&out.stdout);
     let v: serde_json::Value = serde_json::from_str(&body).unwrap_or_default();
     assert_eq!(v["engine"], "live", "{body}");

@@ -137,7 +137,7 @@ fn normalise(text: &str) -> String {
 }
 
 fn real_state(sb: &Sandbox) -> State {
-    let o = sb.run("curl", &["-fsS", "--max-time", "5", "http://127.0.0.1:8080/api/state"]).unwrap();
+    let o = sb.run("curl", &["-fsS", "--max-time", "5", "-H", &sb.lab_auth_header(), "http://127.0.0.1:8080/api/state"]).unwrap();
     let v: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
     serde_json::from_value(v["state"].clone()).unwrap()
 }

@@ -300,7 +300,7 @@ fn udp_ports_are_published_with_udp_rules_and_proxied() {
 
 /// The state berthd's page sees, fetched inside node1.
 fn lab_state(sb: &Sandbox) -> serde_json::Value {
-    let v: serde_json::Value = serde_json::from_str(&host(sb, "curl -fsS --max-time 5 http://127.0.0.1:8080/api/state")).unwrap();
+    let v: serde_json::Value = serde_json::from_str(&host(sb, &format!("curl -fsS --max-time 5 -H '{}' http://127.0.0.1:8080/api/state", sb.lab_auth_header()))).unwrap();
     v["state"].clone()
 }
 

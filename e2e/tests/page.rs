@@ -11,8 +11,8 @@ use berth_e2e::sandbox::Sandbox;
 use fantoccini::key::Key;
 use fantoccini::Locator;
 
-fn curl(url: &str) -> String {
-    let o = std::process::Command::new("curl").args(["-fsS", "--max-time", "10", url]).output().unwrap();
+fn curl(url: &str, header: &str) -> String {
+    let o = std::process::Command::new("curl").args(["-fsS", "--max-time", "10", "-H", header, url]).output().unwrap();
     assert!(o.status.success(), "GET {url}: {}", String::from_utf8_lossy(&o.stderr));
     String::from_utf8_lossy(&o.stdout).into_owned()
 }
@@ -57,10 +57,15 @@ async fn typing_docker_run_in_the_page_draws_the_container_and_the_recording_rep
         .unwrap();
     sb.docker_ok(&d, &["pull", "nginx:alpine"]);
     let url = format!("http://{page_addr}/");
+    // The address berthd prints: the token signs the browser in.
+    let signed = format!("{url}?token={}", sb.lab_token());
+    let auth = sb.lab_auth_header();
 
     let browser = Browser::start().await.unwrap();
     let c = &browser.client;
-    c.goto(&url).await.unwrap();
+    c.goto(&signed).await.unwrap();
+    // The token left the address bar (a cookie holds the session now).
+    assert_eq!(c.current_url().await.unwrap().as_str(), url);
     browser.wait_for_text("[data-testid=mode]", "live node1", Duration::from_secs(20)).await.unwrap();
     // The shell is up when its prompt is drawn.
     browser.wait_for_text("[data-testid=terminal]", "@node1", Duration::from_secs(20)).await.unwrap();
@@ -100,11 +105,11 @@ async fn typing_docker_run_in_the_page_draws_the_container_and_the_recording_rep
     browser.wait_for_text("[data-testid=evidence]", "port 0.0.0.0:80", Duration::from_secs(10)).await.unwrap();
     browser.screenshot("page-live.png").await.unwrap();
     // The container really serves on node1's address.
-    assert!(curl(&format!("http://{}/", sb.uplink.node_ip)).contains("Welcome to nginx!"));
+    assert!(curl(&format!("http://{}/", sb.uplink.node_ip), "X-Lab: none").contains("Welcome to nginx!"));
 
     // The session's recording: listed, downloadable, and it holds the run.
-    let list: serde_json::Value = serde_json::from_str(&curl(&format!("{url}api/recordings"))).unwrap();
-    let cast = list.as_array().unwrap().iter().map(|r| curl(&format!("http://{page_addr}{}", r["url"].as_str().unwrap()))).find(|t| t.contains("nginx-demo")).expect("a recording with the session");
+    let list: serde_json::Value = serde_json::from_str(&curl(&format!("{url}api/recordings"), &auth)).unwrap();
+    let cast = list.as_array().unwrap().iter().map(|r| curl(&format!("http://{page_addr}{}", r["url"].as_str().unwrap()), &auth)).find(|t| t.contains("nginx-demo")).expect("a recording with the session");
     let rec = berth_shared::parse_cast(&cast).unwrap();
     let typed: String = rec.frames.iter().filter_map(|(_, f)| match f {
         berth_shared::Frame::Output(o) => Some(o.as_str()),
@@ -124,7 +129,7 @@ async fn typing_docker_run_in_the_page_draws_the_container_and_the_recording_rep
     // Replayed in a fresh page, from the file alone.
     let browser = Browser::start().await.unwrap();
     let c = &browser.client;
-    c.goto(&url).await.unwrap();
+    c.goto(&signed).await.unwrap();
     c.find(Locator::Css("[data-testid=open-recording]")).await.unwrap().send_keys(file.to_str().unwrap()).await.unwrap();
     browser.wait_for_text("[data-testid=mode]", "replay", Duration::from_secs(10)).await.unwrap();
     browser.wait_for_text("[data-testid=container-nginx-demo]", "172.17.0.2", Duration::from_secs(10)).await.unwrap();

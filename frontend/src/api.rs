@@ -57,3 +57,20 @@ pub async fn changes(id: &str) -> Result<Vec<(String, u8)>, String> {
     let list: Vec<Change> = get_json(&format!("/api/containers/{id}/changes")).await?;
     Ok(list.into_iter().map(|c| (c.path, c.kind)).collect())
 }
+
+/// A one-time ticket for the terminal socket (`POST /api/terminal/ticket`):
+/// the shell opens only for the page that holds the session.
+pub async fn terminal_ticket() -> Result<String, String> {
+    #[derive(Deserialize)]
+    struct Ticket {
+        ticket: String,
+    }
+    let resp = gloo_net::http::Request::post("/api/terminal/ticket").send().await.map_err(|e| e.to_string())?;
+    if resp.status() == 401 {
+        return Err("signed out: open the lab's address with its token again".into());
+    }
+    if !resp.ok() {
+        return Err(format!("HTTP {}", resp.status()));
+    }
+    resp.json::<Ticket>().await.map(|t| t.ticket).map_err(|e| e.to_string())
+}

@@ -246,15 +246,22 @@ fn connect_shell(
     rows: u32,
 ) {
     spawn_local(async move {
+        let say = move |msg: String| term.with_value(|t| if let Some(t) = t { t.write(&format!("\r\n[no shell on node1: {msg}]\r\n")) });
+        // The socket opens a shell only with a one-time ticket as its first
+        // message, fetched by this page's own (same-origin) request.
+        let ticket = match crate::api::terminal_ticket().await {
+            Ok(t) => t,
+            Err(e) => return say(e),
+        };
         let url = ws_url(&format!("/api/terminal?cols={cols}&rows={rows}"));
         let ws = match WebSocket::open(&url) {
             Ok(ws) => ws,
-            Err(e) => {
-                term.with_value(|t| if let Some(t) = t { t.write(&format!("\r\n[no shell on node1: {e}]\r\n")) });
-                return;
-            }
+            Err(e) => return say(e.to_string()),
         };
         let (mut tx, mut rx) = ws.split();
+        if let Err(e) = tx.send(Message::Text(serde_json::json!({ "ticket": ticket }).to_string())).await {
+            return say(e.to_string());
+        }
         spawn_local(async move {
             while let Some(bytes) = input.next().await {
                 // A resize travels as a text frame; keystrokes as bytes.

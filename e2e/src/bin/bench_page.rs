@@ -20,6 +20,16 @@ use tokio_tungstenite::tungstenite::Message;
 
 const EVENTS: &str = "ws://127.0.0.1:8080/api/events";
 
+/// The event stream's WebSocket request, signed in with the lab token
+/// (`$BERTH_TOKEN`) as a tool does: a bearer token, no browser Origin.
+fn events_request() -> anyhow::Result<tokio_tungstenite::tungstenite::handshake::client::Request> {
+    use tokio_tungstenite::tungstenite::client::IntoClientRequest;
+    let mut req = EVENTS.into_client_request()?;
+    let token = std::env::var("BERTH_TOKEN").context("BERTH_TOKEN: the lab page's token")?;
+    req.headers_mut().insert("authorization", format!("Bearer {token}").parse()?);
+    Ok(req)
+}
+
 fn now_ms() -> f64 {
     SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.as_secs_f64() * 1000.0).unwrap_or(0.0)
 }
@@ -66,7 +76,7 @@ fn ip(args: &str) -> anyhow::Result<()> {
 }
 
 async fn latency(n: usize) -> anyhow::Result<()> {
-    let (mut ws, _) = tokio_tungstenite::connect_async(EVENTS).await?;
+    let (mut ws, _) = tokio_tungstenite::connect_async(events_request()?).await?;
     next_frame::<StreamMsg>(&mut ws).await?; // the snapshot
     let mut from_start = Vec::new();
     let mut cmd_time = Vec::new();
@@ -100,7 +110,7 @@ async fn viewers(v: usize, c: usize, docker_host: String) -> anyhow::Result<()> 
     let mut tasks = Vec::new();
     let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
     for _ in 0..v {
-        let (mut ws, _) = tokio_tungstenite::connect_async(EVENTS).await?;
+        let (mut ws, _) = tokio_tungstenite::connect_async(events_request()?).await?;
         let mut stop = stop_rx.clone();
         tasks.push(tokio::spawn(async move {
             let mut lags = Vec::new();
