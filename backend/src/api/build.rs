@@ -84,14 +84,17 @@ async fn build(State(st): State<AppState>, RawQuery(query): RawQuery, body: Body
     let ctx = scratch.path().join("context");
     std::fs::create_dir_all(&ctx).map_err(internal)?;
     let (a, c, df) = (archive.clone(), ctx.clone(), opts.dockerfile.clone());
-    tokio::task::spawn_blocking(move || crate::build::context::unpack(&a, &c, &df)).await.map_err(internal)?.map_err(ApiError::bad_request)?;
+    // The scratch dir goes with the unpacking: a client that leaves while it
+    // runs drops this future, and the dir is removed once the unpack stops.
+    let (unpacked, scratch) = tokio::task::spawn_blocking(move || (crate::build::context::unpack(&a, &c, &df), scratch)).await.map_err(internal)?;
+    unpacked.map_err(ApiError::bad_request)?;
     let _ = std::fs::remove_file(&archive);
 
     let (tx, rx) = mpsc::channel::<Value>(256);
     tokio::spawn(async move {
         let _scratch = scratch; // the context lives until the build ends
         if let Err(e) = builder.build(&opts, &ctx, tx.clone()).await {
-            tracing::info!(error = %e, "build failed");
+            tracing::info!(error = %crate::text::clip(&e.to_string()), "build failed");
             let mut detail = json!({"message": e.message});
             if let Some(code) = e.code {
                 detail["code"] = json!(code);

@@ -52,8 +52,17 @@ async fn create(State(st): State<AppState>, Query(q): Q) -> ApiResult<Response> 
     let shown = r.tag.clone().or(r.digest.clone()).unwrap_or_else(|| "latest".into());
     let _ = tx.send(json!({"status": format!("Pulling from {}", r.repository), "id": shown})).await;
     tokio::spawn(async move {
-        if let Err(e) = st.puller.fetch(&st.images, &st.bus, &r, resolved, &tx).await {
-            tracing::warn!(error = %e, "pull failed");
+        // A client that goes away (the response stream dropped) cancels the
+        // pull: the download stops and its temp files go.
+        let fetched = tokio::select! {
+            r = st.puller.fetch(&st.images, &st.bus, &r, resolved, &tx) => r,
+            _ = tx.closed() => {
+                tracing::info!(image = %full, "pull cancelled: the client went away");
+                return;
+            }
+        };
+        if let Err(e) = fetched {
+            tracing::warn!(error = %crate::text::clip(&e.to_string()), "pull failed");
             let _ = tx.send(json!({"errorDetail": {"message": e.to_string()}, "error": e.to_string()})).await;
         }
     });
