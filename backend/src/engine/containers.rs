@@ -423,6 +423,7 @@ impl Containers {
         for r in requests {
             if r.bind {
                 let src = PathBuf::from(&r.source);
+                self.check_bind_source(&src)?;
                 if r.create_source && !src.exists() {
                     fs::create_dir_all(&src).map_err(|e| ApiError::bad_request(format!("error while creating mount source path '{}': {e}", r.source)))?;
                 }
@@ -441,6 +442,49 @@ impl Containers {
             }
         }
         Ok(out)
+    }
+
+    /// A bind mount's source may not hand a container the host itself:
+    /// `/`, the kernel's interfaces (/proc, /sys, /dev) or berth's own
+    /// state (data and exec roots, or a directory holding them).
+    /// Docker allows these (its socket is root-equivalent by design);
+    /// berth refuses them, so no container can write outside what it was
+    /// given. The source is judged after following symlinks, as the mount
+    /// will be.
+    fn check_bind_source(&self, src: &Path) -> Result<(), ApiError> {
+        // The longest existing ancestor, resolved: a missing source is made
+        // under it, so that is where it would land.
+        let mut probe = src.to_path_buf();
+        let mut rest = Vec::new();
+        let resolved = loop {
+            match fs::canonicalize(&probe) {
+                Ok(p) => break rest.iter().rev().fold(p, |acc: PathBuf, c: &std::ffi::OsString| acc.join(c)),
+                Err(_) => match (probe.file_name().map(|f| f.to_os_string()), probe.parent()) {
+                    (Some(name), Some(parent)) => {
+                        rest.push(name);
+                        probe = parent.to_path_buf();
+                    }
+                    _ => break src.to_path_buf(),
+                },
+            }
+        };
+        let ours = |root: &Path| fs::canonicalize(root).unwrap_or_else(|_| root.to_path_buf());
+        let why = if resolved == Path::new("/") {
+            Some("it would hand the container the host's whole filesystem".to_string())
+        } else if ["/proc", "/sys", "/dev"].iter().any(|k| resolved.starts_with(k)) {
+            Some("it is one of the kernel's interfaces to the host".to_string())
+        } else if [ours(&self.data_root), ours(&self.exec_root)].iter().any(|r| resolved.starts_with(r) || r.starts_with(&resolved)) {
+            Some("it holds berthd's own state (other containers' layers and records)".to_string())
+        } else {
+            None
+        };
+        match why {
+            Some(why) => Err(ApiError::bad_request(format!(
+                "invalid mount config for type \"bind\": berth does not bind-mount {} into a container: {why}",
+                src.display()
+            ))),
+            None => Ok(()),
+        }
     }
 
     /// At start: fills empty volumes from the image (copy-in), then the
