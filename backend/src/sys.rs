@@ -161,3 +161,81 @@ pub fn setrlimit(name: &str, soft: u64, hard: u64) -> io::Result<()> {
     }
     Ok(())
 }
+
+/// `union bpf_attr` as BPF_PROG_LOAD reads it (the leading fields; the
+/// kernel takes a shorter struct as long as what it omits would be zero).
+#[repr(C)]
+#[derive(Default)]
+struct BpfProgLoadAttr {
+    prog_type: u32,
+    insn_cnt: u32,
+    insns: u64,
+    license: u64,
+    log_level: u32,
+    log_size: u32,
+    log_buf: u64,
+    kern_version: u32,
+    prog_flags: u32,
+}
+
+/// `union bpf_attr` as BPF_PROG_ATTACH reads it.
+#[repr(C)]
+#[derive(Default)]
+struct BpfProgAttachAttr {
+    target_fd: u32,
+    attach_bpf_fd: u32,
+    attach_type: u32,
+    attach_flags: u32,
+}
+
+const BPF_PROG_LOAD: libc::c_long = 5;
+const BPF_PROG_ATTACH: libc::c_long = 8;
+const BPF_PROG_TYPE_CGROUP_DEVICE: u32 = 15;
+const BPF_CGROUP_DEVICE: u32 = 6;
+const BPF_F_ALLOW_MULTI: u32 = 2;
+
+/// Loads a BPF_PROG_TYPE_CGROUP_DEVICE program (`insns` as the kernel's
+/// 8-byte `struct bpf_insn`s) and attaches it to the cgroup v2 directory
+/// `cgroup`. The attachment lives as long as the cgroup: our descriptors
+/// close on return. On a verifier refusal the error holds its log.
+pub fn attach_device_filter(insns: &[[u8; 8]], cgroup: &std::path::Path) -> io::Result<()> {
+    use std::os::fd::{FromRawFd, OwnedFd};
+    let license = c"Apache-2.0";
+    let mut log = vec![0u8; 64 * 1024];
+    let attr = BpfProgLoadAttr {
+        prog_type: BPF_PROG_TYPE_CGROUP_DEVICE,
+        insn_cnt: insns.len() as u32,
+        insns: insns.as_ptr() as u64,
+        license: license.as_ptr() as u64,
+        log_level: 1,
+        log_size: log.len() as u32,
+        log_buf: log.as_mut_ptr() as u64,
+        ..Default::default()
+    };
+    // SAFETY: bpf(2) reads `attr` and, through its pointers, `insns` and
+    // `license` and writes at most `log_size` bytes into `log`; all of them
+    // outlive the call.
+    let fd = unsafe { libc::syscall(libc::SYS_bpf, BPF_PROG_LOAD, &attr as *const BpfProgLoadAttr, std::mem::size_of::<BpfProgLoadAttr>()) };
+    if fd < 0 {
+        let e = io::Error::last_os_error();
+        let end = log.iter().position(|b| *b == 0).unwrap_or(log.len());
+        return Err(io::Error::new(e.kind(), format!("loading the device filter: {e}: {}", String::from_utf8_lossy(&log[..end]).trim())));
+    }
+    // SAFETY: a successful BPF_PROG_LOAD returns a new descriptor we own.
+    let prog = unsafe { OwnedFd::from_raw_fd(fd as RawFd) };
+    let dir = std::fs::File::open(cgroup)?;
+    let attach = BpfProgAttachAttr {
+        target_fd: dir.as_raw_fd() as u32,
+        attach_bpf_fd: prog.as_raw_fd() as u32,
+        attach_type: BPF_CGROUP_DEVICE,
+        attach_flags: BPF_F_ALLOW_MULTI,
+    };
+    // SAFETY: bpf(2) reads `attach`, which outlives the call; both
+    // descriptors in it are open.
+    let r = unsafe { libc::syscall(libc::SYS_bpf, BPF_PROG_ATTACH, &attach as *const BpfProgAttachAttr, std::mem::size_of::<BpfProgAttachAttr>()) };
+    if r < 0 {
+        let e = io::Error::last_os_error();
+        return Err(io::Error::new(e.kind(), format!("attaching the device filter to {}: {e}", cgroup.display())));
+    }
+    Ok(())
+}

@@ -143,8 +143,8 @@ impl Snapshot {
                 }
             }
         }
-        // berthd's container cgroups in the v1 hierarchies (the devices cgroup).
-        for dir in crate::sandbox::v1_cgroups_of("") {
+        // berthd's container cgroups in every hierarchy (the devices cgroup).
+        for dir in crate::sandbox::berth_cgroups_of("") {
             facts.insert(format!("cgroup {}", dir.display()));
         }
         Snapshot { facts, processes: processes().into_iter().map(|p| (p.pid, p.start)).collect() }

@@ -410,9 +410,10 @@ impl Sandbox {
         // Nothing of ours is left to find by namespace: let the inodes go.
         self.ns_handles.clear();
         // 3. The cgroups (empty now) and the dir. A berthd that was killed
-        // leaves its containers' devices cgroups (v1) under a parent named
-        // after its exec-root, which holds the sandbox's name.
-        for dir in v1_cgroups_of(&format!("{}.", self.name)) {
+        // leaves its containers' device cgroups (v1, or v2 with a BPF
+        // program) under a parent named after its exec-root, which holds
+        // the sandbox's name.
+        for dir in berth_cgroups_of(&format!("{}.", self.name)) {
             let start = Instant::now();
             while dir.exists() && start.elapsed() < Duration::from_secs(5) {
                 if let Ok(children) = fs::read_dir(&dir) {
@@ -459,15 +460,13 @@ impl Drop for Sandbox {
     }
 }
 
-/// Top-level cgroups of the v1 hierarchies (`/sys/fs/cgroup/<controller>/`)
-/// whose name starts with `berth` and contains `part`.
-pub fn v1_cgroups_of(part: &str) -> Vec<PathBuf> {
+/// Top-level cgroups of every hierarchy (`/sys/fs/cgroup/<controller>/`,
+/// the unified one included) whose name starts with `berth` and contains
+/// `part`.
+pub fn berth_cgroups_of(part: &str) -> Vec<PathBuf> {
     let mut out = Vec::new();
     let Ok(ctrls) = fs::read_dir("/sys/fs/cgroup") else { return out };
     for ctrl in ctrls.flatten() {
-        if ctrl.path() == Path::new(CGROUP_ROOT) {
-            continue;
-        }
         let Ok(entries) = fs::read_dir(ctrl.path()) else { continue };
         for e in entries.flatten() {
             let name = e.file_name().to_string_lossy().into_owned();

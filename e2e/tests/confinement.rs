@@ -247,3 +247,72 @@ fn a_killed_daemons_container_cgroups_are_swept_by_the_sandbox_and_the_next_daem
     sb.cleanup().unwrap();
     assert!(!parent.exists(), "{} left after cleanup", parent.display());
 }
+
+/// Starts berthd in a new node1 as `Sandbox::start_berthd` does, with one
+/// more environment variable.
+fn node1_with_env(key: &str, value: &str) -> (Sandbox, Berthd) {
+    use std::process::Stdio;
+    let mut sb = Sandbox::new().unwrap();
+    sb.start_registry().unwrap();
+    let root = sb.dir().join("berth");
+    let socket = root.join("docker.sock");
+    let log = sb.dir().join("berthd.log");
+    let file = std::fs::File::create(&log).unwrap();
+    let child = sb
+        .command(berth_e2e::berthd_bin())
+        .arg("--host")
+        .arg(format!("unix://{}", socket.display()))
+        .arg("--data-root")
+        .arg(root.join("data"))
+        .arg("--exec-root")
+        .arg(root.join("run"))
+        .args(["--page-addr", "127.0.0.1:8080", "--registry-mirror", "http://127.0.0.1:5000"])
+        .env("BERTH_LOG", "debug")
+        .env("HOME", sb.dir())
+        .env(key, value)
+        .stdin(Stdio::null())
+        .stdout(file.try_clone().unwrap())
+        .stderr(file)
+        .spawn()
+        .unwrap();
+    let d = Berthd { child, socket, log };
+    let start = std::time::Instant::now();
+    while !sb.docker(&d, &["version"]).is_ok_and(|o| o.status.success()) {
+        assert!(start.elapsed() < std::time::Duration::from_secs(20), "berthd did not come up:\n{}", d.log_text());
+        std::thread::sleep(std::time::Duration::from_millis(100));
+    }
+    (sb, d)
+}
+
+#[test]
+fn on_cgroup_v2_a_bpf_device_program_enforces_the_same_allowlist() {
+    let (sb, mut d) = node1_with_env("BERTH_DEVICE_CGROUP", "bpf");
+    sb.docker_ok(&d, &["pull", "alpine"]);
+    let script = "mknod /tmp/kvm c 10 232 && echo made-kvm; cat /tmp/kvm; \
+                  mknod /tmp/loop b 7 0; head -c1 /tmp/loop >/dev/null; \
+                  echo x > /dev/null && head -c1 /dev/urandom >/dev/null && echo defaults-ok";
+    let o = run_sh(&sb, &d, &[], script);
+    assert!(o.contains("made-kvm"), "{o}");
+    assert!(o.contains("cat: can't open '/tmp/kvm': Operation not permitted"), "{o}");
+    assert!(o.contains("head: /tmp/loop: Operation not permitted"), "{o}");
+    assert!(o.contains("defaults-ok"), "{o}");
+    // --device and --privileged through the program too.
+    let o = run_sh(&sb, &d, &["--device", "/dev/loop0:/dev/xloop:r"], "head -c1 /dev/xloop >/dev/null && echo read-ok; echo x > /dev/xloop");
+    assert!(o.contains("read-ok") && o.contains("Operation not permitted"), "{o}");
+    let o = run_sh(&sb, &d, &["--privileged"], "head -c1 /dev/loop0 >/dev/null && echo priv-ok");
+    assert!(o.contains("priv-ok"), "{o}");
+    // The container's v2 cgroup: under this daemon's parent, gone with it.
+    sb.docker_ok(&d, &["run", "-d", "--name", "held", "alpine", "sleep", "60"]);
+    let pid = sb.docker_ok(&d, &["inspect", "-f", "{{.State.Pid}}", "held"]);
+    let text = std::fs::read_to_string(format!("/proc/{}/cgroup", pid.trim())).unwrap();
+    let rel = text.lines().find_map(|l| l.strip_prefix("0::")).unwrap().to_string();
+    let cg = std::path::Path::new(berth_e2e::sandbox::CGROUP_ROOT).join(rel.trim_start_matches('/'));
+    assert!(cg.is_dir() && cg.parent().unwrap().file_name().unwrap().to_string_lossy().starts_with("berth-"), "{}", cg.display());
+    let o = sb.docker(&d, &["exec", "held", "sh", "-c", "mknod /tmp/k c 10 232; cat /tmp/k"]).unwrap();
+    assert!(out(&o).contains("Operation not permitted"), "{}", out(&o));
+    sb.docker_ok(&d, &["rm", "-f", "held"]);
+    assert!(!cg.exists(), "{} left after docker rm", cg.display());
+    let parent = cg.parent().unwrap().to_path_buf();
+    d.terminate().unwrap();
+    assert!(!parent.exists(), "{} left after berthd exited", parent.display());
+}

@@ -11,9 +11,12 @@
 //! would go: the `memory`, `pids` and `cpu` controllers get a
 //! `<parent>/<id>` beside it, joined the same way.
 //!
-//! On a cgroup v2-only host the equivalent is a BPF device program (not done
-//! yet): there berth has no device controller, reports it, and drops
-//! CAP_MKNOD instead, so no container can make a device node at all.
+//! On a cgroup v2 host (no `devices` controller) the same rules become a
+//! BPF_PROG_TYPE_CGROUP_DEVICE program attached to the container's cgroup
+//! (as runc's devicefilter builds it), the cgroup being
+//! `<v2 root>/<parent>/<id>`. `BERTH_DEVICE_CGROUP=bpf` picks that way on a
+//! hybrid host too (the tests use it). With neither, berth says so and
+//! drops CAP_MKNOD, so no container can make a device node at all.
 
 use std::fmt;
 use std::fs;
@@ -115,6 +118,104 @@ pub fn rule_writes(rules: &[DeviceRule], allow_all: bool) -> Vec<(&'static str, 
     w
 }
 
+/// One eBPF instruction (`struct bpf_insn`, little-endian).
+fn insn(code: u8, dst: u8, src: u8, off: i16, imm: i32) -> [u8; 8] {
+    let o = off.to_le_bytes();
+    let i = imm.to_le_bytes();
+    [code, (src << 4) | (dst & 0xf), o[0], o[1], i[0], i[1], i[2], i[3]]
+}
+
+const LDX_W: u8 = 0x61; // r_dst = *(u32 *)(r_src + off)
+const AND_K: u8 = 0x57; // r_dst &= imm
+const RSH_K: u8 = 0x77; // r_dst >>= imm
+const MOV_X: u8 = 0xbf; // r_dst = r_src
+const MOV_K: u8 = 0xb7; // r_dst = imm
+const JNE_K: u8 = 0x55; // if r_dst != imm goto +off
+const EXIT: u8 = 0x95;
+
+/// The device rules as a BPF_PROG_TYPE_CGROUP_DEVICE program: 1 (allow)
+/// when a rule matches the request's type, major, minor and every access
+/// bit asked for, else 0. The context is `struct bpf_cgroup_dev_ctx`
+/// { access_type = access << 16 | type, major, minor }.
+pub fn device_filter(rules: &[DeviceRule]) -> Vec<[u8; 8]> {
+    let mut p = vec![
+        insn(LDX_W, 2, 1, 0, 0), // r2 = type
+        insn(AND_K, 2, 0, 0, 0xffff),
+        insn(LDX_W, 3, 1, 0, 0), // r3 = access
+        insn(RSH_K, 3, 0, 0, 16),
+        insn(LDX_W, 4, 1, 4, 0), // r4 = major
+        insn(LDX_W, 5, 1, 8, 0), // r5 = minor
+    ];
+    for r in rules {
+        // Each test jumps past the rule's block when it fails.
+        let mut block: Vec<(u8, u8, u8, i32, bool)> = Vec::new();
+        match r.kind {
+            'b' => block.push((JNE_K, 2, 0, 1, true)),
+            'c' => block.push((JNE_K, 2, 0, 2, true)),
+            _ => {}
+        }
+        let allowed: i32 = r.access.chars().map(|c| match c {
+            'm' => 1,
+            'r' => 2,
+            'w' => 4,
+            _ => 0,
+        }).sum();
+        if allowed != 7 {
+            block.push((MOV_X, 1, 3, 0, false));
+            block.push((AND_K, 1, 0, !allowed & 7, false));
+            block.push((JNE_K, 1, 0, 0, true));
+        }
+        if let (Some(m), 'b' | 'c') = (r.major, r.kind) {
+            block.push((JNE_K, 4, 0, m as i32, true));
+        }
+        if let (Some(m), 'b' | 'c') = (r.minor, r.kind) {
+            block.push((JNE_K, 5, 0, m as i32, true));
+        }
+        block.push((MOV_K, 0, 0, 1, false));
+        block.push((EXIT, 0, 0, 0, false));
+        let n = block.len();
+        for (i, (code, dst, src, imm, jump)) in block.into_iter().enumerate() {
+            let off = if jump { (n - i - 1) as i16 } else { 0 };
+            p.push(insn(code, dst, src, off, imm));
+        }
+    }
+    p.push(insn(MOV_K, 0, 0, 0, 0));
+    p.push(insn(EXIT, 0, 0, 0, 0));
+    p
+}
+
+/// Runs a [`device_filter`] program on one request, as the kernel would
+/// (tests: the interpreter covers exactly the instructions it emits).
+#[cfg(test)]
+fn run_filter(p: &[[u8; 8]], kind: char, major: u32, minor: u32, access: &str) -> u64 {
+    let t: u64 = if kind == 'b' { 1 } else { 2 };
+    let a: u64 = access.chars().map(|c| match c { 'm' => 1, 'r' => 2, 'w' => 4, _ => 0 }).sum();
+    let ctx = [((a << 16) | t) as u32, major, minor];
+    let mut r = [0u64; 11];
+    let mut pc = 0usize;
+    loop {
+        let i = p[pc];
+        let (dst, src) = ((i[1] & 0xf) as usize, (i[1] >> 4) as usize);
+        let off = i16::from_le_bytes([i[2], i[3]]);
+        let imm = i32::from_le_bytes([i[4], i[5], i[6], i[7]]) as i64 as u64;
+        pc += 1;
+        match i[0] {
+            LDX_W => r[dst] = ctx[off as usize / 4] as u64,
+            AND_K => r[dst] &= imm,
+            RSH_K => r[dst] >>= imm,
+            MOV_X => r[dst] = r[src],
+            MOV_K => r[dst] = imm,
+            JNE_K => {
+                if r[dst] != imm {
+                    pc += off as usize;
+                }
+            }
+            EXIT => return r[0],
+            c => panic!("unexpected opcode {c:#x}"),
+        }
+    }
+}
+
 /// This daemon's parent cgroup name.
 pub fn parent_name(exec_root: &Path) -> String {
     if exec_root == Path::new("/run/berth") {
@@ -148,14 +249,44 @@ pub fn devices_mounts(mountinfo: &str) -> Vec<PathBuf> {
         .collect()
 }
 
-/// The devices hierarchy of this daemon, if the host has one.
+/// Finds the mount points of cgroup v2 in a mountinfo text.
+pub fn cgroup2_mounts(mountinfo: &str) -> Vec<PathBuf> {
+    mountinfo
+        .lines()
+        .filter_map(|l| {
+            let (pre, post) = l.split_once(" - ")?;
+            let fstype = post.split_whitespace().next()?;
+            let mp = pre.split_whitespace().nth(4)?;
+            (fstype == "cgroup2").then(|| PathBuf::from(mp.replace("\\040", " ")))
+        })
+        .collect()
+}
+
+/// How the allowlist is enforced.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Enforcement {
+    /// The v1 `devices` controller's allow/deny files.
+    V1,
+    /// A BPF device program on a cgroup v2 cgroup.
+    Bpf,
+}
+
+/// The device-controlling hierarchy of this daemon, if the host has one.
 #[derive(Debug)]
 pub struct DeviceCgroups {
-    /// The hierarchy's root (where `devices.list` is).
+    /// The hierarchy's root.
     root: Option<PathBuf>,
     /// Mounted by us (under the exec-root); unmounted at close.
     mounted: Option<PathBuf>,
     parent: String,
+    mode: Enforcement,
+}
+
+/// Mounts a cgroup hierarchy at `dir` (made if missing).
+fn mount_hierarchy(dir: &Path, fstype: &str, data: Option<&str>) -> io::Result<()> {
+    use nix::mount::MsFlags;
+    fs::create_dir_all(dir)?;
+    nix::mount::mount(Some(fstype), dir, Some(fstype), MsFlags::MS_NOSUID | MsFlags::MS_NODEV | MsFlags::MS_NOEXEC, data).map_err(io::Error::from)
 }
 
 impl DeviceCgroups {
@@ -164,31 +295,49 @@ impl DeviceCgroups {
     pub fn open(exec_root: &Path) -> Self {
         let parent = parent_name(exec_root);
         let mountinfo = fs::read_to_string("/proc/self/mountinfo").unwrap_or_default();
-        let found = devices_mounts(&mountinfo).into_iter().find(|m| m.join("devices.list").is_file());
-        if let Some(root) = found {
-            return DeviceCgroups { root: Some(root), mounted: None, parent };
+        let none = |parent: String| DeviceCgroups { root: None, mounted: None, parent, mode: Enforcement::V1 };
+        let want_bpf = std::env::var("BERTH_DEVICE_CGROUP").is_ok_and(|v| v == "bpf");
+        if !want_bpf {
+            if let Some(root) = devices_mounts(&mountinfo).into_iter().find(|m| m.join("devices.list").is_file()) {
+                return DeviceCgroups { root: Some(root), mounted: None, parent, mode: Enforcement::V1 };
+            }
         }
-        if Path::new("/sys/fs/cgroup/cgroup.controllers").exists() {
-            tracing::warn!("cgroup v2 only: no devices controller; containers get no CAP_MKNOD instead (a BPF device program is not implemented yet)");
-            return DeviceCgroups { root: None, mounted: None, parent };
+        // No v1 devices controller reachable: a v2 host, or a fresh /sys.
+        let pure_v2 = Path::new("/sys/fs/cgroup/cgroup.controllers").exists();
+        if want_bpf || pure_v2 {
+            if let Some(root) = cgroup2_mounts(&mountinfo).into_iter().find(|m| m.join("cgroup.procs").is_file()) {
+                return DeviceCgroups { root: Some(root), mounted: None, parent, mode: Enforcement::Bpf };
+            }
+            let dir = exec_root.join("cgroup2");
+            if dir.join("cgroup.procs").is_file() {
+                return DeviceCgroups { root: Some(dir), mounted: None, parent, mode: Enforcement::Bpf };
+            }
+            return match mount_hierarchy(&dir, "cgroup2", None) {
+                Ok(()) => DeviceCgroups { root: Some(dir.clone()), mounted: Some(dir), parent, mode: Enforcement::Bpf },
+                Err(e) => {
+                    tracing::warn!(error = %e, "no cgroup v2 hierarchy for device programs: containers get no CAP_MKNOD instead");
+                    let _ = fs::remove_dir(&dir);
+                    none(parent)
+                }
+            };
         }
         let dir = exec_root.join("cgroup-devices");
         if dir.join("devices.list").is_file() {
-            return DeviceCgroups { root: Some(dir), mounted: None, parent };
+            return DeviceCgroups { root: Some(dir), mounted: None, parent, mode: Enforcement::V1 };
         }
-        let mounted = fs::create_dir_all(&dir).map_err(io::Error::from).and_then(|()| {
-            use nix::mount::MsFlags;
-            nix::mount::mount(Some("cgroup"), &dir, Some("cgroup"), MsFlags::MS_NOSUID | MsFlags::MS_NODEV | MsFlags::MS_NOEXEC, Some("devices"))
-                .map_err(io::Error::from)
-        });
-        match mounted {
-            Ok(()) => DeviceCgroups { root: Some(dir.clone()), mounted: Some(dir), parent },
+        match mount_hierarchy(&dir, "cgroup", Some("devices")) {
+            Ok(()) => DeviceCgroups { root: Some(dir.clone()), mounted: Some(dir), parent, mode: Enforcement::V1 },
             Err(e) => {
                 tracing::warn!(error = %e, "no devices cgroup hierarchy: containers get no CAP_MKNOD instead");
                 let _ = fs::remove_dir(&dir);
-                DeviceCgroups { root: None, mounted: None, parent }
+                none(parent)
             }
         }
+    }
+
+    /// How the allowlist is enforced here.
+    pub fn enforcement(&self) -> Option<Enforcement> {
+        self.root.as_ref().map(|_| self.mode)
     }
 
     /// Is the device allowlist enforced on this host?
@@ -214,11 +363,17 @@ impl DeviceCgroups {
             let _ = fs::remove_dir(&dir);
         }
         fs::create_dir_all(&dir)?;
-        for (file, line) in rule_writes(rules, allow_all) {
-            if let Err(e) = fs::write(dir.join(file), &line) {
-                let _ = fs::remove_dir(&dir);
-                return Err(io::Error::new(e.kind(), format!("writing \"{line}\" to {}: {e}", dir.join(file).display())));
-            }
+        let applied = match self.mode {
+            Enforcement::V1 => rule_writes(rules, allow_all).into_iter().try_for_each(|(file, line)| {
+                fs::write(dir.join(file), &line).map_err(|e| io::Error::new(e.kind(), format!("writing \"{line}\" to {}: {e}", dir.join(file).display())))
+            }),
+            // A new v2 cgroup allows every device: privileged keeps that.
+            Enforcement::Bpf if allow_all => Ok(()),
+            Enforcement::Bpf => crate::sys::attach_device_filter(&device_filter(rules), &dir),
+        };
+        if let Err(e) = applied {
+            let _ = fs::remove_dir(&dir);
+            return Err(e);
         }
         Ok(Some(dir.join("cgroup.procs")))
     }
@@ -311,12 +466,40 @@ mod tests {
     }
 
     #[test]
+    fn the_bpf_filter_allows_exactly_what_the_rules_allow() {
+        let mut rules = default_rules();
+        rules.push("b 7:0 r".parse().unwrap());
+        let p = device_filter(&rules);
+        for (kind, ma, mi, access, want) in [
+            ('c', 1, 3, "rw", 1),     // null
+            ('c', 1, 9, "r", 1),      // urandom
+            ('c', 136, 4, "rw", 1),   // a pts
+            ('c', 5, 2, "rwm", 1),    // ptmx
+            ('c', 10, 232, "m", 1),   // mknod of anything
+            ('b', 8, 0, "m", 1),
+            ('c', 10, 232, "rw", 0),  // kvm
+            ('c', 10, 232, "r", 0),
+            ('b', 7, 1, "r", 0),      // another loop device
+            ('b', 7, 0, "r", 1),      // the --device one, read
+            ('b', 7, 0, "rw", 0),     // not written
+            ('c', 7, 0, "r", 0),      // a char device with its numbers
+            ('c', 4, 9, "w", 0),      // a VT
+        ] {
+            assert_eq!(run_filter(&p, kind, ma, mi, access), want, "{kind} {ma}:{mi} {access}");
+        }
+        let all = device_filter(&[DeviceRule::new('a', None, None, "rwm")]);
+        assert_eq!(run_filter(&all, 'c', 10, 232, "rwm"), 1);
+        assert_eq!(run_filter(&device_filter(&[]), 'c', 1, 3, "r"), 0);
+    }
+
+    #[test]
     fn the_devices_hierarchy_is_found_in_mountinfo() {
         let mi = "35 25 0:30 / /sys/fs/cgroup/memory rw,relatime shared:13 - cgroup cgroup rw,memory\n\
                   36 25 0:31 / /sys/fs/cgroup/devices rw,relatime shared:14 - cgroup cgroup rw,devices\n\
                   37 25 0:32 / /sys/fs/cgroup/cpu,cpuacct rw - cgroup cgroup rw,cpu,cpuacct\n\
                   38 25 0:33 / /sys/fs/cgroup/unified rw - cgroup2 cgroup2 rw\n";
         assert_eq!(devices_mounts(mi), vec![PathBuf::from("/sys/fs/cgroup/devices")]);
+        assert_eq!(cgroup2_mounts(mi), vec![PathBuf::from("/sys/fs/cgroup/unified")]);
         assert!(devices_mounts("").is_empty());
     }
 }
