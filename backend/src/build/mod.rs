@@ -890,6 +890,12 @@ impl Builder {
                 return Ok(());
             }
         }
+        if matches!(work, Work::Run(..)) && st.img.id.as_ref().is_some_and(|id| !self.images.config_path(id).exists()) {
+            // A RUN's container reads its image's config (Env, User, …) from
+            // the store: a parent that only lived in memory is written now
+            // (the step's cache key keeps the ID it had).
+            self.persist(&mut st.img)?;
+        }
         let layer = match work {
             Work::Meta => None,
             Work::Files(f) => self.fs_step(&st.img, f).await.map_err(|e| at(step, e))?,
