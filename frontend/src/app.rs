@@ -62,6 +62,14 @@ pub fn describe(e: &Event) -> String {
         Event::MountGone { target } => format!("kernel: {target} unmounted"),
         Event::KernelRuleObserved { table, rule } => format!("kernel: -t {table} {rule}"),
         Event::KernelRuleGone { table, rule } => format!("kernel: -t {table} {rule} gone"),
+        Event::FileChanged { dir, path, change } => format!("file {path} {} in {dir}", match change { berth_shared::event::FileChangeKind::Added => "added", berth_shared::event::FileChangeKind::Modified => "modified", berth_shared::event::FileChangeKind::Deleted => "deleted" }),
+        Event::LabProgress { step, change, .. } => match change {
+            berth_shared::lab::LabChange::StepStarted => format!("lab: step {step} started"),
+            berth_shared::lab::LabChange::StepFailed => format!("lab: step {step} failed"),
+            berth_shared::lab::LabChange::StepCompleted => format!("lab: step {step} completed"),
+            berth_shared::lab::LabChange::CheckPassed { kind, .. } => format!("lab: {step}: {kind} passed"),
+            berth_shared::lab::LabChange::CheckFailed { diagnosis, .. } => format!("lab: {step}: {}", diagnosis.code),
+        },
         Event::BuildFinished { image, error, .. } => match (image, error) {
             (Some(i), _) => format!("build finished: {}", s(i)),
             (_, Some(e)) => format!("build failed: {e}"),

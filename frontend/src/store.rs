@@ -138,7 +138,8 @@ impl Store {
                 Some((Action::Quit { save }, path)) => {
                     self.editor.set_value(None);
                     if let Some(text) = save {
-                        self.sim.update_value(|s| if let Some(s) = s.as_mut() { s.save_file(&path, &text) });
+                        let events = self.sim.try_update_value(|s| s.as_mut().map(|s| s.save_file(&path, &text))).flatten().unwrap_or_default();
+                        self.take_events(events);
                     }
                     return Some(format!("\x1b[?1049l{}", self.sim_prompt()));
                 }

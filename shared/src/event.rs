@@ -141,6 +141,22 @@ pub enum Event {
     KernelRuleObserved { table: String, rule: String },
     /// The rule is no longer in the ruleset.
     KernelRuleGone { table: String, rule: String },
+    /// A file under a watched dir (a container's upper dir, an image
+    /// layer's diff dir, a volume's data dir) was added, modified or deleted;
+    /// `path` is absolute inside that dir ("/usr/share/nginx/html/index.html").
+    FileChanged { dir: String, path: String, change: FileChangeKind },
+    /// The guided lab's progress (`lab::Lab::tick`): a step started, failed
+    /// or completed, or one of its checks passed or failed.
+    LabProgress { lab: String, step: String, change: crate::lab::LabChange },
+}
+
+/// How a file changed, as `docker diff` tells it.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum FileChangeKind {
+    Added,
+    Modified,
+    Deleted,
 }
 
 /// A volume or bind mount of a container.

@@ -6,6 +6,7 @@ pub mod cli;
 pub mod container;
 pub mod event;
 pub mod ipam;
+pub mod lab;
 pub mod netfilter;
 pub mod record;
 pub mod sim;

@@ -16,6 +16,7 @@ use crate::state::{apply, State};
 /// resuming, nothing), then every event in order.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 #[serde(tag = "kind", rename_all = "snake_case")]
+#[allow(clippy::large_enum_variant)] // one snapshot a stream, then events: boxing would gain nothing
 pub enum StreamMsg {
     /// The whole state as of event `seq`.
     Snapshot { seq: u64, state: State },

@@ -9,7 +9,7 @@ use std::collections::BTreeMap;
 use std::net::Ipv4Addr;
 
 use crate::container::RwLayer;
-use crate::event::{EngineMode, Envelope, Event, Mount};
+use crate::event::{EngineMode, Envelope, Event, FileChangeKind, Mount};
 use crate::ipam::{mac_for, mac_string, Ipam};
 use crate::netfilter::{bridge_rules, global_rules, port_rules, PortMap};
 use crate::state::{apply, State};
@@ -295,11 +295,14 @@ impl Sim {
         Output { text, events: std::mem::take(&mut self.out), editor: None }
     }
 
-    /// What an editor wrote (`:w`, `:wq`), into the container the shell is in.
-    pub fn save_file(&mut self, path: &str, content: &str) {
+    /// What an editor wrote (`:w`, `:wq`), into the container the shell is
+    /// in; returns the events the write made (its `FileChanged`).
+    pub fn save_file(&mut self, path: &str, content: &str) -> Vec<Envelope> {
+        self.out.clear();
         if let Some(id) = self.inside.clone() {
             self.write_file(&id, path, content);
         }
+        std::mem::take(&mut self.out)
     }
 
     fn host_shell(&mut self, argv: &[String]) -> String {
@@ -658,6 +661,15 @@ impl Sim {
             merged: format!("{ROOT}/overlay2/{id}/merged"),
         };
         let mut mounts = Vec::new();
+        // A source that is a path is a bind mount of a host dir, not a volume.
+        let (binds, volumes): (Vec<_>, Vec<_>) = volumes.into_iter().partition(|(v, _)| v.starts_with('/') || v.starts_with('~') || v.starts_with('.'));
+        for (src, p) in &binds {
+            let source = match src.strip_prefix('~') {
+                Some(rest) => format!("/root{rest}"),
+                None => src.clone(),
+            };
+            mounts.push(Mount { kind: "bind".into(), name: String::new(), source, destination: p.clone(), readonly: false });
+        }
         for (v, p) in &volumes {
             if !self.state.volumes.contains_key(v) {
                 self.emit(Event::VolumeCreated { name: v.clone(), mountpoint: format!("{ROOT}/volumes/{v}/_data"), anonymous: false });
@@ -1112,13 +1124,23 @@ impl Sim {
     }
 
     /// A write inside a container: into a volume, or copied up into its upper dir.
+    /// Each write is reported as berthd's observer reports it: a
+    /// `FileChanged` in the volume's data dir or the container's upper dir.
     fn write_file(&mut self, id: &str, path: &str, content: &str) {
-        if let Some((v, rel)) = self.volume_at(id, path) {
-            self.volume_files.entry(v).or_default().insert(rel, content.into());
+        let path = if path.starts_with('/') { path.to_string() } else { format!("/{path}") };
+        let change = if self.read_file(id, &path).is_some() { FileChangeKind::Modified } else { FileChangeKind::Added };
+        if let Some((v, rel)) = self.volume_at(id, &path) {
+            self.volume_files.entry(v.clone()).or_default().insert(rel.clone(), content.into());
+            if let Some(dir) = self.state.volumes.get(&v).map(|vol| vol.mountpoint.clone()) {
+                self.emit(Event::FileChanged { dir, path: format!("/{rel}"), change });
+            }
             return;
         }
         if let Some(e) = self.extra.get_mut(id) {
-            e.upper.insert(path.into(), content.into());
+            e.upper.insert(path.clone(), content.into());
+            if let Some(dir) = self.state.containers.get(id).map(|c| c.layer.upper.clone()) {
+                self.emit(Event::FileChanged { dir, path, change });
+            }
         }
     }
 

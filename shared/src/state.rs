@@ -5,7 +5,7 @@ use std::collections::BTreeMap;
 use serde::{Deserialize, Serialize};
 
 use crate::container::{RwLayer, Status};
-use crate::event::{EngineMode, Event, Mount};
+use crate::event::{EngineMode, Event, FileChangeKind, Mount};
 
 /// What the page knows of the daemon itself.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -49,6 +49,13 @@ pub struct State {
     pub kernel_rules: Vec<(String, String)>,
     /// Netfilter rules berth added, as (table, `-A CHAIN …`), in order.
     pub rules: Vec<(String, String)>,
+    /// Files seen changed, by watched dir (upper, layer or volume dir), then
+    /// by path inside it.
+    #[serde(default)]
+    pub files: BTreeMap<String, BTreeMap<String, FileChangeKind>>,
+    /// The guided lab's progress as its events left it, by lab ID.
+    #[serde(default)]
+    pub lab: BTreeMap<String, crate::lab::LabRecord>,
 }
 
 /// A published port.
@@ -327,7 +334,9 @@ pub fn apply(state: &mut State, event: &Event) {
             }
         }
         Event::ContainerRemoved { id } => {
-            state.containers.remove(id);
+            if let Some(c) = state.containers.remove(id) {
+                state.files.remove(&c.layer.upper);
+            }
         }
         Event::BridgeUp { name, address, prefix, .. } => {
             state.bridges.insert(name.clone(), Bridge { name: name.clone(), address: address.clone(), prefix: *prefix });
@@ -404,7 +413,9 @@ pub fn apply(state: &mut State, event: &Event) {
             }
         }
         Event::VolumeRemoved { name } => {
-            state.volumes.remove(name);
+            if let Some(v) = state.volumes.remove(name) {
+                state.files.remove(&v.mountpoint);
+            }
         }
         Event::BuildStarted { build, tags, steps } => {
             state.builds.insert(build.clone(), Build { tags: tags.clone(), total: *steps, ..Build::default() });
@@ -476,6 +487,12 @@ pub fn apply(state: &mut State, event: &Event) {
         }
         Event::KernelRuleGone { table, rule } => {
             state.kernel_rules.retain(|(t, r)| !(t == table && r == rule));
+        }
+        Event::FileChanged { dir, path, change } => {
+            state.files.entry(dir.clone()).or_default().insert(path.clone(), *change);
+        }
+        Event::LabProgress { lab, step, change } => {
+            state.lab.entry(lab.clone()).or_default().apply(step, change);
         }
         Event::BuildFinished { build, image, error } => {
             if let Some(b) = state.builds.get_mut(build) {

@@ -1,0 +1,215 @@
+//! Progress through a lab: every step's status judged from [`State`], and
+//! the [`LabChange`] events that take the recorded progress (`State::lab`)
+//! from what it was to what it is. The same evaluator runs in berthd, in the
+//! page's simulator and in tests; a replay applies the recorded events and so
+//! shows progress as it was.
+//!
+//! Rules: a step is *completed* the first time all its checks pass at once,
+//! and stays completed, whatever the learner does next (stopping a container
+//! the step ran is part of the lab). The *current* step is the first one not
+//! completed. A step shows as *failed* when it is current or completed and one
+//! of its checks fails with a [`Severity::Broken`] diagnosis (a DNAT rule
+//! deleted by hand, a file edited in the image's layer); it shows as passed
+//! again once that is put right. Steps after the current one may complete
+//! first: the learner is judged by state, not by order.
+
+use std::collections::BTreeMap;
+
+use serde::{Deserialize, Serialize};
+
+use super::checks::{Diagnosis, Severity};
+use super::format::Lab;
+use crate::event::Event;
+use crate::state::State;
+
+/// Where a step is, as the page's `data-state` says it.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum StepState {
+    #[default]
+    Pending,
+    Current,
+    Passed,
+    Failed,
+}
+
+impl StepState {
+    /// "pending", "current", "passed" or "failed".
+    pub fn as_str(self) -> &'static str {
+        match self {
+            StepState::Pending => "pending",
+            StepState::Current => "current",
+            StepState::Passed => "passed",
+            StepState::Failed => "failed",
+        }
+    }
+}
+
+/// One check's result.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct CheckStatus {
+    /// The check's kind, as lab.toml names it.
+    pub kind: String,
+    /// Why it fails; `None` when it passes.
+    pub diagnosis: Option<Diagnosis>,
+}
+
+impl CheckStatus {
+    pub fn passed(&self) -> bool {
+        self.diagnosis.is_none()
+    }
+}
+
+/// One step's status.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct StepStatus {
+    pub step: String,
+    pub state: StepState,
+    /// All its checks passed at once, at some point.
+    pub completed: bool,
+    /// Its checks in lab.toml's order.
+    pub checks: Vec<CheckStatus>,
+}
+
+/// A change of a lab's progress: the data of [`Event::LabProgress`].
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "change", rename_all = "snake_case")]
+pub enum LabChange {
+    /// The step became the current one (or is current again after a failure).
+    StepStarted,
+    /// A check of the step fails with a broken diagnosis.
+    StepFailed,
+    /// All its checks passed (or, once completed, nothing is broken again).
+    StepCompleted,
+    /// Check number `check` (from 0, lab.toml's order) passes.
+    CheckPassed { check: usize, kind: String },
+    /// Check number `check` fails, and why.
+    CheckFailed { check: usize, kind: String, diagnosis: Diagnosis },
+}
+
+/// A lab's progress as its events recorded it: what `State::lab` holds.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct LabRecord {
+    pub steps: BTreeMap<String, StepRecord>,
+}
+
+/// One step's recorded progress.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct StepRecord {
+    pub state: StepState,
+    pub completed: bool,
+    /// The last result recorded for each check, by its number.
+    pub checks: BTreeMap<usize, CheckStatus>,
+}
+
+impl LabRecord {
+    /// Takes in one change (what [`crate::apply`] does with `LabProgress`).
+    pub fn apply(&mut self, step: &str, change: &LabChange) {
+        let s = self.steps.entry(step.to_string()).or_default();
+        match change {
+            LabChange::StepStarted => s.state = StepState::Current,
+            LabChange::StepFailed => s.state = StepState::Failed,
+            LabChange::StepCompleted => {
+                s.state = StepState::Passed;
+                s.completed = true;
+            }
+            LabChange::CheckPassed { check, kind } => {
+                s.checks.insert(*check, CheckStatus { kind: kind.clone(), diagnosis: None });
+            }
+            LabChange::CheckFailed { check, kind, diagnosis } => {
+                s.checks.insert(*check, CheckStatus { kind: kind.clone(), diagnosis: Some(diagnosis.clone()) });
+            }
+        }
+    }
+
+    /// The recorded progress as statuses in the lab's order: what a replay
+    /// shows (checks never recorded are left out).
+    pub fn statuses(&self, lab: &Lab) -> Vec<StepStatus> {
+        lab.steps
+            .iter()
+            .map(|step| {
+                let r = self.steps.get(&step.id).cloned().unwrap_or_default();
+                StepStatus { step: step.id.clone(), state: r.state, completed: r.completed, checks: r.checks.into_values().collect() }
+            })
+            .collect()
+    }
+}
+
+/// Every step's status in `state`, given the progress recorded so far
+/// (`prev`, for what has completed).
+pub fn evaluate(lab: &Lab, state: &State, prev: &LabRecord) -> Vec<StepStatus> {
+    let mut current_found = false;
+    lab.steps
+        .iter()
+        .map(|step| {
+            let checks: Vec<CheckStatus> = step.checks.iter().map(|c| CheckStatus { kind: c.kind().into(), diagnosis: c.evaluate(state).err() }).collect();
+            let all = !checks.is_empty() && checks.iter().all(CheckStatus::passed);
+            let completed = all || prev.steps.get(&step.id).is_some_and(|r| r.completed);
+            let broken = checks.iter().any(|c| c.diagnosis.as_ref().is_some_and(|d| d.severity == Severity::Broken));
+            let state = if completed {
+                if broken { StepState::Failed } else { StepState::Passed }
+            } else if !current_found {
+                current_found = true;
+                if broken { StepState::Failed } else { StepState::Current }
+            } else {
+                StepState::Pending
+            };
+            StepStatus { step: step.id.clone(), state, completed, checks }
+        })
+        .collect()
+}
+
+/// The events that take the recorded progress `prev` to `next`: check
+/// results of the steps the page shows checks for (current or failed, and a
+/// step as it completes), then each step's change of state. Applied to the
+/// state, they make [`evaluate`] give `next` again with no new events.
+pub fn progress_events(lab_id: &str, prev: &LabRecord, next: &[StepStatus]) -> Vec<Event> {
+    let mut out = Vec::new();
+    let none = StepRecord::default();
+    for s in next {
+        let p = prev.steps.get(&s.step).unwrap_or(&none);
+        let moved = s.state != p.state || s.completed != p.completed;
+        let ev = |change| Event::LabProgress { lab: lab_id.to_string(), step: s.step.clone(), change };
+        if matches!(s.state, StepState::Current | StepState::Failed) || (moved && s.state == StepState::Passed) {
+            for (i, c) in s.checks.iter().enumerate() {
+                if p.checks.get(&i) != Some(c) {
+                    out.push(ev(match &c.diagnosis {
+                        None => LabChange::CheckPassed { check: i, kind: c.kind.clone() },
+                        Some(d) => LabChange::CheckFailed { check: i, kind: c.kind.clone(), diagnosis: d.clone() },
+                    }));
+                }
+            }
+        }
+        if moved {
+            match s.state {
+                StepState::Current => out.push(ev(LabChange::StepStarted)),
+                StepState::Failed => out.push(ev(LabChange::StepFailed)),
+                StepState::Passed => out.push(ev(LabChange::StepCompleted)),
+                StepState::Pending => {}
+            }
+        }
+    }
+    out
+}
+
+impl Lab {
+    /// Every step's status now (live: what the steps panel shows).
+    pub fn evaluate(&self, state: &State) -> Vec<StepStatus> {
+        let none = LabRecord::default();
+        evaluate(self, state, state.lab.get(&self.id).unwrap_or(&none))
+    }
+
+    /// The progress events `state` calls for, given the progress it records:
+    /// call after every event and emit what it returns (none when nothing
+    /// changed). Pure and idempotent.
+    pub fn tick(&self, state: &State) -> Vec<Event> {
+        let none = LabRecord::default();
+        let prev = state.lab.get(&self.id).unwrap_or(&none);
+        progress_events(&self.id, prev, &evaluate(self, state, prev))
+    }
+
+    /// The progress recorded in `state` (a replay's, as it was then).
+    pub fn recorded(&self, state: &State) -> Vec<StepStatus> {
+        state.lab.get(&self.id).cloned().unwrap_or_default().statuses(self)
+    }
+}
