@@ -256,6 +256,16 @@ impl Check {
         }
     }
 
+    /// The container the check is about, if it names one.
+    pub fn container(&self) -> Option<&str> {
+        match self {
+            Check::ContainerRunning { name } | Check::ContainerStopped { name } | Check::ContainerOnBridge { name, .. } => Some(name),
+            Check::PortPublished { container, .. } | Check::OverlayMounted { container } | Check::OverlayFileCopiedUp { container, .. } | Check::BindMount { container, .. } => Some(container),
+            Check::VolumeUsedBy { container, .. } => container.as_deref(),
+            _ => None,
+        }
+    }
+
     /// What the check asks, as the steps panel lists it.
     pub fn describe(&self) -> String {
         match self {

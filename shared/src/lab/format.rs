@@ -145,6 +145,33 @@ impl Step {
     pub fn code_blocks(&self) -> Vec<CodeBlock> {
         code_blocks(&self.body)
     }
+
+    /// A command with the lab's placeholders filled from `state`, for the
+    /// page's "run in terminal": `A.B.C.D` becomes node1's own address (of
+    /// the link its default route leaves by), `172.17.0.X` the address of
+    /// the first container the step's checks name that has one. What cannot
+    /// be known yet stays as written.
+    pub fn fill(&self, code: &str, state: &crate::state::State) -> String {
+        let mut out = code.to_string();
+        if let Some(addr) = node1_address(state) {
+            out = out.replace("A.B.C.D", &addr);
+        }
+        let ip = self.checks.iter().filter_map(|c| c.container()).find_map(|name| {
+            state.containers.values().find(|c| c.name == name).and_then(|c| c.endpoints.values().next()).map(|e| e.ip.clone())
+        });
+        if let Some(ip) = ip {
+            out = out.replace("172.17.0.X", &ip);
+        }
+        out
+    }
+}
+
+/// node1's own IPv4 address: on the link of its default route, else on the
+/// first link that is not loopback, a bridge or a veth.
+pub fn node1_address(state: &crate::state::State) -> Option<String> {
+    let v4 = |link: &str| state.links.get(link).and_then(|l| l.addresses.iter().find(|a| a.contains('.'))).map(|a| a.split('/').next().unwrap_or(a).to_string());
+    let by_route = state.routes.iter().find(|(dst, _, _)| dst == "default").and_then(|(_, _, dev)| dev.as_deref()).and_then(v4);
+    by_route.or_else(|| state.links.iter().filter(|(n, l)| *n != "lo" && l.kind != "bridge" && l.kind != "veth").find_map(|(n, _)| v4(n)))
 }
 
 /// The fenced (```) code blocks of Markdown text.

@@ -12,7 +12,7 @@ pub mod format;
 pub mod progress;
 
 pub use checks::{normalize_reference, Check, Diagnosis, Element, Severity};
-pub use format::{code_blocks, CodeBlock, Lab, LabError, Step};
+pub use format::{code_blocks, node1_address, CodeBlock, Lab, LabError, Step};
 pub use progress::{evaluate, progress_events, CheckStatus, LabChange, LabRecord, StepRecord, StepState, StepStatus};
 
 /// The files of labs/deploy-docker, embedded (the page has no file system).

@@ -678,3 +678,17 @@ fn progress_events_are_only_what_changed() {
     }
     assert!(lab.tick(&st).is_empty());
 }
+
+#[test]
+fn placeholders_are_filled_with_node1s_and_the_steps_containers_addresses() {
+    let mut l = Learner::new();
+    let lab = lab();
+    let service = lab.step("service").unwrap();
+    assert_eq!(node1_address(&l.state).as_deref(), Some("192.168.1.10"));
+    assert_eq!(service.fill("curl http://172.17.0.X/", &l.state), "curl http://172.17.0.X/", "not known before nginx-demo runs");
+    l.run("docker run --name other -d nginx:alpine");
+    l.run("docker run --name nginx-demo -d --rm nginx:alpine");
+    assert_eq!(service.fill("curl http://172.17.0.X/", &l.state), "curl http://172.17.0.3/");
+    assert_eq!(lab.step("publish").unwrap().fill("curl http://A.B.C.D/", &l.state), "curl http://192.168.1.10/");
+    assert!(l.run(&service.fill("curl http://172.17.0.X/", &l.state)).contains("Welcome to nginx!"));
+}
