@@ -102,7 +102,8 @@ pub async fn run(mut config: Config) -> anyhow::Result<()> {
         let _ = rx.wait_for(|s| *s).await;
     };
     let auth = Arc::new(lab_auth(&config, engine)?);
-    let page_app = lab::app(state.clone(), &config.page_dir, auth.clone());
+    let terminals = lab::terminals::Terminals::new();
+    let page_app = lab::app(state.clone(), &config.page_dir, auth.clone(), terminals.clone());
     tracing::info!(addr = %config.page_addr, "lab page listening");
     // As Jupyter does: the address to open, with its token, on stdout.
     println!("berthd: the lab page is at http://{}/?token={}", config.page_addr, auth.token());
@@ -120,6 +121,8 @@ pub async fn run(mut config: Config) -> anyhow::Result<()> {
     shutdown_signal().await;
     tracing::info!("shutting down");
     bus.emit(Event::DaemonStopping);
+    // The page's shells end with the daemon: none is left an orphan.
+    terminals.shutdown().await;
     // As Docker without live-restore: containers stop with the daemon.
     containers.shutdown().await;
     let _ = stop_tx.send(true);

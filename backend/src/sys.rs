@@ -111,16 +111,23 @@ pub fn take_sync_fd() -> std::fs::File {
     file
 }
 
-/// Makes the child a session leader with its stdin (a terminal) as its
-/// controlling terminal, for [`std::process::Command`]: the lab's shells.
-pub fn new_session_on_stdin_tty(cmd: &mut std::process::Command) {
+/// For the lab's shells: a session leader with its stdin (a terminal) as
+/// its controlling terminal, and a UTS namespace of their own with `hostname` as its name, so `hostname` in the page's
+/// shell says what its prompt does. Where a new namespace cannot be made
+/// (no CAP_SYS_ADMIN), the shell keeps the machine's name.
+pub fn lab_shell_pre_exec(cmd: &mut std::process::Command, hostname: &str) {
     use std::os::unix::process::CommandExt;
-    // SAFETY: setsid and ioctl are async-signal-safe, as pre_exec requires;
-    // they run in the forked child before exec and touch no memory of ours.
+    let name = hostname.as_bytes().to_vec();
+    // SAFETY: setsid, ioctl, unshare and sethostname are async-signal-safe
+    // system calls, as pre_exec requires; they run in the forked child
+    // before exec, and `name` was allocated before the fork.
     unsafe {
-        cmd.pre_exec(|| {
+        cmd.pre_exec(move || {
             if libc::setsid() < 0 || libc::ioctl(0, libc::TIOCSCTTY, 0) < 0 {
                 return Err(io::Error::last_os_error());
+            }
+            if libc::unshare(libc::CLONE_NEWUTS) == 0 {
+                libc::sethostname(name.as_ptr().cast(), name.len());
             }
             Ok(())
         });
@@ -239,3 +246,12 @@ pub fn attach_device_filter(insns: &[[u8; 8]], cgroup: &std::path::Path) -> io::
     }
     Ok(())
 }
+
+/// Registers an owned file with the runtime's reactor (for non-blocking
+/// PTY I/O).
+pub fn async_file(file: std::fs::File) -> io::Result<tokio::io::unix::AsyncFd<std::fs::File>> {
+    // SAFETY: `File` owns its descriptor: it stays open, and `as_raw_fd`
+    // returns the same one, for as long as the AsyncFd holds the File.
+    unsafe { tokio::io::unix::AsyncFd::register(file) }.map_err(|e| e.into_parts().1)
+}
+

@@ -137,8 +137,8 @@ async fn a_page_from_another_origin_cannot_reach_the_lab_and_the_lab_still_works
     assert_eq!(code(&[&format!("{url}api/state")]), "401");
     assert_eq!(code(&[&format!("{url}api/recordings")]), "401");
 
-    // Back on the lab's own page: still signed in (the cookie), the shell works,
-    // and even its own origin needs a ticket to open a terminal.
+    // Back on the lab's own page: still signed in (the cookie), the tab's
+    // shell works, and even its own origin needs a ticket to open a terminal.
     c.goto(&url).await.unwrap();
     browser.wait_for_text("[data-testid=terminal]", "@node1", Duration::from_secs(30)).await.unwrap();
     let input = c.find(Locator::Css("[data-testid=terminal] textarea")).await.unwrap();
@@ -158,5 +158,5 @@ async fn a_page_from_another_origin_cannot_reach_the_lab_and_the_lab_still_works
     assert_eq!(code, serde_json::json!(4401), "a terminal without a valid ticket is closed");
     browser.screenshot("page-own-origin.png").await.unwrap();
     browser.close().await;
-    assert_eq!(d.log_text().matches("terminal session started").count(), 2, "the reload's shell, and no other");
+    assert_eq!(d.log_text().matches("terminal session started").count(), 1, "back to the tab's own shell, and no other started");
 }

@@ -58,19 +58,27 @@ pub async fn changes(id: &str) -> Result<Vec<(String, u8)>, String> {
     Ok(list.into_iter().map(|c| (c.path, c.kind)).collect())
 }
 
+/// Why no terminal ticket was had.
+#[derive(Clone, Debug)]
+pub enum TicketError {
+    /// berthd answered no: the page is signed out.
+    SignedOut(String),
+    /// berthd did not answer (restarting?): try again.
+    Unreachable,
+}
+
 /// A one-time ticket for the terminal socket (`POST /api/terminal/ticket`):
 /// the shell opens only for the page that holds the session.
-pub async fn terminal_ticket() -> Result<String, String> {
+pub async fn terminal_ticket() -> Result<String, TicketError> {
     #[derive(Deserialize)]
     struct Ticket {
         ticket: String,
     }
-    let resp = gloo_net::http::Request::post("/api/terminal/ticket").send().await.map_err(|e| e.to_string())?;
-    if resp.status() == 401 {
-        return Err("signed out: open the lab's address with its token again".into());
+    let resp = gloo_net::http::Request::post("/api/terminal/ticket").send().await.map_err(|_| TicketError::Unreachable)?;
+    match resp.status() {
+        401 | 403 => return Err(TicketError::SignedOut("signed out: open the lab's address with its token again".into())),
+        _ if !resp.ok() => return Err(TicketError::Unreachable),
+        _ => {}
     }
-    if !resp.ok() {
-        return Err(format!("HTTP {}", resp.status()));
-    }
-    resp.json::<Ticket>().await.map(|t| t.ticket).map_err(|e| e.to_string())
+    resp.json::<Ticket>().await.map(|t| t.ticket).map_err(|_| TicketError::Unreachable)
 }

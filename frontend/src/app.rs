@@ -200,7 +200,7 @@ fn Timeline(store: Store) -> impl IntoView {
                     store.cursor.set(if live && v >= count.get() { None } else { Some(v) });
                 }/>
             <span class="pos" data-testid="position">{move || format!("{}/{}", position.get(), count.get())}</span>
-            <button class:on=move || store.cursor.get().is_none() && store.source.get().follows()
+            <button data-testid="now" class:on=move || store.cursor.get().is_none() && store.source.get().follows()
                 on:click=move |_| { playing.set(false); if store.source.get().follows() { store.cursor.set(None) } else { store.cursor.set(Some(count.get())) } }>"● now"</button>
             <span class="current">{current}</span>
         </div>

@@ -11,7 +11,7 @@ use leptos::task::spawn_local;
 use wasm_bindgen::prelude::*;
 use wasm_bindgen::JsCast;
 
-use crate::store::{now_ms, ws_url, Source, Store};
+use crate::store::{gloo_net_sleep, now_ms, ws_url, Source, Store};
 
 #[wasm_bindgen]
 extern "C" {
@@ -24,6 +24,9 @@ extern "C" {
     fn open(this: &XTerm, parent: &web_sys::HtmlElement);
     #[wasm_bindgen(method)]
     fn write(this: &XTerm, data: &str);
+    /// Writes, then calls `done` once xterm has processed the data.
+    #[wasm_bindgen(method, js_name = write)]
+    fn write_then(this: &XTerm, data: &str, done: &js_sys::Function);
     #[wasm_bindgen(method)]
     fn resize(this: &XTerm, cols: u32, rows: u32);
     #[wasm_bindgen(method)]
@@ -57,6 +60,16 @@ fn fit(el: &web_sys::HtmlElement) -> (u32, u32) {
     (((w - 12.0) / 8.43).floor().clamp(40.0, 400.0) as u32, ((h - 8.0) / 17.0).floor().clamp(10.0, 120.0) as u32)
 }
 
+/// Redraws (replayed output, a reattached shell's scrollback) hold terminal
+/// queries (cursor position, colours…) that xterm answers through onData:
+/// while `quiet` counts writes in flight, those answers are not keystrokes
+/// and never reach the shell.
+fn quiet_write(t: &XTerm, quiet: StoredValue<u32>, data: &str) {
+    quiet.update_value(|q| *q += 1);
+    let done = Closure::once_into_js(move || quiet.update_value(|q| *q = q.saturating_sub(1)));
+    t.write_then(data, done.unchecked_ref());
+}
+
 #[component]
 pub fn Terminal(store: Store) -> impl IntoView {
     let host = NodeRef::<Div>::new();
@@ -68,6 +81,9 @@ pub fn Terminal(store: Store) -> impl IntoView {
     let size = StoredValue::new((100u32, 30u32));
     let shell_started = StoredValue::new(false);
     let line = StoredValue::new(String::new());
+    let quiet = StoredValue::new(0u32);
+    // Keys typed while the timeline shows the past go nowhere: say so.
+    let typed_in_past = RwSignal::new(false);
 
     Effect::new(move |_| {
         let Some(el) = host.get() else { return };
@@ -82,7 +98,13 @@ pub fn Terminal(store: Store) -> impl IntoView {
         let on_data = Closure::<dyn FnMut(String)>::new(move |data: String| {
             // Typing goes to node1 (not while replaying or scrubbing): the live
             // shell, or the simulator's line editor.
+            if quiet.get_value() > 0 {
+                return; // xterm answering a redraw's queries, not the learner
+            }
             if store.cursor.get_untracked().is_some() {
+                if matches!(store.source.get_untracked(), Source::Live { .. }) {
+                    typed_in_past.set(true);
+                }
                 return;
             }
             match store.source.get_untracked() {
@@ -134,8 +156,9 @@ pub fn Terminal(store: Store) -> impl IntoView {
             Source::Live { .. } => {
                 shell_started.set_value(true);
                 let (cols, rows) = size.get_value();
+                let _ = (cols, rows);
                 if let Some(rx) = rx_input.try_update_value(|r| r.take()).flatten() {
-                    connect_shell(store, term, rx, cols, rows);
+                    connect_shell(store, term, rx, size, quiet);
                 }
             }
             Source::Simulated => {
@@ -165,7 +188,7 @@ pub fn Terminal(store: Store) -> impl IntoView {
                     all.push_str(s);
                 }
             });
-            t.write(&all);
+            quiet_write(t, quiet, &all);
         });
     });
     // A recording plays at the size it was recorded at.
@@ -180,12 +203,23 @@ pub fn Terminal(store: Store) -> impl IntoView {
         if prev.is_some() && prev != Some(c) {
             store.redraw.update(|r| *r += 1);
         }
+        if c.is_none() {
+            typed_in_past.set(false);
+        }
         c
     });
 
     view! {
-        <div class="term" node_ref=host data-testid="terminal"
-            on:click=move |_| term.with_value(|t| if let Some(t) = t { t.focus() })></div>
+        <div class="term-wrap">
+            <div class="term" node_ref=host data-testid="terminal"
+                on:click=move |_| term.with_value(|t| if let Some(t) = t { t.focus() })></div>
+            <Show when=move || typed_in_past.get()>
+                <div class="term-notice" data-testid="term-notice" role="status">
+                    "You are looking at the past: what you type goes nowhere. "
+                    <button on:click=move |_| store.cursor.set(None)>"Back to now"</button>
+                </div>
+            </Show>
+        </div>
     }
 }
 
@@ -237,33 +271,112 @@ fn sim_keys(store: Store, line: StoredValue<String>, size: (u32, u32), data: &st
     out
 }
 
+/// This tab's name for its shell, kept across reloads (sessionStorage is
+/// per tab): a reload reattaches to the same shell.
+fn shell_id() -> String {
+    let storage = web_sys::window().and_then(|w| w.session_storage().ok().flatten());
+    if let Some(id) = storage.as_ref().and_then(|s| s.get_item("berth-shell").ok().flatten()) {
+        return id;
+    }
+    let id: String = (0..4).map(|_| format!("{:04x}", (js_sys::Math::random() * 65536.0) as u32)).collect();
+    if let Some(s) = storage {
+        let _ = s.set_item("berth-shell", &id);
+    }
+    id
+}
+
+/// How one connection to the shell ended.
+enum Ended {
+    /// The shell exited (the learner typed `exit`).
+    ShellExited,
+    /// berthd said no: signed out, no ticket, too many shells.
+    Refused(String),
+    /// The connection dropped (berthd restarting, network).
+    Lost,
+}
+
+enum Ev {
+    Key(Vec<u8>),
+    Ws(Result<Message, gloo_net::websocket::WebSocketError>),
+    WsEnd,
+}
+
 /// The live shell: output into xterm and the store, keystrokes to the PTY.
+/// A dropped connection is retried (and reattaches to the same shell); a
+/// shell that exited is replaced when the learner presses a key.
 fn connect_shell(
     store: Store,
     term: StoredValue<Option<XTerm>, LocalStorage>,
     mut input: futures::channel::mpsc::UnboundedReceiver<Vec<u8>>,
+    size: StoredValue<(u32, u32)>,
+    quiet: StoredValue<u32>,
+) {
+    let say = move |msg: &str| term.with_value(|t| if let Some(t) = t { t.write(&format!("\r\n\x1b[33m[{msg}]\x1b[0m\r\n")) });
+    spawn_local(async move {
+        let id = shell_id();
+        let mut attached_before = false;
+        let mut lost_since: Option<f64> = None;
+        loop {
+            let (cols, rows) = size.get_value();
+            match attach_once(store, term, &mut input, &id, cols, rows, quiet, &mut attached_before).await {
+                Ended::ShellExited => {
+                    say("the shell on node1 exited: press any key for a new one");
+                    if input.next().await.is_none() {
+                        return;
+                    }
+                }
+                Ended::Refused(why) => {
+                    say(&format!("no shell on node1: {why}"));
+                    return;
+                }
+                Ended::Lost => {
+                    let now = now_ms();
+                    if lost_since.is_none() {
+                        say("the connection to node1 was lost: reconnecting…");
+                        lost_since = Some(now);
+                    }
+                    gloo_net_sleep(1000).await;
+                    continue;
+                }
+            }
+            lost_since = None;
+        }
+    });
+}
+
+/// One connection: a ticket, the socket, then output and keys until it ends.
+#[allow(clippy::too_many_arguments)]
+async fn attach_once(
+    store: Store,
+    term: StoredValue<Option<XTerm>, LocalStorage>,
+    input: &mut futures::channel::mpsc::UnboundedReceiver<Vec<u8>>,
+    id: &str,
     cols: u32,
     rows: u32,
-) {
-    spawn_local(async move {
-        let say = move |msg: String| term.with_value(|t| if let Some(t) = t { t.write(&format!("\r\n[no shell on node1: {msg}]\r\n")) });
-        // The socket opens a shell only with a one-time ticket as its first
-        // message, fetched by this page's own (same-origin) request.
-        let ticket = match crate::api::terminal_ticket().await {
-            Ok(t) => t,
-            Err(e) => return say(e),
-        };
-        let url = ws_url(&format!("/api/terminal?cols={cols}&rows={rows}"));
-        let ws = match WebSocket::open(&url) {
-            Ok(ws) => ws,
-            Err(e) => return say(e.to_string()),
-        };
-        let (mut tx, mut rx) = ws.split();
-        if let Err(e) = tx.send(Message::Text(serde_json::json!({ "ticket": ticket }).to_string())).await {
-            return say(e.to_string());
-        }
-        spawn_local(async move {
-            while let Some(bytes) = input.next().await {
+    quiet: StoredValue<u32>,
+    attached_before: &mut bool,
+) -> Ended {
+    // The socket opens a shell only with a one-time ticket as its first
+    // message, fetched by this page's own (same-origin) request.
+    let ticket = match crate::api::terminal_ticket().await {
+        Ok(t) => t,
+        Err(crate::api::TicketError::SignedOut(e)) => return Ended::Refused(e),
+        Err(crate::api::TicketError::Unreachable) => return Ended::Lost,
+    };
+    let url = ws_url(&format!("/api/terminal?id={id}&cols={cols}&rows={rows}"));
+    let Ok(ws) = WebSocket::open(&url) else { return Ended::Lost };
+    let (mut tx, rx) = ws.split();
+    if tx.send(Message::Text(serde_json::json!({ "ticket": ticket }).to_string())).await.is_err() {
+        return Ended::Lost;
+    }
+    let live_now = move || store.cursor.get_untracked().is_none() && matches!(store.source.get_untracked(), Source::Live { .. });
+    let keys = input.by_ref().map(Ev::Key);
+    let frames = rx.map(Ev::Ws).chain(futures::stream::iter([Ev::WsEnd]));
+    let mut events = futures::stream::select(keys, frames);
+    let mut decoder = Utf8Stream::default();
+    while let Some(ev) = events.next().await {
+        let text = match ev {
+            Ev::Key(bytes) => {
                 // A resize travels as a text frame; keystrokes as bytes.
                 let msg = match bytes.strip_prefix(b"\0resize ") {
                     Some(rest) => {
@@ -274,24 +387,49 @@ fn connect_shell(
                     None => Message::Bytes(bytes),
                 };
                 if tx.send(msg).await.is_err() {
-                    break;
+                    return Ended::Lost;
                 }
+                continue;
             }
-        });
-        let mut decoder = Utf8Stream::default();
-        while let Some(msg) = rx.next().await {
-            let text = match msg {
-                Ok(Message::Bytes(b)) => decoder.push(&b),
-                Ok(Message::Text(t)) => t,
-                Err(_) => break,
-            };
-            store.term.update(|v| v.push((now_ms(), text.clone())));
-            if store.cursor.get_untracked().is_none() && matches!(store.source.get_untracked(), Source::Live { .. }) {
-                term.with_value(|t| if let Some(t) = t { t.write(&text) });
+            Ev::Ws(Ok(Message::Bytes(b))) => decoder.push(&b),
+            Ev::Ws(Ok(Message::Text(t))) => {
+                let v: serde_json::Value = serde_json::from_str(&t).unwrap_or_default();
+                if let Some(new) = v["attached"]["new"].as_bool() {
+                    if new && *attached_before {
+                        let note = "\r\n\x1b[33m[a new shell on node1: the one before has ended (berthd restarted?)]\x1b[0m\r\n".to_string();
+                        store.term.update(|f| f.push((now_ms(), note.clone())));
+                        if live_now() {
+                            term.with_value(|t| if let Some(t) = t { t.write(&note) });
+                        }
+                    }
+                    *attached_before = true;
+                } else if let Some(back) = v["scrollback"].as_str() {
+                    // What the shell printed before this page came: keep it
+                    // once, and draw it (its queries answered quietly).
+                    if store.term.with_untracked(|f| f.is_empty()) {
+                        store.term.update(|f| f.push((now_ms(), back.to_string())));
+                    }
+                    if live_now() {
+                        term.with_value(|t| if let Some(t) = t { quiet_write(t, quiet, &format!("\x1bc{back}")) });
+                    }
+                }
+                continue;
             }
+            Ev::Ws(Err(gloo_net::websocket::WebSocketError::ConnectionClose(e))) => {
+                return match e.code {
+                    4000 => Ended::ShellExited,
+                    4401 | 4429 => Ended::Refused(e.reason),
+                    _ => Ended::Lost,
+                };
+            }
+            Ev::Ws(Err(_)) | Ev::WsEnd => return Ended::Lost,
+        };
+        store.term.update(|v| v.push((now_ms(), text.clone())));
+        if live_now() {
+            term.with_value(|t| if let Some(t) = t { t.write(&text) });
         }
-        term.with_value(|t| if let Some(t) = t { t.write("\r\n[the shell on node1 ended; reload the page for a new one]\r\n") });
-    });
+    }
+    Ended::Lost
 }
 
 /// Turns byte chunks into text without splitting a UTF-8 character.

@@ -30,7 +30,7 @@ use axum::extract::{Request, State};
 use axum::http::{header, HeaderMap, HeaderValue, Method, StatusCode, Uri};
 use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
-use axum::Json;
+use axum::{Extension, Json};
 use hmac::{Hmac, Mac};
 use serde_json::json;
 use sha2::Sha256;
@@ -49,8 +49,14 @@ pub struct LabAuth {
     secure: bool,
     allowed_hosts: Vec<String>,
     allowed_origins: Vec<String>,
-    tickets: Mutex<HashMap<String, Instant>>,
+    /// Ticket → (when made, the session it was made for).
+    tickets: Mutex<HashMap<String, (Instant, String)>>,
 }
+
+/// Who a request comes from: a browser session's id, or `token` for a tool
+/// with the bearer token. The guard puts it in the request's extensions.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Principal(pub String);
 
 /// Random bytes from the kernel, as hex.
 pub fn random_hex(bytes: usize) -> String {
@@ -163,20 +169,24 @@ impl LabAuth {
         format!("{}={}; Path=/; HttpOnly; SameSite=Strict{secure}", self.cookie_name, self.new_session())
     }
 
-    /// A one-time terminal ticket.
-    pub fn issue_ticket(&self) -> String {
+    /// A one-time terminal ticket for `owner`'s session.
+    pub fn issue_ticket(&self, owner: &str) -> String {
         let t = random_hex(16);
         let mut tickets = self.tickets.lock().unwrap_or_else(|e| e.into_inner());
         let now = Instant::now();
-        tickets.retain(|_, made| now.duration_since(*made) < TICKET_TTL);
-        tickets.insert(t.clone(), now);
+        tickets.retain(|_, (made, _)| now.duration_since(*made) < TICKET_TTL);
+        tickets.insert(t.clone(), (now, owner.to_string()));
         t
     }
 
-    /// Uses up a ticket: true once, within its time, for a ticket we issued.
-    pub fn take_ticket(&self, ticket: &str) -> bool {
+    /// Uses up a ticket: its session, once, within its time, for a ticket
+    /// we issued.
+    pub fn take_ticket(&self, ticket: &str) -> Option<String> {
         let mut tickets = self.tickets.lock().unwrap_or_else(|e| e.into_inner());
-        matches!(tickets.remove(ticket), Some(made) if made.elapsed() < TICKET_TTL)
+        match tickets.remove(ticket) {
+            Some((made, owner)) if made.elapsed() < TICKET_TTL => Some(owner),
+            _ => None,
+        }
     }
 
     /// Is `host` (a Host header: name or IP, optional port) one we serve?
@@ -197,14 +207,16 @@ impl LabAuth {
         origin == format!("http://{host}") || origin == format!("https://{host}") || self.allowed_origins.contains(&origin)
     }
 
-    fn session_of(&self, headers: &HeaderMap) -> bool {
+    /// The id of the valid session this request's cookie holds.
+    fn session_of(&self, headers: &HeaderMap) -> Option<String> {
         headers
             .get_all(header::COOKIE)
             .iter()
             .filter_map(|v| v.to_str().ok())
             .flat_map(|v| v.split(';'))
             .filter_map(|kv| kv.trim().split_once('='))
-            .any(|(k, v)| k == self.cookie_name && self.check_session(v))
+            .find(|(k, v)| *k == self.cookie_name && self.check_session(v))
+            .and_then(|(_, v)| v.split_once('.').map(|(id, _)| id.to_string()))
     }
 
     fn bearer_of(&self, headers: &HeaderMap) -> bool {
@@ -336,7 +348,8 @@ pub async fn guard(State(auth): State<Arc<LabAuth>>, req: Request, next: Next) -
         }
         return if api { refuse(StatusCode::UNAUTHORIZED, true, "wrong lab token") } else { login_page(StatusCode::UNAUTHORIZED, Some("That token is not this lab's.")) };
     }
-    let by_cookie = auth.session_of(headers);
+    let session = auth.session_of(headers);
+    let by_cookie = session.is_some();
     let by_bearer = !by_cookie && auth.bearer_of(headers);
     if !by_cookie && !by_bearer {
         return if api { refuse(StatusCode::UNAUTHORIZED, true, "sign in first: open the lab's URL with its token") } else { login_page(StatusCode::UNAUTHORIZED, None) };
@@ -346,6 +359,8 @@ pub async fn guard(State(auth): State<Arc<LabAuth>>, req: Request, next: Next) -
     if websocket && by_cookie && origin.is_none() {
         return refuse(StatusCode::FORBIDDEN, api, "a WebSocket needs an Origin");
     }
+    let mut req = req;
+    req.extensions_mut().insert(Principal(session.unwrap_or_else(|| "token".into())));
     next.run(req).await
 }
 
@@ -366,9 +381,9 @@ async fn login(auth: &LabAuth, req: Request) -> Response {
 }
 
 /// `POST /api/terminal/ticket`: a one-time ticket for the terminal socket.
-pub async fn ticket(State(auth): State<Arc<LabAuth>>) -> Response {
+pub async fn ticket(State(auth): State<Arc<LabAuth>>, Extension(who): Extension<Principal>) -> Response {
     // The guard has checked the session and, for a page's POST, its Origin.
-    let t = auth.issue_ticket();
+    let t = auth.issue_ticket(&who.0);
     ([(header::CACHE_CONTROL, "no-store")], Json(json!({ "ticket": t, "expires_in": TICKET_TTL.as_secs() }))).into_response()
 }
 
@@ -411,10 +426,10 @@ mod tests {
     #[test]
     fn a_ticket_opens_the_terminal_once() {
         let a = auth();
-        let t = a.issue_ticket();
-        assert!(!a.take_ticket("not-a-ticket"));
-        assert!(a.take_ticket(&t));
-        assert!(!a.take_ticket(&t), "used up");
+        let t = a.issue_ticket("s1");
+        assert_eq!(a.take_ticket("not-a-ticket"), None);
+        assert_eq!(a.take_ticket(&t).as_deref(), Some("s1"), "names its session");
+        assert_eq!(a.take_ticket(&t), None, "used up");
     }
 
     #[test]

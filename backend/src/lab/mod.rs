@@ -3,6 +3,7 @@
 
 pub mod auth;
 pub mod stream;
+pub mod terminals;
 
 use std::path::Path;
 use std::sync::Arc;
@@ -18,17 +19,25 @@ use tower_http::services::{ServeDir, ServeFile};
 
 use crate::api::AppState;
 use auth::LabAuth;
+use terminals::Terminals;
 
 /// What the lab's handlers share: the daemon's state and the door.
 #[derive(Clone, Debug)]
 pub struct LabState {
     pub app: AppState,
     pub auth: Arc<LabAuth>,
+    pub terminals: Arc<Terminals>,
 }
 
 impl FromRef<LabState> for AppState {
     fn from_ref(s: &LabState) -> AppState {
         s.app.clone()
+    }
+}
+
+impl FromRef<LabState> for Arc<Terminals> {
+    fn from_ref(s: &LabState) -> Arc<Terminals> {
+        s.terminals.clone()
     }
 }
 
@@ -40,17 +49,17 @@ impl FromRef<LabState> for Arc<LabAuth> {
 
 /// The lab server. Every route, the page's files included, is behind
 /// [`auth::guard`]: Host, Origin and a session (see `auth`).
-pub fn app(state: AppState, page_dir: &Path, auth: Arc<LabAuth>) -> Router {
+pub fn app(state: AppState, page_dir: &Path, auth: Arc<LabAuth>, terminals: Arc<Terminals>) -> Router {
     let api = Router::new()
         .route("/api/health", get(health))
         .route("/api/state", get(snapshot))
         .route("/api/events", get(stream::events))
-        .route("/api/terminal", get(stream::terminal))
+        .route("/api/terminal", get(terminals::terminal))
         .route("/api/terminal/ticket", post(auth::ticket))
         .route("/api/recordings", get(stream::recordings))
         .route("/api/recordings/{name}", get(stream::recording))
         .route("/api/containers/{id}/changes", get(crate::api::containers::changes))
-        .with_state(LabState { app: state, auth: auth.clone() });
+        .with_state(LabState { app: state, auth: auth.clone(), terminals });
     let index = page_dir.join("index.html");
     let routes = if index.is_file() {
         api.fallback_service(ServeDir::new(page_dir).fallback(ServeFile::new(index)))
@@ -101,7 +110,7 @@ mod tests {
         std::fs::write(dir.path().join("index.html"), "<html>berth</html>").unwrap();
         std::fs::write(dir.path().join("app.js"), "x").unwrap();
         let auth = door();
-        let app = app(state(), dir.path(), auth.clone());
+        let app = app(state(), dir.path(), auth.clone(), Terminals::new());
         (dir, app, auth)
     }
 
@@ -142,7 +151,7 @@ mod tests {
     async fn an_unbuilt_page_says_how_to_build_it() {
         let dir = tempfile::tempdir().unwrap();
         let auth = door();
-        let (s, body) = get_text(app(state(), dir.path(), auth.clone()), &auth, "/").await;
+        let (s, body) = get_text(app(state(), dir.path(), auth.clone(), Terminals::new()), &auth, "/").await;
         assert_eq!(s, StatusCode::SERVICE_UNAVAILABLE);
         assert!(body.contains("trunk build"), "{body}");
     }
@@ -264,6 +273,7 @@ mod tests {
         let (s, _, body) = send(app, req).await;
         assert_eq!(s, StatusCode::OK, "{body}");
         let v: serde_json::Value = serde_json::from_str(&body).unwrap();
-        assert!(auth.take_ticket(v["ticket"].as_str().unwrap()));
+        let owner = auth.take_ticket(v["ticket"].as_str().unwrap()).expect("a ticket we issued");
+        assert_eq!(owner.len(), 32, "made for the cookie's session: {owner}");
     }
 }
