@@ -247,6 +247,30 @@ pub fn attach_device_filter(insns: &[[u8; 8]], cgroup: &std::path::Path) -> io::
     Ok(())
 }
 
+/// Every signal at its default disposition and none blocked, for a
+/// container's process: an ignored signal stays ignored across exec, and
+/// Rust programs (berthd) start with SIGPIPE ignored — under Docker a
+/// container's processes ignore nothing (so `yes | head -n1` ends).
+pub fn default_signals() {
+    // SAFETY: rt_sigaction reads a 32-byte kernel sigaction from `dfl`,
+    // which lives through the call, and installs no handler (SIG_DFL); the
+    // empty mask is a valid sigset. Nothing of ours is touched.
+    unsafe {
+        // The kernel's sigaction (handler, flags, restorer, mask), all zero:
+        // SIG_DFL. Through the raw call, so that the signals libc keeps for
+        // itself (32, 33), which a parent may have left ignored, are reset too.
+        let dfl = [0u64; 4];
+        for sig in 1..=64 {
+            if sig != libc::SIGKILL && sig != libc::SIGSTOP {
+                libc::syscall(libc::SYS_rt_sigaction, sig, dfl.as_ptr(), std::ptr::null_mut::<u64>(), 8usize);
+            }
+        }
+        let mut none: libc::sigset_t = std::mem::zeroed();
+        libc::sigemptyset(&mut none);
+        libc::sigprocmask(libc::SIG_SETMASK, &none, std::ptr::null_mut());
+    }
+}
+
 /// Registers an owned file with the runtime's reactor (for non-blocking
 /// PTY I/O).
 pub fn async_file(file: std::fs::File) -> io::Result<tokio::io::unix::AsyncFd<std::fs::File>> {

@@ -240,3 +240,25 @@ fn logs_tail_and_follow_kill_wait_and_stop_with_a_timeout() {
     let o = sb.docker(&d, &["logs", "nosuch"]).unwrap();
     assert!(out(&o).contains("No such container: nosuch"), "{}", out(&o));
 }
+
+#[test]
+fn a_pipe_whose_reader_leaves_ends_its_writer_with_sigpipe_as_under_docker() {
+    let (sb, d) = node1().unwrap();
+    sb.docker_ok(&d, &["pull", "alpine"]);
+    // berthd is a Rust program (SIGPIPE ignored): without resetting it, `yes`
+    // would get EPIPE forever and never end. Nothing is ignored, as in Docker.
+    let script = "yes | head -n 1";
+    let o = sb.command("timeout").args(["20", "docker", "run", "--rm", "alpine", "sh", "-c", script]).env("DOCKER_HOST", format!("unix://{}", d.socket.display())).output().unwrap();
+    let text = out(&o);
+    assert!(o.status.success(), "the pipeline did not end: {text}");
+    assert!(text.starts_with("y\n"), "{text}");
+    assert_eq!(text, "y\n");
+    // The command berthd starts ignores no signal (a shell may set its own).
+    let o = sb.docker_ok(&d, &["run", "--rm", "alpine", "grep", "-E", "^Sig(Ign|Blk)", "/proc/self/status"]);
+    assert_eq!(o, "SigBlk:\t0000000000000000\nSigIgn:\t0000000000000000\n");
+    // And in a process `docker exec` starts.
+    sb.docker_ok(&d, &["run", "-d", "--name", "piper", "alpine", "sleep", "100"]);
+    let o = sb.command("timeout").args(["20", "docker", "exec", "piper", "sh", "-c", "yes | head -n 1"]).env("DOCKER_HOST", format!("unix://{}", d.socket.display())).output().unwrap();
+    assert!(o.status.success() && out(&o) == "y\n", "exec: {}", out(&o));
+    sb.docker_ok(&d, &["rm", "-f", "piper"]);
+}

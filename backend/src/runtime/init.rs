@@ -484,6 +484,7 @@ fn exec(args: &[String], env: &[String], root: &Path) -> String {
     let argv: Vec<CString> = args.iter().map(cs).collect();
     let envp: Vec<CString> = env.iter().map(cs).collect();
     let Ok(cpath) = CString::new(path.as_bytes()) else { return "bad path".into() };
+    crate::sys::default_signals();
     match nix::unistd::execve(&cpath, &argv, &envp) {
         Err(nix::errno::Errno::ENOENT) => format!("exec: \"{prog}\": stat {path}: no such file or directory"),
         Err(nix::errno::Errno::EACCES) => format!("exec: \"{prog}\": permission denied"),
