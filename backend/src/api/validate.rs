@@ -295,84 +295,13 @@ fn split_domain(name: &str) -> (Option<&str>, &str) {
     }
 }
 
+/// One grammar for references, the image store's: what it cannot parse
+/// is refused here. (Digests of other algorithms than sha256 are refused
+/// too: berth stores only sha256 content.)
 fn reference_ok(s: &str) -> bool {
-    if s.is_empty() {
-        return false;
-    }
-    let (name, rest) = split_name(s);
-    if name.is_empty() || name.len() > 255 {
-        return false;
-    }
-    let (tag, digest) = match rest.split_once('@') {
-        Some((t, d)) => (t, Some(d)),
-        None => (rest, None),
-    };
-    if let Some(t) = tag.strip_prefix(':') {
-        let ok = !t.is_empty()
-            && t.len() <= 128
-            && t.chars().next().is_some_and(|c| c.is_ascii_alphanumeric() || c == '_')
-            && t.chars().all(|c| c.is_ascii_alphanumeric() || "_.-".contains(c));
-        if !ok {
-            return false;
-        }
-    } else if !tag.is_empty() {
-        return false;
-    }
-    if let Some(d) = digest {
-        let Some((alg, hex)) = d.split_once(':') else { return false };
-        let alg_ok = alg.split(['+', '.', '-', '_']).all(|c| c.chars().next().is_some_and(|c| c.is_ascii_alphabetic()) && c.chars().all(|c| c.is_ascii_alphanumeric()));
-        if !alg_ok || hex.len() < 32 || !hex.chars().all(|c| c.is_ascii_hexdigit()) {
-            return false;
-        }
-    }
-    let (domain, path) = split_domain(name);
-    if let Some(d) = domain {
-        let (host, port) = match d.rsplit_once(':') {
-            Some((h, p)) if !h.ends_with(']') || d.starts_with('[') => (h, Some(p)),
-            _ => (d, None),
-        };
-        if port.is_some_and(|p| p.is_empty() || !p.chars().all(|c| c.is_ascii_digit())) {
-            return false;
-        }
-        let host_ok = if host.starts_with('[') && host.ends_with(']') {
-            host[1..host.len() - 1].parse::<std::net::Ipv6Addr>().is_ok()
-        } else {
-            host.split('.').all(|c| {
-                !c.is_empty() && c.chars().all(|c| c.is_ascii_alphanumeric() || c == '-') && !c.starts_with('-') && !c.ends_with('-')
-            })
-        };
-        if !host_ok {
-            return false;
-        }
-    }
-    path.split('/').all(path_component_ok)
+    crate::image::reference::ImageRef::parse(s).is_ok()
 }
 
-/// `[a-z0-9]+(?:(?:[._]|__|[-]+)[a-z0-9]+)*`
-fn path_component_ok(c: &str) -> bool {
-    let b = c.as_bytes();
-    let alnum = |x: u8| x.is_ascii_lowercase() || x.is_ascii_digit();
-    if b.is_empty() || !alnum(b[0]) || !alnum(b[b.len() - 1]) {
-        return false;
-    }
-    let mut i = 0;
-    while i < b.len() {
-        if alnum(b[i]) {
-            i += 1;
-            continue;
-        }
-        // A separator: '.', '_', '__' or a run of '-'.
-        let start = i;
-        while i < b.len() && !alnum(b[i]) {
-            i += 1;
-        }
-        let sep = &c[start..i];
-        if !(sep == "." || sep == "_" || sep == "__" || sep.chars().all(|x| x == '-')) {
-            return false;
-        }
-    }
-    true
-}
 
 /// A Unix time as `/events` (and `/logs`) take `since`/`until`: seconds,
 /// optionally `.nanoseconds` (Docker's `timetypes.ParseTimestamps`; the CLI
