@@ -58,6 +58,12 @@ t4=$SECONDS
   cargo test --locked --target wasm32-unknown-unknown) || status=$?
 echo "[test] page component tests: $((SECONDS - t4)) s"
 
+# Formatting (rustfmt.toml): the main workspace and GourmetGram's.
+if ! cargo fmt --all -- --check >/dev/null || ! (cd gourmetgram && cargo fmt -- --check >/dev/null); then
+  echo "[test] cargo fmt --check: unformatted code (run cargo fmt, and in gourmetgram/)" >&2
+  status=1
+fi
+
 $LEAK compare "$snap" $$ || status=1
 rm -f "$snap"
 echo "[test] total: $((SECONDS - t0)) s"

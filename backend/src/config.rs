@@ -101,10 +101,8 @@ impl Config {
     pub fn merge_file(&mut self) -> anyhow::Result<()> {
         use anyhow::Context;
         let Some(path) = &self.config_file else { return Ok(()) };
-        let text = std::fs::read_to_string(path)
-            .with_context(|| format!("reading config file {}", path.display()))?;
-        let file: DaemonJson = serde_json::from_str(&text)
-            .with_context(|| format!("parsing config file {}", path.display()))?;
+        let text = std::fs::read_to_string(path).with_context(|| format!("reading config file {}", path.display()))?;
+        let file: DaemonJson = serde_json::from_str(&text).with_context(|| format!("parsing config file {}", path.display()))?;
         for m in file.registry_mirrors {
             if !self.registry_mirrors.contains(&m) {
                 self.registry_mirrors.push(m);
@@ -135,18 +133,8 @@ mod tests {
     fn daemon_json_mirrors_add_to_flags_without_duplicates() {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("daemon.json");
-        std::fs::write(
-            &path,
-            r#"{"registry-mirrors":["http://127.0.0.1:5000","http://a:1"],"insecure-registries":["a:1"]}"#,
-        )
-        .unwrap();
-        let mut c = Config::parse_from([
-            "berthd",
-            "--registry-mirror",
-            "http://127.0.0.1:5000",
-            "--config-file",
-            path.to_str().unwrap(),
-        ]);
+        std::fs::write(&path, r#"{"registry-mirrors":["http://127.0.0.1:5000","http://a:1"],"insecure-registries":["a:1"]}"#).unwrap();
+        let mut c = Config::parse_from(["berthd", "--registry-mirror", "http://127.0.0.1:5000", "--config-file", path.to_str().unwrap()]);
         c.merge_file().unwrap();
         assert_eq!(c.registry_mirrors, vec!["http://127.0.0.1:5000", "http://a:1"]);
         assert_eq!(c.insecure_registries, vec!["a:1"]);

@@ -12,8 +12,8 @@ use tokio::sync::watch;
 
 use crate::api::{self, AppState};
 use crate::config::{Config, API_VERSION};
-use crate::events::EventBus;
 use crate::engine::containers::Containers;
+use crate::events::EventBus;
 use crate::image::pull::Puller;
 use crate::image::store::ImageStore;
 use crate::lab;
@@ -29,37 +29,27 @@ pub async fn run(mut config: Config) -> anyhow::Result<()> {
         Some(why) => tracing::warn!(%why, "engine unavailable: serving the page only (simulator)"),
     }
     let socket = config.socket_path();
-    let api_listener = if engine == EngineMode::Live {
-        Some(bind_api_socket(&socket).await?)
-    } else {
-        None
-    };
+    let api_listener = if engine == EngineMode::Live { Some(bind_api_socket(&socket).await?) } else { None };
     if engine == EngineMode::Live {
         for dir in [&config.data_root, &config.exec_root] {
-            std::fs::create_dir_all(dir)
-                .with_context(|| format!("creating {}", dir.display()))?;
+            std::fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
         }
         // Docker's modes (0710 root and overlay2…), also fixed on an old root.
-        crate::image::store::secure_data_root(&config.data_root)
-            .with_context(|| format!("securing {}", config.data_root.display()))?;
+        crate::image::store::secure_data_root(&config.data_root).with_context(|| format!("securing {}", config.data_root.display()))?;
     }
-    let page_listener = TcpListener::bind(&config.page_addr)
-        .await
-        .with_context(|| format!("binding the page address {}", config.page_addr))?;
+    let page_listener =
+        TcpListener::bind(&config.page_addr).await.with_context(|| format!("binding the page address {}", config.page_addr))?;
 
     let bus = Arc::new(EventBus::new());
     // Without a live engine the store lives in a throwaway dir: the page
     // still serves, nothing is written to the data root.
-    let store_root = if engine == EngineMode::Live {
-        config.data_root.clone()
-    } else {
-        tempfile::tempdir()?.keep()
-    };
+    let store_root = if engine == EngineMode::Live { config.data_root.clone() } else { tempfile::tempdir()?.keep() };
     let images = Arc::new(ImageStore::open(&store_root).with_context(|| format!("opening the image store in {}", store_root.display()))?);
     replay_store(&bus, &images);
     let exec_root = if engine == EngineMode::Live { config.exec_root.clone() } else { store_root.join("run") };
     let volumes = Arc::new(
-        crate::engine::volumes::Volumes::open(&store_root, bus.clone()).with_context(|| format!("opening the volumes in {}", store_root.display()))?,
+        crate::engine::volumes::Volumes::open(&store_root, bus.clone())
+            .with_context(|| format!("opening the volumes in {}", store_root.display()))?,
     );
     let containers = Arc::new(
         Containers::open(&store_root, &exec_root, images.clone(), volumes.clone(), bus.clone())
@@ -86,7 +76,8 @@ pub async fn run(mut config: Config) -> anyhow::Result<()> {
         puller: puller.clone(),
         containers: containers.clone(),
         execs: Arc::new(crate::engine::exec::Execs::default()),
-        builder: (engine == EngineMode::Live).then(|| Arc::new(crate::build::Builder::new(images.clone(), puller.clone(), containers.clone(), bus.clone(), &store_root))),
+        builder: (engine == EngineMode::Live)
+            .then(|| Arc::new(crate::build::Builder::new(images.clone(), puller.clone(), containers.clone(), bus.clone(), &store_root))),
     };
     bus.emit(Event::DaemonStarted {
         version: env!("CARGO_PKG_VERSION").into(),
@@ -108,9 +99,7 @@ pub async fn run(mut config: Config) -> anyhow::Result<()> {
     // As Jupyter does: the address to open, with its token, on stdout.
     println!("berthd: the lab page is at http://{}/?token={}", config.page_addr, auth.token());
     let page_stop = stopped(stop_rx.clone());
-    let page = tokio::spawn(async move {
-        axum::serve(page_listener, page_app).with_graceful_shutdown(page_stop).await
-    });
+    let page = tokio::spawn(async move { axum::serve(page_listener, page_app).with_graceful_shutdown(page_stop).await });
     let api_task = api_listener.map(|l| {
         tracing::info!(socket = %socket.display(), "Engine API listening");
         let api_stop = stopped(stop_rx.clone());
@@ -193,11 +182,9 @@ async fn bind_api_socket(path: &Path) -> anyhow::Result<UnixListener> {
         if tokio::net::UnixStream::connect(path).await.is_ok() {
             bail!("another daemon is already listening on {}", path.display());
         }
-        std::fs::remove_file(path)
-            .with_context(|| format!("removing stale socket {}", path.display()))?;
+        std::fs::remove_file(path).with_context(|| format!("removing stale socket {}", path.display()))?;
     }
-    let listener =
-        UnixListener::bind(path).with_context(|| format!("binding {}", path.display()))?;
+    let listener = UnixListener::bind(path).with_context(|| format!("binding {}", path.display()))?;
     // As Docker's: root and the docker group may use it.
     std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o660))
         .with_context(|| format!("setting permissions on {}", path.display()))?;
@@ -224,10 +211,7 @@ pub fn random_u128() -> u128 {
     use std::io::Read;
     let mut buf = [0u8; 16];
     if std::fs::File::open("/dev/urandom").and_then(|mut f| f.read_exact(&mut buf)).is_err() {
-        let t = std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .map(|d| d.as_nanos())
-            .unwrap_or(0);
+        let t = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_nanos()).unwrap_or(0);
         return t ^ u128::from(std::process::id());
     }
     u128::from_le_bytes(buf)

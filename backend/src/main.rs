@@ -14,8 +14,7 @@ fn main() -> anyhow::Result<()> {
     let config = berth_backend::config::Config::parse();
     tracing_subscriber::fmt()
         .with_env_filter(
-            tracing_subscriber::EnvFilter::try_from_default_env()
-                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(&config.log_level)),
+            tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(&config.log_level)),
         )
         .with_writer(std::io::stderr)
         .init();

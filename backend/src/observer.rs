@@ -41,7 +41,14 @@ async fn links(bus: Arc<EventBus>) {
                 }
                 names.insert(f.index, f.name.clone());
                 let master = f.master.and_then(|m| names.get(&m).cloned());
-                bus.emit(Event::LinkObserved { index: f.index, name: f.name.clone(), kind: f.kind, master, up: f.up, link_netnsid: f.link_netnsid });
+                bus.emit(Event::LinkObserved {
+                    index: f.index,
+                    name: f.name.clone(),
+                    kind: f.kind,
+                    master,
+                    up: f.up,
+                    link_netnsid: f.link_netnsid,
+                });
                 // Addresses reported before their link was known.
                 let (now, later): (Vec<_>, Vec<_>) = std::mem::take(&mut pending).into_iter().partition(|(i, _, _)| *i == f.index);
                 pending = later;

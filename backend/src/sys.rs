@@ -50,8 +50,7 @@ pub fn set_winsize(fd: BorrowedFd<'_>, rows: u16, cols: u16) -> io::Result<()> {
 /// Brings an interface of the current network namespace up (SIOCSIFFLAGS).
 pub fn link_up(name: &str) -> io::Result<()> {
     use nix::sys::socket::{socket, AddressFamily, SockFlag, SockType};
-    let sock = socket(AddressFamily::Inet, SockType::Datagram, SockFlag::SOCK_CLOEXEC, None)
-        .map_err(io::Error::from)?;
+    let sock = socket(AddressFamily::Inet, SockType::Datagram, SockFlag::SOCK_CLOEXEC, None).map_err(io::Error::from)?;
     let mut req: libc::ifreq = unsafe_zeroed_ifreq();
     let bytes = name.as_bytes();
     if bytes.len() >= req.ifr_name.len() {
@@ -158,7 +157,8 @@ pub fn rlimit_resource(name: &str) -> Option<libc::__rlimit_resource_t> {
 
 /// setrlimit(2) for a `--ulimit` name; `u64::MAX` is unlimited.
 pub fn setrlimit(name: &str, soft: u64, hard: u64) -> io::Result<()> {
-    let resource = rlimit_resource(name).ok_or_else(|| io::Error::new(io::ErrorKind::InvalidInput, format!("invalid ulimit type: {name}")))?;
+    let resource =
+        rlimit_resource(name).ok_or_else(|| io::Error::new(io::ErrorKind::InvalidInput, format!("invalid ulimit type: {name}")))?;
     let lim = |v: u64| if v == u64::MAX { libc::RLIM_INFINITY } else { v as libc::rlim_t };
     let rl = libc::rlimit { rlim_cur: lim(soft), rlim_max: lim(hard) };
     // SAFETY: setrlimit reads the `rlimit` we own through the pointer, for
@@ -222,7 +222,8 @@ pub fn attach_device_filter(insns: &[[u8; 8]], cgroup: &std::path::Path) -> io::
     // SAFETY: bpf(2) reads `attr` and, through its pointers, `insns` and
     // `license` and writes at most `log_size` bytes into `log`; all of them
     // outlive the call.
-    let fd = unsafe { libc::syscall(libc::SYS_bpf, BPF_PROG_LOAD, &attr as *const BpfProgLoadAttr, std::mem::size_of::<BpfProgLoadAttr>()) };
+    let fd =
+        unsafe { libc::syscall(libc::SYS_bpf, BPF_PROG_LOAD, &attr as *const BpfProgLoadAttr, std::mem::size_of::<BpfProgLoadAttr>()) };
     if fd < 0 {
         let e = io::Error::last_os_error();
         let end = log.iter().position(|b| *b == 0).unwrap_or(log.len());
@@ -239,7 +240,9 @@ pub fn attach_device_filter(insns: &[[u8; 8]], cgroup: &std::path::Path) -> io::
     };
     // SAFETY: bpf(2) reads `attach`, which outlives the call; both
     // descriptors in it are open.
-    let r = unsafe { libc::syscall(libc::SYS_bpf, BPF_PROG_ATTACH, &attach as *const BpfProgAttachAttr, std::mem::size_of::<BpfProgAttachAttr>()) };
+    let r = unsafe {
+        libc::syscall(libc::SYS_bpf, BPF_PROG_ATTACH, &attach as *const BpfProgAttachAttr, std::mem::size_of::<BpfProgAttachAttr>())
+    };
     if r < 0 {
         let e = io::Error::last_os_error();
         return Err(io::Error::new(e.kind(), format!("attaching the device filter to {}: {e}", cgroup.display())));
@@ -278,4 +281,3 @@ pub fn async_file(file: std::fs::File) -> io::Result<tokio::io::unix::AsyncFd<st
     // returns the same one, for as long as the AsyncFd holds the File.
     unsafe { tokio::io::unix::AsyncFd::register(file) }.map_err(|e| e.into_parts().1)
 }
-

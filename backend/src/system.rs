@@ -30,9 +30,7 @@ impl HostFacts {
         let mem_total = std::fs::read_to_string("/proc/meminfo")
             .ok()
             .and_then(|m| {
-                m.lines()
-                    .find_map(|l| l.strip_prefix("MemTotal:"))
-                    .and_then(|v| v.trim().trim_end_matches("kB").trim().parse::<u64>().ok())
+                m.lines().find_map(|l| l.strip_prefix("MemTotal:")).and_then(|v| v.trim().trim_end_matches("kB").trim().parse::<u64>().ok())
             })
             .map(|kb| kb * 1024)
             .unwrap_or(0);
@@ -41,7 +39,11 @@ impl HostFacts {
             kernel_version: field(|u| u.release()),
             operating_system: {
                 let pretty = os_field("PRETTY_NAME");
-                if pretty.is_empty() { "Linux".into() } else { pretty }
+                if pretty.is_empty() {
+                    "Linux".into()
+                } else {
+                    pretty
+                }
             },
             os_version: os_field("VERSION_ID"),
             // Docker reports Go's names: amd64, arm64.
@@ -79,9 +81,7 @@ pub fn probe_engine() -> (EngineMode, Option<String>) {
     });
     match probe.join() {
         Ok(Ok(())) => (EngineMode::Live, None),
-        Ok(Err(e)) => {
-            (EngineMode::Unavailable, Some(format!("cannot create namespaces here: {e}")))
-        }
+        Ok(Err(e)) => (EngineMode::Unavailable, Some(format!("cannot create namespaces here: {e}"))),
         Err(_) => (EngineMode::Unavailable, Some("namespace probe panicked".into())),
     }
 }

@@ -121,12 +121,16 @@ impl Browser {
         let _ = nix::sys::signal::killpg(nix::unistd::Pid::from_raw(pgid), nix::sys::signal::Signal::SIGKILL);
         let _ = self.driver.wait();
         let in_group = || {
-            std::fs::read_dir("/proc").map(|d| d.flatten().any(|e| {
-                std::fs::read_to_string(e.path().join("stat")).ok().and_then(|s| {
-                    let after = s.rsplit_once(')')?.1.split_whitespace().nth(2)?.parse::<i32>().ok();
-                    after
-                }) == Some(pgid)
-            })).unwrap_or(false)
+            std::fs::read_dir("/proc")
+                .map(|d| {
+                    d.flatten().any(|e| {
+                        std::fs::read_to_string(e.path().join("stat")).ok().and_then(|s| {
+                            let after = s.rsplit_once(')')?.1.split_whitespace().nth(2)?.parse::<i32>().ok();
+                            after
+                        }) == Some(pgid)
+                    })
+                })
+                .unwrap_or(false)
         };
         let start = Instant::now();
         while in_group() && start.elapsed() < Duration::from_secs(10) {

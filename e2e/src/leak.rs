@@ -239,13 +239,7 @@ pub fn processes() -> Vec<Proc> {
         let cmdline = fs::read(format!("/proc/{pid}/cmdline"))
             .map(|b| String::from_utf8_lossy(&b).replace('\0', " ").trim().to_string())
             .unwrap_or_default();
-        out.push(Proc {
-            pid,
-            ppid: ppid.parse().unwrap_or(0),
-            start: start.parse().unwrap_or(0),
-            comm,
-            cmdline,
-        });
+        out.push(Proc { pid, ppid: ppid.parse().unwrap_or(0), start: start.parse().unwrap_or(0), comm, cmdline });
     }
     out
 }

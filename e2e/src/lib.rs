@@ -23,9 +23,7 @@ pub fn berthd_bin() -> PathBuf {
     if let Some(p) = std::env::var_os("BERTHD") {
         return PathBuf::from(p);
     }
-    let target = std::env::var_os("CARGO_TARGET_DIR")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| repo_root().join("target"));
+    let target = std::env::var_os("CARGO_TARGET_DIR").map(PathBuf::from).unwrap_or_else(|| repo_root().join("target"));
     target.join("debug").join("berthd")
 }
 

@@ -60,17 +60,9 @@ pub struct Sandbox {
 }
 
 fn sh(cmd: &str, args: &[&str]) -> anyhow::Result<String> {
-    let out = Command::new(cmd)
-        .args(args)
-        .stdin(Stdio::null())
-        .output()
-        .with_context(|| format!("running {cmd}"))?;
+    let out = Command::new(cmd).args(args).stdin(Stdio::null()).output().with_context(|| format!("running {cmd}"))?;
     if !out.status.success() {
-        bail!(
-            "{cmd} {} failed: {}",
-            args.join(" "),
-            String::from_utf8_lossy(&out.stderr).trim()
-        );
+        bail!("{cmd} {} failed: {}", args.join(" "), String::from_utf8_lossy(&out.stderr).trim());
     }
     Ok(String::from_utf8_lossy(&out.stdout).into_owned())
 }
@@ -103,9 +95,7 @@ impl Sandbox {
     }
 
     fn build(&mut self) -> anyhow::Result<()> {
-        self.dir = Some(
-            tempfile::Builder::new().prefix(&format!("{}.", self.name)).tempdir_in("/var/tmp")?,
-        );
+        self.dir = Some(tempfile::Builder::new().prefix(&format!("{}.", self.name)).tempdir_in("/var/tmp")?);
         if Path::new(CGROUP_ROOT).join("cgroup.procs").exists() {
             let cg = Path::new(CGROUP_ROOT).join(&self.name);
             fs::create_dir(&cg).with_context(|| format!("creating cgroup {}", cg.display()))?;
@@ -126,11 +116,7 @@ impl Sandbox {
             }
         }
         let Some((i, host_if, peer)) = slot else { bail!("no free uplink slot") };
-        self.uplink = Uplink {
-            host_if: host_if.clone(),
-            host_ip: format!("198.18.{i}.1"),
-            node_ip: format!("198.18.{i}.2"),
-        };
+        self.uplink = Uplink { host_if: host_if.clone(), host_ip: format!("198.18.{i}.1"), node_ip: format!("198.18.{i}.2") };
         let moved = sh("ip", &["link", "set", &peer, "netns", &self.name]);
         if let Err(e) = moved {
             let _ = sh("ip", &["link", "del", &host_if]);
@@ -204,11 +190,7 @@ impl Sandbox {
 
     /// Runs a command inside node1 to completion.
     pub fn run(&self, program: &str, args: &[&str]) -> anyhow::Result<Output> {
-        self.command(program)
-            .args(args)
-            .stdin(Stdio::null())
-            .output()
-            .with_context(|| format!("running {program} in {}", self.name))
+        self.command(program).args(args).stdin(Stdio::null()).output().with_context(|| format!("running {program} in {}", self.name))
     }
 
     /// Starts Debian's docker-registry inside node1 on 127.0.0.1:5000,
@@ -376,10 +358,7 @@ impl Sandbox {
                 break;
             }
             for p in &pids {
-                let _ = nix::sys::signal::kill(
-                    nix::unistd::Pid::from_raw(*p),
-                    nix::sys::signal::Signal::SIGKILL,
-                );
+                let _ = nix::sys::signal::kill(nix::unistd::Pid::from_raw(*p), nix::sys::signal::Signal::SIGKILL);
             }
             if let Some(h) = self.holder.as_mut() {
                 let _ = h.try_wait();
@@ -402,9 +381,7 @@ impl Sandbox {
                 problems.push(e.to_string());
             }
         }
-        if !self.uplink.host_if.is_empty()
-            && Path::new("/sys/class/net").join(&self.uplink.host_if).exists()
-        {
+        if !self.uplink.host_if.is_empty() && Path::new("/sys/class/net").join(&self.uplink.host_if).exists() {
             let _ = sh("ip", &["link", "del", &self.uplink.host_if]);
         }
         // Nothing of ours is left to find by namespace: let the inodes go.
@@ -494,10 +471,7 @@ impl Berthd {
     /// Sends SIGTERM and waits for a clean exit; returns the exit status.
     pub fn terminate(&mut self) -> anyhow::Result<std::process::ExitStatus> {
         // The child is the `sh` that exec'd through nsenter into berthd: same pid.
-        nix::sys::signal::kill(
-            nix::unistd::Pid::from_raw(self.child.id() as i32),
-            nix::sys::signal::Signal::SIGTERM,
-        )?;
+        nix::sys::signal::kill(nix::unistd::Pid::from_raw(self.child.id() as i32), nix::sys::signal::Signal::SIGTERM)?;
         let start = Instant::now();
         loop {
             if let Some(s) = self.child.try_wait()? {
@@ -526,10 +500,7 @@ pub fn sweep_stale() -> Vec<String> {
         let inode = fs::metadata(e.path()).map(|m| m.ino()).unwrap_or(0);
         for p in crate::leak::processes() {
             if inode != 0 && ns_inode(p.pid, "net") == inode {
-                let _ = nix::sys::signal::kill(
-                    nix::unistd::Pid::from_raw(p.pid),
-                    nix::sys::signal::Signal::SIGKILL,
-                );
+                let _ = nix::sys::signal::kill(nix::unistd::Pid::from_raw(p.pid), nix::sys::signal::Signal::SIGKILL);
             }
         }
         let _ = sh("ip", &["netns", "del", &name]);

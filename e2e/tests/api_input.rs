@@ -37,10 +37,8 @@ fn concurrently(sb: &Sandbox, d: &Berthd, n: usize, method: &str, path: &str) ->
                 .unwrap()
         })
         .collect();
-    let mut codes: Vec<u16> = children
-        .into_iter()
-        .map(|c| String::from_utf8_lossy(&c.wait_with_output().unwrap().stdout).trim().parse().unwrap_or(0))
-        .collect();
+    let mut codes: Vec<u16> =
+        children.into_iter().map(|c| String::from_utf8_lossy(&c.wait_with_output().unwrap().stdout).trim().parse().unwrap_or(0)).collect();
     codes.sort();
     codes
 }
@@ -112,7 +110,8 @@ fn concurrent_starts_stops_and_removals_of_one_container_run_in_turn() {
                 .unwrap(),
         );
     }
-    let codes: Vec<u16> = children.into_iter().map(|c| String::from_utf8_lossy(&c.wait_with_output().unwrap().stdout).trim().parse().unwrap_or(0)).collect();
+    let codes: Vec<u16> =
+        children.into_iter().map(|c| String::from_utf8_lossy(&c.wait_with_output().unwrap().stdout).trim().parse().unwrap_or(0)).collect();
     assert!(codes.iter().all(|c| matches!(c, 204 | 304 | 404 | 409)), "{codes:?}\n{}", d.log_text());
     // Whatever order they ran in, the removal is among them: nothing stays.
     let _ = sb.docker(&d, &["rm", "-f", "mixed"]);
@@ -155,7 +154,13 @@ fn bad_input_is_a_docker_4xx_and_the_daemon_stays_well() {
     assert!(code == 413 || code == 400, "{code} {text}");
     let (code, text) = api(&sb, &d, "POST", "/containers/create?name=../x", Some(r#"{"Image": "alpine"}"#));
     assert_eq!((code, text.contains("Invalid container name (../x), only [a-zA-Z0-9][a-zA-Z0-9_.-] are allowed")), (400, true), "{text}");
-    let (code, text) = api(&sb, &d, "POST", "/containers/create", Some(r#"{"Image": "alpine", "HostConfig": {"PortBindings": {"80/tcp": [{"HostPort": "99999"}]}}}"#));
+    let (code, text) = api(
+        &sb,
+        &d,
+        "POST",
+        "/containers/create",
+        Some(r#"{"Image": "alpine", "HostConfig": {"PortBindings": {"80/tcp": [{"HostPort": "99999"}]}}}"#),
+    );
     assert_eq!((code, text.contains("invalid port specification: \\\"99999\\\"")), (400, true), "{text}");
     let (code, text) = api(&sb, &d, "POST", "/containers/create", Some(r#"{"Image": "Alpine"}"#));
     assert_eq!((code, text.contains("invalid reference format")), (400, true), "{text}");

@@ -58,14 +58,20 @@ CMD ["cat", "/data/msg.txt"]
 fn the_labs_dockerfile_builds_reuses_the_requirements_layer_and_serves() {
     let (sb, d) = node1().unwrap();
     sb.docker_ok(&d, &["pull", "alpine"]);
-    let ctx = write(&sb.dir().join("gourmetgram"), &[
-        ("Dockerfile", LAB_DOCKERFILE),
-        ("requirements.txt", "flask\npillow\n"),
-        ("app.py", "print('version 1')\n"),
-    ]);
+    let ctx = write(
+        &sb.dir().join("gourmetgram"),
+        &[("Dockerfile", LAB_DOCKERFILE), ("requirements.txt", "flask\npillow\n"), ("app.py", "print('version 1')\n")],
+    );
     let ctx_s = ctx.to_str().unwrap();
     let first = sb.docker_ok(&d, &["build", "-t", "gourmetgram-app:0.0.1", ctx_s]);
-    for want in ["Step 1/7 : FROM alpine", "Step 4/7 : RUN echo", "installing flask", "Step 7/7 : CMD", "Successfully built ", "Successfully tagged gourmetgram-app:0.0.1"] {
+    for want in [
+        "Step 1/7 : FROM alpine",
+        "Step 4/7 : RUN echo",
+        "installing flask",
+        "Step 7/7 : CMD",
+        "Successfully built ",
+        "Successfully tagged gourmetgram-app:0.0.1",
+    ] {
         assert!(first.contains(want), "missing {want:?} in:\n{first}");
     }
     assert!(!first.contains("Using cache"), "{first}");
@@ -112,13 +118,16 @@ fn the_labs_dockerfile_builds_reuses_the_requirements_layer_and_serves() {
 fn multi_stage_builds_with_args_heredocs_dockerignore_and_flags() {
     let (sb, d) = node1().unwrap();
     sb.docker_ok(&d, &["pull", "alpine"]);
-    let ctx = write(&sb.dir().join("multi"), &[
-        ("build.Dockerfile", MULTI_DOCKERFILE),
-        (".dockerignore", "secret.txt\n"),
-        ("a.txt", "a\n"),
-        ("b.txt", "b\n"),
-        ("secret.txt", "do not ship\n"),
-    ]);
+    let ctx = write(
+        &sb.dir().join("multi"),
+        &[
+            ("build.Dockerfile", MULTI_DOCKERFILE),
+            (".dockerignore", "secret.txt\n"),
+            ("a.txt", "a\n"),
+            ("b.txt", "b\n"),
+            ("secret.txt", "do not ship\n"),
+        ],
+    );
     let ctx_s = ctx.to_str().unwrap();
     let df = ctx.join("build.Dockerfile");
     let df = df.to_str().unwrap();
@@ -160,8 +169,16 @@ fn build_errors_name_the_line_and_leave_nothing_behind() {
         ("unknown", "FROM alpine\nFOOBAR x\n", &["Dockerfile parse error line 2: unknown instruction: FOOBAR"]),
         ("syntax", "FROM alpine\nRUN true\nEXPOSE\n", &["Dockerfile parse error line 3"]),
         ("json", "FROM alpine\nSHELL [\"/bin/sh\", \n", &["Dockerfile parse error line 2"]),
-        ("failing", "FROM alpine\nRUN echo before-fail\nRUN echo about-to-fail && exit 3\n", &["about-to-fail", "Dockerfile line 3", "returned a non-zero code: 3"]),
-        ("missing", "FROM alpine\nCOPY nothere.txt /\n", &["Dockerfile line 2", "COPY failed: file not found in build context", "nothere.txt"]),
+        (
+            "failing",
+            "FROM alpine\nRUN echo before-fail\nRUN echo about-to-fail && exit 3\n",
+            &["about-to-fail", "Dockerfile line 3", "returned a non-zero code: 3"],
+        ),
+        (
+            "missing",
+            "FROM alpine\nCOPY nothere.txt /\n",
+            &["Dockerfile line 2", "COPY failed: file not found in build context", "nothere.txt"],
+        ),
         ("escape", "FROM alpine\nCOPY ../outside.txt /\n", &["Dockerfile line 2", "forbidden path outside the build context"]),
         ("badbase", "FROM nosuchimage:1.0\n", &["Dockerfile line 1", "nosuchimage"]),
     ];

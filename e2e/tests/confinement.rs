@@ -69,7 +69,20 @@ fn host_devices_outside_dockers_allowlist_cannot_be_opened_even_after_mknod() {
     assert!(cg.ends_with(id.trim()), "{}", cg.display());
     assert!(cg.parent().unwrap().file_name().unwrap().to_string_lossy().starts_with("berth"), "{}", cg.display());
     let list = std::fs::read_to_string(cg.join("devices.list")).unwrap();
-    for rule in ["c *:* m", "b *:* m", "c 1:3 rwm", "c 1:5 rwm", "c 1:7 rwm", "c 1:8 rwm", "c 1:9 rwm", "c 5:0 rwm", "c 5:1 rwm", "c 5:2 rwm", "c 136:* rwm", "c 10:200 rwm"] {
+    for rule in [
+        "c *:* m",
+        "b *:* m",
+        "c 1:3 rwm",
+        "c 1:5 rwm",
+        "c 1:7 rwm",
+        "c 1:8 rwm",
+        "c 1:9 rwm",
+        "c 5:0 rwm",
+        "c 5:1 rwm",
+        "c 5:2 rwm",
+        "c 136:* rwm",
+        "c 10:200 rwm",
+    ] {
         assert!(list.lines().any(|l| l == rule), "{rule} missing:\n{list}");
     }
     assert!(!list.contains("a *:*"), "{list}");
@@ -180,7 +193,8 @@ fn device_flag_and_device_cgroup_rules_allow_exactly_what_they_name() {
     assert!(o.lines().next() == Some("b"), "{o}");
     assert!(o.contains("read-ok"), "{o}");
     assert!(o.contains("Operation not permitted") && o.contains("write-refused"), "{o}");
-    let o = run_sh(&sb, &d, &["--device-cgroup-rule", "c 10:232 rwm"], "mknod /tmp/kvm c 10 232; cat /tmp/kvm 2>&1 | grep -c 'not permitted'");
+    let o =
+        run_sh(&sb, &d, &["--device-cgroup-rule", "c 10:232 rwm"], "mknod /tmp/kvm c 10 232; cat /tmp/kvm 2>&1 | grep -c 'not permitted'");
     assert_eq!(o.trim(), "0", "{o}");
     let o = sb.docker(&d, &["run", "--rm", "--device", "/dev/nonexistent", "alpine", "true"]).unwrap();
     assert!(!o.status.success());
@@ -234,7 +248,9 @@ fn a_killed_daemons_container_cgroups_are_swept_by_the_sandbox_and_the_next_daem
     let _ = d.child.wait();
     kill(pid.trim().parse().unwrap());
     let start = std::time::Instant::now();
-    while std::fs::read_to_string(cg.join("cgroup.procs")).is_ok_and(|p| !p.trim().is_empty()) && start.elapsed() < std::time::Duration::from_secs(10) {
+    while std::fs::read_to_string(cg.join("cgroup.procs")).is_ok_and(|p| !p.trim().is_empty())
+        && start.elapsed() < std::time::Duration::from_secs(10)
+    {
         std::thread::sleep(std::time::Duration::from_millis(50));
     }
     assert!(cg.is_dir(), "left by the killed daemon");
@@ -297,7 +313,8 @@ fn on_cgroup_v2_a_bpf_device_program_enforces_the_same_allowlist() {
     assert!(o.contains("head: /tmp/loop: Operation not permitted"), "{o}");
     assert!(o.contains("defaults-ok"), "{o}");
     // --device and --privileged through the program too.
-    let o = run_sh(&sb, &d, &["--device", "/dev/loop0:/dev/xloop:r"], "head -c1 /dev/xloop >/dev/null && echo read-ok; echo x > /dev/xloop");
+    let o =
+        run_sh(&sb, &d, &["--device", "/dev/loop0:/dev/xloop:r"], "head -c1 /dev/xloop >/dev/null && echo read-ok; echo x > /dev/xloop");
     assert!(o.contains("read-ok") && o.contains("Operation not permitted"), "{o}");
     let o = run_sh(&sb, &d, &["--privileged"], "head -c1 /dev/loop0 >/dev/null && echo priv-ok");
     assert!(o.contains("priv-ok"), "{o}");

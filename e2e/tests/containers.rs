@@ -3,11 +3,6 @@
 
 use berth_e2e::sandbox::{node1, out, Berthd, Sandbox};
 
-
-
-
-
-
 #[test]
 fn docker_run_hello_world_pulls_and_prints_the_greeting() {
     let (sb, d) = node1().unwrap();
@@ -33,7 +28,23 @@ fn alpine_without_a_tty_exits_at_once_with_its_status_and_streams_apart() {
     let o = sb.docker(&d, &["run", "alpine"]).unwrap();
     assert!(o.status.success(), "{}", out(&o));
     let o = sb
-        .docker(&d, &["run", "--rm", "-e", "FOO=bar", "-w", "/tmp", "--hostname", "node-x", "alpine", "sh", "-c", "echo $FOO $(pwd) $(hostname) pid=$$; echo oops >&2; exit 3"])
+        .docker(
+            &d,
+            &[
+                "run",
+                "--rm",
+                "-e",
+                "FOO=bar",
+                "-w",
+                "/tmp",
+                "--hostname",
+                "node-x",
+                "alpine",
+                "sh",
+                "-c",
+                "echo $FOO $(pwd) $(hostname) pid=$$; echo oops >&2; exit 3",
+            ],
+        )
         .unwrap();
     assert_eq!(o.status.code(), Some(3), "{}", out(&o));
     assert_eq!(String::from_utf8_lossy(&o.stdout), "bar /tmp node-x pid=1\n");
@@ -105,15 +116,25 @@ fn overlay_layers_are_shared_and_copy_up_leaves_the_lower_layer_alone() {
     assert_eq!(gd("nginx-1", "WorkDir"), upper1.replace("/diff", "/work"));
 
     // A write inside is copied up into UpperDir; the lower copy is unchanged.
-    let edit = sb.docker_ok(&d, &["run", "--name", "editor", "nginx:alpine", "sed", "-i", "s/Welcome to nginx!/Welcome to nginx-1!/", "/usr/share/nginx/html/index.html"]);
+    let edit = sb.docker_ok(
+        &d,
+        &[
+            "run",
+            "--name",
+            "editor",
+            "nginx:alpine",
+            "sed",
+            "-i",
+            "s/Welcome to nginx!/Welcome to nginx-1!/",
+            "/usr/share/nginx/html/index.html",
+        ],
+    );
     assert_eq!(edit, "");
     let upper = gd("editor", "UpperDir");
     let copied = std::fs::read_to_string(format!("{upper}/usr/share/nginx/html/index.html")).unwrap();
     assert!(copied.contains("Welcome to nginx-1!"), "{copied}");
-    let lower_hits: Vec<String> = lower1
-        .split(':')
-        .filter_map(|l| std::fs::read_to_string(format!("{l}/usr/share/nginx/html/index.html")).ok())
-        .collect();
+    let lower_hits: Vec<String> =
+        lower1.split(':').filter_map(|l| std::fs::read_to_string(format!("{l}/usr/share/nginx/html/index.html")).ok()).collect();
     assert_eq!(lower_hits.len(), 1);
     assert!(lower_hits[0].contains("Welcome to nginx!") && !lower_hits[0].contains("nginx-1"));
 
@@ -194,7 +215,12 @@ fn run_it_gives_a_real_terminal_and_exec_joins_a_running_container() {
     assert!(text.contains("attached-42"), "{text}");
 
     // -i without -t: stdin is a pipe.
-    let o = sb.command("sh").args(["-c", "echo piped | docker run -i --rm alpine cat"]).env("DOCKER_HOST", format!("unix://{}", d.socket.display())).output().unwrap();
+    let o = sb
+        .command("sh")
+        .args(["-c", "echo piped | docker run -i --rm alpine cat"])
+        .env("DOCKER_HOST", format!("unix://{}", d.socket.display()))
+        .output()
+        .unwrap();
     assert_eq!(String::from_utf8_lossy(&o.stdout), "piped\n", "{}", out(&o));
 
     sb.docker_ok(&d, &["run", "--name", "nginx-1", "-d", "--rm", "nginx:alpine"]);
@@ -206,7 +232,8 @@ fn run_it_gives_a_real_terminal_and_exec_joins_a_running_container() {
     assert_eq!(o.status.code(), Some(126), "{}", out(&o));
     assert!(out(&o).contains("executable file not found in $PATH"), "{}", out(&o));
     // exec -it: a shell in the same namespaces as nginx (its PID 1 is nginx).
-    let (code, text) = docker_tty(&sb, &d, "docker exec -it nginx-1 /bin/sh", &["cat /proc/1/cmdline | tr \"\\\\0\" \" \"; echo", "exit 3"]);
+    let (code, text) =
+        docker_tty(&sb, &d, "docker exec -it nginx-1 /bin/sh", &["cat /proc/1/cmdline | tr \"\\\\0\" \" \"; echo", "exit 3"]);
     assert_eq!(code, Some(3), "{text}");
     assert!(text.contains("nginx: master process"), "{text}");
     sb.docker_ok(&d, &["stop", "nginx-1"]);
@@ -216,11 +243,20 @@ fn run_it_gives_a_real_terminal_and_exec_joins_a_running_container() {
 fn logs_tail_and_follow_kill_wait_and_stop_with_a_timeout() {
     let (sb, d) = node1().unwrap();
     sb.docker_ok(&d, &["pull", "alpine"]);
-    sb.docker_ok(&d, &["run", "--name", "counter", "-d", "alpine", "sh", "-c", "for i in 1 2 3 4 5; do echo line$i; done; sleep 1; echo late; sleep 30"]);
+    sb.docker_ok(
+        &d,
+        &["run", "--name", "counter", "-d", "alpine", "sh", "-c", "for i in 1 2 3 4 5; do echo line$i; done; sleep 1; echo late; sleep 30"],
+    );
     std::thread::sleep(std::time::Duration::from_millis(500));
     assert_eq!(sb.docker_ok(&d, &["logs", "--tail", "2", "counter"]), "line4\nline5\n");
     // -f keeps streaming until the container stops.
-    let follow = sb.command("docker").args(["logs", "-f", "counter"]).env("DOCKER_HOST", format!("unix://{}", d.socket.display())).stdout(std::process::Stdio::piped()).spawn().unwrap();
+    let follow = sb
+        .command("docker")
+        .args(["logs", "-f", "counter"])
+        .env("DOCKER_HOST", format!("unix://{}", d.socket.display()))
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
     std::thread::sleep(std::time::Duration::from_millis(1500));
     // The shell is PID 1 without a TERM handler: stop waits -t 1, then kills.
     let t = std::time::Instant::now();
@@ -232,7 +268,13 @@ fn logs_tail_and_follow_kill_wait_and_stop_with_a_timeout() {
     assert_eq!(state.trim(), "exited 137");
 
     sb.docker_ok(&d, &["run", "--name", "sleeper", "-d", "alpine", "sleep", "60"]);
-    let waiter = sb.command("docker").args(["wait", "sleeper"]).env("DOCKER_HOST", format!("unix://{}", d.socket.display())).stdout(std::process::Stdio::piped()).spawn().unwrap();
+    let waiter = sb
+        .command("docker")
+        .args(["wait", "sleeper"])
+        .env("DOCKER_HOST", format!("unix://{}", d.socket.display()))
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
     sb.docker_ok(&d, &["kill", "sleeper"]);
     assert_eq!(String::from_utf8_lossy(&waiter.wait_with_output().unwrap().stdout).trim(), "137");
     let o = sb.docker(&d, &["kill", "sleeper"]).unwrap();
@@ -248,7 +290,12 @@ fn a_pipe_whose_reader_leaves_ends_its_writer_with_sigpipe_as_under_docker() {
     // berthd is a Rust program (SIGPIPE ignored): without resetting it, `yes`
     // would get EPIPE forever and never end. Nothing is ignored, as in Docker.
     let script = "yes | head -n 1";
-    let o = sb.command("timeout").args(["20", "docker", "run", "--rm", "alpine", "sh", "-c", script]).env("DOCKER_HOST", format!("unix://{}", d.socket.display())).output().unwrap();
+    let o = sb
+        .command("timeout")
+        .args(["20", "docker", "run", "--rm", "alpine", "sh", "-c", script])
+        .env("DOCKER_HOST", format!("unix://{}", d.socket.display()))
+        .output()
+        .unwrap();
     let text = out(&o);
     assert!(o.status.success(), "the pipeline did not end: {text}");
     assert!(text.starts_with("y\n"), "{text}");
@@ -258,7 +305,12 @@ fn a_pipe_whose_reader_leaves_ends_its_writer_with_sigpipe_as_under_docker() {
     assert_eq!(o, "SigBlk:\t0000000000000000\nSigIgn:\t0000000000000000\n");
     // And in a process `docker exec` starts.
     sb.docker_ok(&d, &["run", "-d", "--name", "piper", "alpine", "sleep", "100"]);
-    let o = sb.command("timeout").args(["20", "docker", "exec", "piper", "sh", "-c", "yes | head -n 1"]).env("DOCKER_HOST", format!("unix://{}", d.socket.display())).output().unwrap();
+    let o = sb
+        .command("timeout")
+        .args(["20", "docker", "exec", "piper", "sh", "-c", "yes | head -n 1"])
+        .env("DOCKER_HOST", format!("unix://{}", d.socket.display()))
+        .output()
+        .unwrap();
     assert!(o.status.success() && out(&o) == "y\n", "exec: {}", out(&o));
     sb.docker_ok(&d, &["rm", "-f", "piper"]);
 }

@@ -23,12 +23,7 @@ fn docker_version_and_info_through_the_real_cli() {
 
     let i = sb.docker(&d, &["info", "--format", "{{.Driver}}|{{.LoggingDriver}}|{{.DockerRootDir}}"]).unwrap();
     let root = sb.dir().join("berth/data");
-    assert_eq!(
-        String::from_utf8_lossy(&i.stdout).trim(),
-        format!("overlay2|json-file|{}", root.display()),
-        "{}",
-        text(&i)
-    );
+    assert_eq!(String::from_utf8_lossy(&i.stdout).trim(), format!("overlay2|json-file|{}", root.display()), "{}", text(&i));
 
     // A clean stop on SIGTERM: exit 0, socket removed.
     let status = d.terminate().unwrap();

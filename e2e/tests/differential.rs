@@ -62,7 +62,10 @@ const SCRIPT: &[&str] = &[
 
 /// Reviewed, intentional differences: (command, why).
 const ALLOWED: &[(&str, &str)] = &[
-    ("docker pull nginx:alpine", "the real pull prints the fixture registry's digest and per-layer progress; the simulator's catalog has its own digests"),
+    (
+        "docker pull nginx:alpine",
+        "the real pull prints the fixture registry's digest and per-layer progress; the simulator's catalog has its own digests",
+    ),
     ("docker pull gourmetgram-base:libtorch-2.13.0", "the same: the fixture registry's digest and progress lines"),
     ("curl -s http://127.0.0.1/", "the simulator serves a shortened nginx welcome page (same title and heading)"),
     ("curl -s http://127.0.0.1:8081/", "the same shortened welcome page, copied into the volume"),
@@ -86,7 +89,8 @@ fn essence(s: &State) -> String {
     let volumes: Vec<&String> = s.volumes.keys().collect();
     // Interfaces: the bridge's address and how many veths are its ports.
     let ports = s.links.values().filter(|l| l.master.as_deref() == Some("docker0") && l.kind == "veth").count();
-    let docker0: Vec<String> = s.links.get("docker0").map(|l| l.addresses.iter().filter(|a| a.contains('.')).cloned().collect()).unwrap_or_default();
+    let docker0: Vec<String> =
+        s.links.get("docker0").map(|l| l.addresses.iter().filter(|a| a.contains('.')).cloned().collect()).unwrap_or_default();
     format!("containers {containers:?}\nrules {rules:#?}\nvolumes {volumes:?}\ndocker0 {docker0:?} with {ports} veth port(s)")
 }
 
@@ -101,9 +105,9 @@ fn normalise(text: &str) -> String {
             .map(|w| {
                 let hexish = w.len() >= 12 && w.chars().all(|c| c.is_ascii_hexdigit());
                 // Sizes the CLI prints: "6.144kB", "2.56MB".
-                let size = ["B", "kB", "MB", "GB"].iter().any(|u| {
-                    w.strip_suffix(u).is_some_and(|n| !n.is_empty() && n.chars().all(|c| c.is_ascii_digit() || c == '.'))
-                });
+                let size = ["B", "kB", "MB", "GB"]
+                    .iter()
+                    .any(|u| w.strip_suffix(u).is_some_and(|n| !n.is_empty() && n.chars().all(|c| c.is_ascii_digit() || c == '.')));
                 if hexish {
                     "<id>".to_string()
                 } else if size {
@@ -183,7 +187,12 @@ fn the_simulator_gives_the_states_and_outputs_of_the_real_engine_for_the_labs_sc
             ns = ns.split_whitespace().collect::<Vec<_>>().join(" ");
         }
         if !allowed && nr != ns {
-            let first = nr.lines().zip(ns.lines()).find(|(a, b)| a != b).map(|(a, b)| format!("first difference (normalised):\n  real: {a}\n  sim:  {b}")).unwrap_or_else(|| "one output is longer".into());
+            let first = nr
+                .lines()
+                .zip(ns.lines())
+                .find(|(a, b)| a != b)
+                .map(|(a, b)| format!("first difference (normalised):\n  real: {a}\n  sim:  {b}"))
+                .unwrap_or_else(|| "one output is longer".into());
             failures.push(format!("step {i} `{line}`: outputs differ; {first}\n--- real\n{got_real}\n--- simulated\n{got_sim}"));
         }
         if allowed {

@@ -8,9 +8,7 @@ fn the_fixture_registry_serves_all_fixture_manifests_and_blobs() {
     let mut sb = Sandbox::new().unwrap();
     sb.start_registry().unwrap();
     let script = berth_e2e::repo_root().join("scripts/fixtures.py");
-    let out = sb
-        .run("python3", &[script.to_str().unwrap(), "--check", "http://127.0.0.1:5000"])
-        .unwrap();
+    let out = sb.run("python3", &[script.to_str().unwrap(), "--check", "http://127.0.0.1:5000"]).unwrap();
     let text = format!("{}{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
     assert!(out.status.success(), "{text}");
     for want in [

@@ -16,10 +16,8 @@ use berth_e2e::browser::Browser;
 use berth_e2e::sandbox::node1;
 use fantoccini::Locator;
 
-const CLASSES: [&str; 11] = [
-    "Bread", "Dairy product", "Dessert", "Egg", "Fried food", "Meat", "Noodles/Pasta", "Rice", "Seafood", "Soup",
-    "Vegetable/Fruit",
-];
+const CLASSES: [&str; 11] =
+    ["Bread", "Dairy product", "Dessert", "Egg", "Fried food", "Meat", "Noodles/Pasta", "Rice", "Seafood", "Soup", "Vegetable/Fruit"];
 
 /// The build context as the repository has it after `gourmetgram.sh build`,
 /// copied so the test can edit the code (target/ is left out, as
@@ -54,7 +52,9 @@ async fn gourmetgram_builds_on_berth_and_classifies_an_upload_in_chromium() {
     let ctx_s = ctx.to_str().unwrap();
 
     let first = sb.docker_ok(&d, &["build", "-t", "gourmetgram-app:0.0.1", ctx_s]);
-    for want in ["FROM gourmetgram-base:libtorch-2.13.0", "WORKDIR /app", "food11.pth", "EXPOSE 8000", "Successfully tagged gourmetgram-app:0.0.1"] {
+    for want in
+        ["FROM gourmetgram-base:libtorch-2.13.0", "WORKDIR /app", "food11.pth", "EXPOSE 8000", "Successfully tagged gourmetgram-app:0.0.1"]
+    {
         assert!(first.contains(want), "missing {want:?} in:\n{first}");
     }
     // A code edit: the dependency COPY and the RUN after it come from the cache.

@@ -33,7 +33,7 @@ fn binds_of_the_host_root_kernel_interfaces_and_berths_own_state_are_refused() {
         (&format!("{}/volumes", data_root.display()), "-v"),
         (&format!("{}/berth", sb.dir().display()), "-v"), // holds the data root
         (link.to_str().unwrap(), "-v"),                   // a symlink into it
-        (&format!("{}/new-dir", link.display()), "-v"),  // a new dir it would make there
+        (&format!("{}/new-dir", link.display()), "-v"),   // a new dir it would make there
         ("/proc", "--mount"),
     ];
     for (src, how) in cases {
@@ -52,7 +52,10 @@ fn binds_of_the_host_root_kernel_interfaces_and_berths_own_state_are_refused() {
     let web = sb.dir().join("data/web");
     std::fs::create_dir_all(&web).unwrap();
     std::fs::write(web.join("index.html"), "hello from the host\n").unwrap();
-    let o = sb.docker_ok(&d, &["run", "--rm", "-v", &format!("{}:/usr/share/nginx/html", web.display()), "alpine", "cat", "/usr/share/nginx/html/index.html"]);
+    let o = sb.docker_ok(
+        &d,
+        &["run", "--rm", "-v", &format!("{}:/usr/share/nginx/html", web.display()), "alpine", "cat", "/usr/share/nginx/html/index.html"],
+    );
     assert_eq!(o, "hello from the host\n");
 }
 

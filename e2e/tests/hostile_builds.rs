@@ -44,7 +44,23 @@ fn context_tar(path: &Path, entries: &[(&str, &str)]) {
 /// POSTs a context tar to /build as the CLI would, and returns the answer.
 fn post_build(sb: &Sandbox, d: &Berthd, tar: &Path, query: &str) -> String {
     let o = sb
-        .run("curl", &["-sS", "--max-time", "120", "--unix-socket", d.socket.to_str().unwrap(), "-X", "POST", "-H", "Content-Type: application/x-tar", "--data-binary", &format!("@{}", tar.display()), &format!("http://berth/build?{query}")])
+        .run(
+            "curl",
+            &[
+                "-sS",
+                "--max-time",
+                "120",
+                "--unix-socket",
+                d.socket.to_str().unwrap(),
+                "-X",
+                "POST",
+                "-H",
+                "Content-Type: application/x-tar",
+                "--data-binary",
+                &format!("@{}", tar.display()),
+                &format!("http://berth/build?{query}"),
+            ],
+        )
         .unwrap();
     out(&o)
 }
@@ -74,7 +90,10 @@ fn a_dockerignore_linked_to_a_big_host_file_is_not_read_and_nothing_floods() {
     line.push_str(&"x".repeat(20 * 1024 * 1024));
     fs::write(&secret, &line).unwrap();
     let tar = sb.dir().join("ctx.tar");
-    context_tar(&tar, &[("Dockerfile", "FROM scratch\nCOPY app.txt /\n"), ("app.txt", "app\n"), (".dockerignore", &format!("->{}", secret.display()))]);
+    context_tar(
+        &tar,
+        &[("Dockerfile", "FROM scratch\nCOPY app.txt /\n"), ("app.txt", "app\n"), (".dockerignore", &format!("->{}", secret.display()))],
+    );
     let answer = post_build(&sb, &d, &tar, "t=ign");
     assert!(!answer.contains("HOSTMARKER"), "the host file's content came back: {}", &answer[..answer.len().min(300)]);
     assert!(answer.contains("Successfully built"), "{}", &answer[..answer.len().min(2000)]);
@@ -116,14 +135,22 @@ fn thousands_of_metadata_steps_build_in_seconds_with_bounded_disk() {
         let took = start.elapsed();
         let grown = du_kib(&data).saturating_sub(before);
         eprintln!("{name}: {n} steps in {took:?}, data root grew {grown} KiB");
-        assert!(o.contains(&format!("Step {}/{} : ", n + 1, n + 1)) && o.contains("Successfully tagged"), "{}", &o[o.len().saturating_sub(2000)..]);
+        assert!(
+            o.contains(&format!("Step {}/{} : ", n + 1, n + 1)) && o.contains("Successfully tagged"),
+            "{}",
+            &o[o.len().saturating_sub(2000)..]
+        );
         // (The first LABEL on scratch may come from the cache: the same step
         // was in the build before.)
         assert_eq!(o.lines().filter(|l| l.starts_with(" ---> ") && !l.contains("Using cache")).count(), n, "a ---> line per step");
         assert!(took < Duration::from_secs(if n > 5_000 { 60 } else { 15 }), "{name}: {took:?}");
         assert!(grown < 16 * 1024, "{name}: the data root grew {grown} KiB");
-        let labels: serde_json::Value = serde_json::from_str(&sb.docker_ok(&d, &["image", "inspect", "-f", "{{json .Config.Labels}}", name])).unwrap();
-        assert_eq!(labels[format!("k{}", if name == "labels" { n - 1 } else { n - 5 })], format!("v{}", if name == "labels" { n - 1 } else { n - 5 }));
+        let labels: serde_json::Value =
+            serde_json::from_str(&sb.docker_ok(&d, &["image", "inspect", "-f", "{{json .Config.Labels}}", name])).unwrap();
+        assert_eq!(
+            labels[format!("k{}", if name == "labels" { n - 1 } else { n - 5 })],
+            format!("v{}", if name == "labels" { n - 1 } else { n - 5 })
+        );
     }
     // A rebuild takes every step from the cache, and ends at the same image.
     let id = sb.docker_ok(&d, &["image", "inspect", "-f", "{{.Id}}", "labels"]);
@@ -204,12 +231,15 @@ fn hostile_contexts_stay_inside_and_malformed_dockerfiles_fail_clearly() {
     // Symlinks pointing out: COPY of the link, of a dir holding it, and
     // through a symlinked dir, never give the host file's content.
     let hd = host_dir.display().to_string();
-    context_tar(&tar, &[
-        ("Dockerfile", "FROM scratch\nCOPY dir/ /dir/\nCOPY linkdir/secret.txt /via-dir.txt\n"),
-        ("dir/ok.txt", "ok\n"),
-        ("dir/link", &format!("->{hd}/secret.txt")),
-        ("linkdir", &format!("->{hd}")),
-    ]);
+    context_tar(
+        &tar,
+        &[
+            ("Dockerfile", "FROM scratch\nCOPY dir/ /dir/\nCOPY linkdir/secret.txt /via-dir.txt\n"),
+            ("dir/ok.txt", "ok\n"),
+            ("dir/link", &format!("->{hd}/secret.txt")),
+            ("linkdir", &format!("->{hd}")),
+        ],
+    );
     let answer = post_build(&sb, &d, &tar, "t=links");
     assert!(!answer.contains(&marker), "{answer}");
     if answer.contains("Successfully built") {
@@ -232,13 +262,16 @@ fn hostile_contexts_stay_inside_and_malformed_dockerfiles_fail_clearly() {
     // then a file through it: nothing lands outside the layer.
     let escape = sb.dir().join(format!("escaped-{}", std::process::id()));
     let inner = sb.dir().join("evil.tar");
-    context_tar(&inner, &[
-        ("../../../../../../../../tmp/escaped-dotdot.txt", "dotdot\n"),
-        (&format!("{}", escape.display()), "absolute\n"),
-        ("out", &format!("->{}", sb.dir().display())),
-        ("out/through-link.txt", "through\n"),
-        ("fine.txt", "fine\n"),
-    ]);
+    context_tar(
+        &inner,
+        &[
+            ("../../../../../../../../tmp/escaped-dotdot.txt", "dotdot\n"),
+            (&format!("{}", escape.display()), "absolute\n"),
+            ("out", &format!("->{}", sb.dir().display())),
+            ("out/through-link.txt", "through\n"),
+            ("fine.txt", "fine\n"),
+        ],
+    );
     {
         let mut b = tar::Builder::new(fs::File::create(&tar).unwrap());
         let mut add = |name: &str, data: &[u8]| {

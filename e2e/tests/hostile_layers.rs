@@ -48,7 +48,10 @@ impl Registry {
             .unwrap();
         let start = Instant::now();
         loop {
-            let up = sb.run("curl", &["-fsS", "--max-time", "2", &format!("http://{REGISTRY}/v2/")]).map(|o| o.status.success()).unwrap_or(false);
+            let up = sb
+                .run("curl", &["-fsS", "--max-time", "2", &format!("http://{REGISTRY}/v2/")])
+                .map(|o| o.status.success())
+                .unwrap_or(false);
             if up {
                 break;
             }
@@ -77,7 +80,9 @@ fn push_blob(sb: &Sandbox, repo: &str, data: &[u8]) -> String {
     let digest = sha(data);
     let file = sb.dir().join(format!("blob-{}", &digest[7..]));
     fs::write(&file, data).unwrap();
-    let o = sb.run("curl", &["-fsS", "-X", "POST", "-D", "-", "-o", "/dev/null", &format!("http://{REGISTRY}/v2/{repo}/blobs/uploads/")]).unwrap();
+    let o = sb
+        .run("curl", &["-fsS", "-X", "POST", "-D", "-", "-o", "/dev/null", &format!("http://{REGISTRY}/v2/{repo}/blobs/uploads/")])
+        .unwrap();
     assert!(o.status.success(), "{}", out(&o));
     let headers = String::from_utf8_lossy(&o.stdout).into_owned();
     let loc = headers
@@ -89,7 +94,19 @@ fn push_blob(sb: &Sandbox, repo: &str, data: &[u8]) -> String {
     let loc = if loc.starts_with('/') { format!("http://{REGISTRY}{loc}") } else { loc };
     let sep = if loc.contains('?') { '&' } else { '?' };
     let o = sb
-        .run("curl", &["-fsS", "-X", "PUT", "-H", "Content-Type: application/octet-stream", "--data-binary", &format!("@{}", file.display()), &format!("{loc}{sep}digest={digest}")])
+        .run(
+            "curl",
+            &[
+                "-fsS",
+                "-X",
+                "PUT",
+                "-H",
+                "Content-Type: application/octet-stream",
+                "--data-binary",
+                &format!("@{}", file.display()),
+                &format!("{loc}{sep}digest={digest}"),
+            ],
+        )
         .unwrap();
     assert!(o.status.success(), "{}", out(&o));
     let _ = fs::remove_file(file);
@@ -117,7 +134,19 @@ fn push_image(sb: &Sandbox, name: &str, layer: &[u8]) -> String {
     let mfile = sb.dir().join(format!("manifest-{name}.json"));
     fs::write(&mfile, &manifest).unwrap();
     let o = sb
-        .run("curl", &["-fsS", "-X", "PUT", "-H", "Content-Type: application/vnd.oci.image.manifest.v1+json", "--data-binary", &format!("@{}", mfile.display()), &format!("http://{REGISTRY}/v2/{repo}/manifests/latest")])
+        .run(
+            "curl",
+            &[
+                "-fsS",
+                "-X",
+                "PUT",
+                "-H",
+                "Content-Type: application/vnd.oci.image.manifest.v1+json",
+                "--data-binary",
+                &format!("@{}", mfile.display()),
+                &format!("http://{REGISTRY}/v2/{repo}/manifests/latest"),
+            ],
+        )
         .unwrap();
     assert!(o.status.success(), "pushing the manifest: {}", out(&o));
     format!("{REGISTRY}/{repo}")
@@ -285,11 +314,15 @@ fn hostile_layers_are_refused_and_nothing_lands_outside_berths_roots() {
 
     // Device nodes are made as Docker makes them (root, no user namespace):
     // inside the layer dir only.
-    let image = push_image(&sb, "devices", &layer(|b| {
-        device(b, tar::EntryType::Char, "dev/mynull", 1, 3);
-        device(b, tar::EntryType::Block, "dev/myloop", 7, 0);
-        member(b, tar::EntryType::Fifo, "dev/fifo", "", b"", 0o600);
-    }));
+    let image = push_image(
+        &sb,
+        "devices",
+        &layer(|b| {
+            device(b, tar::EntryType::Char, "dev/mynull", 1, 3);
+            device(b, tar::EntryType::Block, "dev/myloop", 7, 0);
+            member(b, tar::EntryType::Fifo, "dev/fifo", "", b"", 0o600);
+        }),
+    );
     sb.docker_ok(&d, &["pull", &image]);
     let nodes = find_named(&data.join("overlay2"), "mynull", Path::new("/nonexistent"));
     assert_eq!(nodes.len(), 1, "{nodes:?}");
@@ -303,10 +336,14 @@ fn hostile_layers_are_refused_and_nothing_lands_outside_berths_roots() {
 fn a_setuid_binary_in_a_layer_cannot_be_run_by_other_users_from_the_data_root() {
     let (sb, _reg, d, data) = setup();
     let id = fs::read("/usr/bin/id").unwrap();
-    let image = push_image(&sb, "setuid", &layer(|b| {
-        member(b, tar::EntryType::Directory, "bin/", "", b"", 0o755);
-        member(b, tar::EntryType::Regular, "bin/id", "", &id, 0o4755);
-    }));
+    let image = push_image(
+        &sb,
+        "setuid",
+        &layer(|b| {
+            member(b, tar::EntryType::Directory, "bin/", "", b"", 0o755);
+            member(b, tar::EntryType::Regular, "bin/id", "", &id, 0o4755);
+        }),
+    );
     sb.docker_ok(&d, &["pull", &image]);
     let hits = find_named(&data.join("overlay2"), "id", Path::new("/nonexistent"));
     assert_eq!(hits.len(), 1, "{hits:?}");

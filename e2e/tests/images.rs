@@ -4,11 +4,6 @@
 
 use berth_e2e::sandbox::{node1, out};
 
-
-
-
-
-
 #[test]
 fn docker_pull_through_the_mirror_then_list_inspect_tag_and_remove() {
     let (sb, d) = node1().unwrap();
@@ -29,7 +24,16 @@ fn docker_pull_through_the_mirror_then_list_inspect_tag_and_remove() {
     names.sort();
     assert_eq!(names, vec!["alpine:latest", "nginx:alpine"]);
 
-    let ports = sb.docker_ok(&d, &["image", "inspect", "nginx:alpine", "--format", "{{json .Config.ExposedPorts}}|{{len .RootFS.Layers}}|{{.GraphDriver.Name}}|{{json .Config.Cmd}}"]);
+    let ports = sb.docker_ok(
+        &d,
+        &[
+            "image",
+            "inspect",
+            "nginx:alpine",
+            "--format",
+            "{{json .Config.ExposedPorts}}|{{len .RootFS.Layers}}|{{.GraphDriver.Name}}|{{json .Config.Cmd}}",
+        ],
+    );
     assert_eq!(ports.trim(), r#"{"80/tcp":{}}|3|overlay2|["nginx","-g","daemon off;"]"#);
 
     // The linux/amd64 entry of alpine's OCI index was picked, not arm64.

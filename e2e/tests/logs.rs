@@ -109,7 +109,10 @@ fn json_file_rotates_at_max_size_and_keeps_max_file_files() {
     let (sb, d) = node1().unwrap();
     sb.docker_ok(&d, &["pull", "alpine"]);
     let script = "i=0; while [ $i -lt 3000 ]; do echo line $i; i=$((i+1)); done";
-    let id = sb.docker_ok(&d, &["run", "-d", "--name", "rot", "--log-opt", "max-size=10k", "--log-opt", "max-file=3", "alpine", "sh", "-c", script]);
+    let id = sb.docker_ok(
+        &d,
+        &["run", "-d", "--name", "rot", "--log-opt", "max-size=10k", "--log-opt", "max-file=3", "alpine", "sh", "-c", script],
+    );
     let id = id.trim();
     let code = sb.docker_ok(&d, &["wait", "rot"]);
     assert_eq!(code.trim(), "0");

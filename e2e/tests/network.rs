@@ -16,7 +16,10 @@ fn containers_get_eth0_on_docker0_with_a_veth_and_reach_each_other() {
     sb.docker_ok(&d, &["pull", "alpine"]);
     sb.docker_ok(&d, &["pull", "nginx:alpine"]);
 
-    let inside = sb.docker_ok(&d, &["run", "--rm", "alpine", "sh", "-c", "ip -4 -o addr show eth0; ip link show eth0; ip route; cat /etc/hosts | tail -1"]);
+    let inside = sb.docker_ok(
+        &d,
+        &["run", "--rm", "alpine", "sh", "-c", "ip -4 -o addr show eth0; ip link show eth0; ip route; cat /etc/hosts | tail -1"],
+    );
     assert!(inside.contains("inet 172.17.0.2/16"), "{inside}");
     assert!(inside.contains("link/ether 02:42:ac:11:00:02"), "{inside}");
     assert!(inside.contains("default via 172.17.0.1 dev eth0"), "{inside}");
@@ -117,7 +120,10 @@ fn publishing_a_port_adds_dockers_rules_and_serves_on_the_host_address_and_loopb
     assert!(nat.lines().any(|l| l == "-A DOCKER ! -i docker0 -p tcp -m tcp --dport 80 -j DNAT --to-destination 172.17.0.2:80"), "{nat}");
     assert!(nat.lines().any(|l| l == "-A POSTROUTING -s 172.17.0.2/32 -d 172.17.0.2/32 -p tcp -m tcp --dport 80 -j MASQUERADE"), "{nat}");
     let filter = host(&sb, "iptables -S DOCKER");
-    assert!(filter.lines().any(|l| l == "-A DOCKER -d 172.17.0.2/32 ! -i docker0 -o docker0 -p tcp -m tcp --dport 80 -j ACCEPT"), "{filter}");
+    assert!(
+        filter.lines().any(|l| l == "-A DOCKER -d 172.17.0.2/32 ! -i docker0 -o docker0 -p tcp -m tcp --dport 80 -j ACCEPT"),
+        "{filter}"
+    );
 
     // node1's own address (DNAT) and 127.0.0.1 (the userland proxy).
     let page = host(&sb, &format!("curl -s --max-time 5 http://{}/", sb.uplink.node_ip));
@@ -164,7 +170,11 @@ fn containers_on_a_user_defined_network_reach_each_other_by_name_and_are_isolate
     // Docker's isolation rules for the new bridge, above the chains' RETURNs.
     let filter = host(&sb, "iptables -S");
     let stage1: Vec<&str> = filter.lines().filter(|l| l.starts_with("-A DOCKER-ISOLATION-STAGE-1")).collect();
-    assert_eq!(stage1.first().copied(), Some(format!("-A DOCKER-ISOLATION-STAGE-1 -i {br} ! -o {br} -j DOCKER-ISOLATION-STAGE-2").as_str()), "{filter}");
+    assert_eq!(
+        stage1.first().copied(),
+        Some(format!("-A DOCKER-ISOLATION-STAGE-1 -i {br} ! -o {br} -j DOCKER-ISOLATION-STAGE-2").as_str()),
+        "{filter}"
+    );
     assert_eq!(stage1.last().copied(), Some("-A DOCKER-ISOLATION-STAGE-1 -j RETURN"), "{filter}");
     assert!(filter.lines().any(|l| l == format!("-A DOCKER-ISOLATION-STAGE-2 -o {br} -j DROP")), "{filter}");
     let forward: Vec<&str> = filter.lines().filter(|l| l.starts_with("-A FORWARD")).collect();
@@ -219,7 +229,10 @@ fn containers_on_a_user_defined_network_reach_each_other_by_name_and_are_isolate
     assert!(host(&sb, &format!("ip link show {br} 2>&1")).contains("does not exist"));
     let all = host(&sb, "iptables -S; iptables -t nat -S");
     assert!(!all.contains(&br), "{all}");
-    assert!(all.lines().any(|l| l == "-A DOCKER-ISOLATION-STAGE-1 -i docker0 ! -o docker0 -j DOCKER-ISOLATION-STAGE-2"), "docker0's rules stay: {all}");
+    assert!(
+        all.lines().any(|l| l == "-A DOCKER-ISOLATION-STAGE-1 -i docker0 ! -o docker0 -j DOCKER-ISOLATION-STAGE-2"),
+        "docker0's rules stay: {all}"
+    );
     let o = sb.docker(&d, &["run", "--rm", "--network", "labnet", "alpine", "true"]).unwrap();
     assert!(out(&o).contains("network labnet not found"), "{}", out(&o));
 }
@@ -269,19 +282,36 @@ fn udp_ports_are_published_with_udp_rules_and_proxied() {
     let o = std::process::Command::new("gcc").args(["-static", "-Os", "-o"]).arg(&exe).arg(&src).output().unwrap();
     assert!(o.status.success(), "{}", out(&o));
     sb.docker_ok(&d, &["pull", "alpine"]);
-    sb.docker_ok(&d, &[
-        "run", "--name", "listener", "-d", "-p", "5353:9999/udp", "alpine", "sh", "-c",
-        "while [ ! -x /udp-echo ]; do sleep 0.1; done; exec /udp-echo 9999",
-    ]);
+    sb.docker_ok(
+        &d,
+        &[
+            "run",
+            "--name",
+            "listener",
+            "-d",
+            "-p",
+            "5353:9999/udp",
+            "alpine",
+            "sh",
+            "-c",
+            "while [ ! -x /udp-echo ]; do sleep 0.1; done; exec /udp-echo 9999",
+        ],
+    );
     let merged = sb.docker_ok(&d, &["inspect", "-f", "{{.GraphDriver.Data.MergedDir}}", "listener"]);
     // Into the running container's merged dir, as `docker cp` would.
     let o = sb.run("cp", &[exe.to_str().unwrap(), &format!("{}/udp-echo", merged.trim())]).unwrap();
     assert!(o.status.success(), "{}", out(&o));
 
     let nat = host(&sb, "iptables -t nat -S");
-    assert!(nat.lines().any(|l| l == "-A DOCKER ! -i docker0 -p udp -m udp --dport 5353 -j DNAT --to-destination 172.17.0.2:9999"), "{nat}");
+    assert!(
+        nat.lines().any(|l| l == "-A DOCKER ! -i docker0 -p udp -m udp --dport 5353 -j DNAT --to-destination 172.17.0.2:9999"),
+        "{nat}"
+    );
     let filter = host(&sb, "iptables -S DOCKER");
-    assert!(filter.lines().any(|l| l == "-A DOCKER -d 172.17.0.2/32 ! -i docker0 -o docker0 -p udp -m udp --dport 9999 -j ACCEPT"), "{filter}");
+    assert!(
+        filter.lines().any(|l| l == "-A DOCKER -d 172.17.0.2/32 ! -i docker0 -o docker0 -p udp -m udp --dport 9999 -j ACCEPT"),
+        "{filter}"
+    );
     assert_eq!(sb.docker_ok(&d, &["port", "listener"]).trim(), "9999/udp -> 0.0.0.0:5353");
     for _ in 0..50 {
         if sb.docker_ok(&d, &["logs", "listener"]).contains("listening") {
@@ -300,7 +330,9 @@ fn udp_ports_are_published_with_udp_rules_and_proxied() {
 
 /// The state berthd's page sees, fetched inside node1.
 fn lab_state(sb: &Sandbox) -> serde_json::Value {
-    let v: serde_json::Value = serde_json::from_str(&host(sb, &format!("curl -fsS --max-time 5 -H '{}' http://127.0.0.1:8080/api/state", sb.lab_auth_header()))).unwrap();
+    let v: serde_json::Value =
+        serde_json::from_str(&host(sb, &format!("curl -fsS --max-time 5 -H '{}' http://127.0.0.1:8080/api/state", sb.lab_auth_header())))
+            .unwrap();
     v["state"].clone()
 }
 
@@ -318,7 +350,9 @@ fn eventually(what: &str, mut ok: impl FnMut() -> bool) {
 fn what_a_learner_does_by_hand_in_the_kernel_shows_up_and_is_reconciled() {
     let (sb, d) = node1().unwrap();
     // Links and addresses: from netlink, including the bridge berth made.
-    eventually("docker0 observed", || lab_state(&sb)["links"]["docker0"]["addresses"].as_array().is_some_and(|a| a.iter().any(|x| x == "172.17.0.1/16")));
+    eventually("docker0 observed", || {
+        lab_state(&sb)["links"]["docker0"]["addresses"].as_array().is_some_and(|a| a.iter().any(|x| x == "172.17.0.1/16"))
+    });
     host(&sb, "ip link add demo0 type veth peer name demo1 && ip addr add 10.99.0.1/24 dev demo0 && ip link set demo0 up");
     eventually("demo0 observed", || {
         let l = &lab_state(&sb)["links"]["demo0"];
@@ -328,10 +362,13 @@ fn what_a_learner_does_by_hand_in_the_kernel_shows_up_and_is_reconciled() {
     host(&sb, "ip route add 10.98.0.0/24 dev docker0");
     eventually("route observed", || {
         let routes = lab_state(&sb)["routes"].as_array().cloned().unwrap_or_default();
-        routes.contains(&serde_json::json!(["10.98.0.0/24", null, "docker0"])) && routes.contains(&serde_json::json!(["172.17.0.0/16", null, "docker0"]))
+        routes.contains(&serde_json::json!(["10.98.0.0/24", null, "docker0"]))
+            && routes.contains(&serde_json::json!(["172.17.0.0/16", null, "docker0"]))
     });
     host(&sb, "ip route del 10.98.0.0/24 dev docker0");
-    eventually("route gone", || !lab_state(&sb)["routes"].as_array().cloned().unwrap_or_default().contains(&serde_json::json!(["10.98.0.0/24", null, "docker0"])));
+    eventually("route gone", || {
+        !lab_state(&sb)["routes"].as_array().cloned().unwrap_or_default().contains(&serde_json::json!(["10.98.0.0/24", null, "docker0"]))
+    });
     host(&sb, "ip link del demo0");
     eventually("demo0 gone", || lab_state(&sb)["links"].get("demo0").is_none() && lab_state(&sb)["links"].get("demo1").is_none());
     // Rules: one added by hand is seen; one of berth's deleted by hand is missed.

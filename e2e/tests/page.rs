@@ -92,7 +92,10 @@ async fn typing_docker_run_in_the_page_draws_the_container_and_the_recording_rep
         Ok(t) => t,
         Err(e) => {
             let term = c.find(Locator::Css("[data-testid=terminal]")).await.unwrap().text().await.unwrap_or_default();
-            panic!("{e}\n--- terminal:\n{term}\n--- berthd log (tail):\n{}", d.log_text().lines().rev().take(40).collect::<Vec<_>>().into_iter().rev().collect::<Vec<_>>().join("\n"));
+            panic!(
+                "{e}\n--- terminal:\n{term}\n--- berthd log (tail):\n{}",
+                d.log_text().lines().rev().take(40).collect::<Vec<_>>().into_iter().rev().collect::<Vec<_>>().join("\n")
+            );
         }
     };
     assert!(boxed.contains("eth0"), "{boxed}");
@@ -109,14 +112,26 @@ async fn typing_docker_run_in_the_page_draws_the_container_and_the_recording_rep
 
     // The session's recording: listed, downloadable, and it holds the run.
     let list: serde_json::Value = serde_json::from_str(&curl(&format!("{url}api/recordings"), &auth)).unwrap();
-    let cast = list.as_array().unwrap().iter().map(|r| curl(&format!("http://{page_addr}{}", r["url"].as_str().unwrap()), &auth)).find(|t| t.contains("nginx-demo")).expect("a recording with the session");
+    let cast = list
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|r| curl(&format!("http://{page_addr}{}", r["url"].as_str().unwrap()), &auth))
+        .find(|t| t.contains("nginx-demo"))
+        .expect("a recording with the session");
     let rec = berth_shared::parse_cast(&cast).unwrap();
-    let typed: String = rec.frames.iter().filter_map(|(_, f)| match f {
-        berth_shared::Frame::Output(o) => Some(o.as_str()),
-        _ => None,
-    }).collect();
+    let typed: String = rec
+        .frames
+        .iter()
+        .filter_map(|(_, f)| match f {
+            berth_shared::Frame::Output(o) => Some(o.as_str()),
+            _ => None,
+        })
+        .collect();
     assert!(typed.contains("docker run --name nginx-demo"), "{typed}");
-    assert!(rec.frames.iter().any(|(_, f)| matches!(f, berth_shared::Frame::Event(e) if matches!(e.event, berth_shared::Event::PortPublished { host_port: 80, .. }))));
+    assert!(rec.frames.iter().any(
+        |(_, f)| matches!(f, berth_shared::Frame::Event(e) if matches!(e.event, berth_shared::Event::PortPublished { host_port: 80, .. }))
+    ));
     let file = sb.dir().join("session.cast");
     std::fs::write(&file, &cast).unwrap();
     // The switch: the same page on the simulated node1, and back.
@@ -137,7 +152,12 @@ async fn typing_docker_run_in_the_page_draws_the_container_and_the_recording_rep
     browser.wait_for_text("[data-testid=terminal]", "docker run --name nginx-demo", Duration::from_secs(10)).await.unwrap();
     browser.screenshot("page-replay.png").await.unwrap();
     // Back to the start of the recording: the container is not there yet.
-    c.execute("const r = document.querySelector('[data-testid=scrub]'); r.value = 0; r.dispatchEvent(new Event('input', {bubbles: true}));", vec![]).await.unwrap();
+    c.execute(
+        "const r = document.querySelector('[data-testid=scrub]'); r.value = 0; r.dispatchEvent(new Event('input', {bubbles: true}));",
+        vec![],
+    )
+    .await
+    .unwrap();
     browser.wait_for_text("[data-testid=position]", "0/", Duration::from_secs(5)).await.unwrap();
     assert!(c.find(Locator::Css("[data-testid=container-nginx-demo]")).await.is_err(), "scrubbed to the start");
     browser.close().await;

@@ -124,7 +124,21 @@ async fn a_page_from_another_origin_cannot_reach_the_lab_and_the_lab_still_works
 
     // A forged Host (a DNS-rebinding page's name) is refused, even with the token.
     let o = sb
-        .run("curl", &["-sS", "-o", "/dev/null", "-w", "%{http_code}", "-H", "Host: evil.example:8080", "-H", &sb.lab_auth_header(), &format!("{url}api/state")])
+        .run(
+            "curl",
+            &[
+                "-sS",
+                "-o",
+                "/dev/null",
+                "-w",
+                "%{http_code}",
+                "-H",
+                "Host: evil.example:8080",
+                "-H",
+                &sb.lab_auth_header(),
+                &format!("{url}api/state"),
+            ],
+        )
         .unwrap();
     assert_eq!(String::from_utf8_lossy(&o.stdout), "403");
     // Tools with the token get in; without it, nothing.

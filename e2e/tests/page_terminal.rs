@@ -79,7 +79,12 @@ async fn the_shell_is_node1_survives_a_reload_ignores_replays_and_comes_back_aft
     tokio::time::sleep(Duration::from_millis(500)).await;
     type_line(&browser, "clear").await;
     tokio::time::sleep(Duration::from_millis(500)).await;
-    c.execute("const r = document.querySelector('[data-testid=scrub]'); r.value = 0; r.dispatchEvent(new Event('input', {bubbles: true}));", vec![]).await.unwrap();
+    c.execute(
+        "const r = document.querySelector('[data-testid=scrub]'); r.value = 0; r.dispatchEvent(new Event('input', {bubbles: true}));",
+        vec![],
+    )
+    .await
+    .unwrap();
     browser.wait_for_text("[data-testid=position]", "0/", Duration::from_secs(5)).await.unwrap();
     // Keys typed while looking at the past go nowhere, and the page says so.
     type_line(&browser, "echo typed-in-the-past").await;

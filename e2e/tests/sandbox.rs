@@ -16,9 +16,7 @@ fn the_leak_check_catches_a_link_leaked_by_a_child_of_the_sandbox() {
     // link there: exactly the kind of leak a buggy test could cause.
     let root_net = format!("--net=/proc/{}/ns/net", std::process::id());
     let peer = format!("{leaked}p");
-    let out = sb
-        .run("nsenter", &[&root_net, "ip", "link", "add", &leaked, "type", "veth", "peer", "name", &peer])
-        .unwrap();
+    let out = sb.run("nsenter", &[&root_net, "ip", "link", "add", &leaked, "type", "veth", "peer", "name", &peer]).unwrap();
     assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
     let leaks = Snapshot::take().leaks_since(&before, None);
     let caught = leaks.added.iter().any(|l| l == &format!("link {leaked} veth"));
@@ -60,8 +58,7 @@ fn dropping_a_sandbox_during_a_panic_removes_everything_it_made() {
     })
     .join();
     let payload = made.expect_err("the thread panicked on purpose");
-    let ((netns, host_if, dir), pids) =
-        *payload.downcast::<((String, String, std::path::PathBuf), Vec<i32>)>().unwrap();
+    let ((netns, host_if, dir), pids) = *payload.downcast::<((String, String, std::path::PathBuf), Vec<i32>)>().unwrap();
     assert!(!Path::new("/run/netns").join(&netns).exists(), "netns {netns} left");
     assert!(!Path::new("/sys/class/net").join(&host_if).exists(), "uplink {host_if} left");
     assert!(!dir.exists(), "dir {} left", dir.display());

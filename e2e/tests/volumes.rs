@@ -31,7 +31,12 @@ fn a_named_volume_is_filled_from_the_image_shared_between_containers_and_outlive
     assert!(page(&sb).contains("Welcome to nginx!"));
     let stat = host(&sb, &format!("stat -c '%a %u' {mountpoint}/index.html"));
     let merged = sb.docker_ok(&d, &["inspect", "-f", "{{.GraphDriver.Data.LowerDir}}", "nginx-vol"]);
-    let image_copy = merged.trim().split(':').map(|l| format!("{l}/usr/share/nginx/html/index.html")).find(|p| std::path::Path::new(p).exists()).unwrap();
+    let image_copy = merged
+        .trim()
+        .split(':')
+        .map(|l| format!("{l}/usr/share/nginx/html/index.html"))
+        .find(|p| std::path::Path::new(p).exists())
+        .unwrap();
     assert_eq!(stat, host(&sb, &format!("stat -c '%a %u' {image_copy}")), "mode and owner kept");
     let mounts = sb.docker_ok(&d, &["inspect", "-f", "{{json .Mounts}}", "nginx-vol"]);
     let m: serde_json::Value = serde_json::from_str(&mounts).unwrap();
@@ -42,7 +47,10 @@ fn a_named_volume_is_filled_from_the_image_shared_between_containers_and_outlive
     assert_eq!(m[0]["RW"], true);
 
     // Another container edits the page through the same volume.
-    sb.docker_ok(&d, &["run", "--rm", "-v", "webvol:/data/web", "alpine", "sh", "-c", "echo '<h1>Hello from the volume</h1>' > /data/web/index.html"]);
+    sb.docker_ok(
+        &d,
+        &["run", "--rm", "-v", "webvol:/data/web", "alpine", "sh", "-c", "echo '<h1>Hello from the volume</h1>' > /data/web/index.html"],
+    );
     assert!(page(&sb).contains("Hello from the volume"), "{}", page(&sb));
     let o = sb.docker(&d, &["volume", "rm", "webvol"]).unwrap();
     assert!(!o.status.success() && out(&o).contains("volume is in use"), "{}", out(&o));
@@ -51,7 +59,10 @@ fn a_named_volume_is_filled_from_the_image_shared_between_containers_and_outlive
     sb.docker_ok(&d, &["stop", "nginx-vol"]);
     sb.docker_ok(&d, &["run", "--name", "stopped-user", "-v", "webvol:/data", "alpine", "true"]);
     sb.docker_ok(&d, &["container", "prune", "-f"]);
-    let again = sb.docker_ok(&d, &["run", "--rm", "-v", "webvol:/usr/share/nginx/html:ro", "nginx:alpine", "cat", "/usr/share/nginx/html/index.html"]);
+    let again = sb.docker_ok(
+        &d,
+        &["run", "--rm", "-v", "webvol:/usr/share/nginx/html:ro", "nginx:alpine", "cat", "/usr/share/nginx/html/index.html"],
+    );
     assert!(again.contains("Hello from the volume"), "{again}");
     // Read-only: writes fail inside.
     let o = sb.docker(&d, &["run", "--rm", "-v", "webvol:/data:ro", "alpine", "touch", "/data/x"]).unwrap();

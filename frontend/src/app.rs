@@ -38,7 +38,9 @@ pub fn describe(e: &Event) -> String {
         Event::BridgeDown { name } => format!("bridge {name} deleted"),
         Event::NetworkCreated { name, subnet, .. } => format!("network {name} ({subnet}) created"),
         Event::NetworkRemoved { name, .. } => format!("network {name} removed"),
-        Event::EndpointAttached { host_if, ifname, ip, prefix, bridge, .. } => format!("veth {host_if} ⇄ {ifname} {ip}/{prefix} on {bridge}"),
+        Event::EndpointAttached { host_if, ifname, ip, prefix, bridge, .. } => {
+            format!("veth {host_if} ⇄ {ifname} {ip}/{prefix} on {bridge}")
+        }
         Event::EndpointDetached { host_if, .. } => format!("veth {host_if} deleted"),
         Event::RuleAdded { table, rule } => format!("iptables -t {table} {rule}"),
         Event::RuleRemoved { table, rule } => format!("iptables -t {table} -D {}", rule.trim_start_matches("-A ")),
@@ -50,19 +52,32 @@ pub fn describe(e: &Event) -> String {
         Event::VolumePopulated { name, path, files, .. } => format!("volume {} filled from {path} ({files} entries)", s(name)),
         Event::VolumeRemoved { name } => format!("volume {} removed", s(name)),
         Event::BuildStarted { tags, steps, .. } => format!("build {} started ({steps} steps)", tags.join(", ")),
-        Event::BuildStep { step, instruction, cached, .. } => format!("step {step}: {instruction}{}", if *cached { " (cache)" } else { "" }),
+        Event::BuildStep { step, instruction, cached, .. } => {
+            format!("step {step}: {instruction}{}", if *cached { " (cache)" } else { "" })
+        }
         Event::BuildLayer { diff_id, size, .. } => format!("layer {} committed ({size} B)", s(diff_id)),
         Event::LinkObserved { name, kind, up, .. } => format!("kernel: link {name} ({kind}) {}", if *up { "up" } else { "down" }),
         Event::LinkGone { name, .. } => format!("kernel: link {name} gone"),
         Event::AddressObserved { link, address, prefix } => format!("kernel: {address}/{prefix} on {link}"),
         Event::AddressGone { link, address, prefix } => format!("kernel: {address}/{prefix} removed from {link}"),
-        Event::RouteObserved { dst, gateway, dev } => format!("kernel: route {dst}{}{}", gateway.as_ref().map(|g| format!(" via {g}")).unwrap_or_default(), dev.as_ref().map(|d| format!(" dev {d}")).unwrap_or_default()),
+        Event::RouteObserved { dst, gateway, dev } => format!(
+            "kernel: route {dst}{}{}",
+            gateway.as_ref().map(|g| format!(" via {g}")).unwrap_or_default(),
+            dev.as_ref().map(|d| format!(" dev {d}")).unwrap_or_default()
+        ),
         Event::RouteGone { dst, .. } => format!("kernel: route {dst} removed"),
         Event::MountObserved { target, fstype, .. } => format!("kernel: {fstype} mounted on {target}"),
         Event::MountGone { target } => format!("kernel: {target} unmounted"),
         Event::KernelRuleObserved { table, rule } => format!("kernel: -t {table} {rule}"),
         Event::KernelRuleGone { table, rule } => format!("kernel: -t {table} {rule} gone"),
-        Event::FileChanged { dir, path, change } => format!("file {path} {} in {dir}", match change { berth_shared::event::FileChangeKind::Added => "added", berth_shared::event::FileChangeKind::Modified => "modified", berth_shared::event::FileChangeKind::Deleted => "deleted" }),
+        Event::FileChanged { dir, path, change } => format!(
+            "file {path} {} in {dir}",
+            match change {
+                berth_shared::event::FileChangeKind::Added => "added",
+                berth_shared::event::FileChangeKind::Modified => "modified",
+                berth_shared::event::FileChangeKind::Deleted => "deleted",
+            }
+        ),
         Event::LabProgress { step, change, .. } => match change {
             berth_shared::lab::LabChange::StepStarted => format!("lab: step {step} started"),
             berth_shared::lab::LabChange::StepFailed => format!("lab: step {step} failed"),
@@ -84,8 +99,10 @@ fn concerns(e: &Event, sel: &Selection, state: &State) -> bool {
     match sel {
         Selection::Container(id) => json.contains(id.as_str()),
         Selection::Bridge(b) => json.contains(&format!("\"{b}\"")) || json.contains(&format!(" {b} ")),
-        Selection::Port(_, p) => matches!(e, Event::PortPublished { host_port, .. } | Event::PortUnpublished { host_port, .. } if host_port == p)
-            || matches!(e, Event::RuleAdded { rule, .. } | Event::RuleRemoved { rule, .. } if rule_matches(rule, &Some(sel.clone()), state)),
+        Selection::Port(_, p) => {
+            matches!(e, Event::PortPublished { host_port, .. } | Event::PortUnpublished { host_port, .. } if host_port == p)
+                || matches!(e, Event::RuleAdded { rule, .. } | Event::RuleRemoved { rule, .. } if rule_matches(rule, &Some(sel.clone()), state))
+        }
         Selection::Layer(c) => json.contains(c.as_str()),
         Selection::Rule(_, r) => matches!(e, Event::RuleAdded { rule, .. } | Event::RuleRemoved { rule, .. } if rule == r),
         Selection::Volume(v) => json.contains(v.as_str()),
@@ -121,18 +138,34 @@ fn Evidence(store: Store) -> impl IntoView {
                 format!("{}\n\n{}", kernel.join("\n"), serde_json::to_string_pretty(c).unwrap_or_default())
             }),
             Selection::Bridge(b) => state.bridges.get(b).map(|x| {
-                let ports: Vec<&String> = state.links.iter().filter(|(_, l)| l.master.as_deref() == Some(b.as_str())).map(|(n, _)| n).collect();
-                let routes: Vec<String> = state.routes.iter().filter(|(_, _, d)| d.as_deref() == Some(b.as_str())).map(|(dst, g, _)| format!("{dst}{} dev {b}", g.as_ref().map(|g| format!(" via {g}")).unwrap_or_default())).collect();
-                format!("ports (ip link show master {b}): {}\nroutes: {}\n\n{}", ports.iter().map(|s| s.as_str()).collect::<Vec<_>>().join(", "), routes.join("; "), serde_json::to_string_pretty(x).unwrap_or_default())
+                let ports: Vec<&String> =
+                    state.links.iter().filter(|(_, l)| l.master.as_deref() == Some(b.as_str())).map(|(n, _)| n).collect();
+                let routes: Vec<String> = state
+                    .routes
+                    .iter()
+                    .filter(|(_, _, d)| d.as_deref() == Some(b.as_str()))
+                    .map(|(dst, g, _)| format!("{dst}{} dev {b}", g.as_ref().map(|g| format!(" via {g}")).unwrap_or_default()))
+                    .collect();
+                format!(
+                    "ports (ip link show master {b}): {}\nroutes: {}\n\n{}",
+                    ports.iter().map(|s| s.as_str()).collect::<Vec<_>>().join(", "),
+                    routes.join("; "),
+                    serde_json::to_string_pretty(x).unwrap_or_default()
+                )
             }),
-            Selection::Port(id, p) => state.containers.get(id).and_then(|c| c.ports.iter().find(|x| x.host_port == *p)).map(|x| serde_json::to_string_pretty(x).unwrap_or_default()),
+            Selection::Port(id, p) => state
+                .containers
+                .get(id)
+                .and_then(|c| c.ports.iter().find(|x| x.host_port == *p))
+                .map(|x| serde_json::to_string_pretty(x).unwrap_or_default()),
             Selection::Layer(c) => state.layers.get(c).map(|x| serde_json::to_string_pretty(x).unwrap_or_default()),
             Selection::Rule(t, r) => Some(format!("iptables -t {t} -S\n{r}")),
             Selection::Volume(v) => state.volumes.get(v).map(|x| serde_json::to_string_pretty(x).unwrap_or_default()),
         }
         .unwrap_or_else(|| "(not in the state at this point of the timeline)".into());
         let upto = store.cursor.get().unwrap_or(usize::MAX);
-        let related: Vec<Envelope> = store.events.with(|evs| evs.iter().take(upto).filter(|e| concerns(&e.event, &sel, &state)).cloned().collect());
+        let related: Vec<Envelope> =
+            store.events.with(|evs| evs.iter().take(upto).filter(|e| concerns(&e.event, &sel, &state)).cloned().collect());
         view! {
             <div data-testid="evidence">
                 <pre class="facts-json">{facts}</pre>
@@ -143,7 +176,8 @@ fn Evidence(store: Store) -> impl IntoView {
                     }).collect_view()}
                 </ol>
             </div>
-        }.into_any()
+        }
+        .into_any()
     }
 }
 
@@ -179,7 +213,13 @@ fn Timeline(store: Store) -> impl IntoView {
     });
     let current = move || {
         let n = position.get();
-        store.events.with(|v| if n == 0 { "the start".to_string() } else { v.get(n - 1).map(|e| format!("#{} {}", e.seq, describe(&e.event))).unwrap_or_default() })
+        store.events.with(|v| {
+            if n == 0 {
+                "the start".to_string()
+            } else {
+                v.get(n - 1).map(|e| format!("#{} {}", e.seq, describe(&e.event))).unwrap_or_default()
+            }
+        })
     };
     view! {
         <div class="timeline" data-testid="timeline">
@@ -292,7 +332,8 @@ pub fn App() -> impl IntoView {
         Some(_) => store.start_sim(),
         None => {}
     });
-    let badge = move || match (store.source.get(), engine.get()) {
+    let badge = move || {
+        match (store.source.get(), engine.get()) {
         (Source::Replay { name }, _) => view! { <span class="badge replay" data-testid="mode">{format!("replay: {name}")}</span> }.into_any(),
         (Source::Simulated, Some(Ok(h))) if h.engine == EngineMode::Live => view! { <span class="badge sim" data-testid="mode" title="chosen with ?sim: a live node1 is also there">"simulated node1"</span> }.into_any(),
         (_, Some(Ok(h))) if h.engine == EngineMode::Live => match store.source.get() {
@@ -302,6 +343,7 @@ pub fn App() -> impl IntoView {
         (_, Some(Ok(h))) => view! { <span class="badge sim" data-testid="mode" title=format!("berthd cannot run containers here: {}", h.reason.unwrap_or_default())>"simulated node1"</span> }.into_any(),
         (_, Some(Err(e))) => view! { <span class="badge sim" data-testid="mode" title=format!("no berthd answered: {e}")>"simulated node1"</span> }.into_any(),
         (_, None) => view! { <span class="badge" data-testid="mode">"connecting…"</span> }.into_any(),
+    }
     };
     view! {
         <header class="topbar">

@@ -16,7 +16,7 @@ struct Placed {
     id: String,
     name: String,
     x: f64,
-    ifaces: Vec<(String, String, String, String)>, // (ifname, ip/prefix, bridge, host_if)
+    ifaces: Vec<(String, String, String, String)>,  // (ifname, ip/prefix, bridge, host_if)
     ports: Vec<(String, u16, String, u16, String)>, // (host ip, host port, container ip, port, proto)
 }
 
@@ -27,9 +27,10 @@ fn short(id: &str) -> String {
 /// Does this rule concern the selection?
 pub fn rule_matches(rule: &str, sel: &Option<Selection>, state: &State) -> bool {
     match sel {
-        Some(Selection::Container(id)) => state.containers.get(id).is_some_and(|c| {
-            c.endpoints.values().any(|e| rule.contains(&format!("{}/32", e.ip)) || rule.contains(&format!("{}:", e.ip)))
-        }),
+        Some(Selection::Container(id)) => state
+            .containers
+            .get(id)
+            .is_some_and(|c| c.endpoints.values().any(|e| rule.contains(&format!("{}/32", e.ip)) || rule.contains(&format!("{}:", e.ip)))),
         Some(Selection::Port(_, port)) => rule.contains(&format!("--dport {port} ")) || rule.ends_with(&format!("--dport {port}")),
         Some(Selection::Bridge(b)) => rule.split_whitespace().any(|w| w == b),
         Some(Selection::Rule(_, r)) => r == rule,
@@ -51,7 +52,16 @@ pub fn NetworkDiagram(store: Store) -> impl IntoView {
             .iter()
             .filter(|(name, l)| l.kind != "bridge" && l.master.is_none() && !state.bridges.contains_key(*name))
             .take(3)
-            .map(|(name, l)| (name.clone(), format!("{name} {}{}", l.addresses.iter().find(|a| a.contains('.')).cloned().unwrap_or_default(), if l.up { "" } else { " (down)" })))
+            .map(|(name, l)| {
+                (
+                    name.clone(),
+                    format!(
+                        "{name} {}{}",
+                        l.addresses.iter().find(|a| a.contains('.')).cloned().unwrap_or_default(),
+                        if l.up { "" } else { " (down)" }
+                    ),
+                )
+            })
             .collect();
         let running: Vec<_> = state.containers.values().filter(|c| !c.endpoints.is_empty()).cloned().collect();
         let n = running.len().max(1) as f64;
@@ -63,8 +73,16 @@ pub fn NetworkDiagram(store: Store) -> impl IntoView {
                 id: c.id.clone(),
                 name: c.name.clone(),
                 x: 10.0 + col * i as f64,
-                ifaces: c.endpoints.values().map(|e| (e.ifname.clone(), format!("{}/{}", e.ip, e.prefix), e.bridge.clone(), e.host_if.clone())).collect(),
-                ports: c.ports.iter().map(|p| (p.host_ip.clone(), p.host_port, p.container_ip.clone(), p.container_port, p.proto.clone())).collect(),
+                ifaces: c
+                    .endpoints
+                    .values()
+                    .map(|e| (e.ifname.clone(), format!("{}/{}", e.ip, e.prefix), e.bridge.clone(), e.host_if.clone()))
+                    .collect(),
+                ports: c
+                    .ports
+                    .iter()
+                    .map(|p| (p.host_ip.clone(), p.host_port, p.container_ip.clone(), p.container_port, p.proto.clone()))
+                    .collect(),
             })
             .collect();
         let bridge_y = |i: usize| 118.0 + 34.0 * i as f64;
@@ -158,7 +176,17 @@ pub fn NetworkDiagram(store: Store) -> impl IntoView {
 /// first, then Docker's), Docker's jumps at the top of FORWARD and each
 /// chain's bare `-j RETURN` last.
 fn chain_order(rules: Vec<String>) -> Vec<String> {
-    const CHAINS: &[&str] = &["PREROUTING", "INPUT", "FORWARD", "OUTPUT", "POSTROUTING", "DOCKER", "DOCKER-ISOLATION-STAGE-1", "DOCKER-ISOLATION-STAGE-2", "DOCKER-USER"];
+    const CHAINS: &[&str] = &[
+        "PREROUTING",
+        "INPUT",
+        "FORWARD",
+        "OUTPUT",
+        "POSTROUTING",
+        "DOCKER",
+        "DOCKER-ISOLATION-STAGE-1",
+        "DOCKER-ISOLATION-STAGE-2",
+        "DOCKER-USER",
+    ];
     let chain = |r: &str| r.split_whitespace().nth(1).unwrap_or("").to_string();
     let rank = |r: &str| {
         let c = chain(r);

@@ -138,7 +138,8 @@ impl Store {
                 Some((Action::Quit { save }, path)) => {
                     self.editor.set_value(None);
                     if let Some(text) = save {
-                        let events = self.sim.try_update_value(|s| s.as_mut().map(|s| s.save_file(&path, &text))).flatten().unwrap_or_default();
+                        let events =
+                            self.sim.try_update_value(|s| s.as_mut().map(|s| s.save_file(&path, &text))).flatten().unwrap_or_default();
                         self.take_events(events);
                     }
                     return Some(format!("\x1b[?1049l{}", self.sim_prompt()));
@@ -245,7 +246,11 @@ impl Store {
                                 return;
                             }
                             // One message, or a burst of them as an array.
-                            let msgs = if t.starts_with('[') { serde_json::from_str::<Vec<StreamMsg>>(&t).ok() } else { serde_json::from_str::<StreamMsg>(&t).ok().map(|m| vec![m]) };
+                            let msgs = if t.starts_with('[') {
+                                serde_json::from_str::<Vec<StreamMsg>>(&t).ok()
+                            } else {
+                                serde_json::from_str::<StreamMsg>(&t).ok().map(|m| vec![m])
+                            };
                             if let Some(msgs) = msgs {
                                 if !matches!(self.source.get_untracked(), Source::Live { connected: true }) {
                                     self.source.set(Source::Live { connected: true });

@@ -114,12 +114,20 @@ pub fn Terminal(store: Store) -> impl IntoView {
                 Source::Simulated => {
                     if let Some(screen) = store.editor_keys(&data) {
                         store.term.update(|v| v.push((now_ms(), screen.clone())));
-                        term.with_value(|t| if let Some(t) = t { t.write(&screen) });
+                        term.with_value(|t| {
+                            if let Some(t) = t {
+                                t.write(&screen)
+                            }
+                        });
                         return;
                     }
                     let echo = sim_keys(store, line, size.get_value(), &data);
                     store.term.update(|v| v.push((now_ms(), echo.clone())));
-                    term.with_value(|t| if let Some(t) = t { t.write(&echo) });
+                    term.with_value(|t| {
+                        if let Some(t) = t {
+                            t.write(&echo)
+                        }
+                    });
                 }
                 _ => {}
             }
@@ -135,7 +143,11 @@ pub fn Terminal(store: Store) -> impl IntoView {
         let el2 = el.clone();
         let on_resize = Closure::<dyn FnMut()>::new(move || {
             let (cols, rows) = fit(&el2);
-            term.with_value(|t| if let Some(t) = t { t.resize(cols, rows) });
+            term.with_value(|t| {
+                if let Some(t) = t {
+                    t.resize(cols, rows)
+                }
+            });
             if matches!(store.source.get_untracked(), Source::Live { .. }) {
                 let _ = tx_input.with_value(|tx| tx.unbounded_send(format!("\u{0}resize {cols} {rows}").into_bytes()));
             }
@@ -168,7 +180,11 @@ pub fn Terminal(store: Store) -> impl IntoView {
                     store.sim_prompt()
                 );
                 store.term.update(|v| v.push((now_ms(), banner.clone())));
-                term.with_value(|t| if let Some(t) = t { t.write(&banner) });
+                term.with_value(|t| {
+                    if let Some(t) = t {
+                        t.write(&banner)
+                    }
+                });
             }
             _ => {}
         }
@@ -195,7 +211,11 @@ pub fn Terminal(store: Store) -> impl IntoView {
     Effect::new(move |_| {
         let (cols, rows) = store.term_size.get();
         if matches!(store.source.get(), Source::Replay { .. }) {
-            term.with_value(|t| if let Some(t) = t { t.resize(cols as u32, rows as u32) });
+            term.with_value(|t| {
+                if let Some(t) = t {
+                    t.resize(cols as u32, rows as u32)
+                }
+            });
         }
     });
     Effect::new(move |prev: Option<Option<usize>>| {
@@ -311,7 +331,13 @@ fn connect_shell(
     size: StoredValue<(u32, u32)>,
     quiet: StoredValue<u32>,
 ) {
-    let say = move |msg: &str| term.with_value(|t| if let Some(t) = t { t.write(&format!("\r\n\x1b[33m[{msg}]\x1b[0m\r\n")) });
+    let say = move |msg: &str| {
+        term.with_value(|t| {
+            if let Some(t) = t {
+                t.write(&format!("\r\n\x1b[33m[{msg}]\x1b[0m\r\n"))
+            }
+        })
+    };
     spawn_local(async move {
         let id = shell_id();
         let mut attached_before = false;
@@ -396,10 +422,15 @@ async fn attach_once(
                 let v: serde_json::Value = serde_json::from_str(&t).unwrap_or_default();
                 if let Some(new) = v["attached"]["new"].as_bool() {
                     if new && *attached_before {
-                        let note = "\r\n\x1b[33m[a new shell on node1: the one before has ended (berthd restarted?)]\x1b[0m\r\n".to_string();
+                        let note =
+                            "\r\n\x1b[33m[a new shell on node1: the one before has ended (berthd restarted?)]\x1b[0m\r\n".to_string();
                         store.term.update(|f| f.push((now_ms(), note.clone())));
                         if live_now() {
-                            term.with_value(|t| if let Some(t) = t { t.write(&note) });
+                            term.with_value(|t| {
+                                if let Some(t) = t {
+                                    t.write(&note)
+                                }
+                            });
                         }
                     }
                     *attached_before = true;
@@ -410,7 +441,11 @@ async fn attach_once(
                         store.term.update(|f| f.push((now_ms(), back.to_string())));
                     }
                     if live_now() {
-                        term.with_value(|t| if let Some(t) = t { quiet_write(t, quiet, &format!("\x1bc{back}")) });
+                        term.with_value(|t| {
+                            if let Some(t) = t {
+                                quiet_write(t, quiet, &format!("\x1bc{back}"))
+                            }
+                        });
                     }
                 }
                 continue;
@@ -426,7 +461,11 @@ async fn attach_once(
         };
         store.term.update(|v| v.push((now_ms(), text.clone())));
         if live_now() {
-            term.with_value(|t| if let Some(t) = t { t.write(&text) });
+            term.with_value(|t| {
+                if let Some(t) = t {
+                    t.write(&text)
+                }
+            });
         }
     }
     Ended::Lost

@@ -23,15 +23,46 @@ fn events() -> Vec<Event> {
     };
     vec![
         Event::BridgeUp { name: "docker0".into(), address: "172.17.0.1".into(), prefix: 16, created: true },
-        Event::LayerAdded { chain_id: "sha256:aaa".into(), diff_id: "sha256:aaa".into(), dir: "/var/lib/berth/overlay2/aaa/diff".into(), size: 1234 },
-        Event::ContainerCreated { id: "c1".repeat(32), name: "nginx-demo".into(), image: "nginx:alpine".into(), image_id: "sha256:i".into(), command: vec![], layer, mounts: vec![] },
+        Event::LayerAdded {
+            chain_id: "sha256:aaa".into(),
+            diff_id: "sha256:aaa".into(),
+            dir: "/var/lib/berth/overlay2/aaa/diff".into(),
+            size: 1234,
+        },
+        Event::ContainerCreated {
+            id: "c1".repeat(32),
+            name: "nginx-demo".into(),
+            image: "nginx:alpine".into(),
+            image_id: "sha256:i".into(),
+            command: vec![],
+            layer,
+            mounts: vec![],
+        },
         Event::OverlayMounted { id: "c1".repeat(32), merged: "/m".into(), options: String::new() },
         Event::EndpointAttached {
-            id: "c1".repeat(32), network: "bridge".into(), bridge: "docker0".into(), host_if: "veth1234567".into(), ifname: "eth0".into(),
-            ip: "172.17.0.2".into(), prefix: 16, mac: "02:42:ac:11:00:02".into(), gateway: "172.17.0.1".into(), netns: "/run/berth/netns/c1".into(),
+            id: "c1".repeat(32),
+            network: "bridge".into(),
+            bridge: "docker0".into(),
+            host_if: "veth1234567".into(),
+            ifname: "eth0".into(),
+            ip: "172.17.0.2".into(),
+            prefix: 16,
+            mac: "02:42:ac:11:00:02".into(),
+            gateway: "172.17.0.1".into(),
+            netns: "/run/berth/netns/c1".into(),
         },
-        Event::RuleAdded { table: "nat".into(), rule: "-A DOCKER ! -i docker0 -p tcp -m tcp --dport 80 -j DNAT --to-destination 172.17.0.2:80".into() },
-        Event::PortPublished { id: "c1".repeat(32), proto: "tcp".into(), host_ip: "0.0.0.0".into(), host_port: 80, container_ip: "172.17.0.2".into(), container_port: 80 },
+        Event::RuleAdded {
+            table: "nat".into(),
+            rule: "-A DOCKER ! -i docker0 -p tcp -m tcp --dport 80 -j DNAT --to-destination 172.17.0.2:80".into(),
+        },
+        Event::PortPublished {
+            id: "c1".repeat(32),
+            proto: "tcp".into(),
+            host_ip: "0.0.0.0".into(),
+            host_port: 80,
+            container_ip: "172.17.0.2".into(),
+            container_port: 80,
+        },
     ]
 }
 

@@ -17,8 +17,13 @@ fn main() {
         let _ = model.logits(&batch);
         let t4 = Instant::now();
         if round > 0 {
-            println!("decode {:.1} ms, preprocess {:.1} ms, inference {:.1} ms, batch of 2 {:.1} ms",
-                (t1 - t0).as_secs_f64() * 1e3, (t2 - t1).as_secs_f64() * 1e3, (t3 - t2).as_secs_f64() * 1e3, (t4 - t3).as_secs_f64() * 1e3);
+            println!(
+                "decode {:.1} ms, preprocess {:.1} ms, inference {:.1} ms, batch of 2 {:.1} ms",
+                (t1 - t0).as_secs_f64() * 1e3,
+                (t2 - t1).as_secs_f64() * 1e3,
+                (t3 - t2).as_secs_f64() * 1e3,
+                (t4 - t3).as_secs_f64() * 1e3
+            );
         }
     }
 }

@@ -82,8 +82,7 @@ pub fn load_into(vs: &mut tch::nn::VarStore, state: &StateDict) -> Result<()> {
         missing.sort();
         bail!("the checkpoint lacks {} tensors the model needs, e.g. {}", missing.len(), missing[0]);
     }
-    let unexpected: Vec<&String> =
-        state.keys().filter(|k| !vars.contains_key(*k) && !k.ends_with("num_batches_tracked")).collect();
+    let unexpected: Vec<&String> = state.keys().filter(|k| !vars.contains_key(*k) && !k.ends_with("num_batches_tracked")).collect();
     if let Some(first) = unexpected.first() {
         bail!("the checkpoint has {} tensors the model does not, e.g. {first}", unexpected.len());
     }

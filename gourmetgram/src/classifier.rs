@@ -7,26 +7,15 @@
 //! Inference never runs on the async runtime's threads.
 
 use crate::checkpoint::{self, WeightsInfo};
+use crate::network::MobileNetV2;
 use crate::preprocess::{Input, CROP};
 use anyhow::{Context, Result};
 use std::path::Path;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{mpsc, Arc, Mutex};
-use crate::network::MobileNetV2;
 
-pub const CLASSES: [&str; 11] = [
-    "Bread",
-    "Dairy product",
-    "Dessert",
-    "Egg",
-    "Fried food",
-    "Meat",
-    "Noodles/Pasta",
-    "Rice",
-    "Seafood",
-    "Soup",
-    "Vegetable/Fruit",
-];
+pub const CLASSES: [&str; 11] =
+    ["Bread", "Dairy product", "Dessert", "Egg", "Fried food", "Meat", "Noodles/Pasta", "Rice", "Seafood", "Soup", "Vegetable/Fruit"];
 
 /// The network and its weights, on the CPU.
 #[derive(Debug)]
@@ -204,9 +193,7 @@ impl Classifier {
         let waiting = Arc::new(AtomicUsize::new(0));
         for (n, model) in models.into_iter().enumerate() {
             let (rx, waiting) = (rx.clone(), waiting.clone());
-            std::thread::Builder::new()
-                .name(format!("inference-{n}"))
-                .spawn(move || worker(&model, &rx, &waiting, max_batch.max(1)))?;
+            std::thread::Builder::new().name(format!("inference-{n}")).spawn(move || worker(&model, &rx, &waiting, max_batch.max(1)))?;
         }
         Ok(Classifier { tx, waiting, info: Arc::new(info), threads, workers: workers.max(1) })
     }

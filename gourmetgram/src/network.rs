@@ -39,13 +39,7 @@ impl Conv {
         let var = get(state, &format!("{bn}.running_var"))?;
         let scale = gamma / (var + BN_EPS).sqrt();
         let k = w.size()[2];
-        Ok(Conv {
-            w: (w * scale.reshape([-1, 1, 1, 1])).contiguous(),
-            b: beta - mean * &scale,
-            stride,
-            padding: (k - 1) / 2,
-            groups,
-        })
+        Ok(Conv { w: (w * scale.reshape([-1, 1, 1, 1])).contiguous(), b: beta - mean * &scale, stride, padding: (k - 1) / 2, groups })
     }
 
     fn forward(&self, x: &Tensor) -> Tensor {
@@ -104,7 +98,8 @@ impl MobileNetV2 {
                     let stride = if i == 0 { s } else { 1 };
                     let p = format!("features.{idx}.conv");
                     let hidden = er * c_in;
-                    let (expand, j) = if er != 1 { (Some(Conv::fold(state, &format!("{p}.0.0"), &format!("{p}.0.1"), 1, 1)?), 1) } else { (None, 0) };
+                    let (expand, j) =
+                        if er != 1 { (Some(Conv::fold(state, &format!("{p}.0.0"), &format!("{p}.0.1"), 1, 1)?), 1) } else { (None, 0) };
                     let depthwise = Conv::fold(state, &format!("{p}.{j}.0"), &format!("{p}.{j}.1"), stride, hidden)?;
                     let project = Conv::fold(state, &format!("{p}.{}", j + 1), &format!("{p}.{}", j + 2), 1, 1)?;
                     blocks.push(Block { expand, depthwise, project, residual: stride == 1 && c_in == c_out });

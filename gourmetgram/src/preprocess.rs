@@ -70,11 +70,7 @@ fn decode_jpeg(bytes: &[u8]) -> Result<Option<(u32, u32, Vec<u8>)>, PreprocessEr
         turbojpeg::decompress(bytes, turbojpeg::PixelFormat::RGB).map_err(|e| PreprocessError::Decode(e.to_string()))?;
     let (w, h) = (img.width as u32, img.height as u32);
     let row = img.width * 3;
-    let rgb = if img.pitch == row {
-        img.pixels
-    } else {
-        img.pixels.chunks(img.pitch).flat_map(|r| r[..row].iter().copied()).collect()
-    };
+    let rgb = if img.pitch == row { img.pixels } else { img.pixels.chunks(img.pitch).flat_map(|r| r[..row].iter().copied()).collect() };
     Ok(Some((w, h, rgb)))
 }
 
@@ -91,9 +87,7 @@ fn check_size(w: u32, h: u32) -> Result<(), PreprocessError> {
 /// PNG, WebP, GIF, BMP (and CMYK JPEGs) through the image crate.
 fn decode_other(bytes: &[u8]) -> Result<(u32, u32, Vec<u8>), PreprocessError> {
     use image::ImageDecoder;
-    let mut reader = ImageReader::new(Cursor::new(bytes))
-        .with_guessed_format()
-        .map_err(|e| PreprocessError::Decode(e.to_string()))?;
+    let mut reader = ImageReader::new(Cursor::new(bytes)).with_guessed_format().map_err(|e| PreprocessError::Decode(e.to_string()))?;
     if reader.format().is_none() {
         return Err(PreprocessError::NotAnImage);
     }

@@ -5,7 +5,7 @@
 //! Uploads are read into memory and decoded; their file names are never
 //! used, as paths or otherwise. Bad input gets a 4xx with a message.
 
-use crate::classifier::{ClassifyError, Classifier, Prediction};
+use crate::classifier::{Classifier, ClassifyError, Prediction};
 use crate::preprocess::{self, PreprocessError};
 use axum::extract::{DefaultBodyLimit, Multipart, State};
 use axum::http::{header, StatusCode};
@@ -142,11 +142,7 @@ async fn classify_bytes(state: &AppState, bytes: Vec<u8>) -> Result<Classified, 
 }
 
 fn badge(c: &Classified) -> Response {
-    (
-        [("server-timing", c.server_timing())],
-        Html(format!(r#"<span class="badge">{}</span>"#, escape(c.prediction.class))),
-    )
-        .into_response()
+    ([("server-timing", c.server_timing())], Html(format!(r#"<span class="badge">{}</span>"#, escape(c.prediction.class)))).into_response()
 }
 
 async fn predict_html(State(state): State<Arc<AppState>>, form: Multipart) -> Result<Response, ApiError> {

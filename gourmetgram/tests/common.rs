@@ -5,9 +5,7 @@
 use std::path::PathBuf;
 
 pub fn golden_dir() -> PathBuf {
-    let dir = std::env::var_os("GOURMETGRAM_GOLDEN")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| PathBuf::from("/var/lib/berth-lab/gourmetgram"));
+    let dir = std::env::var_os("GOURMETGRAM_GOLDEN").map(PathBuf::from).unwrap_or_else(|| PathBuf::from("/var/lib/berth-lab/gourmetgram"));
     assert!(
         dir.join("golden.json").is_file() && dir.join("food11.pth").is_file(),
         "no golden logits in {}: run scripts/gourmetgram.sh setup",

@@ -26,7 +26,11 @@ fn logits_match_pytorch_within_1e_4() {
         let (w, h, rgb) = preprocess::decode_rgb(&bytes).unwrap_or_else(|e| panic!("{name}: {e}"));
         let (rw, rh) = preprocess::resized_size(w, h);
         let resized = preprocess::resample_bilinear(w, h, &rgb, rw, rh);
-        assert_eq!([rw, rh], [g["resized_size"][0].as_u64().expect("w") as u32, g["resized_size"][1].as_u64().expect("h") as u32], "{name}");
+        assert_eq!(
+            [rw, rh],
+            [g["resized_size"][0].as_u64().expect("w") as u32, g["resized_size"][1].as_u64().expect("h") as u32],
+            "{name}"
+        );
         if hex::encode(Sha256::digest(&resized)) != g["resized_sha256"].as_str().expect("resized_sha256") {
             failures.push(format!("{name}: decoded and resized pixels differ from PIL's"));
         }

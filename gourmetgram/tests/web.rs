@@ -30,10 +30,7 @@ fn multipart_to(uri: &str, field: &str, filename: &str, data: &[u8]) -> Request<
     .into_bytes();
     body.extend_from_slice(data);
     body.extend_from_slice(format!("\r\n--{boundary}--\r\n").as_bytes());
-    Request::post(uri)
-        .header("content-type", format!("multipart/form-data; boundary={boundary}"))
-        .body(Body::from(body))
-        .expect("request")
+    Request::post(uri).header("content-type", format!("multipart/form-data; boundary={boundary}")).body(Body::from(body)).expect("request")
 }
 
 async fn send(app: &axum::Router, req: Request<Body>) -> (StatusCode, String) {

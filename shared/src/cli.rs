@@ -31,12 +31,71 @@ const SPECS: &[Spec] = &[
         usage: "docker run [OPTIONS] IMAGE [COMMAND] [ARG...]",
         args: Args::AtLeast(1),
         valued: &[
-            "name", "p", "publish", "v", "volume", "e", "env", "env-file", "network", "net", "network-alias", "mount", "w",
-            "workdir", "u", "user", "entrypoint", "h", "hostname", "restart", "cap-add", "cap-drop", "m", "memory", "cpus",
-            "l", "label", "platform", "pull", "a", "attach", "ip", "dns", "add-host", "stop-signal", "stop-timeout", "expose",
-            "tmpfs", "ulimit", "log-driver", "log-opt", "device", "cidfile", "detach-keys", "shm-size", "pid", "ipc",
+            "name",
+            "p",
+            "publish",
+            "v",
+            "volume",
+            "e",
+            "env",
+            "env-file",
+            "network",
+            "net",
+            "network-alias",
+            "mount",
+            "w",
+            "workdir",
+            "u",
+            "user",
+            "entrypoint",
+            "h",
+            "hostname",
+            "restart",
+            "cap-add",
+            "cap-drop",
+            "m",
+            "memory",
+            "cpus",
+            "l",
+            "label",
+            "platform",
+            "pull",
+            "a",
+            "attach",
+            "ip",
+            "dns",
+            "add-host",
+            "stop-signal",
+            "stop-timeout",
+            "expose",
+            "tmpfs",
+            "ulimit",
+            "log-driver",
+            "log-opt",
+            "device",
+            "cidfile",
+            "detach-keys",
+            "shm-size",
+            "pid",
+            "ipc",
         ],
-        boolean: &["d", "detach", "i", "interactive", "t", "tty", "rm", "P", "publish-all", "init", "privileged", "read-only", "q", "quiet", "help"],
+        boolean: &[
+            "d",
+            "detach",
+            "i",
+            "interactive",
+            "t",
+            "tty",
+            "rm",
+            "P",
+            "publish-all",
+            "init",
+            "privileged",
+            "read-only",
+            "q",
+            "quiet",
+            "help",
+        ],
         stop_at_positional: true,
     },
     Spec {
@@ -290,10 +349,14 @@ mod tests {
             check_docker(&["ps", "--bogus"]).unwrap_or_default(),
             "unknown flag: --bogus\n\nUsage:  docker ps [OPTIONS]\n\nRun 'docker ps --help' for more information\n"
         );
-        assert!(check_docker(&["stop"]).unwrap_or_default().starts_with("docker: 'docker stop' requires at least 1 argument\n\nUsage:  docker stop [OPTIONS] CONTAINER [CONTAINER...]\n\nSee "));
+        assert!(check_docker(&["stop"]).unwrap_or_default().starts_with(
+            "docker: 'docker stop' requires at least 1 argument\n\nUsage:  docker stop [OPTIONS] CONTAINER [CONTAINER...]\n\nSee "
+        ));
         assert!(check_docker(&["exec", "web"]).unwrap_or_default().contains("requires at least 2 arguments"));
         assert!(check_docker(&["logs", "a", "b"]).unwrap_or_default().contains("'docker logs' requires 1 argument\n"));
-        assert!(check_docker(&["volume", "create", "a", "b"]).unwrap_or_default().ends_with("SRun 'docker volume create --help' for more information\n"));
+        assert!(check_docker(&["volume", "create", "a", "b"])
+            .unwrap_or_default()
+            .ends_with("SRun 'docker volume create --help' for more information\n"));
         assert!(check_docker(&["ps", "-z"]).unwrap_or_default().starts_with("unknown shorthand flag: 'z' in -z\n"));
     }
 

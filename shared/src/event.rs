@@ -90,7 +90,18 @@ pub enum Event {
     /// A container's network namespace was joined to a network's bridge by a
     /// veth pair: `host_if` is the bridge port, `ifname` (eth0, eth1…) its
     /// end inside, with `ip`/`mac`.
-    EndpointAttached { id: String, network: String, bridge: String, host_if: String, ifname: String, ip: String, prefix: u8, mac: String, gateway: String, netns: String },
+    EndpointAttached {
+        id: String,
+        network: String,
+        bridge: String,
+        host_if: String,
+        ifname: String,
+        ip: String,
+        prefix: u8,
+        mac: String,
+        gateway: String,
+        netns: String,
+    },
     /// The veth pair is gone and the address released.
     EndpointDetached { id: String, network: String, host_if: String },
     /// A netfilter rule was added (`rule` as `iptables -S` prints it).

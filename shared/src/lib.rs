@@ -14,6 +14,6 @@ pub mod state;
 pub mod vi;
 
 pub use container::{RwLayer, Status};
-pub use event::{Envelope, EngineMode, Event, Mount, SCHEMA_VERSION};
+pub use event::{EngineMode, Envelope, Event, Mount, SCHEMA_VERSION};
 pub use record::{parse_cast, Frame, Recording, StreamMsg};
 pub use state::{apply, Bridge, Container, DaemonInfo, Endpoint, Image, Layer, Network, PublishedPort, State, Volume};

@@ -92,7 +92,11 @@ pub fn port_rules(bridge: &str, p: &PortMap) -> Vec<Rule> {
     vec![
         Rule::new("filter", "DOCKER", &format!("-d {cip}/32 ! -i {bridge} -o {bridge} -p {proto} -m {proto} --dport {cport} -j ACCEPT")),
         Rule::new("nat", "POSTROUTING", &format!("-s {cip}/32 -d {cip}/32 -p {proto} -m {proto} --dport {cport} -j MASQUERADE")),
-        Rule::new("nat", "DOCKER", &format!("{dst}! -i {bridge} -p {proto} -m {proto} --dport {hport} -j DNAT --to-destination {cip}:{cport}")),
+        Rule::new(
+            "nat",
+            "DOCKER",
+            &format!("{dst}! -i {bridge} -p {proto} -m {proto} --dport {hport} -j DNAT --to-destination {cip}:{cport}"),
+        ),
     ]
 }
 
@@ -102,13 +106,22 @@ mod tests {
 
     #[test]
     fn a_published_port_gets_dockers_three_rules() {
-        let p = PortMap { proto: "tcp".into(), host_ip: Ipv4Addr::UNSPECIFIED, host_port: 8080, container_ip: Ipv4Addr::new(172, 17, 0, 2), container_port: 80 };
+        let p = PortMap {
+            proto: "tcp".into(),
+            host_ip: Ipv4Addr::UNSPECIFIED,
+            host_port: 8080,
+            container_ip: Ipv4Addr::new(172, 17, 0, 2),
+            container_port: 80,
+        };
         let texts: Vec<String> = port_rules("docker0", &p).iter().map(|r| format!("{} {}", r.table, r.text())).collect();
-        assert_eq!(texts, vec![
-            "filter -A DOCKER -d 172.17.0.2/32 ! -i docker0 -o docker0 -p tcp -m tcp --dport 80 -j ACCEPT",
-            "nat -A POSTROUTING -s 172.17.0.2/32 -d 172.17.0.2/32 -p tcp -m tcp --dport 80 -j MASQUERADE",
-            "nat -A DOCKER ! -i docker0 -p tcp -m tcp --dport 8080 -j DNAT --to-destination 172.17.0.2:80",
-        ]);
+        assert_eq!(
+            texts,
+            vec![
+                "filter -A DOCKER -d 172.17.0.2/32 ! -i docker0 -o docker0 -p tcp -m tcp --dport 80 -j ACCEPT",
+                "nat -A POSTROUTING -s 172.17.0.2/32 -d 172.17.0.2/32 -p tcp -m tcp --dport 80 -j MASQUERADE",
+                "nat -A DOCKER ! -i docker0 -p tcp -m tcp --dport 8080 -j DNAT --to-destination 172.17.0.2:80",
+            ]
+        );
         let bound = PortMap { host_ip: Ipv4Addr::new(127, 0, 0, 1), ..p };
         assert!(port_rules("docker0", &bound)[2].text().starts_with("-A DOCKER -d 127.0.0.1/32 ! -i docker0"));
     }
@@ -128,12 +141,18 @@ mod tests {
     fn a_bridge_is_isolated_from_the_others_and_its_rules_stay_above_the_returns() {
         let rules = bridge_rules("br-0123456789ab", "172.18.0.0/16");
         let text = |c: &str| rules.iter().filter(|(r, _)| r.chain == c).map(|(r, _)| r.text()).collect::<Vec<_>>();
-        assert_eq!(text("DOCKER-ISOLATION-STAGE-1"), vec!["-A DOCKER-ISOLATION-STAGE-1 -i br-0123456789ab ! -o br-0123456789ab -j DOCKER-ISOLATION-STAGE-2"]);
+        assert_eq!(
+            text("DOCKER-ISOLATION-STAGE-1"),
+            vec!["-A DOCKER-ISOLATION-STAGE-1 -i br-0123456789ab ! -o br-0123456789ab -j DOCKER-ISOLATION-STAGE-2"]
+        );
         assert_eq!(text("DOCKER-ISOLATION-STAGE-2"), vec!["-A DOCKER-ISOLATION-STAGE-2 -o br-0123456789ab -j DROP"]);
         // Nothing of a bridge is appended: a chain's final RETURN would shadow it.
         assert!(rules.iter().all(|(_, p)| *p != Place::Append));
         // FORWARD's bridge rules go after Docker's jumps, in order.
         assert_eq!(text("FORWARD").len(), 4);
-        assert!(rules.iter().filter(|(r, _)| r.chain == "FORWARD").all(|(_, p)| matches!(p, Place::After(a) if a.text() == "-A FORWARD -j DOCKER-ISOLATION-STAGE-1")));
+        assert!(rules
+            .iter()
+            .filter(|(r, _)| r.chain == "FORWARD")
+            .all(|(_, p)| matches!(p, Place::After(a) if a.text() == "-A FORWARD -j DOCKER-ISOLATION-STAGE-1")));
     }
 }

@@ -129,10 +129,14 @@ impl Recording {
     /// The state after the first `events` recorded events.
     pub fn state_after(&self, events: usize) -> State {
         let mut s = self.header.berth.as_ref().map(|b| b.state.clone()).unwrap_or_default();
-        for e in self.frames.iter().filter_map(|(_, f)| match f {
-            Frame::Event(e) => Some(e.as_ref()),
-            _ => None,
-        }).take(events)
+        for e in self
+            .frames
+            .iter()
+            .filter_map(|(_, f)| match f {
+                Frame::Event(e) => Some(e.as_ref()),
+                _ => None,
+            })
+            .take(events)
         {
             apply(&mut s, &e.event);
         }
@@ -149,7 +153,11 @@ mod tests {
     fn a_recording_round_trips_and_replays_to_the_same_state() {
         let mut live = State::default();
         let header = cast_header(100, 30, 1_767_225_600, 0, &live);
-        let ev = Envelope::new(1, 1_767_225_600_500, Event::BridgeUp { name: "docker0".into(), address: "172.17.0.1".into(), prefix: 16, created: true });
+        let ev = Envelope::new(
+            1,
+            1_767_225_600_500,
+            Event::BridgeUp { name: "docker0".into(), address: "172.17.0.1".into(), prefix: 16, created: true },
+        );
         apply(&mut live, &ev.event);
         let text = [
             header,
@@ -173,7 +181,10 @@ mod tests {
         assert_eq!(rec.frames, vec![(0.5, Frame::Output("hi".into()))]);
         assert!(parse_cast("").is_err());
         assert!(parse_cast("{\"version\": 1, \"width\": 80, \"height\": 24, \"timestamp\": 1}").unwrap_err().0.contains("version 1"));
-        assert!(parse_cast("{\"version\": 2, \"width\": 80, \"height\": 24, \"timestamp\": 1}\nnot json").unwrap_err().0.contains("line 2"));
+        assert!(parse_cast("{\"version\": 2, \"width\": 80, \"height\": 24, \"timestamp\": 1}\nnot json")
+            .unwrap_err()
+            .0
+            .contains("line 2"));
     }
 
     #[test]

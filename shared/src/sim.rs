@@ -27,8 +27,22 @@ struct Image {
 }
 
 const IMAGES: &[Image] = &[
-    Image { name: "hello-world:latest", id: "sha256:74cc54e27dc41bb10dc4b2226072d469509f2f22f1a3ce74f4a59661a1d44602", layers: &["e07ee1baac5fae6a26f30cabfe54a36d3402f96afda318fe0a96cec4ca393359"], cmd: &["/hello"], exposed: None, size: "13.3kB" },
-    Image { name: "alpine:latest", id: "sha256:88e1bfc6615d2e3e7ffd3a07bb7d4b1ab2de3d1a69d7a7e5e3f0e3a1e0a7c9d2", layers: &["5a6fd8a4a23d9c2c1f0d5cbbe3b5e4d6f7a8b9c0d1e2f3a4b5c6d7e8f9a0b1c2"], cmd: &["/bin/sh"], exposed: None, size: "2.04MB" },
+    Image {
+        name: "hello-world:latest",
+        id: "sha256:74cc54e27dc41bb10dc4b2226072d469509f2f22f1a3ce74f4a59661a1d44602",
+        layers: &["e07ee1baac5fae6a26f30cabfe54a36d3402f96afda318fe0a96cec4ca393359"],
+        cmd: &["/hello"],
+        exposed: None,
+        size: "13.3kB",
+    },
+    Image {
+        name: "alpine:latest",
+        id: "sha256:88e1bfc6615d2e3e7ffd3a07bb7d4b1ab2de3d1a69d7a7e5e3f0e3a1e0a7c9d2",
+        layers: &["5a6fd8a4a23d9c2c1f0d5cbbe3b5e4d6f7a8b9c0d1e2f3a4b5c6d7e8f9a0b1c2"],
+        cmd: &["/bin/sh"],
+        exposed: None,
+        size: "2.04MB",
+    },
     Image {
         name: "nginx:alpine",
         id: "sha256:799f2b34929564792fb15a52a07fb9f81950221b081c23441fb3b9122b1af609",
@@ -73,7 +87,13 @@ struct ImageInfo {
 
 impl From<&Image> for ImageInfo {
     fn from(i: &Image) -> Self {
-        ImageInfo { name: i.name.into(), id: i.id.into(), layers: i.layers.iter().map(|l| l.to_string()).collect(), cmd: i.cmd.iter().map(|c| c.to_string()).collect(), exposed: i.exposed.map(String::from) }
+        ImageInfo {
+            name: i.name.into(),
+            id: i.id.into(),
+            layers: i.layers.iter().map(|l| l.to_string()).collect(),
+            cmd: i.cmd.iter().map(|c| c.to_string()).collect(),
+            exposed: i.exposed.map(String::from),
+        }
     }
 }
 
@@ -178,7 +198,8 @@ fn words(line: &str) -> Vec<String> {
 /// Columns padded as the docker CLI's tabwriter does (3 spaces apart).
 fn table(rows: &[Vec<String>]) -> String {
     let cols = rows.iter().map(|r| r.len()).max().unwrap_or(0);
-    let widths: Vec<usize> = (0..cols).map(|c| rows.iter().map(|r| r.get(c).map(|s| s.chars().count()).unwrap_or(0)).max().unwrap_or(0)).collect();
+    let widths: Vec<usize> =
+        (0..cols).map(|c| rows.iter().map(|r| r.get(c).map(|s| s.chars().count()).unwrap_or(0)).max().unwrap_or(0)).collect();
     let mut out = String::new();
     for r in rows {
         let mut line = String::new();
@@ -224,8 +245,17 @@ impl Sim {
             engine: EngineMode::Live,
             reason: None,
         });
-        for (i, (name, kind, addr)) in [("lo", "", "127.0.0.1/8"), ("eth0", "", "192.168.1.10/24"), ("docker0", "bridge", "172.17.0.1/16")].iter().enumerate() {
-            sim.emit(Event::LinkObserved { index: i as u32 + 1, name: (*name).into(), kind: (*kind).into(), master: None, up: true, link_netnsid: None });
+        for (i, (name, kind, addr)) in
+            [("lo", "", "127.0.0.1/8"), ("eth0", "", "192.168.1.10/24"), ("docker0", "bridge", "172.17.0.1/16")].iter().enumerate()
+        {
+            sim.emit(Event::LinkObserved {
+                index: i as u32 + 1,
+                name: (*name).into(),
+                kind: (*kind).into(),
+                master: None,
+                up: true,
+                link_netnsid: None,
+            });
             let (a, p) = addr.split_once('/').unwrap_or((addr, "24"));
             sim.emit(Event::AddressObserved { link: (*name).into(), address: a.into(), prefix: p.parse().unwrap_or(24) });
         }
@@ -554,7 +584,9 @@ impl Sim {
     }
 
     fn pull(&mut self, image: &str) -> Result<String, String> {
-        let i = find_image(image).ok_or_else(|| format!("Error response from daemon: pull access denied for {image}, repository does not exist or may require 'docker login'\n"))?;
+        let i = find_image(image).ok_or_else(|| {
+            format!("Error response from daemon: pull access denied for {image}, repository does not exist or may require 'docker login'\n")
+        })?;
         let (repo, tag) = i.name.split_once(':').unwrap_or((i.name, "latest"));
         let mut out = format!("{tag}: Pulling from library/{repo}\n");
         let mut lower: Vec<String> = Vec::new();
@@ -563,7 +595,12 @@ impl Sim {
             if self.state.layers.contains_key(&chain) {
                 out.push_str(&format!("{}: Already exists\n", &l[..12]));
             } else {
-                self.emit(Event::LayerAdded { chain_id: chain.clone(), diff_id: chain.clone(), dir: format!("{ROOT}/overlay2/{l}/diff"), size: 1_000_000 });
+                self.emit(Event::LayerAdded {
+                    chain_id: chain.clone(),
+                    diff_id: chain.clone(),
+                    dir: format!("{ROOT}/overlay2/{l}/diff"),
+                    size: 1_000_000,
+                });
                 out.push_str(&format!("{}: Pull complete\n", &l[..12]));
             }
             lower.push(chain);
@@ -573,7 +610,13 @@ impl Sim {
             self.pulled.push(i.name.into());
             self.emit(Event::ImageAdded { id: i.id.into(), repo_tags: vec![i.name.into()], repo_digests: vec![], layers: lower, size: 0 });
         }
-        out.push_str(&format!("Digest: sha256:{}\nStatus: {} for {}\ndocker.io/library/{}\n", &i.id[7..], if existed { "Image is up to date" } else { "Downloaded newer image" }, i.name, i.name));
+        out.push_str(&format!(
+            "Digest: sha256:{}\nStatus: {} for {}\ndocker.io/library/{}\n",
+            &i.id[7..],
+            if existed { "Image is up to date" } else { "Downloaded newer image" },
+            i.name,
+            i.name
+        ));
         Ok(out)
     }
 
@@ -614,7 +657,11 @@ impl Sim {
                     let (h, c) = spec.split_once(':').unwrap_or((spec, spec));
                     match (h.parse::<u16>(), c.trim_end_matches("/tcp").parse::<u16>()) {
                         (Ok(h), Ok(c)) => ports.push((h, c)),
-                        _ => return format!("docker: invalid publish opts format (should be name=value but got '{spec}').\nSee 'docker run --help'.\n"),
+                        _ => {
+                            return format!(
+                                "docker: invalid publish opts format (should be name=value but got '{spec}').\nSee 'docker run --help'.\n"
+                            )
+                        }
                     }
                 }
                 "-v" | "--volume" => {
@@ -636,7 +683,9 @@ impl Sim {
         }
         let Some(image) = a.get(i).copied() else { return crate::cli::check_docker(&["run"]).unwrap_or_default() };
         let cmd: Vec<String> = a[i + 1..].iter().map(|s| s.to_string()).collect();
-        let Some(img) = self.lookup(image) else { return format!("Unable to find image '{image}' locally\ndocker: Error response from daemon: pull access denied for {image}, repository does not exist or may require 'docker login'.\n") };
+        let Some(img) = self.lookup(image) else {
+            return format!("Unable to find image '{image}' locally\ndocker: Error response from daemon: pull access denied for {image}, repository does not exist or may require 'docker login'.\n");
+        };
         let mut out = String::new();
         if !self.built.contains_key(&img.name) && !self.pulled.contains(&img.name) {
             out.push_str(&format!("Unable to find image '{}' locally\n", img.name));
@@ -662,7 +711,8 @@ impl Sim {
         };
         let mut mounts = Vec::new();
         // A source that is a path is a bind mount of a host dir, not a volume.
-        let (binds, volumes): (Vec<_>, Vec<_>) = volumes.into_iter().partition(|(v, _)| v.starts_with('/') || v.starts_with('~') || v.starts_with('.'));
+        let (binds, volumes): (Vec<_>, Vec<_>) =
+            volumes.into_iter().partition(|(v, _)| v.starts_with('/') || v.starts_with('~') || v.starts_with('.'));
         for (src, p) in &binds {
             let source = match src.strip_prefix('~') {
                 Some(rest) => format!("/root{rest}"),
@@ -675,10 +725,24 @@ impl Sim {
                 self.emit(Event::VolumeCreated { name: v.clone(), mountpoint: format!("{ROOT}/volumes/{v}/_data"), anonymous: false });
                 self.volume_files.insert(v.clone(), BTreeMap::new());
             }
-            mounts.push(Mount { kind: "volume".into(), name: v.clone(), source: format!("{ROOT}/volumes/{v}/_data"), destination: p.clone(), readonly: false });
+            mounts.push(Mount {
+                kind: "volume".into(),
+                name: v.clone(),
+                source: format!("{ROOT}/volumes/{v}/_data"),
+                destination: p.clone(),
+                readonly: false,
+            });
         }
         let command = if cmd.is_empty() { img.cmd.clone() } else { cmd.clone() };
-        self.emit(Event::ContainerCreated { id: id.clone(), name: name.clone(), image: image.into(), image_id: img.id.clone(), command: command.clone(), layer: layer.clone(), mounts });
+        self.emit(Event::ContainerCreated {
+            id: id.clone(),
+            name: name.clone(),
+            image: image.into(),
+            image_id: img.id.clone(),
+            command: command.clone(),
+            layer: layer.clone(),
+            mounts,
+        });
         self.extra.insert(id.clone(), Extra { image: img.name.clone(), auto_remove: rm, volumes: volumes.clone(), ..Extra::default() });
         // Copy-in: an empty volume over nginx's html dir gets the image's page.
         for (v, p) in &volumes {
@@ -689,7 +753,11 @@ impl Sim {
                 self.emit(Event::VolumePopulated { name: v.clone(), container: id.clone(), path: p.clone(), files: 2 });
             }
         }
-        self.emit(Event::OverlayMounted { id: id.clone(), merged: layer.merged.clone(), options: format!("lowerdir={},upperdir={},workdir={}", layer.lower.join(":"), layer.upper, layer.work) });
+        self.emit(Event::OverlayMounted {
+            id: id.clone(),
+            merged: layer.merged.clone(),
+            options: format!("lowerdir={},upperdir={},workdir={}", layer.lower.join(":"), layer.upper, layer.work),
+        });
         self.emit(Event::MountObserved { target: layer.merged.clone(), fstype: "overlay".into(), source: "overlay".into() });
         let ip = match self.ipam.allocate() {
             Ok(ip) => ip,
@@ -698,7 +766,14 @@ impl Sim {
         let host_if = format!("veth{}", &self.hex(7));
         let netns = format!("/run/berth/netns/{}", &id[..12]);
         self.next_index += 2;
-        self.emit(Event::LinkObserved { index: self.next_index, name: host_if.clone(), kind: "veth".into(), master: Some("docker0".into()), up: true, link_netnsid: Some(0) });
+        self.emit(Event::LinkObserved {
+            index: self.next_index,
+            name: host_if.clone(),
+            kind: "veth".into(),
+            master: Some("docker0".into()),
+            up: true,
+            link_netnsid: Some(0),
+        });
         self.emit(Event::EndpointAttached {
             id: id.clone(),
             network: "bridge".into(),
@@ -716,10 +791,21 @@ impl Sim {
             for r in port_rules("docker0", &map) {
                 self.emit(Event::RuleAdded { table: r.table.into(), rule: r.text() });
             }
-            self.emit(Event::PortPublished { id: id.clone(), proto: "tcp".into(), host_ip: "0.0.0.0".into(), host_port: *h, container_ip: ip.to_string(), container_port: *c });
+            self.emit(Event::PortPublished {
+                id: id.clone(),
+                proto: "tcp".into(),
+                host_ip: "0.0.0.0".into(),
+                host_port: *h,
+                container_ip: ip.to_string(),
+                container_port: *c,
+            });
         }
         let pid = 4000 + (self.seq % 1000) as i32;
-        self.emit(Event::NamespacesCreated { id: id.clone(), pid, kinds: ["mnt", "uts", "ipc", "pid", "net"].iter().map(|s| s.to_string()).collect() });
+        self.emit(Event::NamespacesCreated {
+            id: id.clone(),
+            pid,
+            kinds: ["mnt", "uts", "ipc", "pid", "net"].iter().map(|s| s.to_string()).collect(),
+        });
         self.emit(Event::ContainerStarted { id: id.clone(), pid });
         match img.name.as_str() {
             "hello-world:latest" => {
@@ -790,7 +876,10 @@ impl Sim {
         let base = match self.lookup(&from) {
             Some(b) => b,
             None => {
-                out.push_str(&format!("Step 1/{} : FROM {from}\npull access denied for {from}, repository does not exist or may require 'docker login'\n", steps.len()));
+                out.push_str(&format!(
+                    "Step 1/{} : FROM {from}\npull access denied for {from}, repository does not exist or may require 'docker login'\n",
+                    steps.len()
+                ));
                 return out;
             }
         };
@@ -839,7 +928,12 @@ impl Sim {
             if let Some(l) = &layer {
                 let chain = format!("sha256:{l}");
                 if !self.state.layers.contains_key(&chain) {
-                    self.emit(Event::LayerAdded { chain_id: chain.clone(), diff_id: chain.clone(), dir: format!("{ROOT}/overlay2/{l}/diff"), size: 4096 });
+                    self.emit(Event::LayerAdded {
+                        chain_id: chain.clone(),
+                        diff_id: chain.clone(),
+                        dir: format!("{ROOT}/overlay2/{l}/diff"),
+                        size: 4096,
+                    });
                     self.emit(Event::BuildLayer { build: build.clone(), step: n + 1, chain_id: chain.clone(), diff_id: chain, size: 4096 });
                 }
                 layers.push(l.clone());
@@ -851,7 +945,14 @@ impl Sim {
                 exposed = Some(format!("{}/tcp", p.trim()));
             }
             out.push_str(&format!(" ---> {}\n", &image[7..19]));
-            self.emit(Event::BuildStep { build: build.clone(), step: n + 1, instruction: step.to_string(), line: n + 1, cached: out.ends_with(&format!("Using cache\n ---> {}\n", &image[7..19])), image: image.clone() });
+            self.emit(Event::BuildStep {
+                build: build.clone(),
+                step: n + 1,
+                instruction: step.to_string(),
+                line: n + 1,
+                cached: out.ends_with(&format!("Using cache\n ---> {}\n", &image[7..19])),
+                image: image.clone(),
+            });
             parent = image;
         }
         out.push_str(&format!("Successfully built {}\n", &parent[7..19]));
@@ -859,7 +960,13 @@ impl Sim {
             out.push_str(&format!("Successfully tagged {t}\n"));
             let info = ImageInfo { name: t.clone(), id: parent.clone(), layers: layers.clone(), cmd, exposed };
             self.built.insert(t.clone(), info);
-            self.emit(Event::ImageAdded { id: parent.clone(), repo_tags: vec![t.clone()], repo_digests: vec![], layers: layers.iter().map(|l| format!("sha256:{l}")).collect(), size: 0 });
+            self.emit(Event::ImageAdded {
+                id: parent.clone(),
+                repo_tags: vec![t.clone()],
+                repo_digests: vec![],
+                layers: layers.iter().map(|l| format!("sha256:{l}")).collect(),
+                size: 0,
+            });
         }
         self.emit(Event::BuildFinished { build, image: Some(parent), error: None });
         out
@@ -889,7 +996,13 @@ impl Sim {
         let c = self.state.containers.get(id).cloned();
         let Some(c) = c else { return };
         for p in &c.ports {
-            let map = PortMap { proto: p.proto.clone(), host_ip: Ipv4Addr::UNSPECIFIED, host_port: p.host_port, container_ip: p.container_ip.parse().unwrap_or(Ipv4Addr::UNSPECIFIED), container_port: p.container_port };
+            let map = PortMap {
+                proto: p.proto.clone(),
+                host_ip: Ipv4Addr::UNSPECIFIED,
+                host_port: p.host_port,
+                container_ip: p.container_ip.parse().unwrap_or(Ipv4Addr::UNSPECIFIED),
+                container_port: p.container_port,
+            };
             for r in port_rules("docker0", &map) {
                 self.emit(Event::RuleRemoved { table: r.table.into(), rule: r.text() });
             }
@@ -920,17 +1033,33 @@ impl Sim {
     }
 
     fn ps(&self, all: bool) -> String {
-        let mut rows = vec![["CONTAINER ID", "IMAGE", "COMMAND", "CREATED", "STATUS", "PORTS", "NAMES"].iter().map(|s| s.to_string()).collect::<Vec<_>>()];
+        let mut rows = vec![["CONTAINER ID", "IMAGE", "COMMAND", "CREATED", "STATUS", "PORTS", "NAMES"]
+            .iter()
+            .map(|s| s.to_string())
+            .collect::<Vec<_>>()];
         for c in self.state.containers.values().filter(|c| all || c.status == crate::Status::Running) {
             // As the CLI shows it: shell-quoted, cut at 20 characters.
-            let cmd = c.command.iter().map(|a| if a.contains(' ') || a.contains(';') { format!("'{a}'") } else { a.clone() }).collect::<Vec<_>>().join(" ");
-            let cmd = if cmd.chars().count() > 20 { format!("\"{}…\"", cmd.chars().take(19).collect::<String>()) } else { format!("\"{cmd}\"") };
+            let cmd = c
+                .command
+                .iter()
+                .map(|a| if a.contains(' ') || a.contains(';') { format!("'{a}'") } else { a.clone() })
+                .collect::<Vec<_>>()
+                .join(" ");
+            let cmd = if cmd.chars().count() > 20 {
+                format!("\"{}…\"", cmd.chars().take(19).collect::<String>())
+            } else {
+                format!("\"{cmd}\"")
+            };
             let status = match c.status {
                 crate::Status::Running => "Up Less than a second".to_string(),
                 _ => format!("Exited ({}) Less than a second ago", c.exit_code.unwrap_or(0)),
             };
             let ports = c.ports.iter().map(|p| format!("0.0.0.0:{}->{}/tcp", p.host_port, p.container_port)).collect::<Vec<_>>().join(", ");
-            let ports = if ports.is_empty() && c.image.starts_with("nginx") && c.status == crate::Status::Running { "80/tcp".to_string() } else { ports };
+            let ports = if ports.is_empty() && c.image.starts_with("nginx") && c.status == crate::Status::Running {
+                "80/tcp".to_string()
+            } else {
+                ports
+            };
             rows.push(vec![c.id[..12].to_string(), c.image.clone(), cmd, "Less than a second ago".into(), status, ports, c.name.clone()]);
         }
         table(&rows)
@@ -995,7 +1124,11 @@ impl Sim {
                 .links
                 .iter()
                 .map(|(n, l)| {
-                    let mac = if n == "lo" { "loopback".to_string() } else { format!("02:42:{:02x}:{:02x}:{:02x}:{:02x}", l.index, 0x11, 0x22, l.index * 3) };
+                    let mac = if n == "lo" {
+                        "loopback".to_string()
+                    } else {
+                        format!("02:42:{:02x}:{:02x}:{:02x}:{:02x}", l.index, 0x11, 0x22, l.index * 3)
+                    };
                     let name = if l.kind == "veth" { format!("{n}@if{}", l.index - 1) } else { n.clone() };
                     (l.index, name, mac, l.addresses.clone(), l.master.clone())
                 })
@@ -1019,7 +1152,10 @@ impl Sim {
                     for a in addrs {
                         let dev = name.split('@').next().unwrap_or(name);
                         let scope = if a.starts_with("127.") { "host" } else { "global" };
-                        out.push_str(&format!("    inet {a} {}scope {scope} {dev}\n       valid_lft forever preferred_lft forever\n", brd(a)));
+                        out.push_str(&format!(
+                            "    inet {a} {}scope {scope} {dev}\n       valid_lft forever preferred_lft forever\n",
+                            brd(a)
+                        ));
                     }
                 }
                 if show.is_some() && out.is_empty() {
@@ -1036,7 +1172,11 @@ impl Sim {
                 Some(_) => out.push_str("default via 172.17.0.1 dev eth0 \n172.17.0.0/16 dev eth0 scope link  src 172.17.0.2 \n"),
                 None => {
                     for (dst, gw, dev) in &self.state.routes {
-                        out.push_str(&format!("{dst}{}{} \n", gw.as_ref().map(|g| format!(" via {g}")).unwrap_or_default(), dev.as_ref().map(|d| format!(" dev {d}")).unwrap_or_default()));
+                        out.push_str(&format!(
+                            "{dst}{}{} \n",
+                            gw.as_ref().map(|g| format!(" via {g}")).unwrap_or_default(),
+                            dev.as_ref().map(|d| format!(" dev {d}")).unwrap_or_default()
+                        ));
                     }
                 }
             },
@@ -1047,9 +1187,27 @@ impl Sim {
 
     /// `iptables --list -n [-t nat]` (also `-L -n`, `-S`).
     fn iptables(&self, a: &[&str]) -> String {
-        const KNOWN: &[&str] = &["-L", "--list", "-n", "--numeric", "-nL", "-Ln", "-t", "--table", "-v", "--verbose", "-S", "--list-rules", "-x", "--exact", "--line-numbers"];
+        const KNOWN: &[&str] = &[
+            "-L",
+            "--list",
+            "-n",
+            "--numeric",
+            "-nL",
+            "-Ln",
+            "-t",
+            "--table",
+            "-v",
+            "--verbose",
+            "-S",
+            "--list-rules",
+            "-x",
+            "--exact",
+            "--line-numbers",
+        ];
         if let Some(bad) = a.iter().find(|w| w.starts_with('-') && !KNOWN.contains(w)) {
-            return format!("iptables v1.8.9 (nf_tables): unknown option \"{bad}\"\nTry `iptables -h' or 'iptables --help' for more information.\n");
+            return format!(
+                "iptables v1.8.9 (nf_tables): unknown option \"{bad}\"\nTry `iptables -h' or 'iptables --help' for more information.\n"
+            );
         }
         let table = a.windows(2).find(|w| w[0] == "-t" || w[0] == "--table").map(|w| w[1]).unwrap_or("filter");
         let rules: Vec<&String> = self.state.rules.iter().filter(|(t, _)| t == table).map(|(_, r)| r).collect();
@@ -1057,10 +1215,13 @@ impl Sim {
             return rules.iter().map(|r| format!("{r}\n")).collect();
         }
         if !(a.contains(&"--list") || a.contains(&"-L") || a.contains(&"-nL") || a.contains(&"-Ln")) {
-            return "iptables v1.8.9 (nf_tables): no command specified\nTry `iptables -h' or 'iptables --help' for more information.\n".into();
+            return "iptables v1.8.9 (nf_tables): no command specified\nTry `iptables -h' or 'iptables --help' for more information.\n"
+                .into();
         }
-        let builtin: &[&str] = if table == "nat" { &["PREROUTING", "INPUT", "OUTPUT", "POSTROUTING"] } else { &["INPUT", "FORWARD", "OUTPUT"] };
-        let custom: &[&str] = if table == "nat" { &["DOCKER"] } else { &["DOCKER", "DOCKER-ISOLATION-STAGE-1", "DOCKER-ISOLATION-STAGE-2", "DOCKER-USER"] };
+        let builtin: &[&str] =
+            if table == "nat" { &["PREROUTING", "INPUT", "OUTPUT", "POSTROUTING"] } else { &["INPUT", "FORWARD", "OUTPUT"] };
+        let custom: &[&str] =
+            if table == "nat" { &["DOCKER"] } else { &["DOCKER", "DOCKER-ISOLATION-STAGE-1", "DOCKER-ISOLATION-STAGE-2", "DOCKER-USER"] };
         let mut out = String::new();
         for chain in builtin.iter().chain(custom.iter()) {
             let mine: Vec<&String> = rules.iter().copied().filter(|r| r.split_whitespace().nth(1) == Some(chain)).collect();
@@ -1082,7 +1243,9 @@ impl Sim {
     /// `curl http://ADDR[:PORT]/PATH`: a container's page (nginx), with the
     /// file from its upper dir or a volume when there is one.
     fn fetch(&self, a: &[&str]) -> String {
-        let Some(url) = a.iter().find(|x| x.starts_with("http://") || x.contains('.')) else { return "curl: try 'curl --help' for more information\n".into() };
+        let Some(url) = a.iter().find(|x| x.starts_with("http://") || x.contains('.')) else {
+            return "curl: try 'curl --help' for more information\n".into();
+        };
         let rest = url.trim_start_matches("http://");
         let (hostport, path) = rest.split_once('/').unwrap_or((rest, ""));
         let (host, port) = hostport.split_once(':').map(|(h, p)| (h, p.parse().unwrap_or(80))).unwrap_or((hostport, 80u16));
@@ -1146,7 +1309,8 @@ impl Sim {
 
     fn list_dir(&self, id: &str, dir: &str) -> String {
         match dir.trim_end_matches('/') {
-            "" => "bin    dev    etc    home   lib    media  mnt    opt    proc   root   run    sbin   srv    sys    tmp    usr    var\n".into(),
+            "" => "bin    dev    etc    home   lib    media  mnt    opt    proc   root   run    sbin   srv    sys    tmp    usr    var\n"
+                .into(),
             "/usr/share/nginx/html" => {
                 let mut names: Vec<String> = vec!["50x.html".into(), "index.html".into()];
                 if let Some((v, _)) = self.volume_at(id, "/usr/share/nginx/html/x") {
@@ -1246,7 +1410,9 @@ fn list_line(rule: &str) -> String {
 
 /// `jq -r '.[0].A.B'` on JSON text.
 fn jq_path(json: &str, path: &str) -> String {
-    let Ok(mut v) = serde_json::from_str::<serde_json::Value>(json.split("\nError").next().unwrap_or(json)) else { return json.to_string() };
+    let Ok(mut v) = serde_json::from_str::<serde_json::Value>(json.split("\nError").next().unwrap_or(json)) else {
+        return json.to_string();
+    };
     for part in path.split('.').filter(|p| !p.is_empty()) {
         v = match part.strip_prefix('[').and_then(|p| p.strip_suffix(']')) {
             Some(i) => v.get(i.parse::<usize>().unwrap_or(0)).cloned().unwrap_or(serde_json::Value::Null),
@@ -1321,7 +1487,11 @@ mod tests {
         assert_eq!(run(&mut sim, "frobnicate"), "bash: frobnicate: command not found\n");
         // The GourmetGram build: steps, then the cache on a second build.
         let first = run(&mut sim, "docker build -t gourmetgram-app:0.0.1 gourmetgram");
-        assert!(first.contains("Step 1/7 : FROM gourmetgram-base:libtorch-2.13.0") && first.contains("Successfully tagged gourmetgram-app:0.0.1"), "{first}");
+        assert!(
+            first.contains("Step 1/7 : FROM gourmetgram-base:libtorch-2.13.0")
+                && first.contains("Successfully tagged gourmetgram-app:0.0.1"),
+            "{first}"
+        );
         assert!(!first.contains("Using cache"));
         let again = run(&mut sim, "docker build -t gourmetgram-app:0.0.1 gourmetgram");
         assert_eq!(again.matches("Using cache").count(), 6, "{again}");

@@ -234,10 +234,9 @@ pub fn apply(state: &mut State, event: &Event) {
             }
         }
         Event::LayerAdded { chain_id, diff_id, dir, size } => {
-            state.layers.insert(
-                chain_id.clone(),
-                Layer { chain_id: chain_id.clone(), diff_id: diff_id.clone(), dir: dir.clone(), size: *size },
-            );
+            state
+                .layers
+                .insert(chain_id.clone(), Layer { chain_id: chain_id.clone(), diff_id: diff_id.clone(), dir: dir.clone(), size: *size });
         }
         Event::LayerRemoved { chain_id } => {
             state.layers.remove(chain_id);
@@ -345,7 +344,14 @@ pub fn apply(state: &mut State, event: &Event) {
             state.bridges.remove(name);
         }
         Event::NetworkCreated { id, name, driver, bridge, subnet, gateway } => {
-            let n = Network { id: id.clone(), name: name.clone(), driver: driver.clone(), bridge: bridge.clone(), subnet: subnet.clone(), gateway: gateway.clone() };
+            let n = Network {
+                id: id.clone(),
+                name: name.clone(),
+                driver: driver.clone(),
+                bridge: bridge.clone(),
+                subnet: subnet.clone(),
+                gateway: gateway.clone(),
+            };
             state.networks.insert(name.clone(), n);
         }
         Event::NetworkRemoved { name, .. } => {
@@ -422,7 +428,14 @@ pub fn apply(state: &mut State, event: &Event) {
         }
         Event::BuildStep { build, step, instruction, line, cached, image } => {
             if let Some(b) = state.builds.get_mut(build) {
-                let s = BuildStep { step: *step, instruction: instruction.clone(), line: *line, cached: *cached, image: image.clone(), layer: None };
+                let s = BuildStep {
+                    step: *step,
+                    instruction: instruction.clone(),
+                    line: *line,
+                    cached: *cached,
+                    image: image.clone(),
+                    layer: None,
+                };
                 b.steps.push(s);
             }
         }
@@ -432,7 +445,8 @@ pub fn apply(state: &mut State, event: &Event) {
             }
         }
         Event::LinkObserved { index, name, kind, master, up, link_netnsid } => {
-            let renamed: Vec<String> = state.links.iter().filter(|(n, l)| l.index == *index && *n != name).map(|(n, _)| n.clone()).collect();
+            let renamed: Vec<String> =
+                state.links.iter().filter(|(n, l)| l.index == *index && *n != name).map(|(n, _)| n.clone()).collect();
             let mut addresses = Vec::new();
             for n in renamed {
                 if let Some(l) = state.links.remove(&n) {
@@ -533,9 +547,7 @@ mod tests {
     fn a_tag_moves_to_the_newly_tagged_image() {
         let mut s = State::default();
         for id in ["sha256:a", "sha256:b"] {
-            apply(&mut s, &Event::ImageAdded {
-                id: id.into(), repo_tags: vec![], repo_digests: vec![], layers: vec![], size: 0,
-            });
+            apply(&mut s, &Event::ImageAdded { id: id.into(), repo_tags: vec![], repo_digests: vec![], layers: vec![], size: 0 });
         }
         apply(&mut s, &Event::ImageTagged { id: "sha256:a".into(), tag: "x:1".into() });
         apply(&mut s, &Event::ImageTagged { id: "sha256:b".into(), tag: "x:1".into() });
@@ -548,15 +560,40 @@ mod tests {
     #[test]
     fn a_container_has_one_endpoint_per_network_and_networks_come_and_go() {
         let mut s = State::default();
-        apply(&mut s, &Event::NetworkCreated {
-            id: "n1".into(), name: "labnet".into(), driver: "bridge".into(), bridge: "br-n1".into(), subnet: "172.18.0.0/16".into(), gateway: "172.18.0.1".into(),
-        });
-        apply(&mut s, &Event::ContainerCreated {
-            id: "c1".into(), name: "web".into(), image: "nginx".into(), image_id: "sha256:i".into(), command: vec![], layer: RwLayer::default(), mounts: vec![],
-        });
+        apply(
+            &mut s,
+            &Event::NetworkCreated {
+                id: "n1".into(),
+                name: "labnet".into(),
+                driver: "bridge".into(),
+                bridge: "br-n1".into(),
+                subnet: "172.18.0.0/16".into(),
+                gateway: "172.18.0.1".into(),
+            },
+        );
+        apply(
+            &mut s,
+            &Event::ContainerCreated {
+                id: "c1".into(),
+                name: "web".into(),
+                image: "nginx".into(),
+                image_id: "sha256:i".into(),
+                command: vec![],
+                layer: RwLayer::default(),
+                mounts: vec![],
+            },
+        );
         let attach = |network: &str, bridge: &str, ifname: &str, ip: &str| Event::EndpointAttached {
-            id: "c1".into(), network: network.into(), bridge: bridge.into(), host_if: format!("veth{ifname}"), ifname: ifname.into(),
-            ip: ip.into(), prefix: 16, mac: String::new(), gateway: String::new(), netns: "/run/berth/netns/c1".into(),
+            id: "c1".into(),
+            network: network.into(),
+            bridge: bridge.into(),
+            host_if: format!("veth{ifname}"),
+            ifname: ifname.into(),
+            ip: ip.into(),
+            prefix: 16,
+            mac: String::new(),
+            gateway: String::new(),
+            netns: "/run/berth/netns/c1".into(),
         };
         apply(&mut s, &attach("bridge", "docker0", "eth0", "172.17.0.2"));
         apply(&mut s, &attach("labnet", "br-n1", "eth1", "172.18.0.2"));
@@ -573,9 +610,25 @@ mod tests {
     fn a_build_collects_its_steps_and_layers_and_ends_with_its_image() {
         let mut s = State::default();
         apply(&mut s, &Event::BuildStarted { build: "b1".into(), tags: vec!["app:1".into()], steps: 3 });
-        apply(&mut s, &Event::BuildStep { build: "b1".into(), step: 2, instruction: "COPY . .".into(), line: 2, cached: false, image: "sha256:x".into() });
-        apply(&mut s, &Event::BuildLayer { build: "b1".into(), step: 2, chain_id: "sha256:c".into(), diff_id: "sha256:d".into(), size: 42 });
-        apply(&mut s, &Event::BuildStep { build: "b1".into(), step: 3, instruction: "CMD x".into(), line: 3, cached: true, image: "sha256:y".into() });
+        apply(
+            &mut s,
+            &Event::BuildStep {
+                build: "b1".into(),
+                step: 2,
+                instruction: "COPY . .".into(),
+                line: 2,
+                cached: false,
+                image: "sha256:x".into(),
+            },
+        );
+        apply(
+            &mut s,
+            &Event::BuildLayer { build: "b1".into(), step: 2, chain_id: "sha256:c".into(), diff_id: "sha256:d".into(), size: 42 },
+        );
+        apply(
+            &mut s,
+            &Event::BuildStep { build: "b1".into(), step: 3, instruction: "CMD x".into(), line: 3, cached: true, image: "sha256:y".into() },
+        );
         apply(&mut s, &Event::BuildFinished { build: "b1".into(), image: Some("sha256:y".into()), error: None });
         let b = &s.builds["b1"];
         assert_eq!(b.steps.len(), 2);
@@ -587,7 +640,14 @@ mod tests {
     #[test]
     fn observed_links_keep_their_addresses_and_rules_are_reconciled() {
         let mut s = State::default();
-        let link = |name: &str| Event::LinkObserved { index: 7, name: name.into(), kind: "veth".into(), master: None, up: true, link_netnsid: None };
+        let link = |name: &str| Event::LinkObserved {
+            index: 7,
+            name: name.into(),
+            kind: "veth".into(),
+            master: None,
+            up: true,
+            link_netnsid: None,
+        };
         apply(&mut s, &link("demo0"));
         apply(&mut s, &Event::AddressObserved { link: "demo0".into(), address: "10.9.9.1".into(), prefix: 24 });
         apply(&mut s, &link("renamed0"));

@@ -42,7 +42,20 @@ impl Editor {
             lines.push(String::new());
         }
         let message = format!("\"{path}\" {}L, {}C", lines.len(), text.len());
-        Editor { path: path.into(), lines, row: 0, col: 0, mode: Mode::Normal, cmd: String::new(), pending_d: false, message, dirty: false, written: None, rows: rows.max(3), cols: cols.max(20) }
+        Editor {
+            path: path.into(),
+            lines,
+            row: 0,
+            col: 0,
+            mode: Mode::Normal,
+            cmd: String::new(),
+            pending_d: false,
+            message,
+            dirty: false,
+            written: None,
+            rows: rows.max(3),
+            cols: cols.max(20),
+        }
     }
 
     pub fn text(&self) -> String {

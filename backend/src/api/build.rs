@@ -31,14 +31,16 @@ fn internal(e: impl std::fmt::Display) -> ApiError {
 
 /// The query, keeping repeated keys (`t` may come several times).
 pub fn options(query: &str) -> ApiResult<BuildOptions> {
-    let pairs: Vec<(String, String)> = serde_urlencoded::from_str(query).map_err(|e| ApiError::bad_request(format!("invalid query: {e}")))?;
+    let pairs: Vec<(String, String)> =
+        serde_urlencoded::from_str(query).map_err(|e| ApiError::bad_request(format!("invalid query: {e}")))?;
     let get = |k: &str| pairs.iter().rev().find(|(key, _)| key == k).map(|(_, v)| v.clone());
     let flag = |k: &str| matches!(get(k).as_deref(), Some("1" | "true" | "True"));
     let json_map = |k: &str| -> ApiResult<BTreeMap<String, String>> {
         match get(k).filter(|v| !v.is_empty()) {
             None => Ok(BTreeMap::new()),
             Some(v) => {
-                let m: BTreeMap<String, Option<String>> = serde_json::from_str(&v).map_err(|e| ApiError::bad_request(format!("invalid {k}: {e}")))?;
+                let m: BTreeMap<String, Option<String>> =
+                    serde_json::from_str(&v).map_err(|e| ApiError::bad_request(format!("invalid {k}: {e}")))?;
                 Ok(m.into_iter().filter_map(|(k, v)| Some((k, v?))).collect())
             }
         }
@@ -70,7 +72,10 @@ pub fn options(query: &str) -> ApiResult<BuildOptions> {
 
 async fn build(State(st): State<AppState>, RawQuery(query): RawQuery, body: Body) -> ApiResult<Response> {
     let opts = options(query.as_deref().unwrap_or(""))?;
-    let builder = st.builder.clone().ok_or_else(|| ApiError::new(ErrorKind::NotImplemented, "builds need berthd's engine, which is not running here"))?;
+    let builder = st
+        .builder
+        .clone()
+        .ok_or_else(|| ApiError::new(ErrorKind::NotImplemented, "builds need berthd's engine, which is not running here"))?;
     let scratch = tempfile::Builder::new().prefix("build-").tempdir_in(st.images.tmp_dir()).map_err(internal)?;
     let archive = scratch.path().join("context.tar");
     let mut file = tokio::fs::File::create(&archive).await.map_err(internal)?;
@@ -86,7 +91,8 @@ async fn build(State(st): State<AppState>, RawQuery(query): RawQuery, body: Body
     let (a, c, df) = (archive.clone(), ctx.clone(), opts.dockerfile.clone());
     // The scratch dir goes with the unpacking: a client that leaves while it
     // runs drops this future, and the dir is removed once the unpack stops.
-    let (unpacked, scratch) = tokio::task::spawn_blocking(move || (crate::build::context::unpack(&a, &c, &df), scratch)).await.map_err(internal)?;
+    let (unpacked, scratch) =
+        tokio::task::spawn_blocking(move || (crate::build::context::unpack(&a, &c, &df), scratch)).await.map_err(internal)?;
     unpacked.map_err(ApiError::bad_request)?;
     let _ = std::fs::remove_file(&archive);
 
@@ -112,7 +118,8 @@ mod tests {
 
     #[test]
     fn options_keep_every_tag_and_read_build_args() {
-        let o = options("t=gourmetgram-app%3A0.0.1&t=gg&dockerfile=docker%2FDockerfile&nocache=1&buildargs=%7B%22V%22%3A%222%22%7D").unwrap();
+        let o =
+            options("t=gourmetgram-app%3A0.0.1&t=gg&dockerfile=docker%2FDockerfile&nocache=1&buildargs=%7B%22V%22%3A%222%22%7D").unwrap();
         assert_eq!(o.tags, vec!["gourmetgram-app:0.0.1", "gg:latest"]);
         assert_eq!(o.dockerfile, "docker/Dockerfile");
         assert!(o.nocache && !o.quiet);

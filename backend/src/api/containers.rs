@@ -69,7 +69,10 @@ async fn create(State(st): State<AppState>, Query(q): Q, Checked(mut body, typed
     if image_name.is_empty() {
         return Err(ApiError::bad_request("Config cannot be empty in order to create a container"));
     }
-    let image = st.images.resolve(&image_name).ok_or_else(|| ApiError::not_found(format!("No such image: {}", crate::image::reference::familiar(&image_name))))?;
+    let image = st
+        .images
+        .resolve(&image_name)
+        .ok_or_else(|| ApiError::not_found(format!("No such image: {}", crate::image::reference::familiar(&image_name))))?;
     let c = st.containers.create(name.as_deref(), &body, &image, &image_name)?;
     Ok((StatusCode::CREATED, Json(json!({"Id": c.id, "Warnings": []}))).into_response())
 }
@@ -385,7 +388,8 @@ async fn logs(State(st): State<AppState>, Path(id): Path<String>, Query(q): Q) -
 async fn list(State(st): State<AppState>, Query(q): Q) -> Json<Value> {
     let all = flag(&q, "all");
     let filters: Value = q.get("filters").and_then(|f| serde_json::from_str(f).ok()).unwrap_or(Value::Null);
-    let mut rows: Vec<Record> = st.containers.list().iter().map(|c| c.record()).filter(|r| all || r.state.status == Status::Running).collect();
+    let mut rows: Vec<Record> =
+        st.containers.list().iter().map(|c| c.record()).filter(|r| all || r.state.status == Status::Running).collect();
     if let Some(status) = filters["status"].as_object() {
         rows.retain(|r| status.contains_key(r.state.status.as_str()));
     }
@@ -440,7 +444,9 @@ fn status_text(r: &Record) -> String {
     let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_secs() as i64).unwrap_or(0);
     match r.state.status {
         Status::Running => format!("Up {}", human_duration(now - crate::image::pull::parse_rfc3339(&r.state.started_at))),
-        Status::Exited => format!("Exited ({}) {} ago", r.state.exit_code, human_duration(now - crate::image::pull::parse_rfc3339(&r.state.finished_at))),
+        Status::Exited => {
+            format!("Exited ({}) {} ago", r.state.exit_code, human_duration(now - crate::image::pull::parse_rfc3339(&r.state.finished_at)))
+        }
         Status::Created => "Created".into(),
         Status::Removing => "Removal In Progress".into(),
     }

@@ -74,7 +74,9 @@ pub fn docker_event(before: &berth_shared::State, env: &Envelope) -> Option<Valu
         Event::ContainerExited { id, exit_code } => container(id, "die", &[("exitCode", exit_code.to_string())]),
         Event::ContainerRemoved { id } => container(id, "destroy", &[]),
         Event::ProcessExecd { id, command, .. } => container(id, &format!("exec_start: {}", command.join(" ")), &[]),
-        Event::ProcessExited { id, exec_id, exit_code } => container(id, "exec_die", &[("execID", exec_id.clone()), ("exitCode", exit_code.to_string())]),
+        Event::ProcessExited { id, exec_id, exit_code } => {
+            container(id, "exec_die", &[("execID", exec_id.clone()), ("exitCode", exit_code.to_string())])
+        }
         Event::ImageAdded { id, repo_tags, .. } => image(id, "pull", repo_tags.first().map(String::as_str).unwrap_or("")),
         Event::ImageTagged { id, tag } => image(id, "tag", tag),
         Event::ImageUntagged { id, .. } => image(id, "untag", ""),
@@ -167,11 +169,19 @@ mod tests {
     #[test]
     fn container_events_carry_dockers_action_and_the_name() {
         let mut s = berth_shared::State::default();
-        let created = Envelope::new(1, 1_767_225_600_123, Event::ContainerCreated {
-            mounts: vec![],
-            id: "abc".into(), name: "web".into(), image: "nginx:alpine".into(), image_id: "sha256:1".into(),
-            command: vec![], layer: RwLayer::default(),
-        });
+        let created = Envelope::new(
+            1,
+            1_767_225_600_123,
+            Event::ContainerCreated {
+                mounts: vec![],
+                id: "abc".into(),
+                name: "web".into(),
+                image: "nginx:alpine".into(),
+                image_id: "sha256:1".into(),
+                command: vec![],
+                layer: RwLayer::default(),
+            },
+        );
         let v = docker_event(&s, &created).unwrap();
         assert_eq!((v["Type"].as_str(), v["Action"].as_str()), (Some("container"), Some("create")));
         apply(&mut s, &created.event);

@@ -98,7 +98,9 @@ async fn resize(State(st): State<AppState>, Path(id): Path<String>, Query(q): Qu
 /// hijacks the connection and pumps its stdio until it exits.
 async fn start(State(st): State<AppState>, Path(id): Path<String>, req: Request) -> ApiResult<Response> {
     let (parts, body) = req.into_parts();
-    let bytes = axum::body::to_bytes(body, validate::BODY_LIMIT).await.map_err(|_| ApiError::new(ErrorKind::PayloadTooLarge, "request body too large"))?;
+    let bytes = axum::body::to_bytes(body, validate::BODY_LIMIT)
+        .await
+        .map_err(|_| ApiError::new(ErrorKind::PayloadTooLarge, "request body too large"))?;
     let (opts, _) = validate::decode::<ExecStart>(&bytes)?;
     let detach = opts["Detach"].as_bool().unwrap_or(false);
     let e = st.execs.get(&id)?;
@@ -127,7 +129,8 @@ async fn start(State(st): State<AppState>, Path(id): Path<String>, req: Request)
     let spec_path = std::env::temp_dir().join(format!("berth-exec-{id}.json"));
     let spec_dir = st.config.exec_root.join("exec");
     let spec_path = if std::fs::create_dir_all(&spec_dir).is_ok() { spec_dir.join(format!("{id}.json")) } else { spec_path };
-    std::fs::write(&spec_path, serde_json::to_vec(&spec).unwrap_or_default()).map_err(|e| ApiError::new(ErrorKind::Internal, e.to_string()))?;
+    std::fs::write(&spec_path, serde_json::to_vec(&spec).unwrap_or_default())
+        .map_err(|e| ApiError::new(ErrorKind::Internal, e.to_string()))?;
     e.update(|r| r.started = true);
     if detach {
         let l = launch("__berth-exec", &spec_path, rec.tty, false).await;
@@ -186,8 +189,14 @@ fn started(
 
 /// Pumps stdio between the process and the hijacked connection (if any),
 /// then records the exit code.
-async fn finish<C>(st: AppState, e: Arc<Exec>, container_id: String, exec_id: String, mut l: crate::runtime::process::Launched, conn: Option<C>)
-where
+async fn finish<C>(
+    st: AppState,
+    e: Arc<Exec>,
+    container_id: String,
+    exec_id: String,
+    mut l: crate::runtime::process::Launched,
+    conn: Option<C>,
+) where
     C: tokio::io::AsyncRead + tokio::io::AsyncWrite + Send + 'static,
 {
     let tty = l.pty.is_some();

@@ -140,8 +140,7 @@ async fn by_name_get(State(st): State<AppState>, Path(rest): Path<String>) -> Ap
 pub(crate) fn inspect(st: &AppState, name: &str) -> ApiResult<Value> {
     let img = find(st, name)?;
     let config = st.images.config(&img.id).unwrap_or(Value::Null);
-    let lower: Vec<String> =
-        img.layers.iter().rev().map(|l| st.images.layer_diff(&l.chain_id).display().to_string()).collect();
+    let lower: Vec<String> = img.layers.iter().rev().map(|l| st.images.layer_diff(&l.chain_id).display().to_string()).collect();
     let top = img.layers.last().map(|l| st.images.layer_diff(&l.chain_id).display().to_string());
     let mut data = serde_json::Map::new();
     if let Some(top) = &top {

@@ -10,10 +10,10 @@ use axum::response::{IntoResponse, Response};
 use axum::Router;
 
 use crate::config::{Config, API_VERSION, MIN_API_VERSION};
-use crate::error::ApiError;
-use crate::events::EventBus;
 use crate::engine::containers::Containers;
 use crate::engine::exec::Execs;
+use crate::error::ApiError;
+use crate::events::EventBus;
 use crate::image::pull::Puller;
 use crate::image::store::ImageStore;
 use crate::system::HostFacts;
@@ -111,10 +111,8 @@ async fn api_version(mut req: Request, next: Next) -> Response {
             let max = parse_version(API_VERSION).unwrap_or((1, 41));
             let min = parse_version(MIN_API_VERSION).unwrap_or((1, 12));
             if asked > max {
-                return ApiError::bad_request(format!(
-                    "client version {ver} is too new. Maximum supported API version is {API_VERSION}"
-                ))
-                .into_response();
+                return ApiError::bad_request(format!("client version {ver} is too new. Maximum supported API version is {API_VERSION}"))
+                    .into_response();
             }
             if asked < min {
                 return ApiError::bad_request(format!(
@@ -138,10 +136,7 @@ async fn api_version(mut req: Request, next: Next) -> Response {
     h.insert("Api-Version", HeaderValue::from_static(API_VERSION));
     h.insert("Ostype", HeaderValue::from_static("linux"));
     h.insert("Docker-Experimental", HeaderValue::from_static("false"));
-    h.insert(
-        "Server",
-        HeaderValue::from_static(concat!("berth/", env!("CARGO_PKG_VERSION"), " (linux)")),
-    );
+    h.insert("Server", HeaderValue::from_static(concat!("berth/", env!("CARGO_PKG_VERSION"), " (linux)")));
     resp
 }
 
@@ -156,7 +151,16 @@ pub(crate) mod test_support {
         let images = Arc::new(ImageStore::open(&root).unwrap());
         let bus = Arc::new(EventBus::new());
         AppState {
-            containers: Arc::new(Containers::open(&root, &root.join("run"), images.clone(), Arc::new(crate::engine::volumes::Volumes::open(&root, bus.clone()).unwrap()), bus.clone()).unwrap()),
+            containers: Arc::new(
+                Containers::open(
+                    &root,
+                    &root.join("run"),
+                    images.clone(),
+                    Arc::new(crate::engine::volumes::Volumes::open(&root, bus.clone()).unwrap()),
+                    bus.clone(),
+                )
+                .unwrap(),
+            ),
             images,
             execs: Arc::new(Execs::default()),
             builder: None,
@@ -170,10 +174,7 @@ pub(crate) mod test_support {
         }
     }
 
-    pub async fn call(
-        method: &str,
-        uri: &str,
-    ) -> (StatusCode, axum::http::HeaderMap, serde_json::Value, String) {
+    pub async fn call(method: &str, uri: &str) -> (StatusCode, axum::http::HeaderMap, serde_json::Value, String) {
         call_with(state(), method, uri, Vec::new()).await
     }
 
@@ -219,10 +220,7 @@ mod tests {
     async fn a_too_new_client_version_gets_dockers_400_message() {
         let (status, _, body, _) = call("GET", "/v1.99/version").await;
         assert_eq!(status, StatusCode::BAD_REQUEST);
-        assert_eq!(
-            body["message"],
-            "client version 1.99 is too new. Maximum supported API version is 1.41"
-        );
+        assert_eq!(body["message"], "client version 1.99 is too new. Maximum supported API version is 1.41");
     }
 
     #[tokio::test]

@@ -471,6 +471,15 @@ pub const NESTED: &[(&str, &str)] = &[
 
 /// Fields that are Go maps: the path segment after one is a key, not a field.
 pub const MAPS: &[&str] = &[
-    "ExposedPorts", "Volumes", "Labels", "PortBindings", "StorageOpt", "Tmpfs", "Sysctls", "EndpointsConfig",
-    "DriverOpts", "Options", "AuxiliaryAddresses",
+    "ExposedPorts",
+    "Volumes",
+    "Labels",
+    "PortBindings",
+    "StorageOpt",
+    "Tmpfs",
+    "Sysctls",
+    "EndpointsConfig",
+    "DriverOpts",
+    "Options",
+    "AuxiliaryAddresses",
 ];

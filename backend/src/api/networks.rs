@@ -188,7 +188,9 @@ async fn inspect(State(st): State<AppState>, Path(id): Path<String>) -> ApiResul
 }
 
 fn networks(st: &AppState) -> ApiResult<Arc<crate::network::Networks>> {
-    st.containers.networks().ok_or_else(|| ApiError::new(ErrorKind::NotImplemented, "networking is not available: berthd runs without its engine"))
+    st.containers
+        .networks()
+        .ok_or_else(|| ApiError::new(ErrorKind::NotImplemented, "networking is not available: berthd runs without its engine"))
 }
 
 fn string_map(v: &Value) -> BTreeMap<String, String> {
@@ -231,7 +233,10 @@ async fn remove(State(st): State<AppState>, Path(id): Path<String>) -> ApiResult
         return Err(ApiError::new(ErrorKind::Forbidden, format!("{} is a pre-defined network and cannot be removed", b.name())));
     }
     if !st.containers.attached_to(&b).is_empty() {
-        return Err(ApiError::new(ErrorKind::Forbidden, format!("error while removing network: network {} id {} has active endpoints", b.name(), b.id())));
+        return Err(ApiError::new(
+            ErrorKind::Forbidden,
+            format!("error while removing network: network {} id {} has active endpoints", b.name(), b.id()),
+        ));
     }
     networks(&st)?.remove(&b).await?;
     Ok(StatusCode::NO_CONTENT)
@@ -254,19 +259,30 @@ fn target(st: &AppState, id: &str, body: Value) -> ApiResult<(Arc<BridgeNetwork>
     let c = st.containers.get(body["Container"].as_str().unwrap_or(""))?;
     match net {
         Net::Bridge(b) => Ok((b, c, body)),
-        Net::Host => Err(ApiError::new(ErrorKind::Forbidden, "container cannot be disconnected from host network or connected to host network")),
-        Net::None => Err(ApiError::new(ErrorKind::Forbidden, "container cannot be disconnected from none network or connected to none network")),
+        Net::Host => {
+            Err(ApiError::new(ErrorKind::Forbidden, "container cannot be disconnected from host network or connected to host network"))
+        }
+        Net::None => {
+            Err(ApiError::new(ErrorKind::Forbidden, "container cannot be disconnected from none network or connected to none network"))
+        }
     }
 }
 
 async fn connect(State(st): State<AppState>, Path(id): Path<String>, Checked(body, _): Checked<NetworkConnect>) -> ApiResult<StatusCode> {
     let (net, c, body) = target(&st, &id, body)?;
-    let aliases: Vec<String> = body["EndpointConfig"]["Aliases"].as_array().map(|a| a.iter().filter_map(|s| s.as_str().map(String::from)).collect()).unwrap_or_default();
+    let aliases: Vec<String> = body["EndpointConfig"]["Aliases"]
+        .as_array()
+        .map(|a| a.iter().filter_map(|s| s.as_str().map(String::from)).collect())
+        .unwrap_or_default();
     st.containers.connect_network(&c, &net, aliases).await?;
     Ok(StatusCode::OK)
 }
 
-async fn disconnect(State(st): State<AppState>, Path(id): Path<String>, Checked(body, _): Checked<NetworkConnect>) -> ApiResult<StatusCode> {
+async fn disconnect(
+    State(st): State<AppState>,
+    Path(id): Path<String>,
+    Checked(body, _): Checked<NetworkConnect>,
+) -> ApiResult<StatusCode> {
     let (net, c, _) = target(&st, &id, body)?;
     st.containers.disconnect_network(&c, &net).await?;
     Ok(StatusCode::OK)

@@ -12,10 +12,7 @@ use crate::config::{API_VERSION, MIN_API_VERSION};
 use crate::system::HostFacts;
 
 pub fn router() -> Router<AppState> {
-    Router::new()
-        .route("/_ping", get(ping).head(ping))
-        .route("/version", get(version))
-        .route("/info", get(info))
+    Router::new().route("/_ping", get(ping).head(ping)).route("/version", get(version)).route("/info", get(info))
 }
 
 /// The CLI's first request: its `API-Version` header drives negotiation.
@@ -165,9 +162,7 @@ fn sysctl_on(key: &str) -> bool {
 
 /// Now, as RFC 3339 with nanoseconds, as Docker prints SystemTime.
 fn time_rfc3339() -> String {
-    let now = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .unwrap_or_default();
+    let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap_or_default();
     format_rfc3339(now.as_secs() as i64, now.subsec_nanos())
 }
 
@@ -185,12 +180,7 @@ pub fn format_rfc3339(secs: i64, nanos: u32) -> String {
     let d = doy - (153 * mp + 2) / 5 + 1;
     let m = if mp < 10 { mp + 3 } else { mp - 9 };
     let y = yoe + era * 400 + i64::from(m <= 2);
-    format!(
-        "{y:04}-{m:02}-{d:02}T{:02}:{:02}:{:02}.{nanos:09}Z",
-        rem / 3600,
-        (rem % 3600) / 60,
-        rem % 60
-    )
+    format!("{y:04}-{m:02}-{d:02}T{:02}:{:02}:{:02}.{nanos:09}Z", rem / 3600, (rem % 3600) / 60, rem % 60)
 }
 
 #[cfg(test)]

@@ -121,7 +121,10 @@ pub fn go_words(e: &serde_path_to_error::Error<serde_json::Error>, root: &str) -
     use serde_path_to_error::Segment;
     let msg = e.inner().to_string();
     // A struct given as an array: serde reads it as the struct's fields in order.
-    let as_array = msg.strip_prefix("invalid length ").and_then(|r| r.split_once(", expected ")).map(|(_, x)| format!("invalid type: sequence, expected {x}"));
+    let as_array = msg
+        .strip_prefix("invalid length ")
+        .and_then(|r| r.split_once(", expected "))
+        .map(|(_, x)| format!("invalid type: sequence, expected {x}"));
     let msg = as_array.unwrap_or(msg);
     let parsed = msg
         .strip_prefix("invalid type: ")
@@ -225,7 +228,9 @@ pub fn check_volume_name(name: &str) -> ApiResult<()> {
         return Err(ApiError::bad_request(format!("create {n}: volume name is too long, names should be at most {NAME_MAX} characters")));
     }
     if name.len() < 2 && name.chars().all(|c| c.is_ascii_alphanumeric()) {
-        return Err(ApiError::bad_request(format!("create {n}: volume name is too short, names should be at least two alphanumeric characters")));
+        return Err(ApiError::bad_request(format!(
+            "create {n}: volume name is too short, names should be at least two alphanumeric characters"
+        )));
     }
     if !is_docker_name(name) {
         return Err(ApiError::bad_request(format!(
@@ -240,9 +245,13 @@ pub fn check_network_name(name: &str) -> ApiResult<()> {
     if name.len() > NAME_MAX {
         return Err(ApiError::bad_request(format!("invalid name: {} is longer than {NAME_MAX} characters", shown(name))));
     }
-    let ok = name.chars().next().is_some_and(|c| c.is_ascii_alphanumeric()) && name.chars().all(|c| c.is_ascii_alphanumeric() || "_.-".contains(c));
+    let ok = name.chars().next().is_some_and(|c| c.is_ascii_alphanumeric())
+        && name.chars().all(|c| c.is_ascii_alphanumeric() || "_.-".contains(c));
     if !name.is_empty() && !ok {
-        return Err(ApiError::bad_request(format!("invalid name: {} includes invalid characters, only \"[a-zA-Z0-9][a-zA-Z0-9_.-]\" are allowed", shown(name))));
+        return Err(ApiError::bad_request(format!(
+            "invalid name: {} includes invalid characters, only \"[a-zA-Z0-9][a-zA-Z0-9_.-]\" are allowed",
+            shown(name)
+        )));
     }
     Ok(())
 }
@@ -290,7 +299,11 @@ fn split_name(s: &str) -> (&str, &str) {
 /// The first component is a domain when it has a '.' or ':' or is "localhost".
 fn split_domain(name: &str) -> (Option<&str>, &str) {
     match name.split_once('/') {
-        Some((first, rest)) if first.contains('.') || first.contains(':') || first == "localhost" || first.chars().any(|c| c.is_ascii_uppercase()) => (Some(first), rest),
+        Some((first, rest))
+            if first.contains('.') || first.contains(':') || first == "localhost" || first.chars().any(|c| c.is_ascii_uppercase()) =>
+        {
+            (Some(first), rest)
+        }
         _ => (None, name),
     }
 }
@@ -302,7 +315,6 @@ fn reference_ok(s: &str) -> bool {
     crate::image::reference::ImageRef::parse(s).is_ok()
 }
 
-
 /// A Unix time as `/events` (and `/logs`) take `since`/`until`: seconds,
 /// optionally `.nanoseconds` (Docker's `timetypes.ParseTimestamps`; the CLI
 /// turns durations and dates into this form before sending). Anything else,
@@ -311,7 +323,9 @@ pub fn parse_unix_time(key: &str, value: &str) -> ApiResult<Option<f64>> {
     if value.is_empty() {
         return Ok(None);
     }
-    let bad = || ApiError::bad_request(format!("failed to parse value {:?} of {key}: not a Unix timestamp (seconds[.nanoseconds])", shown(value)));
+    let bad = || {
+        ApiError::bad_request(format!("failed to parse value {:?} of {key}: not a Unix timestamp (seconds[.nanoseconds])", shown(value)))
+    };
     let (secs, frac) = value.split_once('.').unwrap_or((value, ""));
     let digits = |s: &str| !s.is_empty() && s.chars().all(|c| c.is_ascii_digit());
     let secs_digits = secs.strip_prefix('-').unwrap_or(secs);
@@ -332,7 +346,10 @@ pub fn parse_unix_time(key: &str, value: &str) -> ApiResult<Option<f64>> {
 pub fn parse_number<N: std::str::FromStr>(key: &str, value: Option<&String>) -> ApiResult<Option<N>> {
     match value.map(String::as_str) {
         None | Some("") => Ok(None),
-        Some(v) => v.parse::<N>().map(Some).map_err(|_| ApiError::bad_request(format!("strconv.Atoi: parsing {:?}: invalid syntax (query parameter {key})", shown(v)))),
+        Some(v) => v
+            .parse::<N>()
+            .map(Some)
+            .map_err(|_| ApiError::bad_request(format!("strconv.Atoi: parsing {:?}: invalid syntax (query parameter {key})", shown(v)))),
     }
 }
 
@@ -366,7 +383,11 @@ pub fn check_ports(body: &model::ContainerCreate) -> ApiResult<()> {
             }
             let ip = b.host_ip.as_deref().unwrap_or("");
             if !ip.is_empty() && ip.parse::<Ipv4Addr>().is_err() {
-                let msg = if ip.parse::<std::net::Ipv6Addr>().is_ok() { "berth does not publish ports on IPv6 addresses" } else { "invalid IP address" };
+                let msg = if ip.parse::<std::net::Ipv6Addr>().is_ok() {
+                    "berth does not publish ports on IPv6 addresses"
+                } else {
+                    "invalid IP address"
+                };
                 return Err(ApiError::bad_request(format!("{msg}: {}", shown(ip))));
             }
         }
@@ -417,27 +438,63 @@ mod tests {
 
     #[test]
     fn wrong_json_types_get_gos_words_with_the_field_path() {
-        assert_eq!(create_err(r#"{"Env": "x"}"#), "json: cannot unmarshal string into Go struct field ContainerConfigWrapper.Env of type []string");
-        assert_eq!(create_err(r#"{"Tty": "yes"}"#), "json: cannot unmarshal string into Go struct field ContainerConfigWrapper.Tty of type bool");
-        assert_eq!(create_err(r#"{"HostConfig": "x"}"#), "json: cannot unmarshal string into Go struct field ContainerConfigWrapper.HostConfig of type container.HostConfig");
-        assert_eq!(create_err(r#"{"HostConfig": {"Binds": "x"}}"#), "json: cannot unmarshal string into Go struct field HostConfig.HostConfig.Binds of type []string");
-        assert_eq!(create_err(r#"{"Env": ["A=1", 5]}"#), "json: cannot unmarshal number into Go struct field ContainerConfigWrapper.Env of type string");
-        assert_eq!(create_err(r#"{"Cmd": 5}"#), "json: cannot unmarshal number into Go struct field ContainerConfigWrapper.Cmd of type string");
-        assert_eq!(create_err(r#"{"Cmd": ["a", {}]}"#), "json: cannot unmarshal array into Go struct field ContainerConfigWrapper.Cmd of type string");
-        assert_eq!(create_err(r#"{"StopTimeout": 1.5}"#), "json: cannot unmarshal number 1.5 into Go struct field ContainerConfigWrapper.StopTimeout of type int");
+        assert_eq!(
+            create_err(r#"{"Env": "x"}"#),
+            "json: cannot unmarshal string into Go struct field ContainerConfigWrapper.Env of type []string"
+        );
+        assert_eq!(
+            create_err(r#"{"Tty": "yes"}"#),
+            "json: cannot unmarshal string into Go struct field ContainerConfigWrapper.Tty of type bool"
+        );
+        assert_eq!(
+            create_err(r#"{"HostConfig": "x"}"#),
+            "json: cannot unmarshal string into Go struct field ContainerConfigWrapper.HostConfig of type container.HostConfig"
+        );
+        assert_eq!(
+            create_err(r#"{"HostConfig": {"Binds": "x"}}"#),
+            "json: cannot unmarshal string into Go struct field HostConfig.HostConfig.Binds of type []string"
+        );
+        assert_eq!(
+            create_err(r#"{"Env": ["A=1", 5]}"#),
+            "json: cannot unmarshal number into Go struct field ContainerConfigWrapper.Env of type string"
+        );
+        assert_eq!(
+            create_err(r#"{"Cmd": 5}"#),
+            "json: cannot unmarshal number into Go struct field ContainerConfigWrapper.Cmd of type string"
+        );
+        assert_eq!(
+            create_err(r#"{"Cmd": ["a", {}]}"#),
+            "json: cannot unmarshal array into Go struct field ContainerConfigWrapper.Cmd of type string"
+        );
+        assert_eq!(
+            create_err(r#"{"StopTimeout": 1.5}"#),
+            "json: cannot unmarshal number 1.5 into Go struct field ContainerConfigWrapper.StopTimeout of type int"
+        );
         assert_eq!(
             create_err(r#"{"HostConfig": {"PortBindings": {"80/tcp": [{"HostPort": 8080}]}}}"#),
             "json: cannot unmarshal number into Go struct field PortBinding.HostConfig.PortBindings.HostPort of type string"
         );
-        assert_eq!(create_err(r#"{"ExposedPorts": {"80/tcp": "x"}}"#), "json: cannot unmarshal string into Go struct field ContainerConfigWrapper.ExposedPorts of type struct {}");
-        assert_eq!(create_err(r#"{"Labels": {"a": 1}}"#), "json: cannot unmarshal number into Go struct field ContainerConfigWrapper.Labels of type string");
+        assert_eq!(
+            create_err(r#"{"ExposedPorts": {"80/tcp": "x"}}"#),
+            "json: cannot unmarshal string into Go struct field ContainerConfigWrapper.ExposedPorts of type struct {}"
+        );
+        assert_eq!(
+            create_err(r#"{"Labels": {"a": 1}}"#),
+            "json: cannot unmarshal number into Go struct field ContainerConfigWrapper.Labels of type string"
+        );
         assert_eq!(
             create_err(r#"{"NetworkingConfig": {"EndpointsConfig": {"n": {"Aliases": "a"}}}}"#),
             "json: cannot unmarshal string into Go struct field EndpointSettings.NetworkingConfig.EndpointsConfig.Aliases of type []string"
         );
-        assert_eq!(create_err(r#"{"HostConfig": {"Mounts": [{"ReadOnly": "no"}]}}"#), "json: cannot unmarshal string into Go struct field Mount.HostConfig.Mounts.ReadOnly of type bool");
+        assert_eq!(
+            create_err(r#"{"HostConfig": {"Mounts": [{"ReadOnly": "no"}]}}"#),
+            "json: cannot unmarshal string into Go struct field Mount.HostConfig.Mounts.ReadOnly of type bool"
+        );
         assert_eq!(create_err("[1]"), "json: cannot unmarshal array into Go value of type runconfig.ContainerConfigWrapper");
-        assert_eq!(create_err(r#"{"HostConfig": []}"#), "json: cannot unmarshal array into Go struct field ContainerConfigWrapper.HostConfig of type container.HostConfig");
+        assert_eq!(
+            create_err(r#"{"HostConfig": []}"#),
+            "json: cannot unmarshal array into Go struct field ContainerConfigWrapper.HostConfig of type container.HostConfig"
+        );
     }
 
     #[test]
@@ -460,10 +517,16 @@ mod tests {
     #[test]
     fn names_follow_dockers_rule() {
         assert_eq!(check_container_name("/web-1").unwrap(), "web-1");
-        assert_eq!(check_container_name("a").unwrap_err().message, "Invalid container name (a), only [a-zA-Z0-9][a-zA-Z0-9_.-] are allowed");
+        assert_eq!(
+            check_container_name("a").unwrap_err().message,
+            "Invalid container name (a), only [a-zA-Z0-9][a-zA-Z0-9_.-] are allowed"
+        );
         assert!(check_container_name("-x").is_err());
         assert!(check_container_name(&"a".repeat(2 << 20)).unwrap_err().message.len() < 200);
-        assert_eq!(check_volume_name("a").unwrap_err().message, "create a: volume name is too short, names should be at least two alphanumeric characters");
+        assert_eq!(
+            check_volume_name("a").unwrap_err().message,
+            "create a: volume name is too short, names should be at least two alphanumeric characters"
+        );
         assert_eq!(
             check_volume_name("../x").unwrap_err().message,
             "create ../x: \"../x\" includes invalid characters for a local volume name, only \"[a-zA-Z0-9][a-zA-Z0-9_.-]\" are allowed. If you intended to pass a host directory, use absolute path"
@@ -475,11 +538,18 @@ mod tests {
 
     #[test]
     fn references_follow_the_distribution_grammar() {
-        for good in ["alpine", "nginx:alpine", "localhost:5000/x/y:1", "a.b/c__d/e-f:v1.0", "busybox@sha256:0123456789abcdef0123456789abcdef0123456789abcdef0123456789abcdef"] {
+        for good in [
+            "alpine",
+            "nginx:alpine",
+            "localhost:5000/x/y:1",
+            "a.b/c__d/e-f:v1.0",
+            "busybox@sha256:0123456789abcdef0123456789abcdef0123456789abcdef0123456789abcdef",
+        ] {
             assert!(check_reference(good).is_ok(), "{good}");
         }
         assert_eq!(check_reference("Alpine").unwrap_err().message, "invalid reference format: repository name must be lowercase");
-        for bad in ["", "a:", ":x", "-a", "a..b", "a//b", "a:b:c", "a@sha256:xyz", "a b", "a/", "a:-tag", &format!("a:{}", "t".repeat(129))] {
+        for bad in ["", "a:", ":x", "-a", "a..b", "a//b", "a:b:c", "a@sha256:xyz", "a b", "a/", "a:-tag", &format!("a:{}", "t".repeat(129))]
+        {
             assert_eq!(check_reference(bad).unwrap_err().message, "invalid reference format", "{bad}");
         }
     }
@@ -498,12 +568,20 @@ mod tests {
     #[test]
     fn port_specs_are_checked_at_create() {
         let port_err = |b: &str| check_ports(&decode::<ContainerCreate>(b.as_bytes()).unwrap().1).err().map(|e| e.message);
-        assert_eq!(port_err(r#"{"ExposedPorts": {"80/tcp": {}}, "HostConfig": {"PortBindings": {"80/tcp": [{"HostPort": "8080"}]}}}"#), None);
+        assert_eq!(
+            port_err(r#"{"ExposedPorts": {"80/tcp": {}}, "HostConfig": {"PortBindings": {"80/tcp": [{"HostPort": "8080"}]}}}"#),
+            None
+        );
         assert_eq!(port_err(r#"{"ExposedPorts": {"http/tcp": {}}}"#).unwrap(), "invalid port specification: \"http\"");
-        assert_eq!(port_err(r#"{"HostConfig": {"PortBindings": {"80/tcp": [{"HostPort": "70000"}]}}}"#).unwrap(), "invalid port specification: \"70000\"");
+        assert_eq!(
+            port_err(r#"{"HostConfig": {"PortBindings": {"80/tcp": [{"HostPort": "70000"}]}}}"#).unwrap(),
+            "invalid port specification: \"70000\""
+        );
         assert_eq!(port_err(r#"{"HostConfig": {"PortBindings": {"99999/tcp": []}}}"#).unwrap(), "invalid port specification: \"99999\"");
         assert_eq!(port_err(r#"{"HostConfig": {"PortBindings": {"80/xyz": []}}}"#).unwrap(), "invalid proto: xyz");
-        assert!(port_err(r#"{"HostConfig": {"PortBindings": {"80/tcp": [{"HostIp": "nope"}]}}}"#).unwrap().starts_with("invalid IP address"));
+        assert!(port_err(r#"{"HostConfig": {"PortBindings": {"80/tcp": [{"HostIp": "nope"}]}}}"#)
+            .unwrap()
+            .starts_with("invalid IP address"));
     }
 }
 
@@ -537,21 +615,45 @@ mod route_tests {
 
     #[tokio::test]
     async fn malformed_bodies_are_dockers_json_400_on_every_route() {
-        for uri in ["/containers/create", "/v1.41/containers/create", "/networks/create", "/networks/x/connect", "/networks/x/disconnect", "/volumes/create", "/containers/x/exec", "/exec/x/start"] {
+        for uri in [
+            "/containers/create",
+            "/v1.41/containers/create",
+            "/networks/create",
+            "/networks/x/connect",
+            "/networks/x/disconnect",
+            "/volumes/create",
+            "/containers/x/exec",
+            "/exec/x/start",
+        ] {
             let (status, msg) = post(uri, "{not json").await;
             assert_eq!(status, StatusCode::BAD_REQUEST, "{uri}: {msg}");
             assert!(msg.starts_with("invalid JSON"), "{uri}: {msg}");
         }
         let (status, msg) = post("/networks/create", r#"{"Name": "n1", "Labels": {"a": 1}}"#).await;
-        assert_eq!((status, msg.as_str()), (StatusCode::BAD_REQUEST, "json: cannot unmarshal number into Go struct field NetworkCreateRequest.Labels of type string"));
+        assert_eq!(
+            (status, msg.as_str()),
+            (StatusCode::BAD_REQUEST, "json: cannot unmarshal number into Go struct field NetworkCreateRequest.Labels of type string")
+        );
         let (status, msg) = post("/volumes/create", r#"{"Name": ["v"]}"#).await;
-        assert_eq!((status, msg.as_str()), (StatusCode::BAD_REQUEST, "json: cannot unmarshal array into Go struct field VolumeCreateBody.Name of type string"));
+        assert_eq!(
+            (status, msg.as_str()),
+            (StatusCode::BAD_REQUEST, "json: cannot unmarshal array into Go struct field VolumeCreateBody.Name of type string")
+        );
         let (status, msg) = post("/containers/x/exec", r#"{"Cmd": "sh"}"#).await;
-        assert_eq!((status, msg.as_str()), (StatusCode::BAD_REQUEST, "json: cannot unmarshal string into Go struct field ExecConfig.Cmd of type []string"));
+        assert_eq!(
+            (status, msg.as_str()),
+            (StatusCode::BAD_REQUEST, "json: cannot unmarshal string into Go struct field ExecConfig.Cmd of type []string")
+        );
         let (status, msg) = post("/exec/x/start", r#"{"Detach": "yes"}"#).await;
-        assert_eq!((status, msg.as_str()), (StatusCode::BAD_REQUEST, "json: cannot unmarshal string into Go struct field ExecStartCheck.Detach of type bool"));
+        assert_eq!(
+            (status, msg.as_str()),
+            (StatusCode::BAD_REQUEST, "json: cannot unmarshal string into Go struct field ExecStartCheck.Detach of type bool")
+        );
         let (status, msg) = post("/networks/x/connect", r#"{"Container": 5}"#).await;
-        assert_eq!((status, msg.as_str()), (StatusCode::BAD_REQUEST, "json: cannot unmarshal number into Go struct field NetworkConnect.Container of type string"));
+        assert_eq!(
+            (status, msg.as_str()),
+            (StatusCode::BAD_REQUEST, "json: cannot unmarshal number into Go struct field NetworkConnect.Container of type string")
+        );
     }
 
     #[tokio::test]
@@ -571,15 +673,39 @@ mod route_tests {
         let huge = "a".repeat(60_000);
         let cases = [
             (format!("/containers/create?name={huge}"), r#"{"Image": "alpine"}"#.to_string(), "Invalid container name (aaaa"),
-            ("/containers/create?name=a".into(), r#"{"Image": "alpine"}"#.into(), "Invalid container name (a), only [a-zA-Z0-9][a-zA-Z0-9_.-] are allowed"),
+            (
+                "/containers/create?name=a".into(),
+                r#"{"Image": "alpine"}"#.into(),
+                "Invalid container name (a), only [a-zA-Z0-9][a-zA-Z0-9_.-] are allowed",
+            ),
             ("/containers/create?name=../x".into(), r#"{"Image": "alpine"}"#.into(), "Invalid container name (../x)"),
             ("/containers/create".into(), r#"{"Image": "Alpine"}"#.into(), "invalid reference format: repository name must be lowercase"),
             ("/containers/create".into(), r#"{"Image": "alpine::x"}"#.into(), "invalid reference format"),
-            ("/containers/create".into(), r#"{"Image": "alpine", "HostConfig": {"PortBindings": {"80/tcp": [{"HostPort": "99999"}]}}}"#.into(), "invalid port specification: \"99999\""),
-            ("/containers/create".into(), r#"{"Image": "alpine", "ExposedPorts": {"eighty": {}}}"#.into(), "invalid port specification: \"eighty\""),
-            ("/containers/create".into(), r#"{"Image": "alpine", "HostConfig": {"Binds": ["../x:/data"]}}"#.into(), "create ../x: \"../x\" includes invalid characters"),
-            ("/containers/create".into(), r#"{"Image": "alpine", "HostConfig": {"Binds": ["v:/data"]}}"#.into(), "create v: volume name is too short"),
-            ("/volumes/create".into(), r#"{"Name": "a"}"#.into(), "create a: volume name is too short, names should be at least two alphanumeric characters"),
+            (
+                "/containers/create".into(),
+                r#"{"Image": "alpine", "HostConfig": {"PortBindings": {"80/tcp": [{"HostPort": "99999"}]}}}"#.into(),
+                "invalid port specification: \"99999\"",
+            ),
+            (
+                "/containers/create".into(),
+                r#"{"Image": "alpine", "ExposedPorts": {"eighty": {}}}"#.into(),
+                "invalid port specification: \"eighty\"",
+            ),
+            (
+                "/containers/create".into(),
+                r#"{"Image": "alpine", "HostConfig": {"Binds": ["../x:/data"]}}"#.into(),
+                "create ../x: \"../x\" includes invalid characters",
+            ),
+            (
+                "/containers/create".into(),
+                r#"{"Image": "alpine", "HostConfig": {"Binds": ["v:/data"]}}"#.into(),
+                "create v: volume name is too short",
+            ),
+            (
+                "/volumes/create".into(),
+                r#"{"Name": "a"}"#.into(),
+                "create a: volume name is too short, names should be at least two alphanumeric characters",
+            ),
             ("/volumes/create".into(), format!(r#"{{"Name": "{}"}}"#, "v".repeat(1 << 20)), "volume name is too long"),
             ("/volumes/create".into(), r#"{"Name": "../x"}"#.into(), "includes invalid characters for a local volume name"),
             ("/networks/create".into(), r#"{"Name": "a/b"}"#.into(), "invalid name: a/b includes invalid characters"),

@@ -70,8 +70,10 @@ async fn create(State(st): State<AppState>, Checked(body, typed): Checked<Volume
     if body["DriverOpts"].as_object().is_some_and(|o| !o.is_empty()) {
         return Err(ApiError::bad_request("berth's local volumes take no driver options (type, device, o)"));
     }
-    let labels: BTreeMap<String, String> =
-        body["Labels"].as_object().map(|o| o.iter().filter_map(|(k, v)| Some((k.clone(), v.as_str()?.to_string()))).collect()).unwrap_or_default();
+    let labels: BTreeMap<String, String> = body["Labels"]
+        .as_object()
+        .map(|o| o.iter().filter_map(|(k, v)| Some((k.clone(), v.as_str()?.to_string()))).collect())
+        .unwrap_or_default();
     let v = st.containers.volumes.create(body["Name"].as_str(), labels)?;
     Ok((StatusCode::CREATED, Json(st.containers.volumes.describe(&v))))
 }
@@ -123,7 +125,12 @@ mod tests {
 
     #[test]
     fn filters_pick_volumes_as_the_cli_asks() {
-        let v = VolumeRecord { name: "webvol".into(), created: String::new(), labels: [("lab".to_string(), "1".to_string())].into(), anonymous: false };
+        let v = VolumeRecord {
+            name: "webvol".into(),
+            created: String::new(),
+            labels: [("lab".to_string(), "1".to_string())].into(),
+            anonymous: false,
+        };
         let f = |s: &str| serde_json::from_str::<Value>(s).unwrap();
         assert!(matches_filters(&v, false, &f(r#"{"dangling": {"true": true}}"#)));
         assert!(!matches_filters(&v, true, &f(r#"{"dangling": {"true": true}}"#)));

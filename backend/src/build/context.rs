@@ -79,16 +79,20 @@ impl Ignore {
                 None => (false, l),
             };
             if pat.len() > MAX_PATTERN {
-                return Err(format!(".dockerignore line {}: a pattern may be at most {MAX_PATTERN} bytes long (this one is {}: {:?})", n + 1, pat.len(), excerpt(pat, 40)));
+                return Err(format!(
+                    ".dockerignore line {}: a pattern may be at most {MAX_PATTERN} bytes long (this one is {}: {:?})",
+                    n + 1,
+                    pat.len(),
+                    excerpt(pat, 40)
+                ));
             }
             let pat = clean(pat);
             if pat.is_empty() {
                 continue;
             }
-            let glob = globset::GlobBuilder::new(&pat)
-                .literal_separator(true)
-                .build()
-                .map_err(|e| format!(".dockerignore line {}: invalid pattern {:?}: {}", n + 1, excerpt(l, 80), excerpt(&e.kind().to_string(), 120)))?;
+            let glob = globset::GlobBuilder::new(&pat).literal_separator(true).build().map_err(|e| {
+                format!(".dockerignore line {}: invalid pattern {:?}: {}", n + 1, excerpt(l, 80), excerpt(&e.kind().to_string(), 120))
+            })?;
             set.add(glob);
             negate.push(is_negated);
         }

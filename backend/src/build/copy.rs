@@ -117,7 +117,8 @@ impl Writer {
             self.dir(parent, None)?;
         }
         self.clear(rel);
-        let mut out = self.root.create_file(rel, OpenFlags::O_WRONLY | OpenFlags::O_TRUNC, &fs::Permissions::from_mode(0o644)).map_err(io_err)?;
+        let mut out =
+            self.root.create_file(rel, OpenFlags::O_WRONLY | OpenFlags::O_TRUNC, &fs::Permissions::from_mode(0o644)).map_err(io_err)?;
         let mut src = File::open(from)?;
         io::copy(&mut src, &mut out)?;
         self.set_attrs(&out, Some(m), 0o644)
@@ -130,7 +131,8 @@ impl Writer {
             self.dir(parent, None)?;
         }
         self.clear(rel);
-        let mut out = self.root.create_file(rel, OpenFlags::O_WRONLY | OpenFlags::O_TRUNC, &fs::Permissions::from_mode(0o644)).map_err(io_err)?;
+        let mut out =
+            self.root.create_file(rel, OpenFlags::O_WRONLY | OpenFlags::O_TRUNC, &fs::Permissions::from_mode(0o644)).map_err(io_err)?;
         out.write_all(data)?;
         self.set_attrs(&out, None, 0o644)
     }

@@ -43,9 +43,20 @@ pub struct Heredoc {
 
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum Kind {
-    Run { cmd: Form, heredocs: Vec<Heredoc> },
+    Run {
+        cmd: Form,
+        heredocs: Vec<Heredoc>,
+    },
     /// COPY, or ADD (`add`: local archives are extracted).
-    Copy { add: bool, from: Option<String>, chown: Option<String>, chmod: Option<String>, sources: Vec<String>, dest: String, heredocs: Vec<Heredoc> },
+    Copy {
+        add: bool,
+        from: Option<String>,
+        chown: Option<String>,
+        chmod: Option<String>,
+        sources: Vec<String>,
+        dest: String,
+        heredocs: Vec<Heredoc>,
+    },
     Env(Vec<(String, String)>),
     Arg(Vec<(String, Option<String>)>),
     Label(Vec<(String, String)>),
@@ -268,18 +279,39 @@ fn pairs(args: &str, line: usize, what: &str) -> Result<Vec<(String, String)>, P
         return Err(err(line, format!("{what} requires at least one argument")));
     }
     if !words[0].contains('=') {
-        let (k, v) = args.trim().split_once(char::is_whitespace).ok_or_else(|| err(line, format!("{what} names must be followed by a value")))?;
+        let (k, v) =
+            args.trim().split_once(char::is_whitespace).ok_or_else(|| err(line, format!("{what} names must be followed by a value")))?;
         return Ok(vec![(k.to_string(), v.trim().to_string())]);
     }
     words
         .iter()
-        .map(|w| w.split_once('=').map(|(k, v)| (k.to_string(), v.to_string())).ok_or_else(|| err(line, format!("{what} names can not be blank: {}", quote(w)))))
+        .map(|w| {
+            w.split_once('=')
+                .map(|(k, v)| (k.to_string(), v.to_string()))
+                .ok_or_else(|| err(line, format!("{what} names can not be blank: {}", quote(w))))
+        })
         .collect()
 }
 
 const KNOWN: &[&str] = &[
-    "ADD", "ARG", "CMD", "COPY", "ENTRYPOINT", "ENV", "EXPOSE", "FROM", "HEALTHCHECK", "LABEL", "MAINTAINER", "ONBUILD", "RUN", "SHELL",
-    "STOPSIGNAL", "USER", "VOLUME", "WORKDIR",
+    "ADD",
+    "ARG",
+    "CMD",
+    "COPY",
+    "ENTRYPOINT",
+    "ENV",
+    "EXPOSE",
+    "FROM",
+    "HEALTHCHECK",
+    "LABEL",
+    "MAINTAINER",
+    "ONBUILD",
+    "RUN",
+    "SHELL",
+    "STOPSIGNAL",
+    "USER",
+    "VOLUME",
+    "WORKDIR",
 ];
 
 /// Parses a Dockerfile into its stages.
@@ -371,7 +403,10 @@ pub fn parse(src: &str) -> Result<Parsed, ParseError> {
         };
         if let Kind::Copy { sources, .. } = &kind {
             if sources.is_empty() {
-                return Err(err(line, "COPY requires at least two arguments, but only one was provided. Destination could not be determined."));
+                return Err(err(
+                    line,
+                    "COPY requires at least two arguments, but only one was provided. Destination could not be determined.",
+                ));
             }
         }
         match stages.last_mut() {
@@ -404,7 +439,11 @@ fn misc(name: &str, args: &str, line: usize, heredocs: Vec<Heredoc>) -> Result<K
             Kind::Expose(args.split_whitespace().map(String::from).collect())
         }
         "VOLUME" => {
-            let v = if args.trim_start().starts_with('[') { json_array(args).unwrap_or_default() } else { args.split_whitespace().map(String::from).collect() };
+            let v = if args.trim_start().starts_with('[') {
+                json_array(args).unwrap_or_default()
+            } else {
+                args.split_whitespace().map(String::from).collect()
+            };
             need(!v.is_empty(), "VOLUME requires at least one argument")?;
             Kind::Volume(v)
         }
@@ -416,16 +455,23 @@ fn misc(name: &str, args: &str, line: usize, heredocs: Vec<Heredoc>) -> Result<K
             need(!args.is_empty(), "HEALTHCHECK requires an argument")?;
             Kind::Healthcheck(args.to_string())
         }
-        "SHELL" => Kind::Shell(json_array(args).filter(|a| !a.is_empty()).ok_or_else(|| err(line, "SHELL requires the arguments to be in JSON form"))?),
+        "SHELL" => Kind::Shell(
+            json_array(args).filter(|a| !a.is_empty()).ok_or_else(|| err(line, "SHELL requires the arguments to be in JSON form"))?,
+        ),
         "ONBUILD" => Kind::OnBuild(args.to_string()),
         "MAINTAINER" => Kind::Maintainer(args.to_string()),
         "ADD" => {
             let (flags, mut words) = flags_and_words(args);
-            if let Some((bad, _)) = flags.iter().find(|(k, _)| !["chown", "chmod", "checksum", "link", "keep-git-dir"].contains(&k.as_str())) {
+            if let Some((bad, _)) =
+                flags.iter().find(|(k, _)| !["chown", "chmod", "checksum", "link", "keep-git-dir"].contains(&k.as_str()))
+            {
                 return Err(err(line, format!("Unknown flag: {}", quote(bad))));
             }
             let dest = words.pop().unwrap_or_default();
-            need(!words.is_empty(), "ADD requires at least two arguments, but only one was provided. Destination could not be determined.")?;
+            need(
+                !words.is_empty(),
+                "ADD requires at least two arguments, but only one was provided. Destination could not be determined.",
+            )?;
             let flag = |n: &str| flags.iter().find(|(k, _)| k == n).map(|(_, v)| v.clone());
             Kind::Copy { add: true, from: None, chown: flag("chown"), chmod: flag("chmod"), sources: words, dest, heredocs }
         }
@@ -482,10 +528,17 @@ mod tests {
 
     #[test]
     fn heredocs_are_cut_out_and_kept_with_their_instruction() {
-        let p = parse("FROM alpine\nRUN <<EOF\necho one\necho two\nEOF\nCOPY <<-CONF /etc/app.conf\n\tkey=value\n\tCONF\nRUN true\n").unwrap();
+        let p =
+            parse("FROM alpine\nRUN <<EOF\necho one\necho two\nEOF\nCOPY <<-CONF /etc/app.conf\n\tkey=value\n\tCONF\nRUN true\n").unwrap();
         let steps = &p.stages[0].steps;
         assert_eq!(steps.len(), 3);
-        assert_eq!(steps[0].kind, Kind::Run { cmd: Form::Shell("<<EOF".into()), heredocs: vec![Heredoc { name: "EOF".into(), body: "echo one\necho two\n".into() }] });
+        assert_eq!(
+            steps[0].kind,
+            Kind::Run {
+                cmd: Form::Shell("<<EOF".into()),
+                heredocs: vec![Heredoc { name: "EOF".into(), body: "echo one\necho two\n".into() }]
+            }
+        );
         match &steps[1].kind {
             Kind::Copy { dest, heredocs, .. } => {
                 assert_eq!(dest, "/etc/app.conf");
@@ -509,7 +562,15 @@ mod tests {
         assert_eq!(p.stages[0].name.as_deref(), Some("build"));
         assert_eq!(
             p.stages[0].steps[0].kind,
-            Kind::Copy { add: true, from: None, chown: Some("1:1".into()), chmod: None, sources: vec!["a.tar.gz".into(), "b".into()], dest: "/dst/".into(), heredocs: vec![] }
+            Kind::Copy {
+                add: true,
+                from: None,
+                chown: Some("1:1".into()),
+                chmod: None,
+                sources: vec!["a.tar.gz".into(), "b".into()],
+                dest: "/dst/".into(),
+                heredocs: vec![]
+            }
         );
         assert!(matches!(&p.stages[1].steps[0].kind, Kind::Copy { from: Some(f), .. } if f == "build"));
     }

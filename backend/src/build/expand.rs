@@ -15,7 +15,10 @@ pub fn expand(word: &str, lookup: &dyn Fn(&str) -> Option<String>) -> Result<Str
         let c = chars[i];
         match c {
             '\'' if !in_double => {
-                let end = chars[i + 1..].iter().position(|x| *x == '\'').ok_or("unexpected end of statement while looking for matching single-quote")?;
+                let end = chars[i + 1..]
+                    .iter()
+                    .position(|x| *x == '\'')
+                    .ok_or("unexpected end of statement while looking for matching single-quote")?;
                 out.extend(&chars[i + 1..i + 1 + end]);
                 i += end + 2;
             }

@@ -153,4 +153,3 @@ fn ten_thousand_instructions_parse_quickly() {
     // 40 s for these 10,000; now a fraction of a second.)
     assert!(start.elapsed() < Duration::from_secs(5), "{:?}", start.elapsed());
 }
-

@@ -174,14 +174,17 @@ mod tests {
         fs::write(upper.join("usr/share/nginx/html/new.html"), "x").unwrap();
         fs::create_dir_all(upper.join("proc")).unwrap();
         let got = changes(&upper, &[lower.display().to_string()]);
-        assert_eq!(got, vec![
-            ("/usr".to_string(), 0),
-            ("/usr/share".to_string(), 0),
-            ("/usr/share/nginx".to_string(), 0),
-            ("/usr/share/nginx/html".to_string(), 0),
-            ("/usr/share/nginx/html/index.html".to_string(), 0),
-            ("/usr/share/nginx/html/new.html".to_string(), 1),
-        ]);
+        assert_eq!(
+            got,
+            vec![
+                ("/usr".to_string(), 0),
+                ("/usr/share".to_string(), 0),
+                ("/usr/share/nginx".to_string(), 0),
+                ("/usr/share/nginx/html".to_string(), 0),
+                ("/usr/share/nginx/html/index.html".to_string(), 0),
+                ("/usr/share/nginx/html/new.html".to_string(), 1),
+            ]
+        );
     }
 
     #[test]

@@ -80,7 +80,10 @@ impl Img {
         }
     }
     fn diff_ids(&self) -> Vec<String> {
-        self.config["rootfs"]["diff_ids"].as_array().map(|a| a.iter().filter_map(|d| d.as_str().map(String::from)).collect()).unwrap_or_default()
+        self.config["rootfs"]["diff_ids"]
+            .as_array()
+            .map(|a| a.iter().filter_map(|d| d.as_str().map(String::from)).collect())
+            .unwrap_or_default()
     }
     fn chains(&self) -> Vec<String> {
         chain_ids(&self.diff_ids())
@@ -168,7 +171,8 @@ fn port_key(p: &str) -> String {
 
 /// A shell-form command run with the stage's SHELL.
 fn with_shell(config: &Value, cmd: &str) -> Vec<String> {
-    let mut shell: Vec<String> = config["config"]["Shell"].as_array().map(|a| a.iter().filter_map(|s| s.as_str().map(String::from)).collect()).unwrap_or_default();
+    let mut shell: Vec<String> =
+        config["config"]["Shell"].as_array().map(|a| a.iter().filter_map(|s| s.as_str().map(String::from)).collect()).unwrap_or_default();
     if shell.is_empty() {
         shell = vec!["/bin/sh".into(), "-c".into()];
     }
@@ -225,7 +229,11 @@ fn healthcheck(args: &str) -> Result<Value, String> {
             "retries" => "Retries",
             other => return Err(format!("Unknown flag: {other}")),
         };
-        let value = if key == "Retries" { json!(v.parse::<i64>().map_err(|_| format!("invalid retries {v}"))?) } else { json!(duration_ns(v).ok_or_else(|| format!("invalid duration {v}"))?) };
+        let value = if key == "Retries" {
+            json!(v.parse::<i64>().map_err(|_| format!("invalid retries {v}"))?)
+        } else {
+            json!(duration_ns(v).ok_or_else(|| format!("invalid duration {v}"))?)
+        };
         hc.insert(key.into(), value);
         rest = after.trim_start();
     }
@@ -249,7 +257,8 @@ fn mount_overlay(lowers: &[PathBuf], upper: Option<(&Path, &Path)>, merged: &Pat
         None => format!("lowerdir={lower}"),
     };
     let flags = if upper.is_none() { nix::mount::MsFlags::MS_RDONLY } else { nix::mount::MsFlags::empty() };
-    nix::mount::mount(Some("overlay"), merged, Some("overlay"), flags, Some(opts.as_str())).map_err(|e| format!("mounting an overlay at {}: {e}", merged.display()))
+    nix::mount::mount(Some("overlay"), merged, Some("overlay"), flags, Some(opts.as_str()))
+        .map_err(|e| format!("mounting an overlay at {}: {e}", merged.display()))
 }
 
 fn unmount(p: &Path) {
@@ -341,7 +350,15 @@ impl Builder {
     /// a hash of the step's cache key, with nothing written: a config per
     /// LABEL made a long Dockerfile write its growing history once a step
     /// (quadratic in time and disk).
-    fn commit(&self, img: &mut Img, created_by: &str, layer: Option<&NewLayer>, config_section: Value, persist: bool, key: &str) -> Result<(), BuildError> {
+    fn commit(
+        &self,
+        img: &mut Img,
+        created_by: &str,
+        layer: Option<&NewLayer>,
+        config_section: Value,
+        persist: bool,
+        key: &str,
+    ) -> Result<(), BuildError> {
         let config = &mut img.config;
         let now = now_rfc3339();
         config["config"] = config_section;
@@ -384,7 +401,11 @@ impl Builder {
     /// The record a container of this (intermediate) image needs.
     fn record_of(&self, img: &Img) -> ImageRecord {
         let diffs = img.diff_ids();
-        let layers = chain_ids(&diffs).into_iter().zip(diffs).map(|(chain_id, diff_id)| LayerRef { size: self.images.layer_size(&chain_id), chain_id, diff_id }).collect();
+        let layers = chain_ids(&diffs)
+            .into_iter()
+            .zip(diffs)
+            .map(|(chain_id, diff_id)| LayerRef { size: self.images.layer_size(&chain_id), chain_id, diff_id })
+            .collect();
         ImageRecord { id: img.id.clone().unwrap_or_default(), repo_tags: vec![], repo_digests: vec![], layers, created: 0 }
     }
 
@@ -406,9 +427,17 @@ impl Builder {
         let parent_chain = chain_ids(&diffs).last().cloned();
         diffs.push(diff_id.clone());
         let chain_id = chain_ids(&diffs).last().cloned().unwrap_or_default();
-        let added = self.images.commit_layer(&chain_id, &diff_id, parent_chain.as_deref(), size, upper).map_err(|e| fail(format!("storing the layer: {e}")))?;
+        let added = self
+            .images
+            .commit_layer(&chain_id, &diff_id, parent_chain.as_deref(), size, upper)
+            .map_err(|e| fail(format!("storing the layer: {e}")))?;
         if added {
-            self.bus.emit(Event::LayerAdded { chain_id: chain_id.clone(), diff_id: diff_id.clone(), dir: self.images.layer_diff(&chain_id).display().to_string(), size });
+            self.bus.emit(Event::LayerAdded {
+                chain_id: chain_id.clone(),
+                diff_id: diff_id.clone(),
+                dir: self.images.layer_diff(&chain_id).display().to_string(),
+                size,
+            });
         }
         Ok(Some(NewLayer { diff_id, chain_id, size }))
     }
@@ -498,7 +527,11 @@ impl Builder {
             .ok_or_else(|| fail(format!("Cannot locate specified Dockerfile: {}", context::excerpt(&opts.dockerfile, 100))))?;
         let parsed = dockerfile::parse(&text).map_err(|e| fail(e.to_string()))?;
         let last = match &opts.target {
-            Some(t) => parsed.stages.iter().position(|s| s.name.as_deref() == Some(&t.to_ascii_lowercase())).ok_or_else(|| fail(format!("failed to reach build target {t} in Dockerfile")))?,
+            Some(t) => parsed
+                .stages
+                .iter()
+                .position(|s| s.name.as_deref() == Some(&t.to_ascii_lowercase()))
+                .ok_or_else(|| fail(format!("failed to reach build target {t} in Dockerfile")))?,
             None => parsed.stages.len() - 1,
         };
         let total = parsed.total_steps();
@@ -590,7 +623,10 @@ impl Builder {
             out.stream(format!("Step {n}/{total} : {}\n", stage.text)).await;
             let base_name = expand::expand(&stage.base, &|k: &str| globals.iter().find(|(g, _)| g == k).map(|(_, v)| v.clone()))
                 .map_err(|e| fail(format!("Dockerfile line {}: {e}", stage.line)))?;
-            let img = self.base(&base_name, &done, opts.pull, out).await.map_err(|e| fail(format!("Dockerfile line {}: {}", stage.line, e.message)))?;
+            let img = self
+                .base(&base_name, &done, opts.pull, out)
+                .await
+                .map_err(|e| fail(format!("Dockerfile line {}: {}", stage.line, e.message)))?;
             if img.id.is_some() {
                 out.stream(format!(" ---> {}\n", img.short())).await;
             }
@@ -617,7 +653,15 @@ impl Builder {
         result.ok_or_else(|| fail("no build stage"))
     }
 
-    async fn step(&self, job: &Job<'_>, st: &mut StageState, step: &Step, n: usize, stages: &BTreeMap<String, Img>, globals: &[(String, String)]) -> Result<(), BuildError> {
+    async fn step(
+        &self,
+        job: &Job<'_>,
+        st: &mut StageState,
+        step: &Step,
+        n: usize,
+        stages: &BTreeMap<String, Img>,
+        globals: &[(String, String)],
+    ) -> Result<(), BuildError> {
         let (opts, ctx, build_id, out) = (job.opts, job.ctx, job.build_id, job.out);
         let mut cfg = st.img.config["config"].clone();
         if !cfg.is_object() {
@@ -725,7 +769,11 @@ impl Builder {
             Kind::Workdir(w) => {
                 let w = st.expand(step, w)?;
                 let current = cfg["WorkingDir"].as_str().unwrap_or("/").to_string();
-                let dir = if w.starts_with('/') { w.clone() } else { Path::new(if current.is_empty() { "/" } else { &current }).join(&w).display().to_string() };
+                let dir = if w.starts_with('/') {
+                    w.clone()
+                } else {
+                    Path::new(if current.is_empty() { "/" } else { &current }).join(&w).display().to_string()
+                };
                 cfg["WorkingDir"] = json!(dir);
                 let d = dir.clone();
                 let work = Work::Files(Box::new(move |root: &Path| {
@@ -774,7 +822,9 @@ impl Builder {
             }
             Kind::Run { cmd, heredocs } => {
                 let argv = match (cmd, heredocs.first()) {
-                    (Form::Shell(s), Some(h)) if s.trim() == format!("<<{}", h.name) || s.trim().starts_with("<<") && s.split_whitespace().count() == 1 => {
+                    (Form::Shell(s), Some(h))
+                        if s.trim() == format!("<<{}", h.name) || s.trim().starts_with("<<") && s.split_whitespace().count() == 1 =>
+                    {
                         with_shell(&st.img.config, h.body.trim_end())
                     }
                     (Form::Shell(s), Some(_)) => {
@@ -853,7 +903,12 @@ impl Builder {
                     let sum = context::checksum(&src_root, &rels).map_err(|e| at(step, e))?;
                     let many = rels.len() > 1 || sources.len() > 1;
                     if many && !abs.ends_with('/') {
-                        return Err(at(step, format!("When using {word} with more than one source file, the destination must be a directory and end with a /")));
+                        return Err(at(
+                            step,
+                            format!(
+                                "When using {word} with more than one source file, the destination must be a directory and end with a /"
+                            ),
+                        ));
                     }
                     let (a, add, tmp) = (abs.clone(), *add, self.images.tmp_dir());
                     let work = Work::Files(Box::new(move |root: &Path| {
@@ -875,7 +930,14 @@ impl Builder {
             if let Some(img) = self.cached(&key) {
                 out.stream(" ---> Using cache\n").await;
                 out.stream(format!(" ---> {}\n", img.short())).await;
-                self.bus.emit(Event::BuildStep { build: build_id.into(), step: n, instruction: step.text.clone(), line: step.line, cached: true, image: img.id.clone().unwrap_or_default() });
+                self.bus.emit(Event::BuildStep {
+                    build: build_id.into(),
+                    step: n,
+                    instruction: step.text.clone(),
+                    line: step.line,
+                    cached: true,
+                    image: img.id.clone().unwrap_or_default(),
+                });
                 st.img = img;
                 return Ok(());
             }
@@ -886,7 +948,14 @@ impl Builder {
                 out.stream(" ---> Using cache\n").await;
                 self.commit(&mut st.img, &created_by, None, cfg, false, &key)?;
                 out.stream(format!(" ---> {}\n", st.img.short())).await;
-                self.bus.emit(Event::BuildStep { build: build_id.into(), step: n, instruction: step.text.clone(), line: step.line, cached: true, image: st.img.id.clone().unwrap_or_default() });
+                self.bus.emit(Event::BuildStep {
+                    build: build_id.into(),
+                    step: n,
+                    instruction: step.text.clone(),
+                    line: step.line,
+                    cached: true,
+                    image: st.img.id.clone().unwrap_or_default(),
+                });
                 return Ok(());
             }
         }
@@ -904,9 +973,22 @@ impl Builder {
         self.commit(&mut st.img, &created_by, layer.as_ref(), cfg, persist, &key)?;
         out.stream(format!(" ---> {}\n", st.img.short())).await;
         let id = st.img.id.clone().unwrap_or_default();
-        self.bus.emit(Event::BuildStep { build: build_id.into(), step: n, instruction: step.text.clone(), line: step.line, cached: false, image: id.clone() });
+        self.bus.emit(Event::BuildStep {
+            build: build_id.into(),
+            step: n,
+            instruction: step.text.clone(),
+            line: step.line,
+            cached: false,
+            image: id.clone(),
+        });
         if let Some(l) = &layer {
-            self.bus.emit(Event::BuildLayer { build: build_id.into(), step: n, chain_id: l.chain_id.clone(), diff_id: l.diff_id.clone(), size: l.size });
+            self.bus.emit(Event::BuildLayer {
+                build: build_id.into(),
+                step: n,
+                chain_id: l.chain_id.clone(),
+                diff_id: l.diff_id.clone(),
+                size: l.size,
+            });
         }
         self.remember(&key, &id);
         Ok(())
@@ -923,7 +1005,11 @@ impl Builder {
         let mut scratch = Scratch::new(&self.images, "build-chown").map_err(|e| e.message)?;
         let root = self.view(img, &mut scratch).map_err(|e| e.message)?;
         let read = |p: &str| {
-            pathrs::Root::open(&root).ok().and_then(|r| r.resolve(p).ok()).and_then(|h| std::fs::read_to_string(copy::fd_path(&h)).ok()).unwrap_or_default()
+            pathrs::Root::open(&root)
+                .ok()
+                .and_then(|r| r.resolve(p).ok())
+                .and_then(|h| std::fs::read_to_string(copy::fd_path(&h)).ok())
+                .unwrap_or_default()
         };
         let (passwd, group) = (read("/etc/passwd"), read("/etc/group"));
         let (uid, gid, _) = crate::runtime::init::resolve_user(spec, &passwd, &group)?;
@@ -932,7 +1018,14 @@ impl Builder {
 
     /// RUN: a berth container of the current image runs the command; its
     /// output is streamed; on success its upper dir becomes the layer.
-    async fn run_step(&self, img: &Img, argv: Vec<String>, args: Vec<String>, step: &Step, out: &Out) -> Result<Option<NewLayer>, BuildError> {
+    async fn run_step(
+        &self,
+        img: &Img,
+        argv: Vec<String>,
+        args: Vec<String>,
+        step: &Step,
+        out: &Out,
+    ) -> Result<Option<NewLayer>, BuildError> {
         let record = self.record_of(img);
         let body = json!({"Cmd": argv, "Entrypoint": [""], "Env": args, "AttachStdout": true, "AttachStderr": true, "Labels": {}});
         let c = self.containers.create(None, &body, &record, &hex_of(&record.id)[..12]).map_err(|e| at(step, e.message))?;
@@ -959,7 +1052,10 @@ impl Builder {
             if rec.state.exit_code != 0 {
                 let shown = rec.command().join(" ");
                 return Err(BuildError {
-                    message: format!("Dockerfile line {}: The command '{shown}' returned a non-zero code: {}", step.line, rec.state.exit_code),
+                    message: format!(
+                        "Dockerfile line {}: The command '{shown}' returned a non-zero code: {}",
+                        step.line, rec.state.exit_code
+                    ),
                     code: Some(rec.state.exit_code),
                 });
             }
@@ -1006,7 +1102,15 @@ impl Drop for RunGuard {
 /// there are several, or when it is one already), a directory's contents
 /// into it; ADD unpacks local tar archives.
 /// (An archive is unpacked in a temp dir under `tmp`, berth's own.)
-fn copy_sources(root: &Path, src_root: &Path, rels: &[PathBuf], dest: &str, add: bool, attrs: copy::Attrs, tmp: &Path) -> Result<(), String> {
+fn copy_sources(
+    root: &Path,
+    src_root: &Path,
+    rels: &[PathBuf],
+    dest: &str,
+    add: bool,
+    attrs: copy::Attrs,
+    tmp: &Path,
+) -> Result<(), String> {
     let w = copy::Writer::new(root, attrs).map_err(|e| e.to_string())?;
     let src = pathrs::Root::open(src_root).map_err(|e| e.to_string())?;
     let dest_dir = dest.ends_with('/') || rels.len() > 1 || w.is_dir(Path::new(dest));
@@ -1014,11 +1118,7 @@ fn copy_sources(root: &Path, src_root: &Path, rels: &[PathBuf], dest: &str, add:
         let h = src.resolve(context::in_root(rel)).map_err(|e| format!("{}: {e}", rel.display()))?;
         let from = copy::fd_path(&h);
         let m = std::fs::metadata(&from).map_err(|e| e.to_string())?;
-        let target = if m.is_dir() || !dest_dir {
-            PathBuf::from(dest)
-        } else {
-            Path::new(dest).join(rel.file_name().unwrap_or_default())
-        };
+        let target = if m.is_dir() || !dest_dir { PathBuf::from(dest) } else { Path::new(dest).join(rel.file_name().unwrap_or_default()) };
         if add && m.is_file() {
             if let Some(entries) = archive_entries(&from)? {
                 let unpacked = tempfile::Builder::new().prefix("build-add-").tempdir_in(tmp).map_err(|e| e.to_string())?;
@@ -1077,7 +1177,10 @@ mod tests {
     #[test]
     fn shell_form_uses_the_stages_shell() {
         assert_eq!(with_shell(&json!({}), "echo hi"), vec!["/bin/sh", "-c", "echo hi"]);
-        assert_eq!(with_shell(&json!({"config": {"Shell": ["/bin/bash", "-eo", "pipefail", "-c"]}}), "x"), vec!["/bin/bash", "-eo", "pipefail", "-c", "x"]);
+        assert_eq!(
+            with_shell(&json!({"config": {"Shell": ["/bin/bash", "-eo", "pipefail", "-c"]}}), "x"),
+            vec!["/bin/bash", "-eo", "pipefail", "-c", "x"]
+        );
         assert_eq!(port_key("8000"), "8000/tcp");
         assert_eq!(port_key("53/UDP"), "53/udp");
     }

@@ -20,16 +20,16 @@ use serde::{Deserialize, Serialize};
 use serde_json::{json, Value};
 use tokio::sync::{broadcast, watch};
 
+use super::logs::{pump, pump_pty, JsonLog, LogConfig};
+pub use super::logs::{read_log, LogLine};
+use super::volumes::{MountPoint, MountRequest, Volumes};
 use crate::error::{ApiError, ErrorKind};
 use crate::events::EventBus;
 use crate::image::store::{hex_of, ImageRecord, ImageStore};
-use crate::runtime::process::{launch, LaunchError, Launched};
 use crate::runtime::cgroups::{default_rules, DeviceCgroups};
 use crate::runtime::confine::Confinement;
+use crate::runtime::process::{launch, LaunchError, Launched};
 use crate::runtime::spec::{Bind, InitSpec, NetNs, Rlimit, MASKED_PATHS, READONLY_PATHS};
-use super::volumes::{MountPoint, MountRequest, Volumes};
-use super::logs::{pump, pump_pty, JsonLog, LogConfig};
-pub use super::logs::{read_log, LogLine};
 
 /// Which stream a chunk of output came from.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -281,13 +281,30 @@ fn new_id() -> String {
 /// A random name in Docker's adjective_surname form.
 fn random_name() -> String {
     const ADJ: &[&str] = &[
-        "brave", "calm", "clever", "eager", "gifted", "happy", "jolly", "keen", "lucid", "merry",
-        "nifty", "quirky", "serene", "sharp", "tender", "vibrant", "wizardly", "zealous", "bold", "cool",
+        "brave", "calm", "clever", "eager", "gifted", "happy", "jolly", "keen", "lucid", "merry", "nifty", "quirky", "serene", "sharp",
+        "tender", "vibrant", "wizardly", "zealous", "bold", "cool",
     ];
     const NAMES: &[&str] = &[
-        "curie", "hopper", "lovelace", "turing", "noether", "ritchie", "thompson", "torvalds", "liskov",
-        "knuth", "dijkstra", "hamilton", "shannon", "babbage", "goldberg", "kare", "perlman", "wozniak",
-        "engelbart", "allen",
+        "curie",
+        "hopper",
+        "lovelace",
+        "turing",
+        "noether",
+        "ritchie",
+        "thompson",
+        "torvalds",
+        "liskov",
+        "knuth",
+        "dijkstra",
+        "hamilton",
+        "shannon",
+        "babbage",
+        "goldberg",
+        "kare",
+        "perlman",
+        "wozniak",
+        "engelbart",
+        "allen",
     ];
     let r = crate::daemon::random_u128();
     format!("{}_{}", ADJ[(r % ADJ.len() as u128) as usize], NAMES[((r >> 32) % NAMES.len() as u128) as usize])
@@ -300,13 +317,28 @@ pub(super) fn internal(e: impl std::fmt::Display) -> ApiError {
 impl Containers {
     /// Loads containers kept on disk. Any that were running when the daemon
     /// went away are marked exited: their processes died with it.
-    pub fn open(data_root: &Path, exec_root: &Path, images: Arc<ImageStore>, volumes: Arc<Volumes>, bus: Arc<EventBus>) -> std::io::Result<Self> {
+    pub fn open(
+        data_root: &Path,
+        exec_root: &Path,
+        images: Arc<ImageStore>,
+        volumes: Arc<Volumes>,
+        bus: Arc<EventBus>,
+    ) -> std::io::Result<Self> {
         let dir = data_root.join("containers");
         fs::create_dir_all(&dir)?;
         fs::create_dir_all(exec_root.join("containers"))?;
         let device_cgroups = DeviceCgroups::open(exec_root);
         device_cgroups.sweep();
-        let me = Containers { data_root: data_root.to_path_buf(), exec_root: exec_root.to_path_buf(), images, volumes, bus, map: Mutex::new(BTreeMap::new()), networks: Mutex::new(None), device_cgroups };
+        let me = Containers {
+            data_root: data_root.to_path_buf(),
+            exec_root: exec_root.to_path_buf(),
+            images,
+            volumes,
+            bus,
+            map: Mutex::new(BTreeMap::new()),
+            networks: Mutex::new(None),
+            device_cgroups,
+        };
         for e in fs::read_dir(&dir)?.flatten() {
             let path = e.path().join("container.json");
             let Ok(bytes) = fs::read(&path) else { continue };
@@ -413,7 +445,12 @@ impl Containers {
 
     /// IDs of the containers (running or not) that mount this volume.
     pub fn using_volume(&self, name: &str) -> Vec<String> {
-        self.list().iter().map(|c| c.record()).filter(|r| r.mounts.iter().any(|m| m.kind == "volume" && m.name == name)).map(|r| r.id).collect()
+        self.list()
+            .iter()
+            .map(|c| c.record())
+            .filter(|r| r.mounts.iter().any(|m| m.kind == "volume" && m.name == name))
+            .map(|r| r.id)
+            .collect()
     }
 
     /// Turns the requests into mount points: named volumes are created if
@@ -425,9 +462,18 @@ impl Containers {
                 let src = PathBuf::from(&r.source);
                 self.check_bind_source(&src)?;
                 if r.create_source && !src.exists() {
-                    fs::create_dir_all(&src).map_err(|e| ApiError::bad_request(format!("error while creating mount source path '{}': {e}", r.source)))?;
+                    fs::create_dir_all(&src)
+                        .map_err(|e| ApiError::bad_request(format!("error while creating mount source path '{}': {e}", r.source)))?;
                 }
-                out.push(MountPoint { kind: "bind".into(), name: String::new(), source: src, destination: r.destination.clone(), rw: !r.readonly, mode: r.mode.clone(), nocopy: false });
+                out.push(MountPoint {
+                    kind: "bind".into(),
+                    name: String::new(),
+                    source: src,
+                    destination: r.destination.clone(),
+                    rw: !r.readonly,
+                    mode: r.mode.clone(),
+                    nocopy: false,
+                });
             } else {
                 let v = self.volumes.create(Some(r.source.as_str()).filter(|s| !s.is_empty()), BTreeMap::new())?;
                 out.push(MountPoint {
@@ -500,7 +546,10 @@ impl Containers {
                     .map_err(|e| internal(format!("copying {} into volume {}: {e}", m.destination, m.name)))?;
             }
             if !m.source.exists() {
-                return Err(ApiError::bad_request(format!("error while mounting volume '{}': the source path does not exist", m.source.display())));
+                return Err(ApiError::bad_request(format!(
+                    "error while mounting volume '{}': the source path does not exist",
+                    m.source.display()
+                )));
             }
             binds.push(Bind { source: m.source.clone(), destination: m.destination.clone(), readonly: !m.rw });
         }
@@ -585,7 +634,14 @@ impl Containers {
             image_id: image.id.clone(),
             config,
             host_config,
-            state: RunState { status: Status::Created, pid: 0, exit_code: 0, error: String::new(), started_at: ZERO_TIME.into(), finished_at: ZERO_TIME.into() },
+            state: RunState {
+                status: Status::Created,
+                pid: 0,
+                exit_code: 0,
+                error: String::new(),
+                started_at: ZERO_TIME.into(),
+                finished_at: ZERO_TIME.into(),
+            },
             layer,
             log_path: dir.join(format!("{id}-json.log")),
             hostname_path: dir.join("hostname"),
@@ -626,10 +682,8 @@ impl Containers {
         } else {
             // The host's resolv.conf, minus loopback nameservers the
             // container cannot reach.
-            let kept: Vec<&str> = host
-                .lines()
-                .filter(|l| !(l.starts_with("nameserver") && (l.contains("127.") || l.contains("::1"))))
-                .collect();
+            let kept: Vec<&str> =
+                host.lines().filter(|l| !(l.starts_with("nameserver") && (l.contains("127.") || l.contains("::1")))).collect();
             let mut text = kept.join("\n");
             if !text.lines().any(|l| l.starts_with("nameserver")) {
                 text.push_str("\nnameserver 8.8.8.8\nnameserver 8.8.4.4");
@@ -669,11 +723,20 @@ impl Containers {
             return Ok(false); // Docker answers 304 Not Modified; the CLI treats it as success
         }
         if !rec.state.status.can_start() {
-            return Err(ApiError::new(ErrorKind::Conflict, format!("cannot start container {} in state {}", rec.id, rec.state.status.as_str())));
+            return Err(ApiError::new(
+                ErrorKind::Conflict,
+                format!("cannot start container {} in state {}", rec.id, rec.state.status.as_str()),
+            ));
         }
         let opts = rec.layer.mount_options();
-        nix::mount::mount(Some("overlay"), Path::new(&rec.layer.merged), Some("overlay"), nix::mount::MsFlags::empty(), Some(opts.as_str()))
-            .map_err(|e| internal(format!("mounting the container's overlay at {}: {e}", rec.layer.merged)))?;
+        nix::mount::mount(
+            Some("overlay"),
+            Path::new(&rec.layer.merged),
+            Some("overlay"),
+            nix::mount::MsFlags::empty(),
+            Some(opts.as_str()),
+        )
+        .map_err(|e| internal(format!("mounting the container's overlay at {}: {e}", rec.layer.merged)))?;
         self.bus.emit(Event::OverlayMounted { id: rec.id.clone(), merged: rec.layer.merged.clone(), options: opts });
         match self.spawn(c, &rec).await {
             Ok(()) => Ok(true),
@@ -765,8 +828,16 @@ impl Containers {
             net: net.clone(),
             binds,
             // --privileged: nothing masked, nothing read-only (as Docker).
-            masked_paths: if conf.privileged { Vec::new() } else { conf.masked_paths.clone().unwrap_or_else(|| MASKED_PATHS.iter().map(|s| s.to_string()).collect()) },
-            readonly_paths: if conf.privileged { Vec::new() } else { conf.readonly_paths.clone().unwrap_or_else(|| READONLY_PATHS.iter().map(|s| s.to_string()).collect()) },
+            masked_paths: if conf.privileged {
+                Vec::new()
+            } else {
+                conf.masked_paths.clone().unwrap_or_else(|| MASKED_PATHS.iter().map(|s| s.to_string()).collect())
+            },
+            readonly_paths: if conf.privileged {
+                Vec::new()
+            } else {
+                conf.readonly_paths.clone().unwrap_or_else(|| READONLY_PATHS.iter().map(|s| s.to_string()).collect())
+            },
             capabilities: self.capabilities(&conf),
             cgroup_procs,
             privileged: conf.privileged,
@@ -789,8 +860,15 @@ impl Containers {
         let launched = match launched {
             Ok(l) => l,
             Err(LaunchError::Start(err)) => {
-                let kind = if err.contains("executable file not found") || err.contains("no such file") { ErrorKind::BadRequest } else { ErrorKind::Internal };
-                return Err(ApiError::new(kind, format!("failed to create task for container: unable to start container process: {err}: unknown")));
+                let kind = if err.contains("executable file not found") || err.contains("no such file") {
+                    ErrorKind::BadRequest
+                } else {
+                    ErrorKind::Internal
+                };
+                return Err(ApiError::new(
+                    kind,
+                    format!("failed to create task for container: unable to start container process: {err}: unknown"),
+                ));
             }
             Err(e) => return Err(internal(e)),
         };
@@ -897,12 +975,17 @@ impl Containers {
     pub fn kill(&self, c: &Container, signal: &str) -> Result<(), ApiError> {
         let rec = c.record();
         if rec.state.status != Status::Running || rec.state.pid <= 0 {
-            return Err(ApiError::new(ErrorKind::Conflict, format!("Cannot kill container: {}: Container {} is not running", rec.id, rec.id)));
+            return Err(ApiError::new(
+                ErrorKind::Conflict,
+                format!("Cannot kill container: {}: Container {} is not running", rec.id, rec.id),
+            ));
         }
         let sig = parse_signal(signal).ok_or_else(|| ApiError::bad_request(format!("Invalid signal: {signal}")))?;
         match nix::sys::signal::kill(nix::unistd::Pid::from_raw(rec.state.pid), sig) {
             // Its process is gone; the exit handler has not caught up yet.
-            Err(nix::errno::Errno::ESRCH) => Err(ApiError::new(ErrorKind::Conflict, format!("Cannot kill container: {}: Container {} is not running", rec.id, rec.id))),
+            Err(nix::errno::Errno::ESRCH) => {
+                Err(ApiError::new(ErrorKind::Conflict, format!("Cannot kill container: {}: Container {} is not running", rec.id, rec.id)))
+            }
             r => r.map_err(internal),
         }
     }
@@ -1037,7 +1120,15 @@ pub fn mount_requests(host_config: &Value, config: &Value) -> Result<Vec<MountRe
             if !dest.starts_with('/') || out.iter().any(|o| o.destination.trim_end_matches('/') == dest.trim_end_matches('/')) {
                 continue;
             }
-            out.push(MountRequest { source: String::new(), bind: false, destination: dest.clone(), readonly: false, mode: String::new(), nocopy: false, create_source: false });
+            out.push(MountRequest {
+                source: String::new(),
+                bind: false,
+                destination: dest.clone(),
+                readonly: false,
+                mode: String::new(),
+                nocopy: false,
+                create_source: false,
+            });
         }
     }
     Ok(out)
@@ -1108,7 +1199,23 @@ pub fn merge_config(body: &Value, image: &Value, id: &str, image_name: &str) -> 
         "OnBuild": null,
         "Labels": {},
     });
-    for key in ["Hostname", "Domainname", "User", "AttachStdin", "AttachStdout", "AttachStderr", "Tty", "OpenStdin", "StdinOnce", "WorkingDir", "StopSignal", "StopTimeout", "Labels", "ExposedPorts", "Volumes"] {
+    for key in [
+        "Hostname",
+        "Domainname",
+        "User",
+        "AttachStdin",
+        "AttachStdout",
+        "AttachStderr",
+        "Tty",
+        "OpenStdin",
+        "StdinOnce",
+        "WorkingDir",
+        "StopSignal",
+        "StopTimeout",
+        "Labels",
+        "ExposedPorts",
+        "Volumes",
+    ] {
         let v = &body[key];
         let empty = v.is_null() || v.as_str() == Some("") || (v.is_object() && v.as_object().is_some_and(|o| o.is_empty()));
         if !empty {

@@ -57,7 +57,9 @@ impl LogConfig {
     pub fn normalize(host_config: &mut Value) -> Result<LogConfig, ApiError> {
         let lc = &host_config["LogConfig"];
         if !lc.is_null() && !lc.is_object() {
-            return Err(ApiError::bad_request("json: cannot unmarshal into Go struct field HostConfig.LogConfig of type container.LogConfig"));
+            return Err(ApiError::bad_request(
+                "json: cannot unmarshal into Go struct field HostConfig.LogConfig of type container.LogConfig",
+            ));
         }
         let kind = match &lc["Type"] {
             Value::Null => "",
@@ -75,7 +77,9 @@ impl LogConfig {
                     opts.insert(k.clone(), v.to_string());
                 }
             }
-            _ => return Err(ApiError::bad_request("json: cannot unmarshal into Go struct field LogConfig.Config of type map[string]string")),
+            _ => {
+                return Err(ApiError::bad_request("json: cannot unmarshal into Go struct field LogConfig.Config of type map[string]string"))
+            }
         }
         let cfg = Self::parse(kind, &opts).map_err(ApiError::bad_request)?;
         let kind = if kind.is_empty() { "json-file" } else { kind };
@@ -505,11 +509,14 @@ mod tests {
         log.flush_partial();
         let lines = read_log(&path);
         let got: Vec<(String, StreamKind)> = lines.iter().map(|l| (l.log.clone(), l.stream)).collect();
-        assert_eq!(got, vec![
-            ("oops\n".to_string(), StreamKind::Stderr),
-            ("hello\n".to_string(), StreamKind::Stdout),
-            ("world".to_string(), StreamKind::Stdout),
-        ]);
+        assert_eq!(
+            got,
+            vec![
+                ("oops\n".to_string(), StreamKind::Stderr),
+                ("hello\n".to_string(), StreamKind::Stdout),
+                ("world".to_string(), StreamKind::Stdout),
+            ]
+        );
     }
 
     #[test]

@@ -41,7 +41,9 @@ impl Containers {
             return Ok(Vec::new());
         }
         if mode.starts_with("container:") {
-            return Err(ApiError::bad_request("berth does not support sharing another container's network namespace (--network container:…)"));
+            return Err(ApiError::bad_request(
+                "berth does not support sharing another container's network namespace (--network container:…)",
+            ));
         }
         let mut out = Vec::new();
         let mut add = |key: &str, conf: &Value| -> Result<(), ApiError> {
@@ -91,7 +93,10 @@ impl Containers {
         for (i, a) in rec.attachments().iter().enumerate() {
             let net = nets.find(&a.network).ok_or_else(|| ApiError::not_found(format!("network {} not found", a.network)))?;
             let aliases = if net.default { Vec::new() } else { aliases_for(rec, &a.aliases) };
-            let ep = net.connect(&rec.id, &path, &format!("eth{i}"), i == 0, aliases).await.map_err(|e| internal(format!("connecting to network {}: {e}", net.name())))?;
+            let ep = net
+                .connect(&rec.id, &path, &format!("eth{i}"), i == 0, aliases)
+                .await
+                .map_err(|e| internal(format!("connecting to network {}: {e}", net.name())))?;
             let r = c.update(|r| {
                 r.endpoints.insert(net.name().to_string(), ep.clone());
             });
@@ -103,7 +108,8 @@ impl Containers {
             }
         }
         if self.embedded_dns(rec) {
-            let server = dns::start(&path, self.resolver(&rec.id)).map_err(|e| internal(format!("starting the embedded DNS server: {e}")))?;
+            let server =
+                dns::start(&path, self.resolver(&rec.id)).map_err(|e| internal(format!("starting the embedded DNS server: {e}")))?;
             *c.dns.lock().unwrap_or_else(|p| p.into_inner()) = Some(server);
         }
         Ok(NetNs::Join(path))
@@ -157,7 +163,11 @@ impl Containers {
 
     /// Running containers with an endpoint on this network.
     pub fn attached_to(&self, net: &BridgeNetwork) -> Vec<Record> {
-        self.list().iter().map(|c| c.record()).filter(|r| r.state.status == Status::Running && r.endpoints.values().any(|e| e.network_id == net.id())).collect()
+        self.list()
+            .iter()
+            .map(|c| c.record())
+            .filter(|r| r.state.status == Status::Running && r.endpoints.values().any(|e| e.network_id == net.id()))
+            .collect()
     }
 
     /// `docker network connect`: a running container gets a new interface
@@ -165,8 +175,14 @@ impl Containers {
     pub async fn connect_network(&self, c: &Arc<Container>, net: &Arc<BridgeNetwork>, aliases: Vec<String>) -> Result<(), ApiError> {
         let rec = c.record();
         match rec.network_mode().as_str() {
-            "host" => return Err(forbidden("container sharing network namespace with another container or host cannot be connected to any other network")),
-            "none" => return Err(forbidden("container cannot be connected to multiple networks with one of the networks in private (none) mode")),
+            "host" => {
+                return Err(forbidden(
+                    "container sharing network namespace with another container or host cannot be connected to any other network",
+                ))
+            }
+            "none" => {
+                return Err(forbidden("container cannot be connected to multiple networks with one of the networks in private (none) mode"))
+            }
             _ => {}
         }
         if net.default && !aliases.is_empty() {

@@ -119,7 +119,8 @@ pub fn parse_bind(spec: &str) -> Result<MountRequest, ApiError> {
     for m in mode.split(',').filter(|m| !m.is_empty()) {
         match m {
             "ro" => readonly = true,
-            "rw" | "z" | "Z" | "private" | "rprivate" | "shared" | "rshared" | "slave" | "rslave" | "delegated" | "cached" | "consistent" => {}
+            "rw" | "z" | "Z" | "private" | "rprivate" | "shared" | "rshared" | "slave" | "rslave" | "delegated" | "cached"
+            | "consistent" => {}
             "nocopy" => nocopy = true,
             other => return Err(bad(format!("invalid mode: {other}"))),
         }
@@ -145,19 +146,37 @@ pub fn parse_mount(m: &Value) -> Result<MountRequest, ApiError> {
     match kind {
         "bind" => {
             if !source.starts_with('/') {
-                return Err(bad(format!("invalid mount config for type \"bind\": invalid mount path: '{source}' mount path must be absolute")));
+                return Err(bad(format!(
+                    "invalid mount config for type \"bind\": invalid mount path: '{source}' mount path must be absolute"
+                )));
             }
             if !Path::new(source).exists() {
                 return Err(bad(format!("invalid mount config for type \"bind\": bind source path does not exist: {source}")));
             }
-            Ok(MountRequest { source: source.into(), bind: true, destination: target.into(), readonly, mode: String::new(), nocopy: false, create_source: false })
+            Ok(MountRequest {
+                source: source.into(),
+                bind: true,
+                destination: target.into(),
+                readonly,
+                mode: String::new(),
+                nocopy: false,
+                create_source: false,
+            })
         }
         "volume" => {
             if !source.is_empty() {
                 check_volume_name(source)?;
             }
             let nocopy = m["VolumeOptions"]["NoCopy"].as_bool().unwrap_or(false);
-            Ok(MountRequest { source: source.into(), bind: false, destination: target.into(), readonly, mode: "z".into(), nocopy, create_source: false })
+            Ok(MountRequest {
+                source: source.into(),
+                bind: false,
+                destination: target.into(),
+                readonly,
+                mode: "z".into(),
+                nocopy,
+                create_source: false,
+            })
         }
         "tmpfs" | "npipe" | "cluster" => Err(bad(format!("berth does not provide mounts of type \"{kind}\""))),
         other => Err(bad(format!("invalid mount config: unknown mount type \"{other}\""))),
@@ -206,7 +225,11 @@ impl Volumes {
     }
 
     fn announce(&self, rec: &VolumeRecord) {
-        self.bus.emit(Event::VolumeCreated { name: rec.name.clone(), mountpoint: self.mountpoint(&rec.name).display().to_string(), anonymous: rec.anonymous });
+        self.bus.emit(Event::VolumeCreated {
+            name: rec.name.clone(),
+            mountpoint: self.mountpoint(&rec.name).display().to_string(),
+            anonymous: rec.anonymous,
+        });
     }
 
     pub fn mountpoint(&self, name: &str) -> PathBuf {
@@ -242,7 +265,8 @@ impl Volumes {
         // Docker's _data is root-owned, mode 0755 (the copy-in may change it).
         let _ = fs::set_permissions(&data, fs::Permissions::from_mode(0o755));
         let tmp = dir.join("volume.json.tmp");
-        let write = fs::write(&tmp, serde_json::to_vec_pretty(&rec).unwrap_or_default()).and_then(|_| fs::rename(&tmp, dir.join("volume.json")));
+        let write =
+            fs::write(&tmp, serde_json::to_vec_pretty(&rec).unwrap_or_default()).and_then(|_| fs::rename(&tmp, dir.join("volume.json")));
         if let Err(e) = write {
             let _ = fs::remove_dir_all(&dir);
             return Err(internal(format!("creating volume {name}: {e}")));

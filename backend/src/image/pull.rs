@@ -59,10 +59,7 @@ impl std::fmt::Debug for Puller {
 }
 
 fn host_of(url: &str) -> String {
-    url.trim_start_matches("http://")
-        .trim_start_matches("https://")
-        .trim_end_matches('/')
-        .to_string()
+    url.trim_start_matches("http://").trim_start_matches("https://").trim_end_matches('/').to_string()
 }
 
 impl Puller {
@@ -157,18 +154,13 @@ impl Puller {
             .pull_blob(&resolved.reference, &resolved.config, &mut config)
             .await
             .map_err(|e| failed("fetching the image config", &e))?;
-        let config_json: Value =
-            serde_json::from_slice(&config).map_err(|e| failed("parsing the image config", &e))?;
+        let config_json: Value = serde_json::from_slice(&config).map_err(|e| failed("parsing the image config", &e))?;
         let diff_ids: Vec<String> = config_json["rootfs"]["diff_ids"]
             .as_array()
             .map(|a| a.iter().filter_map(|d| d.as_str().map(String::from)).collect())
             .unwrap_or_default();
         if diff_ids.len() != resolved.layers.len() {
-            return Err(PullError::Failed(format!(
-                "image config lists {} diff_ids for {} layers",
-                diff_ids.len(),
-                resolved.layers.len()
-            )));
+            return Err(PullError::Failed(format!("image config lists {} diff_ids for {} layers", diff_ids.len(), resolved.layers.len())));
         }
         let chains = chain_ids(&diff_ids);
         let short = |d: &str| hex_of(d).chars().take(12).collect::<String>();
@@ -186,7 +178,15 @@ impl Puller {
                 send(json!({"status": "Verifying Checksum", "progressDetail": {}, "id": id})).await;
                 send(json!({"status": "Download complete", "progressDetail": {}, "id": id})).await;
                 send(json!({"status": "Extracting", "progressDetail": {"current": 0, "total": layer.size}, "id": id})).await;
-                let size = unpack_layer(store.clone(), blob, layer.media_type.clone(), diff_ids[i].clone(), chain.clone(), i.checked_sub(1).map(|p| chains[p].clone())).await?;
+                let size = unpack_layer(
+                    store.clone(),
+                    blob,
+                    layer.media_type.clone(),
+                    diff_ids[i].clone(),
+                    chain.clone(),
+                    i.checked_sub(1).map(|p| chains[p].clone()),
+                )
+                .await?;
                 bus.emit(Event::LayerAdded {
                     chain_id: chain.clone(),
                     diff_id: diff_ids[i].clone(),
@@ -209,9 +209,7 @@ impl Puller {
         };
         let existed = store.get(&id).is_some_and(|i| r.familiar_tagged().is_some_and(|t| i.repo_tags.contains(&t)));
         let tag = r.familiar_tagged();
-        store
-            .put_image(record.clone(), &config, tag.as_deref())
-            .map_err(|e| failed("storing the image", &e))?;
+        store.put_image(record.clone(), &config, tag.as_deref()).map_err(|e| failed("storing the image", &e))?;
         let stored = store.get(&id).unwrap_or(record);
         bus.emit(Event::ImageAdded {
             id: id.clone(),
@@ -244,12 +242,19 @@ impl Puller {
         progress: &mpsc::Sender<Value>,
     ) -> Result<TempBlob, PullError> {
         let blob = TempBlob(store.tmp_dir().join(format!("blob-{}-{:08x}", hex_of(&layer.digest), crate::daemon::random_u128() as u32)));
-        let file = tokio::fs::File::create(&blob.0)
-            .await
-            .map_err(|e| PullError::Failed(format!("creating {}: {e}", blob.0.display())))?;
+        let file = tokio::fs::File::create(&blob.0).await.map_err(|e| PullError::Failed(format!("creating {}: {e}", blob.0.display())))?;
         let start = Instant::now();
         let seen = Arc::new(AtomicU64::new(0));
-        let writer = ProgressWriter { file, done: 0, total: layer.size.max(0) as u64, last: 0, id: id.to_string(), progress: progress.clone(), start, seen: seen.clone() };
+        let writer = ProgressWriter {
+            file,
+            done: 0,
+            total: layer.size.max(0) as u64,
+            last: 0,
+            id: id.to_string(),
+            progress: progress.clone(),
+            start,
+            seen: seen.clone(),
+        };
         let idle = self.idle;
         let watchdog = async {
             loop {
@@ -261,7 +266,9 @@ impl Puller {
                 tokio::time::sleep(idle - quiet).await;
             }
         };
-        let timed_out = || PullError::Failed(format!("downloading layer {}: timeout: the registry sent nothing for {}s", layer.digest, idle.as_secs_f64()));
+        let timed_out = || {
+            PullError::Failed(format!("downloading layer {}: timeout: the registry sent nothing for {}s", layer.digest, idle.as_secs_f64()))
+        };
         let result = tokio::select! {
             r = self.client.pull_blob(reference, layer, writer) => r.map_err(|e| {
                 // The client's own read timeout says only "error decoding
@@ -347,9 +354,7 @@ async fn unpack_layer(
             }
             .map_err(|e| PullError::Failed(format!("unpacking layer {diff_id}: {e}")))?;
             if got != diff_id {
-                return Err(PullError::Failed(format!(
-                    "layer diff_id mismatch: the config says {diff_id}, the content is {got}"
-                )));
+                return Err(PullError::Failed(format!("layer diff_id mismatch: the config says {diff_id}, the content is {got}")));
             }
             store
                 .commit_layer(&chain, &diff_id, parent.as_deref(), size, &target)
@@ -411,11 +416,7 @@ impl tokio::io::AsyncWrite for ProgressWriter {
 pub fn progress_bar(done: u64, total: u64) -> String {
     let width = 50usize;
     let filled = (done.min(total) * width as u64).checked_div(total).unwrap_or(0) as usize;
-    let bar = if filled >= width {
-        "=".repeat(width)
-    } else {
-        format!("{}>{}", "=".repeat(filled), " ".repeat(width - filled - 1))
-    };
+    let bar = if filled >= width { "=".repeat(width) } else { format!("{}>{}", "=".repeat(filled), " ".repeat(width - filled - 1)) };
     format!("[{bar}]  {}/{}", human_size(done), human_size(total))
 }
 
@@ -430,9 +431,19 @@ pub fn human_size(n: u64) -> String {
     }
     let digits: String = {
         // 3 significant digits, trailing zeros trimmed, as Go's %.4g.
-        let prec = if v >= 100.0 { 0 } else if v >= 10.0 { 1 } else { 2 };
+        let prec = if v >= 100.0 {
+            0
+        } else if v >= 10.0 {
+            1
+        } else {
+            2
+        };
         let t = format!("{v:.prec$}");
-        if t.contains('.') { t.trim_end_matches('0').trim_end_matches('.').to_string() } else { t }
+        if t.contains('.') {
+            t.trim_end_matches('0').trim_end_matches('.').to_string()
+        } else {
+            t
+        }
     };
     format!("{digits}{}", units[u])
 }
@@ -440,9 +451,7 @@ pub fn human_size(n: u64) -> String {
 /// Seconds since the epoch from an RFC 3339 timestamp (0 if unreadable).
 pub fn parse_rfc3339(s: &str) -> i64 {
     let p = |a: usize, b: usize| s.get(a..b).and_then(|x| x.parse::<i64>().ok());
-    let (Some(y), Some(mo), Some(d), Some(h), Some(mi), Some(se)) =
-        (p(0, 4), p(5, 7), p(8, 10), p(11, 13), p(14, 16), p(17, 19))
-    else {
+    let (Some(y), Some(mo), Some(d), Some(h), Some(mi), Some(se)) = (p(0, 4), p(5, 7), p(8, 10), p(11, 13), p(14, 16), p(17, 19)) else {
         return 0;
     };
     // Days from civil (Howard Hinnant).
@@ -498,7 +507,8 @@ mod tests {
         let server = tokio::spawn(async move {
             loop {
                 let Ok((mut sock, _)) = listener.accept().await else { return };
-                let (config, manifest, manifest_digest, config_digest) = (config.clone(), manifest.clone(), manifest_digest.clone(), config_digest.clone());
+                let (config, manifest, manifest_digest, config_digest) =
+                    (config.clone(), manifest.clone(), manifest_digest.clone(), config_digest.clone());
                 tokio::spawn(async move {
                     let mut buf = vec![0u8; 8192];
                     let n = sock.read(&mut buf).await.unwrap_or(0);
@@ -506,10 +516,18 @@ mod tests {
                     let path = req.split_whitespace().nth(1).unwrap_or("").to_string();
                     let head = req.starts_with("HEAD");
                     let reply = |ctype: &str, body: &str, extra: &str| {
-                        format!("HTTP/1.1 200 OK\r\nContent-Type: {ctype}\r\nContent-Length: {}\r\n{extra}Connection: close\r\n\r\n{}", body.len(), if head { "" } else { body })
+                        format!(
+                            "HTTP/1.1 200 OK\r\nContent-Type: {ctype}\r\nContent-Length: {}\r\n{extra}Connection: close\r\n\r\n{}",
+                            body.len(),
+                            if head { "" } else { body }
+                        )
                     };
                     if path.contains("/manifests/") {
-                        let r = reply("application/vnd.docker.distribution.manifest.v2+json", &manifest, &format!("Docker-Content-Digest: {manifest_digest}\r\n"));
+                        let r = reply(
+                            "application/vnd.docker.distribution.manifest.v2+json",
+                            &manifest,
+                            &format!("Docker-Content-Digest: {manifest_digest}\r\n"),
+                        );
                         let _ = sock.write_all(r.as_bytes()).await;
                     } else if path.ends_with(&config_digest) {
                         let _ = sock.write_all(reply("application/octet-stream", &config, "").as_bytes()).await;
@@ -528,7 +546,9 @@ mod tests {
     }
 
     fn leftovers(store: &ImageStore) -> Vec<String> {
-        std::fs::read_dir(store.tmp_dir()).map(|d| d.flatten().map(|e| e.file_name().to_string_lossy().into_owned()).collect()).unwrap_or_default()
+        std::fs::read_dir(store.tmp_dir())
+            .map(|d| d.flatten().map(|e| e.file_name().to_string_lossy().into_owned()).collect())
+            .unwrap_or_default()
     }
 
     #[tokio::test]
@@ -543,7 +563,10 @@ mod tests {
         let (tx, mut rx) = mpsc::channel(1024);
         let drain = tokio::spawn(async move { while rx.recv().await.is_some() {} });
         let start = Instant::now();
-        let e = tokio::time::timeout(Duration::from_secs(20), puller.fetch(&store, &bus, &r, resolved, &tx)).await.expect("the pull hung").unwrap_err();
+        let e = tokio::time::timeout(Duration::from_secs(20), puller.fetch(&store, &bus, &r, resolved, &tx))
+            .await
+            .expect("the pull hung")
+            .unwrap_err();
         let took = start.elapsed();
         assert!(e.to_string().contains("timeout"), "{e}");
         assert!(took >= Duration::from_millis(900) && took < Duration::from_secs(8), "{took:?}");

@@ -59,14 +59,20 @@ fn valid_domain(d: &str) -> bool {
     !host.is_empty()
         && host.split('.').all(|l| {
             let b = l.as_bytes();
-            !b.is_empty() && b[0].is_ascii_alphanumeric() && b[b.len() - 1].is_ascii_alphanumeric() && b.iter().all(|x| x.is_ascii_alphanumeric() || *x == b'-')
+            !b.is_empty()
+                && b[0].is_ascii_alphanumeric()
+                && b[b.len() - 1].is_ascii_alphanumeric()
+                && b.iter().all(|x| x.is_ascii_alphanumeric() || *x == b'-')
         })
 }
 
 /// A tag: `[A-Za-z0-9_][A-Za-z0-9_.-]{0,127}`.
 fn valid_tag(t: &str) -> bool {
     let b = t.as_bytes();
-    !b.is_empty() && b.len() <= 128 && (b[0].is_ascii_alphanumeric() || b[0] == b'_') && b.iter().all(|x| x.is_ascii_alphanumeric() || b"_.-".contains(x))
+    !b.is_empty()
+        && b.len() <= 128
+        && (b[0].is_ascii_alphanumeric() || b[0] == b'_')
+        && b.iter().all(|x| x.is_ascii_alphanumeric() || b"_.-".contains(x))
 }
 
 impl ImageRef {
@@ -77,7 +83,10 @@ impl ImageRef {
             return Err(bad());
         }
         let (name, digest) = match s.split_once('@') {
-            Some((n, d)) if d.len() == 71 && d.strip_prefix("sha256:").is_some_and(|h| h.bytes().all(|x| x.is_ascii_digit() || (b'a'..=b'f').contains(&x))) => {
+            Some((n, d))
+                if d.len() == 71
+                    && d.strip_prefix("sha256:").is_some_and(|h| h.bytes().all(|x| x.is_ascii_digit() || (b'a'..=b'f').contains(&x))) =>
+            {
                 (n, Some(d.to_string()))
             }
             Some(_) => return Err(bad()),
@@ -98,11 +107,7 @@ impl ImageRef {
             }
             _ => (DOCKER_HUB.to_string(), path.to_string()),
         };
-        let repository = if registry == DOCKER_HUB && !repository.contains('/') {
-            format!("library/{repository}")
-        } else {
-            repository
-        };
+        let repository = if registry == DOCKER_HUB && !repository.contains('/') { format!("library/{repository}") } else { repository };
         if !valid_domain(&registry) || !repository.split('/').all(valid_component) {
             return Err(bad());
         }
@@ -171,7 +176,23 @@ mod tests {
     fn the_grammar_refuses_what_docker_refuses() {
         let upper_digest = format!("alpine@sha256:{}", "A".repeat(64));
         let long = "a".repeat(256);
-        for bad in ["a//b", "a/", "/a", "a..b", "a-", "-a", "a:-tag", "a:t@g", "local host/x", "reg.io:/x", "reg.io:5x/x", "-reg.io/x", &upper_digest, &long, "a:é"] {
+        for bad in [
+            "a//b",
+            "a/",
+            "/a",
+            "a..b",
+            "a-",
+            "-a",
+            "a:-tag",
+            "a:t@g",
+            "local host/x",
+            "reg.io:/x",
+            "reg.io:5x/x",
+            "-reg.io/x",
+            &upper_digest,
+            &long,
+            "a:é",
+        ] {
             assert!(ImageRef::parse(bad).is_err(), "{bad}");
         }
         for good in ["a__b", "a---b", "a.b_c-d", "my-reg.io:5000/team/app:v1.0_rc-2", "[::1]:5000/x", "localhost/x"] {

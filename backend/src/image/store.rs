@@ -61,14 +61,8 @@ pub struct ImageStore {
 /// of an image sits in `overlay2/<id>/diff`), the containers or the images.
 /// `volumes/` keeps Docker's o+x so that a volume's `_data` can be reached
 /// by a non-root process given its path.
-pub const DATA_ROOT_MODES: &[(&str, u32)] = &[
-    ("", 0o710),
-    ("overlay2", 0o710),
-    ("image", 0o700),
-    ("tmp", 0o700),
-    ("containers", 0o710),
-    ("volumes", 0o701),
-];
+pub const DATA_ROOT_MODES: &[(&str, u32)] =
+    &[("", 0o710), ("overlay2", 0o710), ("image", 0o700), ("tmp", 0o700), ("containers", 0o710), ("volumes", 0o701)];
 
 /// Mode of each `overlay2/<id>` dir (Docker's; `diff` inside keeps the
 /// image's own mode for its root).

@@ -178,9 +178,7 @@ impl Unpacker {
         let name = rel.file_name().ok_or_else(|| UnpackError::Escape { path: raw.into(), why: "no name" })?;
         let parent = rel.parent().unwrap_or(Path::new(""));
         let fd = Self::walk(root, parent, true).map_err(|e| match e {
-            Walk::NotDir | Walk::Missing => {
-                UnpackError::Escape { path: raw.into(), why: "a parent is a symlink or not a directory" }
-            }
+            Walk::NotDir | Walk::Missing => UnpackError::Escape { path: raw.into(), why: "a parent is a symlink or not a directory" },
             Walk::Io(e) => io_err(rel, e),
         })?;
         Ok((fd, name))
@@ -271,8 +269,7 @@ impl Unpacker {
                         })?;
                         let d = openat(&fd, ".", OFlag::O_RDONLY | OFlag::O_DIRECTORY | OFlag::O_CLOEXEC, Mode::empty())
                             .map_err(|e| io_err(&dir, e.into()))?;
-                        xattr::FileExt::set_xattr(&fs::File::from(d), "trusted.overlay.opaque", b"y")
-                            .map_err(|e| io_err(&dir, e))?;
+                        xattr::FileExt::set_xattr(&fs::File::from(d), "trusted.overlay.opaque", b"y").map_err(|e| io_err(&dir, e))?;
                     }
                     Action::Whiteout { path } => {
                         let (dir, name) = Self::parent_of(&root, &path, &raw)?;
@@ -287,7 +284,14 @@ impl Unpacker {
                         let t = TimeSpec::new(mtime, 0);
                         let chown = |dir: &OwnedFd| -> Result<(), UnpackError> {
                             if self.chown {
-                                fchownat(dir, name, Some(nix::unistd::Uid::from_raw(uid)), Some(nix::unistd::Gid::from_raw(gid)), AtFlags::AT_SYMLINK_NOFOLLOW).map_err(e)?;
+                                fchownat(
+                                    dir,
+                                    name,
+                                    Some(nix::unistd::Uid::from_raw(uid)),
+                                    Some(nix::unistd::Gid::from_raw(gid)),
+                                    AtFlags::AT_SYMLINK_NOFOLLOW,
+                                )
+                                .map_err(e)?;
                             }
                             Ok(())
                         };
@@ -306,7 +310,8 @@ impl Unpacker {
                                 let mut f = fs::File::from(fd);
                                 size += io::copy(&mut entry, &mut f).map_err(|err| io_err(&path, err))?;
                                 if self.chown {
-                                    nix::unistd::fchown(&f, Some(nix::unistd::Uid::from_raw(uid)), Some(nix::unistd::Gid::from_raw(gid))).map_err(e)?;
+                                    nix::unistd::fchown(&f, Some(nix::unistd::Uid::from_raw(uid)), Some(nix::unistd::Gid::from_raw(gid)))
+                                        .map_err(e)?;
                                 }
                                 // After the chown, which clears setuid bits.
                                 nix::sys::stat::fchmod(&f, Mode::from_bits_truncate(mode)).map_err(e)?;
@@ -326,13 +331,16 @@ impl Unpacker {
                                 let target_path = Path::new(target);
                                 let refuse = |why: &'static str| UnpackError::HardLink { path: raw.clone(), target: target.clone(), why };
                                 let tname = target_path.file_name().ok_or_else(|| refuse("the target has no name"))?;
-                                let tdir = Self::walk(&root, target_path.parent().unwrap_or(Path::new("")), false).map_err(|w| match w {
-                                    Walk::NotDir => refuse("the target's path goes through a symlink or a non-directory"),
-                                    Walk::Missing => refuse("the target is not in the layer"),
-                                    Walk::Io(err) => io_err(&path, err),
-                                })?;
+                                let tdir =
+                                    Self::walk(&root, target_path.parent().unwrap_or(Path::new("")), false).map_err(|w| match w {
+                                        Walk::NotDir => refuse("the target's path goes through a symlink or a non-directory"),
+                                        Walk::Missing => refuse("the target is not in the layer"),
+                                        Walk::Io(err) => io_err(&path, err),
+                                    })?;
                                 match fstatat(&tdir, tname, AtFlags::AT_SYMLINK_NOFOLLOW) {
-                                    Ok(st) if st.st_mode & libc::S_IFMT == libc::S_IFDIR => return Err(refuse("the target is a directory")),
+                                    Ok(st) if st.st_mode & libc::S_IFMT == libc::S_IFDIR => {
+                                        return Err(refuse("the target is a directory"))
+                                    }
                                     Ok(_) => {}
                                     Err(Errno::ENOENT) => return Err(refuse("the target is not in the layer")),
                                     Err(err) => return Err(e(err)),
@@ -471,14 +479,8 @@ mod tests {
 
     #[test]
     fn whiteouts_become_deletions_and_opaque_markers_mark_their_dir() {
-        assert_eq!(
-            plan("etc/.wh.motd", EntryKind::File).unwrap(),
-            Action::Whiteout { path: "etc/motd".into() }
-        );
-        assert_eq!(
-            plan("usr/share/.wh..wh..opq", EntryKind::File).unwrap(),
-            Action::Opaque { dir: "usr/share".into() }
-        );
+        assert_eq!(plan("etc/.wh.motd", EntryKind::File).unwrap(), Action::Whiteout { path: "etc/motd".into() });
+        assert_eq!(plan("usr/share/.wh..wh..opq", EntryKind::File).unwrap(), Action::Opaque { dir: "usr/share".into() });
         assert!(plan("etc/.wh..", EntryKind::File).is_err());
         assert_eq!(plan("./", EntryKind::Dir).unwrap(), Action::Skip);
     }
@@ -674,14 +676,24 @@ mod tests {
         /// Names an attacker would try, joined into paths.
         fn name() -> impl Strategy<Value = String> {
             prop_oneof![
-                Just("a".to_string()), Just("b".to_string()), Just("..".to_string()), Just(".".to_string()),
-                Just("".to_string()), Just(".wh.a".to_string()), Just(".wh..wh..opq".to_string()), Just("out".to_string()),
+                Just("a".to_string()),
+                Just("b".to_string()),
+                Just("..".to_string()),
+                Just(".".to_string()),
+                Just("".to_string()),
+                Just(".wh.a".to_string()),
+                Just(".wh..wh..opq".to_string()),
+                Just("out".to_string()),
             ]
         }
         fn path() -> impl Strategy<Value = String> {
             (any::<bool>(), proptest::collection::vec(name(), 1..4)).prop_map(|(abs, v)| {
                 let p = v.join("/");
-                if abs { format!("/{p}") } else { p }
+                if abs {
+                    format!("/{p}")
+                } else {
+                    p
+                }
             })
         }
         #[derive(Clone, Debug)]

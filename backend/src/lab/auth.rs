@@ -109,7 +109,8 @@ impl LabAuth {
         let cookie_name = if secure { format!("__Host-berth_session_{port}") } else { format!("berth_session_{port}") };
         let mut allowed_hosts = vec!["localhost".to_string()];
         allowed_hosts.extend(hosts.iter().map(|h| h.trim().to_ascii_lowercase()).filter(|h| !h.is_empty()));
-        let allowed_origins = origins.iter().map(|o| o.trim().trim_end_matches('/').to_ascii_lowercase()).filter(|o| !o.is_empty()).collect();
+        let allowed_origins =
+            origins.iter().map(|o| o.trim().trim_end_matches('/').to_ascii_lowercase()).filter(|o| !o.is_empty()).collect();
         LabAuth { token, cookie_name, secure, allowed_hosts, allowed_origins, tickets: Mutex::new(HashMap::new()) }
     }
 
@@ -273,7 +274,8 @@ Open the address <code>scripts/lab.sh</code> printed (it ends in <code>?token=â€
 
 /// The URI without its `token` query parameter.
 fn without_token(uri: &Uri) -> String {
-    let rest: Vec<&str> = uri.query().unwrap_or("").split('&').filter(|kv| !kv.is_empty() && !kv.starts_with("token=") && *kv != "token").collect();
+    let rest: Vec<&str> =
+        uri.query().unwrap_or("").split('&').filter(|kv| !kv.is_empty() && !kv.starts_with("token=") && *kv != "token").collect();
     if rest.is_empty() {
         uri.path().to_string()
     } else {
@@ -346,13 +348,21 @@ pub async fn guard(State(auth): State<Arc<LabAuth>>, req: Request, next: Next) -
         if auth.check_token(&t) {
             return redirect_with_session(&auth, &without_token(req.uri()));
         }
-        return if api { refuse(StatusCode::UNAUTHORIZED, true, "wrong lab token") } else { login_page(StatusCode::UNAUTHORIZED, Some("That token is not this lab's.")) };
+        return if api {
+            refuse(StatusCode::UNAUTHORIZED, true, "wrong lab token")
+        } else {
+            login_page(StatusCode::UNAUTHORIZED, Some("That token is not this lab's."))
+        };
     }
     let session = auth.session_of(headers);
     let by_cookie = session.is_some();
     let by_bearer = !by_cookie && auth.bearer_of(headers);
     if !by_cookie && !by_bearer {
-        return if api { refuse(StatusCode::UNAUTHORIZED, true, "sign in first: open the lab's URL with its token") } else { login_page(StatusCode::UNAUTHORIZED, None) };
+        return if api {
+            refuse(StatusCode::UNAUTHORIZED, true, "sign in first: open the lab's URL with its token")
+        } else {
+            login_page(StatusCode::UNAUTHORIZED, None)
+        };
     }
     // A browser's WebSocket always says where it comes from: one with our
     // cookie and no Origin is not our page.

@@ -10,8 +10,8 @@ use std::sync::Arc;
 
 use axum::extract::{FromRef, State};
 use axum::http::StatusCode;
-use axum::response::IntoResponse;
 use axum::middleware;
+use axum::response::IntoResponse;
 use axum::routing::{get, post};
 use axum::{Json, Router};
 use serde_json::json;
@@ -64,10 +64,7 @@ pub fn app(state: AppState, page_dir: &Path, auth: Arc<LabAuth>, terminals: Arc<
     let routes = if index.is_file() {
         api.fallback_service(ServeDir::new(page_dir).fallback(ServeFile::new(index)))
     } else {
-        let msg = format!(
-            "berth's page is not built ({} is missing): run scripts/setup.sh, or `trunk build --release`\n",
-            index.display()
-        );
+        let msg = format!("berth's page is not built ({} is missing): run scripts/setup.sh, or `trunk build --release`\n", index.display());
         api.fallback(move || async move { (StatusCode::SERVICE_UNAVAILABLE, msg) })
     };
     routes.layer(middleware::from_fn_with_state(auth, auth::guard))
@@ -168,21 +165,37 @@ mod tests {
     #[tokio::test]
     async fn without_a_session_every_route_is_closed() {
         let (_d, app, _) = page();
-        for uri in ["/", "/app.js", "/replay", "/api/state", "/api/health", "/api/recordings", "/api/recordings/x.cast", "/api/events", "/api/terminal"] {
+        for uri in [
+            "/",
+            "/app.js",
+            "/replay",
+            "/api/state",
+            "/api/health",
+            "/api/recordings",
+            "/api/recordings/x.cast",
+            "/api/events",
+            "/api/terminal",
+        ] {
             let req = Request::builder().uri(uri).header(header::HOST, "127.0.0.1:8080").body(Body::empty()).unwrap();
             let (s, _, body) = send(app.clone(), req).await;
             assert_eq!(s, StatusCode::UNAUTHORIZED, "{uri}: {body}");
             assert!(!body.contains("berth</html>") && !body.contains("\"seq\""), "{uri} leaked: {body}");
         }
         // A forged cookie is no session.
-        let req = Request::builder().uri("/api/state").header(header::HOST, "127.0.0.1:8080").header(header::COOKIE, format!("berth_session_8080={}.{}", "a".repeat(32), "b".repeat(64))).body(Body::empty()).unwrap();
+        let req = Request::builder()
+            .uri("/api/state")
+            .header(header::HOST, "127.0.0.1:8080")
+            .header(header::COOKIE, format!("berth_session_8080={}.{}", "a".repeat(32), "b".repeat(64)))
+            .body(Body::empty())
+            .unwrap();
         assert_eq!(send(app, req).await.0, StatusCode::UNAUTHORIZED);
     }
 
     #[tokio::test]
     async fn the_token_in_the_address_becomes_a_cookie_and_leaves_the_address() {
         let (_d, app, auth) = page();
-        let req = Request::builder().uri(format!("/?token={TOKEN}&sim")).header(header::HOST, "127.0.0.1:8080").body(Body::empty()).unwrap();
+        let req =
+            Request::builder().uri(format!("/?token={TOKEN}&sim")).header(header::HOST, "127.0.0.1:8080").body(Body::empty()).unwrap();
         let (s, h, _) = send(app.clone(), req).await;
         assert_eq!(s, StatusCode::SEE_OTHER);
         assert_eq!(h[header::LOCATION], "/?sim");
@@ -190,11 +203,17 @@ mod tests {
         assert!(set.contains("HttpOnly") && set.contains("SameSite=Strict") && set.starts_with("berth_session_8080="), "{set}");
         let value = set.split(';').next().unwrap().to_string();
         assert!(auth.check_session(value.split_once('=').unwrap().1));
-        let req = Request::builder().uri("/api/state").header(header::HOST, "127.0.0.1:8080").header(header::COOKIE, value).body(Body::empty()).unwrap();
+        let req = Request::builder()
+            .uri("/api/state")
+            .header(header::HOST, "127.0.0.1:8080")
+            .header(header::COOKIE, value)
+            .body(Body::empty())
+            .unwrap();
         let (s, _, body) = send(app.clone(), req).await;
         assert_eq!(s, StatusCode::OK, "{body}");
         // A wrong token signs nobody in.
-        let req = Request::builder().uri("/?token=wrong-token-0000000000").header(header::HOST, "127.0.0.1:8080").body(Body::empty()).unwrap();
+        let req =
+            Request::builder().uri("/?token=wrong-token-0000000000").header(header::HOST, "127.0.0.1:8080").body(Body::empty()).unwrap();
         let (s, h, _) = send(app, req).await;
         assert_eq!(s, StatusCode::UNAUTHORIZED);
         assert!(h.get(header::SET_COOKIE).is_none());
@@ -219,7 +238,12 @@ mod tests {
         let (s, h, body) = send(app.clone(), form("nope-nope-nope-nope")).await;
         assert_eq!(s, StatusCode::UNAUTHORIZED);
         assert!(h.get(header::SET_COOKIE).is_none() && body.contains("not this lab"), "{body}");
-        let req = Request::builder().uri("/api/state").header(header::HOST, "127.0.0.1:8080").header(header::AUTHORIZATION, format!("Bearer {TOKEN}")).body(Body::empty()).unwrap();
+        let req = Request::builder()
+            .uri("/api/state")
+            .header(header::HOST, "127.0.0.1:8080")
+            .header(header::AUTHORIZATION, format!("Bearer {TOKEN}"))
+            .body(Body::empty())
+            .unwrap();
         assert_eq!(send(app, req).await.0, StatusCode::OK);
     }
 
@@ -227,7 +251,12 @@ mod tests {
     async fn a_forged_host_is_refused_even_with_a_session() {
         let (_d, app, auth) = page();
         for host in ["evil.example:8080", "evil.example", "127.0.0.1.evil.example:8080"] {
-            let req = Request::builder().uri("/api/state").header(header::HOST, host).header(header::COOKIE, cookie(&auth)).body(Body::empty()).unwrap();
+            let req = Request::builder()
+                .uri("/api/state")
+                .header(header::HOST, host)
+                .header(header::COOKIE, cookie(&auth))
+                .body(Body::empty())
+                .unwrap();
             let (s, _, body) = send(app.clone(), req).await;
             assert_eq!(s, StatusCode::FORBIDDEN, "{host}: {body}");
         }
@@ -251,25 +280,41 @@ mod tests {
             assert_eq!(send(app.clone(), req).await.0, StatusCode::FORBIDDEN, "ws from {origin}");
         }
         // An <img>/<script> another port embeds: no Origin, but the browser says.
-        let req = own(&auth, "/api/state").header("sec-fetch-site", "same-site").header("sec-fetch-mode", "no-cors").body(Body::empty()).unwrap();
+        let req =
+            own(&auth, "/api/state").header("sec-fetch-site", "same-site").header("sec-fetch-mode", "no-cors").body(Body::empty()).unwrap();
         assert_eq!(send(app.clone(), req).await.0, StatusCode::FORBIDDEN);
         // Following a link to the lab is fine: it is our own page.
         let req = own(&auth, "/").header("sec-fetch-site", "cross-site").header("sec-fetch-mode", "navigate").body(Body::empty()).unwrap();
         assert_eq!(send(app.clone(), req).await.0, StatusCode::OK);
         // A WebSocket with our cookie but no Origin is not our page.
-        let req = own(&auth, "/api/events").header(header::UPGRADE, "websocket").header(header::CONNECTION, "upgrade").body(Body::empty()).unwrap();
+        let req = own(&auth, "/api/events")
+            .header(header::UPGRADE, "websocket")
+            .header(header::CONNECTION, "upgrade")
+            .body(Body::empty())
+            .unwrap();
         assert_eq!(send(app.clone(), req).await.0, StatusCode::FORBIDDEN);
         // Our own page's requests pass.
-        let req = own(&auth, "/api/state").header(header::ORIGIN, "http://127.0.0.1:8080").header("sec-fetch-site", "same-origin").body(Body::empty()).unwrap();
+        let req = own(&auth, "/api/state")
+            .header(header::ORIGIN, "http://127.0.0.1:8080")
+            .header("sec-fetch-site", "same-origin")
+            .body(Body::empty())
+            .unwrap();
         assert_eq!(send(app, req).await.0, StatusCode::OK);
     }
 
     #[tokio::test]
     async fn the_terminal_ticket_is_for_the_session_only() {
         let (_d, app, auth) = page();
-        let req = Request::builder().method("POST").uri("/api/terminal/ticket").header(header::HOST, "127.0.0.1:8080").header(header::ORIGIN, "http://127.0.0.1:8080").body(Body::empty()).unwrap();
+        let req = Request::builder()
+            .method("POST")
+            .uri("/api/terminal/ticket")
+            .header(header::HOST, "127.0.0.1:8080")
+            .header(header::ORIGIN, "http://127.0.0.1:8080")
+            .body(Body::empty())
+            .unwrap();
         assert_eq!(send(app.clone(), req).await.0, StatusCode::UNAUTHORIZED);
-        let req = own(&auth, "/api/terminal/ticket").method("POST").header(header::ORIGIN, "http://127.0.0.1:8080").body(Body::empty()).unwrap();
+        let req =
+            own(&auth, "/api/terminal/ticket").method("POST").header(header::ORIGIN, "http://127.0.0.1:8080").body(Body::empty()).unwrap();
         let (s, _, body) = send(app, req).await;
         assert_eq!(s, StatusCode::OK, "{body}");
         let v: serde_json::Value = serde_json::from_str(&body).unwrap();

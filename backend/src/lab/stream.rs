@@ -127,7 +127,10 @@ pub async fn recording(State(st): State<AppState>, UrlPath(name): UrlPath<String
     }
     match tokio::fs::read(recordings_dir(&st).join(&name)).await {
         Ok(bytes) => (
-            [(header::CONTENT_TYPE, "application/x-asciicast".to_string()), (header::CONTENT_DISPOSITION, format!("attachment; filename=\"{name}\""))],
+            [
+                (header::CONTENT_TYPE, "application/x-asciicast".to_string()),
+                (header::CONTENT_DISPOSITION, format!("attachment; filename=\"{name}\"")),
+            ],
             bytes,
         )
             .into_response(),

@@ -274,7 +274,8 @@ impl Recorder {
 }
 
 fn start_shell(st: &AppState, owner: &str, id: &str, (cols, rows): (u16, u16)) -> std::io::Result<Arc<Shell>> {
-    let pty = nix::pty::openpty(Some(&nix::pty::Winsize { ws_row: rows, ws_col: cols, ws_xpixel: 0, ws_ypixel: 0 }), None).map_err(std::io::Error::from)?;
+    let pty = nix::pty::openpty(Some(&nix::pty::Winsize { ws_row: rows, ws_col: cols, ws_xpixel: 0, ws_ypixel: 0 }), None)
+        .map_err(std::io::Error::from)?;
     let child = shell_command(st, &pty.slave)?.spawn()?;
     drop(pty.slave);
     let master = Pty::new(pty.master)?;

@@ -58,7 +58,8 @@ pub fn answer(query: &[u8], resolve: &Resolve) -> Reply {
     resp.metadata.recursion_desired = req.metadata.recursion_desired;
     resp.metadata.recursion_available = true;
     resp.add_queries(req.queries.iter().cloned());
-    let Some(q) = req.queries.first().filter(|_| req.metadata.message_type == MessageType::Query && req.metadata.op_code == OpCode::Query) else {
+    let Some(q) = req.queries.first().filter(|_| req.metadata.message_type == MessageType::Query && req.metadata.op_code == OpCode::Query)
+    else {
         resp.metadata.response_code = ResponseCode::FormErr;
         return Reply::Local(resp.to_vec().unwrap_or_default());
     };
@@ -171,10 +172,14 @@ mod tests {
         assert_eq!(m.metadata.id, 4242);
         assert_eq!(m.metadata.message_type, MessageType::Response);
         assert_eq!(m.metadata.response_code, ResponseCode::NoError);
-        let ips: Vec<_> = m.answers.iter().filter_map(|r| match &r.data {
-            RData::A(a) => Some(a.0),
-            _ => None,
-        }).collect();
+        let ips: Vec<_> = m
+            .answers
+            .iter()
+            .filter_map(|r| match &r.data {
+                RData::A(a) => Some(a.0),
+                _ => None,
+            })
+            .collect();
         assert_eq!(ips, vec![Ipv4Addr::new(172, 18, 0, 2)]);
     }
 

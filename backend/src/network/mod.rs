@@ -218,7 +218,13 @@ impl BridgeNetwork {
                     )));
                 }
             };
-            let map = nat::PortMap { proto: req.proto.clone(), host_ip: req.host_ip, host_port: p.port, container_ip: ep.ip, container_port: req.container_port };
+            let map = nat::PortMap {
+                proto: req.proto.clone(),
+                host_ip: req.host_ip,
+                host_port: p.port,
+                container_ip: ep.ip,
+                container_port: req.container_port,
+            };
             proxies.push(p);
             for r in nat::port_rules(self.bridge(), &map) {
                 match self.iptables.append(&r) {
@@ -278,7 +284,14 @@ impl BridgeNetwork {
     /// Joins the container's namespace at `netns` to this network: a veth
     /// pair into the bridge, `ifname` inside with the next free address, and
     /// the default route if `default_route`.
-    pub async fn connect(&self, container_id: &str, netns: &Path, ifname: &str, default_route: bool, aliases: Vec<String>) -> Result<Endpoint, NetError> {
+    pub async fn connect(
+        &self,
+        container_id: &str,
+        netns: &Path,
+        ifname: &str,
+        default_route: bool,
+        aliases: Vec<String>,
+    ) -> Result<Endpoint, NetError> {
         let (ip, prefix, gateway) = {
             let mut ipam = self.ipam.lock().unwrap_or_else(|p| p.into_inner());
             let ip = ipam.allocate().map_err(|e| NetError::Conflict(e.to_string()))?;

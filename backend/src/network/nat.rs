@@ -20,7 +20,11 @@ pub struct Iptables;
 
 impl Iptables {
     fn run(&self, args: &[&str]) -> Result<(), IptablesError> {
-        let out = Command::new("iptables").arg("-w").args(args).output().map_err(|e| IptablesError { args: args.join(" "), message: e.to_string() })?;
+        let out = Command::new("iptables")
+            .arg("-w")
+            .args(args)
+            .output()
+            .map_err(|e| IptablesError { args: args.join(" "), message: e.to_string() })?;
         if out.status.success() {
             Ok(())
         } else {
@@ -54,7 +58,11 @@ impl Iptables {
     /// The 1-based position of a rule in its chain, as `iptables -S` lists it.
     fn position(&self, r: &Rule) -> Result<Option<usize>, IptablesError> {
         let args = ["-t", r.table, "-S", r.chain];
-        let out = Command::new("iptables").arg("-w").args(args).output().map_err(|e| IptablesError { args: args.join(" "), message: e.to_string() })?;
+        let out = Command::new("iptables")
+            .arg("-w")
+            .args(args)
+            .output()
+            .map_err(|e| IptablesError { args: args.join(" "), message: e.to_string() })?;
         let text = String::from_utf8_lossy(&out.stdout);
         let want = r.text();
         Ok(text.lines().filter(|l| l.starts_with("-A ")).position(|l| l.trim() == want).map(|i| i + 1))
@@ -85,4 +93,3 @@ impl Iptables {
         self.run(&args).map(|_| true)
     }
 }
-

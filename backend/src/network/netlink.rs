@@ -86,7 +86,9 @@ pub async fn ensure_bridge(h: &Handle, name: &str, gateway: Ipv4Addr, prefix: u8
     let (index, created) = match link_by_name(h, name).await? {
         Some((index, Some(InfoKind::Bridge))) => (index, false),
         Some((_, kind)) => {
-            return Err(NetError::Conflict(format!("{name} exists and is not a bridge ({kind:?}): remove it or configure another bridge name")))
+            return Err(NetError::Conflict(format!(
+                "{name} exists and is not a bridge ({kind:?}): remove it or configure another bridge name"
+            )))
         }
         None => {
             h.link().add(LinkBridge::new(name).build()).execute().await.map_err(nl)?;
@@ -97,7 +99,9 @@ pub async fn ensure_bridge(h: &Handle, name: &str, gateway: Ipv4Addr, prefix: u8
     let addrs = ipv4_addrs(h, index).await?;
     if !addrs.contains(&(gateway, prefix)) {
         if let Some((other, p)) = addrs.first() {
-            return Err(NetError::Conflict(format!("bridge {name} has address {other}/{p}, not {gateway}/{prefix}: remove it or configure the bridge's subnet to match")));
+            return Err(NetError::Conflict(format!(
+                "bridge {name} has address {other}/{p}, not {gateway}/{prefix}: remove it or configure the bridge's subnet to match"
+            )));
         }
         h.address().add(index, gateway.into(), prefix).execute().await.map_err(nl)?;
     }
@@ -194,17 +198,9 @@ pub async fn attach(h: &Handle, bridge: u32, netns: &Path, host_if: &str, eth0: 
     let result = async {
         let (host_idx, _) = link_by_name(h, host_if).await?.ok_or_else(|| nl("veth vanished"))?;
         let (peer_idx, _) = link_by_name(h, &peer).await?.ok_or_else(|| nl("veth peer vanished"))?;
-        h.link()
-            .set(LinkUnspec::new_with_index(host_idx).controller(bridge).up().build())
-            .execute()
-            .await
-            .map_err(nl)?;
+        h.link().set(LinkUnspec::new_with_index(host_idx).controller(bridge).up().build()).execute().await.map_err(nl)?;
         let ns = std::fs::File::open(netns).map_err(io(format!("opening {}", netns.display())))?;
-        h.link()
-            .set(LinkUnspec::new_with_index(peer_idx).setns_by_fd(ns.as_raw_fd()).build())
-            .execute()
-            .await
-            .map_err(nl)?;
+        h.link().set(LinkUnspec::new_with_index(peer_idx).setns_by_fd(ns.as_raw_fd()).build()).execute().await.map_err(nl)?;
         configure_inside(netns, &peer, eth0.clone()).await
     }
     .await;
@@ -281,13 +277,32 @@ pub struct LinkFacts {
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum KernelChange {
     Link(LinkFacts),
-    LinkGone { index: u32, name: String },
-    Address { index: u32, ip: std::net::IpAddr, prefix: u8 },
-    AddressGone { index: u32, ip: std::net::IpAddr, prefix: u8 },
+    LinkGone {
+        index: u32,
+        name: String,
+    },
+    Address {
+        index: u32,
+        ip: std::net::IpAddr,
+        prefix: u8,
+    },
+    AddressGone {
+        index: u32,
+        ip: std::net::IpAddr,
+        prefix: u8,
+    },
     /// An IPv4 route of the main table: destination ("default" or a CIDR),
     /// gateway, output link index.
-    Route { dst: String, gateway: Option<Ipv4Addr>, oif: Option<u32> },
-    RouteGone { dst: String, gateway: Option<Ipv4Addr>, oif: Option<u32> },
+    Route {
+        dst: String,
+        gateway: Option<Ipv4Addr>,
+        oif: Option<u32>,
+    },
+    RouteGone {
+        dst: String,
+        gateway: Option<Ipv4Addr>,
+        oif: Option<u32>,
+    },
 }
 
 fn route_facts(msg: &rtnetlink::packet_route::route::RouteMessage) -> Option<(String, Option<Ipv4Addr>, Option<u32>)> {
@@ -316,7 +331,14 @@ fn route_facts(msg: &rtnetlink::packet_route::route::RouteMessage) -> Option<(St
 
 fn link_facts(msg: &rtnetlink::packet_route::link::LinkMessage) -> LinkFacts {
     use rtnetlink::packet_route::link::LinkFlags;
-    let mut f = LinkFacts { index: msg.header.index, name: String::new(), kind: String::new(), master: None, up: msg.header.flags.contains(LinkFlags::Up), link_netnsid: None };
+    let mut f = LinkFacts {
+        index: msg.header.index,
+        name: String::new(),
+        kind: String::new(),
+        master: None,
+        up: msg.header.flags.contains(LinkFlags::Up),
+        link_netnsid: None,
+    };
     for a in &msg.attributes {
         match a {
             LinkAttribute::IfName(n) => f.name = n.clone(),
@@ -355,7 +377,10 @@ pub async fn watch(tx: tokio::sync::mpsc::UnboundedSender<KernelChange>) -> Resu
     let (mut conn, handle, mut messages) = new_connection().map_err(|e| NetError::Io { what: "netlink socket".into(), source: e })?;
     // RTNLGRP_LINK, RTNLGRP_IPV4_IFADDR, RTNLGRP_IPV4_ROUTE, RTNLGRP_IPV6_IFADDR.
     for group in [1u32, 5, 7, 9] {
-        conn.socket_mut().socket_mut().add_membership(group).map_err(|e| NetError::Io { what: "joining a netlink group".into(), source: e })?;
+        conn.socket_mut()
+            .socket_mut()
+            .add_membership(group)
+            .map_err(|e| NetError::Io { what: "joining a netlink group".into(), source: e })?;
     }
     tokio::spawn(conn);
     let mut links = handle.link().get().execute();
@@ -383,10 +408,18 @@ pub async fn watch(tx: tokio::sync::mpsc::UnboundedSender<KernelChange>) -> Resu
                 let f = link_facts(&l);
                 Some(KernelChange::LinkGone { index: f.index, name: f.name })
             }
-            NetlinkPayload::InnerMessage(RouteNetlinkMessage::NewAddress(a)) => address_facts(&a).map(|(index, ip, prefix)| KernelChange::Address { index, ip, prefix }),
-            NetlinkPayload::InnerMessage(RouteNetlinkMessage::DelAddress(a)) => address_facts(&a).map(|(index, ip, prefix)| KernelChange::AddressGone { index, ip, prefix }),
-            NetlinkPayload::InnerMessage(RouteNetlinkMessage::NewRoute(r)) => route_facts(&r).map(|(dst, gateway, oif)| KernelChange::Route { dst, gateway, oif }),
-            NetlinkPayload::InnerMessage(RouteNetlinkMessage::DelRoute(r)) => route_facts(&r).map(|(dst, gateway, oif)| KernelChange::RouteGone { dst, gateway, oif }),
+            NetlinkPayload::InnerMessage(RouteNetlinkMessage::NewAddress(a)) => {
+                address_facts(&a).map(|(index, ip, prefix)| KernelChange::Address { index, ip, prefix })
+            }
+            NetlinkPayload::InnerMessage(RouteNetlinkMessage::DelAddress(a)) => {
+                address_facts(&a).map(|(index, ip, prefix)| KernelChange::AddressGone { index, ip, prefix })
+            }
+            NetlinkPayload::InnerMessage(RouteNetlinkMessage::NewRoute(r)) => {
+                route_facts(&r).map(|(dst, gateway, oif)| KernelChange::Route { dst, gateway, oif })
+            }
+            NetlinkPayload::InnerMessage(RouteNetlinkMessage::DelRoute(r)) => {
+                route_facts(&r).map(|(dst, gateway, oif)| KernelChange::RouteGone { dst, gateway, oif })
+            }
             _ => None,
         };
         if let Some(c) = change {

@@ -131,7 +131,8 @@ impl Networks {
     async fn choose_subnet(&self, req: &CreateRequest) -> Result<Ipam, NetError> {
         let taken: Vec<Ipam> = self.all().iter().filter_map(|n| Ipam::new(&n.subnet()).ok()).collect();
         if let Some(subnet) = req.subnet.as_deref().filter(|s| !s.is_empty()) {
-            let mut ipam = Ipam::new(subnet).map_err(|_| NetError::Invalid(format!("invalid subnet {subnet}: it must be an IPv4 CIDR such as 10.10.0.0/24")))?;
+            let mut ipam = Ipam::new(subnet)
+                .map_err(|_| NetError::Invalid(format!("invalid subnet {subnet}: it must be an IPv4 CIDR such as 10.10.0.0/24")))?;
             if taken.iter().any(|t| t.overlaps(&ipam)) {
                 return Err(NetError::Forbidden("Pool overlaps with other one on this address space".into()));
             }
@@ -157,7 +158,9 @@ impl Networks {
                 return Ok(ipam);
             }
         }
-        Err(NetError::Forbidden("could not find an available, non-overlapping IPv4 address pool among the defaults to assign to the network".into()))
+        Err(NetError::Forbidden(
+            "could not find an available, non-overlapping IPv4 address pool among the defaults to assign to the network".into(),
+        ))
     }
 
     /// `docker network create`: a new bridge br-<id12> on a free subnet.
@@ -166,7 +169,8 @@ impl Networks {
         if req.name.is_empty() {
             return Err(NetError::Invalid("network name must not be empty".into()));
         }
-        let valid = req.name.chars().next().is_some_and(|c| c.is_ascii_alphanumeric()) && req.name.chars().all(|c| c.is_ascii_alphanumeric() || "_.-".contains(c));
+        let valid = req.name.chars().next().is_some_and(|c| c.is_ascii_alphanumeric())
+            && req.name.chars().all(|c| c.is_ascii_alphanumeric() || "_.-".contains(c));
         if !valid {
             return Err(NetError::Invalid(format!("invalid network name {:?}: only [a-zA-Z0-9][a-zA-Z0-9_.-] are allowed", req.name)));
         }

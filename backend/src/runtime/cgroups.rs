@@ -94,15 +94,15 @@ pub fn default_rules() -> Vec<DeviceRule> {
     vec![
         DeviceRule::new('c', None, None, "m"),
         DeviceRule::new('b', None, None, "m"),
-        c(1, Some(3)),   // null
-        c(1, Some(5)),   // zero
-        c(1, Some(7)),   // full
-        c(1, Some(8)),   // random
-        c(1, Some(9)),   // urandom
-        c(5, Some(0)),   // tty
-        c(5, Some(1)),   // console
-        c(5, Some(2)),   // ptmx
-        c(136, None),    // pts
+        c(1, Some(3)),    // null
+        c(1, Some(5)),    // zero
+        c(1, Some(7)),    // full
+        c(1, Some(8)),    // random
+        c(1, Some(9)),    // urandom
+        c(5, Some(0)),    // tty
+        c(5, Some(1)),    // console
+        c(5, Some(2)),    // ptmx
+        c(136, None),     // pts
         c(10, Some(200)), // tun
     ]
 }
@@ -154,12 +154,16 @@ pub fn device_filter(rules: &[DeviceRule]) -> Vec<[u8; 8]> {
             'c' => block.push((JNE_K, 2, 0, 2, true)),
             _ => {}
         }
-        let allowed: i32 = r.access.chars().map(|c| match c {
-            'm' => 1,
-            'r' => 2,
-            'w' => 4,
-            _ => 0,
-        }).sum();
+        let allowed: i32 = r
+            .access
+            .chars()
+            .map(|c| match c {
+                'm' => 1,
+                'r' => 2,
+                'w' => 4,
+                _ => 0,
+            })
+            .sum();
         if allowed != 7 {
             block.push((MOV_X, 1, 3, 0, false));
             block.push((AND_K, 1, 0, !allowed & 7, false));
@@ -189,7 +193,15 @@ pub fn device_filter(rules: &[DeviceRule]) -> Vec<[u8; 8]> {
 #[cfg(test)]
 fn run_filter(p: &[[u8; 8]], kind: char, major: u32, minor: u32, access: &str) -> u64 {
     let t: u64 = if kind == 'b' { 1 } else { 2 };
-    let a: u64 = access.chars().map(|c| match c { 'm' => 1, 'r' => 2, 'w' => 4, _ => 0 }).sum();
+    let a: u64 = access
+        .chars()
+        .map(|c| match c {
+            'm' => 1,
+            'r' => 2,
+            'w' => 4,
+            _ => 0,
+        })
+        .sum();
     let ctx = [((a << 16) | t) as u32, major, minor];
     let mut r = [0u64; 11];
     let mut pc = 0usize;
@@ -286,7 +298,8 @@ pub struct DeviceCgroups {
 fn mount_hierarchy(dir: &Path, fstype: &str, data: Option<&str>) -> io::Result<()> {
     use nix::mount::MsFlags;
     fs::create_dir_all(dir)?;
-    nix::mount::mount(Some(fstype), dir, Some(fstype), MsFlags::MS_NOSUID | MsFlags::MS_NODEV | MsFlags::MS_NOEXEC, data).map_err(io::Error::from)
+    nix::mount::mount(Some(fstype), dir, Some(fstype), MsFlags::MS_NOSUID | MsFlags::MS_NODEV | MsFlags::MS_NOEXEC, data)
+        .map_err(io::Error::from)
 }
 
 impl DeviceCgroups {
@@ -365,7 +378,8 @@ impl DeviceCgroups {
         fs::create_dir_all(&dir)?;
         let applied = match self.mode {
             Enforcement::V1 => rule_writes(rules, allow_all).into_iter().try_for_each(|(file, line)| {
-                fs::write(dir.join(file), &line).map_err(|e| io::Error::new(e.kind(), format!("writing \"{line}\" to {}: {e}", dir.join(file).display())))
+                fs::write(dir.join(file), &line)
+                    .map_err(|e| io::Error::new(e.kind(), format!("writing \"{line}\" to {}: {e}", dir.join(file).display())))
             }),
             // A new v2 cgroup allows every device: privileged keeps that.
             Enforcement::Bpf if allow_all => Ok(()),
@@ -436,7 +450,20 @@ mod tests {
         let allowed: Vec<&str> = w[1..].iter().map(|(_, l)| l.as_str()).collect();
         assert_eq!(
             allowed,
-            vec!["c *:* m", "b *:* m", "c 1:3 rwm", "c 1:5 rwm", "c 1:7 rwm", "c 1:8 rwm", "c 1:9 rwm", "c 5:0 rwm", "c 5:1 rwm", "c 5:2 rwm", "c 136:* rwm", "c 10:200 rwm"]
+            vec![
+                "c *:* m",
+                "b *:* m",
+                "c 1:3 rwm",
+                "c 1:5 rwm",
+                "c 1:7 rwm",
+                "c 1:8 rwm",
+                "c 1:9 rwm",
+                "c 5:0 rwm",
+                "c 5:1 rwm",
+                "c 5:2 rwm",
+                "c 136:* rwm",
+                "c 10:200 rwm"
+            ]
         );
         assert!(w.iter().all(|(f, _)| *f != "devices.allow" || !allowed.contains(&"a *:* rwm")));
         assert_eq!(rule_writes(&default_rules(), true), vec![("devices.allow", "a".to_string())]);
@@ -471,19 +498,19 @@ mod tests {
         rules.push("b 7:0 r".parse().unwrap());
         let p = device_filter(&rules);
         for (kind, ma, mi, access, want) in [
-            ('c', 1, 3, "rw", 1),     // null
-            ('c', 1, 9, "r", 1),      // urandom
-            ('c', 136, 4, "rw", 1),   // a pts
-            ('c', 5, 2, "rwm", 1),    // ptmx
-            ('c', 10, 232, "m", 1),   // mknod of anything
+            ('c', 1, 3, "rw", 1),   // null
+            ('c', 1, 9, "r", 1),    // urandom
+            ('c', 136, 4, "rw", 1), // a pts
+            ('c', 5, 2, "rwm", 1),  // ptmx
+            ('c', 10, 232, "m", 1), // mknod of anything
             ('b', 8, 0, "m", 1),
-            ('c', 10, 232, "rw", 0),  // kvm
+            ('c', 10, 232, "rw", 0), // kvm
             ('c', 10, 232, "r", 0),
-            ('b', 7, 1, "r", 0),      // another loop device
-            ('b', 7, 0, "r", 1),      // the --device one, read
-            ('b', 7, 0, "rw", 0),     // not written
-            ('c', 7, 0, "r", 0),      // a char device with its numbers
-            ('c', 4, 9, "w", 0),      // a VT
+            ('b', 7, 1, "r", 0),  // another loop device
+            ('b', 7, 0, "r", 1),  // the --device one, read
+            ('b', 7, 0, "rw", 0), // not written
+            ('c', 7, 0, "r", 0),  // a char device with its numbers
+            ('c', 4, 9, "w", 0),  // a VT
         ] {
             assert_eq!(run_filter(&p, kind, ma, mi, access), want, "{kind} {ma}:{mi} {access}");
         }

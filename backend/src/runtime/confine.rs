@@ -139,8 +139,23 @@ pub fn tweak_capabilities(adds: &[String], drops: &[String], privileged: bool) -
 }
 
 /// `--ulimit` names as Docker takes them.
-pub const ULIMIT_NAMES: &[&str] =
-    &["core", "cpu", "data", "fsize", "locks", "memlock", "msgqueue", "nice", "nofile", "nproc", "rss", "rtprio", "rttime", "sigpending", "stack"];
+pub const ULIMIT_NAMES: &[&str] = &[
+    "core",
+    "cpu",
+    "data",
+    "fsize",
+    "locks",
+    "memlock",
+    "msgqueue",
+    "nice",
+    "nofile",
+    "nproc",
+    "rss",
+    "rtprio",
+    "rttime",
+    "sigpending",
+    "stack",
+];
 
 fn rlimits(hc: &Value) -> Result<Vec<Rlimit>, String> {
     let list = match &hc["Ulimits"] {
@@ -214,7 +229,8 @@ pub fn parse_tmpfs(destination: &str, options: &str) -> Result<Tmpfs, String> {
     if !destination.starts_with('/') || destination == "/" || destination.split('/').any(|c| c == "..") {
         return Err(format!("invalid mount path for tmpfs: {destination}"));
     }
-    let mut t = Tmpfs { destination: destination.to_string(), readonly: false, nosuid: true, nodev: true, noexec: true, data: String::new() };
+    let mut t =
+        Tmpfs { destination: destination.to_string(), readonly: false, nosuid: true, nodev: true, noexec: true, data: String::new() };
     let mut data: Vec<String> = Vec::new();
     for o in options.split(',').map(str::trim).filter(|o| !o.is_empty()) {
         match o {
@@ -228,7 +244,9 @@ pub fn parse_tmpfs(destination: &str, options: &str) -> Result<Tmpfs, String> {
             "nodev" => t.nodev = true,
             _ => {
                 let key = o.split_once('=').map(|(k, _)| k).unwrap_or(o);
-                let valid_value = o.split_once('=').is_some_and(|(_, v)| !v.is_empty() && v.chars().all(|c| c.is_ascii_alphanumeric() || ":.%".contains(c)));
+                let valid_value = o
+                    .split_once('=')
+                    .is_some_and(|(_, v)| !v.is_empty() && v.chars().all(|c| c.is_ascii_alphanumeric() || ":.%".contains(c)));
                 if !["size", "mode", "uid", "gid", "nr_inodes", "nr_blocks"].contains(&key) || !valid_value {
                     return Err(format!("invalid tmpfs option \"{o}\" for {destination}"));
                 }
@@ -376,7 +394,8 @@ impl Confinement {
         refuse_unsupported(hc)?;
         let privileged = bool_field(hc, "Privileged")?;
         let capabilities = tweak_capabilities(&strings_field(hc, "CapAdd")?, &strings_field(hc, "CapDrop")?, privileged)?;
-        let device_rules = strings_field(hc, "DeviceCgroupRules")?.iter().map(|r| r.parse()).collect::<Result<Vec<DeviceRule>, String>>()?;
+        let device_rules =
+            strings_field(hc, "DeviceCgroupRules")?.iter().map(|r| r.parse()).collect::<Result<Vec<DeviceRule>, String>>()?;
         let shm = int_field(hc, "ShmSize")?;
         if shm < 0 {
             return Err("SHM size can not be less than 0".into());
@@ -551,15 +570,32 @@ mod tests {
             "ReadonlyRootfs": true, "ShmSize": 1048576, "OomScoreAdj": 500,
         });
         let c = Confinement::from_host_config(&hc).unwrap();
-        assert_eq!(c.rlimits, vec![Rlimit { name: "nofile".into(), soft: 100, hard: 200 }, Rlimit { name: "core".into(), soft: u64::MAX, hard: u64::MAX }]);
-        assert_eq!(c.devices, vec![DeviceRequest { path_on_host: "/dev/loop0".into(), path_in_container: "/dev/loop0".into(), permissions: "r".into() }]);
+        assert_eq!(
+            c.rlimits,
+            vec![Rlimit { name: "nofile".into(), soft: 100, hard: 200 }, Rlimit { name: "core".into(), soft: u64::MAX, hard: u64::MAX }]
+        );
+        assert_eq!(
+            c.devices,
+            vec![DeviceRequest { path_on_host: "/dev/loop0".into(), path_in_container: "/dev/loop0".into(), permissions: "r".into() }]
+        );
         assert_eq!(c.device_rules[0].to_string(), "c 10:232 rwm");
-        assert_eq!(c.tmpfs, vec![Tmpfs { destination: "/scratch".into(), readonly: false, nosuid: true, nodev: true, noexec: false, data: "size=1m".into() }]);
+        assert_eq!(
+            c.tmpfs,
+            vec![Tmpfs {
+                destination: "/scratch".into(),
+                readonly: false,
+                nosuid: true,
+                nodev: true,
+                noexec: false,
+                data: "size=1m".into()
+            }]
+        );
         assert!(c.readonly_rootfs);
         assert_eq!((c.shm_size, c.oom_score_adj), (Some(1048576), 500));
 
         let bad = |hc: Value| Confinement::from_host_config(&hc).unwrap_err();
-        assert!(bad(json!({"Ulimits": [{"Name": "nofile", "Soft": 300, "Hard": 200}]})).contains("soft limit must be less than or equal to hard limit"));
+        assert!(bad(json!({"Ulimits": [{"Name": "nofile", "Soft": 300, "Hard": 200}]}))
+            .contains("soft limit must be less than or equal to hard limit"));
         assert_eq!(bad(json!({"Ulimits": [{"Name": "bogus", "Soft": 1, "Hard": 1}]})), "invalid ulimit type: bogus");
         assert_eq!(bad(json!({"Devices": [{"PathOnHost": "/dev/null", "CgroupPermissions": "rwx"}]})), "invalid device mode: rwx");
         assert!(bad(json!({"Tmpfs": {"/x": "size=1m;rm -rf"}})).contains("invalid tmpfs option"));
@@ -572,12 +608,29 @@ mod tests {
 
     #[test]
     fn device_nodes_come_from_the_hosts_node_and_missing_ones_are_named() {
-        let c = Confinement { devices: vec![DeviceRequest { path_on_host: "/dev/null".into(), path_in_container: "/dev/mynull".into(), permissions: "rw".into() }], ..Default::default() };
+        let c = Confinement {
+            devices: vec![DeviceRequest {
+                path_on_host: "/dev/null".into(),
+                path_in_container: "/dev/mynull".into(),
+                permissions: "rw".into(),
+            }],
+            ..Default::default()
+        };
         let (nodes, rules) = c.device_nodes().unwrap();
         assert_eq!((nodes[0].path.as_str(), nodes[0].kind, nodes[0].major, nodes[0].minor), ("/dev/mynull", 'c', 1, 3));
         assert_eq!(rules[0].to_string(), "c 1:3 rw");
-        let c = Confinement { devices: vec![DeviceRequest { path_on_host: "/dev/nonexistent".into(), path_in_container: "/dev/x".into(), permissions: "rwm".into() }], ..Default::default() };
-        assert_eq!(c.device_nodes().unwrap_err(), "error gathering device information while adding custom device \"/dev/nonexistent\": no such file or directory");
+        let c = Confinement {
+            devices: vec![DeviceRequest {
+                path_on_host: "/dev/nonexistent".into(),
+                path_in_container: "/dev/x".into(),
+                permissions: "rwm".into(),
+            }],
+            ..Default::default()
+        };
+        assert_eq!(
+            c.device_nodes().unwrap_err(),
+            "error gathering device information while adding custom device \"/dev/nonexistent\": no such file or directory"
+        );
         let host = host_devices(Path::new("/dev"));
         assert!(host.iter().any(|n| n.path == "/dev/null" && n.kind == 'c'));
         assert!(!host.iter().any(|n| n.path.starts_with("/dev/pts/") || n.path == "/dev/console"));

@@ -48,9 +48,7 @@ fn supervise(child: i32, mut sync: File) -> ! {
     let pid = nix::unistd::Pid::from_raw(child);
     loop {
         match nix::sys::wait::waitpid(pid, None) {
-            Ok(s @ (nix::sys::wait::WaitStatus::Exited(..) | nix::sys::wait::WaitStatus::Signaled(..))) => {
-                std::process::exit(exit_code(s))
-            }
+            Ok(s @ (nix::sys::wait::WaitStatus::Exited(..) | nix::sys::wait::WaitStatus::Signaled(..))) => std::process::exit(exit_code(s)),
             Ok(_) => continue,
             Err(nix::errno::Errno::EINTR) => continue,
             Err(_) => std::process::exit(1),
@@ -116,9 +114,9 @@ pub fn init_main(spec_path: &str) -> ! {
     match &spec.net {
         NetNs::New => flags |= CloneFlags::CLONE_NEWNET,
         NetNs::Join(path) => {
-            let joined = File::open(path).map_err(|e| e.to_string()).and_then(|f| {
-                nix::sched::setns(f.as_fd(), CloneFlags::CLONE_NEWNET).map_err(|e| e.to_string())
-            });
+            let joined = File::open(path)
+                .map_err(|e| e.to_string())
+                .and_then(|f| nix::sched::setns(f.as_fd(), CloneFlags::CLONE_NEWNET).map_err(|e| e.to_string()));
             if let Err(e) = joined {
                 fail(sync, &format!("joining network namespace {}: {e}", path.display()));
             }
@@ -228,7 +226,13 @@ fn bind_into(root: &Path, b: &super::spec::Bind) -> R<()> {
         // Resolved again: the new handle is the bind mount, not what it covers.
         let mounted = ctx(r.resolve(&b.destination), || format!("resolving {}", b.destination))?;
         ctx(
-            mount(None::<&str>, &fd_path(&mounted), None::<&str>, MsFlags::MS_BIND | MsFlags::MS_REMOUNT | MsFlags::MS_RDONLY, None::<&str>),
+            mount(
+                None::<&str>,
+                &fd_path(&mounted),
+                None::<&str>,
+                MsFlags::MS_BIND | MsFlags::MS_REMOUNT | MsFlags::MS_RDONLY,
+                None::<&str>,
+            ),
             || format!("making {} read-only", b.destination),
         )?;
     }
@@ -344,7 +348,13 @@ fn make_devices(root: &Path, devices: &[DeviceNode]) -> R<()> {
         // mknod's mode is filtered by the umask.
         ctx(nix::sys::stat::fchmodat(&dir, name, mode, nix::sys::stat::FchmodatFlags::FollowSymlink), || format!("chmod {}", d.path))?;
         ctx(
-            nix::unistd::fchownat(&dir, name, Some(nix::unistd::Uid::from_raw(d.uid)), Some(nix::unistd::Gid::from_raw(d.gid)), nix::fcntl::AtFlags::AT_SYMLINK_NOFOLLOW),
+            nix::unistd::fchownat(
+                &dir,
+                name,
+                Some(nix::unistd::Uid::from_raw(d.uid)),
+                Some(nix::unistd::Gid::from_raw(d.gid)),
+                nix::fcntl::AtFlags::AT_SYMLINK_NOFOLLOW,
+            ),
             || format!("chown {}", d.path),
         )?;
     }
@@ -357,7 +367,9 @@ fn mount_tmpfs(root: &Path, t: &Tmpfs) -> R<()> {
     let r = ctx(pathrs::Root::open(root), || format!("opening {}", root.display()))?;
     let target = target_in(&r, &t.destination, true)?;
     let mut flags = MsFlags::empty();
-    for (on, f) in [(t.readonly, MsFlags::MS_RDONLY), (t.nosuid, MsFlags::MS_NOSUID), (t.nodev, MsFlags::MS_NODEV), (t.noexec, MsFlags::MS_NOEXEC)] {
+    for (on, f) in
+        [(t.readonly, MsFlags::MS_RDONLY), (t.nosuid, MsFlags::MS_NOSUID), (t.nodev, MsFlags::MS_NODEV), (t.noexec, MsFlags::MS_NOEXEC)]
+    {
         if on {
             flags |= f;
         }
@@ -374,7 +386,15 @@ fn setup_dev(root: &Path, tty: bool, shm_size: Option<u64>) -> R<()> {
         let p = dev.join(name);
         ctx(mknod(&p, SFlag::S_IFCHR, Mode::from_bits_truncate(0o666), makedev(major, minor)), || format!("mknod {}", p.display()))?;
         // mknod's mode is filtered by the umask.
-        ctx(nix::sys::stat::fchmodat(nix::fcntl::AT_FDCWD, &p, Mode::from_bits_truncate(0o666), nix::sys::stat::FchmodatFlags::FollowSymlink), || "chmod".into())?;
+        ctx(
+            nix::sys::stat::fchmodat(
+                nix::fcntl::AT_FDCWD,
+                &p,
+                Mode::from_bits_truncate(0o666),
+                nix::sys::stat::FchmodatFlags::FollowSymlink,
+            ),
+            || "chmod".into(),
+        )?;
     }
     let pts = dev.join("pts");
     mkdirs(&pts)?;
@@ -390,7 +410,13 @@ fn setup_dev(root: &Path, tty: bool, shm_size: Option<u64>) -> R<()> {
     let mq = dev.join("mqueue");
     mkdirs(&mq)?;
     let _ = mount(Some("mqueue"), &mq, Some("mqueue"), MsFlags::MS_NOSUID | MsFlags::MS_NOEXEC | MsFlags::MS_NODEV, None::<&str>);
-    for (link, target) in [("fd", "/proc/self/fd"), ("stdin", "/proc/self/fd/0"), ("stdout", "/proc/self/fd/1"), ("stderr", "/proc/self/fd/2"), ("core", "/proc/kcore")] {
+    for (link, target) in [
+        ("fd", "/proc/self/fd"),
+        ("stdin", "/proc/self/fd/0"),
+        ("stdout", "/proc/self/fd/1"),
+        ("stderr", "/proc/self/fd/2"),
+        ("core", "/proc/kcore"),
+    ] {
         ctx(std::os::unix::fs::symlink(target, dev.join(link)), || format!("/dev/{link}"))?;
     }
     if tty {
@@ -433,14 +459,15 @@ pub fn resolve_user(user: &str, passwd: &str, group: &str) -> R<(u32, u32, Vec<u
     if let Some(g) = g {
         gid = match g.parse::<u32>() {
             Ok(n) => n,
-            Err(_) => groups.iter().find(|f| f[0] == g).and_then(|f| f[2].parse().ok()).ok_or_else(|| format!("unable to find group {g}: no matching entries in group file"))?,
+            Err(_) => groups
+                .iter()
+                .find(|f| f[0] == g)
+                .and_then(|f| f[2].parse().ok())
+                .ok_or_else(|| format!("unable to find group {g}: no matching entries in group file"))?,
         };
     }
-    let extra = groups
-        .iter()
-        .filter(|f| !name.is_empty() && f[3].split(',').any(|m| m == name))
-        .filter_map(|f| f[2].parse().ok())
-        .collect();
+    let extra =
+        groups.iter().filter(|f| !name.is_empty() && f[3].split(',').any(|m| m == name)).filter_map(|f| f[2].parse().ok()).collect();
     Ok((uid, gid, extra))
 }
 
@@ -454,7 +481,8 @@ fn become_user(user: &str, caps_keep: &[String]) -> R<()> {
     // capset refuses the others. "All" (--privileged) is all of those.
     let bounding = caps::read(None, caps::CapSet::Bounding).unwrap_or_else(|_| caps::all());
     let supported: caps::CapsHashSet = caps::runtime::thread_all_supported().intersection(&bounding).copied().collect();
-    let keep: caps::CapsHashSet = caps_keep.iter().filter_map(|c| caps::Capability::from_str(c).ok()).filter(|c| supported.contains(c)).collect();
+    let keep: caps::CapsHashSet =
+        caps_keep.iter().filter_map(|c| caps::Capability::from_str(c).ok()).filter(|c| supported.contains(c)).collect();
     for cap in supported {
         if !keep.contains(&cap) {
             ctx(caps::drop(None, caps::CapSet::Bounding, cap), || format!("dropping {cap}"))?;

@@ -76,12 +76,5 @@ pub async fn launch(mode: &str, spec: &Path, tty: bool, open_stdin: bool) -> Res
         let _ = child.wait().await;
         return Err(LaunchError::Start(err));
     }
-    Ok(Launched {
-        pid,
-        stdin: child.stdin.take(),
-        stdout: child.stdout.take(),
-        stderr: child.stderr.take(),
-        child,
-        pty: pty_master,
-    })
+    Ok(Launched { pid, stdin: child.stdin.take(), stdout: child.stdout.take(), stderr: child.stderr.take(), child, pty: pty_master })
 }

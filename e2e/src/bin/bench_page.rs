@@ -157,7 +157,15 @@ async fn viewers(v: usize, c: usize, docker_host: String) -> anyhow::Result<()> 
     };
     let mut runs = Vec::new();
     for i in 0..c {
-        runs.push(docker(vec!["run".into(), "-d".into(), "--name".into(), format!("bench{i}"), "alpine".into(), "sleep".into(), "60".into()]));
+        runs.push(docker(vec![
+            "run".into(),
+            "-d".into(),
+            "--name".into(),
+            format!("bench{i}"),
+            "alpine".into(),
+            "sleep".into(),
+            "60".into(),
+        ]));
     }
     for r in runs {
         r.await???;
@@ -217,9 +225,16 @@ async fn sim(url: &str) -> anyhow::Result<()> {
     b.wait_for_text("[data-testid=mode]", "simulated node1", Duration::from_secs(20)).await?;
     b.wait_for_text("[data-testid=terminal]", "simulated node1", Duration::from_secs(20)).await?;
     let lines = [
-        "docker run --name nginx-demo -d --rm -p 80:80 nginx:alpine", "docker ps", "iptables --list -n -t nat", "ip addr",
-        "curl http://127.0.0.1/", "docker volume create webvol", "docker run --name web -d -v webvol:/usr/share/nginx/html -p 8081:80 nginx:alpine",
-        "docker inspect web | jq -r '.[0].GraphDriver.Data.LowerDir'", "docker build -t gourmetgram-app:0.0.1 gourmetgram", "docker images",
+        "docker run --name nginx-demo -d --rm -p 80:80 nginx:alpine",
+        "docker ps",
+        "iptables --list -n -t nat",
+        "ip addr",
+        "curl http://127.0.0.1/",
+        "docker volume create webvol",
+        "docker run --name web -d -v webvol:/usr/share/nginx/html -p 8081:80 nginx:alpine",
+        "docker inspect web | jq -r '.[0].GraphDriver.Data.LowerDir'",
+        "docker build -t gourmetgram-app:0.0.1 gourmetgram",
+        "docker images",
     ];
     for _ in 0..3 {
         for l in lines {
@@ -233,7 +248,13 @@ async fn sim(url: &str) -> anyhow::Result<()> {
     let v = b.client.execute("return window.berthSimTimings || []", vec![]).await?;
     let mut times: Vec<f64> = v.as_array().map(|a| a.iter().filter_map(|x| x.as_f64()).collect()).unwrap_or_default();
     b.close().await;
-    println!("simulated commands in the page: {} runs, p50 {:.2} ms, p99 {:.2} ms, max {:.2} ms (target < 5 ms)", times.len(), pct(&mut times.clone(), 0.5), pct(&mut times.clone(), 0.99), pct(&mut times, 1.0));
+    println!(
+        "simulated commands in the page: {} runs, p50 {:.2} ms, p99 {:.2} ms, max {:.2} ms (target < 5 ms)",
+        times.len(),
+        pct(&mut times.clone(), 0.5),
+        pct(&mut times.clone(), 0.99),
+        pct(&mut times, 1.0)
+    );
     Ok(())
 }
 

@@ -215,10 +215,18 @@ fn by_name<'a>(state: &'a State, name: &str) -> Option<&'a Container> {
 /// The container by this name, running; or why not.
 fn running<'a>(state: &'a State, name: &str) -> Result<&'a Container, Diagnosis> {
     match by_name(state, name) {
-        None => Err(todo("container.missing", format!("no container is named {name}: run it (if it ran with --rm and stopped, it was removed)"), Some(Element::Container(name.into())))),
+        None => Err(todo(
+            "container.missing",
+            format!("no container is named {name}: run it (if it ran with --rm and stopped, it was removed)"),
+            Some(Element::Container(name.into())),
+        )),
         Some(c) if c.status != Status::Running => Err(todo(
             "container.not_running",
-            format!("{name} exists but is {}{}: start it again (docker start {name})", c.status.as_str(), c.exit_code.map(|e| format!(" (exit code {e})")).unwrap_or_default()),
+            format!(
+                "{name} exists but is {}{}: start it again (docker start {name})",
+                c.status.as_str(),
+                c.exit_code.map(|e| format!(" (exit code {e})")).unwrap_or_default()
+            ),
             Some(Element::Container(name.into())),
         )),
         Some(c) => Ok(c),
@@ -260,7 +268,10 @@ impl Check {
     pub fn container(&self) -> Option<&str> {
         match self {
             Check::ContainerRunning { name } | Check::ContainerStopped { name } | Check::ContainerOnBridge { name, .. } => Some(name),
-            Check::PortPublished { container, .. } | Check::OverlayMounted { container } | Check::OverlayFileCopiedUp { container, .. } | Check::BindMount { container, .. } => Some(container),
+            Check::PortPublished { container, .. }
+            | Check::OverlayMounted { container }
+            | Check::OverlayFileCopiedUp { container, .. }
+            | Check::BindMount { container, .. } => Some(container),
             Check::VolumeUsedBy { container, .. } => container.as_deref(),
             _ => None,
         }
@@ -277,7 +288,9 @@ impl Check {
             Check::ContainerOnBridge { name, bridge } => format!("{name} is plugged into {bridge} by a veth pair"),
             Check::BridgeUp { name, address } => format!("{name} is up with {address}"),
             Check::ChainsPresent { table, chains } => format!("the {table} table has the chains {}", chains.join(", ")),
-            Check::PortPublished { container, host_port, container_port } => format!("node1's port {host_port} leads to port {container_port} of {container}"),
+            Check::PortPublished { container, host_port, container_port } => {
+                format!("node1's port {host_port} leads to port {container_port} of {container}")
+            }
             Check::OverlayMounted { container } => format!("{container}'s root is an overlay"),
             Check::OverlayFileCopiedUp { container, path } => format!("{path} was edited in {container} and copied up into its upper dir"),
             Check::TwoContainersShareLower { image } => format!("two running containers of {image} share its lower dirs"),
@@ -288,7 +301,9 @@ impl Check {
             Check::VolumeFileWritten { volume, path } => format!("{path} was written in {volume}"),
             Check::VolumeReused { volume } => format!("a new container serves {volume}'s data"),
             Check::NoStoppedContainers => "no stopped container is left".into(),
-            Check::BindMount { container, destination, source_suffix } => format!("{container} has …{source_suffix} bind-mounted at {destination}"),
+            Check::BindMount { container, destination, source_suffix } => {
+                format!("{container} has …{source_suffix} bind-mounted at {destination}")
+            }
             Check::ImageBuilt { tag } => format!("docker build made {tag}"),
         }
     }
@@ -298,7 +313,11 @@ impl Check {
         match self {
             Check::ImagePresent { reference } => match image_id(state, reference) {
                 Some(_) => Ok(()),
-                None => Err(todo("image.missing", format!("node1 has no image {}: pull it, or run it (docker pulls what it lacks)", normalize_reference(reference)), Some(Element::Image(reference.clone())))),
+                None => Err(todo(
+                    "image.missing",
+                    format!("node1 has no image {}: pull it, or run it (docker pulls what it lacks)", normalize_reference(reference)),
+                    Some(Element::Image(reference.clone())),
+                )),
             },
             Check::ContainerRan { image, exit_code } => {
                 let mine: Vec<&Container> = state.containers.values().filter(|c| of_image(state, c, image)).collect();
@@ -306,23 +325,46 @@ impl Check {
                     return Ok(());
                 }
                 if let Some(c) = mine.iter().find(|c| c.status == Status::Exited) {
-                    return Err(broken("container.failed", format!("{} ({image}) exited with code {}, not {}", c.name, c.exit_code.unwrap_or(0), exit_code.unwrap_or(0)), Some(Element::Container(c.name.clone()))));
+                    return Err(broken(
+                        "container.failed",
+                        format!("{} ({image}) exited with code {}, not {}", c.name, c.exit_code.unwrap_or(0), exit_code.unwrap_or(0)),
+                        Some(Element::Container(c.name.clone())),
+                    ));
                 }
                 if let Some(c) = mine.first() {
-                    return Err(todo("container.still_running", format!("{} ({image}) is {}: it has not exited yet", c.name, c.status.as_str()), Some(Element::Container(c.name.clone()))));
+                    return Err(todo(
+                        "container.still_running",
+                        format!("{} ({image}) is {}: it has not exited yet", c.name, c.status.as_str()),
+                        Some(Element::Container(c.name.clone())),
+                    ));
                 }
-                Err(todo("container.missing", format!("no container of {image} is on node1: run one (without --rm, it stays after it exits)"), Some(Element::Image(image.clone()))))
+                Err(todo(
+                    "container.missing",
+                    format!("no container of {image} is on node1: run one (without --rm, it stays after it exits)"),
+                    Some(Element::Image(image.clone())),
+                ))
             }
             Check::ContainerRunning { name } => running(state, name).map(|_| ()),
             Check::ContainerStopped { name } => match by_name(state, name) {
-                Some(c) if c.status == Status::Running => Err(todo("container.still_running", format!("{name} still runs: stop it (docker stop {name})"), Some(Element::Container(name.clone())))),
+                Some(c) if c.status == Status::Running => Err(todo(
+                    "container.still_running",
+                    format!("{name} still runs: stop it (docker stop {name})"),
+                    Some(Element::Container(name.clone())),
+                )),
                 _ => Ok(()),
             },
             Check::ContainerOnBridge { name, bridge } => {
                 let c = running(state, name)?;
                 let Some(ep) = c.endpoints.values().find(|e| e.bridge == *bridge) else {
                     let on: Vec<&str> = c.endpoints.values().map(|e| e.bridge.as_str()).collect();
-                    return Err(broken("endpoint.missing", format!("{name} runs but has no interface on {bridge} (it is on: {})", if on.is_empty() { "nothing".to_string() } else { on.join(", ") }), Some(Element::Container(name.clone()))));
+                    return Err(broken(
+                        "endpoint.missing",
+                        format!(
+                            "{name} runs but has no interface on {bridge} (it is on: {})",
+                            if on.is_empty() { "nothing".to_string() } else { on.join(", ") }
+                        ),
+                        Some(Element::Container(name.clone())),
+                    ));
                 };
                 if state.links.is_empty() {
                     // Nothing observed of the kernel (a state without an observer): trust the engine.
@@ -340,14 +382,25 @@ impl Check {
             }
             Check::BridgeUp { name, address } => match state.bridges.get(name) {
                 None => Err(todo("bridge.missing", format!("{name} is not up: is berthd running?"), Some(Element::Bridge(name.clone())))),
-                Some(b) if format!("{}/{}", b.address, b.prefix) != *address => Err(broken("bridge.address", format!("{name} has {}/{}, not {address}", b.address, b.prefix), Some(Element::Bridge(name.clone())))),
+                Some(b) if format!("{}/{}", b.address, b.prefix) != *address => Err(broken(
+                    "bridge.address",
+                    format!("{name} has {}/{}, not {address}", b.address, b.prefix),
+                    Some(Element::Bridge(name.clone())),
+                )),
                 Some(_) => Ok(()),
             },
             Check::ChainsPresent { table, chains } => {
                 for chain in chains {
-                    let there = state.kernel_rules.iter().any(|(t, r)| t == table && (r.starts_with(&format!("-A {chain} ")) || has_tokens(r, &["-j", chain])));
+                    let there = state
+                        .kernel_rules
+                        .iter()
+                        .any(|(t, r)| t == table && (r.starts_with(&format!("-A {chain} ")) || has_tokens(r, &["-j", chain])));
                     if !there {
-                        return Err(broken("chain.missing", format!("the {table} table has no rule in or jumping to {chain} — were Docker's rules flushed by hand?"), Some(Element::Chain { table: table.clone(), chain: chain.clone() })));
+                        return Err(broken(
+                            "chain.missing",
+                            format!("the {table} table has no rule in or jumping to {chain} — were Docker's rules flushed by hand?"),
+                            Some(Element::Chain { table: table.clone(), chain: chain.clone() }),
+                        ));
                     }
                 }
                 Ok(())
@@ -358,7 +411,11 @@ impl Check {
                     Err(d) => {
                         // Say who has the port instead, if someone does.
                         if let Some(o) = state.containers.values().find(|o| o.ports.iter().any(|p| p.host_port == *host_port)) {
-                            return Err(todo("port.not_published", format!("port {host_port} is published by {}, not {container}: {}", o.name, d.message), Some(Element::Port(*host_port))));
+                            return Err(todo(
+                                "port.not_published",
+                                format!("port {host_port} is published by {}, not {container}: {}", o.name, d.message),
+                                Some(Element::Port(*host_port)),
+                            ));
                         }
                         return Err(d);
                     }
@@ -368,7 +425,10 @@ impl Check {
                     let msg = if has.is_empty() {
                         format!("{container} runs but publishes no port: run it with -p {host_port}:{container_port}")
                     } else {
-                        format!("{container} publishes {} but not port {host_port}: run it with -p {host_port}:{container_port}", has.join(", "))
+                        format!(
+                            "{container} publishes {} but not port {host_port}: run it with -p {host_port}:{container_port}",
+                            has.join(", ")
+                        )
                     };
                     return Err(todo("port.not_published", msg, Some(Element::Container(container.clone()))));
                 };
@@ -377,7 +437,9 @@ impl Check {
                 }
                 let dest = format!("{}:{}", p.container_ip, p.container_port);
                 let hp = host_port.to_string();
-                let is_dnat = |t: &str, r: &str| t == "nat" && r.starts_with("-A DOCKER ") && has_tokens(r, &["--dport", &hp, "-j", "DNAT", "--to-destination", &dest]);
+                let is_dnat = |t: &str, r: &str| {
+                    t == "nat" && r.starts_with("-A DOCKER ") && has_tokens(r, &["--dport", &hp, "-j", "DNAT", "--to-destination", &dest])
+                };
                 if state.kernel_rules.iter().any(|(t, r)| is_dnat(t, r)) {
                     return Ok(());
                 }
@@ -394,8 +456,16 @@ impl Check {
                 let c = running(state, container)?;
                 let observed = state.mounts.get(&c.layer.merged);
                 match observed {
-                    _ if !c.mounted => Err(broken("overlay.not_mounted", format!("{container} runs but berth has no overlay mounted at {}", c.layer.merged), Some(Element::Overlay(container.clone())))),
-                    Some(m) if m.fstype != "overlay" => Err(broken("overlay.not_mounted", format!("{} is a {} mount, not an overlay", c.layer.merged, m.fstype), Some(Element::Overlay(container.clone())))),
+                    _ if !c.mounted => Err(broken(
+                        "overlay.not_mounted",
+                        format!("{container} runs but berth has no overlay mounted at {}", c.layer.merged),
+                        Some(Element::Overlay(container.clone())),
+                    )),
+                    Some(m) if m.fstype != "overlay" => Err(broken(
+                        "overlay.not_mounted",
+                        format!("{} is a {} mount, not an overlay", c.layer.merged, m.fstype),
+                        Some(Element::Overlay(container.clone())),
+                    )),
                     _ => Ok(()),
                 }
             }
@@ -412,33 +482,65 @@ impl Check {
                         Some(Element::Layer(dir.clone())),
                     ));
                 }
-                Err(todo("overlay.not_copied_up", format!("{container}'s upper dir {} has no {path} yet: edit it inside the container", c.layer.upper), Some(Element::Overlay(container.clone()))))
+                Err(todo(
+                    "overlay.not_copied_up",
+                    format!("{container}'s upper dir {} has no {path} yet: edit it inside the container", c.layer.upper),
+                    Some(Element::Overlay(container.clone())),
+                ))
             }
             Check::TwoContainersShareLower { image } => {
-                let mine: Vec<&Container> = state.containers.values().filter(|c| c.status == Status::Running && of_image(state, c, image)).collect();
+                let mine: Vec<&Container> =
+                    state.containers.values().filter(|c| c.status == Status::Running && of_image(state, c, image)).collect();
                 match mine.as_slice() {
-                    [] => Err(todo("overlay.no_instance", format!("no container of {image} runs: start two"), Some(Element::Image(image.clone())))),
-                    [one] => Err(todo("overlay.one_instance", format!("only {} runs from {image}: start a second one", one.name), Some(Element::Overlay(one.name.clone())))),
+                    [] => Err(todo(
+                        "overlay.no_instance",
+                        format!("no container of {image} runs: start two"),
+                        Some(Element::Image(image.clone())),
+                    )),
+                    [one] => Err(todo(
+                        "overlay.one_instance",
+                        format!("only {} runs from {image}: start a second one", one.name),
+                        Some(Element::Overlay(one.name.clone())),
+                    )),
                     [a, rest @ ..] => match rest.iter().find(|b| b.layer.lower == a.layer.lower && b.layer.upper != a.layer.upper) {
                         Some(_) => Ok(()),
-                        None => Err(broken("overlay.lower_differs", format!("{} and {} do not share their lower dirs ({} vs {})", a.name, rest[0].name, a.layer.lower.join(":"), rest[0].layer.lower.join(":")), Some(Element::Overlay(rest[0].name.clone())))),
+                        None => Err(broken(
+                            "overlay.lower_differs",
+                            format!(
+                                "{} and {} do not share their lower dirs ({} vs {})",
+                                a.name,
+                                rest[0].name,
+                                a.layer.lower.join(":"),
+                                rest[0].layer.lower.join(":")
+                            ),
+                            Some(Element::Overlay(rest[0].name.clone())),
+                        )),
                     },
                 }
             }
             Check::VolumeExists { name } => match state.volumes.get(name) {
                 Some(_) => Ok(()),
-                None => Err(todo("volume.missing", format!("there is no volume {name}: docker volume create {name}"), Some(Element::Volume(name.clone())))),
+                None => Err(todo(
+                    "volume.missing",
+                    format!("there is no volume {name}: docker volume create {name}"),
+                    Some(Element::Volume(name.clone())),
+                )),
             },
             Check::VolumeCopiedIn { volume } => match state.volumes.get(volume) {
                 None => Err(todo("volume.missing", format!("there is no volume {volume}"), Some(Element::Volume(volume.clone())))),
-                Some(v) if v.populated_from.is_none() => Err(todo("volume.not_copied_in", format!("{volume} is still empty: mount it over a dir of the image that has files (-v {volume}:/usr/share/nginx/html)"), Some(Element::Volume(volume.clone())))),
+                Some(v) if v.populated_from.is_none() => Err(todo(
+                    "volume.not_copied_in",
+                    format!("{volume} is still empty: mount it over a dir of the image that has files (-v {volume}:/usr/share/nginx/html)"),
+                    Some(Element::Volume(volume.clone())),
+                )),
                 Some(_) => Ok(()),
             },
             Check::VolumeUsedBy { volume, destination, container } => {
                 if !state.volumes.contains_key(volume) {
                     return Err(todo("volume.missing", format!("there is no volume {volume}"), Some(Element::Volume(volume.clone()))));
                 }
-                let users = state.containers.values().filter(|c| c.status == Status::Running && container.as_ref().is_none_or(|n| c.name == *n));
+                let users =
+                    state.containers.values().filter(|c| c.status == Status::Running && container.as_ref().is_none_or(|n| c.name == *n));
                 let mut users = users.peekable();
                 if users.peek().is_none() {
                     if let Some(n) = container {
@@ -459,7 +561,9 @@ impl Check {
                 let msg = match (seen.is_empty(), container) {
                     (false, _) => format!("{volume} is mounted by {}, not at {destination}", seen.join(", ")),
                     (true, Some(n)) => format!("{n} does not mount {volume} at {destination}: run it with -v {volume}:{destination}"),
-                    (true, None) => format!("no running container mounts {volume} at {destination}: run one with -v {volume}:{destination}"),
+                    (true, None) => {
+                        format!("no running container mounts {volume} at {destination}: run one with -v {volume}:{destination}")
+                    }
                 };
                 Err(todo("volume.not_mounted", msg, Some(Element::Volume(volume.clone()))))
             }
@@ -471,7 +575,14 @@ impl Check {
                 if state.files.get(&v.mountpoint).is_some_and(|f| f.get(&path).is_some_and(|k| *k != FileChangeKind::Deleted)) {
                     Ok(())
                 } else {
-                    Err(todo("volume.not_edited", format!("{path} in {volume} ({}{path}) has not been written yet: edit it from a container that mounts {volume}", v.mountpoint), Some(Element::Volume(volume.clone()))))
+                    Err(todo(
+                        "volume.not_edited",
+                        format!(
+                            "{path} in {volume} ({}{path}) has not been written yet: edit it from a container that mounts {volume}",
+                            v.mountpoint
+                        ),
+                        Some(Element::Volume(volume.clone())),
+                    ))
                 }
             }
             Check::VolumeReused { volume } => {
@@ -479,7 +590,11 @@ impl Check {
                     return Err(todo("volume.missing", format!("there is no volume {volume}"), Some(Element::Volume(volume.clone()))));
                 };
                 let first = v.populated_from.as_ref().map(|(c, _)| c.as_str());
-                let users: Vec<&Container> = state.containers.values().filter(|c| c.status == Status::Running && c.mounts.iter().any(|m| m.kind == "volume" && m.name == *volume)).collect();
+                let users: Vec<&Container> = state
+                    .containers
+                    .values()
+                    .filter(|c| c.status == Status::Running && c.mounts.iter().any(|m| m.kind == "volume" && m.name == *volume))
+                    .collect();
                 if users.iter().any(|c| Some(c.id.as_str()) != first) {
                     return Ok(());
                 }
@@ -490,10 +605,20 @@ impl Check {
                 Err(todo("volume.not_reused", msg, Some(Element::Volume(volume.clone()))))
             }
             Check::NoStoppedContainers => {
-                let stopped: Vec<&str> = state.containers.values().filter(|c| c.status != Status::Running).map(|c| c.name.as_str()).collect();
+                let stopped: Vec<&str> =
+                    state.containers.values().filter(|c| c.status != Status::Running).map(|c| c.name.as_str()).collect();
                 match stopped.first() {
                     None => Ok(()),
-                    Some(first) => Err(todo("container.stopped_left", format!("{} stopped container{} left ({}): docker container prune", stopped.len(), if stopped.len() == 1 { " is" } else { "s are" }, stopped.join(", ")), Some(Element::Container((*first).into())))),
+                    Some(first) => Err(todo(
+                        "container.stopped_left",
+                        format!(
+                            "{} stopped container{} left ({}): docker container prune",
+                            stopped.len(),
+                            if stopped.len() == 1 { " is" } else { "s are" },
+                            stopped.join(", ")
+                        ),
+                        Some(Element::Container((*first).into())),
+                    )),
                 }
             }
             Check::BindMount { container, destination, source_suffix } => {
@@ -508,13 +633,22 @@ impl Check {
             }
             Check::ImageBuilt { tag } => {
                 let want = normalize_reference(tag);
-                let builds: Vec<&crate::state::Build> = state.builds.values().filter(|b| b.tags.iter().any(|t| normalize_reference(t) == want)).collect();
-                let made = builds.iter().filter(|b| b.finished).filter_map(|b| b.image.as_deref()).any(|img| state.images.get(img).is_some_and(|i| i.repo_tags.iter().any(|t| normalize_reference(t) == want)));
+                let builds: Vec<&crate::state::Build> =
+                    state.builds.values().filter(|b| b.tags.iter().any(|t| normalize_reference(t) == want)).collect();
+                let made = builds
+                    .iter()
+                    .filter(|b| b.finished)
+                    .filter_map(|b| b.image.as_deref())
+                    .any(|img| state.images.get(img).is_some_and(|i| i.repo_tags.iter().any(|t| normalize_reference(t) == want)));
                 if made {
                     return Ok(());
                 }
                 if let Some(b) = builds.iter().rev().find(|b| b.finished && b.error.is_some()) {
-                    return Err(broken("build.failed", format!("the build of {want} failed: {}", b.error.clone().unwrap_or_default()), Some(Element::Build(want))));
+                    return Err(broken(
+                        "build.failed",
+                        format!("the build of {want} failed: {}", b.error.clone().unwrap_or_default()),
+                        Some(Element::Build(want)),
+                    ));
                 }
                 if builds.iter().any(|b| !b.finished) {
                     return Err(todo("build.running", format!("{want} is being built"), Some(Element::Build(want))));

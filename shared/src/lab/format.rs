@@ -169,7 +169,13 @@ impl Step {
 /// node1's own IPv4 address: on the link of its default route, else on the
 /// first link that is not loopback, a bridge or a veth.
 pub fn node1_address(state: &crate::state::State) -> Option<String> {
-    let v4 = |link: &str| state.links.get(link).and_then(|l| l.addresses.iter().find(|a| a.contains('.'))).map(|a| a.split('/').next().unwrap_or(a).to_string());
+    let v4 = |link: &str| {
+        state
+            .links
+            .get(link)
+            .and_then(|l| l.addresses.iter().find(|a| a.contains('.')))
+            .map(|a| a.split('/').next().unwrap_or(a).to_string())
+    };
     let by_route = state.routes.iter().find(|(dst, _, _)| dst == "default").and_then(|(_, _, dev)| dev.as_deref()).and_then(v4);
     by_route.or_else(|| state.links.iter().filter(|(n, l)| *n != "lo" && l.kind != "bridge" && l.kind != "veth").find_map(|(n, _)| v4(n)))
 }

@@ -142,15 +142,24 @@ pub fn evaluate(lab: &Lab, state: &State, prev: &LabRecord) -> Vec<StepStatus> {
     lab.steps
         .iter()
         .map(|step| {
-            let checks: Vec<CheckStatus> = step.checks.iter().map(|c| CheckStatus { kind: c.kind().into(), diagnosis: c.evaluate(state).err() }).collect();
+            let checks: Vec<CheckStatus> =
+                step.checks.iter().map(|c| CheckStatus { kind: c.kind().into(), diagnosis: c.evaluate(state).err() }).collect();
             let all = !checks.is_empty() && checks.iter().all(CheckStatus::passed);
             let completed = all || prev.steps.get(&step.id).is_some_and(|r| r.completed);
             let broken = checks.iter().any(|c| c.diagnosis.as_ref().is_some_and(|d| d.severity == Severity::Broken));
             let state = if completed {
-                if broken { StepState::Failed } else { StepState::Passed }
+                if broken {
+                    StepState::Failed
+                } else {
+                    StepState::Passed
+                }
             } else if !current_found {
                 current_found = true;
-                if broken { StepState::Failed } else { StepState::Current }
+                if broken {
+                    StepState::Failed
+                } else {
+                    StepState::Current
+                }
             } else {
                 StepState::Pending
             };

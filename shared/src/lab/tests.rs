@@ -75,7 +75,11 @@ impl Learner {
     }
     fn diagnosis(&self, step: &str, code: &str) -> Diagnosis {
         let s = self.statuses().into_iter().find(|s| s.step == step).unwrap_or_else(|| panic!("no step {step}"));
-        s.checks.into_iter().filter_map(|c| c.diagnosis).find(|d| d.code == code).unwrap_or_else(|| panic!("{step}: no {code} in {:?}", self.codes(step)))
+        s.checks
+            .into_iter()
+            .filter_map(|c| c.diagnosis)
+            .find(|d| d.code == code)
+            .unwrap_or_else(|| panic!("{step}: no {code} in {:?}", self.codes(step)))
     }
     fn container(&self, name: &str) -> crate::state::Container {
         self.state.containers.values().find(|c| c.name == name).cloned().unwrap_or_else(|| panic!("no container {name}"))
@@ -101,7 +105,11 @@ fn the_embedded_lab_parses_with_a_file_checks_hints_and_commands_for_every_step(
     }
     // Every Markdown file of the lab's directory is embedded, and only those.
     let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../labs/deploy-docker");
-    let mut on_disk: Vec<String> = std::fs::read_dir(&dir).unwrap().map(|e| e.unwrap().file_name().to_string_lossy().into_owned()).filter(|n| n.ends_with(".md")).collect();
+    let mut on_disk: Vec<String> = std::fs::read_dir(&dir)
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .filter(|n| n.ends_with(".md"))
+        .collect();
     on_disk.sort();
     let embedded: Vec<String> = DEPLOY_DOCKER_FILES.iter().map(|(n, _)| n.to_string()).collect();
     assert_eq!(on_disk, embedded);
@@ -165,7 +173,13 @@ fn the_lab_covers_every_section_of_the_original_with_what_applies_on_node1() {
 fn code_blocks_keep_their_language_and_lines_and_only_shell_ones_run() {
     let md = "Run:\n\n```sh\ndocker ps\ndocker ps -a\n```\n\nthen\n\n  ```text\n  <h1>x</h1>\n  ```\n";
     let b = code_blocks(md);
-    assert_eq!(b, vec![CodeBlock { lang: "sh".into(), code: "docker ps\ndocker ps -a\n".into() }, CodeBlock { lang: "text".into(), code: "<h1>x</h1>\n".into() }]);
+    assert_eq!(
+        b,
+        vec![
+            CodeBlock { lang: "sh".into(), code: "docker ps\ndocker ps -a\n".into() },
+            CodeBlock { lang: "text".into(), code: "<h1>x</h1>\n".into() }
+        ]
+    );
     assert!(b[0].runnable() && !b[1].runnable());
 }
 
@@ -190,9 +204,19 @@ fn a_malformed_lab_is_refused_with_a_reason() {
 
 #[test]
 fn elements_are_named_by_stable_ids_that_round_trip_and_map_to_the_pages_testids() {
-    let rule = Element::Rule { table: "nat".into(), rule: "-A DOCKER ! -i docker0 -p tcp -m tcp --dport 80 -j DNAT --to-destination 172.17.0.2:80".into() };
+    let rule = Element::Rule {
+        table: "nat".into(),
+        rule: "-A DOCKER ! -i docker0 -p tcp -m tcp --dport 80 -j DNAT --to-destination 172.17.0.2:80".into(),
+    };
     assert_eq!(rule.id(), "rule:nat:-A DOCKER ! -i docker0 -p tcp -m tcp --dport 80 -j DNAT --to-destination 172.17.0.2:80");
-    for e in [rule, Element::Port(80), Element::Container("nginx-public".into()), Element::Layer("/var/lib/berth/overlay2/x/diff".into()), Element::Chain { table: "filter".into(), chain: "DOCKER-USER".into() }, Element::Image("nginx:alpine".into())] {
+    for e in [
+        rule,
+        Element::Port(80),
+        Element::Container("nginx-public".into()),
+        Element::Layer("/var/lib/berth/overlay2/x/diff".into()),
+        Element::Chain { table: "filter".into(), chain: "DOCKER-USER".into() },
+        Element::Image("nginx:alpine".into()),
+    ] {
         let json = serde_json::to_string(&e).unwrap();
         assert_eq!(json, format!("\"{}\"", e.id().replace('"', "\\\"")));
         assert_eq!(serde_json::from_str::<Element>(&json).unwrap(), e);
@@ -204,9 +228,14 @@ fn elements_are_named_by_stable_ids_that_round_trip_and_map_to_the_pages_testids
 
 #[test]
 fn progress_and_file_events_round_trip_through_the_stream_json() {
-    let d = Diagnosis { code: "port.dnat_missing".into(), severity: Severity::Broken, message: "m".into(), element: Some(Element::Port(80)) };
+    let d =
+        Diagnosis { code: "port.dnat_missing".into(), severity: Severity::Broken, message: "m".into(), element: Some(Element::Port(80)) };
     for e in [
-        Event::LabProgress { lab: "deploy-docker".into(), step: "publish".into(), change: LabChange::CheckFailed { check: 2, kind: "port_published".into(), diagnosis: d } },
+        Event::LabProgress {
+            lab: "deploy-docker".into(),
+            step: "publish".into(),
+            change: LabChange::CheckFailed { check: 2, kind: "port_published".into(), diagnosis: d },
+        },
         Event::LabProgress { lab: "deploy-docker".into(), step: "publish".into(), change: LabChange::StepCompleted },
         Event::FileChanged { dir: "/var/lib/berth/overlay2/c/diff".into(), path: "/etc/x".into(), change: FileChangeKind::Modified },
     ] {
@@ -258,7 +287,10 @@ fn image_and_container_checks_follow_pulls_runs_exits_and_prunes() {
 fn bridge_and_chain_checks_see_docker0_and_dockers_chains_and_flushed_ones() {
     let mut l = Learner::new();
     let bridge = Check::BridgeUp { name: "docker0".into(), address: "172.17.0.1/16".into() };
-    let chains = Check::ChainsPresent { table: "filter".into(), chains: vec!["DOCKER".into(), "DOCKER-USER".into(), "DOCKER-ISOLATION-STAGE-1".into(), "DOCKER-ISOLATION-STAGE-2".into()] };
+    let chains = Check::ChainsPresent {
+        table: "filter".into(),
+        chains: vec!["DOCKER".into(), "DOCKER-USER".into(), "DOCKER-ISOLATION-STAGE-1".into(), "DOCKER-ISOLATION-STAGE-2".into()],
+    };
     assert_eq!(eval(&bridge, &l.state), Ok(()));
     assert_eq!(eval(&chains, &l.state), Ok(()));
     assert_eq!(eval(&Check::BridgeUp { name: "docker0".into(), address: "10.0.0.1/8".into() }, &l.state), Err("bridge.address".into()));
@@ -268,7 +300,10 @@ fn bridge_and_chain_checks_see_docker0_and_dockers_chains_and_flushed_ones() {
         l.event(Event::KernelRuleGone { table: "filter".into(), rule: rule.into() });
     }
     let d = chains.evaluate(&l.state).unwrap_err();
-    assert_eq!((d.code.as_str(), d.element), ("chain.missing", Some(Element::Chain { table: "filter".into(), chain: "DOCKER-USER".into() })));
+    assert_eq!(
+        (d.code.as_str(), d.element),
+        ("chain.missing", Some(Element::Chain { table: "filter".into(), chain: "DOCKER-USER".into() }))
+    );
 }
 
 #[test]
@@ -304,7 +339,10 @@ fn port_published_checks_the_port_its_target_and_the_dnat_rule_in_the_kernel() {
     let d = check.evaluate(&l.state).unwrap_err();
     assert_eq!((d.code.as_str(), d.element.clone()), ("port.not_published", Some(Element::Port(80))));
     assert!(d.message.contains("published by other"), "{}", d.message);
-    assert_eq!(eval(&Check::PortPublished { container: "other".into(), host_port: 80, container_port: 80 }, &l.state), Err("port.wrong_target".into()));
+    assert_eq!(
+        eval(&Check::PortPublished { container: "other".into(), host_port: 80, container_port: 80 }, &l.state),
+        Err("port.wrong_target".into())
+    );
     l.run("docker rm -f other");
     l.run("docker run --name nginx-public -d --rm -p 80:80 nginx:alpine");
     assert_eq!(eval(&check, &l.state), Ok(()));
@@ -362,7 +400,18 @@ fn two_instances_share_the_images_lower_dirs() {
     let mut s = State::default();
     for (id, lower) in [("a", "/l/1/diff"), ("b", "/l/2/diff")] {
         let layer = RwLayer { lower: vec![lower.into()], upper: format!("/c/{id}/diff"), work: String::new(), merged: String::new() };
-        apply(&mut s, &Event::ContainerCreated { id: id.into(), name: id.into(), image: "nginx:alpine".into(), image_id: "sha256:n".into(), command: vec![], layer, mounts: vec![] });
+        apply(
+            &mut s,
+            &Event::ContainerCreated {
+                id: id.into(),
+                name: id.into(),
+                image: "nginx:alpine".into(),
+                image_id: "sha256:n".into(),
+                command: vec![],
+                layer,
+                mounts: vec![],
+            },
+        );
         apply(&mut s, &Event::ContainerStarted { id: id.into(), pid: 1 });
     }
     assert_eq!(eval(&check, &s), Err("overlay.lower_differs".into()));
@@ -373,7 +422,8 @@ fn volume_checks_follow_create_copy_in_edits_reuse_and_removal() {
     let mut l = Learner::new();
     let exists = Check::VolumeExists { name: "webvol".into() };
     let copied = Check::VolumeCopiedIn { volume: "webvol".into() };
-    let used = Check::VolumeUsedBy { volume: "webvol".into(), destination: "/usr/share/nginx/html".into(), container: Some("nginx-vol".into()) };
+    let used =
+        Check::VolumeUsedBy { volume: "webvol".into(), destination: "/usr/share/nginx/html".into(), container: Some("nginx-vol".into()) };
     let written = Check::VolumeFileWritten { volume: "webvol".into(), path: "/index.html".into() };
     let reused = Check::VolumeReused { volume: "webvol".into() };
     for c in [&exists, &copied, &used, &written, &reused] {
@@ -410,7 +460,8 @@ fn volume_checks_follow_create_copy_in_edits_reuse_and_removal() {
 #[test]
 fn bind_mount_and_build_checks() {
     let mut l = Learner::new();
-    let bind = Check::BindMount { container: "nginx-bind".into(), destination: "/usr/share/nginx/html".into(), source_suffix: "/data/web".into() };
+    let bind =
+        Check::BindMount { container: "nginx-bind".into(), destination: "/usr/share/nginx/html".into(), source_suffix: "/data/web".into() };
     l.run("docker run --name nginx-bind -d --rm -p 80:80 nginx:alpine");
     assert_eq!(eval(&bind, &l.state), Err("bind.missing".into()));
     l.run("docker stop nginx-bind");
@@ -423,14 +474,26 @@ fn bind_mount_and_build_checks() {
     l.run("docker stop nginx-bind");
     l.run("docker run --name nginx-bind -d --rm -v ~/data/web:/usr/share/nginx/html -p 80:80 nginx:alpine");
     assert_eq!(eval(&bind, &l.state), Ok(()));
-    assert_eq!(l.container("nginx-bind").mounts[0], Mount { kind: "bind".into(), name: String::new(), source: "/root/data/web".into(), destination: "/usr/share/nginx/html".into(), readonly: false });
+    assert_eq!(
+        l.container("nginx-bind").mounts[0],
+        Mount {
+            kind: "bind".into(),
+            name: String::new(),
+            source: "/root/data/web".into(),
+            destination: "/usr/share/nginx/html".into(),
+            readonly: false
+        }
+    );
 
     let built = Check::ImageBuilt { tag: "gourmetgram-app:0.0.1".into() };
     assert_eq!(eval(&built, &l.state), Err("build.missing".into()));
     let mut s = l.state.clone();
     apply(&mut s, &Event::BuildStarted { build: "b1".into(), tags: vec!["gourmetgram-app:0.0.1".into()], steps: 7 });
     assert_eq!(eval(&built, &s), Err("build.running".into()));
-    apply(&mut s, &Event::BuildFinished { build: "b1".into(), image: None, error: Some("COPY failed: file not found in build context".into()) });
+    apply(
+        &mut s,
+        &Event::BuildFinished { build: "b1".into(), image: None, error: Some("COPY failed: file not found in build context".into()) },
+    );
     let d = built.evaluate(&s).unwrap_err();
     assert_eq!((d.code.as_str(), d.severity), ("build.failed", Severity::Broken));
     assert!(d.message.contains("COPY failed"), "{}", d.message);
@@ -508,16 +571,26 @@ fn the_whole_lab_walked_in_the_simulator_completes_each_step_at_its_command_and_
         let statuses = l.statuses();
         let first_open = statuses.iter().position(|s| !s.completed);
         for (i, s) in statuses.iter().enumerate() {
-            let want = if s.completed { StepState::Passed } else if Some(i) == first_open { StepState::Current } else { StepState::Pending };
+            let want = if s.completed {
+                StepState::Passed
+            } else if Some(i) == first_open {
+                StepState::Current
+            } else {
+                StepState::Pending
+            };
             assert_eq!(s.state, want, "{} after {cmd:?}: {:?}", s.step, s.checks);
         }
     }
     assert!(l.statuses().iter().all(|s| s.state == StepState::Passed));
     // Each step completed exactly once, in the lab's order, and never failed.
-    let completed: Vec<&str> = l.progress.iter().filter_map(|e| match e {
-        Event::LabProgress { step, change: LabChange::StepCompleted, .. } => Some(step.as_str()),
-        _ => None,
-    }).collect();
+    let completed: Vec<&str> = l
+        .progress
+        .iter()
+        .filter_map(|e| match e {
+            Event::LabProgress { step, change: LabChange::StepCompleted, .. } => Some(step.as_str()),
+            _ => None,
+        })
+        .collect();
     let lab = lab();
     let order: Vec<&str> = lab.steps.iter().map(|s| s.id.as_str()).filter(|s| *s != "bridge").collect();
     assert_eq!(completed[0], "bridge");
@@ -586,8 +659,17 @@ fn deleting_the_dnat_rule_by_hand_fails_the_publish_step_until_it_is_back() {
     let d = l.diagnosis("publish", "port.dnat_missing");
     assert_eq!(d.element.map(|e| e.id()), Some(format!("rule:nat:{dnat}")));
     // As events: the check failed with its code, then the step.
-    let evs: Vec<&LabChange> = l.progress[n..].iter().filter_map(|e| match e { Event::LabProgress { step, change, .. } if step == "publish" => Some(change), _ => None }).collect();
-    assert!(matches!(evs.as_slice(), [LabChange::CheckFailed { check: 2, diagnosis, .. }, LabChange::StepFailed] if diagnosis.code == "port.dnat_missing"), "{evs:?}");
+    let evs: Vec<&LabChange> = l.progress[n..]
+        .iter()
+        .filter_map(|e| match e {
+            Event::LabProgress { step, change, .. } if step == "publish" => Some(change),
+            _ => None,
+        })
+        .collect();
+    assert!(
+        matches!(evs.as_slice(), [LabChange::CheckFailed { check: 2, diagnosis, .. }, LabChange::StepFailed] if diagnosis.code == "port.dnat_missing"),
+        "{evs:?}"
+    );
     // The current step is not held up by it.
     assert_eq!(l.state_of("overlay"), StepState::Current);
     // Stopping the container takes the port down: nothing is broken any more.
@@ -617,7 +699,11 @@ fn editing_the_lower_dirs_file_instead_fails_the_copy_up_step_and_names_the_laye
     let mut l = Learner::new();
     walk_to(&mut l, "overlay");
     let lower = l.container("nginx-1").layer.lower.clone();
-    l.event(Event::FileChanged { dir: lower[0].clone(), path: "/usr/share/nginx/html/index.html".into(), change: FileChangeKind::Modified });
+    l.event(Event::FileChanged {
+        dir: lower[0].clone(),
+        path: "/usr/share/nginx/html/index.html".into(),
+        change: FileChangeKind::Modified,
+    });
     assert_eq!(l.state_of("copy-up"), StepState::Failed);
     let d = l.diagnosis("copy-up", "overlay.lower_edited");
     assert_eq!(d.element, Some(Element::Layer(lower[0].clone())));
@@ -654,24 +740,33 @@ fn progress_events_are_only_what_changed() {
     let state = Sim::new(T).state;
     let first = lab.tick(&state);
     // hello becomes current with its two failing checks; bridge completes with its three passing.
-    let summary: Vec<(String, String)> = first.iter().map(|e| match e {
-        Event::LabProgress { step, change, .. } => (step.clone(), match change {
-            LabChange::CheckFailed { diagnosis, .. } => diagnosis.code.clone(),
-            LabChange::CheckPassed { kind, .. } => format!("{kind} passed"),
-            other => format!("{other:?}"),
-        }),
-        other => panic!("{other:?}"),
-    }).collect();
+    let summary: Vec<(String, String)> = first
+        .iter()
+        .map(|e| match e {
+            Event::LabProgress { step, change, .. } => (
+                step.clone(),
+                match change {
+                    LabChange::CheckFailed { diagnosis, .. } => diagnosis.code.clone(),
+                    LabChange::CheckPassed { kind, .. } => format!("{kind} passed"),
+                    other => format!("{other:?}"),
+                },
+            ),
+            other => panic!("{other:?}"),
+        })
+        .collect();
     let s = |a: &str, b: &str| (a.to_string(), b.to_string());
-    assert_eq!(summary, vec![
-        s("hello", "image.missing"),
-        s("hello", "container.missing"),
-        s("hello", "StepStarted"),
-        s("bridge", "bridge_up passed"),
-        s("bridge", "chains_present passed"),
-        s("bridge", "chains_present passed"),
-        s("bridge", "StepCompleted"),
-    ]);
+    assert_eq!(
+        summary,
+        vec![
+            s("hello", "image.missing"),
+            s("hello", "container.missing"),
+            s("hello", "StepStarted"),
+            s("bridge", "bridge_up passed"),
+            s("bridge", "chains_present passed"),
+            s("bridge", "chains_present passed"),
+            s("bridge", "StepCompleted"),
+        ]
+    );
     let mut st = state;
     for e in &first {
         apply(&mut st, e);
