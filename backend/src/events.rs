@@ -22,6 +22,10 @@ pub struct EventBus {
     /// The same events as the page's stream messages, serialized once for
     /// every viewer: (seq, JSON).
     json_tx: broadcast::Sender<Published>,
+    /// The guided lab whose progress follows the state: after each event
+    /// its checks run (pure, in `shared`) and the progress events they call
+    /// for are emitted right after it, in the stream and the recordings.
+    lab: Option<berth_shared::lab::Lab>,
 }
 
 #[derive(Debug)]
@@ -49,13 +53,37 @@ impl EventBus {
     pub fn new() -> Self {
         let (tx, _) = broadcast::channel(CHANNEL_CAPACITY);
         let (json_tx, _) = broadcast::channel(CHANNEL_CAPACITY);
-        EventBus { inner: Mutex::new(Inner { seq: 0, state: State::default(), history: Default::default() }), tx, json_tx }
+        EventBus { inner: Mutex::new(Inner { seq: 0, state: State::default(), history: Default::default() }), tx, json_tx, lab: None }
+    }
+
+    /// Reads the current state without copying it.
+    pub fn with_state<R>(&self, f: impl FnOnce(&State) -> R) -> R {
+        let inner = self.inner.lock().unwrap_or_else(|p| p.into_inner());
+        f(&inner.state)
+    }
+
+    /// A bus that also judges the guided lab's progress.
+    pub fn with_lab(mut self, lab: berth_shared::lab::Lab) -> Self {
+        self.lab = Some(lab);
+        self
     }
 
     /// Numbers, applies and broadcasts one event; returns its envelope.
     /// Sequence numbers have no gaps and follow the order of application.
+    /// The lab's progress events it causes follow it at once.
     pub fn emit(&self, event: Event) -> Envelope {
         let mut inner = self.inner.lock().unwrap_or_else(|p| p.into_inner());
+        let progress = !matches!(event, Event::LabProgress { .. });
+        let env = self.publish(&mut inner, event);
+        if let (Some(lab), true) = (&self.lab, progress) {
+            for e in lab.tick(&inner.state) {
+                self.publish(&mut inner, e);
+            }
+        }
+        env
+    }
+
+    fn publish(&self, inner: &mut Inner, event: Event) -> Envelope {
         inner.seq += 1;
         apply(&mut inner.state, &event);
         let env = Envelope::new(inner.seq, now_ms(), event);
@@ -119,5 +147,30 @@ mod tests {
         assert_eq!(rx.recv().await.unwrap().seq, 2);
         assert_eq!(rx.recv().await.unwrap().seq, 3);
         assert!(rx.try_recv().is_err());
+    }
+
+    #[test]
+    fn the_labs_progress_follows_each_event_once_in_the_stream() {
+        use berth_shared::lab::LabChange;
+        let bus = EventBus::new().with_lab(berth_shared::lab::deploy_docker());
+        bus.emit(Event::DaemonStopping);
+        let (history, _) = bus.history_and_subscribe();
+        let progress: Vec<(u64, String, LabChange)> = history
+            .iter()
+            .filter_map(|e| match &e.event {
+                Event::LabProgress { step, change, .. } => Some((e.seq, step.clone(), change.clone())),
+                _ => None,
+            })
+            .collect();
+        // The first step starts, right after the event that led to it.
+        assert!(progress.iter().any(|(seq, step, c)| *seq > 1 && step == "hello" && *c == LabChange::StepStarted), "{progress:?}");
+        assert!(matches!(history[0].event, Event::DaemonStopping));
+        // Nothing changed: no more progress events.
+        let before = history.len();
+        bus.emit(Event::DaemonStopping);
+        let (history, _) = bus.history_and_subscribe();
+        assert_eq!(history.len(), before + 1);
+        let (_, state, _) = bus.snapshot_and_subscribe();
+        assert!(state.lab.contains_key("deploy-docker"), "the progress is in the state");
     }
 }

@@ -124,8 +124,13 @@ pub fn parse_rules(text: &str) -> Vec<String> {
 }
 
 async fn rules(bus: Arc<EventBus>) {
-    let mut known: BTreeSet<(String, String)> = BTreeSet::new();
     loop {
+        // What the state believes is in the kernel, taken before reading the
+        // kernel: a rule berth adds (RuleAdded puts it there at once) and a
+        // learner deletes before this round is still found gone, however
+        // quickly it went. A rule berth adds while the kernel is read shows
+        // up as observed, which changes nothing.
+        let believed: BTreeSet<(String, String)> = bus.with_state(|s| s.kernel_rules.iter().cloned().collect());
         let mut now = BTreeSet::new();
         let mut ok = true;
         for table in ["filter", "nat"] {
@@ -137,17 +142,23 @@ async fn rules(bus: Arc<EventBus>) {
                         now.insert((table.to_string(), r));
                     }
                 }
-                _ => ok = false,
+                other => {
+                    let why = match other {
+                        Ok(o) => format!("{}: {}", o.status, String::from_utf8_lossy(&o.stderr)),
+                        Err(e) => e.to_string(),
+                    };
+                    tracing::debug!(table, why = %crate::text::clip(&why), "rule observer: iptables -S failed; this round is skipped");
+                    ok = false
+                }
             }
         }
         if ok {
-            for (table, rule) in now.difference(&known) {
+            for (table, rule) in now.difference(&believed) {
                 bus.emit(Event::KernelRuleObserved { table: table.clone(), rule: rule.clone() });
             }
-            for (table, rule) in known.difference(&now) {
+            for (table, rule) in believed.difference(&now) {
                 bus.emit(Event::KernelRuleGone { table: table.clone(), rule: rule.clone() });
             }
-            known = now;
         }
         tokio::time::sleep(RULE_POLL).await;
     }
