@@ -40,7 +40,7 @@ pub async fn run(mut config: Config) -> anyhow::Result<()> {
     let page_listener =
         TcpListener::bind(&config.page_addr).await.with_context(|| format!("binding the page address {}", config.page_addr))?;
 
-    let bus = Arc::new(EventBus::new());
+    let bus = Arc::new(EventBus::new().with_lab(berth_shared::lab::deploy_docker()));
     // Without a live engine the store lives in a throwaway dir: the page
     // still serves, nothing is written to the data root.
     let store_root = if engine == EngineMode::Live { config.data_root.clone() } else { tempfile::tempdir()?.keep() };
