@@ -1,5 +1,6 @@
 //! The page's terminal as a learner relies on it, in headless Chromium
-//! against a berthd in the sandbox: `hostname` says node1; a reload comes
+//! against a berthd in the sandbox: `hostname` says node1 and the lab's
+//! `sudo` prefix works; a reload comes
 //! back to the same shell (its variables and cwd); scrubbing the timeline
 //! and coming back types nothing into the shell, and keys typed while
 //! scrubbed are said to go nowhere; after berthd restarts, the page
@@ -51,6 +52,9 @@ async fn the_shell_is_node1_survives_a_reload_ignores_replays_and_comes_back_aft
     // The shell's host is node1, as its prompt says.
     type_line(&browser, "echo host=$(hostname)=").await;
     browser.wait_for_text("[data-testid=terminal]", "host=node1=", Duration::from_secs(10)).await.unwrap();
+    // The lab's `sudo` prefix works (the learner is root; no sudo is needed).
+    type_line(&browser, "sudo echo via-sudo=$(id -u)=").await;
+    browser.wait_for_text("[data-testid=terminal]", "via-sudo=0=", Duration::from_secs(10)).await.unwrap();
 
     // A reload comes back to the same shell.
     type_line(&browser, "export LABVAR=kept-42; cd /tmp; echo pid=$$=").await;
