@@ -62,3 +62,33 @@ fn publishing_a_port_completes_the_step_and_deleting_its_dnat_rule_fails_it_with
     });
     sb.docker_ok(&d, &["stop", "nginx-public"]);
 }
+
+#[test]
+fn after_a_restart_dockers_standing_rules_are_still_berths_not_someone_elses() {
+    let (sb, d) = node1().unwrap();
+    let state = |sb: &Sandbox| -> serde_json::Value {
+        let o = sb.run("curl", &["-fsS", "--max-time", "5", "-H", &sb.lab_auth_header(), "http://127.0.0.1:8080/api/state"]).unwrap();
+        serde_json::from_slice::<serde_json::Value>(&o.stdout).unwrap_or_default()["state"].clone()
+    };
+    let by_others = |s: &serde_json::Value| -> Vec<String> {
+        let ours: Vec<&serde_json::Value> = s["rules"].as_array().map(|a| a.iter().collect()).unwrap_or_default();
+        s["kernel_rules"].as_array().into_iter().flatten().filter(|r| !ours.contains(r)).map(|r| r.to_string()).collect()
+    };
+    eventually("the standing rules observed", || {
+        let s = state(&sb);
+        (s["kernel_rules"].as_array().map_or(0, Vec::len) < 10).then(|| s["kernel_rules"].to_string())
+    });
+    assert_eq!(by_others(&state(&sb)), Vec::<String>::new());
+    // berthd stops (SIGTERM) and starts again on the same roots: the rules
+    // it finds in the kernel are the ones it keeps.
+    let mut d = d;
+    nix::sys::signal::kill(nix::unistd::Pid::from_raw(d.child.id() as i32), nix::sys::signal::Signal::SIGTERM).unwrap();
+    assert!(d.child.wait().unwrap().success());
+    let _d = sb.start_berthd(&["--registry-mirror", "http://127.0.0.1:5000"]).unwrap();
+    eventually("the standing rules observed again", || {
+        let s = state(&sb);
+        (s["kernel_rules"].as_array().map_or(0, Vec::len) < 10).then(|| s["kernel_rules"].to_string())
+    });
+    std::thread::sleep(Duration::from_millis(1500));
+    assert_eq!(by_others(&state(&sb)), Vec::<String>::new(), "Docker's standing rules listed as someone else's after a restart");
+}

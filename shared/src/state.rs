@@ -379,7 +379,10 @@ pub fn apply(state: &mut State, event: &Event) {
             }
         }
         Event::RuleAdded { table, rule } => {
-            state.rules.push((table.clone(), rule.clone()));
+            // A rule is berth's once, however often it is (re)asserted.
+            if !state.rules.iter().any(|(t, r)| t == table && r == rule) {
+                state.rules.push((table.clone(), rule.clone()));
+            }
             // berth just put it in the kernel: the observer's next reading
             // confirms it, and only a deletion by hand takes it out.
             let r = (table.clone(), rule.clone());

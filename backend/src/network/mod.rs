@@ -168,9 +168,10 @@ impl BridgeNetwork {
         }
         let subnet = self.subnet();
         for (r, place) in nat::global_rules().iter().chain(nat::bridge_rules(self.bridge(), &subnet).iter()).rev() {
-            if self.iptables.place(r, place)? {
-                self.bus.emit(Event::RuleAdded { table: r.table.into(), rule: r.text() });
-            }
+            // Added now or kept from a berthd before this one: berth's either
+            // way (the page would otherwise list them as someone else's).
+            self.iptables.place(r, place)?;
+            self.bus.emit(Event::RuleAdded { table: r.table.into(), rule: r.text() });
         }
         Ok(())
     }
