@@ -102,6 +102,15 @@ async fn typing_docker_run_in_the_page_draws_the_container_and_the_recording_rep
     let port = browser.wait_for_text("[data-testid=port-80]", "0.0.0.0:80", Duration::from_secs(60)).await.unwrap();
     assert!(port.contains("172.17.0.2:80/tcp"), "{port}");
     browser.wait_for_text("[data-testid=overlay-nginx-demo]", "mounted", Duration::from_secs(10)).await.unwrap();
+    // The overlay's four directories are labelled, and the labels are drawn.
+    let labels = c
+        .execute(
+            "return [...document.querySelectorAll('[data-testid=overlay-nginx-demo] text.k')].map(t => t.textContent + ':' + (t.getBBox().width > 20));",
+            vec![],
+        )
+        .await
+        .unwrap();
+    assert_eq!(labels, serde_json::json!(["MergedDir:true", "UpperDir:true", "WorkDir:true", "LowerDir:true"]), "overlay labels");
     // Clicking the port highlights its DNAT rule and shows the evidence.
     c.find(Locator::Css("[data-testid=port-80] rect")).await.unwrap().click().await.unwrap();
     browser.wait_for_text("[data-testid=rules] li.hit", "--to-destination 172.17.0.2:80", Duration::from_secs(10)).await.unwrap();

@@ -107,13 +107,13 @@ pub fn FilesystemDiagram(store: Store) -> impl IntoView {
                             {cables}
                             <rect x="330" y=y width="378" height=card_h rx="8"/>
                             <text class="title" x="342" y=y + 18.0>{format!("{} ({})", c.name, if c.mounted { "mounted" } else { "not mounted" })}</text>
-                            <text x="342" y=y + 38.0><tspan class="k">"MergedDir "</tspan>{dir_tail(&c.layer.merged)}</text>
-                            <text x="342" y=y + 56.0><tspan class="k">"UpperDir  "</tspan>{dir_tail(&c.layer.upper)}</text>
+                            <text class="k" x="342" y=y + 38.0>"MergedDir"</text><text x="420" y=y + 38.0>{dir_tail(&c.layer.merged)}</text>
+                            <text class="k" x="342" y=y + 56.0>"UpperDir"</text><text x="420" y=y + 56.0>{dir_tail(&c.layer.upper)}</text>
                             <text class="changes" x="352" y=y + 72.0 data-testid="upper-changes">
                                 {if shown_changes.is_empty() { "(no changes yet)".to_string() } else { shown_changes.join("   ") }}
                             </text>
-                            <text x="342" y=y + 90.0><tspan class="k">"WorkDir   "</tspan>{dir_tail(&c.layer.work)}</text>
-                            <text x="342" y=y + 108.0><tspan class="k">"LowerDir  "</tspan>{format!("{} layer(s) ←", c.layer.lower.len())}</text>
+                            <text class="k" x="342" y=y + 90.0>"WorkDir"</text><text x="420" y=y + 90.0>{dir_tail(&c.layer.work)}</text>
+                            <text class="k" x="342" y=y + 108.0>"LowerDir"</text><text x="420" y=y + 108.0>{format!("{} layer(s) ←", c.layer.lower.len())}</text>
                             {c.mounts.iter().enumerate().map(|(k, m)| {
                                 let vol = (m.kind == "volume").then(|| m.name.clone());
                                 view! {
