@@ -154,16 +154,7 @@ pub fn device_filter(rules: &[DeviceRule]) -> Vec<[u8; 8]> {
             'c' => block.push((JNE_K, 2, 0, 2, true)),
             _ => {}
         }
-        let allowed: i32 = r
-            .access
-            .chars()
-            .map(|c| match c {
-                'm' => 1,
-                'r' => 2,
-                'w' => 4,
-                _ => 0,
-            })
-            .sum();
+        let allowed = access_bits(&r.access) as i32;
         if allowed != 7 {
             block.push((MOV_X, 1, 3, 0, false));
             block.push((AND_K, 1, 0, !allowed & 7, false));
@@ -190,10 +181,10 @@ pub fn device_filter(rules: &[DeviceRule]) -> Vec<[u8; 8]> {
 
 /// Runs a [`device_filter`] program on one request, as the kernel would
 /// (tests: the interpreter covers exactly the instructions it emits).
-#[cfg(test)]
-fn run_filter(p: &[[u8; 8]], kind: char, major: u32, minor: u32, access: &str) -> u64 {
-    let t: u64 = if kind == 'b' { 1 } else { 2 };
-    let a: u64 = access
+/// A device rule's access ("rwm") as the kernel's BPF_DEVCG_ACC_* bits
+/// (mknod 1, read 2, write 4).
+fn access_bits(access: &str) -> u32 {
+    access
         .chars()
         .map(|c| match c {
             'm' => 1,
@@ -201,7 +192,13 @@ fn run_filter(p: &[[u8; 8]], kind: char, major: u32, minor: u32, access: &str) -
             'w' => 4,
             _ => 0,
         })
-        .sum();
+        .sum()
+}
+
+#[cfg(test)]
+fn run_filter(p: &[[u8; 8]], kind: char, major: u32, minor: u32, access: &str) -> u64 {
+    let t: u64 = if kind == 'b' { 1 } else { 2 };
+    let a = u64::from(access_bits(access));
     let ctx = [((a << 16) | t) as u32, major, minor];
     let mut r = [0u64; 11];
     let mut pc = 0usize;
