@@ -165,6 +165,9 @@ pub struct Sim {
     gg_files: BTreeMap<String, String>,
     out: Vec<Envelope>,
     next_index: u32,
+    /// The guided lab whose progress it reports, as berthd does: after
+    /// every event, the progress events `Lab::tick` asks for.
+    lab: Option<crate::lab::Lab>,
 }
 
 fn words(line: &str) -> Vec<String> {
@@ -236,6 +239,7 @@ impl Sim {
             gg_files: GG_FILES.iter().map(|(n, c)| (n.to_string(), c.to_string())).collect(),
             out: Vec::new(),
             next_index: 4,
+            lab: None,
         };
         sim.emit(Event::DaemonStarted {
             version: "simulated".into(),
@@ -270,10 +274,40 @@ impl Sim {
     }
 
     fn emit(&mut self, event: Event) {
+        let progress = matches!(event, Event::LabProgress { .. });
+        self.push(event);
+        if !progress {
+            self.tick_lab();
+        }
+    }
+
+    fn push(&mut self, event: Event) {
         self.seq += 1;
         self.now_ms += 1;
         apply(&mut self.state, &event);
         self.out.push(Envelope::new(self.seq, self.now_ms, event));
+    }
+
+    fn tick_lab(&mut self) {
+        let events = self.lab.as_ref().map(|l| l.tick(&self.state)).unwrap_or_default();
+        for e in events {
+            self.push(e);
+        }
+    }
+
+    /// Judges progress through `lab` from now on, as berthd does live; its
+    /// first progress (the first step current) is part of the start state.
+    /// `completed` are steps a learner completed before (the page keeps them
+    /// across a reload: the simulated node1 itself starts anew).
+    pub fn with_lab(mut self, lab: crate::lab::Lab, completed: &[String]) -> Self {
+        for step in completed.iter().filter(|s| lab.step(s).is_some()) {
+            let done = Event::LabProgress { lab: lab.id.clone(), step: step.clone(), change: crate::lab::LabChange::StepCompleted };
+            apply(&mut self.state, &done);
+        }
+        self.lab = Some(lab);
+        self.tick_lab();
+        self.out.clear();
+        self
     }
 
     fn hex(&mut self, n: usize) -> String {

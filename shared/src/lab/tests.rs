@@ -787,3 +787,29 @@ fn placeholders_are_filled_with_node1s_and_the_steps_containers_addresses() {
     assert_eq!(lab.step("publish").unwrap().fill("curl http://A.B.C.D/", &l.state), "curl http://192.168.1.10/");
     assert!(l.run(&service.fill("curl http://172.17.0.X/", &l.state)).contains("Welcome to nginx!"));
 }
+
+#[test]
+fn the_simulator_judges_progress_itself_as_berthd_does_and_keeps_completed_steps_across_a_restart() {
+    let sim = Sim::new(T).with_lab(lab(), &[]);
+    // Its start state already has the first progress: bridge done, hello current.
+    let start = lab().recorded(&sim.state);
+    assert_eq!(start.iter().find(|s| s.step == "hello").map(|s| s.state), Some(StepState::Current));
+    assert!(start.iter().find(|s| s.step == "bridge").is_some_and(|s| s.completed));
+    let mut sim = sim;
+    let o = sim.run("docker run hello-world", T);
+    let done: Vec<&str> = o
+        .events
+        .iter()
+        .filter_map(|e| match &e.event {
+            Event::LabProgress { step, change: LabChange::StepCompleted, .. } => Some(step.as_str()),
+            _ => None,
+        })
+        .collect();
+    assert_eq!(done, vec!["hello"], "the run's own events carry the step's completion");
+    assert!(lab().tick(&sim.state).is_empty(), "nothing left for an outside evaluator to add");
+    // A reload: a new simulated node1, with the steps completed before kept.
+    let again = Sim::new(T).with_lab(lab(), &["hello".into(), "no-such-step".into()]);
+    let rec = lab().recorded(&again.state);
+    assert!(rec.iter().find(|s| s.step == "hello").is_some_and(|s| s.completed && s.state == StepState::Passed));
+    assert_eq!(rec.iter().find(|s| s.step == "alpine").map(|s| s.state), Some(StepState::Current));
+}
