@@ -33,6 +33,7 @@ async fn links(bus: Arc<EventBus>) {
     });
     let mut names: HashMap<u32, String> = HashMap::new();
     let mut pending: Vec<(u32, String, u8)> = Vec::new();
+    let mut reported: HashMap<u32, Event> = HashMap::new();
     while let Some(change) = rx.recv().await {
         match change {
             KernelChange::Link(f) => {
@@ -41,14 +42,9 @@ async fn links(bus: Arc<EventBus>) {
                 }
                 names.insert(f.index, f.name.clone());
                 let master = f.master.and_then(|m| names.get(&m).cloned());
-                bus.emit(Event::LinkObserved {
-                    index: f.index,
-                    name: f.name.clone(),
-                    kind: f.kind,
-                    master,
-                    up: f.up,
-                    link_netnsid: f.link_netnsid,
-                });
+                if let Some(e) = link_news(&mut reported, &f, master) {
+                    bus.emit(e);
+                }
                 // Addresses reported before their link was known.
                 let (now, later): (Vec<_>, Vec<_>) = std::mem::take(&mut pending).into_iter().partition(|(i, _, _)| *i == f.index);
                 pending = later;
@@ -57,6 +53,7 @@ async fn links(bus: Arc<EventBus>) {
                 }
             }
             KernelChange::LinkGone { index, name } => {
+                reported.remove(&index);
                 let name = names.remove(&index).unwrap_or(name);
                 bus.emit(Event::LinkGone { index, name });
             }
@@ -81,6 +78,25 @@ async fn links(bus: Arc<EventBus>) {
             }
         }
     }
+}
+
+/// The `LinkObserved` that the kernel's news of a link calls for, if any:
+/// none when it says nothing new of the link (the kernel repeats a link's
+/// facts at every carrier, operstate or statistics change). A message
+/// without the link's kind keeps the kind reported before: the page would
+/// otherwise show "link vethX () up" again and again. `reported` holds the
+/// last event of each link, by index.
+pub fn link_news(reported: &mut HashMap<u32, Event>, f: &netlink::LinkFacts, master: Option<String>) -> Option<Event> {
+    let known_kind = match reported.get(&f.index) {
+        Some(Event::LinkObserved { kind, .. }) if f.kind.is_empty() => kind.clone(),
+        _ => f.kind.clone(),
+    };
+    let e = Event::LinkObserved { index: f.index, name: f.name.clone(), kind: known_kind, master, up: f.up, link_netnsid: f.link_netnsid };
+    if reported.get(&f.index) == Some(&e) {
+        return None;
+    }
+    reported.insert(f.index, e.clone());
+    Some(e)
 }
 
 /// Mount point → (fstype, source), from mountinfo's text.
@@ -179,6 +195,39 @@ mod tests {
         assert_eq!(m["/var/lib/berth/overlay2/abc/merged"].0, "overlay");
         assert_eq!(m["/run/berth/netns/abc"].0, "nsfs");
         assert!(m.contains_key("/mnt/with space"));
+    }
+
+    #[test]
+    fn a_link_is_reported_again_only_when_its_facts_change_and_never_loses_its_kind() {
+        let mut reported = HashMap::new();
+        let veth = netlink::LinkFacts {
+            index: 7,
+            name: "veth1a2b3c4".into(),
+            kind: "veth".into(),
+            master: Some(3),
+            up: false,
+            link_netnsid: Some(0),
+        };
+        let kind_of = |e: Option<Event>| match e {
+            Some(Event::LinkObserved { kind, up, .. }) => Some((kind, up)),
+            _ => None,
+        };
+        assert_eq!(kind_of(link_news(&mut reported, &veth, Some("docker0".into()))), Some(("veth".into(), false)));
+        // The same facts again (a statistics or carrier notice): nothing new.
+        assert_eq!(link_news(&mut reported, &veth, Some("docker0".into())), None);
+        // It comes up: reported, still a veth.
+        let up = netlink::LinkFacts { up: true, ..veth.clone() };
+        assert_eq!(kind_of(link_news(&mut reported, &up, Some("docker0".into()))), Some(("veth".into(), true)));
+        // A message without the kind (as a bridge's port notice has none) is
+        // the same link, not a new kind-less one: nothing to report.
+        let no_kind = netlink::LinkFacts { kind: String::new(), ..up.clone() };
+        assert_eq!(link_news(&mut reported, &no_kind, Some("docker0".into())), None);
+        // And when it does bring news, the kind is kept.
+        let down = netlink::LinkFacts { up: false, ..no_kind };
+        assert_eq!(kind_of(link_news(&mut reported, &down, Some("docker0".into()))), Some(("veth".into(), false)));
+        // Once gone, a new link with the same index is news.
+        reported.remove(&7);
+        assert!(link_news(&mut reported, &down, Some("docker0".into())).is_some());
     }
 
     #[test]

@@ -357,6 +357,11 @@ fn link_facts(msg: &rtnetlink::packet_route::link::LinkMessage) -> LinkFacts {
     f
 }
 
+/// An AF_BRIDGE link message: the bridge telling about one of its ports.
+pub fn is_bridge_port_notice(msg: &rtnetlink::packet_route::link::LinkMessage) -> bool {
+    msg.header.interface_family == rtnetlink::packet_route::AddressFamily::Bridge
+}
+
 fn address_facts(msg: &rtnetlink::packet_route::address::AddressMessage) -> Option<(u32, std::net::IpAddr, u8)> {
     use rtnetlink::packet_route::address::AddressAttribute;
     let ip = msg.attributes.iter().find_map(|a| match a {
@@ -403,6 +408,14 @@ pub async fn watch(tx: tokio::sync::mpsc::UnboundedSender<KernelChange>) -> Resu
     }
     while let Some((msg, _)) = messages.next().await {
         let change = match msg.payload {
+            // A bridge's port notifications (AF_BRIDGE: STP state, a port
+            // joining or leaving) are not link facts: they carry no kind, and
+            // a port leaving its bridge is an RTM_DELLINK of a link that stays.
+            NetlinkPayload::InnerMessage(RouteNetlinkMessage::NewLink(l) | RouteNetlinkMessage::DelLink(l))
+                if is_bridge_port_notice(&l) =>
+            {
+                None
+            }
             NetlinkPayload::InnerMessage(RouteNetlinkMessage::NewLink(l)) => Some(KernelChange::Link(link_facts(&l))),
             NetlinkPayload::InnerMessage(RouteNetlinkMessage::DelLink(l)) => {
                 let f = link_facts(&l);
