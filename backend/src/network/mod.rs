@@ -179,12 +179,13 @@ impl BridgeNetwork {
     /// Removes a user-defined network's rules and bridge.
     pub async fn teardown(&self) {
         for (r, _) in nat::bridge_rules(self.bridge(), &self.subnet()) {
+            // Gone from the kernel, whoever took it out: gone from the state.
+            // A rule that could not be deleted stays, as the kernel keeps it.
             match self.iptables.delete(&r) {
-                Ok(true) => {
+                Ok(()) => {
                     self.bus.emit(Event::RuleRemoved { table: r.table.into(), rule: r.text() });
                 }
-                Ok(false) => {}
-                Err(e) => tracing::warn!(error = %e, "removing a bridge rule"),
+                Err(e) => tracing::warn!(error = %e, "removing a bridge rule: it stays in the kernel"),
             }
         }
         if let Ok(h) = netlink::connect() {
@@ -256,12 +257,14 @@ impl BridgeNetwork {
     fn unpublish_rules(&self, container_id: &str, maps: &[nat::PortMap]) {
         for map in maps {
             for r in nat::port_rules(self.bridge(), map) {
+                // Already gone (deleted by hand) is removed all the same: the
+                // state says what the kernel has, and the page no longer lists
+                // the rule under a stopped container.
                 match self.iptables.delete(&r) {
-                    Ok(true) => {
+                    Ok(()) => {
                         self.bus.emit(Event::RuleRemoved { table: r.table.into(), rule: r.text() });
                     }
-                    Ok(false) => {}
-                    Err(e) => tracing::warn!(error = %e, "removing a port rule"),
+                    Err(e) => tracing::warn!(error = %e, "removing a port rule: it stays in the kernel"),
                 }
             }
             self.bus.emit(Event::PortUnpublished { id: container_id.into(), proto: map.proto.clone(), host_port: map.host_port });

@@ -84,12 +84,18 @@ impl Iptables {
         self.run(&args).map(|_| true)
     }
 
-    pub fn delete(&self, r: &Rule) -> Result<bool, IptablesError> {
+    /// Takes the rule out of the kernel. `Ok` when it is not there
+    /// afterwards: deleted now, or already gone (deleted by hand, even
+    /// between the check and the delete); `Err` only while it is still there.
+    pub fn delete(&self, r: &Rule) -> Result<(), IptablesError> {
         if !self.exists(r) {
-            return Ok(false);
+            return Ok(());
         }
         let mut args = vec!["-t", r.table, "-D", r.chain];
         args.extend(r.spec.iter().map(String::as_str));
-        self.run(&args).map(|_| true)
+        match self.run(&args) {
+            Err(e) if self.exists(r) => Err(e),
+            _ => Ok(()),
+        }
     }
 }
