@@ -275,7 +275,16 @@ impl Sim {
 
     fn emit(&mut self, event: Event) {
         let progress = matches!(event, Event::LabProgress { .. });
+        // What berthd's rule observer then sees in the kernel's ruleset.
+        let kernel = match &event {
+            Event::RuleAdded { table, rule } => Some(Event::KernelRuleObserved { table: table.clone(), rule: rule.clone() }),
+            Event::RuleRemoved { table, rule } => Some(Event::KernelRuleGone { table: table.clone(), rule: rule.clone() }),
+            _ => None,
+        };
         self.push(event);
+        if let Some(k) = kernel {
+            self.push(k);
+        }
         if !progress {
             self.tick_lab();
         }
@@ -374,6 +383,9 @@ impl Sim {
         match a.as_slice() {
             ["docker", rest @ ..] => self.docker(rest),
             ["ip", rest @ ..] => self.ip(rest, None),
+            ["iptables", rest @ ..] if rest.iter().any(|w| matches!(*w, "-D" | "--delete" | "-A" | "--append" | "-I" | "--insert")) => {
+                self.iptables_edit(rest)
+            }
             ["iptables", rest @ ..] => self.iptables(rest),
             ["curl" | "wget" | "lynx", rest @ ..] => self.fetch(rest),
             ["hostname"] => "node1\n".into(),
@@ -1220,6 +1232,34 @@ impl Sim {
     }
 
     /// `iptables --list -n [-t nat]` (also `-L -n`, `-S`).
+    /// `iptables [-t T] -D|-A|-I CHAIN SPEC…` by hand: the kernel's ruleset
+    /// changes (berth's record of what it added does not), as berthd's
+    /// observer would report it.
+    fn iptables_edit(&mut self, a: &[&str]) -> String {
+        let table = a.windows(2).find(|w| w[0] == "-t" || w[0] == "--table").map(|w| w[1]).unwrap_or("filter").to_string();
+        let Some(at) = a.iter().position(|w| matches!(*w, "-D" | "--delete" | "-A" | "--append" | "-I" | "--insert")) else {
+            return String::new();
+        };
+        let spec: Vec<&str> = a[at + 1..].to_vec();
+        if spec.is_empty() {
+            return format!("iptables v1.8.9 (nf_tables): option \"{}\" requires an argument\n", a[at]);
+        }
+        let rule = format!("-A {}", spec.join(" "));
+        let present = self.state.kernel_rules.iter().any(|(t, r)| *t == table && *r == rule);
+        match a[at] {
+            "-D" | "--delete" if !present => "iptables: Bad rule (does a matching rule exist in that chain?).\n".into(),
+            "-D" | "--delete" => {
+                self.emit(Event::KernelRuleGone { table, rule });
+                String::new()
+            }
+            _ if present => String::new(),
+            _ => {
+                self.emit(Event::KernelRuleObserved { table, rule });
+                String::new()
+            }
+        }
+    }
+
     fn iptables(&self, a: &[&str]) -> String {
         const KNOWN: &[&str] = &[
             "-L",
@@ -1244,7 +1284,19 @@ impl Sim {
             );
         }
         let table = a.windows(2).find(|w| w[0] == "-t" || w[0] == "--table").map(|w| w[1]).unwrap_or("filter");
-        let rules: Vec<&String> = self.state.rules.iter().filter(|(t, _)| t == table).map(|(_, r)| r).collect();
+        // What the kernel has: berth's rules (less those deleted by hand),
+        // then any added by hand.
+        let missing = self.state.rules_missing_from_kernel();
+        let others = self.state.rules_by_others();
+        let rules: Vec<&String> = self
+            .state
+            .rules
+            .iter()
+            .filter(|r| !missing.contains(r))
+            .chain(others.iter())
+            .filter(|(t, _)| t == table)
+            .map(|(_, r)| r)
+            .collect();
         if a.contains(&"-S") {
             return rules.iter().map(|r| format!("{r}\n")).collect();
         }

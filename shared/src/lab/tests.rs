@@ -813,3 +813,21 @@ fn the_simulator_judges_progress_itself_as_berthd_does_and_keeps_completed_steps
     assert!(rec.iter().find(|s| s.step == "hello").is_some_and(|s| s.completed && s.state == StepState::Passed));
     assert_eq!(rec.iter().find(|s| s.step == "alpine").map(|s| s.state), Some(StepState::Current));
 }
+
+#[test]
+fn in_the_simulator_a_dnat_rule_deleted_by_hand_fails_the_publish_step_and_putting_it_back_mends_it() {
+    let mut sim = Sim::new(T).with_lab(lab(), &[]);
+    for cmd in ["docker run --name nginx-public -d --rm -p 80:80 nginx:alpine"] {
+        sim.run(cmd, T);
+    }
+    let passed = |sim: &Sim| lab().recorded(&sim.state).into_iter().find(|s| s.step == "publish").map(|s| s.state);
+    assert_eq!(passed(&sim), Some(StepState::Passed));
+    let dnat = "-A DOCKER ! -i docker0 -p tcp -m tcp --dport 80 -j DNAT --to-destination 172.17.0.2:80";
+    let spec = dnat.trim_start_matches("-A ");
+    assert!(sim.run(&format!("iptables -t nat -D {spec}"), T).text.is_empty());
+    assert_eq!(passed(&sim), Some(StepState::Failed));
+    assert!(!sim.run("iptables -t nat -S", T).text.contains("DNAT"), "the kernel no longer lists it");
+    assert!(sim.run(&format!("iptables -t nat -D {spec}"), T).text.contains("Bad rule"), "a second delete finds nothing");
+    sim.run(&format!("iptables -t nat -A {spec}"), T);
+    assert_eq!(passed(&sim), Some(StepState::Passed));
+}
