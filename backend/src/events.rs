@@ -73,11 +73,27 @@ impl EventBus {
     /// The lab's progress events it causes follow it at once.
     pub fn emit(&self, event: Event) -> Envelope {
         let mut inner = self.inner.lock().unwrap_or_else(|p| p.into_inner());
+        self.emit_locked(&mut inner, event)
+    }
+
+    /// Emits the event only if `still` holds of the state at that moment
+    /// (under the same lock, so nothing comes between): an observer's news
+    /// of something the state may have let go of meanwhile (a file of a
+    /// container removed since).
+    pub fn emit_if(&self, event: Event, still: impl FnOnce(&State) -> bool) -> Option<Envelope> {
+        let mut inner = self.inner.lock().unwrap_or_else(|p| p.into_inner());
+        if !still(&inner.state) {
+            return None;
+        }
+        Some(self.emit_locked(&mut inner, event))
+    }
+
+    fn emit_locked(&self, inner: &mut Inner, event: Event) -> Envelope {
         let progress = !matches!(event, Event::LabProgress { .. });
-        let env = self.publish(&mut inner, event);
+        let env = self.publish(inner, event);
         if let (Some(lab), true) = (&self.lab, progress) {
             for e in lab.tick(&inner.state) {
-                self.publish(&mut inner, e);
+                self.publish(inner, e);
             }
         }
         env

@@ -13,14 +13,18 @@ use berth_shared::Event;
 use crate::events::EventBus;
 use crate::network::netlink::{self, KernelChange};
 
+pub mod files;
+
 /// How often mounts and rules are read again (neither announces changes).
 const MOUNT_POLL: Duration = Duration::from_millis(250);
 const RULE_POLL: Duration = Duration::from_millis(1000);
 
-/// Starts the observer's tasks; they run as long as the daemon does.
-pub fn start(bus: Arc<EventBus>) {
+/// Starts the observer's tasks; they run as long as the daemon does. File
+/// changes are watched under `data_root` ([`files`]).
+pub fn start(bus: Arc<EventBus>, data_root: &std::path::Path) {
     tokio::spawn(links(bus.clone()));
     tokio::spawn(mounts(bus.clone()));
+    files::start(bus.clone(), data_root);
     tokio::spawn(rules(bus));
 }
 
