@@ -3,4 +3,5 @@
 //! [`spawner::Spawner`] (namespaces on this machine, or a Kubernetes pod),
 //! and the hub proxies their page, terminal and event stream to it.
 
+pub mod hub;
 pub mod spawner;

@@ -5,6 +5,8 @@
 //! cgroup on this machine, the default) and `kubernetes` (a pod per learner,
 //! made through the Kubernetes API).
 
+pub mod local;
+
 use std::collections::BTreeMap;
 use std::time::SystemTime;
 

@@ -1,0 +1,311 @@
+//! The hub's door, without a socket to the browser (tower's oneshot): roles,
+//! routes, cookies, Origin; the proxy against a fake node that says what it
+//! was sent.
+#![allow(clippy::unwrap_used)]
+
+use std::collections::BTreeMap;
+use std::sync::Mutex;
+use std::time::SystemTime;
+
+use axum::http::{HeaderMap, Request as HttpRequest};
+use http_body_util::BodyExt;
+use tower::ServiceExt;
+
+use super::*;
+use crate::hub::HubConfig;
+use crate::spawner::{Node, NodeRequest, SpawnError, Spawner};
+
+const TOKEN: &str = "instructor-token-for-tests-0123";
+const HOST: &str = "127.0.0.1:8090";
+
+/// A spawner whose nodes are all one fake lab server on 127.0.0.1.
+#[derive(Debug)]
+struct Fake {
+    addr: String,
+    nodes: Mutex<BTreeMap<String, Node>>,
+    removed: Mutex<Vec<String>>,
+}
+
+#[async_trait::async_trait]
+impl Spawner for Fake {
+    fn kind(&self) -> &'static str {
+        "fake"
+    }
+    async fn spawn(&self, req: &NodeRequest) -> Result<Node, SpawnError> {
+        let mut nodes = self.nodes.lock().unwrap();
+        let id = format!("n{}", nodes.len());
+        let n = Node {
+            id: id.clone(),
+            class: req.class.clone(),
+            learner: req.learner.clone(),
+            phase: Phase::Running,
+            addr: Some(self.addr.clone()),
+            reason: None,
+            labels: BTreeMap::from([("secret".to_string(), req.secret.clone())]),
+            created: SystemTime::now(),
+        };
+        nodes.insert(id, n.clone());
+        Ok(n)
+    }
+    async fn status(&self, id: &str) -> Result<Node, SpawnError> {
+        self.nodes.lock().unwrap().get(id).cloned().ok_or_else(|| SpawnError::NotFound(id.into()))
+    }
+    async fn list(&self) -> Result<Vec<Node>, SpawnError> {
+        Ok(self.nodes.lock().unwrap().values().cloned().collect())
+    }
+    async fn remove(&self, id: &str) -> Result<(), SpawnError> {
+        self.nodes.lock().unwrap().remove(id);
+        self.removed.lock().unwrap().push(id.to_string());
+        Ok(())
+    }
+}
+
+/// A fake node: answers every request with what it was sent.
+async fn fake_node() -> String {
+    let echo = |req: Request| async move {
+        let headers: BTreeMap<String, String> =
+            req.headers().iter().map(|(k, v)| (k.to_string(), v.to_str().unwrap_or("").to_string())).collect();
+        Json(json!({ "method": req.method().as_str(), "uri": req.uri().to_string(), "headers": headers }))
+    };
+    let app = Router::new().fallback(echo);
+    let l = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = l.local_addr().unwrap().to_string();
+    tokio::spawn(async move { axum::serve(l, app).await });
+    addr
+}
+
+async fn setup() -> (Arc<Hub>, Arc<Fake>, Router) {
+    let fake = Arc::new(Fake { addr: fake_node().await, nodes: Mutex::default(), removed: Mutex::default() });
+    let hub = Hub::new(HubConfig::new(TOKEN.into()), fake.clone());
+    let app = app(hub.clone());
+    (hub, fake, app)
+}
+
+async fn send(app: &Router, req: HttpRequest<Body>) -> (StatusCode, HeaderMap, String) {
+    let resp = app.clone().oneshot(req).await.unwrap();
+    let status = resp.status();
+    let headers = resp.headers().clone();
+    let body = resp.into_body().collect().await.unwrap().to_bytes();
+    (status, headers, String::from_utf8_lossy(&body).into_owned())
+}
+
+fn get(uri: &str) -> axum::http::request::Builder {
+    HttpRequest::builder().uri(uri).header(header::HOST, HOST)
+}
+
+fn instructor(uri: &str) -> axum::http::request::Builder {
+    get(uri).header(header::AUTHORIZATION, format!("Bearer {TOKEN}"))
+}
+
+fn ws(b: axum::http::request::Builder) -> axum::http::request::Builder {
+    b.header(header::UPGRADE, "websocket")
+        .header(header::CONNECTION, "upgrade")
+        .header("sec-websocket-version", "13")
+        .header("sec-websocket-key", "dGhlIHNhbXBsZSBub25jZQ==")
+}
+
+async fn new_class(app: &Router, capacity: u32) -> serde_json::Value {
+    let body = json!({ "name": "Monday", "lab": "deploy-docker", "capacity": capacity, "expires_in_s": 3600 }).to_string();
+    let req =
+        instructor("/hub/api/classes").method("POST").header(header::CONTENT_TYPE, "application/json").body(Body::from(body)).unwrap();
+    let (s, _, b) = send(app, req).await;
+    assert_eq!(s, StatusCode::CREATED, "{b}");
+    serde_json::from_str(&b).unwrap()
+}
+
+/// Joins with the class's link; returns the cookie pair (`name=value`).
+async fn join_as(app: &Router, class: &serde_json::Value, name: &str) -> String {
+    let path = class["join_url"].as_str().unwrap().strip_prefix(&format!("http://{HOST}")).unwrap().to_string();
+    let req = get(&path)
+        .method("POST")
+        .header(header::ORIGIN, format!("http://{HOST}"))
+        .header(header::CONTENT_TYPE, "application/x-www-form-urlencoded")
+        .body(Body::from(format!("name={name}")))
+        .unwrap();
+    let (s, h, b) = send(app, req).await;
+    assert_eq!(s, StatusCode::SEE_OTHER, "{b}");
+    assert_eq!(h[header::LOCATION], "/");
+    let set = h[header::SET_COOKIE].to_str().unwrap();
+    assert!(set.contains("HttpOnly") && set.contains("SameSite=Strict") && set.contains("Path=/"), "{set}");
+    set.split(';').next().unwrap().to_string()
+}
+
+#[tokio::test]
+async fn the_instructor_link_signs_in_and_the_token_leaves_the_address() {
+    let (_hub, _, app) = setup().await;
+    let (s, h, _) = send(&app, get(&format!("/?token={TOKEN}")).body(Body::empty()).unwrap()).await;
+    assert_eq!(s, StatusCode::SEE_OTHER);
+    assert_eq!(h[header::LOCATION], "/hub/");
+    let cookie = h[header::SET_COOKIE].to_str().unwrap().split(';').next().unwrap().to_string();
+    assert!(cookie.starts_with("berth_hub="));
+    let (s, _, b) = send(&app, get("/hub/api/classes").header(header::COOKIE, &cookie).body(Body::empty()).unwrap()).await;
+    assert_eq!((s, b.as_str()), (StatusCode::OK, "[]"));
+    let (s, h, _) = send(&app, get("/?token=wrong-token-000000000000").body(Body::empty()).unwrap()).await;
+    assert_eq!(s, StatusCode::UNAUTHORIZED);
+    assert!(h.get(header::SET_COOKIE).is_none());
+}
+
+#[tokio::test]
+async fn instructor_routes_are_closed_to_learners_and_strangers() {
+    let (_hub, _, app) = setup().await;
+    let class = new_class(&app, 5).await;
+    let learner = join_as(&app, &class, "ada").await;
+    for (method, uri) in
+        [("GET", "/hub/api/classes"), ("POST", "/hub/api/classes"), ("DELETE", "/hub/api/classes/x"), ("GET", "/hub/api/feed")]
+    {
+        let (s, _, b) = send(&app, get(uri).method(method).body(Body::empty()).unwrap()).await;
+        assert_eq!(s, StatusCode::UNAUTHORIZED, "{method} {uri}: {b}");
+        assert!(b.contains("\"message\""), "{b}");
+        let (s, _, b) = send(&app, get(uri).method(method).header(header::COOKIE, &learner).body(Body::empty()).unwrap()).await;
+        assert_eq!(s, StatusCode::FORBIDDEN, "learner {method} {uri}: {b}");
+    }
+    // A made-up bearer token is nobody.
+    let (s, _, _) = send(&app, get("/hub/api/classes").header(header::AUTHORIZATION, "Bearer nope").body(Body::empty()).unwrap()).await;
+    assert_eq!(s, StatusCode::UNAUTHORIZED);
+}
+
+#[tokio::test]
+async fn a_learner_reaches_only_their_own_node_with_the_hubs_secret_and_not_their_cookie() {
+    let (hub, _, app) = setup().await;
+    let class = new_class(&app, 5).await;
+    let ada = join_as(&app, &class, "ada").await;
+    let bob = join_as(&app, &class, "bob").await;
+    let (s, _, b) = send(&app, get("/api/state?x=1").header(header::COOKIE, &ada).body(Body::empty()).unwrap()).await;
+    assert_eq!(s, StatusCode::OK, "{b}");
+    let v: serde_json::Value = serde_json::from_str(&b).unwrap();
+    assert_eq!(v["uri"], "/api/state?x=1");
+    let learners = hub.learners();
+    let ada_l = learners.iter().find(|l| l.name == "ada").unwrap();
+    let bob_l = learners.iter().find(|l| l.name == "bob").unwrap();
+    assert_eq!(v["headers"]["authorization"], format!("Bearer {}", ada_l.secret), "the node's own secret");
+    assert!(v["headers"].get("cookie").is_none(), "{v}");
+    assert_ne!(ada_l.secret, bob_l.secret);
+    // Bob's node under /n/: Ada's cookie is refused, Bob's passes.
+    let bob_node = bob_l.node.as_ref().unwrap().id.clone();
+    for uri in [format!("/n/{bob_node}/"), format!("/n/{bob_node}/api/state"), "/n/nonexistent/api/state".to_string()] {
+        let (s, _, b) = send(&app, get(&uri).header(header::COOKIE, &ada).body(Body::empty()).unwrap()).await;
+        assert_eq!(s, StatusCode::FORBIDDEN, "{uri}: {b}");
+    }
+    let req = ws(get(&format!("/n/{bob_node}/api/events")).header(header::ORIGIN, format!("http://{HOST}")).header(header::COOKIE, &ada));
+    assert_eq!(send(&app, req.body(Body::empty()).unwrap()).await.0, StatusCode::FORBIDDEN, "another's stream");
+    let (s, _, b) = send(&app, get(&format!("/n/{bob_node}/api/state")).header(header::COOKIE, &bob).body(Body::empty()).unwrap()).await;
+    assert_eq!(s, StatusCode::OK, "{b}");
+    let v: serde_json::Value = serde_json::from_str(&b).unwrap();
+    assert_eq!(v["uri"], "/api/state");
+    assert_eq!(v["headers"]["authorization"], format!("Bearer {}", bob_l.secret));
+    // Their own status.
+    let (s, _, b) = send(&app, get("/hub/api/me").header(header::COOKIE, &bob).body(Body::empty()).unwrap()).await;
+    assert_eq!(s, StatusCode::OK);
+    assert!(b.contains("\"bob\"") && b.contains("Running"), "{b}");
+}
+
+#[tokio::test]
+async fn the_instructor_views_a_node_read_only() {
+    let (hub, _, app) = setup().await;
+    let class = new_class(&app, 5).await;
+    let _ada = join_as(&app, &class, "ada").await;
+    let node = hub.learners()[0].node.clone().unwrap().id;
+    let (s, _, b) = send(&app, instructor(&format!("/n/{node}/api/state")).body(Body::empty()).unwrap()).await;
+    assert_eq!(s, StatusCode::OK, "{b}");
+    for m in ["POST", "PUT", "DELETE", "PATCH"] {
+        let (s, _, b) = send(&app, instructor(&format!("/n/{node}/api/anything")).method(m).body(Body::empty()).unwrap()).await;
+        assert_eq!(s, StatusCode::FORBIDDEN, "{m}: {b}");
+        assert!(b.contains("read-only"), "{b}");
+    }
+    // The terminal: the learner has no shell yet, so there is nothing to watch (no new shell is made).
+    let req = ws(instructor(&format!("/n/{node}/api/terminal?id=mine")));
+    let (s, _, b) = send(&app, req.body(Body::empty()).unwrap()).await;
+    assert_eq!(s, StatusCode::NOT_FOUND, "{b}");
+    // The instructor's own paths are not a node's.
+    let (s, _, _) = send(&app, instructor("/api/state").body(Body::empty()).unwrap()).await;
+    assert_eq!(s, StatusCode::NOT_FOUND);
+}
+
+#[tokio::test]
+async fn other_origins_are_refused_and_websockets_need_an_origin() {
+    let (_hub, _, app) = setup().await;
+    let class = new_class(&app, 5).await;
+    let ada = join_as(&app, &class, "ada").await;
+    for path in ["/api/events", "/api/terminal", "/hub/api/feed"] {
+        for origin in ["http://evil.example", "http://127.0.0.1:9999", "null"] {
+            let req = ws(get(path).header(header::COOKIE, &ada).header(header::ORIGIN, origin));
+            let (s, _, b) = send(&app, req.body(Body::empty()).unwrap()).await;
+            assert_eq!(s, StatusCode::FORBIDDEN, "{path} from {origin}: {b}");
+        }
+        let req = ws(get(path).header(header::COOKIE, &ada));
+        assert_eq!(send(&app, req.body(Body::empty()).unwrap()).await.0, StatusCode::FORBIDDEN, "{path} without Origin");
+    }
+    // A fetch from another origin, and another site's <img> (no Origin, but Sec-Fetch-Site).
+    let req = get("/api/state").header(header::COOKIE, &ada).header(header::ORIGIN, "http://evil.example");
+    assert_eq!(send(&app, req.body(Body::empty()).unwrap()).await.0, StatusCode::FORBIDDEN);
+    let req = get("/api/state").header(header::COOKIE, &ada).header("sec-fetch-site", "cross-site").header("sec-fetch-mode", "no-cors");
+    assert_eq!(send(&app, req.body(Body::empty()).unwrap()).await.0, StatusCode::FORBIDDEN);
+    // A join form posted from another site does not sign anyone in.
+    let path = class["join_url"].as_str().unwrap().strip_prefix(&format!("http://{HOST}")).unwrap().to_string();
+    let req = get(&path).method("POST").header(header::ORIGIN, "http://evil.example").body(Body::from("name=x")).unwrap();
+    let (s, h, _) = send(&app, req).await;
+    assert_eq!(s, StatusCode::FORBIDDEN);
+    assert!(h.get(header::SET_COOKIE).is_none());
+    // Our own page's requests pass.
+    let req = get("/api/state").header(header::COOKIE, &ada).header(header::ORIGIN, format!("http://{HOST}"));
+    assert_eq!(send(&app, req.body(Body::empty()).unwrap()).await.0, StatusCode::OK);
+}
+
+#[tokio::test]
+async fn a_full_class_and_an_unknown_code_refuse_to_join() {
+    let (_hub, _, app) = setup().await;
+    let class = new_class(&app, 1).await;
+    join_as(&app, &class, "ada").await;
+    let path = class["join_url"].as_str().unwrap().strip_prefix(&format!("http://{HOST}")).unwrap().to_string();
+    let (s, _, b) = send(&app, get(&path).method("POST").body(Body::from("name=bob")).unwrap()).await;
+    assert_eq!(s, StatusCode::CONFLICT, "{b}");
+    let (s, _, _) = send(&app, get("/join/0000").method("POST").body(Body::from("name=bob")).unwrap()).await;
+    assert_eq!(s, StatusCode::NOT_FOUND);
+    let (s, _, b) = send(&app, get(&path).method("POST").body(Body::from("name=")).unwrap()).await;
+    assert_eq!(s, StatusCode::BAD_REQUEST, "{b}");
+}
+
+#[tokio::test]
+async fn an_expired_class_loses_its_nodes_and_its_learners_their_sessions() {
+    let (hub, fake, app) = setup().await;
+    let class = new_class(&app, 5).await;
+    let ada = join_as(&app, &class, "ada").await;
+    assert_eq!(fake.nodes.lock().unwrap().len(), 1);
+    // Not due yet.
+    assert!(hub.reap().await.is_empty());
+    let id = class["id"].as_str().unwrap().to_string();
+    hub.inner.lock().unwrap().classes.get_mut(&id).unwrap().expires_at = 0;
+    assert_eq!(hub.reap().await, vec![id.clone()]);
+    assert!(fake.nodes.lock().unwrap().is_empty(), "every node removed");
+    let (s, _, _) = send(&app, get("/api/state").header(header::COOKIE, &ada).body(Body::empty()).unwrap()).await;
+    assert_eq!(s, StatusCode::UNAUTHORIZED, "the learner's session ended with the class");
+    let (s, _, b) = send(&app, instructor(&format!("/hub/api/classes/{id}")).body(Body::empty()).unwrap()).await;
+    assert_eq!(s, StatusCode::OK);
+    assert!(b.contains("\"expired\":true") && b.contains("Gone"), "{b}");
+    let path = class["join_url"].as_str().unwrap().strip_prefix(&format!("http://{HOST}")).unwrap().to_string();
+    let (s, _, _) = send(&app, get(&path).method("POST").body(Body::from("name=late")).unwrap()).await;
+    assert_eq!(s, StatusCode::GONE);
+    // Deleting it forgets it.
+    let (s, _, _) = send(&app, instructor(&format!("/hub/api/classes/{id}")).method("DELETE").body(Body::empty()).unwrap()).await;
+    assert_eq!(s, StatusCode::NO_CONTENT);
+    let (_, _, b) = send(&app, instructor("/hub/api/classes").body(Body::empty()).unwrap()).await;
+    assert_eq!(b, "[]");
+}
+
+#[tokio::test]
+async fn the_terminal_ticket_is_the_hubs_and_the_instructor_cannot_post_anything_else() {
+    let (hub, _, app) = setup().await;
+    let class = new_class(&app, 5).await;
+    let ada = join_as(&app, &class, "ada").await;
+    let req = get("/api/terminal/ticket").method("POST").header(header::COOKIE, &ada).header(header::ORIGIN, format!("http://{HOST}"));
+    let (s, _, b) = send(&app, req.body(Body::empty()).unwrap()).await;
+    assert_eq!(s, StatusCode::OK, "{b}");
+    let v: serde_json::Value = serde_json::from_str(&b).unwrap();
+    let node = hub.learners()[0].node.clone().unwrap().id;
+    let session = hub.sessions.of(&{
+        let mut h = HeaderMap::new();
+        h.insert(header::COOKIE, HeaderValue::from_str(&ada).unwrap());
+        h
+    });
+    assert!(hub.tickets.take(v["ticket"].as_str().unwrap(), &session.unwrap().0, &node), "made by the hub for this session and node");
+}
