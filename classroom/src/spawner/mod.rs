@@ -5,6 +5,7 @@
 //! cgroup on this machine, the default) and `kubernetes` (a pod per learner,
 //! made through the Kubernetes API).
 
+pub mod kubernetes;
 pub mod local;
 
 use std::collections::BTreeMap;
@@ -89,6 +90,16 @@ pub trait Spawner: Send + Sync + std::fmt::Debug {
     /// Removes a node and everything of it (processes, mounts, links,
     /// rules, cgroups, data root; or the pod).
     async fn remove(&self, id: &str) -> Result<(), SpawnError>;
+    /// The hub saw the learner at work on this node at `at` (a keystroke,
+    /// an event, a page request). Spawners that cull idle nodes (the
+    /// kubernetes one) keep it; the default forgets it.
+    fn record_activity(&self, _id: &str, _at: SystemTime) {}
+    /// The class ends at `at`. Spawners that reconcile on their own (the
+    /// kubernetes one) remove its nodes then; the default leaves that to
+    /// the hub's `remove_class`.
+    async fn set_class_expiry(&self, _class: &str, _at: SystemTime) -> Result<(), SpawnError> {
+        Ok(())
+    }
     /// Removes every node of a class (its expiry or deletion).
     async fn remove_class(&self, class: &str) -> Result<(), SpawnError> {
         for n in self.list().await? {
