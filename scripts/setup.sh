@@ -99,6 +99,19 @@ fi
 log "cargo fetch --locked"
 cargo fetch --locked -q
 
+# --- kubernetes-validate from PyPI: the schema check of deploy/kubernetes -------
+# (classroom/tests/kubernetes_manifests.rs runs it; it ships the schemas, so
+# validating needs no network), in its own venv under the lab's state dir.
+KV_VERSION=1.37.0
+KV_VENV=${BERTH_STATE:-/var/lib/berth-lab}/kubernetes-validate-venv
+if [ "$("$KV_VENV/bin/kubernetes-validate" --version 2>/dev/null)" != "$KV_VERSION" ]; then
+  log "pip: kubernetes-validate $KV_VERSION into $KV_VENV"
+  [ -x "$KV_VENV/bin/pip" ] || { rm -rf "$KV_VENV"; python3 -m venv "$KV_VENV"; }
+  "$KV_VENV/bin/pip" install -q --disable-pip-version-check "kubernetes-validate==$KV_VERSION"
+else
+  log "kubernetes-validate $KV_VERSION present"
+fi
+
 # --- GourmetGram: PyTorch 2.13.0 from PyPI (libtorch for tch, and the Python that
 # makes the fixed-seed test weights and golden logits), and the crate's deps ----
 "$ROOT/scripts/gourmetgram.sh" setup
