@@ -1,0 +1,487 @@
+//! The classroom on one machine: berth-hub with the local spawner, run
+//! inside a throwaway sandbox (the hub's own network namespace, so every
+//! learner's uplink and the hub's firewall live and die in it). Learners
+//! join with the class's link and get their own node1 each; they see only
+//! their own containers, links, mounts and processes; a learner's cookie
+//! opens no other node; the instructor lists the class, reads a learner's
+//! page and terminal read-only and hears every learner's events; an
+//! expired class's nodes are removed with nothing left.
+#![allow(clippy::unwrap_used)] // test code: a failed step should panic with its error
+
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use berth_e2e::sandbox::Sandbox;
+use futures_util::{SinkExt, StreamExt};
+use tokio_tungstenite::tungstenite::client::IntoClientRequest;
+use tokio_tungstenite::tungstenite::Message;
+
+fn hub_bin() -> PathBuf {
+    berth_e2e::berthd_bin().with_file_name("berth-hub")
+}
+
+/// berth-hub running in a sandbox's network namespace.
+struct Hub {
+    child: Child,
+    addr: String,
+    token: String,
+    state: PathBuf,
+    log: PathBuf,
+    cgroup_parent: String,
+}
+
+impl Hub {
+    fn start(sb: &Sandbox, extra: &[&str]) -> Hub {
+        assert!(hub_bin().is_file(), "build it first: cargo build -p berth-classroom --bin berth-hub");
+        let addr = format!("{}:8090", sb.uplink.node_ip);
+        let state = sb.dir().join("hub");
+        let log = sb.dir().join("hub.log");
+        // Named after the sandbox (with a dot after it): a sandbox cleanup
+        // after a failed test sweeps whatever the hub left.
+        let cgroup_parent = format!("berth-hub-{}.hub", sb.name);
+        let child = Command::new("nsenter")
+            .arg(format!("--net=/run/netns/{}", sb.name))
+            .arg("--")
+            .arg(hub_bin())
+            .args(["--addr", &addr, "--state-dir"])
+            .arg(&state)
+            .arg("--berthd")
+            .arg(berth_e2e::berthd_bin())
+            .arg("--page-dir")
+            .arg(berth_e2e::repo_root().join("dist"))
+            .arg("--registry-storage")
+            .arg(berth_e2e::state_dir().join("registry/storage"))
+            .args(["--cgroup-parent", &cgroup_parent, "--reap-every-ms", "200", "--memory-mb", "768", "--pids", "512"])
+            .args(extra)
+            .env("RUST_LOG", "info")
+            .stdin(Stdio::null())
+            .stdout(std::fs::File::create(sb.dir().join("hub.out")).unwrap())
+            .stderr(std::fs::File::create(&log).unwrap())
+            .spawn()
+            .unwrap();
+        let mut hub = Hub { child, addr, token: String::new(), state, log, cgroup_parent };
+        let start = Instant::now();
+        loop {
+            let out = std::fs::read_to_string(sb.dir().join("hub.out")).unwrap_or_default();
+            if let Some(t) = out.lines().find_map(|l| l.split("?token=").nth(1)) {
+                hub.token = t.trim().to_string();
+                break;
+            }
+            if let Ok(Some(st)) = hub.child.try_wait() {
+                panic!("berth-hub exited ({st}):\n{}", hub.log_text());
+            }
+            assert!(start.elapsed() < Duration::from_secs(20), "berth-hub did not start:\n{}", hub.log_text());
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        hub
+    }
+
+    fn log_text(&self) -> String {
+        std::fs::read_to_string(&self.log).unwrap_or_default()
+    }
+
+    fn url(&self, path: &str) -> String {
+        format!("http://{}{path}", self.addr)
+    }
+
+    fn origin(&self) -> String {
+        format!("http://{}", self.addr)
+    }
+
+    /// curl from the root namespace: (status, headers and body).
+    fn curl(&self, args: &[&str]) -> (u16, String) {
+        let out = Command::new("curl").args(["-sS", "-i", "--max-time", "20"]).args(args).output().unwrap();
+        let text = String::from_utf8_lossy(&out.stdout).into_owned();
+        let status = text.split_whitespace().nth(1).and_then(|s| s.parse().ok()).unwrap_or(0);
+        (status, text)
+    }
+
+    fn body(text: &str) -> &str {
+        text.split("\r\n\r\n").nth(1).unwrap_or("")
+    }
+
+    /// An instructor API call (the token as a tool sends it).
+    fn api(&self, method: &str, path: &str, body: Option<serde_json::Value>) -> (u16, serde_json::Value) {
+        let auth = format!("Authorization: Bearer {}", self.token);
+        let mut args = vec!["-X", method, "-H", &auth];
+        let data;
+        if let Some(b) = body {
+            data = b.to_string();
+            args.extend(["-H", "Content-Type: application/json", "--data", &data]);
+        }
+        let url = self.url(path);
+        args.push(&url);
+        let (s, text) = self.curl(&args);
+        (s, serde_json::from_str(Hub::body(&text)).unwrap_or(serde_json::Value::Null))
+    }
+
+    fn new_class(&self, name: &str, capacity: u32, expires_in_s: u64) -> serde_json::Value {
+        let (s, v) = self.api(
+            "POST",
+            "/hub/api/classes",
+            Some(serde_json::json!({"name": name, "capacity": capacity, "expires_in_s": expires_in_s})),
+        );
+        assert_eq!(s, 201, "{v}\n{}", self.log_text());
+        v
+    }
+
+    /// Joins as `name`: returns the session cookie (`name=value`).
+    fn join(&self, class: &serde_json::Value, name: &str) -> String {
+        let url = class["join_url"].as_str().unwrap().to_string();
+        let (s, text) = self.curl(&["-X", "POST", "-H", &format!("Origin: {}", self.origin()), "--data", &format!("name={name}"), &url]);
+        assert_eq!(s, 303, "{text}\n{}", self.log_text());
+        let set = text.lines().find(|l| l.to_ascii_lowercase().starts_with("set-cookie:")).unwrap();
+        set.split_once(':').unwrap().1.trim().split(';').next().unwrap().to_string()
+    }
+
+    /// The learner's own view of themselves.
+    fn me(&self, cookie: &str) -> serde_json::Value {
+        let (s, text) = self.curl(&["-H", &format!("Cookie: {cookie}"), &self.url("/hub/api/me")]);
+        assert_eq!(s, 200, "{text}");
+        serde_json::from_str(Hub::body(&text)).unwrap()
+    }
+
+    /// Waits until the learner's node runs; returns it.
+    fn wait_running(&self, cookie: &str) -> serde_json::Value {
+        let start = Instant::now();
+        loop {
+            let me = self.me(cookie);
+            match me["node"]["phase"].as_str() {
+                Some("Running") => return me["node"].clone(),
+                Some("Failed") => panic!("node failed: {me}\n{}", self.log_text()),
+                _ => {}
+            }
+            assert!(start.elapsed() < Duration::from_secs(60), "node not running: {me}\n{}", self.log_text());
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+
+    fn stop(&mut self) -> std::process::ExitStatus {
+        let _ = nix::sys::signal::kill(nix::unistd::Pid::from_raw(self.child.id() as i32), nix::sys::signal::Signal::SIGTERM);
+        let start = Instant::now();
+        loop {
+            if let Some(s) = self.child.try_wait().unwrap() {
+                return s;
+            }
+            if start.elapsed() > Duration::from_secs(60) {
+                let _ = self.child.kill();
+                panic!("berth-hub did not stop within 60 s:\n{}", self.log_text());
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+}
+
+impl Drop for Hub {
+    fn drop(&mut self) {
+        if self.child.try_wait().ok().flatten().is_none() {
+            self.stop();
+        }
+    }
+}
+
+type Ws = tokio_tungstenite::WebSocketStream<tokio_tungstenite::MaybeTlsStream<tokio::net::TcpStream>>;
+
+async fn ws_connect(url: &str, headers: &[(&str, String)]) -> Result<Ws, String> {
+    let mut req = url.into_client_request().unwrap();
+    for (k, v) in headers {
+        let name = tokio_tungstenite::tungstenite::http::HeaderName::from_bytes(k.as_bytes()).unwrap();
+        req.headers_mut().insert(name, v.parse().unwrap());
+    }
+    match tokio_tungstenite::connect_async(req).await {
+        Ok((ws, _)) => Ok(ws),
+        Err(tokio_tungstenite::tungstenite::Error::Http(r)) => Err(format!("{}", r.status().as_u16())),
+        Err(e) => Err(e.to_string()),
+    }
+}
+
+/// A terminal on a node through the hub: `prefix` is "" for the learner's
+/// own or "/n/<node>" for a view; `auth` is the cookie or bearer header.
+struct Term {
+    ws: Ws,
+    seen: String,
+}
+
+impl Term {
+    async fn open(hub: &Hub, prefix: &str, auth: (&str, String), shell: &str) -> Result<Term, String> {
+        let (s, text) = hub.curl(&[
+            "-X",
+            "POST",
+            "-H",
+            &format!("{}: {}", auth.0, auth.1),
+            "-H",
+            &format!("Origin: {}", hub.origin()),
+            &hub.url(&format!("{prefix}/api/terminal/ticket")),
+        ]);
+        if s != 200 {
+            return Err(format!("ticket: {s} {text}"));
+        }
+        let ticket: serde_json::Value = serde_json::from_str(Hub::body(&text)).unwrap();
+        let url = format!("ws://{}{prefix}/api/terminal?id={shell}&cols=200&rows=50", hub.addr);
+        let mut ws = ws_connect(&url, &[(auth.0, auth.1.clone()), ("origin", hub.origin())]).await?;
+        ws.send(Message::Text(serde_json::json!({"ticket": ticket["ticket"]}).to_string().into())).await.unwrap();
+        Ok(Term { ws, seen: String::new() })
+    }
+
+    /// Reads until `want` has been seen (in all output so far) or the time is up.
+    async fn until(&mut self, want: &str, limit: Duration) -> Result<String, String> {
+        let end = Instant::now() + limit;
+        while !self.seen.contains(want) {
+            let left = end.saturating_duration_since(Instant::now());
+            match tokio::time::timeout(left, self.ws.next()).await {
+                Ok(Some(Ok(Message::Binary(b)))) => self.seen.push_str(&String::from_utf8_lossy(&b)),
+                Ok(Some(Ok(Message::Text(t)))) => {
+                    if let Ok(v) = serde_json::from_str::<serde_json::Value>(t.as_str()) {
+                        if let Some(s) = v["scrollback"].as_str() {
+                            self.seen.push_str(s);
+                        }
+                    }
+                }
+                Ok(Some(Ok(Message::Close(c)))) => return Err(format!("closed: {c:?}; seen: {}", self.seen)),
+                Ok(Some(Ok(_))) => {}
+                Ok(Some(Err(e))) => return Err(format!("{e}; seen: {}", self.seen)),
+                Ok(None) => return Err(format!("ended; seen: {}", self.seen)),
+                Err(_) => return Err(format!("timed out waiting for {want:?}; seen: {}", self.seen)),
+            }
+        }
+        Ok(self.seen.clone())
+    }
+
+    /// Runs a command; returns what it printed between two markers.
+    async fn run(&mut self, cmd: &str) -> String {
+        let n = self.seen.len();
+        static RUNS: std::sync::atomic::AtomicU32 = std::sync::atomic::AtomicU32::new(0);
+        let tag = format!("{}x{}", std::process::id(), RUNS.fetch_add(1, std::sync::atomic::Ordering::SeqCst));
+        // The markers are printed by the shell, not echoed: `${x}` splits them in the typed line.
+        let line = format!("x=M; echo \"B${{x}}{tag}\"; {cmd}; echo \"E${{x}}{tag}\"\r");
+        self.ws.send(Message::Binary(line.into_bytes().into())).await.unwrap();
+        let end = format!("EM{tag}");
+        let all = self.until(&end, Duration::from_secs(90)).await.unwrap();
+        let from = all[n..].find(&format!("BM{tag}")).map(|i| n + i).unwrap();
+        let text = &all[from..];
+        let text = &text[text.find('\n').map(|i| i + 1).unwrap_or(0)..];
+        text[..text.find(&end).unwrap_or(text.len())].replace('\r', "")
+    }
+}
+
+fn node_dirs(state: &Path) -> Vec<String> {
+    std::fs::read_dir(state.join("nodes"))
+        .map(|d| d.flatten().map(|e| e.file_name().to_string_lossy().into_owned()).collect())
+        .unwrap_or_default()
+}
+
+fn hub_links(sb: &Sandbox) -> Vec<String> {
+    let o = sb.run("ip", &["-o", "link", "show"]).unwrap();
+    String::from_utf8_lossy(&o.stdout)
+        .lines()
+        .filter_map(|l| l.split(": ").nth(1))
+        .map(|n| n.split('@').next().unwrap().to_string())
+        .filter(|n| n.starts_with("bhub"))
+        .collect()
+}
+
+/// Processes whose command line names the node's dir (its berthd, registry).
+fn procs_of_node(id: &str) -> Vec<String> {
+    let mut out = Vec::new();
+    for e in std::fs::read_dir("/proc").unwrap().flatten() {
+        if e.file_name().to_string_lossy().parse::<u32>().is_err() {
+            continue;
+        }
+        let cmd = std::fs::read(e.path().join("cmdline")).unwrap_or_default();
+        let cmd = String::from_utf8_lossy(&cmd).replace('\0', " ");
+        if cmd.contains(&format!("nodes/{id}/")) {
+            out.push(format!("{}: {cmd}", e.file_name().to_string_lossy()));
+        }
+    }
+    out
+}
+
+fn cgroups_of(parent: &str) -> Vec<PathBuf> {
+    berth_e2e::sandbox::berth_cgroups_of(parent)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn three_learners_each_get_their_own_node1_and_the_instructor_watches_read_only() {
+    let sb = Sandbox::new().unwrap();
+    let mut hub = Hub::start(&sb, &[]);
+    let class = hub.new_class("Monday", 3, 900);
+    assert!(class["join_url"].as_str().unwrap().contains("/join/"), "{class}");
+
+    // Three learners join; each node1 is ready about a second later.
+    let names = ["ada", "bob", "cy"];
+    let mut cookies = Vec::new();
+    let mut nodes = Vec::new();
+    let mut ready = Vec::new();
+    for n in names {
+        let t = Instant::now();
+        let c = hub.join(&class, n);
+        nodes.push(hub.wait_running(&c));
+        ready.push(t.elapsed().as_millis());
+        cookies.push(c);
+    }
+    eprintln!("classroom: join → node1 ready (ms): {ready:?}");
+    // A fourth is one too many.
+    let (s, text) = hub.curl(&["-X", "POST", "--data", "name=dee", class["join_url"].as_str().unwrap()]);
+    assert_eq!(s, 409, "{text}");
+
+    // Each learner, in their own terminal through the hub: node1, their own
+    // container only, their own links, mounts and processes.
+    let mut terms = Vec::new();
+    for (i, c) in cookies.iter().enumerate() {
+        let mut t = Term::open(&hub, "", ("cookie", c.clone()), &format!("tab{i}")).await.unwrap();
+        t.until("@node1", Duration::from_secs(20)).await.unwrap();
+        let out = t.run(&format!("docker run -d --name box-{} alpine sleep 600 >/dev/null && hostname", names[i])).await;
+        assert_eq!(out.trim(), "node1", "{out}");
+        terms.push(t);
+    }
+    for (i, t) in terms.iter_mut().enumerate() {
+        let me = names[i];
+        let ps = t.run("docker ps -a --format '{{.Names}}'").await;
+        assert_eq!(ps.trim(), format!("box-{me}"), "{me} sees only their own container");
+        let links = t.run("ip -o link show | awk -F': ' '{print $2}' | cut -d@ -f1 | sort | tr '\\n' ' '").await;
+        let links: Vec<&str> = links.split_whitespace().collect();
+        assert!(links.contains(&"docker0") && links.contains(&"eth0") && links.contains(&"lo"), "{me}: {links:?}");
+        assert!(links.iter().all(|l| ["docker0", "eth0", "lo"].contains(l) || l.starts_with("veth")), "{me}: {links:?}");
+        assert_eq!(links.iter().filter(|l| l.starts_with("veth")).count(), 1, "one container's veth: {links:?}");
+        let overlays = t.run("mount | grep -c '^overlay on '").await;
+        assert_eq!(overlays.trim(), "1", "{me} sees one overlay (their container's)");
+        let own = nodes[i]["id"].as_str().unwrap();
+        let mounts = t.run("mount | grep -c 'nodes/' ; ls /var/tmp/*/hub/nodes/ 2>&1 | tr '\\n' ' '").await;
+        for (j, other) in nodes.iter().enumerate() {
+            if j != i {
+                assert!(!mounts.contains(other["id"].as_str().unwrap()), "{me} sees another node's files: {mounts}");
+            }
+        }
+        assert!(mounts.contains(own), "{me}'s own node dir: {mounts}");
+        let procs = t.run("ps -eo pid=,args= | tr -s ' '").await;
+        let daemons: Vec<&str> = procs.lines().filter(|l| l.contains("berthd --host")).collect();
+        assert_eq!(daemons.len(), 1, "{me}: one berthd, their own: {procs}");
+        assert!(daemons[0].trim().starts_with("1 ") && daemons[0].contains(own), "{me}'s berthd is their node's init: {procs}");
+        assert!(!procs.contains("berth-hub") && !procs.contains("nsenter"), "{me} sees the hub: {procs}");
+        let sleeps = t.run("ps -eo args= | grep -c '^sleep 600'").await;
+        assert_eq!(sleeps.trim(), "1", "{me} sees only their own container's process");
+        // Nothing leaves the node but replies to the hub, even with a route of their own.
+        let hub_ip = nodes[i]["labels"]["hub_ip"].as_str().unwrap().to_string();
+        let other_ip = nodes[(i + 1) % 3]["addr"].as_str().unwrap().to_string();
+        let reach = t
+            .run(&format!(
+                "ip route add default via {hub_ip} && \
+                 curl -s -o /dev/null -m 2 -w 'hub=%{{http_code}} ' http://{hub_ip}:8090/; \
+                 curl -s -o /dev/null -m 2 -w 'other=%{{http_code}}' http://{other_ip}/api/health; ip route del default"
+            ))
+            .await;
+        assert!(reach.contains("hub=000") && reach.contains("other=000"), "{me} reached out: {reach}");
+    }
+
+    // A learner's cookie opens no other learner's node or stream.
+    let bob_node = nodes[1]["id"].as_str().unwrap().to_string();
+    let (s, text) = hub.curl(&["-H", &format!("Cookie: {}", cookies[0]), &hub.url(&format!("/n/{bob_node}/api/state"))]);
+    assert_eq!(s, 403, "{text}");
+    let r = ws_connect(&format!("ws://{}/n/{bob_node}/api/events", hub.addr), &[("cookie", cookies[0].clone()), ("origin", hub.origin())])
+        .await;
+    assert_eq!(r.err().as_deref(), Some("403"), "ada opened bob's stream");
+    let r = Term::open(&hub, &format!("/n/{bob_node}"), ("cookie", cookies[0].clone()), "tab1").await;
+    assert!(r.is_err(), "ada opened bob's terminal");
+    // Their own stream works.
+    let mut ev =
+        ws_connect(&format!("ws://{}/api/events", hub.addr), &[("cookie", cookies[0].clone()), ("origin", hub.origin())]).await.unwrap();
+    let first = tokio::time::timeout(Duration::from_secs(10), ev.next()).await.unwrap().unwrap().unwrap();
+    assert!(first.to_text().unwrap().contains("box-ada") && !first.to_text().unwrap().contains("box-bob"), "ada's own state");
+
+    // The instructor: the class with its three running learners...
+    let (s, classes) = hub.api("GET", "/hub/api/classes", None);
+    assert_eq!(s, 200);
+    let learners = classes[0]["learners"].as_array().unwrap();
+    assert_eq!(learners.len(), 3, "{classes}");
+    assert!(learners.iter().all(|l| l["node"]["phase"] == "Running" && l["node"]["addr"].is_string()), "{classes}");
+    assert!(learners.iter().all(|l| l["last_activity_ms"].as_u64().unwrap() > 0));
+    // ...a learner's page and state, read-only...
+    let auth = format!("Authorization: Bearer {}", hub.token);
+    let (s, text) = hub.curl(&["-H", &auth, &hub.url(&format!("/n/{bob_node}/api/state"))]);
+    assert_eq!(s, 200, "{text}");
+    assert!(text.contains("box-bob") && !text.contains("box-ada"), "bob's own state");
+    let (s, _) = hub.curl(&["-H", &auth, &hub.url(&format!("/n/{bob_node}/"))]);
+    assert_eq!(s, 200, "bob's page");
+    let (s, text) = hub.curl(&["-X", "POST", "-H", &auth, &hub.url(&format!("/n/{bob_node}/api/anything"))]);
+    assert_eq!(s, 403, "{text}");
+    // ...and bob's terminal, watched: what bob types shows, what the instructor types never reaches it.
+    let mut view =
+        Term::open(&hub, &format!("/n/{bob_node}"), ("authorization", format!("Bearer {}", hub.token)), "ignored").await.unwrap();
+    view.until("box-bob", Duration::from_secs(10)).await.unwrap();
+    view.ws.send(Message::Binary(b"touch /tmp/instructor-was-here\r".to_vec().into())).await.unwrap();
+    let out = terms[1].run("echo watched-by-$((6*7))").await;
+    assert!(out.contains("watched-by-42"));
+    view.until("watched-by-42", Duration::from_secs(10)).await.unwrap();
+    let out = terms[1].run("ls /tmp/instructor-was-here 2>&1 | wc -l; ls /tmp").await;
+    assert!(!out.contains("instructor-was-here"), "the instructor's keys reached bob's shell: {out}");
+
+    // The instructor's feed: every learner's events, tagged by learner.
+    let mut feed =
+        ws_connect(&format!("ws://{}/hub/api/feed", hub.addr), &[("authorization", format!("Bearer {}", hub.token))]).await.unwrap();
+    let roster = tokio::time::timeout(Duration::from_secs(5), feed.next()).await.unwrap().unwrap().unwrap();
+    assert!(roster.to_text().unwrap().contains("\"roster\""), "{roster}");
+    let cy_id = nodes[2]["id"].as_str().unwrap().to_string();
+    terms[2].run("docker create --name feed-cy alpine >/dev/null").await;
+    let end = Instant::now() + Duration::from_secs(10);
+    let mut heard = false;
+    while Instant::now() < end && !heard {
+        if let Ok(Some(Ok(m))) = tokio::time::timeout(Duration::from_secs(1), feed.next()).await {
+            let t = m.to_text().unwrap_or("").to_string();
+            heard = t.contains(&format!("\"node\":\"{cy_id}\"")) && t.contains("\"name\":\"cy\"") && t.contains("feed-cy");
+        }
+    }
+    assert!(heard, "cy's new container reached the instructor's feed");
+
+    // Ending the hub removes every node: nothing left.
+    drop(terms);
+    drop(view);
+    drop(ev);
+    drop(feed);
+    let st = hub.stop();
+    assert!(st.success(), "{st}\n{}", hub.log_text());
+    assert_eq!(node_dirs(&hub.state), Vec::<String>::new());
+    assert_eq!(hub_links(&sb), Vec::<String>::new());
+    assert_eq!(cgroups_of(&hub.cgroup_parent), Vec::<PathBuf>::new());
+    assert_eq!(cgroups_of(&format!("{}.", sb.name)), Vec::<PathBuf>::new(), "berthd's container cgroups");
+    for n in &nodes {
+        assert_eq!(procs_of_node(n["id"].as_str().unwrap()), Vec::<String>::new(), "node's processes left");
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_expired_class_has_its_nodes_removed_with_nothing_left() {
+    let sb = Sandbox::new().unwrap();
+    let hub = Hub::start(&sb, &[]);
+    let class = hub.new_class("Short", 2, 6);
+    let cookie = hub.join(&class, "eve");
+    let node = hub.wait_running(&cookie);
+    let pid: i32 = node["labels"]["pid"].as_str().unwrap().parse().unwrap();
+    let cgroup = PathBuf::from(node["labels"]["cgroup"].as_str().unwrap());
+    assert!(cgroup.exists());
+    assert_eq!(node_dirs(&hub.state).len(), 1);
+    assert_eq!(hub_links(&sb).len(), 1);
+    // The reaper, once the class is past its expiry.
+    let start = Instant::now();
+    loop {
+        let (_, c) = hub.api("GET", &format!("/hub/api/classes/{}", class["id"].as_str().unwrap()), None);
+        if c["expired"] == true && c["learners"][0]["node"]["phase"] == "Gone" {
+            break;
+        }
+        assert!(start.elapsed() < Duration::from_secs(30), "not reaped: {c}\n{}", hub.log_text());
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    let _ = pid;
+    let id = node["id"].as_str().unwrap();
+    assert_eq!(procs_of_node(id), Vec::<String>::new(), "node1's processes are gone\n{}", hub.log_text());
+    assert!(!cgroup.exists(), "its cgroup is gone");
+    assert_eq!(node_dirs(&hub.state), Vec::<String>::new(), "its data root is gone");
+    assert_eq!(hub_links(&sb), Vec::<String>::new(), "its uplink is gone");
+    let left = cgroups_of(&format!("{}.", sb.name));
+    assert!(left.iter().all(|c| c.file_name().unwrap().to_string_lossy().starts_with("berth-hub-")), "only the hub's own parent: {left:?}");
+    // The learner is out; the link no longer works.
+    let (s, _) = hub.curl(&["-H", &format!("Cookie: {cookie}"), &hub.url("/api/state")]);
+    assert_eq!(s, 401);
+    let (s, _) = hub.curl(&["-X", "POST", "--data", "name=late", class["join_url"].as_str().unwrap()]);
+    assert_eq!(s, 410);
+}
