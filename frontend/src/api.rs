@@ -19,16 +19,14 @@ pub struct RecordingInfo {
     pub url: String,
 }
 
-#[derive(Clone, Debug, Deserialize)]
-struct Change {
-    #[serde(rename = "Path")]
-    path: String,
-    #[serde(rename = "Kind")]
-    kind: u8,
+/// A path of the lab server, relative to the page's own address: the page
+/// works at `/` of berthd and under a prefix (a classroom hub's `/n/<id>/`).
+pub fn url(path: &str) -> String {
+    path.trim_start_matches('/').to_string()
 }
 
 async fn get(path: &str) -> Result<gloo_net::http::Response, String> {
-    let resp = gloo_net::http::Request::get(path).send().await.map_err(|e| e.to_string())?;
+    let resp = gloo_net::http::Request::get(&url(path)).send().await.map_err(|e| e.to_string())?;
     if !resp.ok() {
         return Err(format!("{path}: HTTP {}", resp.status()));
     }
@@ -51,13 +49,6 @@ pub async fn text(url: &str) -> Result<String, String> {
     get(url).await?.text().await.map_err(|e| e.to_string())
 }
 
-/// A container's changed files (`docker diff`): path and kind (0 changed,
-/// 1 added, 2 deleted).
-pub async fn changes(id: &str) -> Result<Vec<(String, u8)>, String> {
-    let list: Vec<Change> = get_json(&format!("/api/containers/{id}/changes")).await?;
-    Ok(list.into_iter().map(|c| (c.path, c.kind)).collect())
-}
-
 /// Why no terminal ticket was had.
 #[derive(Clone, Debug)]
 pub enum TicketError {
@@ -74,7 +65,7 @@ pub async fn terminal_ticket() -> Result<String, TicketError> {
     struct Ticket {
         ticket: String,
     }
-    let resp = gloo_net::http::Request::post("/api/terminal/ticket").send().await.map_err(|_| TicketError::Unreachable)?;
+    let resp = gloo_net::http::Request::post(&url("/api/terminal/ticket")).send().await.map_err(|_| TicketError::Unreachable)?;
     match resp.status() {
         401 | 403 => return Err(TicketError::SignedOut("signed out: open the lab's address with its token again".into())),
         _ if !resp.ok() => return Err(TicketError::Unreachable),

@@ -2,10 +2,9 @@
 
 mod api;
 mod app;
-mod fs;
-mod net;
+mod components;
+mod describe;
 mod store;
-mod term;
 #[cfg(test)]
 mod tests;
 

@@ -3,6 +3,9 @@
 //! diagrams show is `shown()`: the live state, or the state after the first
 //! `cursor` events. State only ever changes through `berth_shared::apply`.
 
+use std::rc::Rc;
+
+use berth_shared::lab::Lab;
 use berth_shared::{apply, Envelope, Frame, Recording, State, StreamMsg};
 use futures::StreamExt;
 use gloo_net::websocket::{futures::WebSocket, Message};
@@ -41,7 +44,7 @@ pub enum Selection {
     Volume(String),
 }
 
-#[derive(Clone, Copy, Debug)]
+#[derive(Clone, Copy)]
 pub struct Store {
     pub source: RwSignal<Source>,
     /// The state before the first kept event.
@@ -63,6 +66,29 @@ pub struct Store {
     pub sim: StoredValue<Option<berth_shared::sim::Sim>, LocalStorage>,
     /// A `vi` open in the simulated node1.
     pub editor: StoredValue<Option<berth_shared::vi::Editor>, LocalStorage>,
+    /// The guided lab the steps panel shows and the simulator judges.
+    pub lab: StoredValue<Lab>,
+    /// Types into the terminal as if keyed (the steps panel's "run"); set
+    /// by the terminal once it is up.
+    pub keys: StoredValue<Option<Rc<dyn Fn(String)>>, LocalStorage>,
+}
+
+/// Makes the page's one store and provides it to every component below.
+pub fn provide_store() -> Store {
+    let store = Store::new();
+    provide_context(store);
+    store
+}
+
+/// The page's store, as the component's ancestor provided it.
+pub fn use_store() -> Store {
+    expect_context::<Store>()
+}
+
+impl std::fmt::Debug for Store {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Store").field("source", &self.source.get_untracked()).finish_non_exhaustive()
+    }
 }
 
 impl Store {
@@ -80,13 +106,33 @@ impl Store {
             term_size: RwSignal::new((100, 30)),
             sim: StoredValue::new_local(None),
             editor: StoredValue::new_local(None),
+            lab: StoredValue::new(berth_shared::lab::deploy_docker()),
+            keys: StoredValue::new_local(None),
+        }
+    }
+
+    /// Types `text` into node1's terminal (live shell or simulator), as if
+    /// the learner had keyed it. False when there is no terminal to type
+    /// into (a replay, the timeline in the past, no terminal yet).
+    pub fn type_keys(&self, text: &str) -> bool {
+        if self.cursor.get_untracked().is_some() || !self.source.get_untracked().follows() {
+            return false;
+        }
+        match self.keys.get_value() {
+            Some(f) => {
+                f(text.to_string());
+                true
+            }
+            None => false,
         }
     }
 
     /// Runs the lab on a simulated node1 (no berthd answered, or it cannot
     /// run containers).
     pub fn start_sim(&self) {
-        let sim = berth_shared::sim::Sim::new(now_ms() as u64);
+        // Steps completed before a reload stay completed; node1 itself starts anew.
+        let completed = crate::components::steps::saved_completed(&self.lab.with_value(|l| l.id.clone()));
+        let sim = berth_shared::sim::Sim::new(now_ms() as u64).with_lab(self.lab.get_value(), &completed);
         let state = sim.state.clone();
         self.sim.set_value(Some(sim));
         self.base.set(state.clone());
@@ -168,6 +214,11 @@ impl Store {
                 s
             }
         }
+    }
+
+    /// [`Store::shown`], without tracking it.
+    pub fn shown_untracked(&self) -> State {
+        leptos::prelude::untrack(|| self.shown())
     }
 
     /// The time (ms) the view is at: the cursor's event, or now.
@@ -326,12 +377,20 @@ impl Store {
     }
 }
 
-/// ws:// or wss:// to this page's own host.
+/// ws:// or wss:// for a path of the lab server, relative to the page's
+/// own address (as [`crate::api::url`]): `/api/events` of a page at
+/// `http://hub/n/abc/` is `ws://hub/n/abc/api/events`.
 pub fn ws_url(path: &str) -> String {
-    let loc = web_sys::window().map(|w| w.location());
-    let host = loc.as_ref().and_then(|l| l.host().ok()).unwrap_or_else(|| "127.0.0.1:8080".into());
-    let secure = loc.and_then(|l| l.protocol().ok()).is_some_and(|p| p == "https:");
-    format!("{}://{host}{path}", if secure { "wss" } else { "ws" })
+    let doc_base = web_sys::window().and_then(|w| w.document()).and_then(|d| d.base_uri().ok().flatten());
+    let base = doc_base.unwrap_or_else(|| "http://127.0.0.1:8080/".into());
+    let abs = web_sys::Url::new_with_base(&crate::api::url(path), &base)
+        .map(|u| u.href())
+        .unwrap_or_else(|_| format!("{base}{}", crate::api::url(path)));
+    match abs.split_once("://") {
+        Some(("https", rest)) => format!("wss://{rest}"),
+        Some((_, rest)) => format!("ws://{rest}"),
+        None => abs,
+    }
 }
 
 /// Waits (without blocking the page).

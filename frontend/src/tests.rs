@@ -8,8 +8,7 @@ use leptos::prelude::*;
 use wasm_bindgen::JsCast;
 use wasm_bindgen_test::*;
 
-use crate::fs::FilesystemDiagram;
-use crate::net::{NetworkDiagram, RulesPanel};
+use crate::components::{FilesystemDiagram, NetworkDiagram, RulesPanel, StepsPanel};
 use crate::store::Store;
 
 wasm_bindgen_test_configure!(run_in_browser);
@@ -82,7 +81,8 @@ async fn diagrams_draw_the_container_its_address_port_and_layers_and_the_timelin
     let root = doc.create_element("div").unwrap();
     doc.body().unwrap().append_child(&root).unwrap();
     let handle = leptos::mount::mount_to(root.unchecked_into(), move || {
-        view! { <NetworkDiagram store=store/> <RulesPanel store=store/> <FilesystemDiagram store=store/> }
+        provide_context(store);
+        view! { <NetworkDiagram/> <RulesPanel/> <FilesystemDiagram/> }
     });
     store.take_all(vec![StreamMsg::Snapshot { seq: 0, state: Default::default() }]);
     settle().await;
@@ -113,7 +113,7 @@ async fn diagrams_draw_the_container_its_address_port_and_layers_and_the_timelin
 
 #[wasm_bindgen_test]
 fn events_read_as_one_line_each() {
-    let lines: Vec<String> = events().iter().map(crate::app::describe).collect();
+    let lines: Vec<String> = events().iter().map(crate::describe::describe).collect();
     assert_eq!(lines[0], "bridge docker0 172.17.0.1/16 up");
     assert_eq!(lines[4], "veth veth1234567 ⇄ eth0 172.17.0.2/16 on docker0");
     assert!(lines[6].starts_with("port 0.0.0.0:80 → 172.17.0.2:80/tcp"));
@@ -132,4 +132,120 @@ fn a_simulated_session_saves_as_a_recording_that_replays_to_the_same_state() {
     assert!(n > 5, "{n} events recorded");
     assert_eq!(rec.state_after(n), store.live.get_untracked());
     assert!(rec.state_after(n).containers.values().any(|c| c.name == "nginx-demo"));
+}
+
+fn attr_in(root: &web_sys::Element, css: &str, attr: &str) -> Option<String> {
+    root.query_selector(css).ok()??.get_attribute(attr)
+}
+
+fn text_in(root: &web_sys::Element, css: &str) -> Option<String> {
+    root.query_selector(css).ok()??.text_content()
+}
+
+fn step_state_in(root: &web_sys::Element, step: &str) -> Option<String> {
+    attr_in(root, &format!("[data-testid=lab-step][data-step={step}]"), "data-state")
+}
+
+#[wasm_bindgen_test]
+async fn the_steps_panel_follows_the_simulated_node1_flags_what_a_diagnosis_names_and_shows_the_past_as_recorded() {
+    let store = Store::new();
+    let doc = web_sys::window().unwrap().document().unwrap();
+    let root = doc.create_element("div").unwrap();
+    doc.body().unwrap().append_child(&root).unwrap();
+    let handle = leptos::mount::mount_to(root.clone().unchecked_into(), move || {
+        provide_context(store);
+        crate::components::steps::provide_lab_view(store);
+        view! { <StepsPanel/> <NetworkDiagram/> <RulesPanel/> }
+    });
+
+    store.start_sim();
+    settle().await;
+    let total = store.lab.with_value(|l| l.steps.len());
+    assert_eq!(root.query_selector_all("[data-testid=lab-step]").unwrap().length() as usize, total);
+    assert_eq!(step_state_in(&root, "hello").as_deref(), Some("current"));
+    assert_eq!(step_state_in(&root, "bridge").as_deref(), Some("passed"), "docker0 and Docker's chains are there from the start");
+    assert_eq!(step_state_in(&root, "alpine").as_deref(), Some("pending"));
+    // The current step is the one being read, with its commands and checks.
+    assert_eq!(attr_in(&root, "[data-testid=step-detail]", "data-step").as_deref(), Some("hello"));
+    assert!(text_in(&root, "[data-testid=step-code]").unwrap().contains("docker run hello-world"));
+    assert!(text_in(&root, "[data-testid=lab-check][data-result=failed]").is_some());
+
+    store.sim_run("docker run hello-world", (100, 30));
+    settle().await;
+    assert_eq!(step_state_in(&root, "hello").as_deref(), Some("passed"));
+    assert_eq!(step_state_in(&root, "alpine").as_deref(), Some("current"));
+    assert_eq!(attr_in(&root, "[data-testid=step-detail]", "data-step").as_deref(), Some("alpine"), "the panel moves on with the learner");
+    assert!(text_in(&root, "[data-testid=lab-progress]").unwrap().starts_with("2 / "));
+
+    // Publish a port, then delete its DNAT rule by hand: the publish step
+    // fails with its code, and the port is flagged in the diagram.
+    for cmd in ["docker pull alpine", "docker run alpine", "docker run --name nginx-public -d --rm -p 80:80 nginx:alpine"] {
+        store.sim_run(cmd, (100, 30));
+    }
+    settle().await;
+    assert_eq!(step_state_in(&root, "publish").as_deref(), Some("passed"));
+    let dnat = store.live.with_untracked(|s| s.rules.iter().find(|(t, r)| t == "nat" && r.contains("DNAT")).cloned()).unwrap();
+    let seen_before = store.events.with_untracked(|v| v.len());
+    store.sim_run(&format!("iptables -t nat -D {}", dnat.1.trim_start_matches("-A ")), (100, 30));
+    settle().await;
+    assert_eq!(step_state_in(&root, "publish").as_deref(), Some("failed"));
+    let failing = root.query_selector("[data-testid=lab-step][data-step=publish]").unwrap().unwrap();
+    failing.unchecked_ref::<web_sys::HtmlElement>().click();
+    settle().await;
+    let code = attr_in(&root, "[data-testid=step-detail] [data-testid=lab-check][data-result=failed]", "data-code").unwrap_or_default();
+    assert!(code.starts_with("port."), "{code}");
+    assert_eq!(
+        attr_in(&root, "[data-testid=step-detail] [data-testid=lab-check][data-result=failed]", "data-element"),
+        Some(format!("rule:nat:{}", dnat.1))
+    );
+    let flagged = text_in(&root, "[data-testid=rules] li.flagged").unwrap_or_default();
+    assert!(flagged.contains("DNAT"), "the rule the diagnosis names is highlighted: {flagged:?}");
+
+    // The timeline before the deletion: progress as it was then.
+    store.cursor.set(Some(seen_before));
+    settle().await;
+    assert_eq!(step_state_in(&root, "publish").as_deref(), Some("passed"));
+    store.cursor.set(None);
+    settle().await;
+    assert_eq!(step_state_in(&root, "publish").as_deref(), Some("failed"));
+    drop(handle);
+}
+
+#[wasm_bindgen_test]
+async fn run_in_terminal_types_the_steps_command_with_its_placeholders_filled() {
+    let store = Store::new();
+    let typed = std::rc::Rc::new(std::cell::RefCell::new(String::new()));
+    let sink = typed.clone();
+    store.keys.set_value(Some(std::rc::Rc::new(move |s: String| sink.borrow_mut().push_str(&s))));
+    let doc = web_sys::window().unwrap().document().unwrap();
+    let root = doc.create_element("div").unwrap();
+    doc.body().unwrap().append_child(&root).unwrap();
+    let handle = leptos::mount::mount_to(root.clone().unchecked_into(), move || {
+        provide_context(store);
+        view! { <StepsPanel/> }
+    });
+    store.start_sim();
+    settle().await;
+    let publish = root.query_selector("[data-testid=lab-step][data-step=publish]").unwrap().unwrap();
+    publish.unchecked_ref::<web_sys::HtmlElement>().click();
+    settle().await;
+    // The block with `curl http://A.B.C.D/`: node1's own address is filled in.
+    let blocks = root.query_selector_all("[data-testid=step-detail] [data-testid=step-code]").unwrap();
+    let mut clicked = false;
+    for i in 0..blocks.length() {
+        let b: web_sys::Element = blocks.item(i).unwrap().unchecked_into();
+        if b.text_content().unwrap_or_default().contains("curl http://") {
+            assert!(b.text_content().unwrap().contains("curl http://192.168.1.10/"), "{:?}", b.text_content());
+            let run = b.query_selector("[data-testid=run-in-terminal]").unwrap().unwrap();
+            run.unchecked_ref::<web_sys::HtmlElement>().click();
+            clicked = true;
+        }
+    }
+    assert!(clicked);
+    assert_eq!(typed.borrow().as_str(), "curl http://192.168.1.10/\r");
+    // In the past, there is nothing to type into.
+    store.cursor.set(Some(0));
+    settle().await;
+    assert!(!store.type_keys("ls\r"));
+    drop(handle);
 }

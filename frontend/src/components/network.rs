@@ -7,7 +7,10 @@
 use berth_shared::State;
 use leptos::prelude::*;
 
-use crate::store::{Selection, Store};
+use berth_shared::lab::Element;
+
+use crate::components::steps::{flagged, LabView};
+use crate::store::{use_store, Selection};
 
 const W: f64 = 720.0;
 
@@ -39,7 +42,9 @@ pub fn rule_matches(rule: &str, sel: &Option<Selection>, state: &State) -> bool 
 }
 
 #[component]
-pub fn NetworkDiagram(store: Store) -> impl IntoView {
+pub fn NetworkDiagram() -> impl IntoView {
+    let store = use_store();
+    let lab = use_context::<LabView>();
     let view_state = Memo::new(move |_| store.shown());
     move || {
         let state = view_state.get();
@@ -104,7 +109,7 @@ pub fn NetworkDiagram(store: Store) -> impl IntoView {
                 {host_links.iter().enumerate().map(|(i, (name, text))| {
                     let x = W - 14.0 - 190.0 * (i as f64 + 1.0);
                     view! {
-                        <g class="hostlink" data-testid=format!("link-{name}")>
+                        <g class="hostlink" class:flagged=flagged(lab, &Element::Link(name.clone())) data-testid=format!("link-{name}")>
                             <rect x=x y="12" width="184" height="18" rx="4"/>
                             <text x=x + 6.0 y="25">{text.clone()}</text>
                         </g>
@@ -118,7 +123,7 @@ pub fn NetworkDiagram(store: Store) -> impl IntoView {
                     let (hport, cid) = (*hport, id.clone());
                     let tx = cx + box_w / 2.0;
                     view! {
-                        <g class="port" class:selected=selected data-testid=format!("port-{hport}")
+                        <g class="port" class:selected=selected class:flagged=flagged(lab, &Element::Port(hport)) data-testid=format!("port-{hport}")
                             on:click=move |_| store.selected.set(Some(Selection::Port(cid.clone(), hport)))>
                             <rect x=px y="36" width=pw height="24" rx="12"/>
                             <text x=px + 10.0 y="52">{label}</text>
@@ -131,7 +136,7 @@ pub fn NetworkDiagram(store: Store) -> impl IntoView {
                     let name = b.name.clone();
                     let selected = sel == Some(Selection::Bridge(b.name.clone()));
                     view! {
-                        <g class="bridge" class:selected=selected data-testid=format!("bridge-{}", b.name)
+                        <g class="bridge" class:selected=selected class:flagged=flagged(lab, &Element::Bridge(b.name.clone())) data-testid=format!("bridge-{}", b.name)
                             on:click=move |_| store.selected.set(Some(Selection::Bridge(name.clone())))>
                             <rect x="16" y=y width=W - 32.0 height="22" rx="4"/>
                             <text x="26" y=y + 15.0>{format!("{}  {}/{}  (bridge)", b.name, b.address, b.prefix)}</text>
@@ -152,7 +157,7 @@ pub fn NetworkDiagram(store: Store) -> impl IntoView {
                         }
                     }).collect_view();
                     view! {
-                        <g class="netns" class:selected=selected data-testid=format!("container-{}", p.name)
+                        <g class="netns" class:selected=selected class:flagged=flagged(lab, &Element::Container(p.name.clone())) data-testid=format!("container-{}", p.name)
                             on:click=move |_| store.selected.set(Some(Selection::Container(id.clone())))>
                             {cables}
                             <rect x=p.x y=box_y width=box_w height=96.0 rx="8"/>
@@ -208,7 +213,9 @@ fn chain_order(rules: Vec<String>) -> Vec<String> {
 }
 
 #[component]
-pub fn RulesPanel(store: Store) -> impl IntoView {
+pub fn RulesPanel() -> impl IntoView {
+    let store = use_store();
+    let lab = use_context::<LabView>();
     let view_state = Memo::new(move |_| store.shown());
     move || {
         let state = view_state.get();
@@ -232,9 +239,10 @@ pub fn RulesPanel(store: Store) -> impl IntoView {
                         {rules.into_iter().map(|r| {
                             let hit = rule_matches(&r, &sel, &state);
                             let gone = missing.contains(&(table.clone(), r.clone()));
+                            let named = flagged(lab, &Element::Rule { table: table.clone(), rule: r.clone() });
                             let (t2, r2) = (table.clone(), r.clone());
                             view! {
-                                <li class:hit=hit class:gone=gone title=if gone { "berth added this rule but the kernel no longer has it (deleted by hand?)" } else { "" } data-testid="rule" on:click=move |_| store.selected.set(Some(Selection::Rule(t2.clone(), r2.clone())))>
+                                <li class:hit=hit class:gone=gone class:flagged=named title=if gone { "berth added this rule but the kernel no longer has it (deleted by hand?)" } else { "" } data-testid="rule" on:click=move |_| store.selected.set(Some(Selection::Rule(t2.clone(), r2.clone())))>
                                     <code>{r}</code>
                                 </li>
                             }

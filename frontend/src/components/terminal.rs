@@ -11,7 +11,7 @@ use leptos::task::spawn_local;
 use wasm_bindgen::prelude::*;
 use wasm_bindgen::JsCast;
 
-use crate::store::{gloo_net_sleep, now_ms, ws_url, Source, Store};
+use crate::store::{gloo_net_sleep, now_ms, use_store, ws_url, Source, Store};
 
 #[wasm_bindgen]
 extern "C" {
@@ -71,7 +71,8 @@ fn quiet_write(t: &XTerm, quiet: StoredValue<u32>, data: &str) {
 }
 
 #[component]
-pub fn Terminal(store: Store) -> impl IntoView {
+pub fn Terminal() -> impl IntoView {
+    let store = use_store();
     let host = NodeRef::<Div>::new();
     let started = StoredValue::new(false);
     let (tx_input, rx_input) = futures::channel::mpsc::unbounded::<Vec<u8>>();
@@ -84,6 +85,13 @@ pub fn Terminal(store: Store) -> impl IntoView {
     let quiet = StoredValue::new(0u32);
     // Keys typed while the timeline shows the past go nowhere: say so.
     let typed_in_past = RwSignal::new(false);
+    // The size observer and its callback, released with the component.
+    let observer: StoredValue<Option<(web_sys::ResizeObserver, Closure<dyn FnMut()>)>, LocalStorage> = StoredValue::new_local(None);
+    on_cleanup(move || {
+        if let Some((obs, _)) = observer.try_update_value(|o| o.take()).flatten() {
+            obs.disconnect();
+        }
+    });
 
     Effect::new(move |_| {
         let Some(el) = host.get() else { return };
@@ -95,12 +103,10 @@ pub fn Terminal(store: Store) -> impl IntoView {
         t.open(&el);
         let (cols, rows) = fit(&el);
         t.resize(cols, rows);
-        let on_data = Closure::<dyn FnMut(String)>::new(move |data: String| {
-            // Typing goes to node1 (not while replaying or scrubbing): the live
-            // shell, or the simulator's line editor.
-            if quiet.get_value() > 0 {
-                return; // xterm answering a redraw's queries, not the learner
-            }
+        // Typing goes to node1 (not while replaying or scrubbing): the live
+        // shell, or the simulator's line editor. The steps panel's "run"
+        // types through the same path.
+        let keys: std::rc::Rc<dyn Fn(String)> = std::rc::Rc::new(move |data: String| {
             if store.cursor.get_untracked().is_some() {
                 if matches!(store.source.get_untracked(), Source::Live { .. }) {
                     typed_in_past.set(true);
@@ -132,17 +138,31 @@ pub fn Terminal(store: Store) -> impl IntoView {
                 _ => {}
             }
         });
+        store.keys.set_value(Some(keys.clone()));
+        let on_data = Closure::<dyn FnMut(String)>::new(move |data: String| {
+            if quiet.get_value() > 0 {
+                return; // xterm answering a redraw's queries, not the learner
+            }
+            keys(data)
+        });
         t.on_data(&on_data);
+        // xterm keeps the callback as long as the terminal lives, which is
+        // the page's life: handing it to JS for good is not a leak.
         on_data.forget();
         t.focus();
         term.set_value(Some(t));
         size.set_value((cols, rows));
         // If where node1 is was decided before the terminal was up, act on it now.
         store.source.update(|_| {});
-        // Follow the window's size: xterm's grid, and the PTY's (a control frame).
+        // Follow the terminal's own size (the window's, or the steps panel
+        // folding): xterm's grid, and the PTY's (a control frame).
         let el2 = el.clone();
         let on_resize = Closure::<dyn FnMut()>::new(move || {
             let (cols, rows) = fit(&el2);
+            if size.get_value() == (cols, rows) {
+                return;
+            }
+            size.set_value((cols, rows));
             term.with_value(|t| {
                 if let Some(t) = t {
                     t.resize(cols, rows)
@@ -152,10 +172,10 @@ pub fn Terminal(store: Store) -> impl IntoView {
                 let _ = tx_input.with_value(|tx| tx.unbounded_send(format!("\u{0}resize {cols} {rows}").into_bytes()));
             }
         });
-        if let Some(w) = web_sys::window() {
-            let _ = w.add_event_listener_with_callback("resize", on_resize.as_ref().unchecked_ref());
+        if let Ok(obs) = web_sys::ResizeObserver::new(on_resize.as_ref().unchecked_ref()) {
+            obs.observe(&el);
+            observer.set_value(Some((obs, on_resize)));
         }
-        on_resize.forget();
     });
 
     // Once it is known where node1 is: the live shell, or the simulator's banner.
