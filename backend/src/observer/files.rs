@@ -210,6 +210,24 @@ pub fn exists_in_lowers(lowers: &[String], rel: &Path) -> bool {
     false
 }
 
+/// What a held path turned out to be.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum News {
+    Kind(FileChangeKind),
+    /// No longer in the upper dir at all (made and removed by the container):
+    /// Deleted, if it had been reported.
+    Vanished,
+}
+
+impl News {
+    fn kind(self) -> FileChangeKind {
+        match self {
+            News::Kind(k) => k,
+            News::Vanished => FileChangeKind::Deleted,
+        }
+    }
+}
+
 /// One watched dir inside a root.
 #[derive(Debug)]
 struct Watch {
@@ -530,30 +548,36 @@ impl Watcher {
             self.order.pop_front();
             let Some(p) = self.pending.remove(&key) else { continue };
             let (root, path) = key;
-            let Some(kind) = self.decide(&root, &path, &p) else { continue };
+            let Some(news) = self.decide(&root, &path, &p) else { continue };
             self.tokens -= 1.0;
             let scanned = p.scanned;
             let (dir, file) = (root.clone(), path.clone());
+            let kind = news.kind();
             self.bus.emit_if(Event::FileChanged { dir: root, path, change: kind }, move |s| {
                 let said = s.files.get(&dir).and_then(|f| f.get(&file)).copied();
-                let vanished_unseen = kind == FileChangeKind::Deleted && said.is_none_or(|k| k == FileChangeKind::Deleted);
-                still_wanted(s, &dir) && !(scanned && said == Some(kind)) && !vanished_unseen
+                // Gone from an upper dir: news only if it was reported there.
+                let unseen = news == News::Vanished && said.is_none_or(|k| k == FileChangeKind::Deleted);
+                still_wanted(s, &dir) && !(scanned && said == Some(kind)) && !unseen
             });
         }
     }
 
-    /// The kind to report of a held path, if any.
-    fn decide(&self, root: &str, path: &str, p: &Pending) -> Option<FileChangeKind> {
+    /// What to report of a held path, if anything.
+    fn decide(&self, root: &str, path: &str, p: &Pending) -> Option<News> {
         match self.roots.get(root)? {
             RootKind::Upper { lower } => {
                 let rel = Path::new(path.trim_start_matches('/'));
+                let in_lower = exists_in_lowers(lower, rel);
+                // The runtime's own mount points (/etc/hosts…), as docker diff.
+                if !in_lower && crate::build::layer::MOUNT_POINTS.contains(&&*rel.to_string_lossy()) {
+                    return None;
+                }
                 match lstat_beneath(Path::new(root), rel) {
-                    Ok(st) => Some(upper_kind(stat_is_whiteout(&st), exists_in_lowers(lower, rel))),
-                    // Gone from the upper dir: reported only if it was seen.
-                    Err(_) => Some(FileChangeKind::Deleted),
+                    Ok(st) => Some(News::Kind(upper_kind(stat_is_whiteout(&st), in_lower))),
+                    Err(_) => Some(News::Vanished),
                 }
             }
-            RootKind::Layer | RootKind::Volume => p.kind,
+            RootKind::Layer | RootKind::Volume => p.kind.map(News::Kind),
         }
     }
 }
@@ -706,6 +730,9 @@ mod tests {
         // Already there as the watch starts (a restart): reported.
         std::fs::create_dir_all(upper.join("tmp")).unwrap();
         std::fs::write(upper.join("tmp/before"), "x").unwrap();
+        // The runtime's mount point for /etc/hosts: not a change (docker diff).
+        std::fs::create_dir_all(upper.join("etc")).unwrap();
+        std::fs::write(upper.join("etc/hosts"), "").unwrap();
         let vol = root.join("volumes/webvol/_data");
         std::fs::create_dir_all(&vol).unwrap();
         std::fs::write(vol.join("old.html"), "old").unwrap();
@@ -751,6 +778,7 @@ mod tests {
         assert_eq!(up.get("/usr/share/nginx/html/new.html"), Some(&Added), "{up:?}");
         assert_eq!(up.get("/usr/share/nginx/html"), Some(&Modified), "a dir of the image, changed");
         assert_eq!(up.get("/tmp/before"), Some(&Added), "what the upper dir held at start");
+        assert_eq!(up.get("/etc/hosts"), None, "{up:?}");
         let v = files(&vol_s);
         assert_eq!(v.get("/old.html"), Some(&Modified), "{v:?}");
         assert_eq!(v.get("/index.html"), Some(&Added), "{v:?}");
