@@ -983,6 +983,7 @@ impl Spawner for KubernetesSpawner {
 #[cfg(test)]
 #[allow(clippy::unwrap_used)]
 mod tests {
+    use std::collections::BTreeSet;
     use std::sync::Arc;
 
     use http::{Request, Response};
@@ -1498,7 +1499,7 @@ mod tests {
             seen_activity: Some(now),
             ..view("p", Some("c1"), now - mins(5))
         };
-        assert_eq!(plan(&[p.clone()], &[], &policy(0), now), vec![]);
+        assert_eq!(plan(std::slice::from_ref(&p), &[], &policy(0), now), vec![]);
         let p = PodView { saved_activity: Some(now - Duration::from_secs(60)), ..p };
         assert_eq!(plan(&[p], &[], &policy(0), now), vec![Action::SaveActivity { name: "p".into(), at: now }]);
     }
@@ -1572,24 +1573,25 @@ mod tests {
         let done = s.reconcile_once(now).await.unwrap();
         assert_eq!(done.len(), 5, "{done:?}");
         assert!(done.contains(&Action::RemoveClass { owner: owner_name("expiring"), class: "expiring".into() }));
-        let w = world.lock().unwrap();
-        let pods = w.names("pods");
-        assert!(!pods.contains(&exp.id), "the expired class's pod is gone");
-        assert!(!pods.contains(&idle.id), "the idle pod is gone");
-        assert!(pods.contains(&busy.id), "the busy one stays");
-        assert_eq!(pods.iter().filter(|p| p.starts_with("berth-warm-")).count(), 2, "two warm pods made: {pods:?}");
-        assert_eq!(w.names("secrets"), vec![secret_name(&busy.id)]);
-        assert_eq!(w.names("configmaps"), vec![owner_name("c1"), POOL_OWNER.to_string()]);
-        let saved = w.get("pods", &busy.id).unwrap()["metadata"]["annotations"][LAST_ACTIVITY].clone();
-        assert_eq!(saved, json!(rfc3339(now - mins(2))));
-        for p in pods.iter().filter(|p| p.starts_with("berth-warm-")) {
-            let v = w.get("pods", p).unwrap();
-            assert_eq!(v["metadata"]["labels"][POOL], json!("warm"));
-            assert!(v["metadata"]["labels"][CLASS].is_null());
-            assert_eq!(v["metadata"]["ownerReferences"][0]["name"], json!(POOL_OWNER));
-            assert_eq!(v["spec"]["volumes"][2]["secret"]["optional"], json!(true), "its token comes at the claim");
+        {
+            let w = world.lock().unwrap();
+            let pods = w.names("pods");
+            assert!(!pods.contains(&exp.id), "the expired class's pod is gone");
+            assert!(!pods.contains(&idle.id), "the idle pod is gone");
+            assert!(pods.contains(&busy.id), "the busy one stays");
+            assert_eq!(pods.iter().filter(|p| p.starts_with("berth-warm-")).count(), 2, "two warm pods made: {pods:?}");
+            assert_eq!(w.names("secrets"), vec![secret_name(&busy.id)]);
+            assert_eq!(w.names("configmaps"), vec![owner_name("c1"), POOL_OWNER.to_string()]);
+            let saved = w.get("pods", &busy.id).unwrap()["metadata"]["annotations"][LAST_ACTIVITY].clone();
+            assert_eq!(saved, json!(rfc3339(now - mins(2))));
+            for p in pods.iter().filter(|p| p.starts_with("berth-warm-")) {
+                let v = w.get("pods", p).unwrap();
+                assert_eq!(v["metadata"]["labels"][POOL], json!("warm"));
+                assert!(v["metadata"]["labels"][CLASS].is_null());
+                assert_eq!(v["metadata"]["ownerReferences"][0]["name"], json!(POOL_OWNER));
+                assert_eq!(v["spec"]["volumes"][2]["secret"]["optional"], json!(true), "its token comes at the claim");
+            }
         }
-        drop(w);
         // A second turn at the same time has nothing left to do.
         assert_eq!(s.reconcile_once(now).await.unwrap(), vec![]);
     }
@@ -1668,6 +1670,62 @@ mod tests {
     }
 
     // -- the template in deploy/kubernetes
+
+    /// (resource, verb) of every request the fake saw.
+    fn verbs(w: &World) -> BTreeSet<(String, String)> {
+        w.calls
+            .iter()
+            .map(|c| {
+                let rest = c.path.strip_prefix("/api/v1/namespaces/berth/").unwrap();
+                let (res, named) = match rest.split_once('/') {
+                    Some((r, _)) => (r, true),
+                    None => (rest, false),
+                };
+                let verb = match (c.method.as_str(), named) {
+                    ("GET", true) => "get",
+                    ("GET", false) => "list",
+                    ("POST", _) => "create",
+                    ("PATCH", _) => "patch",
+                    ("DELETE", _) => "delete",
+                    (m, _) => panic!("{m}"),
+                };
+                (res.to_string(), verb.to_string())
+            })
+            .collect()
+    }
+
+    #[tokio::test]
+    async fn the_hub_role_in_deploy_grants_exactly_the_verbs_the_spawner_uses() {
+        let (s, world) = fake(KubeConfig { warm_pool: 1, idle_minutes: 1, ..Default::default() });
+        s.reconcile_once(at(NOW)).await.unwrap();
+        let claimed = s.spawn(&req("c1", "ada")).await.unwrap();
+        let made = s.spawn(&req("c1", "grace")).await.unwrap();
+        s.status(&made.id).await.unwrap();
+        s.list().await.unwrap();
+        s.record_activity(&made.id, at(NOW) + Duration::from_secs(90));
+        s.set_class_expiry("c2", at(NOW)).await.unwrap();
+        s.reconcile_once(at(NOW) + Duration::from_secs(100)).await.unwrap();
+        s.remove(&claimed.id).await.unwrap();
+        s.remove_class("c1").await.unwrap();
+        let used = verbs(&world.lock().unwrap());
+
+        let path = concat!(env!("CARGO_MANIFEST_DIR"), "/../deploy/kubernetes/hub-rbac.yaml");
+        let text = std::fs::read_to_string(path).unwrap();
+        let role = serde_yaml::Deserializer::from_str(&text)
+            .map(|d| Value::deserialize(d).unwrap())
+            .find(|d| d["kind"] == json!("Role"))
+            .expect("a Role in hub-rbac.yaml");
+        let mut granted = BTreeSet::new();
+        for rule in role["rules"].as_array().unwrap() {
+            assert_eq!(rule["apiGroups"], json!([""]), "core resources only");
+            for r in rule["resources"].as_array().unwrap() {
+                for v in rule["verbs"].as_array().unwrap() {
+                    granted.insert((r.as_str().unwrap().to_string(), v.as_str().unwrap().to_string()));
+                }
+            }
+        }
+        assert_eq!(granted, used, "the Role (left) and what the spawner asked of the API (right)");
+    }
 
     #[test]
     fn the_hub_config_in_deploy_parses_as_the_spawner_config() {
