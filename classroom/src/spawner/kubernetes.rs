@@ -553,6 +553,7 @@ pub struct PodView {
     pub saved_activity: Option<SystemTime>,
     /// The last activity the hub reported to this process.
     pub seen_activity: Option<SystemTime>,
+    /// Its containers started (phase Running).
     pub ready: bool,
     pub failed: bool,
     pub terminating: bool,
@@ -635,7 +636,9 @@ pub fn plan(pods: &[PodView], classes: &[ClassView], policy: &Policy, now: Syste
 
 fn pod_view(p: &Pod, seen: Option<SystemTime>) -> PodView {
     let status = p.status.as_ref();
-    let ready = status.and_then(|s| s.conditions.as_ref()).is_some_and(|cs| cs.iter().any(|c| c.type_ == "Ready" && c.status == "True"));
+    // Scheduled, pulled and started: as ready as a warm pod gets (its
+    // berthd waits for the token the claim brings, so it is never Ready).
+    let ready = status.and_then(|s| s.phase.as_deref()) == Some("Running");
     let failed = matches!(pod_to_node(p, 0).phase, Phase::Failed);
     PodView {
         name: p.name_any(),
@@ -1601,15 +1604,17 @@ mod tests {
         let (s, world) = fake(KubeConfig { warm_pool: 2, ..Default::default() });
         s.reconcile_once(at(NOW)).await.unwrap();
         let warm = world.lock().unwrap().names("pods");
-        set_status(&world, &warm[1], ready("10.4.0.7"));
+        // Started; berthd waits for the token the claim brings, so not Ready.
+        let started = json!({"phase": "Running", "podIP": "10.4.0.7", "conditions": [{"type": "Ready", "status": "False"}]});
+        set_status(&world, &warm[1], started);
         world.lock().unwrap().calls.clear();
 
         let r = req("c1", "ada");
         let node = s.spawn(&r).await.unwrap();
-        assert_eq!(node.id, warm[1], "the ready one is taken first");
+        assert_eq!(node.id, warm[1], "the started one is taken first");
         assert_eq!(
             (node.phase, node.addr.as_deref(), node.class.as_str(), node.learner.as_str()),
-            (Phase::Running, Some("10.4.0.7:8080"), "c1", "ada")
+            (Phase::Pending, Some("10.4.0.7:8080"), "c1", "ada")
         );
         {
             let w = world.lock().unwrap();
