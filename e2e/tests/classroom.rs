@@ -331,8 +331,11 @@ async fn three_learners_each_get_their_own_node1_and_the_instructor_watches_read
     for (i, c) in cookies.iter().enumerate() {
         let mut t = Term::open(&hub, "", ("cookie", c.clone()), &format!("tab{i}")).await.unwrap();
         t.until("@node1", Duration::from_secs(20)).await.unwrap();
-        let out = t.run(&format!("docker run -d --name box-{} alpine sleep 600 >/dev/null && hostname", names[i])).await;
-        assert_eq!(out.trim(), "node1", "{out}");
+        let out = t.run(&format!("docker run -d --name box-{} alpine sleep 600 >/dev/null 2>&1 && hostname", names[i])).await;
+        if out.trim() != "node1" {
+            let log = t.run("cat ../registry.log; curl -sS -m 2 http://127.0.0.1:5000/v2/").await;
+            panic!("{out}\n--- registry:\n{log}");
+        }
         terms.push(t);
     }
     for (i, t) in terms.iter_mut().enumerate() {

@@ -247,10 +247,13 @@ mkdir -p "$NODE_DIR"
 mount --move /mnt "$NODE_DIR"
 mount -t tmpfs -o mode=1777 tmpfs /tmp
 mount -t tmpfs -o mode=1777 tmpfs /dev/shm
-if [ -n "$REGISTRY_STORAGE" ]; then
-  mount --bind "$REGISTRY_STORAGE" "$REGISTRY_STORAGE"
-  mount -o remount,bind,ro "$REGISTRY_STORAGE"
+if [ -n "$BERTH_REGISTRY_STORAGE" ]; then
+  mount --bind "$BERTH_REGISTRY_STORAGE" "$BERTH_REGISTRY_STORAGE"
+  mount -o remount,bind,ro "$BERTH_REGISTRY_STORAGE"
   REGISTRY_HTTP_ADDR=127.0.0.1:5000 /usr/bin/docker-registry serve "$NODE_DIR/registry.yml" >"$NODE_DIR/registry.log" 2>&1 &
+  # Ready (a first pull must not find it still starting) within 5 s.
+  i=0
+  while [ $i -lt 250 ] && ! curl -fsS -o /dev/null http://127.0.0.1:5000/v2/ 2>/dev/null; do sleep 0.02; i=$((i+1)); done
 fi
 cd "$NODE_DIR/home"
 exec "$BERTHD" --host "unix://$NODE_DIR/docker.sock" --data-root "$NODE_DIR/data" --exec-root "$NODE_DIR/run" \
@@ -419,7 +422,7 @@ impl LocalSpawner {
             .env("HUB_STATE", &hub_state)
             .env("BERTHD", &self.cfg.berthd)
             .env("PAGE_DIR", &self.cfg.page_dir)
-            .env("REGISTRY_STORAGE", self.cfg.registry_storage.as_deref().unwrap_or(Path::new("")))
+            .env("BERTH_REGISTRY_STORAGE", self.cfg.registry_storage.as_deref().unwrap_or(Path::new("")))
             .env("BERTH_LOG", std::env::var("BERTH_NODE_LOG").unwrap_or_else(|_| "info".into()))
             .stdin(Stdio::piped())
             .stdout(log.try_clone().map_err(io_err("the node's log"))?)
