@@ -728,6 +728,19 @@ impl KubernetesSpawner {
         Ok(Self::new(client, cfg))
     }
 
+    /// What the hub's `--spawner kubernetes --kube-config FILE` needs: the
+    /// config read from `file` (JSON with [`KubeConfig`]'s fields, as in
+    /// deploy/kubernetes/hub-config.yaml; a misspelt field is an error),
+    /// the environment's client, and the reconcile loop started on the
+    /// current runtime.
+    pub async fn start(file: &std::path::Path) -> Result<std::sync::Arc<Self>, SpawnError> {
+        let text = std::fs::read_to_string(file).map_err(|e| SpawnError::Backend(format!("{}: {e}", file.display())))?;
+        let cfg: KubeConfig = serde_json::from_str(&text).map_err(|e| SpawnError::Backend(format!("{}: {e}", file.display())))?;
+        let s = std::sync::Arc::new(Self::from_env(cfg).await?);
+        tokio::spawn(s.clone().run());
+        Ok(s)
+    }
+
     pub fn config(&self) -> &KubeConfig {
         &self.cfg
     }
@@ -1672,6 +1685,19 @@ mod tests {
             assert!(n.chars().all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-'), "{n}");
         }
         assert_ne!(pod_name("a-b", "c"), pod_name("a", "b-c"));
+    }
+
+    #[tokio::test]
+    async fn start_refuses_a_missing_or_misspelt_config_before_any_connection() {
+        let e = KubernetesSpawner::start(std::path::Path::new("/nonexistent/kubernetes.json")).await.unwrap_err();
+        assert!(e.to_string().contains("/nonexistent/kubernetes.json"), "{e}");
+        let dir = std::env::temp_dir().join(format!("berth-kube-start-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let file = dir.join("kubernetes.json");
+        std::fs::write(&file, r#"{"idle_minute": 5}"#).unwrap();
+        let e = KubernetesSpawner::start(&file).await.unwrap_err();
+        std::fs::remove_dir_all(&dir).unwrap();
+        assert!(e.to_string().contains("unknown field `idle_minute`"), "{e}");
     }
 
     // -- the template in deploy/kubernetes
