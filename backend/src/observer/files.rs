@@ -461,10 +461,28 @@ impl Watcher {
     fn handle(&mut self, wd: WatchDescriptor, mask: EventMask, name: Option<OsString>) {
         if mask.contains(EventMask::Q_OVERFLOW) {
             tracing::warn!("file watch: the kernel's inotify queue overflowed; upper dirs are read again");
-            let uppers: Vec<String> =
-                self.roots.iter().filter(|(_, k)| matches!(k, RootKind::Upper { .. })).map(|(r, _)| r.clone()).collect();
-            for root in uppers {
-                self.add_tree(&root, PathBuf::new(), true, true);
+            let dirs: Vec<(String, PathBuf)> = self
+                .watches
+                .values()
+                .filter(|w| matches!(self.roots.get(&w.root), Some(RootKind::Upper { .. })))
+                .map(|w| (w.root.clone(), w.rel.clone()))
+                .collect();
+            for (root, dir) in dirs {
+                let Ok(fd) = open_dir_beneath(Path::new(&root), &dir) else { continue };
+                let entries = std::fs::read_dir(format!("/proc/self/fd/{}", fd.as_raw_fd()));
+                let mut unwatched = Vec::new();
+                for e in entries.into_iter().flatten().flatten() {
+                    let child = dir.join(e.file_name());
+                    self.note(&root, &child, None, true);
+                    let is_dir =
+                        fstatat(fd.as_fd(), e.file_name().as_bytes(), AtFlags::AT_SYMLINK_NOFOLLOW).is_ok_and(|st| stat_is_dir(&st));
+                    if is_dir && !self.by_path.contains_key(&(root.clone(), child.clone())) {
+                        unwatched.push(child);
+                    }
+                }
+                for child in unwatched {
+                    self.add_tree(&root, child, true, true);
+                }
             }
             return;
         }
@@ -647,7 +665,7 @@ mod tests {
         assert_eq!(upper_kind(false, true), Modified);
         assert_eq!(upper_kind(false, false), Added);
         // A whiteout is a character device 0/0, and only that.
-        assert!(is_whiteout(libc::S_IFCHR | 0o000, 0));
+        assert!(is_whiteout(libc::S_IFCHR, 0));
         assert!(!is_whiteout(libc::S_IFCHR | 0o666, libc::makedev(1, 3)));
         assert!(!is_whiteout(libc::S_IFREG | 0o644, 0));
     }
@@ -801,5 +819,36 @@ mod tests {
         let s = bus.state();
         assert_eq!(s.files[&upper_s].get("/usr/share/nginx/html/new.html"), Some(&Deleted));
         assert_eq!(s.files[&vol_s].get("/index.html"), Some(&Deleted));
+    }
+
+    #[test]
+    fn a_burst_of_changes_is_sent_at_the_capped_rate_and_none_is_lost() {
+        let d = tempfile::tempdir().unwrap();
+        let vol = d.path().join("volumes/flood/_data");
+        std::fs::create_dir_all(&vol).unwrap();
+        let vol_s = vol.display().to_string();
+        let bus = Arc::new(EventBus::new());
+        bus.emit(Event::VolumeCreated { name: "flood".into(), mountpoint: vol_s.clone(), anonymous: false });
+        let mut w = Watcher::new(bus.clone(), d.path().to_path_buf()).unwrap();
+        w.sync();
+        assert!(w.roots.contains_key(&vol_s));
+        for i in 0..300 {
+            std::fs::write(vol.join(format!("f{i}")), "x").unwrap();
+        }
+        let count = |bus: &EventBus| bus.with_state(|s| s.files.get(&vol_s).map_or(0, |f| f.len()));
+        let start = Instant::now();
+        while start.elapsed() < Duration::from_millis(1200) {
+            w.read();
+            w.flush();
+            std::thread::sleep(Duration::from_millis(10));
+        }
+        let first = count(&bus);
+        assert!(first > 0 && first as f64 <= EVENTS_PER_SEC * 2.2, "{first} events in 1.2 s");
+        while start.elapsed() < Duration::from_secs(5) && count(&bus) < 300 {
+            w.read();
+            w.flush();
+            std::thread::sleep(Duration::from_millis(10));
+        }
+        assert_eq!(count(&bus), 300, "every file reported in the end");
     }
 }
