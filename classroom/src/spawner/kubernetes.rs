@@ -694,6 +694,18 @@ fn api_err(what: &str, e: kube::Error) -> SpawnError {
     }
 }
 
+/// kube's client for `config`, over rustls. rustls is built here with two
+/// crypto providers (ring, and aws-lc-rs that other crates ask for), so it
+/// picks none by itself: ring is made the process's default unless one is
+/// chosen already (as berth-hub's TLS listener does).
+fn client_for(config: kube::Config) -> Result<Client, SpawnError> {
+    if rustls::crypto::CryptoProvider::get_default().is_none() {
+        // Err only when another thread chose one meanwhile: that one holds.
+        let _ = rustls::crypto::ring::default_provider().install_default();
+    }
+    Client::try_from(config).map_err(|e| SpawnError::Backend(format!("kubernetes client: {e}")))
+}
+
 fn is_code(e: &kube::Error, code: u16) -> bool {
     matches!(e, kube::Error::Api(s) if s.code == code)
 }
@@ -724,8 +736,8 @@ impl KubernetesSpawner {
     /// A spawner with the client the environment gives (in-cluster
     /// service account, or `$KUBECONFIG`).
     pub async fn from_env(cfg: KubeConfig) -> Result<Self, SpawnError> {
-        let client = Client::try_default().await.map_err(|e| SpawnError::Backend(format!("kubernetes client: {e}")))?;
-        Ok(Self::new(client, cfg))
+        let config = kube::Config::infer().await.map_err(|e| SpawnError::Backend(format!("kubernetes client config: {e}")))?;
+        Ok(Self::new(client_for(config)?, cfg))
     }
 
     /// What the hub's `--spawner kubernetes --kube-config FILE` needs: the
@@ -1698,6 +1710,15 @@ mod tests {
         let e = KubernetesSpawner::start(&file).await.unwrap_err();
         std::fs::remove_dir_all(&dir).unwrap();
         assert!(e.to_string().contains("unknown field `idle_minute`"), "{e}");
+    }
+
+    #[tokio::test]
+    async fn a_client_for_an_https_api_server_is_made_without_a_preinstalled_crypto_provider() {
+        // rustls is built with both ring and aws-lc-rs here: with no
+        // process-wide provider chosen, making its client config panics.
+        let cfg = kube::Config::new("https://127.0.0.1:6443".parse().unwrap());
+        let client = client_for(cfg).unwrap();
+        assert_eq!(client.default_namespace(), "default");
     }
 
     // -- the template in deploy/kubernetes
