@@ -327,6 +327,10 @@ async fn three_learners_each_get_their_own_node1_and_the_instructor_watches_read
 
     // Each learner, in their own terminal through the hub: node1, their own
     // container only, their own links, mounts and processes.
+    // The hub's side forwards, as a machine running Docker does: only the
+    // hub's firewall keeps a learner's own routes from reaching anything.
+    let o = sb.run("sysctl", &["-qw", "net.ipv4.ip_forward=1"]).unwrap();
+    assert!(o.status.success(), "{}", berth_e2e::sandbox::out(&o));
     let mut terms = Vec::new();
     for (i, c) in cookies.iter().enumerate() {
         let mut t = Term::open(&hub, "", ("cookie", c.clone()), &format!("tab{i}")).await.unwrap();
@@ -370,8 +374,9 @@ async fn three_learners_each_get_their_own_node1_and_the_instructor_watches_read
         let reach = t
             .run(&format!(
                 "ip route add default via {hub_ip} && \
-                 curl -s -o /dev/null -m 2 -w 'hub=%{{http_code}} ' http://{hub_ip}:8090/; \
-                 curl -s -o /dev/null -m 2 -w 'other=%{{http_code}}' http://{other_ip}/api/health; ip route del default"
+                 curl -s -o /dev/null -m 2 -w 'hub=%{{http_code}} ' http://{}/; \
+                 curl -s -o /dev/null -m 2 -w 'other=%{{http_code}}' http://{other_ip}/api/health; ip route del default",
+                hub.addr
             ))
             .await;
         assert!(reach.contains("hub=000") && reach.contains("other=000"), "{me} reached out: {reach}");
