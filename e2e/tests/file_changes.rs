@@ -179,3 +179,46 @@ fn after_a_restart_an_upper_dirs_edits_are_reported_and_layer_and_volume_content
     assert_eq!(others, Vec::<&String>::new(), "layer or volume content reported as changes at start");
     sb.docker_ok(&d, &["rm", "-f", "kept"]);
 }
+
+#[test]
+fn a_flood_of_files_in_a_container_is_reported_at_a_bounded_rate_and_the_daemon_keeps_answering() {
+    let (sb, d) = node1().unwrap();
+    sb.docker_ok(&d, &["run", "--name", "flood", "-d", "--rm", "nginx:alpine"]);
+    let upper = inspect(&sb, &d, "flood", "UpperDir");
+    // 3000 files and a symlink out of the container, made as fast as a shell can.
+    sb.docker_ok(
+        &d,
+        &[
+            "exec",
+            "flood",
+            "sh",
+            "-c",
+            "mkdir -p /flood && ln -s / /flood/root && i=0; while [ $i -lt 3000 ]; do echo x > /flood/f$i; i=$((i+1)); done",
+        ],
+    );
+    let reported = |s: &State| s.files.get(&upper).map_or(0, |f| f.keys().filter(|p| p.starts_with("/flood/")).count());
+    let before = reported(&state(&sb));
+    let start = std::time::Instant::now();
+    let mut slowest = Duration::ZERO;
+    while start.elapsed() < Duration::from_secs(2) {
+        let t = std::time::Instant::now();
+        let sock = d.socket.display().to_string();
+        let o = sb.run("curl", &["-fsS", "--max-time", "5", "--unix-socket", &sock, "http://berth/_ping"]).unwrap();
+        assert!(o.status.success());
+        slowest = slowest.max(t.elapsed());
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    assert!(slowest < Duration::from_millis(500), "the API answered in {slowest:?} at worst during the flood");
+    let n = reported(&state(&sb));
+    let rate = (n - before) as f64 / start.elapsed().as_secs_f64();
+    assert!(before < 3000 && n < 3000, "all 3000 at once ({before}, then {n}): no cap");
+    assert!(n > before && rate <= 130.0, "{rate:.0} files reported a second (from {before} to {n}): the cap is 100");
+    // The symlink is a file of the upper dir, never followed.
+    eventually("the symlink reported as what it is", || {
+        let s = state(&sb);
+        (file_kind(&s, &upper, "/flood/root") != Some(FileChangeKind::Added)).then(|| format!("{} reported", reported(&s)))
+    });
+    assert!(state(&sb).files.get(&upper).is_none_or(|f| !f.keys().any(|p| p.starts_with("/flood/root/"))));
+    assert!(d.log_text().contains("file watch capped"), "the log says the rate was capped");
+    sb.docker_ok(&d, &["stop", "-t", "0", "flood"]);
+}
