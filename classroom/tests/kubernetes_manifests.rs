@@ -147,3 +147,97 @@ fn a_broken_manifest_is_rejected() {
         }
     }
 }
+
+/// Every document of every manifest, by kind and name.
+fn documents() -> Vec<serde_yaml::Value> {
+    let mut docs = Vec::new();
+    for f in files().iter().filter(|f| is_yaml(f)) {
+        let text = std::fs::read_to_string(f).expect("a manifest");
+        for d in serde_yaml::Deserializer::from_str(&text) {
+            let v = <serde_yaml::Value as serde::Deserialize>::deserialize(d).expect("YAML");
+            if !v.is_null() {
+                docs.push(v);
+            }
+        }
+    }
+    docs
+}
+
+fn find<'a>(docs: &'a [serde_yaml::Value], kind: &str, name: &str) -> &'a serde_yaml::Value {
+    docs.iter()
+        .find(|d| d["kind"].as_str() == Some(kind) && d["metadata"]["name"].as_str() == Some(name))
+        .unwrap_or_else(|| panic!("no {kind} {name} in deploy/kubernetes"))
+}
+
+/// `selector`'s matchLabels all hold in `labels`.
+fn selects(selector: &serde_yaml::Value, labels: &serde_yaml::Value) -> bool {
+    let want = selector["matchLabels"].as_mapping().expect("matchLabels");
+    !want.is_empty() && want.iter().all(|(k, v)| labels.get(k) == Some(v))
+}
+
+#[test]
+fn the_policies_rbac_and_services_select_the_pods_they_mean() {
+    let docs = documents();
+    let learner = find(&docs, "Pod", "berth-node-example-class-example-learner-2aae7281");
+    let learner_labels = &learner["metadata"]["labels"];
+    let hub = find(&docs, "Deployment", "berth-hub");
+    let hub_labels = &hub["spec"]["template"]["metadata"]["labels"];
+    let registry = find(&docs, "Deployment", "berth-registry");
+    let registry_labels = &registry["spec"]["template"]["metadata"]["labels"];
+    let lab_port = &learner["spec"]["containers"][0]["ports"][0]["containerPort"];
+
+    // Learners: only the hub in, on berthd's port; out only DNS and the registry.
+    let deny = &find(&docs, "NetworkPolicy", "berth-node-default-deny")["spec"];
+    assert!(selects(&deny["podSelector"], learner_labels), "the learner policy selects the learner pod template");
+    assert!(!selects(&deny["podSelector"], hub_labels), "and not the hub");
+    let types: Vec<&str> = deny["policyTypes"].as_sequence().expect("policyTypes").iter().filter_map(|t| t.as_str()).collect();
+    assert_eq!(types, ["Ingress", "Egress"]);
+    let ingress = deny["ingress"].as_sequence().expect("ingress rules");
+    assert_eq!(ingress.len(), 1, "one way in");
+    let from = ingress[0]["from"].as_sequence().expect("from");
+    assert_eq!(from.len(), 1);
+    assert!(from[0]["namespaceSelector"].is_null(), "from this namespace only");
+    assert!(selects(&from[0]["podSelector"], hub_labels), "from the hub's pods");
+    assert_eq!(&ingress[0]["ports"][0]["port"], lab_port);
+    let egress = deny["egress"].as_sequence().expect("egress rules");
+    assert!(egress.iter().all(|r| r["to"].as_sequence().is_some_and(|t| !t.is_empty())), "every way out names where to");
+    assert!(egress.iter().any(|r| selects(&r["to"][0]["podSelector"], registry_labels)), "the registry is reachable");
+
+    // The hub may reach the learners' port; the registry admits learners.
+    let hub_policy = &find(&docs, "NetworkPolicy", "berth-hub")["spec"];
+    assert!(selects(&hub_policy["podSelector"], hub_labels));
+    assert!(hub_policy["egress"]
+        .as_sequence()
+        .expect("hub egress")
+        .iter()
+        .any(|r| selects(&r["to"][0]["podSelector"], learner_labels) && &r["ports"][0]["port"] == lab_port));
+    let reg_policy = &find(&docs, "NetworkPolicy", "berth-registry")["spec"];
+    assert!(selects(&reg_policy["podSelector"], registry_labels));
+    assert!(selects(&reg_policy["ingress"][0]["from"][0]["podSelector"], learner_labels));
+
+    // The hub runs as the ServiceAccount the Role is bound to.
+    let binding = find(&docs, "RoleBinding", "berth-hub");
+    assert_eq!(hub["spec"]["template"]["spec"]["serviceAccountName"], binding["subjects"][0]["name"]);
+    assert_eq!(binding["roleRef"]["name"].as_str(), find(&docs, "Role", "berth-hub")["metadata"]["name"].as_str());
+    assert_eq!(learner["spec"]["automountServiceAccountToken"].as_bool(), Some(false));
+
+    // Services and the Deployments' selectors reach the pods they name.
+    for (svc, labels) in [("berth-hub", hub_labels), ("berth-registry", registry_labels)] {
+        let s = find(&docs, "Service", svc);
+        let sel = &s["spec"]["selector"];
+        assert!(sel.as_mapping().is_some_and(|m| !m.is_empty() && m.iter().all(|(k, v)| labels.get(k) == Some(v))), "Service {svc}");
+    }
+    assert!(selects(&hub["spec"]["selector"], hub_labels));
+    assert!(selects(&registry["spec"]["selector"], registry_labels));
+    let ing = find(&docs, "Ingress", "berth-hub");
+    assert_eq!(ing["spec"]["rules"][0]["http"]["paths"][0]["backend"]["service"]["name"].as_str(), Some("berth-hub"));
+    assert!(ing["spec"]["tls"][0]["secretName"].as_str().is_some(), "the ingress serves TLS");
+
+    // Every object lives in the namespace the spawner works in.
+    for d in &docs {
+        let kind = d["kind"].as_str().unwrap_or_default();
+        if !matches!(kind, "Namespace" | "Kustomization") {
+            assert_eq!(d["metadata"]["namespace"].as_str(), Some("berth"), "{kind} {:?}", d["metadata"]["name"]);
+        }
+    }
+}
