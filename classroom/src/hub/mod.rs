@@ -186,6 +186,13 @@ impl Hub {
             expired: false,
         };
         self.lock().classes.insert(class.id.clone(), class.clone());
+        // Spawners that reconcile on their own remove its nodes then too.
+        let (spawner, id, at) = (self.spawner.clone(), class.id.clone(), UNIX_EPOCH + Duration::from_secs(class.expires_at));
+        tokio::spawn(async move {
+            if let Err(e) = spawner.set_class_expiry(&id, at).await {
+                tracing::warn!(class = %id, error = %e, "telling the spawner the class's expiry");
+            }
+        });
         tracing::info!(class = %class.id, name = %class.name, "class created");
         Ok(class)
     }
@@ -221,8 +228,16 @@ impl Hub {
     }
 
     pub fn touch(&self, learner: &str) {
-        if let Some(l) = self.lock().learners.get_mut(learner) {
-            l.last_activity_ms = ms(SystemTime::now());
+        let now = SystemTime::now();
+        let node = {
+            let mut inner = self.lock();
+            let Some(l) = inner.learners.get_mut(learner) else { return };
+            l.last_activity_ms = ms(now);
+            l.node.as_ref().map(|n| n.id.clone())
+        };
+        // Spawners that cull idle nodes keep it.
+        if let Some(n) = node {
+            self.spawner.record_activity(&n, now);
         }
     }
 
