@@ -2,12 +2,13 @@
 //! API with kube-rs (the only module that knows kube or k8s-openapi).
 //!
 //! What it makes, in the spawner's namespace:
-//! - a ConfigMap `berth-class-<class>` per class, the *owner*: every pod and
-//!   secret of the class names it in `ownerReferences`, so deleting it lets
+//! - a ConfigMap `berth-class-<class>` per class, the *owner*: every pod of
+//!   the class names it in `ownerReferences`, so deleting it lets
 //!   Kubernetes' garbage collector remove the class (the class's expiry is an
 //!   annotation on it);
 //! - a Secret `<pod>-token` per node holding the per-node secret, mounted as
-//!   berthd's `--token-file` (never in an env var or the pod spec);
+//!   berthd's `--token-file` (never in an env var or the pod spec), owned by
+//!   its pod (so by the class through it);
 //! - the Pod, from one template ([`learner_pod`], the same spec as
 //!   `deploy/kubernetes/learner-pod.yaml`): berthd privileged or under a
 //!   runtime class (Kata), no service-account token, emptyDir data and exec
@@ -239,6 +240,19 @@ pub struct PodFacts {
     pub learner: Option<(String, String)>,
     pub owner: OwnerReference,
     pub now: SystemTime,
+}
+
+/// A pod as the owner of its token Secret: deleting the pod, whoever does
+/// it (the hub, the garbage collector after its class, kubectl), deletes it.
+fn pod_ref(p: &Pod) -> OwnerReference {
+    OwnerReference {
+        api_version: "v1".into(),
+        kind: "Pod".into(),
+        name: p.name_any(),
+        uid: p.metadata.uid.clone().unwrap_or_default(),
+        controller: Some(true),
+        block_owner_deletion: None,
+    }
 }
 
 fn owner_ref(cm: &ConfigMap) -> OwnerReference {
@@ -817,7 +831,7 @@ impl KubernetesSpawner {
         });
         for p in warm {
             let name = p.name_any();
-            self.make_secret(&token_secret(&self.cfg, &name, &req.class, &req.learner, &req.secret, owner.clone())).await?;
+            self.make_secret(&token_secret(&self.cfg, &name, &req.class, &req.learner, &req.secret, pod_ref(&p))).await?;
             let (labels, mut annotations) = learner_meta(&req.class, &req.learner, now);
             annotations.insert(CLAIMED_AT.into(), rfc3339(now));
             let mut label_patch = serde_json::to_value(&labels).unwrap_or_default();
@@ -963,7 +977,15 @@ impl Spawner for KubernetesSpawner {
         self.make_secret(&token_secret(&self.cfg, &name, &req.class, &req.learner, &req.secret, owner.clone())).await?;
         let facts = PodFacts { name: name.clone(), learner: Some((req.class.clone(), req.learner.clone())), owner, now };
         match self.pods.create(&PostParams::default(), &learner_pod(&self.cfg, &facts)).await {
-            Ok(p) => Ok(pod_to_node(&p, self.cfg.port)),
+            Ok(p) => {
+                // The Secret was made first (owned by the class) so the pod
+                // starts with it mounted; now it is handed to the pod.
+                let patch = json!({ "metadata": { "ownerReferences": [pod_ref(&p)] } });
+                if let Err(e) = self.secrets.patch(&secret_name(&name), &PatchParams::default(), &Patch::Merge(&patch)).await {
+                    tracing::warn!(pod = name, error = %e, "the token secret stays owned by its class");
+                }
+                Ok(pod_to_node(&p, self.cfg.port))
+            }
             Err(e) if is_code(&e, 409) => {
                 Err(SpawnError::Backend(format!("the learner's previous node {name} is still being removed; try again shortly")))
             }
@@ -1257,8 +1279,15 @@ mod tests {
                 "POST /api/v1/namespaces/berth/configmaps".to_string(),
                 "POST /api/v1/namespaces/berth/secrets".to_string(),
                 "POST /api/v1/namespaces/berth/pods".to_string(),
+                format!("PATCH /api/v1/namespaces/berth/secrets/{pod}"),
             ],
-            "owner, then the secret the pod mounts, then the pod"
+            "owner, then the secret the pod mounts, then the pod, which then owns the secret"
+        );
+        let stored = w.get("secrets", &pod).unwrap();
+        let pod_uid = format!("uid-pods-{}", node.id);
+        assert_eq!(
+            stored["metadata"]["ownerReferences"],
+            json!([{"apiVersion": "v1", "kind": "Pod", "name": node.id, "uid": pod_uid, "controller": true}])
         );
         let lookup = &w.calls("GET", "pods")[0];
         let sel = "labelSelector=app.kubernetes.io/name=berth-node,app.kubernetes.io/managed-by=berth-hub,berth.dev/class=c1,berth.dev/learner=ada";
@@ -1646,6 +1675,7 @@ mod tests {
             assert!(w.calls("POST", "pods").is_empty(), "no pod made");
             let secret = w.calls("POST", "secrets")[0].body.clone().unwrap();
             assert_eq!(secret["metadata"]["name"], json!(secret_name(&warm[1])));
+            assert_eq!(secret["metadata"]["ownerReferences"][0]["uid"], json!(format!("uid-pods-{}", warm[1])), "owned by its pod");
             let patch = w.calls("PATCH", "pods")[0].body.clone().unwrap();
             assert!(patch["metadata"]["resourceVersion"].is_string(), "the claim is conditional: {patch}");
             assert_eq!(patch["metadata"]["labels"][POOL], Value::Null);
