@@ -833,6 +833,10 @@ impl KubernetesSpawner {
             let name = p.name_any();
             self.make_secret(&token_secret(&self.cfg, &name, &req.class, &req.learner, &req.secret, pod_ref(&p))).await?;
             let (labels, mut annotations) = learner_meta(&req.class, &req.learner, now);
+            // Changing the pod makes its kubelet sync it at once, which
+            // remounts its secret volume with the Secret just made (else it
+            // waits for the kubelet's periodic sync, a minute by default;
+            // kubernetes issue 30189): berthd starts then.
             annotations.insert(CLAIMED_AT.into(), rfc3339(now));
             let mut label_patch = serde_json::to_value(&labels).unwrap_or_default();
             label_patch[POOL] = serde_json::Value::Null;
