@@ -99,7 +99,32 @@ pub struct StepRecord {
     pub state: StepState,
     pub completed: bool,
     /// The last result recorded for each check, by its number.
+    #[serde(with = "by_number")]
     pub checks: BTreeMap<usize, CheckStatus>,
+}
+
+/// A map keyed by check number, in JSON as an object whose keys are the
+/// numbers' text. Read back from the keys' text, because inside an
+/// internally tagged message (the stream's snapshot) serde hands the keys
+/// over as strings, which a plain `usize` key refuses.
+mod by_number {
+    use std::collections::BTreeMap;
+
+    use serde::de::Error;
+    use serde::{Deserialize, Deserializer, Serialize, Serializer};
+
+    use super::CheckStatus;
+
+    pub fn serialize<S: Serializer>(m: &BTreeMap<usize, CheckStatus>, s: S) -> Result<S::Ok, S::Error> {
+        m.serialize(s)
+    }
+
+    pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<BTreeMap<usize, CheckStatus>, D::Error> {
+        BTreeMap::<String, CheckStatus>::deserialize(d)?
+            .into_iter()
+            .map(|(k, v)| k.parse::<usize>().map(|k| (k, v)).map_err(|_| D::Error::custom(format!("check number {k:?} is not a number"))))
+            .collect()
+    }
 }
 
 impl LabRecord {

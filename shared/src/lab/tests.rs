@@ -831,3 +831,15 @@ fn in_the_simulator_a_dnat_rule_deleted_by_hand_fails_the_publish_step_and_putti
     sim.run(&format!("iptables -t nat -A {spec}"), T);
     assert_eq!(passed(&sim), Some(StepState::Passed));
 }
+
+#[test]
+fn a_stream_snapshot_with_lab_progress_round_trips_through_json() {
+    // The page reads the stream's snapshot (an internally tagged message):
+    // the lab's recorded check results must come back from its JSON.
+    let sim = Sim::new(T).with_lab(lab(), &[]);
+    assert!(!sim.state.lab["deploy-docker"].steps["hello"].checks.is_empty());
+    let msg = crate::StreamMsg::Snapshot { seq: 7, state: sim.state.clone() };
+    let text = serde_json::to_string(&msg).unwrap();
+    let back: crate::StreamMsg = serde_json::from_str(&text).unwrap_or_else(|e| panic!("{e}"));
+    assert_eq!(back, msg);
+}
