@@ -166,6 +166,21 @@ mod tests {
     }
 
     #[test]
+    fn emit_if_emits_only_while_the_state_still_allows_it() {
+        let bus = EventBus::new();
+        let file =
+            |dir: &str| Event::FileChanged { dir: dir.into(), path: "/a".into(), change: berth_shared::event::FileChangeKind::Added };
+        bus.emit(Event::VolumeCreated { name: "v".into(), mountpoint: "/v/_data".into(), anonymous: false });
+        let known = |dir: &'static str| move |s: &State| s.volumes.values().any(|v| v.mountpoint == dir);
+        assert!(bus.emit_if(file("/v/_data"), known("/v/_data")).is_some());
+        bus.emit(Event::VolumeRemoved { name: "v".into() });
+        assert!(bus.emit_if(file("/v/_data"), known("/v/_data")).is_none());
+        let (history, _) = bus.history_and_subscribe();
+        assert_eq!(history.len(), 3, "the refused event is neither numbered nor kept");
+        assert!(bus.state().files.is_empty(), "the removed volume's files are not brought back");
+    }
+
+    #[test]
     fn the_labs_progress_follows_each_event_once_in_the_stream() {
         use berth_shared::lab::LabChange;
         let bus = EventBus::new().with_lab(berth_shared::lab::deploy_docker());
