@@ -54,7 +54,7 @@ impl Hub {
             .arg(berth_e2e::state_dir().join("registry/storage"))
             .args(["--cgroup-parent", &cgroup_parent, "--reap-every-ms", "200", "--memory-mb", "768", "--pids", "512"])
             .args(extra)
-            .env("RUST_LOG", "info")
+            .env("RUST_LOG", "info,berth_classroom=debug")
             .stdin(Stdio::null())
             .stdout(std::fs::File::create(sb.dir().join("hub.out")).unwrap())
             .stderr(std::fs::File::create(&log).unwrap())
@@ -492,4 +492,145 @@ async fn an_expired_class_has_its_nodes_removed_with_nothing_left() {
     assert_eq!(s, 401);
     let (s, _) = hub.curl(&["-X", "POST", "--data", "name=late", class["join_url"].as_str().unwrap()]);
     assert_eq!(s, 410);
+}
+
+/// The attacker's page: every WebSocket and fetch it could try on the hub,
+/// results written into `#result` as JSON once all have settled.
+fn evil_page(hub: &str, node: &str) -> String {
+    format!(
+        r#"<!doctype html><html><body><pre id=result>running</pre><script>
+const hub = "{hub}";
+const out = {{}};
+function ws(name, path, first) {{
+  return new Promise(done => {{
+    const r = {{opened: false, messages: [], closed: null}};
+    out[name] = r;
+    let s;
+    try {{ s = new WebSocket("ws://" + hub + path); }} catch (e) {{ r.error = String(e); return done(); }}
+    s.onopen = () => {{ r.opened = true; if (first) s.send(first); s.send(new TextEncoder().encode("id\r")); }};
+    s.onmessage = m => r.messages.push(typeof m.data === "string" ? m.data.slice(0, 200) : "binary");
+    s.onclose = e => {{ r.closed = e.code; done(); }};
+    setTimeout(done, 4000);
+  }});
+}}
+async function get(name, path, init) {{
+  try {{
+    const resp = await fetch("http://" + hub + path, init);
+    out[name] = {{status: resp.status, type: resp.type, body: (await resp.text()).slice(0, 200)}};
+  }} catch (e) {{ out[name] = {{error: String(e)}}; }}
+}}
+(async () => {{
+  await Promise.all([
+    ws("terminal", "/api/terminal?id=tab0&cols=80&rows=24", JSON.stringify({{ticket: "guess"}})),
+    ws("events", "/api/events", null),
+    ws("node_events", "/n/{node}/api/events", null),
+    ws("node_terminal", "/n/{node}/api/terminal?id=tab0", JSON.stringify({{ticket: "guess"}})),
+    ws("feed", "/hub/api/feed", null),
+    get("state", "/api/state", {{credentials: "include"}}),
+    get("ticket", "/api/terminal/ticket", {{method: "POST", credentials: "include"}}),
+    get("me", "/hub/api/me", {{credentials: "include"}}),
+  ]);
+  document.getElementById("result").textContent = "done " + JSON.stringify(out);
+}})();
+</script></body></html>"#
+    )
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_page_on_another_origin_opens_no_websocket_to_the_hub_in_chromium() {
+    use berth_e2e::browser::Browser;
+    use fantoccini::key::Key;
+    use fantoccini::Locator;
+    let dist = berth_e2e::repo_root().join("dist");
+    assert!(dist.join("index.html").is_file(), "build the page first (trunk build --release)");
+    let sb = Sandbox::new().unwrap();
+    let hub = Hub::start(&sb, &[]);
+    let class = hub.new_class("Chromium", 2, 900);
+
+    // The learner joins in the browser and lands on their own node1's page.
+    let browser = Browser::start().await.unwrap();
+    let c = &browser.client;
+    c.goto(class["join_url"].as_str().unwrap()).await.unwrap();
+    let name = c.find(Locator::Css("[data-testid=join-name]")).await.unwrap();
+    name.send_keys("ada").await.unwrap();
+    c.find(Locator::Css("[data-testid=join] button")).await.unwrap().click().await.unwrap();
+    let start = Instant::now();
+    while c.find(Locator::Css("[data-testid=terminal]")).await.is_err() {
+        assert!(start.elapsed() < Duration::from_secs(60), "the learner's page did not come:\n{}", hub.log_text());
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    let shell = async {
+        browser.wait_for_text("[data-testid=terminal]", "@node1", Duration::from_secs(30)).await?;
+        browser.wait_for_text("[data-testid=mode]", "live node1", Duration::from_secs(30)).await?;
+        let input = c.find(Locator::Css("[data-testid=terminal] textarea")).await?;
+        input.send_keys(&format!("echo hello-$((6*7)){}", char::from(Key::Enter))).await?;
+        browser.wait_for_text("[data-testid=terminal]", "hello-42", Duration::from_secs(10)).await
+    }
+    .await;
+    browser.screenshot("classroom-learner.png").await.unwrap();
+    let (s, classes) = hub.api("GET", "/hub/api/classes", None);
+    assert_eq!(s, 200);
+    let node = classes[0]["learners"][0]["node"]["id"].as_str().unwrap().to_string();
+
+    // The attacker's page: the hub's address, another port (same site, so the
+    // SameSite=Strict cookie goes along; another origin).
+    let evil_dir = sb.dir().join("evil");
+    std::fs::create_dir_all(&evil_dir).unwrap();
+    std::fs::write(evil_dir.join("index.html"), evil_page(&hub.addr, &node)).unwrap();
+    let _evil = sb
+        .command("python3")
+        .args(["-m", "http.server", "8099", "--bind", &sb.uplink.node_ip, "--directory"])
+        .arg(&evil_dir)
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let evil_url = format!("http://{}:8099/index.html", sb.uplink.node_ip);
+    for _ in 0..50 {
+        if c.goto(&evil_url).await.is_ok() && c.find(Locator::Id("result")).await.is_ok() {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    let result = browser.wait_for_text("#result", "done", Duration::from_secs(20)).await;
+    browser.close().await;
+    if let Err(e) = shell {
+        panic!("{e:#}\n--- hub log:\n{}", hub.log_text());
+    }
+    let result = result.unwrap();
+    let v: serde_json::Value = serde_json::from_str(result.trim().trim_start_matches("done ")).unwrap();
+    for name in ["terminal", "events", "node_events", "node_terminal", "feed"] {
+        assert_eq!(v[name]["opened"], false, "{name} WebSocket opened from another origin: {v}");
+        assert_eq!(v[name]["messages"].as_array().map(Vec::len), Some(0), "{name}: {v}");
+    }
+    for name in ["state", "ticket", "me"] {
+        assert!(v[name]["error"].is_string(), "{name} readable from another origin: {v}");
+    }
+    let log = hub.log_text();
+    assert!(log.contains("not allowed"), "the hub says why:\n{log}");
+
+    // The instructor, in their own browser, watches ada's page read-only
+    // under /n/<node>/: live, her shell's output, and their keys go nowhere.
+    let browser = Browser::start().await.unwrap();
+    let c = &browser.client;
+    let watched = async {
+        c.goto(&hub.url(&format!("/?token={}", hub.token))).await?;
+        browser.wait_for_text("body", "Chromium", Duration::from_secs(10)).await?;
+        c.goto(&hub.url(&format!("/n/{node}/"))).await?;
+        browser.wait_for_text("[data-testid=mode]", "live node1", Duration::from_secs(30)).await?;
+        browser.wait_for_text("[data-testid=terminal]", "hello-42", Duration::from_secs(30)).await?;
+        let input = c.find(Locator::Css("[data-testid=terminal] textarea")).await?;
+        input.send_keys(&format!("echo instructor-$((5*5)){}", char::from(Key::Enter))).await?;
+        tokio::time::sleep(Duration::from_secs(2)).await;
+        let text = c.find(Locator::Css("[data-testid=terminal]")).await?.text().await?;
+        browser.screenshot("classroom-instructor-view.png").await?;
+        anyhow::Ok(text)
+    }
+    .await;
+    browser.close().await;
+    let text = match watched {
+        Ok(t) => t,
+        Err(e) => panic!("{e:#}\n--- hub log:\n{}", hub.log_text()),
+    };
+    assert!(!text.contains("instructor-25"), "the instructor's keys reached ada's shell: {text}");
 }

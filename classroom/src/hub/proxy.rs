@@ -201,6 +201,7 @@ async fn pump(
 /// the node first, so a node that is down answers 502 rather than a socket
 /// that closes at once.
 pub async fn websocket(hub: Arc<Hub>, ws: WebSocketUpgrade, t: Target, path: String, read_only: bool) -> Response {
+    tracing::debug!(node = %t.node, %path, read_only, "WebSocket to node");
     let node = match connect(&t, &path).await {
         Ok(n) => n,
         Err(e) => {

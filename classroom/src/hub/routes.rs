@@ -298,6 +298,7 @@ async fn node_view(
 
 /// `/n/{node}/…`: the instructor's read-only view, or the node's own learner.
 async fn view(hub: Arc<Hub>, caller: Option<Caller>, node: String, rest: String, ws: Option<WebSocketUpgrade>, req: Request) -> Response {
+    tracing::debug!(%node, %rest, ws = ws.is_some(), method = %req.method(), role = ?caller.as_ref().map(|c| super::role_name(&c.role)), "node view");
     let Some(caller) = caller else { return message(StatusCode::UNAUTHORIZED, "sign in first") };
     let Some(owner) = hub.learner_of_node(&node) else {
         return match caller.role {
