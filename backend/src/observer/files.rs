@@ -228,6 +228,30 @@ impl News {
     }
 }
 
+/// Is `rel` in an upper dir one of the runtime's mount points, or a dir
+/// that holds only those (`/etc` with hosts, hostname and resolv.conf)?
+fn runtime_only(upper: &Path, rel: &Path) -> bool {
+    fn only(upper: &Path, rel: &Path, depth: usize) -> bool {
+        if crate::build::layer::MOUNT_POINTS.contains(&&*rel.to_string_lossy()) {
+            return true;
+        }
+        if depth > 4 {
+            return false;
+        }
+        let Ok(fd) = open_dir_beneath(upper, rel) else { return false };
+        let Ok(entries) = std::fs::read_dir(format!("/proc/self/fd/{}", fd.as_raw_fd())) else { return false };
+        let mut any = false;
+        for e in entries.flatten() {
+            any = true;
+            if !only(upper, &rel.join(e.file_name()), depth + 1) {
+                return false;
+            }
+        }
+        any
+    }
+    only(upper, rel, 0)
+}
+
 /// One watched dir inside a root.
 #[derive(Debug)]
 struct Watch {
@@ -512,6 +536,13 @@ impl Watcher {
         };
         let upper = matches!(self.roots.get(&root), Some(RootKind::Upper { .. }));
         self.note(&root, &rel, (!upper).then_some(kind), false);
+        if upper {
+            // Its dirs changed too (docker diff lists them): sent once, when
+            // the state does not already say so.
+            for dir in rel.ancestors().skip(1).filter(|d| !d.as_os_str().is_empty()) {
+                self.note(&root, dir, None, true);
+            }
+        }
         if is_dir && went {
             // What the state holds below it went with it.
             let below = format!("{}/", shown(&rel));
@@ -585,11 +616,14 @@ impl Watcher {
         match self.roots.get(root)? {
             RootKind::Upper { lower } => {
                 let rel = Path::new(path.trim_start_matches('/'));
-                let in_lower = exists_in_lowers(lower, rel);
-                // The runtime's own mount points (/etc/hosts…), as docker diff.
-                if !in_lower && crate::build::layer::MOUNT_POINTS.contains(&&*rel.to_string_lossy()) {
+                // The runtime's own mount points (/etc/hosts…) and the dirs
+                // that hold nothing else are not the container's changes:
+                // docker diff does not show them (Docker keeps them in its
+                // init layer).
+                if runtime_only(Path::new(root), rel) {
                     return None;
                 }
+                let in_lower = exists_in_lowers(lower, rel);
                 match lstat_beneath(Path::new(root), rel) {
                     Ok(st) => Some(News::Kind(upper_kind(stat_is_whiteout(&st), in_lower))),
                     Err(_) => Some(News::Vanished),
@@ -749,6 +783,7 @@ mod tests {
         std::fs::create_dir_all(upper.join("tmp")).unwrap();
         std::fs::write(upper.join("tmp/before"), "x").unwrap();
         // The runtime's mount point for /etc/hosts: not a change (docker diff).
+        std::fs::create_dir_all(lower.join("etc")).unwrap();
         std::fs::create_dir_all(upper.join("etc")).unwrap();
         std::fs::write(upper.join("etc/hosts"), "").unwrap();
         let vol = root.join("volumes/webvol/_data");
@@ -797,6 +832,7 @@ mod tests {
         assert_eq!(up.get("/usr/share/nginx/html"), Some(&Modified), "a dir of the image, changed");
         assert_eq!(up.get("/tmp/before"), Some(&Added), "what the upper dir held at start");
         assert_eq!(up.get("/etc/hosts"), None, "{up:?}");
+        assert_eq!(up.get("/etc"), None, "a dir holding only the runtime's mount points: {up:?}");
         let v = files(&vol_s);
         assert_eq!(v.get("/old.html"), Some(&Modified), "{v:?}");
         assert_eq!(v.get("/index.html"), Some(&Added), "{v:?}");
@@ -810,6 +846,8 @@ mod tests {
         // volume's file too.
         std::fs::remove_file(upper.join("usr/share/nginx/html/new.html")).unwrap();
         std::fs::remove_file(vol.join("index.html")).unwrap();
+        // A file of its own in /etc: now /etc is changed too.
+        std::fs::write(upper.join("etc/motd"), "hi").unwrap();
         let deadline = Instant::now() + Duration::from_secs(2);
         while Instant::now() < deadline {
             w.read();
@@ -819,6 +857,9 @@ mod tests {
         let s = bus.state();
         assert_eq!(s.files[&upper_s].get("/usr/share/nginx/html/new.html"), Some(&Deleted));
         assert_eq!(s.files[&vol_s].get("/index.html"), Some(&Deleted));
+        assert_eq!(s.files[&upper_s].get("/etc/motd"), Some(&Added));
+        assert_eq!(s.files[&upper_s].get("/etc"), Some(&Modified), "its dir, as docker diff lists it");
+        assert_eq!(s.files[&upper_s].get("/etc/hosts"), None);
     }
 
     #[test]
