@@ -270,6 +270,9 @@ struct Pending {
     /// Found by reading a dir as its watch started: sent only if the state
     /// does not already say so.
     scanned: bool,
+    /// Gone with a dir that went (removed or moved away): reported even
+    /// though that dir is gone too.
+    with_dir: bool,
 }
 
 #[derive(Debug)]
@@ -455,7 +458,7 @@ impl Watcher {
                     self.cap("pending", format!("{MAX_PENDING} changed paths waiting; news of {root}{} dropped", key.1));
                     return;
                 }
-                self.pending.insert(key.clone(), Pending { since: Instant::now(), kind, scanned });
+                self.pending.insert(key.clone(), Pending { since: Instant::now(), kind, scanned, with_dir: false });
                 self.order.push_back(key);
             }
         }
@@ -551,6 +554,9 @@ impl Watcher {
             });
             for p in known {
                 self.note(&root, Path::new(p.trim_start_matches('/')), (!upper).then_some(FileChangeKind::Deleted), false);
+                if let Some(p) = self.pending.get_mut(&(root.clone(), p)) {
+                    p.with_dir = true;
+                }
             }
             let wds: Vec<WatchDescriptor> = self
                 .watches
@@ -626,6 +632,18 @@ impl Watcher {
                 let in_lower = exists_in_lowers(lower, rel);
                 match lstat_beneath(Path::new(root), rel) {
                     Ok(st) => Some(News::Kind(upper_kind(stat_is_whiteout(&st), in_lower))),
+                    // The whole upper dir is going (the container is being
+                    // removed): no news of its files.
+                    Err(_) if !Path::new(root).is_dir() => None,
+                    // Its dir went too: reported with that dir (a dir removed
+                    // or moved reports what the state had below it), not
+                    // file by file as a removal walks the tree.
+                    Err(_)
+                        if !p.with_dir
+                            && rel.parent().is_some_and(|d| !d.as_os_str().is_empty() && lstat_beneath(Path::new(root), d).is_err()) =>
+                    {
+                        None
+                    }
                     Err(_) => Some(News::Vanished),
                 }
             }
@@ -860,6 +878,34 @@ mod tests {
         assert_eq!(s.files[&upper_s].get("/etc/motd"), Some(&Added));
         assert_eq!(s.files[&upper_s].get("/etc"), Some(&Modified), "its dir, as docker diff lists it");
         assert_eq!(s.files[&upper_s].get("/etc/hosts"), None);
+
+        let pump = |w: &mut Watcher, ms: u64| {
+            let deadline = Instant::now() + Duration::from_millis(ms);
+            while Instant::now() < deadline {
+                w.read();
+                w.flush();
+                std::thread::sleep(Duration::from_millis(20));
+            }
+        };
+        // A dir of its own with files, then rm -rf: the dir and what the
+        // state had below it are Deleted, nothing left Added under it.
+        std::fs::create_dir_all(upper.join("srv/site")).unwrap();
+        std::fs::write(upper.join("srv/site/a"), "a").unwrap();
+        pump(&mut w, 600);
+        assert_eq!(bus.state().files[&upper_s].get("/srv/site/a"), Some(&Added));
+        std::fs::remove_dir_all(upper.join("srv")).unwrap();
+        pump(&mut w, 600);
+        let s = bus.state();
+        for p in ["/srv", "/srv/site", "/srv/site/a"] {
+            assert_eq!(s.files[&upper_s].get(p), Some(&Deleted), "{p}: {:?}", s.files[&upper_s]);
+        }
+        // The whole upper dir removed (as a container's removal does, before
+        // ContainerRemoved): no news of its files.
+        let (before, _) = bus.history_and_subscribe();
+        std::fs::remove_dir_all(&upper).unwrap();
+        pump(&mut w, 600);
+        let (after, _) = bus.history_and_subscribe();
+        assert_eq!(after.len(), before.len(), "{:?}", &after[before.len()..]);
     }
 
     #[test]
