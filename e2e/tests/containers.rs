@@ -314,3 +314,23 @@ fn a_pipe_whose_reader_leaves_ends_its_writer_with_sigpipe_as_under_docker() {
     assert!(o.status.success() && out(&o) == "y\n", "exec: {}", out(&o));
     sb.docker_ok(&d, &["rm", "-f", "piper"]);
 }
+
+#[test]
+fn docker_exec_it_runs_at_the_size_of_the_clis_terminal() {
+    // The CLI asks for its terminal's size right after starting the exec,
+    // before berthd has made the process's PTY: the size must still reach it
+    // (seen: vi in `docker exec -it` drawn 5 columns wide, `stty size` failing).
+    let (sb, d) = node1().unwrap();
+    sb.docker_ok(&d, &["run", "--name", "sized", "-d", "nginx:alpine"]);
+    let cmd = format!(
+        "stty rows 33 cols 111; DOCKER_HOST=unix://{} DOCKER_CONFIG={} docker exec -it sized sh -c 'sleep 0.5; stty size'",
+        d.socket.display(),
+        sb.dir().join("docker-config").display()
+    );
+    for _ in 0..3 {
+        let o = sb.run("script", &["-qec", &cmd, "/dev/null"]).unwrap();
+        let text = out(&o);
+        assert!(text.contains("33 111"), "the exec's terminal size: {text:?}");
+    }
+    sb.docker_ok(&d, &["rm", "-f", "sized"]);
+}

@@ -176,7 +176,7 @@ fn started(
                 r.running = true;
                 r.pid = l.pid;
             });
-            *e.pty.lock().unwrap_or_else(|p| p.into_inner()) = l.pty.clone();
+            e.set_pty(l.pty.clone());
             st.bus.emit(Event::ProcessExecd { id: container_id.into(), exec_id: exec_id.into(), pid: l.pid, command: args.to_vec() });
             Ok(l)
         }
@@ -276,7 +276,7 @@ async fn finish<C>(
     let status = l.child.wait().await;
     let code = status.ok().and_then(|s| s.code()).unwrap_or(137);
     // The PTY master is dropped so its reader sees EOF once the process is gone.
-    *e.pty.lock().unwrap_or_else(|p| p.into_inner()) = None;
+    e.set_pty(None);
     drop(l.pty.take());
     for r in readers {
         let _ = tokio::time::timeout(std::time::Duration::from_secs(2), r).await;
