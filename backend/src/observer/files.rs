@@ -619,7 +619,13 @@ impl Watcher {
 
     /// What to report of a held path, if anything.
     fn decide(&self, root: &str, path: &str, p: &Pending) -> Option<News> {
-        match self.roots.get(root)? {
+        let kind = self.roots.get(root)?;
+        // The whole dir is going (a container, volume or layer being
+        // removed): no news of its files.
+        if !Path::new(root).is_dir() {
+            return None;
+        }
+        match kind {
             RootKind::Upper { lower } => {
                 let rel = Path::new(path.trim_start_matches('/'));
                 // The runtime's own mount points (/etc/hosts…) and the dirs
@@ -632,9 +638,6 @@ impl Watcher {
                 let in_lower = exists_in_lowers(lower, rel);
                 match lstat_beneath(Path::new(root), rel) {
                     Ok(st) => Some(News::Kind(upper_kind(stat_is_whiteout(&st), in_lower))),
-                    // The whole upper dir is going (the container is being
-                    // removed): no news of its files.
-                    Err(_) if !Path::new(root).is_dir() => None,
                     // Its dir went too: reported with that dir (a dir removed
                     // or moved reports what the state had below it), not
                     // file by file as a removal walks the tree.
