@@ -105,7 +105,7 @@ async fn run(args: Args) -> anyhow::Result<()> {
         berthd.display()
     );
     let page_dir = args.page_dir.canonicalize().unwrap_or(args.page_dir.clone());
-    let mut lc = LocalConfig::new(args.state_dir.clone(), berthd.canonicalize()?, page_dir);
+    let mut lc = LocalConfig::new(args.state_dir.clone(), berthd.canonicalize()?, page_dir.clone());
     lc.registry_storage = (!args.registry_storage.is_empty()).then(|| PathBuf::from(&args.registry_storage));
     lc.limits =
         Limits { memory_bytes: args.memory_mb << 20, cpu_ms_per_100ms: (args.cpus * 100.0).round().max(1.0) as u32, pids: args.pids };
@@ -127,6 +127,8 @@ async fn run(args: Args) -> anyhow::Result<()> {
     let mut cfg = HubConfig::new(token.clone());
     cfg.secure = tls.is_some();
     cfg.allowed_origins = args.allowed_origins.clone();
+    // The same page is the instructor's dashboard at /hub/.
+    cfg.page_dir = Some(page_dir);
     let hub = Hub::new(cfg, local.clone());
     hub.start_reaper(Duration::from_millis(args.reap_every_ms.max(50)));
     let app = berth_classroom::hub::routes::app(hub.clone());

@@ -33,6 +33,9 @@ pub struct HubConfig {
     pub max_expiry: Duration,
     /// The most learners one class may take.
     pub max_capacity: u32,
+    /// The built page (Trunk's dist): served at `/hub/` as the instructor's
+    /// dashboard; `None`: the server-rendered classes page is all there is.
+    pub page_dir: Option<std::path::PathBuf>,
 }
 
 impl HubConfig {
@@ -44,6 +47,7 @@ impl HubConfig {
             labs: vec!["deploy-docker".into()],
             max_expiry: Duration::from_secs(14 * 24 * 3600),
             max_capacity: 500,
+            page_dir: None,
         }
     }
 }
@@ -90,6 +94,8 @@ pub struct Learner {
     /// The terminal shell ids their page opened (the instructor watches the last).
     #[serde(skip)]
     pub shells: Vec<String>,
+    /// Their hand is raised (the page's help button), since Unix ms.
+    pub hand_ms: Option<u64>,
 }
 
 /// What a class create request carries.
@@ -241,6 +247,20 @@ impl Hub {
         }
     }
 
+    /// A learner raises or lowers their hand: the feed says so to the
+    /// instructor's dashboard (`{"hand": {"learner", "raised"}, "hub_ms"}`).
+    pub fn set_hand(&self, learner: &str, raised: bool) -> bool {
+        let now = ms(SystemTime::now());
+        {
+            let mut inner = self.lock();
+            let Some(l) = inner.learners.get_mut(learner) else { return false };
+            l.hand_ms = if raised { Some(l.hand_ms.unwrap_or(now)) } else { None };
+        }
+        let frame = serde_json::json!({ "hand": { "learner": learner, "raised": raised }, "hub_ms": now });
+        let _ = self.feed.send(frame.to_string().into());
+        true
+    }
+
     pub fn note_shell(&self, learner: &str, shell: &str) {
         if let Some(l) = self.lock().learners.get_mut(learner) {
             l.shells.retain(|s| s != shell);
@@ -279,6 +299,7 @@ impl Hub {
                 error: None,
                 secret: berth_backend::lab::auth::random_hex(24),
                 shells: Vec::new(),
+                hand_ms: None,
             };
             inner.learners.insert(l.id.clone(), l.clone());
             (l, class)
@@ -438,6 +459,7 @@ pub fn learner_json(l: &Learner) -> serde_json::Value {
         "joined_at": l.joined_at,
         "last_activity_ms": l.last_activity_ms,
         "error": l.error,
+        "hand_ms": l.hand_ms,
         "node": l.node.as_ref().map(|n| serde_json::json!({
             "id": n.id,
             "phase": n.phase,

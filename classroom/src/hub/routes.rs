@@ -3,11 +3,13 @@
 //! | Route | Who |
 //! |---|---|
 //! | `GET /?token=T`, `GET,POST /hub/login` | anyone with the instructor's token: an instructor session |
-//! | `GET /hub/` | instructor: the classes page |
+//! | `GET /hub/`, `GET /hub/{page file}` | instructor: the dashboard (the page's dist, which shows the dashboard under `/hub/`) |
+//! | `GET /hub/classes` | instructor: the classes page (create a class, join links) |
 //! | `GET,POST /hub/api/classes`, `GET,DELETE /hub/api/classes/{id}` | instructor |
 //! | `GET /hub/api/feed` (WebSocket) | instructor: every learner's events, tagged |
 //! | `GET,POST /join/{code}` | anyone with a class's join link: a learner session and a node |
 //! | `GET /hub/api/me` | learner: their own node's status |
+//! | `GET,POST /api/hub/hand` (also under `/n/{node}/`) | learner: their raised hand (`{"raised": bool}`; POST needs the hub's Origin) |
 //! | `/`, `/api/*` and the page's files (HTTP and WebSockets) | learner: proxied to their own node |
 //! | `/n/{node}/…` | the instructor (read-only: GET/HEAD, the event stream, the terminal's output) and that node's learner |
 //!
@@ -44,6 +46,8 @@ pub fn app(hub: Arc<Hub>) -> Router {
     Router::new()
         .route("/hub", get(|| async { redirect("/hub/") }))
         .route("/hub/", get(dashboard))
+        .route("/hub/classes", get(classes_page))
+        .route("/hub/{file}", get(dashboard_file))
         .route("/hub/login", get(login_form).post(login))
         .route("/hub/api/classes", get(list_classes).post(create_class))
         .route("/hub/api/classes/{id}", get(get_class).delete(delete_class))
@@ -241,6 +245,10 @@ async fn to_node(
     if !read_only {
         hub.touch(&l.id);
     }
+    // The raised hand is the hub's: the learner's page asks it here.
+    if path == "/api/hub/hand" {
+        return hand(hub, &l, read_only, req).await;
+    }
     // The terminal's ticket is the hub's: for this session and this node.
     if path == "/api/terminal/ticket" {
         if req.method() != Method::POST {
@@ -345,10 +353,84 @@ async fn login(State(hub): State<Arc<Hub>>, body: axum::body::Bytes) -> Response
     }
 }
 
+/// `/hub/`: the page (its dist's index.html), which shows the instructor's
+/// dashboard when its address starts with `/hub/`; the classes page when the
+/// hub has no page.
 async fn dashboard(State(hub): State<Arc<Hub>>, MaybeCaller(caller): MaybeCaller, req: Request) -> Response {
     match &caller {
         Some(Caller { role: Role::Instructor, .. }) => {}
-        Some(_) => return redirect("/"),
+        Some(_) => return page(StatusCode::FORBIDDEN, "Not allowed", "<p>Only the instructor sees the class's dashboard.</p>"),
+        None => return redirect("/hub/login"),
+    }
+    match page_file(&hub, "index.html").await {
+        Some(r) => r,
+        None => classes_page(State(hub), MaybeCaller(caller), req).await,
+    }
+}
+
+/// A file of the page's dist (the dashboard's script, wasm, styles): one
+/// name, no directories, for the instructor.
+async fn dashboard_file(State(hub): State<Arc<Hub>>, MaybeCaller(caller): MaybeCaller, Path(file): Path<String>) -> Response {
+    if let Some(r) = instructor_only(&caller) {
+        return r;
+    }
+    let plain = !file.starts_with('.') && file.chars().all(|c| c.is_ascii_alphanumeric() || matches!(c, '.' | '-' | '_'));
+    if !plain {
+        return message(StatusCode::NOT_FOUND, "no such file");
+    }
+    page_file(&hub, &file).await.unwrap_or_else(|| message(StatusCode::NOT_FOUND, "no such file"))
+}
+
+async fn page_file(hub: &Hub, name: &str) -> Option<Response> {
+    let dir = hub.cfg.page_dir.as_ref()?;
+    let bytes = tokio::fs::read(dir.join(name)).await.ok()?;
+    let kind = match name.rsplit_once('.').map(|(_, e)| e) {
+        Some("html") => "text/html; charset=utf-8",
+        Some("js") => "text/javascript",
+        Some("wasm") => "application/wasm",
+        Some("css") => "text/css",
+        Some("svg") => "image/svg+xml",
+        Some("png") => "image/png",
+        _ => "application/octet-stream",
+    };
+    Some(([(header::CONTENT_TYPE, HeaderValue::from_static(kind)), no_store()], bytes).into_response())
+}
+
+/// `GET,POST /api/hub/hand` of a learner's own page: their raised hand.
+async fn hand(hub: &Arc<Hub>, l: &super::Learner, read_only: bool, req: Request) -> Response {
+    if read_only {
+        return message(StatusCode::FORBIDDEN, "only the learner raises their hand");
+    }
+    match *req.method() {
+        Method::GET => ([no_store()], Json(json!({ "raised": l.hand_ms.is_some(), "since_ms": l.hand_ms }))).into_response(),
+        Method::POST => {
+            // The guard refused other origins; a POST without one is no page of ours.
+            if !req.headers().contains_key(header::ORIGIN) {
+                return message(StatusCode::FORBIDDEN, "raising a hand needs the page's Origin");
+            }
+            let Ok(body) = axum::body::to_bytes(req.into_body(), 1024).await else {
+                return message(StatusCode::PAYLOAD_TOO_LARGE, "that request is too large");
+            };
+            #[derive(serde::Deserialize)]
+            struct Hand {
+                raised: bool,
+            }
+            match serde_json::from_slice::<Hand>(&body) {
+                Ok(h) if hub.set_hand(&l.id, h.raised) => ([no_store()], Json(json!({ "raised": h.raised }))).into_response(),
+                Ok(_) => message(StatusCode::GONE, "this learner is no longer in a class"),
+                Err(e) => message(StatusCode::BAD_REQUEST, &format!("a hand is {{\"raised\": true|false}}: {e}")),
+            }
+        }
+        _ => message(StatusCode::METHOD_NOT_ALLOWED, "GET or POST a hand"),
+    }
+}
+
+/// `/hub/classes`: the server-rendered classes page (create a class, the
+/// join links, each learner's node).
+async fn classes_page(State(hub): State<Arc<Hub>>, MaybeCaller(caller): MaybeCaller, req: Request) -> Response {
+    match &caller {
+        Some(Caller { role: Role::Instructor, .. }) => {}
+        Some(_) => return page(StatusCode::FORBIDDEN, "Not allowed", "<p>Only the instructor sees the classes.</p>"),
         None => return redirect("/hub/login"),
     }
     let base = base_url(req.headers(), hub.cfg.secure);
@@ -389,6 +471,7 @@ async fn dashboard(State(hub): State<Arc<Hub>>, MaybeCaller(caller): MaybeCaller
         "<script>for(const td of document.querySelectorAll('td[data-ms]')){const s=Math.round((Date.now()-td.dataset.ms)/1000);\
          td.textContent=s+' s ago'}</script>",
     );
+    html.push_str("<p><a href=/hub/ data-testid=to-dashboard>The class's dashboard</a></p>");
     page(StatusCode::OK, "Classroom", &html)
 }
 
@@ -437,7 +520,7 @@ async fn create_class(State(hub): State<Arc<Hub>>, MaybeCaller(caller): MaybeCal
     match hub.create_class(new) {
         Ok(c) if form => {
             let _ = c;
-            redirect("/hub/")
+            redirect("/hub/classes")
         }
         Ok(c) => (StatusCode::CREATED, [no_store()], Json(hub.class_json(&c, &[], &base))).into_response(),
         Err(e) => err(e),

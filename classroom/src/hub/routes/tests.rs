@@ -309,3 +309,74 @@ async fn the_terminal_ticket_is_the_hubs_and_the_instructor_cannot_post_anything
     });
     assert!(hub.tickets.take(v["ticket"].as_str().unwrap(), &session.unwrap().0, &node), "made by the hub for this session and node");
 }
+
+#[tokio::test]
+async fn the_dashboard_is_the_page_for_the_instructor_and_403_for_a_learner() {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(dir.path().join("index.html"), "<!doctype html><title>the page</title>").unwrap();
+    std::fs::write(dir.path().join("app-1.wasm"), b"\0asm").unwrap();
+    let fake = Arc::new(Fake { addr: fake_node().await, nodes: Mutex::default(), removed: Mutex::default() });
+    let mut cfg = HubConfig::new(TOKEN.into());
+    cfg.page_dir = Some(dir.path().to_path_buf());
+    let hub = Hub::new(cfg, fake);
+    let app = app(hub.clone());
+    let class = new_class(&app, 5).await;
+    let ada = join_as(&app, &class, "ada").await;
+    let (s, h, b) = send(&app, instructor("/hub/").body(Body::empty()).unwrap()).await;
+    assert_eq!((s, b.as_str()), (StatusCode::OK, "<!doctype html><title>the page</title>"));
+    assert!(h[header::CONTENT_TYPE].to_str().unwrap().starts_with("text/html"));
+    let (s, h, _) = send(&app, instructor("/hub/app-1.wasm").body(Body::empty()).unwrap()).await;
+    assert_eq!((s, h[header::CONTENT_TYPE].to_str().unwrap()), (StatusCode::OK, "application/wasm"));
+    // The classes page (the form, the join links) stays at /hub/classes.
+    let (s, _, b) = send(&app, instructor("/hub/classes").body(Body::empty()).unwrap()).await;
+    assert_eq!(s, StatusCode::OK);
+    assert!(b.contains("data-testid=new-class") && b.contains("/join/"), "{b}");
+    // Nothing outside the dist, nothing for a learner.
+    for uri in ["/hub/..%2Findex.html", "/hub/.hidden", "/hub/missing.js"] {
+        assert_eq!(send(&app, instructor(uri).body(Body::empty()).unwrap()).await.0, StatusCode::NOT_FOUND, "{uri}");
+    }
+    for uri in ["/hub/", "/hub/classes", "/hub/app-1.wasm"] {
+        let (s, _, b) = send(&app, get(uri).header(header::COOKIE, &ada).body(Body::empty()).unwrap()).await;
+        assert_eq!(s, StatusCode::FORBIDDEN, "learner {uri}: {b}");
+    }
+}
+
+#[tokio::test]
+async fn a_learner_raises_their_hand_the_feed_says_so_and_nobody_else_can() {
+    let (hub, _, app) = setup().await;
+    let class = new_class(&app, 5).await;
+    let ada = join_as(&app, &class, "ada").await;
+    let mut feed = hub.feed.subscribe();
+    let hand = |b: axum::http::request::Builder, body: &str| b.method("POST").body(Body::from(body.to_string())).unwrap();
+    let (s, _, b) = send(&app, get("/api/hub/hand").header(header::COOKIE, &ada).body(Body::empty()).unwrap()).await;
+    assert_eq!(s, StatusCode::OK, "{b}");
+    assert!(b.contains("\"raised\":false"), "{b}");
+    // No Origin (not a page's fetch), another origin: refused.
+    let (s, _, _) = send(&app, hand(get("/api/hub/hand").header(header::COOKIE, &ada), r#"{"raised":true}"#)).await;
+    assert_eq!(s, StatusCode::FORBIDDEN);
+    let (s, _, _) = send(
+        &app,
+        hand(get("/api/hub/hand").header(header::COOKIE, &ada).header(header::ORIGIN, "http://evil.example"), r#"{"raised":true}"#),
+    )
+    .await;
+    assert_eq!(s, StatusCode::FORBIDDEN);
+    let own = || get("/api/hub/hand").header(header::COOKIE, &ada).header(header::ORIGIN, format!("http://{HOST}"));
+    assert_eq!(send(&app, hand(own(), "raised")).await.0, StatusCode::BAD_REQUEST);
+    let (s, _, b) = send(&app, hand(own(), r#"{"raised":true}"#)).await;
+    assert_eq!(s, StatusCode::OK, "{b}");
+    let frame: serde_json::Value = serde_json::from_str(&feed.try_recv().unwrap()).unwrap();
+    let ada_id = hub.learners()[0].id.clone();
+    assert_eq!(frame["hand"], json!({ "learner": ada_id, "raised": true }));
+    assert!(hub.learners()[0].hand_ms.is_some());
+    // Under /n/<node>/: the learner's own page may; the instructor's read-only view may not.
+    let node = hub.learners()[0].node.clone().unwrap().id;
+    let (s, _, b) = send(&app, get(&format!("/n/{node}/api/hub/hand")).header(header::COOKIE, &ada).body(Body::empty()).unwrap()).await;
+    assert!(s == StatusCode::OK && b.contains("\"raised\":true"), "{b}");
+    let (s, _, _) = send(&app, instructor(&format!("/n/{node}/api/hub/hand")).body(Body::empty()).unwrap()).await;
+    assert_eq!(s, StatusCode::FORBIDDEN);
+    let (s, _, _) = send(&app, get("/api/hub/hand").method("POST").body(Body::from(r#"{"raised":true}"#)).unwrap()).await;
+    assert_eq!(s, StatusCode::UNAUTHORIZED);
+    let (s, _, _) = send(&app, hand(own(), r#"{"raised":false}"#)).await;
+    assert_eq!(s, StatusCode::OK);
+    assert!(hub.learners()[0].hand_ms.is_none());
+}
