@@ -50,6 +50,10 @@ async fn without_berthd_the_page_runs_the_lab_on_a_simulated_node1() {
     b.client.goto(&url).await.unwrap();
     b.wait_for_text("[data-testid=mode]", "simulated node1", Duration::from_secs(20)).await.unwrap();
     b.wait_for_text("[data-testid=terminal]", "simulated node1", Duration::from_secs(10)).await.unwrap();
+    // The lab's steps folded away: the terminal and diagrams get the room
+    // (the long lines below then fit on one terminal line).
+    b.client.find(Locator::Css("[data-testid=fold-steps]")).await.unwrap().click().await.unwrap();
+    tokio::time::sleep(Duration::from_millis(300)).await;
 
     // Networking: a published nginx, its address, DNAT rule, the page on node1.
     type_line(&b, "docker run --name nginx-demo -d --rm -p 80:80 nginx:alpine").await;

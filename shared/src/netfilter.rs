@@ -44,6 +44,36 @@ pub enum Place {
     After(Rule),
 }
 
+/// Where each rule ends up when `batches` are applied one after the other,
+/// each as berthd applies one (last first, every rule at its place): the
+/// rules in the order the kernel then lists them within their chains.
+pub fn kernel_order(batches: &[Vec<(Rule, Place)>]) -> Vec<Rule> {
+    let mut chains: Vec<((&str, &str), Vec<Rule>)> = Vec::new();
+    for batch in batches {
+        for (r, place) in batch.iter().rev() {
+            let key = (r.table, r.chain);
+            let i = match chains.iter().position(|(k, _)| *k == key) {
+                Some(i) => i,
+                None => {
+                    chains.push((key, Vec::new()));
+                    chains.len() - 1
+                }
+            };
+            let chain = &mut chains[i].1;
+            if chain.contains(r) {
+                continue;
+            }
+            let at = match place {
+                Place::Append => chain.len(),
+                Place::Top => 0,
+                Place::After(anchor) => chain.iter().position(|x| x == anchor).map(|p| p + 1).unwrap_or(0),
+            };
+            chain.insert(at, r.clone());
+        }
+    }
+    chains.into_iter().flat_map(|(_, rs)| rs).collect()
+}
+
 /// The rules Docker keeps whatever bridges exist, in the order it lists them
 /// (applied in reverse, like [`bridge_rules`]).
 pub fn global_rules() -> Vec<(Rule, Place)> {

@@ -266,9 +266,12 @@ impl Sim {
         sim.emit(Event::RouteObserved { dst: "default".into(), gateway: Some("192.168.1.1".into()), dev: Some("eth0".into()) });
         sim.emit(Event::RouteObserved { dst: "172.17.0.0/16".into(), gateway: None, dev: Some("docker0".into()) });
         sim.emit(Event::BridgeUp { name: "docker0".into(), address: "172.17.0.1".into(), prefix: 16, created: true });
-        for (r, _) in global_rules().iter().chain(bridge_rules("docker0", "172.17.0.0/16").iter()).rev() {
-            sim.emit(Event::RuleAdded { table: r.table.into(), rule: r.text() });
+        // Each rule inserted at its place, last first, as berthd does.
+        let standing: Vec<_> = global_rules().into_iter().chain(bridge_rules("docker0", "172.17.0.0/16")).collect();
+        for (r, _) in standing.iter().rev() {
+            sim.push(Event::RuleAdded { table: r.table.into(), rule: r.text() });
         }
+
         sim.out.clear();
         sim
     }
@@ -1286,17 +1289,8 @@ impl Sim {
         let table = a.windows(2).find(|w| w[0] == "-t" || w[0] == "--table").map(|w| w[1]).unwrap_or("filter");
         // What the kernel has: berth's rules (less those deleted by hand),
         // then any added by hand.
-        let missing = self.state.rules_missing_from_kernel();
-        let others = self.state.rules_by_others();
-        let rules: Vec<&String> = self
-            .state
-            .rules
-            .iter()
-            .filter(|r| !missing.contains(r))
-            .chain(others.iter())
-            .filter(|(t, _)| t == table)
-            .map(|(_, r)| r)
-            .collect();
+        let listed = self.state.iptables_s(table);
+        let rules: Vec<&String> = listed.iter().collect();
         if a.contains(&"-S") {
             return rules.iter().map(|r| format!("{r}\n")).collect();
         }
@@ -1593,5 +1587,42 @@ mod tests {
         sim.save_file(&path, "<h1>vi was here</h1>\n");
         run(&mut sim, "exit");
         assert_eq!(run(&mut sim, "curl http://172.17.0.3/"), "<h1>vi was here</h1>\n");
+    }
+}
+
+#[cfg(test)]
+mod listing_tests {
+    use super::*;
+
+    #[test]
+    fn iptables_s_lists_dockers_rules_in_the_kernels_order_by_chain() {
+        let mut sim = Sim::new(1_767_225_600_000);
+        let filter = sim.run("iptables -S", 1_767_225_600_000).text;
+        // As Docker's daemon leaves them (iptables -S on a Docker host).
+        let want = "\
+-A FORWARD -j DOCKER-USER
+-A FORWARD -j DOCKER-ISOLATION-STAGE-1
+-A FORWARD -o docker0 -m conntrack --ctstate RELATED,ESTABLISHED -j ACCEPT
+-A FORWARD -o docker0 -j DOCKER
+-A FORWARD -i docker0 ! -o docker0 -j ACCEPT
+-A FORWARD -i docker0 -o docker0 -j ACCEPT
+-A DOCKER-ISOLATION-STAGE-1 -i docker0 ! -o docker0 -j DOCKER-ISOLATION-STAGE-2
+-A DOCKER-ISOLATION-STAGE-1 -j RETURN
+-A DOCKER-ISOLATION-STAGE-2 -o docker0 -j DROP
+-A DOCKER-ISOLATION-STAGE-2 -j RETURN
+-A DOCKER-USER -j RETURN
+";
+        assert_eq!(filter, want);
+        sim.run("docker run --name nginx-public -d --rm -p 80:80 nginx:alpine", 1_767_225_600_000);
+        let nat = sim.run("iptables -t nat -S", 1_767_225_600_000).text;
+        let want = "\
+-A PREROUTING -m addrtype --dst-type LOCAL -j DOCKER
+-A OUTPUT ! -d 127.0.0.0/8 -m addrtype --dst-type LOCAL -j DOCKER
+-A POSTROUTING -s 172.17.0.0/16 ! -o docker0 -j MASQUERADE
+-A POSTROUTING -s 172.17.0.2/32 -d 172.17.0.2/32 -p tcp -m tcp --dport 80 -j MASQUERADE
+-A DOCKER -i docker0 -j RETURN
+-A DOCKER ! -i docker0 -p tcp -m tcp --dport 80 -j DNAT --to-destination 172.17.0.2:80
+";
+        assert_eq!(nat, want);
     }
 }

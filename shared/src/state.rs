@@ -95,7 +95,61 @@ pub struct KernelMount {
     pub source: String,
 }
 
+/// Where `iptables -S` lists a chain: the built-in chains in their fixed
+/// order, then the user-defined ones by name.
+pub fn chain_rank(chain: &str) -> (usize, String) {
+    const BUILTIN: &[&str] = &["PREROUTING", "INPUT", "FORWARD", "OUTPUT", "POSTROUTING"];
+    match BUILTIN.iter().position(|c| *c == chain) {
+        Some(i) => (i, String::new()),
+        None => (BUILTIN.len(), chain.to_string()),
+    }
+}
+
+/// The chain of a rule in `-S` form ("-A DOCKER …" → "DOCKER").
+pub fn rule_chain(rule: &str) -> &str {
+    rule.split_whitespace().nth(1).unwrap_or("")
+}
+
 impl State {
+    /// `rules` (of one table, in `-S` form) in the order `iptables -S`
+    /// lists them: by chain (see [`chain_rank`]); within a chain, Docker's
+    /// standing rules where berthd's placing puts them (each bridge's
+    /// applied when it came, at the top or after Docker's jumps, see
+    /// [`crate::netfilter::kernel_order`]), then the appended ones (ports',
+    /// anyone's) in the order they came.
+    pub fn in_listing_order(&self, table: &str, rules: Vec<String>) -> Vec<String> {
+        use crate::netfilter::{bridge_rules, global_rules, kernel_order};
+        // Bridges in the order their rules first came.
+        let mut bridges: Vec<&Bridge> = self.bridges.values().collect();
+        let first_seen = |b: &Bridge| self.rules.iter().position(|(_, r)| r.split_whitespace().any(|w| w == b.name)).unwrap_or(usize::MAX);
+        bridges.sort_by_key(|b| first_seen(b));
+        let mut batches = vec![global_rules()];
+        for b in bridges {
+            let subnet = crate::ipam::Ipam::new(&format!("{}/{}", b.address, b.prefix)).map(|i| i.subnet()).unwrap_or_default();
+            batches.push(bridge_rules(&b.name, &subnet));
+        }
+        let standing: Vec<String> = kernel_order(&batches).into_iter().filter(|r| r.table == table).map(|r| r.text()).collect();
+        let mut keyed: Vec<((usize, String), usize, usize, String)> = rules
+            .into_iter()
+            .enumerate()
+            .map(|(i, r)| {
+                let at = standing.iter().position(|k| *k == r).unwrap_or(usize::MAX);
+                (chain_rank(rule_chain(&r)), at, i, r)
+            })
+            .collect();
+        keyed.sort();
+        keyed.into_iter().map(|(_, _, _, r)| r).collect()
+    }
+
+    /// What `iptables -t TABLE -S` prints of the rules (no policies or
+    /// chain lines): the kernel's ruleset where it was read, else berth's.
+    pub fn iptables_s(&self, table: &str) -> Vec<String> {
+        let missing = self.rules_missing_from_kernel();
+        let mut rules: Vec<String> = self.rules.iter().filter(|r| r.0 == table && !missing.contains(r)).map(|(_, r)| r.clone()).collect();
+        rules.extend(self.rules_by_others().into_iter().filter(|(t, _)| t == table).map(|(_, r)| r));
+        self.in_listing_order(table, rules)
+    }
+
     /// Rules berth added that the kernel no longer holds (deleted by hand).
     pub fn rules_missing_from_kernel(&self) -> Vec<(String, String)> {
         if self.kernel_rules.is_empty() {

@@ -177,41 +177,6 @@ pub fn NetworkDiagram() -> impl IntoView {
     }
 }
 
-/// Rules as `iptables -S` lists them: grouped by chain (built-in chains
-/// first, then Docker's), Docker's jumps at the top of FORWARD and each
-/// chain's bare `-j RETURN` last.
-fn chain_order(rules: Vec<String>) -> Vec<String> {
-    const CHAINS: &[&str] = &[
-        "PREROUTING",
-        "INPUT",
-        "FORWARD",
-        "OUTPUT",
-        "POSTROUTING",
-        "DOCKER",
-        "DOCKER-ISOLATION-STAGE-1",
-        "DOCKER-ISOLATION-STAGE-2",
-        "DOCKER-USER",
-    ];
-    let chain = |r: &str| r.split_whitespace().nth(1).unwrap_or("").to_string();
-    let rank = |r: &str| {
-        let c = chain(r);
-        let ci = CHAINS.iter().position(|x| *x == c).unwrap_or(CHAINS.len());
-        let within = if r.ends_with("-j DOCKER-USER") && c == "FORWARD" {
-            0
-        } else if r.ends_with("-j DOCKER-ISOLATION-STAGE-1") && c == "FORWARD" {
-            1
-        } else if r == format!("-A {c} -j RETURN") {
-            3
-        } else {
-            2
-        };
-        (ci, c, within)
-    };
-    let mut indexed: Vec<(usize, String)> = rules.into_iter().enumerate().collect();
-    indexed.sort_by(|(ia, a), (ib, b)| rank(a).cmp(&rank(b)).then(ia.cmp(ib)));
-    indexed.into_iter().map(|(_, r)| r).collect()
-}
-
 #[component]
 pub fn RulesPanel() -> impl IntoView {
     let store = use_store();
@@ -222,7 +187,12 @@ pub fn RulesPanel() -> impl IntoView {
         let sel = store.selected.get();
         let tables: Vec<(String, Vec<String>)> = ["filter", "nat"]
             .iter()
-            .map(|t| (t.to_string(), chain_order(state.rules.iter().filter(|(table, _)| table == t).map(|(_, r)| r.clone()).collect())))
+            .map(|t| {
+                (
+                    t.to_string(),
+                    state.in_listing_order(t, state.rules.iter().filter(|(table, _)| table == t).map(|(_, r)| r.clone()).collect()),
+                )
+            })
             .filter(|(_, rules)| !rules.is_empty())
             .collect();
         let missing = state.rules_missing_from_kernel();
