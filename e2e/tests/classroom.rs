@@ -634,3 +634,134 @@ async fn a_page_on_another_origin_opens_no_websocket_to_the_hub_in_chromium() {
     };
     assert!(!text.contains("instructor-25"), "the instructor's keys reached ada's shell: {text}");
 }
+
+fn pss_kb(pid: &str) -> u64 {
+    std::fs::read_to_string(format!("/proc/{pid}/smaps_rollup"))
+        .unwrap_or_default()
+        .lines()
+        .find_map(|l| l.strip_prefix("Pss:").and_then(|v| v.split_whitespace().next()).and_then(|v| v.parse().ok()))
+        .unwrap_or(0)
+}
+
+/// Memory of a node: the PSS of every process in its cgroup, kB.
+fn node_pss_kb(node: &serde_json::Value) -> u64 {
+    let cg = PathBuf::from(node["labels"]["cgroup"].as_str().unwrap());
+    std::fs::read_to_string(cg.join("cgroup.procs")).unwrap_or_default().lines().map(pss_kb).sum()
+}
+
+fn percentile(v: &mut [f64], p: f64) -> f64 {
+    if v.is_empty() {
+        return f64::NAN;
+    }
+    v.sort_by(|a, b| a.partial_cmp(b).unwrap());
+    v[((v.len() as f64 - 1.0) * p).round() as usize]
+}
+
+fn now_ms() -> f64 {
+    std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_secs_f64() * 1000.0
+}
+
+/// The benchmark (scripts/bench-classroom.sh runs it with release binaries):
+/// LEARNERS join one by one (join → node1 running, each), the memory of an
+/// idle learner, then ACTIVE of them run the lab's commands while the
+/// instructor's feed measures each event's lag (berthd's event time → the
+/// feed frame's arrival at the instructor).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "a benchmark: scripts/bench-classroom.sh"]
+async fn bench_classroom() {
+    let learners: usize = std::env::var("BENCH_LEARNERS").ok().and_then(|v| v.parse().ok()).unwrap_or(30);
+    let active: usize = std::env::var("BENCH_ACTIVE").ok().and_then(|v| v.parse().ok()).unwrap_or(10).min(learners);
+    let rounds: usize = std::env::var("BENCH_ROUNDS").ok().and_then(|v| v.parse().ok()).unwrap_or(5);
+    let sb = Sandbox::new().unwrap();
+    let max = learners.to_string();
+    let mut hub = Hub::start(&sb, &["--max-nodes", &max, "--cpus", "2"]);
+    let hub_before = pss_kb(&hub.child.id().to_string());
+    let class = hub.new_class("Bench", learners as u32, 3600);
+    let mut cookies = Vec::new();
+    let mut nodes = Vec::new();
+    let mut joins = Vec::new();
+    for i in 0..learners {
+        let t = Instant::now();
+        let c = hub.join(&class, &format!("learner{i}"));
+        nodes.push(hub.wait_running(&c));
+        joins.push(t.elapsed().as_secs_f64() * 1000.0);
+        cookies.push(c);
+    }
+    // Idle learners' memory: their nodes' processes, and what the hub grew by.
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    let nodes_kb: u64 = nodes.iter().map(node_pss_kb).sum();
+    let hub_after = pss_kb(&hub.child.id().to_string());
+    let mb_per_learner = (nodes_kb + hub_after.saturating_sub(hub_before)) as f64 / 1024.0 / learners as f64;
+
+    // The instructor's feed, timing every event it carries.
+    let mut feed =
+        ws_connect(&format!("ws://{}/hub/api/feed", hub.addr), &[("authorization", format!("Bearer {}", hub.token))]).await.unwrap();
+    let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let stop2 = stop.clone();
+    let listener = tokio::spawn(async move {
+        let mut lags = Vec::new();
+        let mut frames = 0u64;
+        while !stop2.load(std::sync::atomic::Ordering::SeqCst) {
+            let Ok(Some(Ok(m))) = tokio::time::timeout(Duration::from_millis(200), feed.next()).await else { continue };
+            let at = now_ms();
+            let Ok(v) = serde_json::from_str::<serde_json::Value>(m.to_text().unwrap_or("")) else { continue };
+            frames += 1;
+            let msgs = match &v["msg"] {
+                serde_json::Value::Array(a) => a.clone(),
+                serde_json::Value::Null => Vec::new(),
+                one => vec![one.clone()],
+            };
+            for e in msgs {
+                if e["kind"] == "event" {
+                    if let Some(t) = e["time_ms"].as_f64() {
+                        lags.push(at - t);
+                    }
+                }
+            }
+        }
+        (lags, frames)
+    });
+    // ACTIVE learners run the lab's commands in their terminals, at once.
+    let lab = format!(
+        "docker pull -q alpine >/dev/null; docker pull -q nginx:alpine >/dev/null; for i in $(seq 1 {rounds}); do \
+         docker run --rm alpine true; docker run -d --name web$i -p 80$i:80 nginx:alpine >/dev/null; docker ps -q >/dev/null; \
+         docker rm -f web$i >/dev/null; docker volume create v$i >/dev/null; docker volume rm v$i >/dev/null; done 2>&1 | tail -3"
+    );
+    let t0 = Instant::now();
+    let mut tasks = Vec::new();
+    for (i, c) in cookies.iter().take(active).enumerate() {
+        let mut t = Term::open(&hub, "", ("cookie", c.clone()), &format!("bench{i}")).await.unwrap();
+        let lab = lab.clone();
+        tasks.push(tokio::spawn(async move {
+            t.until("@node1", Duration::from_secs(30)).await.unwrap();
+            t.run(&lab).await
+        }));
+    }
+    for task in tasks {
+        let out = task.await.unwrap();
+        assert!(!out.contains("Error"), "a learner's lab commands failed: {out}");
+    }
+    let busy_s = t0.elapsed().as_secs_f64();
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    stop.store(true, std::sync::atomic::Ordering::SeqCst);
+    let (mut lags, frames) = listener.await.unwrap();
+    let join_p50 = percentile(&mut joins.clone(), 0.5);
+    let join_max = percentile(&mut joins, 1.0);
+    let lag_p50 = percentile(&mut lags, 0.5);
+    let lag_p99 = percentile(&mut lags, 0.99);
+    eprintln!(
+        "classroom: {learners} joined (join → node1 running: p50 {join_p50:.0} ms, max {join_max:.0} ms); idle memory {:.1} MB a learner \
+         (nodes {:.1} MB, hub +{:.1} MB); {active} ran the lab ({rounds} rounds) in {busy_s:.1} s: {} events in {frames} feed frames, \
+         lag p50 {lag_p50:.1} ms, p99 {lag_p99:.1} ms",
+        mb_per_learner,
+        nodes_kb as f64 / 1024.0,
+        hub_after.saturating_sub(hub_before) as f64 / 1024.0,
+        lags.len()
+    );
+    assert!(!lags.is_empty(), "no event reached the instructor's feed");
+    let st = hub.stop();
+    assert!(st.success());
+    println!(
+        "classroom: learners={learners} active={active} join_p50_ms={join_p50:.0} lag_p99_ms={lag_p99:.0} mb_per_learner={mb_per_learner:.1}"
+    );
+}

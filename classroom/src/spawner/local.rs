@@ -110,6 +110,11 @@ pub fn uplink_addrs(subnet: Ipv4Addr, slot: u32) -> (Ipv4Addr, Ipv4Addr) {
     (Ipv4Addr::from(base + 1), Ipv4Addr::from(base + 2))
 }
 
+/// The node side's MAC address on uplink `slot` (locally administered).
+pub fn node_mac(slot: u32) -> String {
+    format!("02:62:c6:13:{:02x}:{:02x}", (slot >> 8) & 0xff, slot & 0xff)
+}
+
 /// The cgroup hierarchies this process can write to.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct Hierarchies {
@@ -447,10 +452,15 @@ impl LocalSpawner {
             std::thread::sleep(Duration::from_millis(2));
         };
         e.init_pid = init;
-        // Its uplink: made with the node's end already inside.
-        sh("ip", &["link", "add", host_if, "type", "veth", "peer", "name", "eth0", "netns", &init.to_string()])?;
+        // Its uplink: made with the node's end already inside, its MAC
+        // known to the hub's side (permanent neighbour): the hub's first
+        // look, before the node's end is up, would otherwise fail ARP and
+        // leave the address unreachable for a second.
+        let mac = node_mac(e.slot);
+        sh("ip", &["link", "add", host_if, "type", "veth", "peer", "name", "eth0", "address", &mac, "netns", &init.to_string()])?;
         sh("ip", &["addr", "add", &format!("{hub_ip}/30"), "dev", host_if])?;
         sh("ip", &["link", "set", host_if, "up"])?;
+        sh("ip", &["neigh", "replace", &node_ip.to_string(), "lladdr", &mac, "dev", host_if, "nud", "permanent"])?;
         child = e.child.take().ok_or_else(|| SpawnError::Backend("lost the node's process".into()))?;
         let went = child.stdin.take().map(|mut s| s.write_all(b"go\n"));
         e.child = Some(child);
