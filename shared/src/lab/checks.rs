@@ -590,10 +590,18 @@ impl Check {
                     return Err(todo("volume.missing", format!("there is no volume {volume}"), Some(Element::Volume(volume.clone()))));
                 };
                 let first = v.populated_from.as_ref().map(|(c, _)| c.as_str());
+                // Serving it: mounted where the data was first served from
+                // (a container that only edits it elsewhere does not count).
+                let served_at = v.populated_from.as_ref().map(|(_, p)| p.as_str());
                 let users: Vec<&Container> = state
                     .containers
                     .values()
-                    .filter(|c| c.status == Status::Running && c.mounts.iter().any(|m| m.kind == "volume" && m.name == *volume))
+                    .filter(|c| {
+                        c.status == Status::Running
+                            && c.mounts
+                                .iter()
+                                .any(|m| m.kind == "volume" && m.name == *volume && served_at.is_none_or(|p| m.destination == p))
+                    })
                     .collect();
                 if users.iter().any(|c| Some(c.id.as_str()) != first) {
                     return Ok(());

@@ -843,3 +843,24 @@ fn a_stream_snapshot_with_lab_progress_round_trips_through_json() {
     let back: crate::StreamMsg = serde_json::from_str(&text).unwrap_or_else(|e| panic!("{e}"));
     assert_eq!(back, msg);
 }
+
+#[test]
+fn a_container_editing_the_volume_elsewhere_does_not_count_as_serving_it_again() {
+    // A learner with no stopped containers left: editing webvol from alpine
+    // (mounted at /data/web) must not complete "the data outlives the
+    // containers" before nginx-vol is pruned and run anew.
+    let mut l = Learner::new();
+    for cmd in [
+        "docker volume create webvol",
+        "docker run --name nginx-vol -d --rm -v webvol:/usr/share/nginx/html -p 80:80 nginx:alpine",
+        "docker run --name editor -d --rm -v webvol:/data/web alpine sleep 1000",
+    ] {
+        l.run(cmd);
+    }
+    let persist = lab().step("volume-persist").unwrap().checks.iter().find(|c| c.kind() == "volume_reused").cloned().unwrap();
+    let d = persist.evaluate(&l.state).unwrap_err();
+    assert_eq!(d.code, "volume.not_reused");
+    l.run("docker stop nginx-vol");
+    l.run("docker run --name nginx-vol -d --rm -v webvol:/usr/share/nginx/html -p 80:80 nginx:alpine");
+    assert!(persist.evaluate(&l.state).is_ok());
+}
