@@ -3,6 +3,9 @@
 //! timeline of every event to scrub, play, or replay a recording with no
 //! backend. Every panel is a component under `components/`; they share the
 //! one [`Store`](crate::store::Store) through Leptos' context.
+//!
+//! Served by a classroom hub at `/hub/` (to the instructor), the same page
+//! is the class's dashboard instead ([`crate::components::dashboard`]).
 
 use berth_shared::EngineMode;
 use leptos::prelude::*;
@@ -13,6 +16,16 @@ use crate::store::{provide_store, Source};
 
 #[component]
 pub fn App() -> impl IntoView {
+    if crate::components::dashboard::is_dashboard() {
+        view! { <crate::components::dashboard::Dashboard/> }.into_any()
+    } else {
+        view! { <LabPage/> }.into_any()
+    }
+}
+
+/// The lab: one learner's node1.
+#[component]
+fn LabPage() -> impl IntoView {
     let store = provide_store();
     crate::components::steps::provide_lab_view(store);
     let engine = LocalResource::new(api::health);
@@ -50,6 +63,7 @@ pub fn App() -> impl IntoView {
                 (Some(Ok(h)), Source::Live { .. }) if h.engine == EngineMode::Live => Some(view! { <a class="switch" href="?sim" data-testid="to-sim">"try the simulated node1"</a> }.into_any()),
                 _ => None,
             }}
+            <crate::components::dashboard::HandButton/>
         </header>
         <main class="lab">
             <StepsPanel/>

@@ -249,3 +249,190 @@ async fn run_in_terminal_types_the_steps_command_with_its_placeholders_filled() 
     assert!(!store.type_keys("ls\r"));
     drop(handle);
 }
+
+// The instructor's dashboard, fed the hub's feed frames by hand: learners'
+// node1s as the simulator makes them (the same events a live node streams).
+
+/// The feed's frames for a learner who ran `cmds` on a simulated node1:
+/// their snapshot, then their events in one burst (as the hub tags them).
+fn feed_frames(learner: &str, name: &str, cmds: &[&str]) -> Vec<String> {
+    let store = Store::new();
+    store.start_sim();
+    let base = store.base.get_untracked();
+    let seq = store.base_seq.get_untracked();
+    let before = store.events.with_untracked(Vec::len);
+    for c in cmds {
+        store.sim_run(c, (100, 30));
+    }
+    let tag = |msg: serde_json::Value| {
+        serde_json::json!({ "learner": learner, "name": name, "class": "c1", "node": format!("n-{learner}"), "hub_ms": crate::store::now_ms(), "msg": msg })
+            .to_string()
+    };
+    let mut out = vec![tag(serde_json::to_value(StreamMsg::Snapshot { seq, state: base }).unwrap())];
+    let evs = store.events.with_untracked(|v| v.clone());
+    if !evs.is_empty() {
+        let burst: Vec<StreamMsg> = evs.into_iter().map(StreamMsg::Event).collect();
+        out.push(tag(serde_json::to_value(burst).unwrap()));
+    }
+    let _ = before;
+    out
+}
+
+fn dnat_delete(frames: &[String]) -> String {
+    // The DNAT rule the learner's node1 holds, as `iptables -t nat -D …`.
+    let mut m = crate::components::dashboard::model::Model::new(berth_shared::lab::deploy_docker());
+    for f in frames {
+        m.take(f);
+    }
+    let rule = m.learners.values().next().unwrap().state.rules.iter().find(|(t, r)| t == "nat" && r.contains("DNAT")).cloned().unwrap();
+    format!("iptables -t nat -D {}", rule.1.trim_start_matches("-A "))
+}
+
+#[wasm_bindgen_test]
+fn the_dashboards_model_keeps_each_learners_state_from_frames_and_rolls_up_why_they_are_stuck() {
+    use crate::components::dashboard::model::{heatmap, order, Filter, Model, Sort};
+    let publish = [
+        "docker run hello-world",
+        "docker pull alpine",
+        "docker run alpine",
+        "docker run --name nginx-public -d --rm -p 80:80 nginx:alpine",
+    ];
+    let mut m = Model::new(berth_shared::lab::deploy_docker());
+    let roster = serde_json::json!({ "roster": [
+        { "id": "la", "name": "ada", "class": "c1", "last_activity_ms": 1000, "hand_ms": null, "node": { "id": "n-la" } },
+        { "id": "lb", "name": "bob", "class": "c1", "last_activity_ms": 1000, "hand_ms": null, "node": { "id": "n-lb" } },
+        { "id": "lc", "name": "cy", "class": "c1", "last_activity_ms": 1000, "hand_ms": 5, "node": { "id": "n-lc" } },
+    ]});
+    assert_eq!(m.take(&roster.to_string()), vec!["la", "lb", "lc"]);
+    for f in feed_frames("la", "ada", &["docker run hello-world"]) {
+        m.take(&f);
+    }
+    let mut bob = feed_frames("lb", "bob", &publish);
+    let del = dnat_delete(&bob);
+    let mut cmds = publish.to_vec();
+    cmds.push(&del);
+    bob = feed_frames("lb", "bob", &cmds);
+    for f in &bob {
+        m.take(f);
+    }
+    let tiles = m.tiles();
+    let ada = tiles.iter().find(|t| t.id == "la").unwrap();
+    assert!(ada.containers.iter().any(|c| !c.running), "hello-world ran and exited: {:?}", ada.containers);
+    assert_eq!(ada.bridges, vec!["docker0 172.17.0.1/16".to_string()]);
+    let (_, _, st) = ada.step.clone().expect("ada is on a step");
+    assert_eq!(st, berth_shared::lab::StepState::Current);
+    assert!(ada.done.0 >= 1 && ada.step_id.as_deref() != Some("hello"), "hello-world's step is done: {:?}", ada.step);
+    let bob_t = tiles.iter().find(|t| t.id == "lb").unwrap();
+    let web = bob_t.containers.iter().find(|c| c.name == "nginx-public").unwrap();
+    assert!(web.running && web.ports == vec!["80→80/tcp".to_string()], "{web:?}");
+    assert_eq!(bob_t.step.as_ref().map(|s| s.2), Some(berth_shared::lab::StepState::Failed));
+    // The heatmap: bob under publish × port.dnat_missing, alone.
+    let cells = heatmap(&m.lab, &tiles);
+    let dnat = cells.iter().find(|c| c.code == "port.dnat_missing").unwrap_or_else(|| panic!("{cells:?}"));
+    assert_eq!((dnat.step.as_str(), dnat.learners.clone()), ("publish", vec!["bob".to_string()]));
+    assert!(cells.iter().all(|c| c.code != "port.dnat_missing" || c.learners.len() == 1));
+    // Raised hands: from the roster, and from the feed.
+    assert_eq!(order(&tiles, Sort::Name, &Filter::HandRaised), vec!["lc"]);
+    m.take(&serde_json::json!({ "hand": { "learner": "la", "raised": true }, "hub_ms": 9 }).to_string());
+    m.take(&serde_json::json!({ "hand": { "learner": "lc", "raised": false }, "hub_ms": 9 }).to_string());
+    let tiles = m.tiles();
+    assert_eq!(order(&tiles, Sort::Name, &Filter::HandRaised), vec!["la"]);
+    assert_eq!(order(&tiles, Sort::StuckLongest, &Filter::All)[0], "la", "a raised hand first");
+    assert_eq!(order(&tiles, Sort::Name, &Filter::Code("port.dnat_missing".into())), vec!["lb"]);
+    assert_eq!(order(&tiles, Sort::Name, &Filter::Step("publish".into())), vec!["lb"]);
+}
+
+#[wasm_bindgen_test]
+fn a_snapshot_fetched_late_takes_the_events_that_came_after_it() {
+    use crate::components::dashboard::model::Model;
+    let frames = feed_frames("la", "ada", &["docker run --name nginx-demo -d --rm nginx:alpine"]);
+    let snap: serde_json::Value = serde_json::from_str(&frames[0]).unwrap();
+    let StreamMsg::Snapshot { seq, state } = serde_json::from_value(snap["msg"].clone()).unwrap() else { panic!() };
+    let burst: serde_json::Value = serde_json::from_str(&frames[1]).unwrap();
+    let evs: Vec<StreamMsg> = serde_json::from_value(burst["msg"].clone()).unwrap();
+    let mut m = Model::new(berth_shared::lab::deploy_docker());
+    // The dashboard opened mid-stream: the first half of the events is in
+    // the node's snapshot, the feed brings the second half (and some of the first).
+    let half = evs.len() / 2;
+    let mut at_half = state.clone();
+    for e in &evs[..half] {
+        let StreamMsg::Event(env) = e else { panic!() };
+        berth_shared::apply(&mut at_half, &env.event);
+    }
+    let half_seq = match &evs[half - 1] {
+        StreamMsg::Event(e) => e.seq,
+        _ => seq,
+    };
+    let late = serde_json::json!({ "learner": "la", "name": "ada", "node": "n-la", "hub_ms": 1, "msg": serde_json::to_value(&evs[half - 2..]).unwrap() });
+    m.take(&late.to_string());
+    assert!(!m.learners["la"].whole);
+    assert!(m.take_snapshot("la", half_seq, at_half, 2.0));
+    let mut want = state;
+    for e in &evs {
+        let StreamMsg::Event(env) = e else { panic!() };
+        berth_shared::apply(&mut want, &env.event);
+    }
+    assert_eq!(m.learners["la"].state, want, "no event lost or applied twice");
+    assert!(!m.take_snapshot("la", 0, Default::default(), 3.0), "once whole, a snapshot fetched late is ignored");
+}
+
+#[wasm_bindgen_test]
+async fn the_dashboard_draws_a_tile_per_learner_the_heatmap_and_hands_and_redraws_only_the_tile_that_changed() {
+    use crate::components::dashboard::{Dash, DashboardView};
+    let doc = web_sys::window().unwrap().document().unwrap();
+    let root = doc.create_element("div").unwrap();
+    doc.body().unwrap().append_child(&root).unwrap();
+    let dash = Dash::new();
+    let handle = leptos::mount::mount_to(root.clone().unchecked_into(), move || view! { <DashboardView dash/> });
+    let publish = [
+        "docker run hello-world",
+        "docker pull alpine",
+        "docker run alpine",
+        "docker run --name nginx-public -d --rm -p 80:80 nginx:alpine",
+    ];
+    dash.take(&feed_frames("la", "ada", &[]));
+    dash.take(&feed_frames("lb", "bob", &["docker run hello-world"]));
+    dash.take(&feed_frames("lc", "cy", &publish));
+    settle().await;
+    assert_eq!(root.query_selector_all("[data-testid=tile]").unwrap().length(), 3);
+    let cy = "[data-testid=tile][data-learner=lc]";
+    assert_eq!(
+        attr_in(&root, &format!("{cy} [data-testid=mini-container][data-name=nginx-public]"), "data-status").as_deref(),
+        Some("running")
+    );
+    assert_eq!(text_in(&root, &format!("{cy} [data-testid=mini-port]")).as_deref(), Some("80→80/tcp"));
+    assert!(root.query_selector("[data-testid=heat-cell][data-code=port\\.dnat_missing]").unwrap().is_none());
+    // Mark ada's tile: a change of cy's must not redraw it.
+    let ada = root.query_selector("[data-testid=tile][data-learner=la] [data-testid=tile-name]").unwrap().unwrap();
+    ada.set_attribute("data-mark", "kept").unwrap();
+    let mut cmds = publish.to_vec();
+    let del = dnat_delete(&feed_frames("lc", "cy", &publish));
+    cmds.push(&del);
+    dash.take(&feed_frames("lc", "cy", &cmds));
+    settle().await;
+    let cell = root
+        .query_selector("[data-testid=heat-cell][data-code=port\\.dnat_missing]")
+        .unwrap()
+        .expect("a heat cell for the deleted DNAT rule");
+    assert_eq!(cell.get_attribute("data-step").as_deref(), Some("publish"));
+    assert_eq!(cell.get_attribute("data-count").as_deref(), Some("1"));
+    assert!(cell.text_content().unwrap().contains("cy"));
+    assert_eq!(attr_in(&root, &format!("{cy} [data-testid=tile-step]"), "data-state").as_deref(), Some("failed"));
+    assert_eq!(attr_in(&root, "[data-testid=tile][data-learner=la] [data-testid=tile-name]", "data-mark").as_deref(), Some("kept"));
+    // A raised hand shows, and the filter keeps only that tile.
+    dash.take(&[serde_json::json!({ "hand": { "learner": "lb", "raised": true }, "hub_ms": 1 }).to_string()]);
+    settle().await;
+    assert!(root.query_selector("[data-testid=tile][data-learner=lb] [data-testid=hand]").unwrap().is_some());
+    assert!(root.query_selector("[data-testid=tile][data-learner=la] [data-testid=hand]").unwrap().is_none());
+    dash.filter.set(crate::components::dashboard::model::Filter::HandRaised);
+    settle().await;
+    let shown = root.query_selector_all("[data-testid=tile]").unwrap();
+    assert_eq!(shown.length(), 1);
+    // A click on a heat cell filters the grid by its code.
+    cell.unchecked_ref::<web_sys::HtmlElement>().click();
+    settle().await;
+    let tiles = root.query_selector_all("[data-testid=tile]").unwrap();
+    assert_eq!(tiles.length(), 1);
+    assert_eq!(tiles.item(0).unwrap().unchecked_into::<web_sys::Element>().get_attribute("data-learner").as_deref(), Some("lc"));
+    drop(handle);
+}
