@@ -73,11 +73,26 @@ pub struct Store {
     pub keys: StoredValue<Option<Rc<dyn Fn(String)>>, LocalStorage>,
 }
 
-/// Makes the page's one store and provides it to every component below.
+/// Makes the page's one store and provides it to every component below,
+/// with the state the view shows computed once for all of them.
 pub fn provide_store() -> Store {
     let store = Store::new();
     provide_context(store);
+    provide_context(Shown(Memo::new(move |_| store.shown())));
     store
+}
+
+/// The state the view shows ([`Store::shown`]), as one memo the panels share.
+#[derive(Clone, Copy, Debug)]
+pub struct Shown(pub Memo<State>);
+
+/// The shown state: the page's shared memo, or one of its own where none is
+/// provided (a component tested alone).
+pub fn use_shown() -> Memo<State> {
+    use_context::<Shown>().map(|s| s.0).unwrap_or_else(|| {
+        let store = use_store();
+        Memo::new(move |_| store.shown())
+    })
 }
 
 /// The page's store, as the component's ancestor provided it.

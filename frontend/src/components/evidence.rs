@@ -6,7 +6,7 @@ use leptos::prelude::*;
 
 use crate::components::network::rule_matches;
 use crate::describe::describe;
-use crate::store::{use_store, Selection};
+use crate::store::{use_shown, use_store, Selection};
 
 /// The container an event is about, when it is about one (by its id, or by
 /// what the state knows of it: its overlay's dirs, its veths).
@@ -72,11 +72,12 @@ fn concerns(e: &Event, sel: &Selection, state: &State) -> bool {
 #[component]
 pub fn Evidence() -> impl IntoView {
     let store = use_store();
+    let shown = use_shown();
     move || {
         let Some(sel) = store.selected.get() else {
             return view! { <p class="muted">"Click a container, bridge, port, layer or rule to see the evidence for it: its facts, and the events that made it."</p> }.into_any();
         };
-        let state = store.shown();
+        let state = shown.get();
         let facts = match &sel {
             Selection::Container(id) => state.containers.get(id).map(|c| {
                 // What the kernel shows of it: its overlay in mountinfo, its veths.

@@ -13,7 +13,7 @@ use leptos::prelude::*;
 use berth_shared::lab::Element;
 
 use crate::components::steps::{flagged, LabView};
-use crate::store::{use_store, Selection};
+use crate::store::{use_shown, use_store, Selection};
 
 fn short(id: &str) -> String {
     id.trim_start_matches("sha256:").chars().take(12).collect()
@@ -58,7 +58,7 @@ pub fn upper_changes(files: Option<&BTreeMap<String, FileChangeKind>>, max: usiz
 pub fn FilesystemDiagram() -> impl IntoView {
     let store = use_store();
     let lab = use_context::<LabView>();
-    let view_state = Memo::new(move |_| store.shown());
+    let view_state = use_shown();
     move || {
         let state = view_state.get();
         let sel = store.selected.get();

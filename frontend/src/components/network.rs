@@ -10,7 +10,7 @@ use leptos::prelude::*;
 use berth_shared::lab::Element;
 
 use crate::components::steps::{flagged, LabView};
-use crate::store::{use_store, Selection};
+use crate::store::{use_shown, use_store, Selection};
 
 const W: f64 = 720.0;
 
@@ -45,7 +45,7 @@ pub fn rule_matches(rule: &str, sel: &Option<Selection>, state: &State) -> bool 
 pub fn NetworkDiagram() -> impl IntoView {
     let store = use_store();
     let lab = use_context::<LabView>();
-    let view_state = Memo::new(move |_| store.shown());
+    let view_state = use_shown();
     move || {
         let state = view_state.get();
         let sel = store.selected.get();
@@ -181,7 +181,7 @@ pub fn NetworkDiagram() -> impl IntoView {
 pub fn RulesPanel() -> impl IntoView {
     let store = use_store();
     let lab = use_context::<LabView>();
-    let view_state = Memo::new(move |_| store.shown());
+    let view_state = use_shown();
     move || {
         let state = view_state.get();
         let sel = store.selected.get();

@@ -46,8 +46,12 @@ pub struct LabView {
 
 /// Makes the lab's view from the store and provides it to the components below.
 pub fn provide_lab_view(store: Store) -> LabView {
+    let shown = use_context::<crate::store::Shown>().map(|s| s.0);
     let statuses = Memo::new(move |_| {
-        let state = store.shown();
+        let state = match shown {
+            Some(m) => m.get(),
+            None => store.shown(),
+        };
         let now = store.cursor.get().is_none() && store.source.get().follows();
         store.lab.with_value(|lab| if now { lab.evaluate(&state) } else { lab.recorded(&state) })
     });
@@ -114,7 +118,6 @@ fn Command(code: String, runnable: bool) -> impl IntoView {
     let to_run = code.clone();
     view! {
         <div class="cmd" data-testid="step-code">
-            <pre><code>{code.trim_end().to_string()}</code></pre>
             <div class="cmd-buttons">
                 <button class="copy" title="copy to the clipboard" on:click=move |_| copy(to_copy.trim_end())>"copy"</button>
                 {runnable.then(|| view! {
@@ -127,6 +130,7 @@ fn Command(code: String, runnable: bool) -> impl IntoView {
                         }>"run ▶"</button>
                 })}
             </div>
+            <pre><code>{code.trim_end().to_string()}</code></pre>
         </div>
     }
 }
@@ -175,6 +179,7 @@ fn body_view(step: &Step, state: &State) -> Vec<AnyView> {
 #[component]
 pub fn StepsPanel() -> impl IntoView {
     let store = use_store();
+    let shown = crate::store::use_shown();
     let view = use_context::<LabView>().unwrap_or_else(|| provide_lab_view(store));
     let lab = store.lab;
     let lab_id = lab.with_value(|l| l.id.clone());
@@ -207,7 +212,7 @@ pub fn StepsPanel() -> impl IntoView {
     // The body only changes with the step, or with what fills its commands.
     let body_key = Memo::new(move |_| {
         let id = shown_id.get()?;
-        let state = store.shown();
+        let state = shown.get();
         lab.with_value(|l| {
             let step = l.step(&id)?;
             Some((id.clone(), step.code_blocks().iter().map(|b| step.fill(&b.code, &state)).collect::<Vec<_>>()))
@@ -262,7 +267,7 @@ pub fn StepsPanel() -> impl IntoView {
         let step2 = step.clone();
         let checks = move || {
             let Some(st) = status.get() else { return ().into_any() };
-            let state = store.shown();
+            let state = shown.get();
             view! {
                 <ul class="checks" data-testid="lab-checks">
                     {st.checks.iter().enumerate().map(|(n, c)| {
@@ -306,9 +311,9 @@ pub fn StepsPanel() -> impl IntoView {
                     <span class=move || format!("state {}", state_now.get().as_str())>{move || state_icon(state_now.get())}</span>
                     {format!(" {}. {}", index + 1, step.title)}
                 </h3>
-                <div class="body">{body}</div>
-                <h4>"checks"</h4>
+                <h4>"done when"</h4>
                 {checks}
+                <div class="body">{body}</div>
                 {(n_hints > 0).then(|| view! {
                     <div class="hints">
                         <ol>
