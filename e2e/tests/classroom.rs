@@ -615,6 +615,7 @@ async fn a_page_on_another_origin_opens_no_websocket_to_the_hub_in_chromium() {
     let c = &browser.client;
     let watched = async {
         c.goto(&hub.url(&format!("/?token={}", hub.token))).await?;
+        c.goto(&hub.url("/hub/classes")).await?;
         browser.wait_for_text("body", "Chromium", Duration::from_secs(10)).await?;
         c.goto(&hub.url(&format!("/n/{node}/"))).await?;
         browser.wait_for_text("[data-testid=mode]", "live node1", Duration::from_secs(30)).await?;

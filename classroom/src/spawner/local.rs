@@ -355,9 +355,11 @@ impl LocalSpawner {
         let _ = firewall(&self.cfg.link_prefix, false);
     }
 
+    /// The lowest slot no node of ours holds and whose link is free (asked
+    /// of the kernel: /sys may show another network namespace's links).
     fn free_slot(&self, nodes: &HashMap<String, Entry>) -> Option<u32> {
         (0..16000u32).find(|s| {
-            !nodes.values().any(|e| e.slot == *s) && !Path::new("/sys/class/net").join(format!("{}{s}", self.cfg.link_prefix)).exists()
+            !nodes.values().any(|e| e.slot == *s) && sh("ip", &["link", "show", &format!("{}{s}", self.cfg.link_prefix)]).is_err()
         })
     }
 
@@ -586,9 +588,10 @@ fn teardown(cfg: &LocalConfig, e: &mut Entry) -> Vec<String> {
     if let Some(mut c) = e.child.take() {
         let _ = c.wait();
     }
-    // The netns went with its last process, and the uplink with it.
+    // The netns goes with its last process, and the uplink with it — but
+    // the kernel tears namespaces down later: the hub's end goes now.
     let host_if = format!("{}{}", cfg.link_prefix, e.slot);
-    if Path::new("/sys/class/net").join(&host_if).exists() {
+    if e.init_pid > 0 {
         let _ = sh("ip", &["link", "del", &host_if]);
     }
     for cg in e.cgroups.drain(..) {
