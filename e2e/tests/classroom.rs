@@ -636,6 +636,50 @@ async fn a_page_on_another_origin_opens_no_websocket_to_the_hub_in_chromium() {
     assert!(!text.contains("instructor-25"), "the instructor's keys reached ada's shell: {text}");
 }
 
+#[test]
+fn with_a_certificate_the_hub_serves_https_and_its_cookies_are_host_only_and_secure() {
+    let sb = Sandbox::new().unwrap();
+    let (cert, key) = (sb.dir().join("hub.crt"), sb.dir().join("hub.key"));
+    let o = Command::new("openssl")
+        .args(["req", "-x509", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:prime256v1", "-nodes", "-days", "1", "-subj", "/CN=hub"])
+        .arg("-addext")
+        .arg(format!("subjectAltName=IP:{}", sb.uplink.node_ip))
+        .arg("-keyout")
+        .arg(&key)
+        .arg("-out")
+        .arg(&cert)
+        .output()
+        .unwrap();
+    assert!(o.status.success(), "{}", berth_e2e::sandbox::out(&o));
+    let hub = Hub::start(&sb, &["--tls-cert", cert.to_str().unwrap(), "--tls-key", key.to_str().unwrap()]);
+    let https = format!("https://{}", hub.addr);
+    let (s, text) = hub.curl(&["--cacert", cert.to_str().unwrap(), &format!("{https}/?token={}", hub.token)]);
+    assert_eq!(s, 303, "{text}\n{}", hub.log_text());
+    let set = text.lines().find(|l| l.to_ascii_lowercase().starts_with("set-cookie:")).unwrap().to_string();
+    assert!(
+        set.contains("__Host-berth_hub=") && set.contains("; Secure") && set.contains("HttpOnly") && set.contains("SameSite=Strict"),
+        "{set}"
+    );
+    // Plain HTTP on the same port gets nothing.
+    let (s, _) = hub.curl(&[&format!("http://{}/hub/api/classes", hub.addr)]);
+    assert_ne!(s, 200);
+    // A class's join link is https too.
+    let auth = format!("Authorization: Bearer {}", hub.token);
+    let (s, text) = hub.curl(&[
+        "--cacert",
+        cert.to_str().unwrap(),
+        "-H",
+        &auth,
+        "-H",
+        "Content-Type: application/json",
+        "--data",
+        r#"{"name":"TLS","capacity":1,"expires_in_s":60}"#,
+        &format!("{https}/hub/api/classes"),
+    ]);
+    assert_eq!(s, 201, "{text}");
+    assert!(text.contains(&format!("\"join_url\":\"{https}/join/")), "{text}");
+}
+
 fn pss_kb(pid: &str) -> u64 {
     std::fs::read_to_string(format!("/proc/{pid}/smaps_rollup"))
         .unwrap_or_default()

@@ -96,6 +96,12 @@ fn redirect_with_session(hub: &Hub, session: &str, to: &str) -> Response {
 /// Every route's first step: Origin, then who is asking.
 async fn guard(State(hub): State<Arc<Hub>>, mut req: Request, next: Next) -> Response {
     let path = req.uri().path().to_string();
+    // HTTP/2 (browsers speak it over TLS) names the host in the URI, not in a Host header.
+    if !req.headers().contains_key(header::HOST) {
+        if let Some(v) = req.uri().authority().and_then(|a| HeaderValue::from_str(a.as_str()).ok()) {
+            req.headers_mut().insert(header::HOST, v);
+        }
+    }
     if let Some(why) = auth::cross_origin(req.headers(), req.method(), &hub.cfg.allowed_origins) {
         tracing::warn!(path = %path.chars().take(100).collect::<String>(), %why, "refused");
         return if is_api(&path) || auth::is_websocket(req.headers()) {

@@ -380,3 +380,20 @@ async fn a_learner_raises_their_hand_the_feed_says_so_and_nobody_else_can() {
     assert_eq!(s, StatusCode::OK);
     assert!(hub.learners()[0].hand_ms.is_none());
 }
+
+#[tokio::test]
+async fn over_http2_the_uris_authority_is_the_host() {
+    // An HTTP/2 request has no Host header: its origin check and links use the URI's authority.
+    let (_hub, _, app) = setup().await;
+    let req = HttpRequest::builder()
+        .uri(format!("http://{HOST}/hub/api/classes"))
+        .header(header::AUTHORIZATION, format!("Bearer {TOKEN}"))
+        .header(header::ORIGIN, format!("http://{HOST}"))
+        .header(header::CONTENT_TYPE, "application/json")
+        .method("POST")
+        .body(Body::from(json!({ "name": "h2", "capacity": 1, "expires_in_s": 60 }).to_string()))
+        .unwrap();
+    let (s, _, b) = send(&app, req).await;
+    assert_eq!(s, StatusCode::CREATED, "{b}");
+    assert!(b.contains(&format!("\"join_url\":\"http://{HOST}/join/")), "{b}");
+}
