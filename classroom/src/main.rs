@@ -41,6 +41,7 @@ struct Args {
     /// TLS certificate chain (PEM); with --tls-key the hub serves HTTPS.
     #[arg(long, requires = "tls_key")]
     tls_cert: Option<PathBuf>,
+    /// The certificate's private key (PEM).
     #[arg(long, requires = "tls_cert")]
     tls_key: Option<PathBuf>,
     /// Each node's memory cap, MB.

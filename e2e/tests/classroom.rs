@@ -680,6 +680,55 @@ fn with_a_certificate_the_hub_serves_https_and_its_cookies_are_host_only_and_sec
     assert!(text.contains(&format!("\"join_url\":\"{https}/join/")), "{text}");
 }
 
+/// Kills whatever of a node is left when dropped (a test that failed must
+/// not leave a killed hub's orphans behind).
+struct KillNode(String);
+
+impl Drop for KillNode {
+    fn drop(&mut self) {
+        for p in procs_of_node(&self.0) {
+            if let Some(pid) = p.split(':').next().and_then(|p| p.parse().ok()) {
+                let _ = nix::sys::signal::kill(nix::unistd::Pid::from_raw(pid), nix::sys::signal::Signal::SIGKILL);
+            }
+        }
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_hub_that_was_killed_leaves_nothing_once_it_starts_again() {
+    let sb = Sandbox::new().unwrap();
+    let mut hub = Hub::start(&sb, &[]);
+    let class = hub.new_class("Crash", 2, 600);
+    let cookie = hub.join(&class, "zed");
+    let node = hub.wait_running(&cookie);
+    let id = node["id"].as_str().unwrap().to_string();
+    let _guard = KillNode(id.clone());
+    let cgroup = PathBuf::from(node["labels"]["cgroup"].as_str().unwrap());
+    hub.child.kill().unwrap();
+    hub.child.wait().unwrap();
+    drop(hub);
+    assert!(!procs_of_node(&id).is_empty(), "a killed hub's node outlives it");
+    // The next hub on the same state dir sweeps it.
+    let hub = Hub::start(&sb, &[]);
+    let start = Instant::now();
+    while !procs_of_node(&id).is_empty() || !node_dirs(&hub.state).is_empty() || cgroup.exists() {
+        assert!(
+            start.elapsed() < Duration::from_secs(20),
+            "left: {:?} {:?} {}\n{}",
+            procs_of_node(&id),
+            node_dirs(&hub.state),
+            cgroup.exists(),
+            hub.log_text()
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    assert!(hub.log_text().contains("left behind"), "{}", hub.log_text());
+    // And it works: a new learner gets a node.
+    let class = hub.new_class("After", 1, 600);
+    let c = hub.join(&class, "amy");
+    hub.wait_running(&c);
+}
+
 fn pss_kb(pid: &str) -> u64 {
     std::fs::read_to_string(format!("/proc/{pid}/smaps_rollup"))
         .unwrap_or_default()

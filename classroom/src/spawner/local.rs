@@ -334,6 +334,9 @@ impl LocalSpawner {
             }
         }
         firewall(&cfg.link_prefix, true)?;
+        for id in sweep_stale(&cfg, &cgroups) {
+            tracing::warn!(node = %id, "removed a node a hub that was killed left behind");
+        }
         Ok(LocalSpawner { cfg: Arc::new(cfg), cgroups: Arc::new(cgroups), nodes: Arc::default() })
     }
 
@@ -546,6 +549,53 @@ pub fn firewall(prefix: &str, add: bool) -> Result<(), SpawnError> {
         sh("iptables", &["-w", "-I", j[0], j[1], j[2], "-j", j[3]])?;
     }
     Ok(())
+}
+
+/// Removes the nodes a hub that was killed left in the state dir (one hub
+/// a state dir): their processes (by their cgroups, under any `berth-hub…`
+/// parent), cgroups, berthd's device cgroups and dirs; and the empty
+/// parents of hubs that are gone. Returns the nodes removed.
+fn sweep_stale(cfg: &LocalConfig, cgroups: &Hierarchies) -> Vec<String> {
+    let Ok(dir) = fs::read_dir(cfg.state_dir.join("nodes")) else { return Vec::new() };
+    let ids: Vec<String> = dir.flatten().filter(|e| e.path().is_dir()).map(|e| e.file_name().to_string_lossy().into_owned()).collect();
+    let parents: Vec<PathBuf> = cgroups
+        .roots()
+        .iter()
+        .flat_map(|r| fs::read_dir(r).into_iter().flatten().flatten().map(|e| e.path()))
+        .filter(|p| p.file_name().is_some_and(|n| n.to_string_lossy().starts_with("berth-hub")) && p.is_dir())
+        .collect();
+    for id in &ids {
+        let groups: Vec<PathBuf> = parents.iter().map(|p| p.join(id)).filter(|g| g.is_dir()).collect();
+        let mut e = Entry {
+            node: Node {
+                id: id.clone(),
+                class: String::new(),
+                learner: String::new(),
+                phase: Phase::Gone,
+                addr: None,
+                reason: None,
+                labels: BTreeMap::new(),
+                created: SystemTime::now(),
+            },
+            slot: u32::MAX,
+            dir: cfg.state_dir.join("nodes").join(id),
+            child: None,
+            init_pid: 0,
+            cgroups: groups,
+        };
+        for p in teardown(cfg, &mut e) {
+            tracing::warn!(node = %id, problem = %p, "sweeping a stale node");
+        }
+    }
+    // Parents of hubs that are gone, now empty.
+    for p in parents {
+        let name = p.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
+        let pid = name.strip_prefix("berth-hub-").and_then(|n| n.parse::<i32>().ok());
+        if name != cfg.cgroup_parent && pid.is_some_and(|pid| !alive(pid)) {
+            let _ = fs::remove_dir(&p);
+        }
+    }
+    ids
 }
 
 /// Ends a node and removes everything of it (also a half-made one).
