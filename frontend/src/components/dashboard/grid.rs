@@ -98,13 +98,14 @@ fn TileBody(t: Tile) -> impl IntoView {
         None => ("pending", "not started".to_string()),
     };
     let stuck = matches!(t.step, Some((_, _, StepState::Failed)));
-    let failing = t.failing.first().cloned();
+    // Why the step it shows is stuck (a failed step's, before the current one's).
+    let failing = t.failing.iter().find(|f| t.step_id.as_ref() == Some(&f.0)).or(t.failing.first()).cloned();
     let view_link = t.node.as_ref().map(|n| format!("/n/{n}/"));
     let containers = t.containers.clone();
     view! {
         <header class="tile-head">
             <span class="tile-name" data-testid="tile-name">{t.name.clone()}</span>
-            {t.hand.then(|| view! { <span class="hand" data-testid="hand" title="raised a hand">"✋"</span> })}
+            {t.hand.then(|| view! { <span class="hand" data-testid="hand" title="asks for help">"hand raised"</span> })}
             <span class="tile-idle" title="since their node's last event" data-testid="idle">{idle}</span>
         </header>
         <div class="tile-step" data-testid="tile-step" data-state=state class:stuck=stuck>

@@ -33,7 +33,7 @@ async fn post_hand(raised: bool) -> Option<bool> {
     r.json::<Hand>().await.ok().map(|h| h.raised)
 }
 
-/// "✋ help" for a learner under a hub; nothing elsewhere.
+/// "ask for help" for a learner under a hub; nothing elsewhere.
 #[component]
 pub fn HandButton() -> impl IntoView {
     // None: no hub here (or the instructor's read-only view).
@@ -52,7 +52,7 @@ pub fn HandButton() -> impl IntoView {
             view! {
                 <button class="hand-button" class:raised=r data-testid="hand-button" data-raised=r.to_string() on:click=toggle
                     title=if r { "your instructor sees your raised hand: click to lower it" } else { "ask your instructor for help" }>
-                    {if r { "✋ hand raised" } else { "✋ help" }}
+                    {if r { "hand raised: lower it" } else { "ask for help" }}
                 </button>
             }
         })
