@@ -23,9 +23,13 @@ struct Args {
     /// The instructor's token file (made, mode 0600, if missing; default `<state-dir>/instructor-token`).
     #[arg(long, env = "BERTH_HUB_TOKEN_FILE")]
     token_file: Option<PathBuf>,
-    /// Where learners' nodes come from: `local` (namespaces on this machine).
+    /// Where learners' nodes come from: `local` (namespaces on this machine)
+    /// or `kubernetes` (a pod per learner; needs --kube-config).
     #[arg(long, default_value = "local")]
     spawner: String,
+    /// The kubernetes spawner's settings (JSON, as deploy/kubernetes/hub-config.yaml holds them).
+    #[arg(long, env = "BERTH_HUB_KUBE_CONFIG")]
+    kube_config: Option<PathBuf>,
     /// The berthd each node runs (default: beside this binary).
     #[arg(long, env = "BERTH_HUB_BERTHD")]
     berthd: Option<PathBuf>,
@@ -89,34 +93,30 @@ fn main() -> anyhow::Result<()> {
 }
 
 async fn run(args: Args) -> anyhow::Result<()> {
-    if args.spawner != "local" {
-        anyhow::bail!("--spawner {:?}: this hub has the local spawner (the kubernetes one is configured as the README says)", args.spawner);
-    }
+    anyhow::ensure!(
+        matches!(args.spawner.as_str(), "local" | "kubernetes"),
+        "--spawner {:?}: use local (namespaces on this machine) or kubernetes (a pod per learner)",
+        args.spawner
+    );
     std::fs::create_dir_all(&args.state_dir).with_context(|| format!("creating {}", args.state_dir.display()))?;
     let token_file = args.token_file.clone().unwrap_or_else(|| args.state_dir.join("instructor-token"));
     let token = berth_backend::lab::auth::load_or_create_token(&token_file)
         .with_context(|| format!("the instructor token file {}", token_file.display()))?;
-    let berthd = match args.berthd.clone() {
-        Some(b) => b,
-        None => std::env::current_exe()?.with_file_name("berthd"),
-    };
-    anyhow::ensure!(
-        berthd.is_file(),
-        "{} is missing: build it (cargo build -p berth-backend --bin berthd) or pass --berthd",
-        berthd.display()
-    );
     let page_dir = args.page_dir.canonicalize().unwrap_or(args.page_dir.clone());
-    let mut lc = LocalConfig::new(args.state_dir.clone(), berthd.canonicalize()?, page_dir.clone());
-    lc.registry_storage = (!args.registry_storage.is_empty()).then(|| PathBuf::from(&args.registry_storage));
-    lc.limits =
-        Limits { memory_bytes: args.memory_mb << 20, cpu_ms_per_100ms: (args.cpus * 100.0).round().max(1.0) as u32, pids: args.pids };
-    lc.max_nodes = args.max_nodes;
-    lc.link_prefix = args.link_prefix.clone();
-    if let Some(p) = &args.cgroup_parent {
-        anyhow::ensure!(p.starts_with("berth") && !p.contains('/'), "--cgroup-parent must start with \"berth\" and be one name");
-        lc.cgroup_parent = p.clone();
-    }
-    let local = Arc::new(LocalSpawner::new(lc).map_err(|e| anyhow::anyhow!("the local spawner: {e}"))?);
+    // The local spawner (kept for its shutdown) or the kubernetes one.
+    let local: Option<Arc<LocalSpawner>> = match args.spawner.as_str() {
+        "local" => Some(local_spawner(&args, &page_dir)?),
+        _ => None,
+    };
+    let spawner: Arc<dyn berth_classroom::spawner::Spawner> = match &local {
+        Some(l) => l.clone(),
+        None => {
+            let file = args.kube_config.clone().context("--spawner kubernetes needs --kube-config FILE")?;
+            berth_classroom::spawner::kubernetes::KubernetesSpawner::start(&file)
+                .await
+                .map_err(|e| anyhow::anyhow!("the kubernetes spawner: {e}"))?
+        }
+    };
 
     let tls = match (&args.tls_cert, &args.tls_key) {
         (Some(c), Some(k)) => {
@@ -130,7 +130,7 @@ async fn run(args: Args) -> anyhow::Result<()> {
     cfg.allowed_origins = args.allowed_origins.clone();
     // The same page is the instructor's dashboard at /hub/.
     cfg.page_dir = Some(page_dir);
-    let hub = Hub::new(cfg, local.clone());
+    let hub = Hub::new(cfg, spawner);
     hub.start_reaper(Duration::from_millis(args.reap_every_ms.max(50)));
     let app = berth_classroom::hub::routes::app(hub.clone());
     let scheme = if tls.is_some() { "https" } else { "http" };
@@ -163,7 +163,33 @@ async fn run(args: Args) -> anyhow::Result<()> {
         None => axum_server::bind(args.addr).handle(handle).serve(app.into_make_service()).await,
     };
     hub.shutdown().await;
-    local.shutdown().await;
+    if let Some(l) = &local {
+        l.shutdown().await;
+    }
     served.context("serving")?;
     Ok(())
+}
+
+/// The local spawner as the flags describe it.
+fn local_spawner(args: &Args, page_dir: &std::path::Path) -> anyhow::Result<Arc<LocalSpawner>> {
+    let berthd = match args.berthd.clone() {
+        Some(b) => b,
+        None => std::env::current_exe()?.with_file_name("berthd"),
+    };
+    anyhow::ensure!(
+        berthd.is_file(),
+        "{} is missing: build it (cargo build -p berth-backend --bin berthd) or pass --berthd",
+        berthd.display()
+    );
+    let mut lc = LocalConfig::new(args.state_dir.clone(), berthd.canonicalize()?, page_dir.to_path_buf());
+    lc.registry_storage = (!args.registry_storage.is_empty()).then(|| PathBuf::from(&args.registry_storage));
+    lc.limits =
+        Limits { memory_bytes: args.memory_mb << 20, cpu_ms_per_100ms: (args.cpus * 100.0).round().max(1.0) as u32, pids: args.pids };
+    lc.max_nodes = args.max_nodes;
+    lc.link_prefix = args.link_prefix.clone();
+    if let Some(p) = &args.cgroup_parent {
+        anyhow::ensure!(p.starts_with("berth") && !p.contains('/'), "--cgroup-parent must start with \"berth\" and be one name");
+        lc.cgroup_parent = p.clone();
+    }
+    Ok(Arc::new(LocalSpawner::new(lc).map_err(|e| anyhow::anyhow!("the local spawner: {e}"))?))
 }
