@@ -38,6 +38,9 @@ pub fn artifacts_dir() -> PathBuf {
 impl Browser {
     /// Starts chromedriver and a headless Chromium at 1280×800.
     pub async fn start() -> anyhow::Result<Browser> {
+        // Before any TLS client is made (and before chromedriver is started,
+        // so a failure leaves no process behind).
+        let _ = rustls::crypto::ring::default_provider().install_default();
         let port = free_port()?;
         let driver = Command::new("chromedriver")
             .arg(format!("--port={port}"))
