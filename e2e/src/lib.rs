@@ -8,6 +8,7 @@
 //! - [`browser::Browser`]: headless Chromium through chromedriver, for the page.
 
 pub mod browser;
+pub mod hub;
 pub mod leak;
 pub mod sandbox;
 
