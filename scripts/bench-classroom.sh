@@ -23,7 +23,7 @@ cargo build --locked --release -q -p berth-backend --bin berthd -p berth-classro
 out=$(mktemp /tmp/berth-bench-classroom.XXXXXX)
 trap 'rm -f "$out"' EXIT
 BERTHD="$PWD/target/release/berthd" BENCH_LEARNERS=$LEARNERS BENCH_ACTIVE=$ACTIVE \
-  cargo test --locked -q -p berth-e2e --test classroom bench_classroom -- --ignored --nocapture --test-threads 1 2>&1 | tee "$out" >&2
+  cargo test --locked -q -p berth-e2e --test e2e classroom::bench_classroom -- --ignored --nocapture --test-threads 1 2>&1 | tee "$out" >&2
 line=$(grep '^classroom: learners=' "$out" | tail -1)
 [ -n "$line" ] || { echo "the benchmark did not finish" >&2; exit 1; }
 echo "$line"

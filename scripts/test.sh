@@ -7,6 +7,9 @@ cd "$(dirname "$0")/.."
 ROOT=$PWD
 export PATH="$HOME/.cargo/bin:$ROOT/node_modules/.bin:$PATH"
 export CARGO_TERM_COLOR=${CARGO_TERM_COLOR:-never}
+# On CI, no incremental caches (a fresh target/ on a small disk: they were
+# near half of it); a developer's reruns keep theirs.
+if [ -n "${CI:-}" ]; then export CARGO_INCREMENTAL=0; fi
 
 if [ "$(id -u)" != 0 ]; then
   echo "scripts/test.sh must run as root: its tests make namespaces, links and mounts (inside sandboxes)" >&2

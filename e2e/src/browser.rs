@@ -10,6 +10,7 @@ use std::time::{Duration, Instant};
 
 use anyhow::{bail, Context};
 use fantoccini::{Client, ClientBuilder, Locator};
+use hyper_util::client::legacy::connect::HttpConnector;
 
 pub struct Browser {
     pub client: Client,
@@ -38,9 +39,6 @@ pub fn artifacts_dir() -> PathBuf {
 impl Browser {
     /// Starts chromedriver and a headless Chromium at 1280×800.
     pub async fn start() -> anyhow::Result<Browser> {
-        // Before any TLS client is made (and before chromedriver is started,
-        // so a failure leaves no process behind).
-        let _ = rustls::crypto::ring::default_provider().install_default();
         let port = free_port()?;
         let driver = Command::new("chromedriver")
             .arg(format!("--port={port}"))
@@ -65,7 +63,7 @@ impl Browser {
             }
         }))?;
         while start.elapsed() < Duration::from_secs(20) {
-            match ClientBuilder::rustls()?.capabilities(caps.clone()).connect(&format!("http://127.0.0.1:{port}")).await {
+            match ClientBuilder::new(HttpConnector::new()).capabilities(caps.clone()).connect(&format!("http://127.0.0.1:{port}")).await {
                 Ok(c) => {
                     b = Some(c);
                     break;

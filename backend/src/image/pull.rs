@@ -85,6 +85,9 @@ impl Puller {
             read_timeout: Some(idle),
             ..Default::default()
         };
+        // The process's TLS provider (ring), named before the first client;
+        // a provider already installed is kept.
+        let _ = rustls::crypto::ring::default_provider().install_default();
         Puller { client: Client::new(config), mirrors: mirrors.iter().map(|m| host_of(m)).collect(), idle }
     }
 
