@@ -74,6 +74,10 @@ pub fn describe(e: &Event) -> String {
             berth_shared::lab::LabChange::CheckPassed { kind, .. } => format!("lab: {step}: {kind} passed"),
             berth_shared::lab::LabChange::CheckFailed { diagnosis, .. } => format!("lab: {step}: {}", diagnosis.code),
         },
+        Event::ShellCommand { command, exit_code, .. } => match exit_code {
+            0 => format!("$ {command}"),
+            code => format!("$ {command} (exit {code})"),
+        },
         Event::BuildFinished { image, error, .. } => match (image, error) {
             (Some(i), _) => format!("build finished: {}", s(i)),
             (_, Some(e)) => format!("build failed: {e}"),

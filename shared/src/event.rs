@@ -159,6 +159,10 @@ pub enum Event {
     /// The guided lab's progress (`lab::Lab::tick`): a step started, failed
     /// or completed, or one of its checks passed or failed.
     LabProgress { lab: String, step: String, change: crate::lab::LabChange },
+    /// A lab shell ran a command line (the shell reports each one at its
+    /// next prompt): what the learner typed, as bash's history has it, and
+    /// its exit status.
+    ShellCommand { shell: String, command: String, exit_code: i32 },
 }
 
 /// How a file changed, as `docker diff` tells it.

@@ -16,4 +16,4 @@ pub mod vi;
 pub use container::{RwLayer, Status};
 pub use event::{EngineMode, Envelope, Event, Mount, SCHEMA_VERSION};
 pub use record::{parse_cast, Frame, Recording, StreamMsg};
-pub use state::{apply, Bridge, Container, DaemonInfo, Endpoint, Image, Layer, Network, PublishedPort, State, Volume};
+pub use state::{apply, Bridge, Container, DaemonInfo, Endpoint, Image, Layer, Network, PublishedPort, ShellCommand, State, Volume};

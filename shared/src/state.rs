@@ -56,6 +56,21 @@ pub struct State {
     /// The guided lab's progress as its events left it, by lab ID.
     #[serde(default)]
     pub lab: BTreeMap<String, crate::lab::LabRecord>,
+    /// The lab shells' last command lines, oldest first (at most
+    /// [`MAX_COMMANDS`]).
+    #[serde(default)]
+    pub commands: Vec<ShellCommand>,
+}
+
+/// How many of the shells' last commands [`State`] keeps.
+pub const MAX_COMMANDS: usize = 20;
+
+/// A command line a lab shell ran.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ShellCommand {
+    pub shell: String,
+    pub command: String,
+    pub exit_code: i32,
 }
 
 /// A published port.
@@ -564,6 +579,11 @@ pub fn apply(state: &mut State, event: &Event) {
         }
         Event::LabProgress { lab, step, change } => {
             state.lab.entry(lab.clone()).or_default().apply(step, change);
+        }
+        Event::ShellCommand { shell, command, exit_code } => {
+            state.commands.push(ShellCommand { shell: shell.clone(), command: command.clone(), exit_code: *exit_code });
+            let over = state.commands.len().saturating_sub(MAX_COMMANDS);
+            state.commands.drain(..over);
         }
         Event::BuildFinished { build, image, error } => {
             if let Some(b) = state.builds.get_mut(build) {

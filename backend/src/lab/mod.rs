@@ -2,6 +2,7 @@
 //! the live event stream, terminal sessions and their recordings.
 
 pub mod auth;
+pub mod marks;
 pub mod stream;
 pub mod terminals;
 

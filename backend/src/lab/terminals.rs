@@ -234,10 +234,13 @@ fn shell_command(st: &AppState, slave: &OwnedFd) -> std::io::Result<std::process
         let rc = st.config.data_root.join("lab-bashrc");
         let _ = std::fs::write(
             &rc,
-            "[ -f /etc/bash.bashrc ] && . /etc/bash.bashrc\n[ -f ~/.bashrc ] && . ~/.bashrc\n\
+            format!(
+                "[ -f /etc/bash.bashrc ] && . /etc/bash.bashrc\n[ -f ~/.bashrc ] && . ~/.bashrc\n\
              PS1='\\[\\e[1;32m\\]\\u@\\h\\[\\e[0m\\]:\\[\\e[1;34m\\]\\w\\[\\e[0m\\]\\$ '\n\
              # The lab's commands say `sudo`; the learner is root already.\n\
-             command -v sudo >/dev/null 2>&1 || sudo() { \"$@\"; }\n",
+             command -v sudo >/dev/null 2>&1 || sudo() {{ \"$@\"; }}\n{}",
+                super::marks::BASHRC
+            ),
         );
         cmd.arg("--rcfile").arg(rc).arg("-i");
     }
@@ -310,7 +313,7 @@ fn start_shell(st: &AppState, owner: &str, id: &str, (cols, rows): (u16, u16)) -
         daemon_stopping: false.into(),
         done,
     });
-    tokio::spawn(run_shell(shell.clone(), master, child, rx_input, rec, events, stop_rx, done_tx));
+    tokio::spawn(run_shell(shell.clone(), master, child, rx_input, rec, (st.bus.clone(), events), stop_rx, done_tx));
     Ok(shell)
 }
 
@@ -328,7 +331,7 @@ async fn run_shell(
     mut child: std::process::Child,
     mut rx_input: mpsc::Receiver<Input>,
     mut rec: Recorder,
-    mut events: broadcast::Receiver<berth_shared::Envelope>,
+    (bus, mut events): (Arc<crate::events::EventBus>, broadcast::Receiver<berth_shared::Envelope>),
     mut stop: watch::Receiver<bool>,
     done: watch::Sender<bool>,
 ) {
@@ -336,12 +339,18 @@ async fn run_shell(
     // Output not yet sent: partial UTF-8 sequences wait for the next chunk.
     let mut pending = Vec::new();
     let mut keys: VecDeque<u8> = VecDeque::new();
+    // The command marks bash prints at each prompt (see `marks`).
+    let mut marks = super::marks::Marks::default();
     loop {
         tokio::select! {
             out = master.read(&mut buf) => match out {
                 Ok(0) | Err(_) => break, // the shell exited
                 Ok(n) => {
-                    pending.extend_from_slice(&buf[..n]);
+                    let (out, commands) = marks.scan(&buf[..n]);
+                    for c in commands {
+                        bus.emit(berth_shared::Event::ShellCommand { shell: shell.id.clone(), command: c.command, exit_code: c.exit_code });
+                    }
+                    pending.extend_from_slice(&out);
                     let valid = match std::str::from_utf8(&pending) {
                         Ok(_) => pending.len(),
                         Err(e) if e.error_len().is_none() => e.valid_up_to(),

@@ -13,7 +13,9 @@ pub mod progress;
 
 pub use checks::{normalize_reference, Check, Diagnosis, Element, Severity};
 pub use format::{code_blocks, node1_address, CodeBlock, Lab, LabError, Step};
-pub use progress::{evaluate, progress_events, CheckStatus, LabChange, LabRecord, StepRecord, StepState, StepStatus};
+pub use progress::{
+    evaluate, progress_events, CheckStatus, LabChange, LabRecord, LabTimes, StepRecord, StepRow, StepState, StepStatus, StepTimes,
+};
 
 /// The files of labs/deploy-docker, embedded (the page has no file system).
 pub const DEPLOY_DOCKER_FILES: &[(&str, &str)] = &[

@@ -247,3 +247,104 @@ impl Lab {
         state.lab.get(&self.id).cloned().unwrap_or_default().statuses(self)
     }
 }
+
+/// When each step of a lab started and completed, how often it failed and
+/// with which diagnosis codes, taken from the progress events as they came
+/// (their envelopes' times): the "time spent per step" of a class's export.
+/// Progress events of other labs are not taken.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct LabTimes {
+    pub steps: BTreeMap<String, StepTimes>,
+}
+
+/// One step's times (Unix ms) and failures.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct StepTimes {
+    /// It first became the step to work on (current, or failed before it completed).
+    pub started_ms: Option<u64>,
+    /// It first completed.
+    pub completed_ms: Option<u64>,
+    /// How many times it turned failed.
+    pub failures: u32,
+    /// The diagnosis codes its checks failed with, first seen first.
+    pub codes: Vec<String>,
+}
+
+impl StepTimes {
+    /// Seconds from start to completion; a step completed before it was
+    /// ever current took none of the learner's time on its own.
+    pub fn seconds(&self) -> Option<f64> {
+        let done = self.completed_ms?;
+        let start = self.started_ms.unwrap_or(done).min(done);
+        Some((done - start) as f64 / 1000.0)
+    }
+}
+
+impl LabTimes {
+    /// Takes one event of a learner's stream.
+    pub fn take(&mut self, lab_id: &str, env: &crate::event::Envelope) {
+        let Event::LabProgress { lab, step, change } = &env.event else { return };
+        if lab != lab_id {
+            return;
+        }
+        let s = self.steps.entry(step.clone()).or_default();
+        match change {
+            LabChange::StepStarted => {
+                s.started_ms.get_or_insert(env.time_ms);
+            }
+            LabChange::StepFailed => {
+                s.failures += 1;
+                if s.completed_ms.is_none() {
+                    s.started_ms.get_or_insert(env.time_ms);
+                }
+            }
+            LabChange::StepCompleted => {
+                s.completed_ms.get_or_insert(env.time_ms);
+            }
+            LabChange::CheckFailed { diagnosis, .. } => {
+                if !s.codes.contains(&diagnosis.code) {
+                    s.codes.push(diagnosis.code.clone());
+                }
+            }
+            LabChange::CheckPassed { .. } => {}
+        }
+    }
+
+    /// One row per step of `lab`, in its order, with the recorded state:
+    /// what a class's progress export lists for a learner.
+    pub fn rows(&self, lab: &Lab, record: &LabRecord) -> Vec<StepRow> {
+        lab.steps
+            .iter()
+            .map(|step| {
+                let t = self.steps.get(&step.id).cloned().unwrap_or_default();
+                let r = record.steps.get(&step.id).cloned().unwrap_or_default();
+                StepRow {
+                    step: step.id.clone(),
+                    title: step.title.clone(),
+                    state: r.state,
+                    completed: r.completed,
+                    seconds: t.seconds(),
+                    started_ms: t.started_ms,
+                    completed_ms: t.completed_ms,
+                    failures: t.failures,
+                    codes: t.codes,
+                }
+            })
+            .collect()
+    }
+}
+
+/// A step of one learner's progress, as exported.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct StepRow {
+    pub step: String,
+    pub title: String,
+    pub state: StepState,
+    pub completed: bool,
+    /// Time spent on it (see [`StepTimes::seconds`]).
+    pub seconds: Option<f64>,
+    pub started_ms: Option<u64>,
+    pub completed_ms: Option<u64>,
+    pub failures: u32,
+    pub codes: Vec<String>,
+}

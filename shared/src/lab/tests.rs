@@ -249,7 +249,62 @@ fn progress_and_file_events_round_trip_through_the_stream_json() {
     let mut old = serde_json::to_value(State::default()).unwrap();
     old.as_object_mut().unwrap().remove("lab");
     old.as_object_mut().unwrap().remove("files");
+    old.as_object_mut().unwrap().remove("commands");
     assert_eq!(serde_json::from_value::<State>(old).unwrap(), State::default());
+}
+
+#[test]
+fn step_times_run_from_first_current_to_first_completed_and_count_failures_and_codes() {
+    let lab = lab();
+    let (a, b) = (lab.steps[0].id.clone(), lab.steps[1].id.clone());
+    let d = |code: &str| Diagnosis { code: code.into(), severity: Severity::Broken, message: "m".into(), element: None };
+    let ev = |t: u64, lab: &str, step: &str, change: LabChange| {
+        Envelope::new(t, t, Event::LabProgress { lab: lab.into(), step: step.into(), change })
+    };
+    let mut times = LabTimes::default();
+    let mut record = LabRecord::default();
+    for e in [
+        ev(1_000, &lab.id, &a, LabChange::StepStarted),
+        ev(2_000, &lab.id, &a, LabChange::CheckFailed { check: 0, kind: "k".into(), diagnosis: d("port.dnat_missing") }),
+        ev(2_000, &lab.id, &a, LabChange::StepFailed),
+        ev(3_000, &lab.id, &a, LabChange::CheckFailed { check: 0, kind: "k".into(), diagnosis: d("port.dnat_missing") }),
+        ev(3_500, &lab.id, &a, LabChange::CheckFailed { check: 1, kind: "k".into(), diagnosis: d("container.missing") }),
+        ev(4_000, &lab.id, &a, LabChange::StepStarted),
+        ev(6_500, &lab.id, &a, LabChange::StepCompleted),
+        // Completing again later changes nothing; another lab's events are not ours.
+        ev(9_000, &lab.id, &a, LabChange::StepCompleted),
+        ev(9_000, "other-lab", &a, LabChange::StepStarted),
+        // A step done before it was ever current took no time of its own.
+        ev(7_000, &lab.id, &b, LabChange::StepCompleted),
+        Envelope::new(8, 8, Event::ShellCommand { shell: "t1".into(), command: "docker ps".into(), exit_code: 0 }),
+    ] {
+        times.take(&lab.id, &e);
+        if let Event::LabProgress { lab: l, step, change } = &e.event {
+            if *l == lab.id {
+                record.apply(step, change);
+            }
+        }
+    }
+    let sa = &times.steps[&a];
+    assert_eq!((sa.started_ms, sa.completed_ms, sa.failures), (Some(1_000), Some(6_500), 1));
+    assert_eq!(sa.codes, vec!["port.dnat_missing".to_string(), "container.missing".to_string()]);
+    assert_eq!(sa.seconds(), Some(5.5));
+    assert_eq!(times.steps[&b].seconds(), Some(0.0));
+    let rows = times.rows(&lab, &record);
+    assert_eq!(rows.len(), lab.steps.len());
+    assert_eq!((rows[0].state, rows[0].completed, rows[0].seconds), (StepState::Passed, true, Some(5.5)));
+    assert_eq!((rows[2].seconds, rows[2].failures, rows[2].state), (None, 0, StepState::Pending));
+}
+
+#[test]
+fn a_state_keeps_the_shells_last_twenty_commands() {
+    let mut s = State::default();
+    for i in 0..25 {
+        apply(&mut s, &Event::ShellCommand { shell: "t1".into(), command: format!("echo {i}"), exit_code: i % 2 });
+    }
+    assert_eq!(s.commands.len(), crate::state::MAX_COMMANDS);
+    assert_eq!(s.commands.first().map(|c| c.command.as_str()), Some("echo 5"));
+    assert_eq!(s.commands.last().map(|c| (c.command.as_str(), c.exit_code)), Some(("echo 24", 0)));
 }
 
 // ---- each check kind, against states built from events ----
