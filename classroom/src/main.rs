@@ -17,7 +17,7 @@ struct Args {
     /// Where the hub listens.
     #[arg(long, env = "BERTH_HUB_ADDR", default_value = "127.0.0.1:8090")]
     addr: SocketAddr,
-    /// The hub's state: its token file and the learners' nodes.
+    /// The hub's state: its token file, the learners' nodes, and the archive of each class (events, recordings).
     #[arg(long, env = "BERTH_HUB_STATE", default_value = "/var/lib/berth-hub")]
     state_dir: PathBuf,
     /// The instructor's token file (made, mode 0600, if missing; default `<state-dir>/instructor-token`).
@@ -130,6 +130,7 @@ async fn run(args: Args) -> anyhow::Result<()> {
     cfg.allowed_origins = args.allowed_origins.clone();
     // The same page is the instructor's dashboard at /hub/.
     cfg.page_dir = Some(page_dir);
+    cfg.archive_dir = Some(args.state_dir.join("archive"));
     let hub = Hub::new(cfg, spawner);
     hub.start_reaper(Duration::from_millis(args.reap_every_ms.max(50)));
     let app = berth_classroom::hub::routes::app(hub.clone());

@@ -35,22 +35,28 @@ pub async fn follow_node(hub: Arc<Hub>, learner: String) {
         let Some(node) = l.node.clone().filter(|n| n.phase == Phase::Running) else { return };
         let Some(addr) = node.addr.clone() else { return };
         let t = Target { node: node.id.clone(), learner: l.id.clone(), addr, secret: l.secret.clone() };
-        let tag = |raw: &str| {
+        let lab = hub.class(&l.class).map(|(c, _)| c.lab).unwrap_or_default();
+        let progress = hub.progress_of(&l.id);
+        let archive = hub.cfg.archive_dir.as_ref().map(|a| super::progress::learner_dir(a, &l.class, &l.id));
+        let tag = |raw: &str, hub_ms: u64| {
             // The node's frame is JSON already: embedded as-is.
             format!(
-                "{{\"learner\":{},\"name\":{},\"class\":{},\"node\":{},\"hub_ms\":{},\"msg\":{raw}}}",
+                "{{\"learner\":{},\"name\":{},\"class\":{},\"node\":{},\"hub_ms\":{hub_ms},\"msg\":{raw}}}",
                 json!(l.id),
                 json!(l.name),
                 json!(l.class),
                 json!(node.id),
-                now_ms()
             )
         };
         match super::proxy::connect_events(&t).await {
             Ok(mut ws) => {
                 while let Some(Ok(m)) = ws.next().await {
                     if let tokio_tungstenite::tungstenite::Message::Text(text) = m {
-                        let _ = hub.feed.send(tag(text.as_str()).into());
+                        let hub_ms = now_ms();
+                        let _ = hub.feed.send(tag(text.as_str(), hub_ms).into());
+                        let mut p = progress.lock().unwrap_or_else(|e| e.into_inner());
+                        p.take_frame(&lab, text.as_str());
+                        p.archive(archive.as_deref(), hub_ms, text.as_str());
                     }
                 }
             }

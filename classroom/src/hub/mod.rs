@@ -4,9 +4,12 @@
 //! (its spawner's nodes are removed at its shutdown).
 
 pub mod auth;
+pub mod export;
 pub mod feed;
+pub mod progress;
 pub mod proxy;
 pub mod routes;
+pub mod teach;
 
 use std::collections::{BTreeMap, HashMap};
 use std::sync::{Arc, Mutex};
@@ -36,6 +39,9 @@ pub struct HubConfig {
     /// The built page (Trunk's dist): served at `/hub/` as the instructor's
     /// dashboard; `None`: the server-rendered classes page is all there is.
     pub page_dir: Option<std::path::PathBuf>,
+    /// Where each learner's events and recordings are kept (see
+    /// `progress`); `None`: nothing is written.
+    pub archive_dir: Option<std::path::PathBuf>,
 }
 
 impl HubConfig {
@@ -48,6 +54,7 @@ impl HubConfig {
             max_expiry: Duration::from_secs(14 * 24 * 3600),
             max_capacity: 500,
             page_dir: None,
+            archive_dir: None,
         }
     }
 }
@@ -56,7 +63,7 @@ fn now_s() -> u64 {
     SystemTime::now().duration_since(UNIX_EPOCH).unwrap_or_default().as_secs()
 }
 
-fn ms(t: SystemTime) -> u64 {
+pub(crate) fn ms(t: SystemTime) -> u64 {
     t.duration_since(UNIX_EPOCH).unwrap_or_default().as_millis() as u64
 }
 
@@ -96,6 +103,8 @@ pub struct Learner {
     pub shells: Vec<String>,
     /// Their hand is raised (the page's help button), since Unix ms.
     pub hand_ms: Option<u64>,
+    /// The instructor typing in their terminal.
+    pub takeover: Option<teach::Takeover>,
 }
 
 /// What a class create request carries.
@@ -132,6 +141,12 @@ pub enum HubError {
 struct Inner {
     classes: BTreeMap<String, Class>,
     learners: BTreeMap<String, Learner>,
+    /// Every takeover, oldest first.
+    takeovers: Vec<teach::TakeoverEntry>,
+    /// The last broadcasts, oldest first.
+    broadcasts: Vec<teach::Broadcast>,
+    /// Each learner's progress as their node's stream told it.
+    progress: HashMap<String, Arc<Mutex<progress::LearnerProgress>>>,
 }
 
 /// The hub: config, state, sessions, the spawner and the feed.
@@ -144,6 +159,8 @@ pub struct Hub {
     inner: Mutex<Inner>,
     /// Every learner's events, tagged (the instructor's feed).
     pub feed: broadcast::Sender<Arc<str>>,
+    /// Takeovers and broadcasts, for the learners' pages.
+    pub notices: broadcast::Sender<teach::Notice>,
     /// The HTTP client the proxy uses.
     pub client: proxy::Client,
 }
@@ -158,6 +175,7 @@ impl Hub {
             tickets: Tickets::default(),
             inner: Mutex::default(),
             feed: broadcast::channel(4096).0,
+            notices: broadcast::channel(256).0,
             client: proxy::client(),
         })
     }
@@ -261,6 +279,11 @@ impl Hub {
         true
     }
 
+    /// The learner's progress record (made on first use).
+    pub fn progress_of(&self, learner: &str) -> Arc<Mutex<progress::LearnerProgress>> {
+        self.lock().progress.entry(learner.to_string()).or_default().clone()
+    }
+
     pub fn note_shell(&self, learner: &str, shell: &str) {
         if let Some(l) = self.lock().learners.get_mut(learner) {
             l.shells.retain(|s| s != shell);
@@ -300,6 +323,7 @@ impl Hub {
                 secret: berth_backend::lab::auth::random_hex(24),
                 shells: Vec::new(),
                 hand_ms: None,
+                takeover: None,
             };
             inner.learners.insert(l.id.clone(), l.clone());
             (l, class)
@@ -363,6 +387,10 @@ impl Hub {
     /// Removes a class's nodes and marks it expired (the reaper), or
     /// forgets it (`forget`: the instructor deleted it).
     pub async fn end_class(&self, id: &str, forget: bool) -> Result<(), HubError> {
+        if self.class(id).is_some_and(|(c, _)| !c.expired) {
+            // What the nodes recorded is kept before they go.
+            self.save_class_recordings(id).await;
+        }
         let learners: Vec<Learner> = {
             let mut inner = self.lock();
             let Some(c) = inner.classes.get_mut(id) else { return Err(HubError::NotFound(format!("no such class: {id}"))) };
@@ -460,6 +488,7 @@ pub fn learner_json(l: &Learner) -> serde_json::Value {
         "last_activity_ms": l.last_activity_ms,
         "error": l.error,
         "hand_ms": l.hand_ms,
+        "takeover": l.takeover,
         "node": l.node.as_ref().map(|n| serde_json::json!({
             "id": n.id,
             "phase": n.phase,

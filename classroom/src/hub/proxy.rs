@@ -6,7 +6,9 @@
 //! The terminal takes a hub ticket as its first message (the page asked
 //! `POST …/api/terminal/ticket` of the hub); the hub then asks the node for
 //! a node ticket and presents it. A read-only viewer (the instructor)
-//! watches the learner's own shell: nothing they send reaches it.
+//! watches the learner's own shell: nothing they send reaches it, but for
+//! their keystrokes while they have taken the terminal over (see `teach`);
+//! a takeover ends when its instructor's terminal socket closes.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -155,13 +157,24 @@ async fn close(socket: &mut WebSocket, code: u16, reason: &str) {
     let _ = socket.send(ws::Message::Close(Some(ws::CloseFrame { code, reason: reason.into() }))).await;
 }
 
-/// Pumps both ways until either side ends. A read-only viewer's messages
-/// are dropped (a Close still ends the pump).
+/// Who is on the client's side of a pump.
+#[derive(Clone, Debug)]
+enum Access {
+    /// The node's learner.
+    Owner,
+    /// A read-only viewer: nothing they send goes on (a Close still ends the pump).
+    ReadOnly,
+    /// The instructor's session on the learner's terminal: their keystrokes
+    /// (binary frames; never resizes) go on while they hold a takeover.
+    Watcher(String),
+}
+
+/// Pumps both ways until either side ends.
 async fn pump(
     hub: Arc<Hub>,
     client: WebSocket,
     node: tokio_tungstenite::WebSocketStream<tokio::net::TcpStream>,
-    read_only: bool,
+    access: Access,
     learner: String,
 ) {
     let (mut c_tx, mut c_rx) = client.split();
@@ -181,10 +194,15 @@ async fn pump(
                 let _ = n_tx.send(to_node(m)).await;
                 break;
             }
-            if read_only {
-                continue;
+            match &access {
+                Access::Owner => hub.touch(&learner),
+                Access::ReadOnly => continue,
+                Access::Watcher(session) => {
+                    if !(matches!(m, ws::Message::Binary(_)) && hub.may_type(&learner, session)) {
+                        continue;
+                    }
+                }
             }
-            hub.touch(&learner);
             if n_tx.send(to_node(m)).await.is_err() {
                 break;
             }
@@ -209,23 +227,32 @@ pub async fn websocket(hub: Arc<Hub>, ws: WebSocketUpgrade, t: Target, path: Str
             return message(StatusCode::BAD_GATEWAY, "your node1 does not answer");
         }
     };
-    ws.on_upgrade(move |socket| pump(hub, socket, node, read_only, t.learner))
+    let access = if read_only { Access::ReadOnly } else { Access::Owner };
+    ws.on_upgrade(move |socket| pump(hub, socket, node, access, t.learner))
 }
 
-/// Asks the node for a terminal ticket.
-async fn node_ticket(hub: &Hub, t: &Target) -> Result<String, String> {
+/// Asks the node itself (with the secret): the body of a 2xx answer.
+pub async fn ask(hub: &Hub, t: &Target, method: Method, path: &str) -> Result<axum::body::Bytes, String> {
     let req = Request::builder()
-        .method(Method::POST)
-        .uri(format!("http://{}/api/terminal/ticket", t.addr))
+        .method(method)
+        .uri(format!("http://{}{path}", t.addr))
         .header(header::AUTHORIZATION, bearer(&t.secret))
         .header(header::HOST, &t.addr)
         .body(Body::empty())
         .map_err(|e| e.to_string())?;
-    let resp = hub.client.request(req).await.map_err(|e| e.to_string())?;
+    let resp = tokio::time::timeout(Duration::from_secs(60), hub.client.request(req))
+        .await
+        .map_err(|_| "the node did not answer in time".to_string())?
+        .map_err(|e| e.to_string())?;
     if !resp.status().is_success() {
         return Err(format!("the node answered {}", resp.status()));
     }
-    let body = http_body_util::BodyExt::collect(resp.into_body()).await.map_err(|e| e.to_string())?.to_bytes();
+    Ok(http_body_util::BodyExt::collect(resp.into_body()).await.map_err(|e| e.to_string())?.to_bytes())
+}
+
+/// Asks the node for a terminal ticket.
+async fn node_ticket(hub: &Hub, t: &Target) -> Result<String, String> {
+    let body = ask(hub, t, Method::POST, "/api/terminal/ticket").await?;
     let v: serde_json::Value = serde_json::from_slice(&body).map_err(|e| e.to_string())?;
     v["ticket"].as_str().map(str::to_string).ok_or_else(|| "no ticket in the node's answer".into())
 }
@@ -262,7 +289,14 @@ pub async fn terminal(hub: Arc<Hub>, ws: WebSocketUpgrade, t: Target, path: Stri
         if node.send(tungstenite::Message::Text(json!({ "ticket": nt }).to_string().into())).await.is_err() {
             return close(&mut socket, 1011, "your node1 does not answer").await;
         }
-        pump(hub, socket, node, read_only, t.learner).await;
+        if !read_only {
+            return pump(hub, socket, node, Access::Owner, t.learner).await;
+        }
+        pump(hub.clone(), socket, node, Access::Watcher(session.clone()), t.learner.clone()).await;
+        // The instructor left the learner's terminal: their takeover ends.
+        if hub.may_type(&t.learner, &session) {
+            let _ = hub.set_takeover(&t.learner, &session, false);
+        }
     })
 }
 

@@ -6,12 +6,18 @@
 //! | `GET /hub/`, `GET /hub/{page file}` | instructor: the dashboard (the page's dist, which shows the dashboard under `/hub/`) |
 //! | `GET /hub/classes` | instructor: the classes page (create a class, join links) |
 //! | `GET,POST /hub/api/classes`, `GET,DELETE /hub/api/classes/{id}` | instructor |
+//! | `GET /hub/api/classes/{id}/progress.json`, `…/progress.csv`, `…/export.tar` | instructor: the class's progress, and everything kept of it |
+//! | `GET,POST /hub/api/classes/{id}/broadcasts` | instructor: messages (and a command to try) to the class's pages (`{"text", "command"}`) |
+//! | `GET /hub/api/takeovers` | instructor: every terminal takeover (who, whose, from, until) |
 //! | `GET /hub/api/feed` (WebSocket) | instructor: every learner's events, tagged |
 //! | `GET,POST /join/{code}` | anyone with a class's join link: a learner session and a node |
 //! | `GET /hub/api/me` | learner: their own node's status |
 //! | `GET,POST /api/hub/hand` (also under `/n/{node}/`) | learner: their raised hand (`{"raised": bool}`; POST needs the hub's Origin) |
+//! | `GET /api/hub/view` (also under `/n/{node}/`) | the node's learner and the instructor: whose page this is, who is looking, the takeover |
+//! | `GET /api/hub/notices` (WebSocket; also under `/n/{node}/`) | the node's learner and the instructor: takeovers and broadcasts |
+//! | `POST /n/{node}/api/hub/takeover` | instructor: `{"active": bool}` starts or ends typing in the learner's terminal (the Origin must be the hub's) |
 //! | `/`, `/api/*` and the page's files (HTTP and WebSockets) | learner: proxied to their own node |
-//! | `/n/{node}/…` | the instructor (read-only: GET/HEAD, the event stream, the terminal's output) and that node's learner |
+//! | `/n/{node}/…` | the instructor (read-only: GET/HEAD, the event stream, the terminal's output; keystrokes only during their takeover) and that node's learner |
 //!
 //! Every request carrying an Origin must come from the hub's own origin or
 //! `--allowed-origin`; a WebSocket upgrade with a cookie must carry one.
@@ -51,6 +57,9 @@ pub fn app(hub: Arc<Hub>) -> Router {
         .route("/hub/login", get(login_form).post(login))
         .route("/hub/api/classes", get(list_classes).post(create_class))
         .route("/hub/api/classes/{id}", get(get_class).delete(delete_class))
+        .route("/hub/api/classes/{id}/broadcasts", get(list_broadcasts).post(send_broadcast))
+        .route("/hub/api/classes/{id}/{file}", get(class_file))
+        .route("/hub/api/takeovers", get(takeovers))
         .route("/hub/api/feed", get(feed))
         .route("/hub/api/me", get(me))
         .route("/join/{code}", get(join_form).post(join))
@@ -251,9 +260,19 @@ async fn to_node(
     if !read_only {
         hub.touch(&l.id);
     }
-    // The raised hand is the hub's: the learner's page asks it here.
-    if path == "/api/hub/hand" {
-        return hand(hub, &l, read_only, req).await;
+    // The raised hand, the view, notices and takeovers are the hub's: the
+    // learner's page (or the instructor's view of it) asks them here.
+    match path.as_str() {
+        "/api/hub/hand" => return hand(hub, &l, read_only, req).await,
+        "/api/hub/view" => return hub_view(hub, &l, session, read_only),
+        "/api/hub/notices" => {
+            let Some(ws) = ws else { return message(StatusCode::BAD_REQUEST, "the notices are a WebSocket") };
+            let (hub, id) = (hub.clone(), l.id.clone());
+            return ws.on_upgrade(move |socket| hub.serve_notices(id, socket));
+        }
+        "/api/hub/takeover" => return takeover(hub, &l, session, read_only, req).await,
+        p if p.starts_with("/api/hub/") => return message(StatusCode::NOT_FOUND, "no such hub route"),
+        _ => {}
     }
     // The terminal's ticket is the hub's: for this session and this node.
     if path == "/api/terminal/ticket" {
@@ -479,6 +498,133 @@ async fn classes_page(State(hub): State<Arc<Hub>>, MaybeCaller(caller): MaybeCal
     );
     html.push_str("<p><a href=/hub/ data-testid=to-dashboard>The class's dashboard</a></p>");
     page(StatusCode::OK, "Classroom", &html)
+}
+
+/// `GET api/hub/view`: whose node this page shows, who looks at it, and
+/// the takeover (the page shows the instructor's banner and buttons).
+fn hub_view(hub: &Arc<Hub>, l: &super::Learner, session: &str, read_only: bool) -> Response {
+    let takeover = l.takeover.as_ref().map(|t| json!({ "by": t.by, "since_ms": t.since_ms, "mine": read_only && t.session == session }));
+    let class = hub.class(&l.class).map(|(c, _)| json!({ "id": c.id, "name": c.name })).unwrap_or_default();
+    (
+        [no_store()],
+        Json(json!({
+            "role": if read_only { "instructor" } else { "learner" },
+            "learner": { "id": l.id, "name": l.name },
+            "class": class,
+            "takeover": takeover,
+        })),
+    )
+        .into_response()
+}
+
+/// `POST /n/{node}/api/hub/takeover`: the instructor starts or ends typing
+/// in the learner's terminal.
+async fn takeover(hub: &Arc<Hub>, l: &super::Learner, session: &str, read_only: bool, req: Request) -> Response {
+    if !read_only {
+        return message(StatusCode::FORBIDDEN, "only the instructor takes over a learner's terminal");
+    }
+    if *req.method() != Method::POST {
+        return message(StatusCode::METHOD_NOT_ALLOWED, "POST {\"active\": true|false}");
+    }
+    // The guard refused other origins; a POST without one is no page of ours.
+    if session != "bearer" && !req.headers().contains_key(header::ORIGIN) {
+        return message(StatusCode::FORBIDDEN, "a takeover needs the page's Origin");
+    }
+    let Ok(body) = axum::body::to_bytes(req.into_body(), 1024).await else {
+        return message(StatusCode::PAYLOAD_TOO_LARGE, "that request is too large");
+    };
+    #[derive(serde::Deserialize)]
+    struct Active {
+        active: bool,
+    }
+    let active = match serde_json::from_slice::<Active>(&body) {
+        Ok(a) => a.active,
+        Err(e) => return message(StatusCode::BAD_REQUEST, &format!("a takeover is {{\"active\": true|false}}: {e}")),
+    };
+    match hub.set_takeover(&l.id, session, active) {
+        Ok(t) => ([no_store()], Json(json!({ "active": t.is_some(), "by": t.as_ref().map(|t| &t.by), "since_ms": t.map(|t| t.since_ms) })))
+            .into_response(),
+        Err(e) => err(e),
+    }
+}
+
+async fn takeovers(State(hub): State<Arc<Hub>>, MaybeCaller(caller): MaybeCaller) -> Response {
+    if let Some(r) = instructor_only(&caller) {
+        return r;
+    }
+    ([no_store()], Json(hub.takeovers())).into_response()
+}
+
+async fn list_broadcasts(State(hub): State<Arc<Hub>>, MaybeCaller(caller): MaybeCaller, Path(id): Path<String>) -> Response {
+    if let Some(r) = instructor_only(&caller) {
+        return r;
+    }
+    if hub.class(&id).is_none() {
+        return message(StatusCode::NOT_FOUND, &format!("no such class: {id}"));
+    }
+    ([no_store()], Json(hub.broadcasts(&id))).into_response()
+}
+
+async fn send_broadcast(
+    State(hub): State<Arc<Hub>>,
+    MaybeCaller(caller): MaybeCaller,
+    Path(id): Path<String>,
+    body: axum::body::Bytes,
+) -> Response {
+    if let Some(r) = instructor_only(&caller) {
+        return r;
+    }
+    #[derive(serde::Deserialize)]
+    struct New {
+        #[serde(default)]
+        text: String,
+        command: Option<String>,
+    }
+    let new = match serde_json::from_slice::<New>(&body) {
+        Ok(n) => n,
+        Err(e) => return message(StatusCode::BAD_REQUEST, &format!("a broadcast is {{\"text\", \"command\"}}: {e}")),
+    };
+    match hub.broadcast(&id, &new.text, new.command.as_deref()) {
+        Ok(b) => (StatusCode::CREATED, [no_store()], Json(b)).into_response(),
+        Err(e) => err(e),
+    }
+}
+
+/// `GET /hub/api/classes/{id}/{progress.json|progress.csv|export.tar}`.
+async fn class_file(State(hub): State<Arc<Hub>>, MaybeCaller(caller): MaybeCaller, Path((id, file)): Path<(String, String)>) -> Response {
+    if let Some(r) = instructor_only(&caller) {
+        return r;
+    }
+    let attachment = |kind: &'static str, name: String| {
+        [
+            (header::CONTENT_TYPE, HeaderValue::from_static(kind)),
+            (
+                header::CONTENT_DISPOSITION,
+                HeaderValue::from_str(&format!("attachment; filename=\"{name}\"")).unwrap_or(HeaderValue::from_static("attachment")),
+            ),
+            no_store(),
+        ]
+    };
+    match file.as_str() {
+        "progress.json" => match hub.progress_json(&id) {
+            Ok(v) => (attachment("application/json", format!("{id}-progress.json")), Json(v)).into_response(),
+            Err(e) => err(e),
+        },
+        "progress.csv" => match hub.progress_export(&id) {
+            Ok((_, learners)) => {
+                (attachment("text/csv; charset=utf-8", format!("{id}-progress.csv")), super::progress::csv(&learners)).into_response()
+            }
+            Err(e) => err(e),
+        },
+        "export.tar" => match hub.export_tar(&id).await {
+            Ok(f) => {
+                let stream = tokio_util::io::ReaderStream::new(tokio::fs::File::from_std(f));
+                (attachment("application/x-tar", format!("{id}-export.tar")), Body::from_stream(stream)).into_response()
+            }
+            Err(e) => err(e),
+        },
+        _ => message(StatusCode::NOT_FOUND, "a class has progress.json, progress.csv and export.tar"),
+    }
 }
 
 async fn list_classes(State(hub): State<Arc<Hub>>, MaybeCaller(caller): MaybeCaller, req: Request) -> Response {

@@ -397,3 +397,181 @@ async fn over_http2_the_uris_authority_is_the_host() {
     assert_eq!(s, StatusCode::CREATED, "{b}");
     assert!(b.contains(&format!("\"join_url\":\"http://{HOST}/join/")), "{b}");
 }
+
+/// An instructor session by the token link (a browser's cookie).
+async fn instructor_cookie(app: &Router) -> String {
+    let (s, h, _) = send(app, get(&format!("/?token={TOKEN}")).body(Body::empty()).unwrap()).await;
+    assert_eq!(s, StatusCode::SEE_OTHER);
+    h[header::SET_COOKIE].to_str().unwrap().split(';').next().unwrap().to_string()
+}
+
+#[tokio::test]
+async fn the_instructor_takes_over_a_terminal_the_learner_is_told_and_every_takeover_is_logged() {
+    let (hub, _, app) = setup().await;
+    let class = new_class(&app, 5).await;
+    let ada = join_as(&app, &class, "ada").await;
+    let l = hub.learners()[0].clone();
+    let node = l.node.clone().unwrap().id;
+    let teacher = instructor_cookie(&app).await;
+    let mut notices = hub.notices.subscribe();
+    let mut feed = hub.feed.subscribe();
+    let take = |cookie: &str, origin: Option<&str>, body: &str| {
+        let mut b = get(&format!("/n/{node}/api/hub/takeover")).method("POST").header(header::COOKIE, cookie);
+        if let Some(o) = origin {
+            b = b.header(header::ORIGIN, o);
+        }
+        b.body(Body::from(body.to_string())).unwrap()
+    };
+    let own = format!("http://{HOST}");
+    // The view says who looks: the learner, or the instructor (read-only).
+    let (s, _, b) = send(&app, get(&format!("/n/{node}/api/hub/view")).header(header::COOKIE, &teacher).body(Body::empty()).unwrap()).await;
+    let v: serde_json::Value = serde_json::from_str(&b).unwrap();
+    assert_eq!(
+        (s, v["role"].as_str(), v["learner"]["name"].as_str(), &v["takeover"]),
+        (StatusCode::OK, Some("instructor"), Some("ada"), &json!(null))
+    );
+    let (_, _, b) = send(&app, get("/api/hub/view").header(header::COOKIE, &ada).body(Body::empty()).unwrap()).await;
+    assert!(b.contains("\"role\":\"learner\""), "{b}");
+    // Neither the learner, nor a POST without the page's Origin, nor garbage.
+    assert_eq!(send(&app, take(&ada, Some(&own), r#"{"active":true}"#)).await.0, StatusCode::FORBIDDEN);
+    assert_eq!(send(&app, take(&teacher, None, r#"{"active":true}"#)).await.0, StatusCode::FORBIDDEN);
+    assert_eq!(send(&app, take(&teacher, Some("http://evil.example"), r#"{"active":true}"#)).await.0, StatusCode::FORBIDDEN);
+    assert_eq!(send(&app, take(&teacher, Some(&own), "yes")).await.0, StatusCode::BAD_REQUEST);
+    assert!(!hub.may_type(&l.id, teacher.split('=').nth(1).unwrap()));
+    let (s, _, b) = send(&app, take(&teacher, Some(&own), r#"{"active":true}"#)).await;
+    assert_eq!(s, StatusCode::OK, "{b}");
+    let session = teacher.split('=').nth(1).unwrap().to_string();
+    assert!(hub.may_type(&l.id, &session), "the instructor's keystrokes now reach the shell");
+    assert!(!hub.may_type(&l.id, "bearer"), "only the session that took over");
+    let n = notices.try_recv().unwrap();
+    let frame: serde_json::Value = serde_json::from_str(&n.frame).unwrap();
+    assert!(matches!(n.to, crate::hub::teach::To::Learner(ref id) if *id == l.id));
+    assert_eq!(frame["takeover"]["active"], json!(true));
+    let by = frame["takeover"]["by"].as_str().unwrap().to_string();
+    assert!(by.starts_with("instructor ") && !by.contains(&session), "{by}");
+    let f: serde_json::Value = serde_json::from_str(&feed.try_recv().unwrap()).unwrap();
+    assert_eq!((f["takeover"]["learner"].as_str(), &f["takeover"]["state"]["active"]), (Some(l.id.as_str()), &json!(true)));
+    // The learner's view shows it; another instructor cannot take it.
+    let (_, _, b) = send(&app, get("/api/hub/view").header(header::COOKIE, &ada).body(Body::empty()).unwrap()).await;
+    assert!(b.contains(&by), "{b}");
+    let other = instructor_cookie(&app).await;
+    assert_eq!(send(&app, take(&other, Some(&own), r#"{"active":true}"#)).await.0, StatusCode::CONFLICT);
+    // Handing back: logged with its end.
+    let (s, _, b) = send(&app, take(&teacher, Some(&own), r#"{"active":false}"#)).await;
+    assert!(s == StatusCode::OK && b.contains("\"active\":false"), "{b}");
+    assert!(!hub.may_type(&l.id, &session));
+    let (s, _, b) = send(&app, instructor("/hub/api/takeovers").body(Body::empty()).unwrap()).await;
+    let log: Vec<serde_json::Value> = serde_json::from_str(&b).unwrap();
+    assert_eq!((s, log.len()), (StatusCode::OK, 1));
+    assert_eq!(
+        (log[0]["learner"].as_str(), log[0]["name"].as_str(), log[0]["by"].as_str()),
+        (Some(l.id.as_str()), Some("ada"), Some(by.as_str()))
+    );
+    assert!(log[0]["ended_ms"].as_u64() >= log[0]["started_ms"].as_u64());
+    assert_eq!(
+        send(&app, get("/hub/api/takeovers").header(header::COOKIE, &ada).body(Body::empty()).unwrap()).await.0,
+        StatusCode::FORBIDDEN
+    );
+    assert_eq!(
+        send(&app, get("/api/hub/nonsense").header(header::COOKIE, &ada).body(Body::empty()).unwrap()).await.0,
+        StatusCode::NOT_FOUND
+    );
+}
+
+#[tokio::test]
+async fn a_broadcast_reaches_its_class_only_and_bad_ones_are_refused() {
+    let (hub, _, app) = setup().await;
+    let monday = new_class(&app, 5).await;
+    let tuesday = new_class(&app, 5).await;
+    let _ada = join_as(&app, &monday, "ada").await;
+    let bob = join_as(&app, &tuesday, "bob").await;
+    let id = monday["id"].as_str().unwrap();
+    let mut notices = hub.notices.subscribe();
+    let post = |b: axum::http::request::Builder, body: &str| b.method("POST").body(Body::from(body.to_string())).unwrap();
+    let url = format!("/hub/api/classes/{id}/broadcasts");
+    for bad in [r#"{"text":""}"#, r#"{"text":"x","command":"a\nb"}"#, "nope", &format!(r#"{{"text":"{}"}}"#, "x".repeat(501))] {
+        assert_eq!(send(&app, post(instructor(&url), bad)).await.0, StatusCode::BAD_REQUEST, "{bad}");
+    }
+    assert_eq!(send(&app, post(get(&url).header(header::COOKIE, &bob), r#"{"text":"hi"}"#)).await.0, StatusCode::FORBIDDEN);
+    assert_eq!(send(&app, post(instructor("/hub/api/classes/cnope/broadcasts"), r#"{"text":"hi"}"#)).await.0, StatusCode::NOT_FOUND);
+    let (s, _, b) = send(&app, post(instructor(&url), r#"{"text":"Try the published port","command":"curl http://localhost:8080"}"#)).await;
+    assert_eq!(s, StatusCode::CREATED, "{b}");
+    let n = notices.try_recv().unwrap();
+    assert!(matches!(n.to, crate::hub::teach::To::Class(ref c) if c == id));
+    let f: serde_json::Value = serde_json::from_str(&n.frame).unwrap();
+    assert_eq!(
+        (f["broadcast"]["text"].as_str(), f["broadcast"]["command"].as_str()),
+        (Some("Try the published port"), Some("curl http://localhost:8080"))
+    );
+    let (_, _, b) = send(&app, instructor(&url).body(Body::empty()).unwrap()).await;
+    assert_eq!(serde_json::from_str::<Vec<serde_json::Value>>(&b).unwrap().len(), 1);
+    assert!(hub.broadcasts(tuesday["id"].as_str().unwrap()).is_empty());
+}
+
+#[tokio::test]
+async fn a_class_exports_its_progress_as_csv_json_and_a_tar() {
+    let fake = Arc::new(Fake { addr: fake_node().await, nodes: Mutex::default(), removed: Mutex::default() });
+    let archive = tempfile::tempdir().unwrap();
+    let mut cfg = HubConfig::new(TOKEN.into());
+    cfg.archive_dir = Some(archive.path().to_path_buf());
+    let hub = Hub::new(cfg, fake);
+    let app = app(hub.clone());
+    let class = new_class(&app, 5).await;
+    let id = class["id"].as_str().unwrap();
+    let _ada = join_as(&app, &class, "ada").await;
+    let l = hub.learners()[0].clone();
+    // Progress as the node's stream tells it.
+    let lab = berth_shared::lab::deploy_docker();
+    let ev = |seq, t, step: &str, change| {
+        berth_shared::StreamMsg::Event(berth_shared::Envelope::new(
+            seq,
+            t,
+            berth_shared::Event::LabProgress { lab: lab.id.clone(), step: step.into(), change },
+        ))
+    };
+    let frame = serde_json::to_string(&vec![
+        ev(1, 1_000, &lab.steps[0].id, berth_shared::lab::LabChange::StepStarted),
+        ev(2, 4_000, &lab.steps[0].id, berth_shared::lab::LabChange::StepCompleted),
+    ])
+    .unwrap();
+    {
+        let p = hub.progress_of(&l.id);
+        let mut p = p.lock().unwrap();
+        p.take_frame(&lab.id, &frame);
+        p.archive(Some(&crate::hub::progress::learner_dir(archive.path(), id, &l.id)), 5, &frame);
+    }
+    let (s, h, b) = send(&app, instructor(&format!("/hub/api/classes/{id}/progress.csv")).body(Body::empty()).unwrap()).await;
+    assert_eq!(s, StatusCode::OK, "{b}");
+    assert!(h[header::CONTENT_TYPE].to_str().unwrap().starts_with("text/csv"));
+    assert!(h[header::CONTENT_DISPOSITION].to_str().unwrap().contains("attachment"));
+    let row = b.lines().nth(1).unwrap();
+    assert!(row.starts_with(&format!("{},ada,{},", l.id, lab.steps[0].id)) && row.contains(",passed,true,3.0,"), "{row}");
+    let (_, _, b) = send(&app, instructor(&format!("/hub/api/classes/{id}/progress.json")).body(Body::empty()).unwrap()).await;
+    let v: serde_json::Value = serde_json::from_str(&b).unwrap();
+    assert_eq!((v["learners"][0]["name"].as_str(), v["learners"][0]["completed"].as_u64()), (Some("ada"), Some(1)));
+    assert_eq!(v["learners"][0]["steps"][0]["seconds"], json!(3.0));
+    // The tar: progress, and the learner's events (the fake node has no recordings list).
+    let (s, _, _) = send(&app, instructor(&format!("/hub/api/classes/{id}/export.tar")).body(Body::empty()).unwrap()).await;
+    assert_eq!(s, StatusCode::OK);
+    let resp = app.clone().oneshot(instructor(&format!("/hub/api/classes/{id}/export.tar")).body(Body::empty()).unwrap()).await.unwrap();
+    let bytes = resp.into_body().collect().await.unwrap().to_bytes();
+    let mut names: Vec<String> =
+        tar::Archive::new(&bytes[..]).entries().unwrap().map(|e| e.unwrap().path().unwrap().display().to_string()).collect();
+    names.sort();
+    assert_eq!(names, ["ada-".to_string() + &l.id + "/events.jsonl", "progress.csv".into(), "progress.json".into()]);
+    // Nothing left behind but the archive itself.
+    let left: Vec<String> =
+        std::fs::read_dir(archive.path().join(id)).unwrap().map(|e| e.unwrap().file_name().to_string_lossy().into_owned()).collect();
+    assert_eq!(left, vec![l.id.clone()]);
+    for bad in ["nope.txt", "..", "progress.json.bak"] {
+        assert_eq!(
+            send(&app, instructor(&format!("/hub/api/classes/{id}/{bad}")).body(Body::empty()).unwrap()).await.0,
+            StatusCode::NOT_FOUND
+        );
+    }
+    assert_eq!(send(&app, instructor("/hub/api/classes/cnope/progress.csv").body(Body::empty()).unwrap()).await.0, StatusCode::NOT_FOUND);
+    assert_eq!(
+        send(&app, get(&format!("/hub/api/classes/{id}/progress.csv")).body(Body::empty()).unwrap()).await.0,
+        StatusCode::UNAUTHORIZED
+    );
+}
