@@ -109,6 +109,27 @@ impl Browser {
         Ok(path)
     }
 
+    /// CPU time (clock ticks, user + system) of chromedriver and every
+    /// browser process it started, so far.
+    pub fn cpu_ticks(&self) -> u64 {
+        let pgid = self.driver.id() as i64;
+        std::fs::read_dir("/proc")
+            .map(|d| {
+                d.flatten()
+                    .filter_map(|e| {
+                        let stat = std::fs::read_to_string(e.path().join("stat")).ok()?;
+                        let f: Vec<&str> = stat.rsplit_once(')')?.1.split_whitespace().collect();
+                        // After the name: state, ppid, pgrp, …, utime (14th field) and stime.
+                        if f.get(2)?.parse::<i64>().ok()? != pgid {
+                            return None;
+                        }
+                        Some(f.get(11)?.parse::<u64>().ok()? + f.get(12)?.parse::<u64>().ok()?)
+                    })
+                    .sum()
+            })
+            .unwrap_or(0)
+    }
+
     /// Closes the browser and ends chromedriver.
     pub async fn close(mut self) {
         let _ = self.client.clone().close().await;

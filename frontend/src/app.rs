@@ -28,6 +28,7 @@ pub fn App() -> impl IntoView {
 fn LabPage() -> impl IntoView {
     let store = provide_store();
     crate::components::steps::provide_lab_view(store);
+    crate::components::classroom::provide_hub();
     let engine = LocalResource::new(api::health);
     // `?sim` in the address asks for the simulated node1 even when a live one answers.
     let want_sim = web_sys::window().and_then(|w| w.location().search().ok()).is_some_and(|q| q.contains("sim"));
@@ -63,8 +64,9 @@ fn LabPage() -> impl IntoView {
                 (Some(Ok(h)), Source::Live { .. }) if h.engine == EngineMode::Live => Some(view! { <a class="switch" href="?sim" data-testid="to-sim">"try the simulated node1"</a> }.into_any()),
                 _ => None,
             }}
-            <crate::components::dashboard::HandButton/>
+            <crate::components::classroom::HubBar/>
         </header>
+        <crate::components::classroom::HubBanners/>
         <main class="lab">
             <StepsPanel/>
             <section class="pane terminal-pane">

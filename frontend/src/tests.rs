@@ -340,6 +340,26 @@ fn the_dashboards_model_keeps_each_learners_state_from_frames_and_rolls_up_why_t
     assert_eq!(order(&tiles, Sort::StuckLongest, &Filter::All)[0], "la", "a raised hand first");
     assert_eq!(order(&tiles, Sort::Name, &Filter::Code("port.dnat_missing".into())), vec!["lb"]);
     assert_eq!(order(&tiles, Sort::Name, &Filter::Step("publish".into())), vec!["lb"]);
+
+    // The last command line (a ShellCommand event from the node), a takeover, a broadcast.
+    assert!(m.tile("la").unwrap().last_command.is_none());
+    let cmd = berth_shared::Envelope::new(
+        9_000,
+        1,
+        berth_shared::Event::ShellCommand { shell: "t1".into(), command: "dokcer ps".into(), exit_code: 127 },
+    );
+    m.take(&serde_json::json!({ "learner": "la", "hub_ms": 10, "msg": StreamMsg::Event(cmd) }).to_string());
+    assert_eq!(m.tile("la").unwrap().last_command, Some(("dokcer ps".to_string(), 127)));
+    let over = |active: bool| serde_json::json!({ "takeover": { "learner": "lb", "class": "c1", "state": { "active": active, "by": "instructor 3f9a1c" } }, "hub_ms": 11 });
+    assert_eq!(m.take(&over(true).to_string()), vec!["lb".to_string()]);
+    assert_eq!(m.tile("lb").unwrap().takeover.as_deref(), Some("instructor 3f9a1c"));
+    m.take(&over(false).to_string());
+    assert_eq!(m.tile("lb").unwrap().takeover, None);
+    let b = serde_json::json!({ "broadcast": { "id": "b1", "class": "c1", "text": "Look at DOCKER", "command": "iptables -t nat -S DOCKER", "at_ms": 12 }, "hub_ms": 12 });
+    assert!(m.take(&b.to_string()).is_empty(), "a broadcast changes no tile");
+    m.take(&b.to_string());
+    assert_eq!(m.sent.len(), 1, "the same broadcast twice is one");
+    assert_eq!(m.sent[0].command.as_deref(), Some("iptables -t nat -S DOCKER"));
 }
 
 #[wasm_bindgen_test]

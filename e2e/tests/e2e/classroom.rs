@@ -12,6 +12,7 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
+use berth_e2e::browser::Browser;
 use berth_e2e::sandbox::Sandbox;
 use futures_util::{SinkExt, StreamExt};
 use tokio_tungstenite::tungstenite::Message;
@@ -293,7 +294,6 @@ async function get(name, path, init) {{
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_page_on_another_origin_opens_no_websocket_to_the_hub_in_chromium() {
-    use berth_e2e::browser::Browser;
     use fantoccini::key::Key;
     use fantoccini::Locator;
     let dist = berth_e2e::repo_root().join("dist");
@@ -542,6 +542,12 @@ async fn bench_classroom() {
     let hub_after = pss_kb(&hub.child.id().to_string());
     let mb_per_learner = (nodes_kb + hub_after.saturating_sub(hub_before)) as f64 / 1024.0 / learners as f64;
 
+    // The instructor's dashboard, in Chromium: every container's first
+    // appearance in a tile, timed in the page (the feed below has each
+    // container's creation time at its node).
+    let dashboard = if std::env::var("BENCH_DASHBOARD").as_deref() != Ok("0") { Some(open_dashboard(&hub, learners).await) } else { None };
+    let cpu0 = dashboard.as_ref().map(|b| b.cpu_ticks()).unwrap_or(0);
+
     // The instructor's feed, timing every event it carries.
     let mut feed =
         ws_connect(&format!("ws://{}/hub/api/feed", hub.addr), &[("authorization", format!("Bearer {}", hub.token))]).await.unwrap();
@@ -550,6 +556,8 @@ async fn bench_classroom() {
     let listener = tokio::spawn(async move {
         let mut lags = Vec::new();
         let mut frames = 0u64;
+        // (learner, container name) → its creation time at the node.
+        let mut created = std::collections::HashMap::new();
         while !stop2.load(std::sync::atomic::Ordering::SeqCst) {
             let Ok(Some(Ok(m))) = tokio::time::timeout(Duration::from_millis(200), feed.next()).await else { continue };
             let at = now_ms();
@@ -564,11 +572,15 @@ async fn bench_classroom() {
                 if e["kind"] == "event" {
                     if let Some(t) = e["time_ms"].as_f64() {
                         lags.push(at - t);
+                        if e["event"]["type"] == "container_created" {
+                            let key = format!("{}/{}", v["learner"].as_str().unwrap_or(""), e["event"]["name"].as_str().unwrap_or(""));
+                            created.entry(key).or_insert(t);
+                        }
                     }
                 }
             }
         }
-        (lags, frames)
+        (lags, frames, created)
     });
     // ACTIVE learners run the lab's commands in their terminals, at once.
     let lab = format!(
@@ -593,7 +605,32 @@ async fn bench_classroom() {
     let busy_s = t0.elapsed().as_secs_f64();
     tokio::time::sleep(Duration::from_secs(1)).await;
     stop.store(true, std::sync::atomic::Ordering::SeqCst);
-    let (mut lags, frames) = listener.await.unwrap();
+    let (mut lags, frames, created) = listener.await.unwrap();
+    // The dashboard: each container's tile lag, and the browser's CPU while the class worked.
+    let (mut tile_lags, cpu_pct) = match &dashboard {
+        Some(b) => {
+            let ticks = b.cpu_ticks().saturating_sub(cpu0) as f64;
+            let hz = nix::unistd::sysconf(nix::unistd::SysconfVar::CLK_TCK).ok().flatten().unwrap_or(100) as f64;
+            let seen = b.client.execute("return window.__seen || {}", vec![]).await.unwrap();
+            let seen = seen.as_object().cloned().unwrap_or_default();
+            let lags: Vec<f64> = created.iter().filter_map(|(k, t)| seen.get(k).and_then(|v| v.as_f64()).map(|s| s - t)).collect();
+            let missing = created.keys().filter(|k| k.contains("/web") && !seen.contains_key(*k)).count();
+            assert_eq!(missing, 0, "containers never shown in their tile: {missing} of {}", created.len());
+            (lags, ticks / hz / busy_s * 100.0)
+        }
+        None => (Vec::new(), f64::NAN),
+    };
+    if let Some(b) = dashboard {
+        b.screenshot("bench-dashboard.png").await.ok();
+        b.close().await;
+    }
+    let tile_p50 = percentile(&mut tile_lags, 0.5);
+    let tile_p99 = percentile(&mut tile_lags, 0.99);
+    eprintln!(
+        "dashboard: {} containers shown in their tiles, lag (node event → tile in the page) p50 {tile_p50:.0} ms, p99 {tile_p99:.0} ms; \
+         the browser (every Chromium process) used {cpu_pct:.0}% of one core while the class worked",
+        tile_lags.len()
+    );
     let join_p50 = percentile(&mut joins.clone(), 0.5);
     let join_max = percentile(&mut joins, 1.0);
     let lag_p50 = percentile(&mut lags, 0.5);
@@ -611,6 +648,41 @@ async fn bench_classroom() {
     let st = hub.stop();
     assert!(st.success());
     println!(
-        "classroom: learners={learners} active={active} join_p50_ms={join_p50:.0} lag_p99_ms={lag_p99:.0} mb_per_learner={mb_per_learner:.1}"
+        "classroom: learners={learners} active={active} join_p50_ms={join_p50:.0} lag_p99_ms={lag_p99:.0} mb_per_learner={mb_per_learner:.1} \
+         tile_lag_p99_ms={tile_p99:.0} dashboard_cpu_pct={cpu_pct:.0}"
     );
+}
+
+/// The instructor's dashboard in Chromium, every learner's tile drawn, with
+/// a recorder of each container's first appearance in a tile
+/// (`window.__seen["<learner>/<name>"]`, Unix ms).
+async fn open_dashboard(hub: &Hub, learners: usize) -> Browser {
+    let b = Browser::start().await.unwrap();
+    b.client.goto(&hub.url(&format!("/?token={}", hub.token))).await.unwrap();
+    b.wait_for_text("[data-testid=feed]", "live", Duration::from_secs(30)).await.unwrap();
+    let start = Instant::now();
+    while b.client.find_all(fantoccini::Locator::Css("[data-testid=tile]")).await.map(|v| v.len()).unwrap_or(0) < learners {
+        assert!(start.elapsed() < Duration::from_secs(60), "the dashboard never drew {learners} tiles");
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    b.client
+        .execute(
+            "window.__seen = {};
+             new MutationObserver(recs => {
+               const now = performance.timeOrigin + performance.now();
+               for (const r of recs) for (const n of r.addedNodes) {
+                 if (n.nodeType !== 1) continue;
+                 const els = n.matches('[data-testid=mini-container]') ? [n] : n.querySelectorAll('[data-testid=mini-container]');
+                 for (const el of els) {
+                   const tile = el.closest('[data-testid=tile]');
+                   const k = tile && (tile.dataset.learner + '/' + el.dataset.name);
+                   if (k && !(k in window.__seen)) window.__seen[k] = now;
+                 }
+               }
+             }).observe(document.body, { subtree: true, childList: true });",
+            vec![],
+        )
+        .await
+        .unwrap();
+    b
 }

@@ -1,6 +1,7 @@
 //! The page's panels, a file each. They share the page's one store and the
 //! lab's view through Leptos' context (`use_store`, `use_context::<LabView>`).
 
+pub mod classroom;
 pub mod dashboard;
 pub mod evidence;
 pub mod filesystem;

@@ -102,7 +102,7 @@ fn state_icon(s: StepState) -> &'static str {
 
 /// Copies text to the clipboard (the page's origin is a secure one:
 /// localhost, or the hub's TLS).
-fn copy(text: &str) {
+pub fn copy(text: &str) {
     if let Some(w) = web_sys::window() {
         let _ = w.navigator().clipboard().write_text(text);
     }

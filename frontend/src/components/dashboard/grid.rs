@@ -108,6 +108,7 @@ fn TileBody(t: Tile) -> impl IntoView {
             {t.hand.then(|| view! { <span class="hand" data-testid="hand" title="asks for help">"hand raised"</span> })}
             <span class="tile-idle" title="since their node's last event" data-testid="idle">{idle}</span>
         </header>
+        {t.takeover.clone().map(|by| view! { <div class="tile-takeover" data-testid="tile-takeover">{format!("{by} is typing in this terminal")}</div> })}
         <div class="tile-step" data-testid="tile-step" data-state=state class:stuck=stuck>
             <span class="dot"></span>
             <span>{step_text}</span>
@@ -116,6 +117,14 @@ fn TileBody(t: Tile) -> impl IntoView {
         {failing.map(|(_, code, msg)| {
             let shown = code.clone();
             view! { <div class="tile-why" data-testid="tile-why" data-code=code title=msg><code>{shown}</code></div> }
+        })}
+        {t.last_command.clone().map(|(cmd, code)| {
+            let title = if code == 0 { "their last command".to_string() } else { format!("their last command: exit status {code}") };
+            view! {
+                <div class="tile-cmd" data-testid="tile-cmd" data-exit=code.to_string() class:failed=code != 0 title=title>
+                    <code>{format!("$ {cmd}")}</code>
+                </div>
+            }
         })}
         <div class="mini">
             {t.bridges.iter().map(|b| view! { <div class="mini-bridge">{b.clone()}</div> }).collect_view()}

@@ -8,12 +8,15 @@
 //!   bridge, published ports and volumes, the step they are on and its
 //!   check state, idle time, a raised hand, a link to their page (read-only);
 //!   sorted and filtered;
-//! - why the class is stuck ([`heatmap`]): failing checks by step × code.
+//! - why the class is stuck ([`heatmap`]): failing checks by step × code;
+//! - each class ([`classes`]): its join link, a broadcast to its learners'
+//!   pages, and its exports.
 //!
-//! The learner's side of a raised hand is [`hand::HandButton`].
+//! The learner's side (a raised hand, the instructor's notices) and the
+//! instructor's view of one learner's page are in [`crate::components::classroom`].
 
+pub mod classes;
 pub mod grid;
-pub mod hand;
 pub mod heatmap;
 pub mod model;
 
@@ -25,9 +28,7 @@ use leptos::prelude::*;
 use leptos::task::spawn_local;
 
 use crate::store::{gloo_net_sleep, now_ms, ws_url};
-use model::{Filter, Model, Sort, Tile};
-
-pub use hand::HandButton;
+use model::{Filter, Model, Sent, Sort, Tile};
 
 /// Is this page the hub's dashboard? The hub serves the page's own
 /// index.html at `/hub/` (to the instructor only); anywhere else it is the lab.
@@ -46,6 +47,8 @@ pub struct Dash {
     /// Now (Unix ms), ticking every second for idle times.
     pub now: RwSignal<f64>,
     pub connected: RwSignal<bool>,
+    /// Broadcasts sent while the dashboard is open.
+    pub sent: RwSignal<Vec<Sent>>,
 }
 
 impl Dash {
@@ -57,21 +60,26 @@ impl Dash {
             filter: RwSignal::new(Filter::All),
             now: RwSignal::new(now_ms()),
             connected: RwSignal::new(false),
+            sent: RwSignal::new(Vec::new()),
         }
     }
 
     /// Takes a burst of feed frames: one update of the tiles.
     pub fn take(&self, frames: &[String]) {
-        let (changed, tiles) = self
+        let (changed, tiles, sent) = self
             .model
             .try_update_value(|m| {
+                let before = m.sent.len();
                 let mut changed: Vec<String> = frames.iter().flat_map(|f| m.take(f)).collect();
                 changed.sort();
                 changed.dedup();
                 let tiles: Vec<Tile> = changed.iter().filter_map(|id| m.tile(id)).collect();
-                (changed, tiles)
+                (changed, tiles, (m.sent.len() != before).then(|| m.sent.clone()))
             })
             .unwrap_or_default();
+        if let Some(sent) = sent {
+            self.sent.set(sent);
+        }
         if changed.is_empty() {
             return;
         }
@@ -171,6 +179,7 @@ pub fn DashboardView(dash: Dash) -> impl IntoView {
             <a class="switch" href="/hub/classes" data-testid="classes">"classes and join links"</a>
         </header>
         <main class="dashboard">
+            <classes::Classes/>
             <heatmap::Heatmap/>
             <grid::Grid/>
         </main>

@@ -28,6 +28,8 @@ pub struct Learner {
     pub whole: bool,
     /// The last events, to apply again over a snapshot fetched late.
     pub recent: VecDeque<Envelope>,
+    /// Who has taken over their terminal.
+    pub takeover: Option<String>,
 }
 
 /// Events kept per learner for a late snapshot.
@@ -63,6 +65,19 @@ pub struct Tile {
     pub hand: bool,
     /// Since when they are on this step (Unix ms).
     pub step_since: f64,
+    /// The last command line their shell ran, and its exit status.
+    pub last_command: Option<(String, i32)>,
+    /// Who has taken over their terminal.
+    pub takeover: Option<String>,
+}
+
+/// A message the instructor sent to a class.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Sent {
+    pub id: String,
+    pub class: String,
+    pub text: String,
+    pub command: Option<String>,
 }
 
 /// The whole class: learners by id.
@@ -70,6 +85,8 @@ pub struct Tile {
 pub struct Model {
     pub lab: Lab,
     pub learners: BTreeMap<String, Learner>,
+    /// Broadcasts sent while this dashboard was open, newest last.
+    pub sent: Vec<Sent>,
 }
 
 fn num(v: &Value) -> Option<f64> {
@@ -78,7 +95,7 @@ fn num(v: &Value) -> Option<f64> {
 
 impl Model {
     pub fn new(lab: Lab) -> Self {
-        Model { lab, learners: BTreeMap::new() }
+        Model { lab, learners: BTreeMap::new(), sent: Vec::new() }
     }
 
     /// Takes one feed frame (its text); returns the learners it changed.
@@ -95,6 +112,22 @@ impl Model {
             let l = self.learners.entry(id.to_string()).or_insert_with(|| Learner { id: id.to_string(), ..Learner::default() });
             l.hand_ms = if raised { Some(l.hand_ms.unwrap_or(at)) } else { None };
             return vec![id.to_string()];
+        }
+        if let Some(t) = v.get("takeover") {
+            let Some(id) = t.get("learner").and_then(Value::as_str) else { return Vec::new() };
+            let st = t.get("state").cloned().unwrap_or_default();
+            let l = self.learners.entry(id.to_string()).or_insert_with(|| Learner { id: id.to_string(), ..Learner::default() });
+            l.takeover = takeover_by(&st);
+            return vec![id.to_string()];
+        }
+        if let Some(b) = v.get("broadcast") {
+            let text = |k: &str| b.get(k).and_then(Value::as_str).map(str::to_string);
+            if let (Some(id), Some(class)) = (text("id"), text("class")) {
+                if !self.sent.iter().any(|s| s.id == id) {
+                    self.sent.push(Sent { id, class, text: text("text").unwrap_or_default(), command: text("command") });
+                }
+            }
+            return Vec::new();
         }
         let (Some(id), Some(msg)) = (v.get("learner").and_then(Value::as_str), v.get("msg")) else { return Vec::new() };
         let msgs: Vec<StreamMsg> = match msg {
@@ -172,6 +205,7 @@ impl Model {
             l.last_ms = l.last_ms.max(t);
         }
         l.hand_ms = r.get("hand_ms").and_then(num);
+        l.takeover = r.get("takeover").and_then(|t| t.get("by")).and_then(Value::as_str).map(str::to_string);
         Some(id)
     }
 
@@ -184,6 +218,14 @@ impl Model {
     pub fn tiles(&self) -> Vec<Tile> {
         self.learners.values().map(|l| tile(&self.lab, l)).collect()
     }
+}
+
+/// `{"active": true, "by": …}` → who.
+fn takeover_by(state: &Value) -> Option<String> {
+    if state.get("active").and_then(Value::as_bool) != Some(true) {
+        return None;
+    }
+    Some(state.get("by").and_then(Value::as_str).unwrap_or("the instructor").to_string())
 }
 
 fn current_step(lab: &Lab, state: &State) -> Option<String> {
@@ -229,6 +271,8 @@ pub fn tile(lab: &Lab, l: &Learner) -> Tile {
         last_ms: l.last_ms,
         hand: l.hand_ms.is_some(),
         step_since: l.step_since.as_ref().map(|(_, t)| *t).unwrap_or(l.last_ms),
+        last_command: s.commands.last().map(|c| (c.command.clone(), c.exit_code)),
+        takeover: l.takeover.clone(),
     }
 }
 
