@@ -22,6 +22,8 @@ pub enum ErrorKind {
     Internal,
     /// 501: not provided by berth.
     NotImplemented,
+    /// 503: not available in this node's state (swarm mode: this node is in no swarm).
+    Unavailable,
 }
 
 impl ErrorKind {
@@ -34,6 +36,7 @@ impl ErrorKind {
             ErrorKind::PayloadTooLarge => StatusCode::PAYLOAD_TOO_LARGE,
             ErrorKind::Internal => StatusCode::INTERNAL_SERVER_ERROR,
             ErrorKind::NotImplemented => StatusCode::NOT_IMPLEMENTED,
+            ErrorKind::Unavailable => StatusCode::SERVICE_UNAVAILABLE,
         }
     }
 }

@@ -1,5 +1,5 @@
 //! Container endpoints: create, start, attach, wait, logs, stop, kill, rm,
-//! ps, inspect, prune, resize.
+//! ps, inspect, prune, resize, top.
 
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -35,6 +35,7 @@ pub fn router() -> Router<AppState> {
         .route("/containers/{id}/resize", post(resize))
         .route("/containers/{id}/logs", get(logs))
         .route("/containers/{id}/changes", get(changes))
+        .route("/containers/{id}/top", get(top))
         .route("/containers/{id}", delete(remove))
 }
 
@@ -47,6 +48,36 @@ pub async fn changes(State(st): State<AppState>, Path(id): Path<String>) -> ApiR
     let (upper, lower) = (std::path::PathBuf::from(&r.layer.upper), r.layer.lower.clone());
     let list = tokio::task::spawn_blocking(move || crate::build::layer::changes(&upper, &lower)).await.unwrap_or_default();
     Ok(Json(Value::Array(list.into_iter().map(|(p, k)| json!({"Path": p, "Kind": k})).collect())))
+}
+
+/// `GET /containers/{id}/top?ps_args=…`: the host's `ps` (default `-ef`),
+/// the container's processes only (see `engine::top`).
+async fn top(State(st): State<AppState>, Path(id): Path<String>, Query(q): Q) -> ApiResult<Json<crate::engine::top::Top>> {
+    use crate::engine::top;
+    let r = st.containers.get(&id)?.record();
+    if r.state.status != Status::Running || r.state.pid <= 0 {
+        return Err(ApiError::new(crate::error::ErrorKind::Conflict, format!("Container {} is not running", r.id)));
+    }
+    let args = top::ps_args(q.get("ps_args").map(String::as_str))?;
+    let pid = r.state.pid;
+    let answer = tokio::task::spawn_blocking(move || -> ApiResult<top::Top> {
+        let pids = top::pids_in_namespace_of(pid)
+            .map_err(|e| ApiError::new(crate::error::ErrorKind::Conflict, format!("the container's processes: {e}")))?;
+        let out = std::process::Command::new("ps")
+            .args(&args)
+            .env("LC_ALL", "C")
+            .output()
+            .map_err(|e| ApiError::new(crate::error::ErrorKind::Internal, format!("Error running ps: {e}")))?;
+        if !out.status.success() {
+            // The client's arguments were not ps's.
+            let why = String::from_utf8_lossy(&out.stderr);
+            return Err(ApiError::bad_request(format!("ps {}: {}", args.join(" "), why.lines().next().unwrap_or("failed"))));
+        }
+        top::parse_ps(&String::from_utf8_lossy(&out.stdout), &pids)
+    })
+    .await
+    .map_err(|e| ApiError::new(crate::error::ErrorKind::Internal, e.to_string()))??;
+    Ok(Json(answer))
 }
 
 fn flag(q: &HashMap<String, String>, k: &str) -> bool {

@@ -26,6 +26,7 @@ pub mod exec;
 pub mod images;
 pub mod model;
 pub mod networks;
+pub mod swarm;
 pub mod system;
 pub mod validate;
 pub mod volumes;
@@ -59,6 +60,7 @@ pub fn app(state: AppState) -> Router {
         .merge(networks::router())
         .merge(volumes::router())
         .merge(build::router())
+        .merge(swarm::router())
         .fallback(|| async { ApiError::not_found("page not found") })
         .layer(axum::extract::DefaultBodyLimit::max(validate::BODY_LIMIT))
         .with_state(state);

@@ -4,4 +4,5 @@ pub mod containers;
 pub mod exec;
 pub mod logs;
 pub mod networking;
+pub mod top;
 pub mod volumes;

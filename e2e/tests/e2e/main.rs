@@ -4,6 +4,7 @@
 //! most of target/ and of the native build's link time). nextest still runs
 //! every test in its own process.
 
+mod api_breadth;
 mod api_input;
 mod build;
 mod classroom;

@@ -1,0 +1,62 @@
+//! What other Docker clients expect beyond the lab's commands, through the
+//! real docker CLI (issue 18, in slices): swarm mode answered as a Docker
+//! engine outside any swarm answers it, unknown routes as Docker's JSON
+//! 404, and `docker top`.
+#![allow(clippy::unwrap_used)] // test code: a failed step should panic with its error
+
+use berth_e2e::sandbox::{node1, out};
+
+#[test]
+fn swarm_commands_fail_as_on_a_docker_engine_outside_a_swarm() {
+    let (sb, d) = node1().unwrap();
+    for (args, want) in [
+        (vec!["node", "ls"], "This node is not a swarm manager."),
+        (vec!["service", "ls"], "This node is not a swarm manager."),
+        (vec!["secret", "ls"], "This node is not a swarm manager."),
+        (vec!["config", "ls"], "This node is not a swarm manager."),
+        (vec!["swarm", "leave", "--force"], "This node is not part of a swarm"),
+    ] {
+        let o = sb.docker(&d, &args).unwrap();
+        let text = out(&o);
+        assert!(!o.status.success(), "docker {}: {text}", args.join(" "));
+        assert!(text.contains(want), "docker {}: {text}", args.join(" "));
+    }
+    let info = sb.docker_ok(&d, &["info", "-f", "{{.Swarm.LocalNodeState}}"]);
+    assert_eq!(info.trim(), "inactive");
+}
+
+#[test]
+fn docker_top_lists_the_containers_processes_and_only_them() {
+    let (sb, d) = node1().unwrap();
+    sb.docker_ok(&d, &["pull", "alpine"]);
+    sb.docker_ok(&d, &["run", "-d", "--name", "sleeper", "alpine", "sh", "-c", "sleep 600 & sleep 700"]);
+    sb.docker_ok(&d, &["exec", "-d", "sleeper", "sleep", "800"]);
+    let mut top = String::new();
+    for _ in 0..50 {
+        top = sb.docker_ok(&d, &["top", "sleeper"]);
+        if top.contains("sleep 800") {
+            break;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(100));
+    }
+    let lines: Vec<&str> = top.lines().collect();
+    assert!(lines[0].split_whitespace().eq(["UID", "PID", "PPID", "C", "STIME", "TTY", "TIME", "CMD"]), "{top}");
+    // (busybox's sh runs its last command in its own place: sleep 700 is PID 1.)
+    for cmd in ["sleep 600", "sleep 700", "sleep 800"] {
+        assert!(lines.iter().any(|l| l.ends_with(cmd)), "{cmd} missing:\n{top}");
+    }
+    assert_eq!(lines.len(), 4, "the container's three processes, nothing of the host's:\n{top}");
+    // ps arguments pass through; ones ps refuses, or that are not ps's, are the client's error.
+    let custom = sb.docker_ok(&d, &["top", "sleeper", "-o", "pid,args"]);
+    assert!(custom.lines().next().unwrap().split_whitespace().eq(["PID", "COMMAND"]), "{custom}");
+    for bad in [vec!["top", "sleeper", "--frobnicate"], vec!["top", "sleeper", "-ef;", "id"]] {
+        let o = sb.docker(&d, &bad).unwrap();
+        assert!(!o.status.success(), "{}", out(&o));
+        assert!(!out(&o).contains("500") && !out(&o).contains("Internal"), "{}", out(&o));
+    }
+    sb.docker_ok(&d, &["stop", "-t", "1", "sleeper"]);
+    let o = sb.docker(&d, &["top", "sleeper"]).unwrap();
+    assert!(!o.status.success() && out(&o).contains("is not running"), "{}", out(&o));
+    let o = sb.docker(&d, &["top", "nonesuch"]).unwrap();
+    assert!(out(&o).contains("No such container: nonesuch"), "{}", out(&o));
+}
