@@ -97,6 +97,22 @@ impl Hub {
         text.split("\r\n\r\n").nth(1).unwrap_or("")
     }
 
+    /// Makes `browser` this session's (a `name=value` cookie from
+    /// [`Hub::join`] or a sign-in): its cookies are replaced.
+    pub async fn browse_as(&self, browser: &crate::browser::Browser, cookie: &str) -> anyhow::Result<()> {
+        let c = &browser.client;
+        c.goto(&self.url("/hub/login")).await?;
+        c.delete_all_cookies().await?;
+        let (k, v) = cookie.split_once('=').ok_or_else(|| anyhow::anyhow!("not a cookie: {cookie}"))?;
+        let mut ck = cookie::Cookie::new(k.to_string(), v.to_string());
+        ck.set_path("/");
+        ck.set_domain(self.addr.rsplit_once(':').map(|(h, _)| h.to_string()).unwrap_or_default());
+        ck.set_same_site(cookie::SameSite::Strict);
+        ck.set_http_only(true);
+        c.add_cookie(ck).await?;
+        Ok(())
+    }
+
     /// An instructor API call (the token as a tool sends it).
     pub fn api(&self, method: &str, path: &str, body: Option<serde_json::Value>) -> (u16, serde_json::Value) {
         let auth = format!("Authorization: Bearer {}", self.token);

@@ -57,6 +57,8 @@ fn cgroups_of(parent: &str) -> Vec<PathBuf> {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn three_learners_each_get_their_own_node1_and_the_instructor_watches_read_only() {
+    let dist = berth_e2e::repo_root().join("dist");
+    assert!(dist.join("index.html").is_file(), "build the page first (trunk build --release)");
     let sb = Sandbox::new().unwrap();
     let mut hub = Hub::start(&sb, &[]);
     let class = hub.new_class("Monday", 3, 900);
@@ -196,6 +198,38 @@ async fn three_learners_each_get_their_own_node1_and_the_instructor_watches_read
         }
     }
     assert!(heard, "cy's new container reached the instructor's feed");
+
+    // Each learner, in their own page (Chromium, through the hub): the first
+    // step's command, run from the steps panel, passes the step there.
+    let browser = Browser::start().await.unwrap();
+    let pages = async {
+        for (i, c) in cookies.iter().enumerate() {
+            hub.browse_as(&browser, c).await?;
+            browser.client.goto(&hub.url("/")).await?;
+            browser.wait_for_text("[data-testid=mode]", "live node1", Duration::from_secs(30)).await?;
+            browser.wait_for_text("[data-testid=terminal]", "@node1", Duration::from_secs(30)).await?;
+            let step = |state: &str| format!("[data-testid=lab-step][data-step=hello][data-state={state}]");
+            browser.client.find(fantoccini::Locator::Css(&step("current"))).await?;
+            browser.client.find(fantoccini::Locator::Css("[data-testid=step-detail] [data-testid=run-in-terminal]")).await?.click().await?;
+            browser.wait_for_text("[data-testid=terminal]", "Hello from Docker!", Duration::from_secs(30)).await?;
+            let start = Instant::now();
+            while browser.client.find(fantoccini::Locator::Css(&step("passed"))).await.is_err() {
+                anyhow::ensure!(start.elapsed() < Duration::from_secs(10), "{}: the first step never passed in their page", names[i]);
+                tokio::time::sleep(Duration::from_millis(100)).await;
+            }
+            browser.screenshot(&format!("classroom-{}-first-step.png", names[i])).await?;
+        }
+        anyhow::Ok(())
+    }
+    .await;
+    browser.close().await;
+    if let Err(e) = pages {
+        panic!("{e:#}\n--- hub log:\n{}", hub.log_text());
+    }
+    for t in terms.iter_mut() {
+        let ps = t.run("docker ps -a --format '{{.Image}}' | grep -c '^hello-world$'").await;
+        assert_eq!(ps.trim(), "1", "each ran hello-world once, on their own node1");
+    }
 
     // Ending the hub removes every node: nothing left.
     drop(terms);

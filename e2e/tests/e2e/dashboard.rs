@@ -158,14 +158,7 @@ async fn the_instructors_dashboard_shows_each_learner_live_why_they_are_stuck_an
         let learner = Browser::start().await?;
         let lc = &learner.client;
         let check = async {
-            lc.goto(&hub.url("/hub/login")).await?;
-            let (k, v) = bob.split_once('=').unwrap();
-            let mut cookie = fantoccini::cookies::Cookie::new(k.to_string(), v.to_string());
-            cookie.set_path("/");
-            cookie.set_domain(hub.addr.rsplit_once(':').map(|(h, _)| h.to_string()).unwrap_or_default());
-            cookie.set_same_site(cookie::SameSite::Strict);
-            cookie.set_http_only(true);
-            lc.add_cookie(cookie).await?;
+            hub.browse_as(&learner, &bob).await?;
             lc.goto(&hub.url("/")).await?;
             wait_for(&learner, "[data-testid=hand-button][data-raised=false]", Duration::from_secs(60))
                 .await
