@@ -543,6 +543,22 @@ pub fn node1() -> anyhow::Result<(Sandbox, Berthd)> {
 impl Sandbox {
     /// Runs the docker CLI and returns its stdout; panics with the output
     /// and berthd's log if it fails (for tests).
+    /// One Engine API request over berthd's socket, as an SDK sends it
+    /// (curl inside node1, `/v1.41`): (status, body).
+    pub fn api(&self, d: &Berthd, method: &str, path: &str, body: Option<&str>) -> (u16, String) {
+        let sock = d.socket.display().to_string();
+        let url = format!("http://berth/v1.41{path}");
+        let mut args = vec!["-sS", "--max-time", "60", "--unix-socket", &sock, "-X", method, "-w", "\n%{http_code}"];
+        if let Some(b) = body {
+            args.extend(["-H", "Content-Type: application/json", "--data-binary", b]);
+        }
+        args.push(&url);
+        let o = self.run("curl", &args).unwrap();
+        let text = String::from_utf8_lossy(&o.stdout).into_owned();
+        let (body, code) = text.rsplit_once('\n').unwrap_or(("", &text));
+        (code.trim().parse().unwrap_or(0), body.to_string())
+    }
+
     pub fn docker_ok(&self, d: &Berthd, args: &[&str]) -> String {
         match self.docker(d, args) {
             Ok(o) if o.status.success() => String::from_utf8_lossy(&o.stdout).into_owned(),

@@ -548,7 +548,7 @@ async fn inspect(State(st): State<AppState>, Path(id): Path<String>) -> ApiResul
         "ProcessLabel": "",
         "AppArmorProfile": "",
         "ExecIDs": null,
-        "HostConfig": r.host_config,
+        "HostConfig": super::defaults::host_config(&r.host_config, std::path::Path::new("/sys/fs/cgroup/cgroup.controllers").exists()),
         "GraphDriver": {
             "Data": {
                 "LowerDir": r.layer.lower.join(":"),

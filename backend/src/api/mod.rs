@@ -21,6 +21,7 @@ use berth_shared::EngineMode;
 
 pub mod build;
 pub mod containers;
+pub mod defaults;
 pub mod events;
 pub mod exec;
 pub mod images;

@@ -1,7 +1,7 @@
 //! What other Docker clients expect beyond the lab's commands, through the
 //! real docker CLI (issue 18, in slices): swarm mode answered as a Docker
 //! engine outside any swarm answers it, unknown routes as Docker's JSON
-//! 404, and `docker top`.
+//! 404, `docker top`, and inspect's HostConfig with every key Docker has.
 #![allow(clippy::unwrap_used)] // test code: a failed step should panic with its error
 
 use berth_e2e::sandbox::{node1, out};
@@ -59,4 +59,41 @@ fn docker_top_lists_the_containers_processes_and_only_them() {
     assert!(!o.status.success() && out(&o).contains("is not running"), "{}", out(&o));
     let o = sb.docker(&d, &["top", "nonesuch"]).unwrap();
     assert!(out(&o).contains("No such container: nonesuch"), "{}", out(&o));
+}
+
+#[test]
+fn inspect_shows_every_host_config_key_with_dockers_defaults_to_a_client_that_sent_few() {
+    let (sb, d) = node1().unwrap();
+    sb.docker_ok(&d, &["pull", "alpine"]);
+    // As the Python SDK's containers.create sends it: no LogConfig, no RestartPolicy.
+    let (s, body) = sb.api(
+        &d,
+        "POST",
+        "/containers/create?name=sdk",
+        Some(r#"{"Image":"alpine","Cmd":["true"],"HostConfig":{"NetworkMode":"default"}}"#),
+    );
+    assert_eq!(s, 201, "{body}");
+    let (s, body) = sb.api(&d, "GET", "/containers/sdk/json", None);
+    assert_eq!(s, 200, "{body}");
+    let v: serde_json::Value = serde_json::from_str(&body).unwrap();
+    let hc = &v["HostConfig"];
+    assert_eq!(hc["LogConfig"]["Type"], "json-file", "{hc}");
+    assert_eq!(hc["RestartPolicy"]["Name"], "no", "{hc}");
+    assert_eq!((hc["Runtime"].as_str(), hc["ShmSize"].as_u64()), (Some("runc"), Some(64 << 20)), "{hc}");
+    for key in ["Binds", "PortBindings", "CapAdd", "Dns", "Devices", "Ulimits", "PidsLimit", "MaskedPaths", "ReadonlyPaths", "ConsoleSize"]
+    {
+        assert!(hc.get(key).is_some(), "HostConfig.{key} missing: {hc}");
+    }
+    // The docker CLI's own create keeps what it sent.
+    sb.docker_ok(&d, &["create", "--name", "cli", "--log-driver", "none", "alpine", "true"]);
+    let f = sb.docker_ok(
+        &d,
+        &[
+            "inspect",
+            "-f",
+            "{{.HostConfig.LogConfig.Type}} {{.HostConfig.RestartPolicy.Name}}:{{.HostConfig.RestartPolicy.MaximumRetryCount}}",
+            "cli",
+        ],
+    );
+    assert_eq!(f.trim(), "none no:0");
 }

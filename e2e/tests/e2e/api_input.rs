@@ -7,20 +7,9 @@ use std::process::Stdio;
 
 use berth_e2e::sandbox::{node1, Berthd, Sandbox};
 
-/// One API request over berthd's socket with curl inside node1:
-/// (status, body).
+/// One API request over berthd's socket (see `Sandbox::api`).
 fn api(sb: &Sandbox, d: &Berthd, method: &str, path: &str, body: Option<&str>) -> (u16, String) {
-    let sock = d.socket.display().to_string();
-    let url = format!("http://berth/v1.41{path}");
-    let mut args = vec!["-sS", "--max-time", "60", "--unix-socket", &sock, "-X", method, "-w", "\n%{http_code}"];
-    if let Some(b) = body {
-        args.extend(["-H", "Content-Type: application/json", "--data-binary", b]);
-    }
-    args.push(&url);
-    let o = sb.run("curl", &args).unwrap();
-    let text = String::from_utf8_lossy(&o.stdout).into_owned();
-    let (body, code) = text.rsplit_once('\n').unwrap_or(("", &text));
-    (code.trim().parse().unwrap_or(0), body.to_string())
+    sb.api(d, method, path, body)
 }
 
 /// The same request `n` times at once; the statuses, sorted.
