@@ -25,6 +25,23 @@ pub fn url(path: &str) -> String {
     path.trim_start_matches('/').to_string()
 }
 
+/// POSTs JSON to `url` (as given: relative to the page, or absolute) and
+/// reads the JSON answer; a refusal is the server's `message`.
+pub async fn post_json<T: serde::de::DeserializeOwned>(url: &str, body: serde_json::Value) -> Result<T, String> {
+    let r = gloo_net::http::Request::post(url)
+        .header("content-type", "application/json")
+        .body(body.to_string())
+        .map_err(|e| e.to_string())?
+        .send()
+        .await
+        .map_err(|e| e.to_string())?;
+    if !r.ok() {
+        let v: serde_json::Value = r.json().await.unwrap_or_default();
+        return Err(v["message"].as_str().map(str::to_string).unwrap_or_else(|| format!("HTTP {}", r.status())));
+    }
+    r.json::<T>().await.map_err(|e| e.to_string())
+}
+
 async fn get(path: &str) -> Result<gloo_net::http::Response, String> {
     let resp = gloo_net::http::Request::get(&url(path)).send().await.map_err(|e| e.to_string())?;
     if !resp.ok() {

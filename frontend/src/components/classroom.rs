@@ -65,18 +65,7 @@ async fn get_json<T: serde::de::DeserializeOwned>(path: &str) -> Option<T> {
 }
 
 async fn post_json<T: serde::de::DeserializeOwned>(path: &str, body: serde_json::Value) -> Result<T, String> {
-    let r = gloo_net::http::Request::post(&crate::api::url(path))
-        .header("content-type", "application/json")
-        .body(body.to_string())
-        .map_err(|e| e.to_string())?
-        .send()
-        .await
-        .map_err(|e| e.to_string())?;
-    if !r.ok() {
-        let v: serde_json::Value = r.json().await.unwrap_or_default();
-        return Err(v["message"].as_str().unwrap_or("the hub refused").to_string());
-    }
-    r.json::<T>().await.map_err(|e| e.to_string())
+    crate::api::post_json(&crate::api::url(path), body).await
 }
 
 impl Notices {

@@ -33,18 +33,7 @@ async fn send(class: &str, text: &str, command: &str) -> Result<(), String> {
         "text": text,
         "command": if command.trim().is_empty() { None } else { Some(command) },
     });
-    let r = gloo_net::http::Request::post(&format!("/hub/api/classes/{class}/broadcasts"))
-        .header("content-type", "application/json")
-        .body(body.to_string())
-        .map_err(|e| e.to_string())?
-        .send()
-        .await
-        .map_err(|e| e.to_string())?;
-    if r.ok() {
-        return Ok(());
-    }
-    let v: serde_json::Value = r.json().await.unwrap_or_default();
-    Err(v["message"].as_str().unwrap_or("the hub refused").to_string())
+    crate::api::post_json::<serde_json::Value>(&format!("/hub/api/classes/{class}/broadcasts"), body).await.map(|_| ())
 }
 
 #[component]
