@@ -416,9 +416,9 @@ async fn logs(State(st): State<AppState>, Path(id): Path<String>, Query(q): Q) -
 }
 
 /// `docker ps` rows.
-async fn list(State(st): State<AppState>, Query(q): Q) -> Json<Value> {
+async fn list(State(st): State<AppState>, Query(q): Q) -> ApiResult<Json<Value>> {
     let all = flag(&q, "all");
-    let filters: Value = q.get("filters").and_then(|f| serde_json::from_str(f).ok()).unwrap_or(Value::Null);
+    let filters = super::filters::from_query(&q)?;
     let mut rows: Vec<Record> =
         st.containers.list().iter().map(|c| c.record()).filter(|r| all || r.state.status == Status::Running).collect();
     if let Some(status) = filters["status"].as_object() {
@@ -428,7 +428,7 @@ async fn list(State(st): State<AppState>, Query(q): Q) -> Json<Value> {
         rows.retain(|r| names.keys().any(|n| r.name.contains(n.trim_start_matches('/'))));
     }
     rows.sort_by(|a, b| b.created.cmp(&a.created));
-    Json(Value::Array(
+    Ok(Json(Value::Array(
         rows.iter()
             .map(|r| {
                 json!({
@@ -453,7 +453,7 @@ async fn list(State(st): State<AppState>, Query(q): Q) -> Json<Value> {
                 })
             })
             .collect(),
-    ))
+    )))
 }
 
 /// "nginx -g 'daemon off;'", as `docker ps` shows a command.

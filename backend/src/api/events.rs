@@ -105,7 +105,7 @@ async fn events(State(st): State<AppState>, Query(q): Query<HashMap<String, Stri
     let parse = |k: &str| super::validate::parse_unix_time(k, q.get(k).map(String::as_str).unwrap_or(""));
     let since = parse("since")?;
     let until = parse("until")?;
-    let filters: Value = q.get("filters").and_then(|f| serde_json::from_str(f).ok()).unwrap_or(Value::Null);
+    let filters = super::filters::from_query(&q)?;
     let (history, mut rx) = st.bus.history_and_subscribe();
     let (tx, out) = tokio::sync::mpsc::channel::<Result<String, std::convert::Infallible>>(256);
     tokio::spawn(async move {

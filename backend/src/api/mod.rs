@@ -24,6 +24,7 @@ pub mod containers;
 pub mod defaults;
 pub mod events;
 pub mod exec;
+pub mod filters;
 pub mod images;
 pub mod model;
 pub mod networks;

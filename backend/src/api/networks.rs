@@ -177,9 +177,9 @@ fn matches_filters(net: &Value, filters: &Value) -> bool {
     })
 }
 
-async fn list(State(st): State<AppState>, Query(q): Q) -> Json<Value> {
-    let filters: Value = q.get("filters").and_then(|f| serde_json::from_str(f).ok()).unwrap_or(Value::Null);
-    Json(Value::Array(all(&st).iter().map(|n| describe(&st, n)).filter(|n| matches_filters(n, &filters)).collect()))
+async fn list(State(st): State<AppState>, Query(q): Q) -> ApiResult<Json<Value>> {
+    let filters = super::filters::from_query(&q)?;
+    Ok(Json(Value::Array(all(&st).iter().map(|n| describe(&st, n)).filter(|n| matches_filters(n, &filters)).collect())))
 }
 
 async fn inspect(State(st): State<AppState>, Path(id): Path<String>) -> ApiResult<Json<Value>> {

@@ -25,30 +25,33 @@ pub fn router() -> Router<AppState> {
         .route("/volumes/{name}", delete(remove))
 }
 
-/// Does a volume pass `filters` (name, label, dangling, driver)?
+/// Does a volume pass `filters` (name, label, label!, dangling, driver)?
 fn matches_filters(v: &VolumeRecord, in_use: bool, filters: &Value) -> bool {
     let Some(f) = filters.as_object() else { return true };
     f.iter().all(|(key, wanted)| {
         let wanted: Vec<&String> = wanted.as_object().map(|o| o.keys().collect()).unwrap_or_default();
-        wanted.iter().any(|w| match key.as_str() {
-            "name" => v.name.contains(w.as_str()),
-            "driver" => *w == "local",
-            "dangling" => (*w == "true" || *w == "1") != in_use,
-            "label" => match w.split_once('=') {
-                Some((k, val)) => v.labels.get(k).is_some_and(|x| x == val),
-                None => v.labels.contains_key(w.as_str()),
-            },
-            _ => true,
-        })
-    })
+        key == "label!"
+            || wanted.iter().any(|w| match key.as_str() {
+                "name" => v.name.contains(w.as_str()),
+                "driver" => *w == "local",
+                "dangling" => (*w == "true" || *w == "1") != in_use,
+                "label" => has_label(v, w),
+                _ => true,
+            })
+    }) && f.get("label!").and_then(Value::as_object).is_none_or(|not| not.keys().all(|w| !has_label(v, w)))
 }
 
-fn filters(q: &std::collections::HashMap<String, String>) -> Value {
-    q.get("filters").and_then(|f| serde_json::from_str(f).ok()).unwrap_or(Value::Null)
+/// `key` or `key=value` is among the volume's labels.
+fn has_label(v: &VolumeRecord, w: &str) -> bool {
+    match w.split_once('=') {
+        Some((k, val)) => v.labels.get(k).is_some_and(|x| x == val),
+        None => v.labels.contains_key(w),
+    }
 }
 
-async fn list(State(st): State<AppState>, Query(q): Q) -> Json<Value> {
-    let f = filters(&q);
+async fn list(State(st): State<AppState>, Query(q): Q) -> ApiResult<Json<Value>> {
+    let f = super::filters::from_query(&q)?;
+    super::filters::check_keys(&f, &["dangling", "driver", "label", "name"])?;
     let vols = &st.containers.volumes;
     let list: Vec<Value> = vols
         .list()
@@ -56,7 +59,7 @@ async fn list(State(st): State<AppState>, Query(q): Q) -> Json<Value> {
         .filter(|v| matches_filters(v, !st.containers.using_volume(&v.name).is_empty(), &f))
         .map(|v| vols.describe(v))
         .collect();
-    Json(json!({"Volumes": list, "Warnings": null}))
+    Ok(Json(json!({"Volumes": list, "Warnings": null})))
 }
 
 async fn create(State(st): State<AppState>, Checked(body, typed): Checked<VolumeCreate>) -> ApiResult<(StatusCode, Json<Value>)> {
@@ -102,7 +105,8 @@ async fn remove(State(st): State<AppState>, Path(name): Path<String>, Query(q): 
 
 /// Removes every volume no container uses (API 1.41: named ones too).
 async fn prune(State(st): State<AppState>, Query(q): Q) -> ApiResult<Json<Value>> {
-    let f = filters(&q);
+    let f = super::filters::from_query(&q)?;
+    super::filters::check_keys(&f, &["label", "label!"])?;
     let vols = &st.containers.volumes;
     let mut deleted = Vec::new();
     let mut reclaimed = 0u64;
@@ -136,5 +140,9 @@ mod tests {
         assert!(!matches_filters(&v, true, &f(r#"{"dangling": {"true": true}}"#)));
         assert!(matches_filters(&v, true, &f(r#"{"name": {"web": true}, "label": {"lab=1": true}}"#)));
         assert!(!matches_filters(&v, true, &f(r#"{"label": {"other": true}}"#)));
+        // label!: only volumes without it.
+        assert!(!matches_filters(&v, false, &f(r#"{"label!": {"lab": true}}"#)));
+        assert!(!matches_filters(&v, false, &f(r#"{"label!": {"lab=1": true}}"#)));
+        assert!(matches_filters(&v, false, &f(r#"{"label!": {"lab=2": true}, "name": {"web": true}}"#)));
     }
 }

@@ -97,3 +97,51 @@ fn inspect_shows_every_host_config_key_with_dockers_defaults_to_a_client_that_se
     );
     assert_eq!(f.trim(), "none no:0");
 }
+
+/// A query parameter's value, percent-encoded.
+fn enc(s: &str) -> String {
+    s.bytes()
+        .map(|b| if b.is_ascii_alphanumeric() || b"-_.~".contains(&b) { (b as char).to_string() } else { format!("%{b:02X}") })
+        .collect()
+}
+
+#[test]
+fn list_filters_in_the_sdks_list_form_filter_as_the_clis_map_form_does() {
+    let (sb, d) = node1().unwrap();
+    sb.docker_ok(&d, &["pull", "alpine"]);
+    sb.docker_ok(&d, &["create", "--name", "web-1", "alpine", "true"]);
+    sb.docker_ok(&d, &["create", "--name", "db-1", "alpine", "true"]);
+    sb.docker_ok(&d, &["network", "create", "webnet"]);
+    sb.docker_ok(&d, &["volume", "create", "--label", "keep=yes", "kept"]);
+    sb.docker_ok(&d, &["volume", "create", "scratch"]);
+    let names = |body: &str, key: &str, field: &str| -> Vec<String> {
+        let v: serde_json::Value = serde_json::from_str(body).unwrap();
+        let list = if key.is_empty() { v } else { v[key].clone() };
+        let mut n: Vec<String> = list.as_array().unwrap().iter().map(|x| x[field].to_string().trim_matches('"').to_string()).collect();
+        n.sort();
+        n
+    };
+    for form in [r#"{"name":["web"]}"#, r#"{"name":{"web":true}}"#] {
+        let (s, body) = sb.api(&d, "GET", &format!("/containers/json?all=1&filters={}", enc(form)), None);
+        assert_eq!((s, names(&body, "", "Names")), (200, vec!["[\"/web-1\"]".to_string()]), "{form}: {body}");
+        let (s, body) = sb.api(&d, "GET", &format!("/networks?filters={}", enc(&form.replace("web", "webnet"))), None);
+        assert_eq!((s, names(&body, "", "Name")), (200, vec!["webnet".to_string()]), "{form}: {body}");
+    }
+    let (s, body) = sb.api(&d, "GET", &format!("/volumes?filters={}", enc(r#"{"label":["keep=yes"]}"#)), None);
+    assert_eq!((s, names(&body, "Volumes", "Name")), (200, vec!["kept".to_string()]), "{body}");
+    // A prune with a filter in the list form removes only what it names.
+    let (s, body) = sb.api(&d, "POST", &format!("/volumes/prune?filters={}", enc(r#"{"label!":["keep"]}"#)), None);
+    assert_eq!(s, 200, "{body}");
+    let (_, body) = sb.api(&d, "POST", &format!("/volumes/prune?filters={}", enc(r#"{"label":["nothing-has-this"]}"#)), None);
+    assert!(body.contains("\"VolumesDeleted\""), "{body}");
+    let left = sb.docker_ok(&d, &["volume", "ls", "-q"]);
+    assert!(left.contains("kept"), "a filtered prune removed a volume it did not name: {left}");
+    // Filters that are not JSON, or neither form: Docker's 400, not a whole list.
+    for bad in ["nope", r#"{"name":"web"}"#] {
+        for path in ["/containers/json", "/networks", "/volumes"] {
+            let (s, body) = sb.api(&d, "GET", &format!("{path}?filters={}", enc(bad)), None);
+            assert_eq!(s, 400, "{path} {bad}: {body}");
+            assert!(body.contains("invalid filter"), "{body}");
+        }
+    }
+}
