@@ -962,13 +962,22 @@ impl Containers {
         }
     }
 
-    /// `POST /containers/{id}/kill`: the signal, in turn with other lifecycle calls.
+    /// `POST /containers/{id}/kill`: the signal, in turn with other lifecycle
+    /// calls. As Docker, a SIGKILL answers once the container has exited
+    /// (its network and mounts taken down): a `docker start` right after a
+    /// `docker kill` finds it stopped, not half torn down.
     pub async fn kill_locked(&self, c: &Container, signal: &str) -> Result<(), ApiError> {
         let _one = c.lifecycle.lock().await;
         if let Some(e) = Self::gone(c) {
             return Err(e);
         }
-        self.kill(c, signal)
+        let mut exits = c.exits();
+        let before = *exits.borrow_and_update();
+        self.kill(c, signal)?;
+        if parse_signal(signal) == Some(nix::sys::signal::Signal::SIGKILL) {
+            let _ = tokio::time::timeout(Duration::from_secs(10), exits.wait_for(|n| *n != before)).await;
+        }
+        Ok(())
     }
 
     /// Sends a signal to the container's PID 1.

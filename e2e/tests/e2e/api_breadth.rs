@@ -145,3 +145,49 @@ fn list_filters_in_the_sdks_list_form_filter_as_the_clis_map_form_does() {
         }
     }
 }
+
+#[test]
+fn a_sigkill_answers_once_the_container_has_exited_and_a_start_right_after_works() {
+    let (sb, d) = node1().unwrap();
+    sb.docker_ok(&d, &["pull", "alpine"]);
+    sb.docker_ok(&d, &["run", "-d", "--name", "killme", "alpine", "sleep", "600"]);
+    let sock = d.socket.display().to_string();
+    for round in 0..5 {
+        // The kill, then at once (one curl, no gap) the container's state:
+        // the kill's answer came after the exit.
+        let o = sb
+            .run(
+                "curl",
+                &[
+                    "-sS",
+                    "--unix-socket",
+                    &sock,
+                    "-X",
+                    "POST",
+                    "http://berth/v1.41/containers/killme/kill",
+                    "--next",
+                    "-sS",
+                    "--unix-socket",
+                    &sock,
+                    "http://berth/v1.41/containers/killme/json",
+                ],
+            )
+            .unwrap();
+        let v: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap_or_else(|e| panic!("{e}: {}", out(&o)));
+        let st = &v["State"];
+        assert_eq!(
+            (st["Status"].as_str(), st["Running"].as_bool(), st["ExitCode"].as_i64(), st["Pid"].as_i64()),
+            (Some("exited"), Some(false), Some(137), Some(0)),
+            "round {round}"
+        );
+        sb.docker_ok(&d, &["start", "killme"]);
+        let st = sb.docker_ok(&d, &["inspect", "-f", "{{.State.Status}}", "killme"]);
+        assert_eq!(st.trim(), "running", "round {round}");
+    }
+    // Another signal is the container's to handle (PID 1 ignores what it has
+    // no handler for, as under Docker): this one traps TERM and exits 3.
+    sb.docker_ok(&d, &["run", "-d", "--name", "trapper", "alpine", "sh", "-c", "trap 'exit 3' TERM; sleep 600 & wait"]);
+    std::thread::sleep(std::time::Duration::from_millis(300));
+    sb.docker_ok(&d, &["kill", "-s", "TERM", "trapper"]);
+    assert_eq!(sb.docker_ok(&d, &["wait", "trapper"]).trim(), "3");
+}
