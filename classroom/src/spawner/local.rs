@@ -250,6 +250,14 @@ mount --bind "$NODE_DIR" /mnt
 mount -t tmpfs -o mode=0755,size=1m berth-hub "$HUB_STATE"
 mkdir -p "$NODE_DIR"
 mount --move /mnt "$NODE_DIR"
+# berthd and the page stay reachable wherever they are (a checkout under
+# /tmp is covered next): bound into the node's own dir, read-only.
+: > "$NODE_DIR/berthd"
+mount --bind "$BERTHD" "$NODE_DIR/berthd"
+mkdir -p "$NODE_DIR/page"
+mount --bind "$PAGE_DIR" "$NODE_DIR/page"
+mount -o remount,bind,ro "$NODE_DIR/page"
+BERTHD="$NODE_DIR/berthd" PAGE_DIR="$NODE_DIR/page"
 mount -t tmpfs -o mode=1777 tmpfs /tmp
 mount -t tmpfs -o mode=1777 tmpfs /dev/shm
 if [ -n "$BERTH_REGISTRY_STORAGE" ]; then
