@@ -1,5 +1,5 @@
 //! The instructor's dashboard in Chromium, over a class on one machine
-//! (berth-hub with the local spawner in a sandbox, as e2e/tests/classroom.rs
+//! (berth-hub with the local spawner in a sandbox, as e2e/tests/e2e/classroom.rs
 //! starts it): a tile per learner, a learner's container appearing in their
 //! own tile within a second of their `docker run`, a DNAT rule deleted by
 //! hand counted in the heatmap under `port.dnat_missing`, a learner's raised
