@@ -23,6 +23,7 @@ pub fn describe(e: &Event) -> String {
         Event::ProcessExited { exit_code, .. } => format!("exec exited ({exit_code})"),
         Event::ContainerExited { id, exit_code } => format!("container {} exited ({exit_code})", s(id)),
         Event::ContainerRemoved { id } => format!("container {} removed", s(id)),
+        Event::ContainerRenamed { id, name } => format!("container {} renamed {name}", s(id)),
         Event::BridgeUp { name, address, prefix, .. } => format!("bridge {name} {address}/{prefix} up"),
         Event::BridgeDown { name } => format!("bridge {name} deleted"),
         Event::NetworkCreated { name, subnet, .. } => format!("network {name} ({subnet}) created"),

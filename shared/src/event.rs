@@ -159,6 +159,8 @@ pub enum Event {
     /// The guided lab's progress (`lab::Lab::tick`): a step started, failed
     /// or completed, or one of its checks passed or failed.
     LabProgress { lab: String, step: String, change: crate::lab::LabChange },
+    /// The container was renamed (`docker rename`).
+    ContainerRenamed { id: String, name: String },
     /// A lab shell ran a command line (the shell reports each one at its
     /// next prompt): what the learner typed, as bash's history has it, and
     /// its exit status.

@@ -401,6 +401,11 @@ pub fn apply(state: &mut State, event: &Event) {
                 c.namespaces.clear();
             }
         }
+        Event::ContainerRenamed { id, name } => {
+            if let Some(c) = state.containers.get_mut(id) {
+                c.name = name.clone();
+            }
+        }
         Event::ContainerRemoved { id } => {
             if let Some(c) = state.containers.remove(id) {
                 state.files.remove(&c.layer.upper);

@@ -36,6 +36,7 @@ pub fn router() -> Router<AppState> {
         .route("/containers/{id}/logs", get(logs))
         .route("/containers/{id}/changes", get(changes))
         .route("/containers/{id}/top", get(top))
+        .route("/containers/{id}/rename", post(rename))
         .route("/containers/{id}", delete(remove))
 }
 
@@ -78,6 +79,18 @@ async fn top(State(st): State<AppState>, Path(id): Path<String>, Query(q): Q) ->
     .await
     .map_err(|e| ApiError::new(crate::error::ErrorKind::Internal, e.to_string()))??;
     Ok(Json(answer))
+}
+
+/// `POST /containers/{id}/rename?name=NEW`.
+async fn rename(State(st): State<AppState>, Path(id): Path<String>, Query(q): Q) -> ApiResult<StatusCode> {
+    let name = q.get("name").map(String::as_str).unwrap_or("");
+    if name.is_empty() {
+        return Err(ApiError::bad_request("Neither old nor new names may be empty"));
+    }
+    let name = validate::check_container_name(name)?;
+    let c = st.containers.get(&id)?;
+    st.containers.rename(&c, &name).await?;
+    Ok(StatusCode::NO_CONTENT)
 }
 
 fn flag(q: &HashMap<String, String>, k: &str) -> bool {

@@ -73,6 +73,12 @@ pub fn docker_event(before: &berth_shared::State, env: &Envelope) -> Option<Valu
         Event::ContainerStarted { id, .. } => container(id, "start", &[]),
         Event::ContainerExited { id, exit_code } => container(id, "die", &[("exitCode", exit_code.to_string())]),
         Event::ContainerRemoved { id } => container(id, "destroy", &[]),
+        Event::ContainerRenamed { id, name } => {
+            let old = before.containers.get(id).map(|c| format!("/{}", c.name)).unwrap_or_default();
+            let mut v = container(id, "rename", &[("oldName", old)]);
+            v["Actor"]["Attributes"]["name"] = json!(name);
+            v
+        }
         Event::ProcessExecd { id, command, .. } => container(id, &format!("exec_start: {}", command.join(" ")), &[]),
         Event::ProcessExited { id, exec_id, exit_code } => {
             container(id, "exec_die", &[("execID", exec_id.clone()), ("exitCode", exit_code.to_string())])

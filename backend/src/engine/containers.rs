@@ -962,6 +962,42 @@ impl Containers {
         }
     }
 
+    /// `docker rename`: a new name (checked by the API), unique among the
+    /// containers; a running container's DNS name on user-defined networks
+    /// follows (its endpoints' aliases), as Docker's does.
+    pub async fn rename(&self, c: &Container, new: &str) -> Result<(), ApiError> {
+        let _one = c.lifecycle.lock().await;
+        if let Some(e) = Self::gone(c) {
+            return Err(e);
+        }
+        let rec = {
+            // The check and the change under the containers' lock: two
+            // renames to one name cannot both win.
+            let map = self.map.lock().unwrap_or_else(|p| p.into_inner());
+            let old = c.record().name;
+            if old == new {
+                return Err(ApiError::bad_request("Renaming a container with the same name as its current name"));
+            }
+            if let Some(other) = map.values().find(|o| o.id != c.id && o.record().name == new) {
+                return Err(ApiError::conflict(format!(
+                    "Conflict. The container name \"/{new}\" is already in use by container \"{}\". You have to remove (or rename) that container to be able to reuse that name.",
+                    other.id
+                )));
+            }
+            c.update(|r| {
+                r.name = new.to_string();
+                for ep in r.endpoints.values_mut() {
+                    for a in ep.aliases.iter_mut().filter(|a| **a == old) {
+                        *a = new.to_string();
+                    }
+                }
+            })
+        };
+        self.save(&rec).map_err(internal)?;
+        self.bus.emit(Event::ContainerRenamed { id: rec.id.clone(), name: rec.name.clone() });
+        Ok(())
+    }
+
     /// `POST /containers/{id}/kill`: the signal, in turn with other lifecycle
     /// calls. As Docker, a SIGKILL answers once the container has exited
     /// (its network and mounts taken down): a `docker start` right after a

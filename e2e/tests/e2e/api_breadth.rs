@@ -191,3 +191,58 @@ fn a_sigkill_answers_once_the_container_has_exited_and_a_start_right_after_works
     sb.docker_ok(&d, &["kill", "-s", "TERM", "trapper"]);
     assert_eq!(sb.docker_ok(&d, &["wait", "trapper"]).trim(), "3");
 }
+
+#[test]
+fn docker_rename_renames_and_the_new_name_resolves_on_a_user_network() {
+    let (sb, d) = node1().unwrap();
+    sb.docker_ok(&d, &["pull", "alpine"]);
+    sb.docker_ok(&d, &["network", "create", "renet"]);
+    sb.docker_ok(&d, &["run", "-d", "--name", "before", "--network", "renet", "alpine", "sleep", "600"]);
+    sb.docker_ok(&d, &["create", "--name", "taken", "alpine", "true"]);
+    sb.docker_ok(&d, &["rename", "before", "after"]);
+    assert_eq!(sb.docker_ok(&d, &["inspect", "-f", "{{.Name}}", "after"]).trim(), "/after");
+    let ps = sb.docker_ok(&d, &["ps", "--format", "{{.Names}}"]);
+    assert_eq!(ps.trim(), "after");
+    // Its peers on the user-defined network find it by the new name, not the old.
+    let found = sb.docker_ok(
+        &d,
+        &[
+            "run",
+            "--rm",
+            "--network",
+            "renet",
+            "alpine",
+            "sh",
+            "-c",
+            "ping -c1 -W2 after >/dev/null && echo found; ping -c1 -W1 before >/dev/null 2>&1 || echo old-gone",
+        ],
+    );
+    assert_eq!(found.split_whitespace().collect::<Vec<_>>(), ["found", "old-gone"], "{found}");
+    // Docker's refusals.
+    for (args, want) in [
+        (vec!["rename", "after", "taken"], "is already in use by container"),
+        (vec!["rename", "after", "after"], "Renaming a container with the same name as its current name"),
+        (vec!["rename", "after", "bad/name"], "Invalid container name"),
+        (vec!["rename", "nonesuch", "other"], "No such container: nonesuch"),
+    ] {
+        let o = sb.docker(&d, &args).unwrap();
+        assert!(!o.status.success() && out(&o).contains(want), "docker {}: {}", args.join(" "), out(&o));
+    }
+    // The rename is an event, with the old name.
+    let until = (std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_secs() + 1).to_string();
+    let ev = sb.docker_ok(
+        &d,
+        &[
+            "events",
+            "--since",
+            "0",
+            "--until",
+            &until,
+            "--filter",
+            "event=rename",
+            "--format",
+            "{{.Actor.Attributes.oldName}} {{.Actor.Attributes.name}}",
+        ],
+    );
+    assert_eq!(ev.trim(), "/before after", "{ev}");
+}

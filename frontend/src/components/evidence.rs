@@ -23,6 +23,7 @@ fn container_of<'a>(e: &'a Event, state: &'a State) -> Option<&'a str> {
         | Event::ProcessExited { id, .. }
         | Event::ContainerExited { id, .. }
         | Event::ContainerRemoved { id }
+        | Event::ContainerRenamed { id, .. }
         | Event::EndpointAttached { id, .. }
         | Event::EndpointDetached { id, .. }
         | Event::PortPublished { id, .. }

@@ -297,6 +297,16 @@ fn step_times_run_from_first_current_to_first_completed_and_count_failures_and_c
 }
 
 #[test]
+fn a_renamed_container_has_its_new_name_in_the_state() {
+    let mut l = Learner::new();
+    l.run("docker run --name web -d nginx:alpine");
+    let id = l.state.containers.values().find(|c| c.name == "web").unwrap().id.clone();
+    apply(&mut l.state, &Event::ContainerRenamed { id: id.clone(), name: "web2".into() });
+    assert_eq!(l.state.containers[&id].name, "web2");
+    apply(&mut l.state, &Event::ContainerRenamed { id: "nonesuch".into(), name: "x".into() });
+}
+
+#[test]
 fn a_state_keeps_the_shells_last_twenty_commands() {
     let mut s = State::default();
     for i in 0..25 {
