@@ -28,7 +28,7 @@ pub fn App() -> impl IntoView {
 fn LabPage() -> impl IntoView {
     let store = provide_store();
     crate::components::steps::provide_lab_view(store);
-    crate::components::classroom::provide_hub();
+    let hub = crate::components::classroom::provide_hub();
     let engine = LocalResource::new(api::health);
     // `?sim` in the address asks for the simulated node1 even when a live one answers.
     let want_sim = web_sys::window().and_then(|w| w.location().search().ok()).is_some_and(|q| q.contains("sim"));
@@ -58,8 +58,10 @@ fn LabPage() -> impl IntoView {
             <h1>"berth"</h1>
             <span class="subtitle">"Deploy a service in a Docker container — what each command does to node1"</span>
             {badge}
-            // The switch: a live node1 can be swapped for the simulator, and back.
+            // The switch: a live node1 can be swapped for the simulator, and
+            // back (not in the instructor's view of a learner's node1).
             {move || match (engine.get(), store.source.get()) {
+                _ if hub.instructor_view() => None,
                 (Some(Ok(h)), Source::Simulated) if h.engine == EngineMode::Live => Some(view! { <a class="switch" href="?" data-testid="to-live">"use the live node1"</a> }.into_any()),
                 (Some(Ok(h)), Source::Live { .. }) if h.engine == EngineMode::Live => Some(view! { <a class="switch" href="?sim" data-testid="to-sim">"try the simulated node1"</a> }.into_any()),
                 _ => None,

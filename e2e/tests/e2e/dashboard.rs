@@ -140,6 +140,7 @@ async fn the_instructors_dashboard_shows_each_learner_live_why_they_are_stuck_an
         browser.wait_for_text("[data-testid=mode]", "live node1", Duration::from_secs(30)).await?;
         anyhow::ensure!(c.find(Locator::Css("[data-testid=hand-button]")).await.is_err(), "no help button in the instructor's view");
         browser.wait_for_text("[data-testid=watching]", "bob's node1 — read-only", Duration::from_secs(10)).await?;
+        anyhow::ensure!(c.find(Locator::Css("[data-testid=to-sim]")).await.is_err(), "no simulator switch in the instructor's view");
 
         // The drill-in mirrors bob's terminal: what he types appears in the instructor's.
         browser.wait_for_text("[data-testid=terminal]", "@node1", Duration::from_secs(30)).await?;

@@ -122,6 +122,13 @@ pub fn provide_hub() -> Hub {
     hub
 }
 
+impl Hub {
+    /// This page is the instructor's view of a learner's node1.
+    pub fn instructor_view(&self) -> bool {
+        self.view.with(|v| v.as_ref().is_some_and(|v| v.role == "instructor"))
+    }
+}
+
 fn use_hub() -> Hub {
     use_context::<Hub>().expect("provide_hub() comes first")
 }
