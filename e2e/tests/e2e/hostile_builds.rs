@@ -191,7 +191,7 @@ fn a_build_whose_client_goes_away_is_cancelled_and_leaves_nothing() {
     let killed = Instant::now();
     let clean = || {
         sb.docker_ok(&d, &["ps", "-aq"]).trim().is_empty()
-            && host(&sb, "ps -eo args | grep -c '^sleep 30' || true").trim() == "0"
+            && host(&sb, "ps -eo args | grep -c '^sleep 30$' || true").trim() == "0"
             && host(&sb, "grep -c overlay /proc/self/mountinfo || true").trim() == "0"
             && tmp_left(&sb).iter().all(|n| !n.starts_with("build"))
     };
@@ -201,7 +201,7 @@ fn a_build_whose_client_goes_away_is_cancelled_and_leaves_nothing() {
             "still there {:?} after the client went away: ps {:?}, sleeps {:?}, mounts {:?}, tmp {:?}",
             killed.elapsed(),
             sb.docker_ok(&d, &["ps", "-aq"]),
-            host(&sb, "ps -eo args | grep '^sleep 30' || true"),
+            host(&sb, "ps -eo args | grep '^sleep 30$' || true"),
             host(&sb, "grep overlay /proc/self/mountinfo || true"),
             tmp_left(&sb)
         );
