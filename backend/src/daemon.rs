@@ -56,6 +56,7 @@ pub async fn run(mut config: Config) -> anyhow::Result<()> {
             .with_context(|| format!("opening the containers in {}", store_root.display()))?,
     );
     if engine == EngineMode::Live {
+        containers.recover().await;
         let nets = crate::network::Networks::setup(&config.bridge, &config.bip, &exec_root, &store_root, bus.clone())
             .await
             .with_context(|| format!("setting up bridge {} ({})", config.bridge, config.bip))?;

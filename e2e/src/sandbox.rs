@@ -360,6 +360,13 @@ impl Sandbox {
             for p in &pids {
                 let _ = nix::sys::signal::kill(nix::unistd::Pid::from_raw(*p), nix::sys::signal::Signal::SIGKILL);
             }
+            // A paused container's processes die only once thawed (v1
+            // freezer; v2's cgroup.kill needs no thaw).
+            for dir in berth_cgroups_of(&format!("{}.", self.name)).into_iter().filter(|d| d.join("freezer.state").exists()) {
+                for c in fs::read_dir(&dir).into_iter().flatten().flatten() {
+                    let _ = fs::write(c.path().join("freezer.state"), "THAWED");
+                }
+            }
             if let Some(h) = self.holder.as_mut() {
                 let _ = h.try_wait();
             }

@@ -24,6 +24,8 @@ pub fn describe(e: &Event) -> String {
         Event::ContainerExited { id, exit_code } => format!("container {} exited ({exit_code})", s(id)),
         Event::ContainerRemoved { id } => format!("container {} removed", s(id)),
         Event::ContainerRenamed { id, name } => format!("container {} renamed {name}", s(id)),
+        Event::ContainerPaused { id } => format!("container {} paused (its processes frozen)", s(id)),
+        Event::ContainerUnpaused { id } => format!("container {} unpaused", s(id)),
         Event::BridgeUp { name, address, prefix, .. } => format!("bridge {name} {address}/{prefix} up"),
         Event::BridgeDown { name } => format!("bridge {name} deleted"),
         Event::NetworkCreated { name, subnet, .. } => format!("network {name} ({subnet}) created"),

@@ -161,6 +161,11 @@ pub enum Event {
     LabProgress { lab: String, step: String, change: crate::lab::LabChange },
     /// The container was renamed (`docker rename`).
     ContainerRenamed { id: String, name: String },
+    /// `docker pause`: every process of the container frozen (it stays
+    /// running).
+    ContainerPaused { id: String },
+    /// `docker unpause`.
+    ContainerUnpaused { id: String },
     /// A lab shell ran a command line (the shell reports each one at its
     /// next prompt): what the learner typed, as bash's history has it, and
     /// its exit status.

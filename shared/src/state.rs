@@ -261,6 +261,9 @@ pub struct Container {
     pub ports: Vec<PublishedPort>,
     /// Its volumes and bind mounts.
     pub mounts: Vec<Mount>,
+    /// Frozen by `docker pause`.
+    #[serde(default)]
+    pub paused: bool,
 }
 
 /// An unpacked image layer.
@@ -357,6 +360,7 @@ pub fn apply(state: &mut State, event: &Event) {
                     endpoints: BTreeMap::new(),
                     ports: Vec::new(),
                     mounts: mounts.clone(),
+                    paused: false,
                 },
             );
         }
@@ -399,6 +403,12 @@ pub fn apply(state: &mut State, event: &Event) {
                 c.exit_code = Some(*exit_code);
                 c.execs.clear();
                 c.namespaces.clear();
+                c.paused = false;
+            }
+        }
+        Event::ContainerPaused { id } | Event::ContainerUnpaused { id } => {
+            if let Some(c) = state.containers.get_mut(id) {
+                c.paused = matches!(event, Event::ContainerPaused { .. });
             }
         }
         Event::ContainerRenamed { id, name } => {

@@ -37,6 +37,10 @@ pub fn router() -> Router<AppState> {
         .route("/containers/{id}/changes", get(changes))
         .route("/containers/{id}/top", get(top))
         .route("/containers/{id}/rename", post(rename))
+        .route("/containers/{id}/pause", post(pause))
+        .route("/containers/{id}/unpause", post(unpause))
+        .route("/containers/{id}/update", post(update))
+        .route("/containers/{id}/stats", get(super::stats::stats))
         .route("/containers/{id}", delete(remove))
 }
 
@@ -91,6 +95,34 @@ async fn rename(State(st): State<AppState>, Path(id): Path<String>, Query(q): Q)
     let c = st.containers.get(&id)?;
     st.containers.rename(&c, &name).await?;
     Ok(StatusCode::NO_CONTENT)
+}
+
+async fn pause(State(st): State<AppState>, Path(id): Path<String>) -> ApiResult<StatusCode> {
+    let c = st.containers.get(&id)?;
+    st.containers.set_paused(&c, true).await?;
+    Ok(StatusCode::NO_CONTENT)
+}
+
+async fn unpause(State(st): State<AppState>, Path(id): Path<String>) -> ApiResult<StatusCode> {
+    let c = st.containers.get(&id)?;
+    st.containers.set_paused(&c, false).await?;
+    Ok(StatusCode::NO_CONTENT)
+}
+
+/// `docker update`: resource limits (and the restart policy, which berth
+/// refuses as at create).
+async fn update(State(st): State<AppState>, Path(id): Path<String>, body: axum::body::Bytes) -> ApiResult<Json<Value>> {
+    let body: Value = if body.is_empty() {
+        json!({})
+    } else {
+        serde_json::from_slice(&body).map_err(|e| ApiError::bad_request(format!("invalid JSON: {e}")))?
+    };
+    if !body.is_object() {
+        return Err(ApiError::bad_request("json: cannot unmarshal non-object into Go value of type container.UpdateConfig"));
+    }
+    let c = st.containers.get(&id)?;
+    let warnings = st.containers.update_resources(&c, &body).await?;
+    Ok(Json(json!({"Warnings": warnings})))
 }
 
 fn flag(q: &HashMap<String, String>, k: &str) -> bool {
@@ -435,7 +467,7 @@ async fn list(State(st): State<AppState>, Query(q): Q) -> ApiResult<Json<Value>>
     let mut rows: Vec<Record> =
         st.containers.list().iter().map(|c| c.record()).filter(|r| all || r.state.status == Status::Running).collect();
     if let Some(status) = filters["status"].as_object() {
-        rows.retain(|r| status.contains_key(r.state.status.as_str()));
+        rows.retain(|r| status.contains_key(docker_state(r)));
     }
     if let Some(names) = filters["name"].as_object() {
         rows.retain(|r| names.keys().any(|n| r.name.contains(n.trim_start_matches('/'))));
@@ -458,7 +490,7 @@ async fn list(State(st): State<AppState>, Query(q): Q) -> ApiResult<Json<Value>>
                         }).collect::<Vec<_>>()).unwrap_or_default()
                     ).collect::<Vec<_>>(),
                     "Labels": r.config["Labels"],
-                    "State": r.state.status.as_str(),
+                    "State": docker_state(r),
                     "Status": status_text(r),
                     "HostConfig": {"NetworkMode": r.host_config["NetworkMode"]},
                     "NetworkSettings": {"Networks": network_settings(&st, r)["Networks"]},
@@ -483,11 +515,24 @@ pub fn shell_join(args: &[String]) -> String {
         .join(" ")
 }
 
+/// State.Status as Docker has it: a paused container is "paused".
+fn docker_state(r: &Record) -> &'static str {
+    if r.state.paused && r.state.status == Status::Running {
+        "paused"
+    } else {
+        r.state.status.as_str()
+    }
+}
+
 /// "Up 5 seconds", "Exited (0) 2 minutes ago", "Created".
 fn status_text(r: &Record) -> String {
     let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_secs() as i64).unwrap_or(0);
     match r.state.status {
-        Status::Running => format!("Up {}", human_duration(now - crate::image::pull::parse_rfc3339(&r.state.started_at))),
+        Status::Running => format!(
+            "Up {}{}",
+            human_duration(now - crate::image::pull::parse_rfc3339(&r.state.started_at)),
+            if r.state.paused { " (Paused)" } else { "" }
+        ),
         Status::Exited => {
             format!("Exited ({}) {} ago", r.state.exit_code, human_duration(now - crate::image::pull::parse_rfc3339(&r.state.finished_at)))
         }
@@ -536,11 +581,11 @@ async fn inspect(State(st): State<AppState>, Path(id): Path<String>) -> ApiResul
         "Path": cmd.first().cloned().unwrap_or_default(),
         "Args": cmd.get(1..).map(|a| a.to_vec()).unwrap_or_default(),
         "State": {
-            "Status": r.state.status.as_str(),
+            "Status": docker_state(&r),
             "Running": running,
-            "Paused": false,
+            "Paused": r.state.paused,
             "Restarting": false,
-            "OOMKilled": false,
+            "OOMKilled": r.state.oom_killed,
             "Dead": false,
             "Pid": r.state.pid,
             "ExitCode": r.state.exit_code,

@@ -40,6 +40,9 @@ async fn create(State(st): State<AppState>, Path(id): Path<String>, Checked(body
     if rec.state.status != Status::Running {
         return Err(ApiError::new(ErrorKind::Conflict, format!("Container {} is not running", rec.id)));
     }
+    if rec.state.paused {
+        return Err(ApiError::new(ErrorKind::Conflict, format!("Container {} is paused, unpause the container before exec", rec.id)));
+    }
     let args = strings(&body["Cmd"]);
     if args.is_empty() {
         return Err(ApiError::bad_request("No exec command specified"));

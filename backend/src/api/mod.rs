@@ -28,6 +28,7 @@ pub mod filters;
 pub mod images;
 pub mod model;
 pub mod networks;
+pub mod stats;
 pub mod swarm;
 pub mod system;
 pub mod validate;

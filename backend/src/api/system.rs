@@ -65,14 +65,17 @@ async fn info(State(st): State<AppState>) -> Json<Value> {
     let h = &st.host;
     let c = &st.config;
     let now = time_rfc3339();
-    let containers: Vec<_> = st.containers.list().iter().map(|c| c.record().state.status).collect();
-    let running = containers.iter().filter(|s| **s == berth_shared::Status::Running).count();
+    use crate::runtime::resources::Ctrl;
+    let containers: Vec<_> = st.containers.list().iter().map(|c| c.record().state).collect();
+    let paused = containers.iter().filter(|s| s.status == berth_shared::Status::Running && s.paused).count();
+    let running = containers.iter().filter(|s| s.status == berth_shared::Status::Running).count() - paused;
+    let res = st.containers.resources();
     Json(json!({
         "ID": *st.daemon_id,
         "Containers": containers.len(),
         "ContainersRunning": running,
-        "ContainersPaused": 0,
-        "ContainersStopped": containers.len() - running,
+        "ContainersPaused": paused,
+        "ContainersStopped": containers.len() - running - paused,
         "Images": st.images.list().len(),
         "Driver": "overlay2",
         "DriverStatus": [["Backing Filesystem", "extfs"], ["Supports d_type", "true"], ["Native Overlay Diff", "true"]],
@@ -82,20 +85,20 @@ async fn info(State(st): State<AppState>) -> Json<Value> {
             "Authorization": null,
             "Log": ["json-file"],
         },
-        "MemoryLimit": false,
-        "SwapLimit": false,
+        "MemoryLimit": res.has(Ctrl::Memory),
+        "SwapLimit": res.swap_accounting(),
         "KernelMemory": false,
-        "CpuCfsPeriod": false,
-        "CpuCfsQuota": false,
-        "CPUShares": false,
+        "CpuCfsPeriod": res.has(Ctrl::Cpu),
+        "CpuCfsQuota": res.has(Ctrl::Cpu),
+        "CPUShares": res.has(Ctrl::Cpu),
         "CPUSet": false,
-        "PidsLimit": false,
+        "PidsLimit": res.has(Ctrl::Pids),
         "IPv4Forwarding": sysctl_on("net/ipv4/ip_forward"),
         "BridgeNfIptables": sysctl_on("net/bridge/bridge-nf-call-iptables"),
         "BridgeNfIp6tables": sysctl_on("net/bridge/bridge-nf-call-ip6tables"),
         "Debug": false,
         "NFd": 0,
-        "OomKillDisable": false,
+        "OomKillDisable": res.has(Ctrl::Memory),
         "NGoroutines": 0,
         "SystemTime": now,
         "LoggingDriver": "json-file",

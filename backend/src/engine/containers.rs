@@ -29,6 +29,7 @@ use crate::image::store::{hex_of, ImageRecord, ImageStore};
 use crate::runtime::cgroups::{default_rules, DeviceCgroups};
 use crate::runtime::confine::Confinement;
 use crate::runtime::process::{launch, LaunchError, Launched};
+use crate::runtime::resources::{ResourceCgroups, Sample};
 use crate::runtime::spec::{Bind, InitSpec, NetNs, Rlimit, MASKED_PATHS, READONLY_PATHS};
 
 /// Which stream a chunk of output came from.
@@ -55,6 +56,12 @@ pub struct RunState {
     pub error: String,
     pub started_at: String,
     pub finished_at: String,
+    /// The kernel's OOM killer ended its last run (`State.OOMKilled`).
+    #[serde(default)]
+    pub oom_killed: bool,
+    /// Frozen by `docker pause` (Status stays running, as Docker's).
+    #[serde(default)]
+    pub paused: bool,
 }
 
 /// What is kept on disk for each container.
@@ -265,6 +272,8 @@ pub struct Containers {
     pub(super) networks: Mutex<Option<Arc<crate::network::Networks>>>,
     /// The devices cgroups holding each running container's allowlist.
     device_cgroups: DeviceCgroups,
+    /// Each container's memory, pids, cpu, blkio and freezer cgroups.
+    resources: ResourceCgroups,
 }
 
 pub fn now_rfc3339() -> String {
@@ -328,7 +337,7 @@ impl Containers {
         fs::create_dir_all(&dir)?;
         fs::create_dir_all(exec_root.join("containers"))?;
         let device_cgroups = DeviceCgroups::open(exec_root);
-        device_cgroups.sweep();
+        let resources = ResourceCgroups::open(exec_root);
         let me = Containers {
             data_root: data_root.to_path_buf(),
             exec_root: exec_root.to_path_buf(),
@@ -338,6 +347,7 @@ impl Containers {
             map: Mutex::new(BTreeMap::new()),
             networks: Mutex::new(None),
             device_cgroups,
+            resources,
         };
         for e in fs::read_dir(&dir)?.flatten() {
             let path = e.path().join("container.json");
@@ -350,6 +360,7 @@ impl Containers {
                 let _ = nix::mount::umount2(Path::new(&rec.layer.merged), nix::mount::MntFlags::MNT_DETACH);
                 rec.state.status = Status::Exited;
                 rec.state.pid = 0;
+                rec.state.paused = false;
                 rec.state.exit_code = 255;
                 rec.state.finished_at = now_rfc3339();
             }
@@ -359,6 +370,25 @@ impl Containers {
             me.map.lock().unwrap_or_else(|p| p.into_inner()).insert(c.id.clone(), c);
         }
         Ok(me)
+    }
+
+    /// Daemon start, before anything runs: processes left in this daemon's
+    /// container cgroups by a daemon that died without stopping them are
+    /// killed (their records say exited; nothing would ever stop them), and
+    /// the emptied cgroups and run dirs go.
+    pub async fn recover(&self) {
+        let killed = self.resources.kill_orphans(&self.device_cgroups.container_procs()).await;
+        if !killed.is_empty() {
+            tracing::warn!(containers = ?killed, "killed processes left running by an earlier berthd");
+        }
+        self.device_cgroups.sweep();
+        let running: Vec<String> =
+            self.list().iter().filter(|c| c.record().state.status == Status::Running).map(|c| c.id.clone()).collect();
+        for e in fs::read_dir(self.exec_root.join("containers")).into_iter().flatten().flatten() {
+            if !running.iter().any(|id| e.file_name() == id.as_str()) {
+                let _ = fs::remove_dir_all(e.path());
+            }
+        }
     }
 
     /// Takes the daemon's networks and clears what containers that died
@@ -641,6 +671,8 @@ impl Containers {
                 error: String::new(),
                 started_at: ZERO_TIME.into(),
                 finished_at: ZERO_TIME.into(),
+                oom_killed: false,
+                paused: false,
             },
             layer,
             log_path: dir.join(format!("{id}-json.log")),
@@ -780,6 +812,12 @@ impl Containers {
         caps
     }
 
+    /// The cgroups that hold containers' limits (what `docker info` says
+    /// this host supports).
+    pub fn resources(&self) -> &ResourceCgroups {
+        &self.resources
+    }
+
     /// Does every container get Docker's device allowlist on this host?
     pub fn device_cgroups_enforced(&self) -> bool {
         self.device_cgroups.available()
@@ -789,7 +827,9 @@ impl Containers {
     /// capability set, its cgroups and its ulimits.
     pub fn exec_confinement(&self, rec: &Record) -> (Vec<String>, Vec<PathBuf>, Vec<Rlimit>) {
         let conf = Confinement::from_host_config(&rec.host_config).unwrap_or_default();
-        let procs = self.device_cgroups.dir(&rec.id).map(|d| d.join("cgroup.procs")).into_iter().collect();
+        let mut procs: Vec<PathBuf> = self.device_cgroups.dir(&rec.id).map(|d| d.join("cgroup.procs")).into_iter().collect();
+        procs.extend(self.resources.views(&rec.id).into_iter().map(|(_, d)| d.join("cgroup.procs")));
+        procs.dedup();
         (self.capabilities(&conf), procs, conf.rlimits)
     }
 
@@ -805,12 +845,25 @@ impl Containers {
             b.readonly = conf.readonly_rootfs;
         }
         binds.extend(self.mount_binds(rec)?);
-        let cgroup_procs: Vec<PathBuf> = self
+        let mut cgroup_procs: Vec<PathBuf> = self
             .device_cgroups
             .create(&rec.id, &device_rules, conf.privileged)
             .map_err(|e| internal(format!("creating the container's devices cgroup: {e}")))?
             .into_iter()
             .collect();
+        if conf.limits != Default::default() && !self.resources.available() {
+            self.device_cgroups.remove(&rec.id).await;
+            return Err(ApiError::bad_request("this host has no memory cgroup: berth cannot limit a container's resources here"));
+        }
+        match self.resources.create(&rec.id, &conf.limits) {
+            Ok(procs) => cgroup_procs.extend(procs),
+            Err(e) => {
+                self.device_cgroups.remove(&rec.id).await;
+                self.resources.remove(&rec.id).await;
+                return Err(internal(format!("creating the container's cgroups: {e}")));
+            }
+        }
+        cgroup_procs.dedup();
         let args = rec.command();
         let spec = InitSpec {
             rootfs: PathBuf::from(&rec.layer.merged),
@@ -847,6 +900,7 @@ impl Containers {
             tmpfs: conf.tmpfs.clone(),
             shm_size: conf.shm_size,
             oom_score_adj: conf.oom_score_adj,
+            cgroup_views: self.resources.views(&rec.id),
         };
         let run_dir = self.exec_root.join("containers").join(&rec.id);
         fs::create_dir_all(&run_dir).map_err(internal)?;
@@ -856,6 +910,7 @@ impl Containers {
         let launched = launch("__berth-init", &spec_path, rec.tty(), rec.open_stdin()).await;
         if launched.is_err() {
             self.device_cgroups.remove(&rec.id).await;
+            self.resources.remove(&rec.id).await;
         }
         let launched = match launched {
             Ok(l) => l,
@@ -877,6 +932,8 @@ impl Containers {
             r.state.status = Status::Running;
             r.state.pid = pid;
             r.state.exit_code = 0;
+            r.state.oom_killed = false;
+            r.state.paused = false;
             r.state.error.clear();
             r.state.started_at = now_rfc3339();
             r.state.finished_at = ZERO_TIME.into();
@@ -939,10 +996,14 @@ impl Containers {
         let _ = fs::remove_dir_all(self.exec_root.join("containers").join(&c.id));
         self.leave_networks(c).await;
         self.unmount(&c.record());
+        let oom_killed = self.resources.oom_kills(&c.id) > 0;
         self.device_cgroups.remove(&c.id).await;
+        self.resources.remove(&c.id).await;
         let rec = c.update(|r| {
             r.state.status = Status::Exited;
             r.state.pid = 0;
+            r.state.paused = false;
+            r.state.oom_killed = oom_killed;
             r.state.exit_code = code;
             r.state.finished_at = now_rfc3339();
         });
@@ -998,6 +1059,82 @@ impl Containers {
         Ok(())
     }
 
+    /// `docker pause` (`frozen`) and `docker unpause`: the freezer cgroup
+    /// stops or resumes every process of the container at once.
+    pub async fn set_paused(&self, c: &Container, frozen: bool) -> Result<(), ApiError> {
+        let _one = c.lifecycle.lock().await;
+        if let Some(e) = Self::gone(c) {
+            return Err(e);
+        }
+        let rec = c.record();
+        let conflict = |m: String| Err(ApiError::new(ErrorKind::Conflict, m));
+        if rec.state.status != Status::Running {
+            return conflict(format!("Container {} is not running", rec.id));
+        }
+        match (frozen, rec.state.paused) {
+            (true, true) => return conflict(format!("Container {} is already paused", rec.id)),
+            (false, false) => return conflict(format!("Container {} is not paused", rec.id)),
+            _ => {}
+        }
+        self.resources
+            .freeze(&rec.id, frozen)
+            .await
+            .map_err(|e| internal(format!("Cannot {} container {}: {e}", if frozen { "pause" } else { "unpause" }, rec.id)))?;
+        let rec = c.update(|r| r.state.paused = frozen);
+        self.save(&rec).map_err(internal)?;
+        let id = rec.id.clone();
+        self.bus.emit(if frozen { Event::ContainerPaused { id } } else { Event::ContainerUnpaused { id } });
+        Ok(())
+    }
+
+    /// `docker update`: new resource limits (and restart policy), checked as
+    /// Docker checks them, stored, and written into a running container's
+    /// cgroups at once. Returns Docker's warnings.
+    pub async fn update_resources(&self, c: &Container, body: &Value) -> Result<Vec<String>, ApiError> {
+        let _one = c.lifecycle.lock().await;
+        if let Some(e) = Self::gone(c) {
+            return Err(e);
+        }
+        let rec = c.record();
+        let hc = crate::runtime::resources::merge_update(&rec.host_config, body, crate::runtime::confine::host_cpus())
+            .map_err(ApiError::bad_request)?;
+        let conf = Confinement::from_host_config(&hc).map_err(ApiError::bad_request)?;
+        let mut warnings = Vec::new();
+        if conf.limits.memory > 0 && !self.resources.swap_accounting() {
+            warnings.push(
+                "Your kernel does not support swap limit capabilities or the cgroup is not mounted. Memory limited without swap."
+                    .to_string(),
+            );
+        }
+        if rec.state.status == Status::Running {
+            if !self.resources.available() {
+                return Err(ApiError::bad_request("this host has no memory cgroup: berth cannot limit a container's resources here"));
+            }
+            // The kernel refuses a limit below what the container uses now.
+            self.resources
+                .apply(&rec.id, &conf.limits, true)
+                .map_err(|e| ApiError::bad_request(format!("Cannot update container {}: {e}", rec.id)))?;
+        }
+        let rec = c.update(|r| r.host_config = hc.clone());
+        self.save(&rec).map_err(internal)?;
+        Ok(warnings)
+    }
+
+    /// One reading of a running container's cgroups, and its interfaces'
+    /// counters (None when it is not running).
+    pub fn sample(&self, c: &Container) -> Option<(Sample, BTreeMap<String, crate::runtime::resources::NetCounters>)> {
+        let rec = c.record();
+        if rec.state.status != Status::Running || rec.state.pid <= 0 {
+            return None;
+        }
+        let net = if rec.network_mode() == "host" {
+            BTreeMap::new()
+        } else {
+            crate::runtime::resources::parse_net_dev(&fs::read_to_string(format!("/proc/{}/net/dev", rec.state.pid)).unwrap_or_default())
+        };
+        Some((self.resources.sample(&rec.id), net))
+    }
+
     /// `POST /containers/{id}/kill`: the signal, in turn with other lifecycle
     /// calls. As Docker, a SIGKILL answers once the container has exited
     /// (its network and mounts taken down): a `docker start` right after a
@@ -1026,7 +1163,21 @@ impl Containers {
             ));
         }
         let sig = parse_signal(signal).ok_or_else(|| ApiError::bad_request(format!("Invalid signal: {signal}")))?;
-        match nix::sys::signal::kill(nix::unistd::Pid::from_raw(rec.state.pid), sig) {
+        if rec.state.paused && sig != nix::sys::signal::Signal::SIGKILL {
+            return Err(ApiError::new(
+                ErrorKind::Conflict,
+                format!(
+                    "Cannot kill container: {}: Container {} is paused. Unpause the container before stopping or killing",
+                    rec.id, rec.id
+                ),
+            ));
+        }
+        let sent = nix::sys::signal::kill(nix::unistd::Pid::from_raw(rec.state.pid), sig);
+        if rec.state.paused {
+            // A frozen process dies only once thawed.
+            self.resources.thaw_now(&rec.id);
+        }
+        match sent {
             // Its process is gone; the exit handler has not caught up yet.
             Err(nix::errno::Errno::ESRCH) => {
                 Err(ApiError::new(ErrorKind::Conflict, format!("Cannot kill container: {}: Container {} is not running", rec.id, rec.id)))
@@ -1062,8 +1213,11 @@ impl Containers {
         }
         let mut exits = c.exits();
         let before = *exits.borrow_and_update();
-        let secs = timeout.or(rec.stop_timeout()).unwrap_or(10);
-        let _ = self.kill(c, &rec.stop_signal());
+        // A paused container cannot take its stop signal: it is killed.
+        let secs = if rec.state.paused { 0 } else { timeout.or(rec.stop_timeout()).unwrap_or(10) };
+        if !rec.state.paused {
+            let _ = self.kill(c, &rec.stop_signal());
+        }
         let stopped = tokio::time::timeout(Duration::from_secs(secs), exits.wait_for(|n| *n != before)).await.map(|r| r.is_ok());
         if stopped.is_err() {
             let _ = self.kill(c, "SIGKILL");
@@ -1104,6 +1258,7 @@ impl Containers {
         let rec = c.update(|r| r.state.status = Status::Removing);
         self.map.lock().unwrap_or_else(|p| p.into_inner()).remove(&rec.id);
         self.device_cgroups.remove(&rec.id).await;
+        self.resources.remove(&rec.id).await;
         let _ = nix::mount::umount2(Path::new(&rec.layer.merged), nix::mount::MntFlags::MNT_DETACH);
         let layer_dir = self.data_root.join("overlay2").join(&rec.id);
         for d in [self.dir(&rec.id), layer_dir, self.exec_root.join("containers").join(&rec.id)] {
@@ -1137,6 +1292,7 @@ impl Containers {
             }
         }
         self.device_cgroups.close().await;
+        self.resources.close().await;
     }
 
     pub fn image_short(&self, id: &str) -> String {

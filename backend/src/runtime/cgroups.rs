@@ -404,6 +404,12 @@ impl DeviceCgroups {
         tracing::warn!(cgroup = %dir.display(), "container cgroup still busy; left in place");
     }
 
+    /// The `cgroup.procs` file of every container cgroup of this daemon.
+    pub fn container_procs(&self) -> Vec<PathBuf> {
+        let Some(p) = self.parent_dir() else { return Vec::new() };
+        fs::read_dir(&p).into_iter().flatten().flatten().map(|e| e.path()).filter(|d| d.is_dir()).map(|d| d.join("cgroup.procs")).collect()
+    }
+
     /// Removes container cgroups left empty by an earlier run (a daemon
     /// that was killed before it could remove them).
     pub fn sweep(&self) {

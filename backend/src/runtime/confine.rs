@@ -14,6 +14,12 @@ use std::path::Path;
 use serde_json::Value;
 
 use super::cgroups::{valid_access, DeviceRule};
+use super::resources::Limits;
+
+/// The CPUs this daemon may use (what `--cpus` is checked against).
+pub fn host_cpus() -> usize {
+    std::thread::available_parallelism().map(|n| n.get()).unwrap_or(1)
+}
 use super::spec::{DeviceNode, Rlimit, Tmpfs, DEFAULT_CAPS};
 
 /// A `--device` as the client sent it.
@@ -42,6 +48,8 @@ pub struct Confinement {
     /// API-only `MaskedPaths` / `ReadonlyPaths`: replace the defaults when set.
     pub masked_paths: Option<Vec<String>>,
     pub readonly_paths: Option<Vec<String>>,
+    /// `--memory`, `--pids-limit`, `--cpus`, … (checked as Docker checks them).
+    pub limits: Limits,
 }
 
 fn type_error(field: &str, want: &str, v: &Value) -> String {
@@ -313,17 +321,12 @@ const UNSUPPORTED: &[(&str, &str, &[&str])] = &[
     ("Init", "--init", &[]),
     ("Capabilities", "HostConfig.Capabilities", &[]),
     ("Cgroup", "HostConfig.Cgroup", &[]),
-    ("CpuShares", "--cpu-shares", &[]),
-    ("Memory", "--memory", &[]),
-    ("NanoCpus", "--cpus", &[]),
     ("BlkioWeight", "--blkio-weight", &[]),
     ("BlkioWeightDevice", "--blkio-weight-device", &[]),
     ("BlkioDeviceReadBps", "--device-read-bps", &[]),
     ("BlkioDeviceWriteBps", "--device-write-bps", &[]),
     ("BlkioDeviceReadIOps", "--device-read-iops", &[]),
     ("BlkioDeviceWriteIOps", "--device-write-iops", &[]),
-    ("CpuPeriod", "--cpu-period", &[]),
-    ("CpuQuota", "--cpu-quota", &[]),
     ("CpuRealtimePeriod", "--cpu-rt-period", &[]),
     ("CpuRealtimeRuntime", "--cpu-rt-runtime", &[]),
     ("CpusetCpus", "--cpuset-cpus", &[]),
@@ -331,8 +334,6 @@ const UNSUPPORTED: &[(&str, &str, &[&str])] = &[
     ("DeviceRequests", "--gpus", &[]),
     ("KernelMemory", "--kernel-memory", &[]),
     ("KernelMemoryTCP", "HostConfig.KernelMemoryTCP", &[]),
-    ("MemoryReservation", "--memory-reservation", &[]),
-    ("OomKillDisable", "--oom-kill-disable", &[]),
     ("CpuCount", "--cpu-count", &[]),
     ("CpuPercent", "--cpu-percent", &[]),
     ("IOMaximumIOps", "--io-maxiops", &[]),
@@ -367,9 +368,9 @@ pub fn refuse_unsupported(hc: &Value) -> Result<(), String> {
         }
         return refuse(flag);
     }
-    // -1 is the CLI's "unset" for swappiness, and for a swap or pids limit
-    // it means "unlimited", which berth (no limits yet) is.
-    for (field, flag) in [("MemorySwappiness", "--memory-swappiness"), ("MemorySwap", "--memory-swap"), ("PidsLimit", "--pids-limit")] {
+    // -1 is the CLI's "unset" for swappiness. (Memory, swap, pids and CPU
+    // limits are honoured: see `super::resources`.)
+    for (field, flag) in [("MemorySwappiness", "--memory-swappiness")] {
         let v = &hc[field];
         if !(unset(v) || v.as_i64() == Some(-1)) {
             return refuse(flag);
@@ -416,6 +417,7 @@ impl Confinement {
             oom_score_adj: oom as i32,
             masked_paths: opt_strings_field(hc, "MaskedPaths")?,
             readonly_paths: opt_strings_field(hc, "ReadonlyPaths")?,
+            limits: Limits::from_host_config(hc, host_cpus())?,
         })
     }
 
@@ -542,9 +544,6 @@ mod tests {
     fn flags_berth_does_not_honour_are_refused_by_name() {
         for (hc, flag) in [
             (json!({"Sysctls": {"net.ipv4.ip_forward": "1"}}), "--sysctl"),
-            (json!({"Memory": 67108864}), "--memory"),
-            (json!({"PidsLimit": 10}), "--pids-limit"),
-            (json!({"NanoCpus": 500000000}), "--cpus"),
             (json!({"CgroupParent": "x"}), "--cgroup-parent"),
             (json!({"RestartPolicy": {"Name": "always"}}), "--restart"),
             (json!({"PidMode": "host"}), "--pid"),
@@ -558,6 +557,10 @@ mod tests {
         }
         let ok = json!({"SecurityOpt": ["seccomp=unconfined", "no-new-privileges"], "IpcMode": "private", "CgroupnsMode": "host", "MemorySwap": -1});
         Confinement::from_host_config(&ok).unwrap();
+        // Resource limits are honoured now, and checked as Docker checks them.
+        let limited = Confinement::from_host_config(&json!({"Memory": 67108864, "PidsLimit": 10, "NanoCpus": 500000000})).unwrap();
+        assert_eq!((limited.limits.memory, limited.limits.pids_limit), (67108864, 10));
+        assert_eq!(Confinement::from_host_config(&json!({"Memory": 1024})).unwrap_err(), "Minimum memory limit allowed is 6MB");
     }
 
     #[test]

@@ -271,6 +271,7 @@ fn container_setup(spec: &InitSpec) -> R<()> {
         }
     }
 
+    mount_cgroup_views(&sys_dir, &spec.cgroup_views, spec.privileged)?;
     setup_dev(root, spec.tty, spec.shm_size)?;
     make_devices(root, &spec.devices)?;
 
@@ -321,6 +322,40 @@ fn container_setup(spec: &InitSpec) -> R<()> {
     set_rlimits(&spec.rlimits)?;
     become_user(&spec.user, &spec.capabilities)?;
     ctx(nix::unistd::chdir(cwd), || format!("chdir {cwd}"))
+}
+
+/// The container's own cgroups at /sys/fs/cgroup, read-only unless
+/// privileged: on v1 a tmpfs with one bind per controller (as runc mounts
+/// them for Docker), on v2 the container's cgroup itself.
+fn mount_cgroup_views(sys_dir: &Path, views: &[(String, std::path::PathBuf)], privileged: bool) -> R<()> {
+    let cg = sys_dir.join("fs/cgroup");
+    if views.is_empty() || !cg.is_dir() {
+        return Ok(());
+    }
+    let flags = MsFlags::MS_NOSUID | MsFlags::MS_NODEV | MsFlags::MS_NOEXEC;
+    let ro = |p: &Path| -> R<()> {
+        if privileged {
+            return Ok(());
+        }
+        mnt(None, p, None, MsFlags::MS_BIND | MsFlags::MS_REMOUNT | MsFlags::MS_RDONLY | flags, None)
+    };
+    if let [(name, dir)] = views {
+        if name.is_empty() {
+            mnt(Some(&dir.to_string_lossy()), &cg, None, MsFlags::MS_BIND, None)?;
+            return ro(&cg);
+        }
+    }
+    mnt(Some("tmpfs"), &cg, Some("tmpfs"), flags, Some("mode=755"))?;
+    for (name, dir) in views {
+        let at = cg.join(name);
+        mkdirs(&at)?;
+        mnt(Some(&dir.to_string_lossy()), &at, None, MsFlags::MS_BIND, None)?;
+        ro(&at)?;
+    }
+    if privileged {
+        return Ok(());
+    }
+    mnt(None, &cg, None, MsFlags::MS_REMOUNT | MsFlags::MS_RDONLY | flags, Some("mode=755"))
 }
 
 /// Makes device nodes (`--device`, `--privileged`) at their paths in the

@@ -5,4 +5,5 @@ pub mod cgroups;
 pub mod confine;
 pub mod init;
 pub mod process;
+pub mod resources;
 pub mod spec;

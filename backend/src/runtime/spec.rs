@@ -103,6 +103,11 @@ pub struct InitSpec {
     pub shm_size: Option<u64>,
     #[serde(default)]
     pub oom_score_adj: i32,
+    /// The container's own cgroups, shown read-only at /sys/fs/cgroup as
+    /// Docker shows them: (controller name, host dir) per v1 hierarchy, or
+    /// one with an empty name for the v2 cgroup itself.
+    #[serde(default)]
+    pub cgroup_views: Vec<(String, PathBuf)>,
 }
 
 /// One `--ulimit`: a resource by Docker's name (`nofile`, `nproc`, …).

@@ -206,10 +206,8 @@ fn flags_berth_does_not_honour_are_refused_by_name_not_ignored() {
     let (sb, d) = alpine();
     for (flags, name) in [
         (&["--sysctl", "net.ipv4.ip_forward=1"][..], "--sysctl"),
-        (&["--memory", "64m"][..], "--memory"),
-        (&["--pids-limit", "10"][..], "--pids-limit"),
-        (&["--cpus", "0.5"][..], "--cpus"),
-        (&["--cpu-shares", "512"][..], "--cpu-shares"),
+        (&["--blkio-weight", "300"][..], "--blkio-weight"),
+        (&["--cpuset-cpus", "0"][..], "--cpuset-cpus"),
         (&["--cgroup-parent", "elsewhere"][..], "--cgroup-parent"),
         (&["--security-opt", "apparmor=docker-default"][..], "--security-opt"),
         (&["--dns", "192.0.2.1"][..], "--dns"),

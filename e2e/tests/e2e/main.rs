@@ -27,6 +27,7 @@ mod page;
 mod page_security;
 mod page_steps;
 mod page_terminal;
+mod resources;
 mod sandbox;
 mod simulator;
 mod terminal;

@@ -24,6 +24,8 @@ fn container_of<'a>(e: &'a Event, state: &'a State) -> Option<&'a str> {
         | Event::ContainerExited { id, .. }
         | Event::ContainerRemoved { id }
         | Event::ContainerRenamed { id, .. }
+        | Event::ContainerPaused { id }
+        | Event::ContainerUnpaused { id }
         | Event::EndpointAttached { id, .. }
         | Event::EndpointDetached { id, .. }
         | Event::PortPublished { id, .. }

@@ -18,6 +18,8 @@ const W: f64 = 720.0;
 struct Placed {
     id: String,
     name: String,
+    /// Frozen by `docker pause`.
+    paused: bool,
     x: f64,
     ifaces: Vec<(String, String, String, String)>,  // (ifname, ip/prefix, bridge, host_if)
     ports: Vec<(String, u16, String, u16, String)>, // (host ip, host port, container ip, port, proto)
@@ -77,6 +79,7 @@ pub fn NetworkDiagram() -> impl IntoView {
             .map(|(i, c)| Placed {
                 id: c.id.clone(),
                 name: c.name.clone(),
+                paused: c.paused,
                 x: 10.0 + col * i as f64,
                 ifaces: c
                     .endpoints
@@ -157,11 +160,11 @@ pub fn NetworkDiagram() -> impl IntoView {
                         }
                     }).collect_view();
                     view! {
-                        <g class="netns" class:selected=selected class:flagged=flagged(lab, &Element::Container(p.name.clone())) data-testid=format!("container-{}", p.name)
+                        <g class="netns" class:selected=selected class:paused=p.paused class:flagged=flagged(lab, &Element::Container(p.name.clone())) data-testid=format!("container-{}", p.name)
                             on:click=move |_| store.selected.set(Some(Selection::Container(id.clone())))>
                             {cables}
                             <rect x=p.x y=box_y width=box_w height=96.0 rx="8"/>
-                            <text class="title" x=p.x + 10.0 y=box_y + 18.0>{p.name.clone()}</text>
+                            <text class="title" x=p.x + 10.0 y=box_y + 18.0>{p.name.clone()}{p.paused.then_some("  ⏸ paused")}</text>
                             <text class="muted" x=p.x + 10.0 y=box_y + 34.0>{format!("netns of {}", short(&p.id))}</text>
                             {p.ifaces.iter().enumerate().map(|(k, (ifname, ip, _, _))| view! {
                                 <text class="iface" x=p.x + 10.0 y=box_y + 54.0 + 16.0 * k as f64 data-testid="iface">{format!("{ifname}  {ip}")}</text>

@@ -307,6 +307,20 @@ fn a_renamed_container_has_its_new_name_in_the_state() {
 }
 
 #[test]
+fn a_paused_container_is_paused_in_the_state_until_unpaused_or_exited() {
+    let mut l = Learner::new();
+    l.run("docker run --name web -d nginx:alpine");
+    let id = l.state.containers.values().find(|c| c.name == "web").unwrap().id.clone();
+    apply(&mut l.state, &Event::ContainerPaused { id: id.clone() });
+    assert!(l.state.containers[&id].paused);
+    apply(&mut l.state, &Event::ContainerUnpaused { id: id.clone() });
+    assert!(!l.state.containers[&id].paused);
+    apply(&mut l.state, &Event::ContainerPaused { id: id.clone() });
+    apply(&mut l.state, &Event::ContainerExited { id: id.clone(), exit_code: 137 });
+    assert!(!l.state.containers[&id].paused, "an exited container is not paused");
+}
+
+#[test]
 fn a_state_keeps_the_shells_last_twenty_commands() {
     let mut s = State::default();
     for i in 0..25 {
