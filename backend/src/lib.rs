@@ -6,6 +6,7 @@ pub mod api;
 pub mod build;
 pub mod config;
 pub mod daemon;
+pub mod durable;
 pub mod engine;
 pub mod error;
 pub mod events;

@@ -86,11 +86,15 @@ async fn list(State(st): State<AppState>) -> Json<Value> {
             .iter()
             .map(|i| {
                 let labels = st.images.config(&i.id).map(|c| c["config"]["Labels"].clone()).unwrap_or(Value::Null);
+                // A dangling image, as API < 1.43 sends it: the docker CLI
+                // lists it as <none> only when both lists say so (with
+                // "<none>:<none>" alone it drops the image from the table).
+                let dangling = i.repo_tags.is_empty() && i.repo_digests.is_empty();
                 json!({
                     "Id": i.id,
                     "ParentId": "",
-                    "RepoTags": if i.repo_tags.is_empty() { json!(["<none>:<none>"]) } else { json!(i.repo_tags) },
-                    "RepoDigests": i.repo_digests,
+                    "RepoTags": if dangling { json!(["<none>:<none>"]) } else { json!(i.repo_tags) },
+                    "RepoDigests": if dangling { json!(["<none>@<none>"]) } else { json!(i.repo_digests) },
                     "Created": i.created,
                     "Size": i.size(),
                     "VirtualSize": i.size(),

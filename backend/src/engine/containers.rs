@@ -351,9 +351,31 @@ impl Containers {
         };
         for e in fs::read_dir(&dir)?.flatten() {
             let path = e.path().join("container.json");
-            let Ok(bytes) = fs::read(&path) else { continue };
+            let id = e.file_name().to_string_lossy().into_owned();
+            let layer_dir = data_root.join("overlay2").join(&id);
+            let bytes = match fs::read(&path) {
+                Ok(b) => b,
+                Err(err) if err.kind() == std::io::ErrorKind::NotFound => {
+                    // A create a crash ended before its first save: nothing
+                    // of the user's is in it yet.
+                    tracing::warn!(id, "removing a container whose creation did not finish");
+                    let _ = fs::remove_dir_all(e.path());
+                    let _ = fs::remove_dir_all(&layer_dir);
+                    continue;
+                }
+                Err(_) => continue,
+            };
             let Ok(mut rec) = serde_json::from_slice::<Record>(&bytes) else {
-                tracing::warn!(path = %path.display(), "skipping an unreadable container record");
+                // Not berthd's doing (its writes are atomic): the container
+                // cannot be run, and its files are kept aside, not lost.
+                let aside = data_root.join("lost+found").join(&id);
+                let _ = nix::mount::umount2(&layer_dir.join("merged"), nix::mount::MntFlags::MNT_DETACH);
+                let _ = fs::create_dir_all(&aside);
+                let moved = fs::rename(e.path(), aside.join("container")).and_then(|_| match fs::rename(&layer_dir, aside.join("layer")) {
+                    Err(err) if err.kind() == std::io::ErrorKind::NotFound => Ok(()),
+                    r => r,
+                });
+                tracing::warn!(path = %path.display(), kept = %aside.display(), ok = moved.is_ok(), "an unreadable container record: its files are kept aside");
                 continue;
             };
             if rec.state.status == Status::Running || rec.state.status == Status::Removing {
@@ -441,10 +463,7 @@ impl Containers {
     }
 
     pub(super) fn save(&self, r: &Record) -> std::io::Result<()> {
-        let path = self.dir(&r.id).join("container.json");
-        let tmp = path.with_extension("json.tmp");
-        fs::write(&tmp, serde_json::to_vec_pretty(r).map_err(std::io::Error::other)?)?;
-        fs::rename(tmp, path)
+        crate::durable::write_json(&self.dir(&r.id).join("container.json"), r)
     }
 
     pub fn list(&self) -> Vec<Arc<Container>> {

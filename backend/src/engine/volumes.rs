@@ -264,9 +264,7 @@ impl Volumes {
         fs::create_dir_all(&data).map_err(internal)?;
         // Docker's _data is root-owned, mode 0755 (the copy-in may change it).
         let _ = fs::set_permissions(&data, fs::Permissions::from_mode(0o755));
-        let tmp = dir.join("volume.json.tmp");
-        let write =
-            fs::write(&tmp, serde_json::to_vec_pretty(&rec).unwrap_or_default()).and_then(|_| fs::rename(&tmp, dir.join("volume.json")));
+        let write = crate::durable::write_json(&dir.join("volume.json"), &rec);
         if let Err(e) = write {
             let _ = fs::remove_dir_all(&dir);
             return Err(internal(format!("creating volume {name}: {e}")));

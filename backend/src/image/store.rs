@@ -102,6 +102,40 @@ pub fn hex_of(digest: &str) -> &str {
     digest.strip_prefix("sha256:").unwrap_or(digest)
 }
 
+/// The images whose config and every layer are in the store, untagged:
+/// what is left to know when the index is lost.
+fn rebuild_index(root: &Path) -> Index {
+    let mut index = Index::default();
+    let layerdb = root.join("image/overlay2/layerdb/sha256");
+    for e in fs::read_dir(root.join("image/overlay2/imagedb/content/sha256")).into_iter().flatten().flatten() {
+        let Ok(config) = fs::read(e.path()).map_err(|_| ()).and_then(|b| serde_json::from_slice::<serde_json::Value>(&b).map_err(|_| ()))
+        else {
+            continue;
+        };
+        let diff_ids: Vec<String> = config["rootfs"]["diff_ids"]
+            .as_array()
+            .map(|a| a.iter().filter_map(|d| d.as_str().map(String::from)).collect())
+            .unwrap_or_default();
+        let chains = chain_ids(&diff_ids);
+        if chains.iter().any(|c| !layerdb.join(hex_of(c)).join("diff").is_file()) {
+            continue;
+        }
+        let layers = chains
+            .iter()
+            .zip(&diff_ids)
+            .map(|(c, d)| LayerRef {
+                chain_id: c.clone(),
+                diff_id: d.clone(),
+                size: fs::read_to_string(layerdb.join(hex_of(c)).join("size")).ok().and_then(|s| s.trim().parse().ok()).unwrap_or(0),
+            })
+            .collect();
+        let id = format!("sha256:{}", e.file_name().to_string_lossy());
+        let created = config["created"].as_str().map(crate::image::pull::parse_rfc3339).unwrap_or(0);
+        index.images.insert(id.clone(), ImageRecord { id, repo_tags: Vec::new(), repo_digests: Vec::new(), layers, created });
+    }
+    index
+}
+
 impl ImageStore {
     pub fn open(data_root: &Path) -> io::Result<Self> {
         let root = data_root.to_path_buf();
@@ -109,8 +143,28 @@ impl ImageStore {
         for d in ["image/overlay2/imagedb/content/sha256", "image/overlay2/layerdb/sha256"] {
             fs::create_dir_all(root.join(d))?;
         }
-        let index = match fs::read(root.join("image/overlay2/index.json")) {
-            Ok(b) => serde_json::from_slice(&b).map_err(io::Error::other)?,
+        // Whatever is in tmp was left by a pull or build a crash ended
+        // (nothing runs before the store is open).
+        for e in fs::read_dir(root.join("tmp")).into_iter().flatten().flatten() {
+            let p = e.path();
+            let _ = if p.is_dir() { fs::remove_dir_all(&p) } else { fs::remove_file(&p) };
+        }
+        let path = root.join("image/overlay2/index.json");
+        let index = match fs::read(&path) {
+            Ok(b) => match serde_json::from_slice(&b) {
+                Ok(i) => i,
+                Err(e) => {
+                    // Not berthd's doing (its writes are atomic): keep the
+                    // file for whoever looks, and the images, untagged.
+                    let aside = path.with_extension("json.corrupt");
+                    let _ = fs::rename(&path, &aside);
+                    let index = rebuild_index(&root);
+                    tracing::warn!(error = %e, kept = %aside.display(), images = index.images.len(),
+                        "the image index was unreadable: rebuilt from the image configs, without their tags");
+                    crate::durable::write_json(&path, &index)?;
+                    index
+                }
+            },
             Err(e) if e.kind() == io::ErrorKind::NotFound => Index::default(),
             Err(e) => return Err(e),
         };
@@ -122,10 +176,7 @@ impl ImageStore {
     }
 
     fn save(&self, index: &Index) -> io::Result<()> {
-        let path = self.root.join("image/overlay2/index.json");
-        let tmp = path.with_extension("json.tmp");
-        fs::write(&tmp, serde_json::to_vec_pretty(index).map_err(io::Error::other)?)?;
-        fs::rename(tmp, path)
+        crate::durable::write_json(&self.root.join("image/overlay2/index.json"), index)
     }
 
     /// Scratch space on the same filesystem as the store (renames stay atomic).
@@ -162,12 +213,12 @@ impl ImageStore {
         fs::rename(unpacked, dir.join("diff"))?;
         let meta = self.root.join("image/overlay2/layerdb/sha256").join(hex_of(chain_id));
         fs::create_dir_all(&meta)?;
-        fs::write(meta.join("size"), size.to_string())?;
+        crate::durable::write(&meta.join("size"), size.to_string().as_bytes())?;
         if let Some(p) = parent {
-            fs::write(meta.join("parent"), p)?;
+            crate::durable::write(&meta.join("parent"), p.as_bytes())?;
         }
         // Written last: its presence marks the layer complete.
-        fs::write(meta.join("diff"), diff_id)?;
+        crate::durable::write(&meta.join("diff"), diff_id.as_bytes())?;
         Ok(true)
     }
 
@@ -190,7 +241,7 @@ impl ImageStore {
     /// Adds (or updates) an image and points `tag` at it, taking the tag from
     /// any image that had it. Returns the id that lost the tag, if any.
     pub fn put_image(&self, record: ImageRecord, config: &[u8], tag: Option<&str>) -> io::Result<Option<String>> {
-        fs::write(self.config_path(&record.id), config)?;
+        crate::durable::write(&self.config_path(&record.id), config)?;
         let mut idx = self.lock();
         let id = record.id.clone();
         let entry = idx.images.entry(id.clone()).or_insert_with(|| record.clone());
@@ -365,5 +416,47 @@ mod tests {
         fs::create_dir(&unpacked).unwrap();
         s.commit_layer("sha256:feed", "sha256:feed", None, 0, &unpacked).unwrap();
         assert_eq!(mode("overlay2/feed"), 0o710);
+    }
+
+    #[test]
+    fn a_lost_index_is_rebuilt_from_the_configs_and_a_crashed_pulls_scratch_is_swept() {
+        let dir = tempfile::tempdir().unwrap();
+        let root = dir.path().join("data");
+        let s = ImageStore::open(&root).unwrap();
+        let diff = format!("sha256:{}", "ab".repeat(32));
+        let unpacked = s.tmp_dir().join("u");
+        fs::create_dir(&unpacked).unwrap();
+        s.commit_layer(&diff, &diff, None, 42, &unpacked).unwrap();
+        let config = serde_json::json!({"created": "2026-01-02T03:04:05Z", "rootfs": {"type": "layers", "diff_ids": [diff]}});
+        let bytes = serde_json::to_vec(&config).unwrap();
+        let id = format!("sha256:{}", hex::encode(Sha256::digest(&bytes)));
+        let rec = ImageRecord {
+            id: id.clone(),
+            repo_tags: vec![],
+            repo_digests: vec![],
+            layers: vec![LayerRef { chain_id: diff.clone(), diff_id: diff.clone(), size: 42 }],
+            created: 0,
+        };
+        s.put_image(rec, &bytes, Some("alpine:latest")).unwrap();
+        // A config whose layer is missing is not an image.
+        fs::write(s.config_path(&format!("sha256:{}", "cd".repeat(32))), r#"{"rootfs": {"diff_ids": ["sha256:00"]}}"#).unwrap();
+        drop(s);
+        // Scratch left by a pull and a build that a crash ended.
+        fs::create_dir_all(root.join("tmp/unpack-x1/usr/bin")).unwrap();
+        fs::write(root.join("tmp/unpack-x1/usr/bin/big"), vec![0u8; 4096]).unwrap();
+        fs::create_dir_all(root.join("tmp/build-y2")).unwrap();
+        fs::write(root.join("tmp/blob-z3"), "partial").unwrap();
+        fs::write(root.join("image/overlay2/index.json"), "").unwrap();
+
+        let s = ImageStore::open(&root).expect("an emptied index must not stop the daemon");
+        let imgs = s.list();
+        assert_eq!(imgs.len(), 1, "{imgs:?}");
+        assert_eq!((imgs[0].id.as_str(), imgs[0].repo_tags.len(), imgs[0].layers[0].size), (id.as_str(), 0, 42));
+        assert_eq!(imgs[0].created, 1767323045);
+        assert!(root.join("image/overlay2/index.json.corrupt").exists());
+        assert_eq!(fs::read_dir(root.join("tmp")).unwrap().count(), 0, "the crashed pull's and build's scratch is gone");
+        // The rebuilt index was saved: the next start reads it as it is.
+        drop(s);
+        assert_eq!(ImageStore::open(&root).unwrap().list().len(), 1);
     }
 }

@@ -121,9 +121,7 @@ impl Networks {
         if let Some(dir) = self.store.parent() {
             std::fs::create_dir_all(dir).map_err(io("creating the directory of"))?;
         }
-        let tmp = self.store.with_extension("json.tmp");
-        std::fs::write(&tmp, serde_json::to_vec_pretty(&specs).unwrap_or_default()).map_err(io("writing"))?;
-        std::fs::rename(&tmp, &self.store).map_err(io("replacing"))
+        crate::durable::write_json(&self.store, &specs).map_err(io("writing"))
     }
 
     /// Picks the subnet: the one asked for if it is free, else the first

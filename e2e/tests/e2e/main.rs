@@ -10,6 +10,7 @@ mod build;
 mod classroom;
 mod confinement;
 mod containers;
+mod crash;
 mod daemon;
 mod dashboard;
 mod differential;

@@ -1,0 +1,92 @@
+//! What a crash leaves, and what the next berthd makes of it (issue 14):
+//! containers a SIGKILLed daemon left running are killed, not left
+//! untracked; a state file damaged outside berthd neither stops it nor makes
+//! a container half-vanish; scratch of a crashed create is cleared.
+#![allow(clippy::unwrap_used)] // test code: a failed step should panic with its error
+
+use berth_e2e::sandbox::node1;
+
+/// Processes whose command line is exactly `cmd` (NUL-separated args).
+fn running(cmd: &[&str]) -> Vec<i32> {
+    let want = cmd.join("\0") + "\0";
+    std::fs::read_dir("/proc")
+        .unwrap()
+        .flatten()
+        .filter_map(|e| e.file_name().to_str()?.parse::<i32>().ok())
+        .filter(|pid| std::fs::read(format!("/proc/{pid}/cmdline")).is_ok_and(|c| c == want.as_bytes()))
+        .collect()
+}
+
+#[test]
+fn a_restarted_berthd_kills_what_a_killed_one_left_running() {
+    let (sb, mut d) = node1().unwrap();
+    sb.docker_ok(&d, &["pull", "alpine"]);
+    // A unique command line, to find its processes among the host's.
+    sb.docker_ok(&d, &["run", "-d", "--name", "left", "-p", "8089:80", "alpine", "sleep", "6173"]);
+    sb.docker_ok(&d, &["run", "-d", "--name", "frozen", "alpine", "sleep", "6174"]);
+    sb.docker_ok(&d, &["pause", "frozen"]);
+    assert_eq!(running(&["sleep", "6173"]).len(), 1);
+    d.child.kill().unwrap();
+    let _ = d.child.wait();
+    // berthd died; its containers did not.
+    assert_eq!(running(&["sleep", "6173"]).len(), 1);
+
+    let d = sb.start_berthd(&["--registry-mirror", "http://127.0.0.1:5000"]).unwrap();
+    assert!(running(&["sleep", "6173"]).is_empty(), "the orphaned container still runs:\n{}", d.log_text());
+    let left: Vec<String> = running(&["sleep", "6174"])
+        .iter()
+        .map(|p| {
+            let st = std::fs::read_to_string(format!("/proc/{p}/status")).unwrap_or_default();
+            let cg = std::fs::read_to_string(format!("/proc/{p}/cgroup")).unwrap_or_default();
+            format!("{p}: {}\n{cg}", st.lines().filter(|l| l.starts_with("State") || l.starts_with("PPid")).collect::<Vec<_>>().join(" "))
+        })
+        .collect();
+    assert!(
+        left.is_empty(),
+        "the orphaned paused container still runs: {left:?}\n{}\n{}",
+        sb.docker_ok(&d, &["ps", "-a", "--no-trunc", "--format", "{{.ID}} {{.Names}}"]),
+        d.log_text()
+    );
+    let ps = sb.docker_ok(&d, &["ps", "-a", "--format", "{{.Names}} {{.State}}"]);
+    assert!(ps.lines().any(|l| l == "left exited") && ps.lines().any(|l| l == "frozen exited"), "{ps}");
+    // Startable again (its port is free), and removable.
+    sb.docker_ok(&d, &["start", "left"]);
+    assert_eq!(running(&["sleep", "6173"]).len(), 1);
+    sb.docker_ok(&d, &["rm", "-f", "left", "frozen"]);
+    assert!(running(&["sleep", "6173"]).is_empty());
+    assert!(d.log_text().contains("killed processes left running by an earlier berthd"), "{}", d.log_text());
+}
+
+#[test]
+fn damaged_state_files_neither_stop_berthd_nor_leave_half_a_container() {
+    let (sb, mut d) = node1().unwrap();
+    sb.docker_ok(&d, &["pull", "alpine"]);
+    let id = sb.docker_ok(&d, &["create", "--name", "keep", "alpine", "true"]).trim().to_string();
+    let alpine_id = sb.docker_ok(&d, &["images", "-q", "--no-trunc", "alpine"]).trim().to_string();
+    assert!(d.terminate().unwrap().success());
+
+    let data = sb.dir().join("berth/data");
+    // Damage from outside: an emptied image index, a truncated record.
+    std::fs::write(data.join("image/overlay2/index.json"), "").unwrap();
+    let rec = data.join("containers").join(&id).join("container.json");
+    let text = std::fs::read(&rec).unwrap();
+    std::fs::write(&rec, &text[..text.len() / 2]).unwrap();
+    // A create a crash ended before its record was written.
+    let half = "f".repeat(64);
+    std::fs::create_dir_all(data.join("containers").join(&half)).unwrap();
+    std::fs::create_dir_all(data.join("overlay2").join(&half).join("diff")).unwrap();
+
+    let d = sb.start_berthd(&["--registry-mirror", "http://127.0.0.1:5000"]).unwrap();
+    // The image is kept, untagged; tagging it again makes it usable.
+    let imgs = sb.docker_ok(&d, &["images", "-a", "--no-trunc", "--format", "{{.Repository}} {{.ID}}"]);
+    assert_eq!(imgs.trim(), format!("<none> {alpine_id}"), "{imgs}");
+    sb.docker_ok(&d, &["tag", &alpine_id, "alpine:latest"]);
+    // The damaged container is gone from view, its files kept aside, its name free.
+    assert_eq!(sb.docker_ok(&d, &["ps", "-aq"]).trim(), "");
+    assert!(data.join("lost+found").join(&id).join("container").is_dir());
+    assert!(!data.join("containers").join(&id).exists() && !data.join("overlay2").join(&id).exists());
+    sb.docker_ok(&d, &["run", "--name", "keep", "--rm", "alpine", "true"]);
+    // The unfinished create is cleared.
+    assert!(!data.join("containers").join(&half).exists() && !data.join("overlay2").join(&half).exists());
+    assert!(d.log_text().contains("rebuilt from the image configs"), "{}", d.log_text());
+}
