@@ -281,3 +281,17 @@ pub fn async_file(file: std::fs::File) -> io::Result<tokio::io::unix::AsyncFd<st
     // returns the same one, for as long as the AsyncFd holds the File.
     unsafe { tokio::io::unix::AsyncFd::register(file) }.map_err(|e| e.into_parts().1)
 }
+
+/// Installs a seccomp filter (classic BPF, `(code, jt, jf, k)` each) on
+/// the calling thread. Without no_new_privs the caller needs CAP_SYS_ADMIN.
+pub fn install_seccomp(prog: &[(u16, u8, u8, u32)]) -> io::Result<()> {
+    let filter: Vec<libc::sock_filter> = prog.iter().map(|&(code, jt, jf, k)| libc::sock_filter { code, jt, jf, k }).collect();
+    let fprog = libc::sock_fprog { len: filter.len() as u16, filter: filter.as_ptr() as *mut libc::sock_filter };
+    // SAFETY: seccomp(2) reads `fprog` and the `len` instructions it points
+    // to, which outlive the call; it keeps its own copy.
+    let rc = unsafe { libc::syscall(libc::SYS_seccomp, libc::SECCOMP_SET_MODE_FILTER, 0, &fprog as *const libc::sock_fprog) };
+    if rc != 0 {
+        return Err(io::Error::last_os_error());
+    }
+    Ok(())
+}

@@ -117,7 +117,7 @@ async fn start(State(st): State<AppState>, Path(id): Path<String>, req: Request)
         return Err(ApiError::new(ErrorKind::Conflict, format!("Container {} is not running", crec.id)));
     }
     // The container's capabilities, cgroups and ulimits hold for its execs too.
-    let (capabilities, cgroup_procs, rlimits) = st.containers.exec_confinement(&crec);
+    let conf = st.containers.exec_confinement(&crec)?;
     let spec = ExecSpec {
         target_pid: crec.state.pid,
         args: rec.args.clone(),
@@ -125,9 +125,11 @@ async fn start(State(st): State<AppState>, Path(id): Path<String>, req: Request)
         cwd: rec.working_dir.clone(),
         user: rec.user.clone(),
         tty: rec.tty,
-        capabilities,
-        cgroup_procs,
-        rlimits,
+        capabilities: conf.capabilities,
+        cgroup_procs: conf.cgroup_procs,
+        rlimits: conf.rlimits,
+        seccomp: conf.seccomp,
+        no_new_privileges: conf.no_new_privileges,
     };
     let spec_path = std::env::temp_dir().join(format!("berth-exec-{id}.json"));
     let spec_dir = st.config.exec_root.join("exec");

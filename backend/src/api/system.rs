@@ -149,8 +149,8 @@ async fn info(State(st): State<AppState>) -> Json<Value> {
         "ContainerdCommit": { "ID": "", "Expected": "" },
         "RuncCommit": { "ID": "", "Expected": "" },
         "InitCommit": { "ID": "", "Expected": "" },
-        // No seccomp profile is applied; no_new_privs is set in every container.
-        "SecurityOptions": ["name=seccomp,profile=unconfined", "name=no-new-privileges"],
+        // Docker's default seccomp policy in every container not unconfined.
+        "SecurityOptions": [crate::runtime::seccomp::info_option()],
         "Warnings": match st.engine {
             berth_shared::EngineMode::Live => Vec::<String>::new(),
             berth_shared::EngineMode::Unavailable => vec!["WARNING: berth's engine is unavailable on this host (not root or no namespaces); containers cannot run".to_string()],

@@ -260,6 +260,16 @@ impl Container {
     }
 }
 
+/// What a `docker exec` process inherits from its container.
+#[derive(Debug)]
+pub struct ExecConfinement {
+    pub capabilities: Vec<String>,
+    pub cgroup_procs: Vec<PathBuf>,
+    pub rlimits: Vec<Rlimit>,
+    pub seccomp: Vec<Vec<crate::runtime::seccomp::Insn>>,
+    pub no_new_privileges: bool,
+}
+
 /// All containers of this daemon.
 #[derive(Debug)]
 pub struct Containers {
@@ -843,13 +853,15 @@ impl Containers {
     }
 
     /// What a `docker exec` in this container inherits from it: its
-    /// capability set, its cgroups and its ulimits.
-    pub fn exec_confinement(&self, rec: &Record) -> (Vec<String>, Vec<PathBuf>, Vec<Rlimit>) {
-        let conf = Confinement::from_host_config(&rec.host_config).unwrap_or_default();
-        let mut procs: Vec<PathBuf> = self.device_cgroups.dir(&rec.id).map(|d| d.join("cgroup.procs")).into_iter().collect();
-        procs.extend(self.resources.views(&rec.id).into_iter().map(|(_, d)| d.join("cgroup.procs")));
-        procs.dedup();
-        (self.capabilities(&conf), procs, conf.rlimits)
+    /// capability set, cgroups, ulimits, seccomp programs and no_new_privs.
+    pub fn exec_confinement(&self, rec: &Record) -> Result<ExecConfinement, ApiError> {
+        let conf = Confinement::from_host_config(&rec.host_config).map_err(ApiError::bad_request)?;
+        let mut cgroup_procs: Vec<PathBuf> = self.device_cgroups.dir(&rec.id).map(|d| d.join("cgroup.procs")).into_iter().collect();
+        cgroup_procs.extend(self.resources.views(&rec.id).into_iter().map(|(_, d)| d.join("cgroup.procs")));
+        cgroup_procs.dedup();
+        let capabilities = self.capabilities(&conf);
+        let seccomp = crate::runtime::seccomp::programs(&conf.seccomp, &capabilities).map_err(internal)?;
+        Ok(ExecConfinement { capabilities, cgroup_procs, rlimits: conf.rlimits, seccomp, no_new_privileges: conf.no_new_privileges })
     }
 
     async fn spawn(self: &Arc<Self>, c: &Arc<Container>, rec: &Record) -> Result<(), ApiError> {
@@ -910,6 +922,8 @@ impl Containers {
             } else {
                 conf.readonly_paths.clone().unwrap_or_else(|| READONLY_PATHS.iter().map(|s| s.to_string()).collect())
             },
+            seccomp: crate::runtime::seccomp::programs(&conf.seccomp, &self.capabilities(&conf)).map_err(internal)?,
+            no_new_privileges: conf.no_new_privileges,
             capabilities: self.capabilities(&conf),
             cgroup_procs,
             privileged: conf.privileged,

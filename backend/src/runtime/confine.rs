@@ -15,6 +15,7 @@ use serde_json::Value;
 
 use super::cgroups::{valid_access, DeviceRule};
 use super::resources::Limits;
+use super::seccomp::Profile;
 
 /// The CPUs this daemon may use (what `--cpus` is checked against).
 pub fn host_cpus() -> usize {
@@ -50,6 +51,10 @@ pub struct Confinement {
     pub readonly_paths: Option<Vec<String>>,
     /// `--memory`, `--pids-limit`, `--cpus`, … (checked as Docker checks them).
     pub limits: Limits,
+    /// `--security-opt seccomp=…` (and `--privileged`, which is unconfined).
+    pub seccomp: Profile,
+    /// `--security-opt no-new-privileges`.
+    pub no_new_privileges: bool,
 }
 
 fn type_error(field: &str, want: &str, v: &Value) -> String {
@@ -340,19 +345,20 @@ const UNSUPPORTED: &[(&str, &str, &[&str])] = &[
     ("IOMaximumBandwidth", "--io-maxbandwidth", &[]),
 ];
 
-/// `--security-opt` values whose effect berth already has: no seccomp
-/// profile, no AppArmor, no SELinux labels, no_new_privs always set.
-const SECURITY_OPTS_IN_EFFECT: &[&str] = &[
-    "seccomp=unconfined",
-    "seccomp:unconfined",
-    "apparmor=unconfined",
-    "apparmor:unconfined",
-    "label=disable",
-    "label:disable",
-    "no-new-privileges",
-    "no-new-privileges=true",
-    "no-new-privileges:true",
-];
+/// `--security-opt` values whose effect berth already has: no AppArmor, no
+/// SELinux labels. (`seccomp=` and `no-new-privileges` are honoured.)
+const SECURITY_OPTS_IN_EFFECT: &[&str] = &["apparmor=unconfined", "apparmor:unconfined", "label=disable", "label:disable"];
+
+/// `no-new-privileges`, `no-new-privileges=true|false` (or with `:`):
+/// None when the option is another one.
+fn no_new_privileges(opt: &str) -> Option<Result<bool, String>> {
+    let rest = opt.strip_prefix("no-new-privileges")?;
+    Some(match rest {
+        "" | "=true" | ":true" => Ok(true),
+        "=false" | ":false" => Ok(false),
+        _ => Err(format!("invalid --security-opt 2: {opt:?}")),
+    })
+}
 
 fn refuse(flag: &str) -> Result<(), String> {
     Err(format!("berth does not support {flag} yet"))
@@ -380,7 +386,16 @@ pub fn refuse_unsupported(hc: &Value) -> Result<(), String> {
     if !(policy.is_empty() || policy == "no") {
         return refuse("--restart");
     }
-    for opt in strings_field(hc, "SecurityOpt")? {
+    let opts = strings_field(hc, "SecurityOpt")?;
+    super::seccomp::profile(&opts, false)?;
+    for opt in opts {
+        if let Some(nnp) = no_new_privileges(&opt) {
+            nnp?;
+            continue;
+        }
+        if opt.starts_with("seccomp=") || opt.starts_with("seccomp:") {
+            continue;
+        }
         if !SECURITY_OPTS_IN_EFFECT.contains(&opt.as_str()) {
             return Err(format!("berth does not support --security-opt {opt} yet"));
         }
@@ -418,6 +433,13 @@ impl Confinement {
             masked_paths: opt_strings_field(hc, "MaskedPaths")?,
             readonly_paths: opt_strings_field(hc, "ReadonlyPaths")?,
             limits: Limits::from_host_config(hc, host_cpus())?,
+            seccomp: super::seccomp::profile(&strings_field(hc, "SecurityOpt")?, privileged)?,
+            no_new_privileges: strings_field(hc, "SecurityOpt")?
+                .iter()
+                .filter_map(|o| no_new_privileges(o))
+                .last()
+                .transpose()?
+                .unwrap_or(false),
         })
     }
 
@@ -549,7 +571,6 @@ mod tests {
             (json!({"PidMode": "host"}), "--pid"),
             (json!({"MemorySwappiness": 10}), "--memory-swappiness"),
             (json!({"SecurityOpt": ["apparmor=docker-default"]}), "--security-opt apparmor=docker-default"),
-            (json!({"SecurityOpt": ["no-new-privileges:false"]}), "--security-opt no-new-privileges:false"),
             (json!({"Init": true}), "--init"),
         ] {
             let e = Confinement::from_host_config(&hc).unwrap_err();

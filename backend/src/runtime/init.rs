@@ -173,7 +173,7 @@ pub fn exec_main(spec_path: &str) -> ! {
         let r = (|| {
             session(spec.tty)?;
             set_rlimits(&spec.rlimits)?;
-            become_user(&spec.user, &spec.capabilities)?;
+            become_user(&spec.user, &spec.capabilities, spec.no_new_privileges, &spec.seccomp)?;
             let cwd = if spec.cwd.is_empty() { "/" } else { spec.cwd.as_str() };
             ctx(nix::unistd::chdir(cwd), || format!("chdir {cwd}"))
         })();
@@ -320,7 +320,7 @@ fn container_setup(spec: &InitSpec) -> R<()> {
 
     session(spec.tty)?;
     set_rlimits(&spec.rlimits)?;
-    become_user(&spec.user, &spec.capabilities)?;
+    become_user(&spec.user, &spec.capabilities, spec.no_new_privileges, &spec.seccomp)?;
     ctx(nix::unistd::chdir(cwd), || format!("chdir {cwd}"))
 }
 
@@ -506,12 +506,21 @@ pub fn resolve_user(user: &str, passwd: &str, group: &str) -> R<(u32, u32, Vec<u
     Ok((uid, gid, extra))
 }
 
-fn become_user(user: &str, caps_keep: &[String]) -> R<()> {
+/// Becomes the container's user with its capabilities. The seccomp
+/// programs go in first, while this process still holds CAP_SYS_ADMIN (what
+/// installing them without no_new_privs takes, as runc does): everything
+/// after them (capset, setgroups, setuid, chdir, execve) is allowed by them.
+fn become_user(user: &str, caps_keep: &[String], no_new_privs: bool, seccomp: &[Vec<super::seccomp::Insn>]) -> R<()> {
     use std::str::FromStr;
     let passwd = std::fs::read_to_string("/etc/passwd").unwrap_or_default();
     let group = std::fs::read_to_string("/etc/group").unwrap_or_default();
     let (uid, gid, extra) = resolve_user(user, &passwd, &group)?;
-    ctx(nix::sys::prctl::set_no_new_privs(), || "no_new_privs".into())?;
+    if no_new_privs {
+        ctx(nix::sys::prctl::set_no_new_privs(), || "no_new_privs".into())?;
+    }
+    for prog in seccomp {
+        ctx(sys::install_seccomp(prog), || "installing the seccomp profile".into())?;
+    }
     // Only what this kernel knows and berth itself holds (its bounding set):
     // capset refuses the others. "All" (--privileged) is all of those.
     let bounding = caps::read(None, caps::CapSet::Bounding).unwrap_or_else(|_| caps::all());

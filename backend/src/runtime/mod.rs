@@ -6,4 +6,5 @@ pub mod confine;
 pub mod init;
 pub mod process;
 pub mod resources;
+pub mod seccomp;
 pub mod spec;

@@ -108,6 +108,12 @@ pub struct InitSpec {
     /// one with an empty name for the v2 cgroup itself.
     #[serde(default)]
     pub cgroup_views: Vec<(String, PathBuf)>,
+    /// The seccomp programs installed before the exec (`runtime::seccomp`).
+    #[serde(default)]
+    pub seccomp: Vec<Vec<super::seccomp::Insn>>,
+    /// `--security-opt no-new-privileges`.
+    #[serde(default)]
+    pub no_new_privileges: bool,
 }
 
 /// One `--ulimit`: a resource by Docker's name (`nofile`, `nproc`, …).
@@ -163,6 +169,11 @@ pub struct ExecSpec {
     /// The container's `--ulimit`s.
     #[serde(default)]
     pub rlimits: Vec<Rlimit>,
+    /// The container's seccomp programs and no_new_privs.
+    #[serde(default)]
+    pub seccomp: Vec<Vec<super::seccomp::Insn>>,
+    #[serde(default)]
+    pub no_new_privileges: bool,
 }
 
 /// Finds `prog` on the container's PATH (from its env), as a shell would,

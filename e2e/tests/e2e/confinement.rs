@@ -225,11 +225,48 @@ fn flags_berth_does_not_honour_are_refused_by_name_not_ignored() {
     }
     // Nothing was created by the refused requests.
     assert_eq!(sb.docker_ok(&d, &["ps", "-aq"]), "");
-    // What berth does (seccomp is not in effect, no-new-privileges is) stays accepted and truthful.
+    // What berth does is accepted and truthful.
     let o = run_sh(&sb, &d, &["--security-opt", "seccomp=unconfined", "--security-opt", "no-new-privileges"], "echo fine");
     assert!(o.contains("fine"), "{o}");
     let info = sb.docker_ok(&d, &["info", "--format", "{{.CgroupDriver}} {{.CgroupVersion}} {{json .SecurityOptions}}"]);
-    assert_eq!(info.trim(), "cgroupfs 1 [\"name=seccomp,profile=unconfined\",\"name=no-new-privileges\"]", "{info}");
+    assert_eq!(info.trim(), "cgroupfs 1 [\"name=seccomp,profile=builtin\"]", "{info}");
+}
+
+/// Docker's default seccomp profile: namespaces, mounts and the kernel
+/// keyring are out of reach even where capabilities would not stop them
+/// (a user namespace needs none); `seccomp=unconfined`, `--privileged` and
+/// CAP_SYS_ADMIN lift what they lift in Docker; execs get the same filter.
+#[test]
+fn the_default_seccomp_profile_denies_what_dockers_denies() {
+    let (sb, d) = alpine();
+    let probe = "unshare -U true 2>&1 && echo userns=yes || echo userns=no; grep -E '^(Seccomp|NoNewPrivs):' /proc/self/status | tr -d '\\t' | tr '\\n' ' '";
+    let o = run_sh(&sb, &d, &[], probe);
+    assert!(o.contains("userns=no") && o.contains("Operation not permitted") && o.contains("Seccomp:2"), "{o}");
+    let o = run_sh(&sb, &d, &["--security-opt", "seccomp=unconfined"], probe);
+    assert!(o.contains("userns=yes") && o.contains("Seccomp:0"), "{o}");
+    let o = run_sh(&sb, &d, &["--privileged"], probe);
+    assert!(o.contains("userns=yes") && o.contains("Seccomp:0"), "{o}");
+    let o = run_sh(&sb, &d, &["--cap-add", "SYS_ADMIN"], probe);
+    assert!(o.contains("userns=yes") && o.contains("Seccomp:2"), "CAP_SYS_ADMIN unlocks unshare: {o}");
+    // no-new-privileges is the client's choice, as in Docker.
+    let o = run_sh(&sb, &d, &["--security-opt", "no-new-privileges"], probe);
+    assert!(o.contains("NoNewPrivs:1") && o.contains("Seccomp:2"), "{o}");
+    // Threads (clone3 answers ENOSYS, clone without namespace flags works)
+    // and the lab's tools run under the filter.
+    let o = run_sh(&sb, &d, &[], "wget --help >/dev/null 2>&1; ping -c1 -W1 127.0.0.1 >/dev/null && echo ping=ok");
+    assert!(o.contains("ping=ok"), "{o}");
+    // A docker exec gets the container's filter.
+    sb.docker_ok(&d, &["run", "-d", "--name", "filtered", "alpine", "sleep", "300"]);
+    let o = sb.docker_ok(&d, &["exec", "filtered", "sh", "-c", "unshare -U true 2>&1; grep Seccomp: /proc/self/status"]);
+    assert!(o.contains("Operation not permitted") && o.contains("Seccomp:\t2"), "{o}");
+    sb.docker_ok(&d, &["rm", "-f", "filtered"]);
+    // A profile file is refused by name, not ignored.
+    // (The CLI reads the file and sends its contents.)
+    let profile = sb.dir().join("profile.json");
+    std::fs::write(&profile, r#"{"defaultAction": "SCMP_ACT_ALLOW"}"#).unwrap();
+    let opt = format!("seccomp={}", profile.display());
+    let o = sb.docker(&d, &["run", "--rm", "--security-opt", &opt, "alpine", "true"]).unwrap();
+    assert!(!o.status.success() && out(&o).contains("custom seccomp profile"), "{}", out(&o));
 }
 
 #[test]

@@ -61,7 +61,7 @@ fn alpine_without_a_tty_exits_at_once_with_its_status_and_streams_apart() {
 fn isolation_matches_dockers_defaults() {
     let (sb, d) = node1().unwrap();
     sb.docker_ok(&d, &["pull", "alpine"]);
-    let script = "grep -E '^(CapBnd|CapEff|NoNewPrivs)' /proc/self/status | sort; \
+    let script = "grep -E '^(CapBnd|CapEff|NoNewPrivs|Seccomp)' /proc/self/status | sort; \
                   echo procs=$(ls /proc | grep -cE '^[0-9]+$'); \
                   echo timer_list=$(wc -c < /proc/timer_list); \
                   echo firmware=$(ls /sys/firmware | wc -l); \
@@ -71,10 +71,12 @@ fn isolation_matches_dockers_defaults() {
                   echo links=$(ip -o link | cut -d: -f2 | cut -d@ -f1 | tr -d ' \\n')";
     let o = sb.docker_ok(&d, &["run", "--rm", "alpine", "sh", "-c", script]);
     let get = |k: &str| o.lines().find_map(|l| l.strip_prefix(k)).unwrap_or_else(|| panic!("{k} missing in:\n{o}")).to_string();
-    // Docker's default capability set, bounding and effective, and no_new_privs.
+    // Docker's default capability set, bounding and effective; its seccomp
+    // filter mode; no no_new_privs unless asked (--security-opt).
     assert_eq!(get("CapBnd:\t"), "00000000a80425fb", "{o}");
     assert_eq!(get("CapEff:\t"), "00000000a80425fb", "{o}");
-    assert_eq!(get("NoNewPrivs:\t"), "1", "{o}");
+    assert_eq!(get("NoNewPrivs:\t"), "0", "{o}");
+    assert_eq!(get("Seccomp:\t"), "2", "{o}");
     // Its own PID namespace: only sh and its children are visible.
     assert!(get("procs=").parse::<u32>().unwrap() <= 4, "{o}");
     assert_eq!(get("timer_list="), "0", "/proc/timer_list is masked: {o}");
