@@ -8,6 +8,7 @@ fn main() -> anyhow::Result<()> {
     let args: Vec<String> = std::env::args().collect();
     match args.get(1).map(String::as_str) {
         Some("__berth-init") => berth_backend::runtime::init::init_main(args.get(2).map(String::as_str).unwrap_or("")),
+        Some("__berth-archive") => berth_backend::runtime::archive::archive_main(args.get(2).map(String::as_str).unwrap_or("")),
         Some("__berth-exec") => berth_backend::runtime::init::exec_main(args.get(2).map(String::as_str).unwrap_or("")),
         _ => {}
     }

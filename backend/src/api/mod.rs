@@ -19,6 +19,7 @@ use crate::image::store::ImageStore;
 use crate::system::HostFacts;
 use berth_shared::EngineMode;
 
+pub mod archive;
 pub mod build;
 pub mod containers;
 pub mod defaults;
@@ -58,6 +59,7 @@ pub fn app(state: AppState) -> Router {
         .merge(system::router())
         .merge(images::router())
         .merge(containers::router())
+        .merge(archive::router())
         .merge(exec::router())
         .merge(events::router())
         .merge(networks::router())

@@ -180,13 +180,13 @@ pub struct Container {
     /// Bumped on every exit: waiters for "next-exit" watch it.
     exits: watch::Sender<u64>,
     /// Set when removed: waiters for "removed" watch it.
-    removed: watch::Sender<bool>,
+    pub(super) removed: watch::Sender<bool>,
     /// Its embedded DNS server while running on a user-defined network.
     pub(super) dns: Mutex<Option<crate::network::dns::DnsServer>>,
     /// Held across a whole start, stop, kill, restart or removal: concurrent
     /// lifecycle calls on one container run one after the other, and each
     /// sees the state the previous one left.
-    lifecycle: tokio::sync::Mutex<()>,
+    pub(super) lifecycle: tokio::sync::Mutex<()>,
 }
 
 #[derive(Debug)]
@@ -839,6 +839,11 @@ impl Containers {
             caps.retain(|c| c != "CAP_MKNOD");
         }
         caps
+    }
+
+    /// This daemon's exec-root (run-time state).
+    pub fn exec_root(&self) -> &Path {
+        &self.exec_root
     }
 
     /// The cgroups that hold containers' limits (what `docker info` says

@@ -1,5 +1,6 @@
 //! The engine's stateful parts that the API drives.
 
+pub mod archive;
 pub mod containers;
 pub mod exec;
 pub mod logs;

@@ -246,3 +246,85 @@ fn docker_rename_renames_and_the_new_name_resolves_on_a_user_network() {
     );
     assert_eq!(ev.trim(), "/before after", "{ev}");
 }
+
+/// `docker cp` both ways, into running and stopped containers, through
+/// volumes, and never outside the container: the copy resolves paths as
+/// the container's processes do (its absolute symlinks included).
+#[test]
+fn docker_cp_copies_both_ways_inside_the_container_only() {
+    let (sb, d) = node1().unwrap();
+    sb.docker_ok(&d, &["pull", "alpine"]);
+    sb.docker_ok(&d, &["run", "-d", "--name", "box", "-v", "cpvol:/data", "alpine", "sleep", "300"]);
+    let host = sb.dir().join("cp");
+    std::fs::create_dir_all(host.join("site/img")).unwrap();
+    std::fs::write(host.join("site/index.html"), "<h1>hello</h1>\n").unwrap();
+    std::fs::write(host.join("site/img/logo.png"), [137u8, 80, 78, 71]).unwrap();
+    std::fs::write(host.join("note.txt"), "a note\n").unwrap();
+    let h = |p: &str| host.join(p).display().to_string();
+
+    // Into a running container: a file, a directory, and into a volume.
+    sb.docker_ok(&d, &["cp", &h("note.txt"), "box:/tmp/"]);
+    // (Into an existing directory it goes under its own name, as Docker's.)
+    sb.docker_ok(&d, &["cp", &h("site"), "box:/srv"]);
+    sb.docker_ok(&d, &["cp", &h("site"), "box:/www"]);
+    sb.docker_ok(&d, &["cp", &h("note.txt"), "box:/data/in-volume.txt"]);
+    let script = "cat /tmp/note.txt /srv/site/index.html /www/index.html /data/in-volume.txt; stat -c '%U %s' /www/img/logo.png";
+    let seen = sb.docker_ok(&d, &["exec", "box", "sh", "-c", script]);
+    assert_eq!(seen, "a note\n<h1>hello</h1>\n<h1>hello</h1>\na note\nroot 4\n");
+
+    // Out of it: a file the container made, and a directory.
+    sb.docker_ok(&d, &["exec", "box", "sh", "-c", "mkdir -p /out/sub && echo made inside > /out/sub/f && ln -s sub/f /out/link"]);
+    sb.docker_ok(&d, &["cp", "box:/out", &h("back")]);
+    assert_eq!(std::fs::read_to_string(host.join("back/sub/f")).unwrap(), "made inside\n");
+    assert_eq!(std::fs::read_link(host.join("back/link")).unwrap().display().to_string(), "sub/f");
+    sb.docker_ok(&d, &["cp", "box:/etc/hostname", &h("hostname")]);
+    let hn = sb.docker_ok(&d, &["exec", "box", "cat", "/etc/hostname"]);
+    assert_eq!(std::fs::read_to_string(host.join("hostname")).unwrap(), hn);
+
+    // An absolute symlink in the container points into the container.
+    sb.docker_ok(&d, &["exec", "box", "ln", "-s", "/etc", "/tmp/etclink"]);
+    std::fs::write(host.join("berth-cp-probe"), "probe\n").unwrap();
+    sb.docker_ok(&d, &["cp", &h("berth-cp-probe"), "box:/tmp/etclink/"]);
+    assert_eq!(sb.docker_ok(&d, &["exec", "box", "cat", "/etc/berth-cp-probe"]), "probe\n");
+    assert!(!std::path::Path::new("/etc/berth-cp-probe").exists(), "docker cp wrote on the host");
+
+    // A stopped container: copied into, then its process sees the file.
+    sb.docker_ok(&d, &["create", "--name", "later", "alpine", "cat", "/tmp/note.txt"]);
+    sb.docker_ok(&d, &["cp", &h("note.txt"), "later:/tmp/note.txt"]);
+    sb.docker_ok(&d, &["cp", "later:/etc/passwd", &h("passwd")]);
+    assert!(std::fs::read_to_string(host.join("passwd")).unwrap().starts_with("root:"));
+    sb.docker_ok(&d, &["start", "-a", "later"]).contains("a note").then_some(()).expect("the copied file is in the container");
+
+    // Docker's errors, never a 500.
+    for (args, want) in [
+        (vec!["cp".to_string(), "box:/nonexistent".to_string(), h("x")], "Could not find the file /nonexistent in container box"),
+        (vec!["cp".to_string(), h("note.txt"), "nobox:/tmp/x.txt".to_string()], "No such container"),
+        (
+            vec!["cp".to_string(), h("site"), "box:/tmp/note.txt/".to_string()],
+            "cannot overwrite non-directory \"/tmp/note.txt\" with directory",
+        ),
+    ] {
+        let a: Vec<&str> = args.iter().map(String::as_str).collect();
+        let o = sb.docker(&d, &a).unwrap();
+        assert!(!o.status.success() && out(&o).contains(want), "{a:?}: {}", out(&o));
+        assert!(!out(&o).contains("500"), "{a:?}: {}", out(&o));
+    }
+    // A read-only root refuses writes; its volume takes them.
+    sb.docker_ok(&d, &["run", "-d", "--name", "ro", "--read-only", "-v", "rovol:/data", "alpine", "sleep", "300"]);
+    let o = sb.docker(&d, &["cp", &h("note.txt"), "ro:/tmp/"]).unwrap();
+    assert!(!o.status.success() && out(&o).contains("container rootfs is marked read-only"), "{}", out(&o));
+    sb.docker_ok(&d, &["cp", &h("note.txt"), "ro:/data/"]);
+    assert_eq!(sb.docker_ok(&d, &["exec", "ro", "cat", "/data/note.txt"]), "a note\n");
+    // The API's stat header, as an SDK reads it.
+    let sock = d.socket.display().to_string();
+    let o = sb.run("curl", &["-sS", "-I", "--unix-socket", &sock, "http://berth/v1.41/containers/box/archive?path=/tmp/note.txt"]).unwrap();
+    let head = String::from_utf8_lossy(&o.stdout).to_string();
+    let b64 = head
+        .lines()
+        .find_map(|l| l.strip_prefix("x-docker-container-path-stat: ").or_else(|| l.strip_prefix("X-Docker-Container-Path-Stat: ")))
+        .unwrap_or_else(|| panic!("{head}"));
+    use base64::Engine;
+    let stat: serde_json::Value = serde_json::from_slice(&base64::engine::general_purpose::STANDARD.decode(b64.trim()).unwrap()).unwrap();
+    assert_eq!((stat["name"].as_str(), stat["size"].as_u64()), (Some("note.txt"), Some(7)), "{stat}");
+    sb.docker_ok(&d, &["rm", "-f", "box", "later", "ro"]);
+}
