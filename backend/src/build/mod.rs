@@ -11,6 +11,7 @@ pub mod dockerfile;
 pub mod expand;
 #[cfg(test)]
 mod fuzz;
+pub mod instructions;
 pub mod layer;
 
 use std::collections::BTreeMap;
@@ -28,6 +29,7 @@ use crate::image::pull::Puller;
 use crate::image::reference::ImageRef;
 use crate::image::store::{chain_ids, hex_of, ImageRecord, ImageStore, LayerRef};
 use dockerfile::{Form, Kind, Step};
+use instructions::with_shell;
 
 /// What `POST /build` asked for.
 #[derive(Clone, Debug, Default)]
@@ -158,95 +160,6 @@ pub struct Builder {
 
 fn sha(s: &str) -> String {
     hex::encode(Sha256::digest(s.as_bytes()))
-}
-
-/// `8000` → `8000/tcp`.
-fn port_key(p: &str) -> String {
-    if p.contains('/') {
-        p.to_ascii_lowercase()
-    } else {
-        format!("{p}/tcp")
-    }
-}
-
-/// A shell-form command run with the stage's SHELL.
-fn with_shell(config: &Value, cmd: &str) -> Vec<String> {
-    let mut shell: Vec<String> =
-        config["config"]["Shell"].as_array().map(|a| a.iter().filter_map(|s| s.as_str().map(String::from)).collect()).unwrap_or_default();
-    if shell.is_empty() {
-        shell = vec!["/bin/sh".into(), "-c".into()];
-    }
-    shell.push(cmd.to_string());
-    shell
-}
-
-/// Go-style duration ("30s", "1m30s", "500ms") in nanoseconds.
-fn duration_ns(s: &str) -> Option<i64> {
-    let mut total: f64 = 0.0;
-    let mut num = String::new();
-    let mut chars = s.chars().peekable();
-    while let Some(c) = chars.next() {
-        if c.is_ascii_digit() || c == '.' {
-            num.push(c);
-            continue;
-        }
-        let mut unit = c.to_string();
-        if c == 'm' && chars.peek() == Some(&'s') {
-            unit.push(chars.next()?);
-        }
-        let n: f64 = num.parse().ok()?;
-        num.clear();
-        total += n * match unit.as_str() {
-            "h" => 3.6e12,
-            "m" => 6e10,
-            "s" => 1e9,
-            "ms" => 1e6,
-            _ => return None,
-        };
-    }
-    if !num.is_empty() {
-        return None;
-    }
-    Some(total as i64)
-}
-
-/// HEALTHCHECK's arguments as the config's Healthcheck.
-fn healthcheck(args: &str) -> Result<Value, String> {
-    let mut rest = args.trim();
-    if rest.eq_ignore_ascii_case("NONE") {
-        return Ok(json!({"Test": ["NONE"]}));
-    }
-    let mut hc = serde_json::Map::new();
-    while let Some(f) = rest.strip_prefix("--") {
-        let end = f.find(char::is_whitespace).unwrap_or(f.len());
-        let (flag, after) = f.split_at(end);
-        let (k, v) = flag.split_once('=').ok_or_else(|| format!("HEALTHCHECK flag --{flag} needs a value"))?;
-        let key = match k {
-            "interval" => "Interval",
-            "timeout" => "Timeout",
-            "start-period" => "StartPeriod",
-            "start-interval" => "StartInterval",
-            "retries" => "Retries",
-            other => return Err(format!("Unknown flag: {other}")),
-        };
-        let value = if key == "Retries" {
-            json!(v.parse::<i64>().map_err(|_| format!("invalid retries {v}"))?)
-        } else {
-            json!(duration_ns(v).ok_or_else(|| format!("invalid duration {v}"))?)
-        };
-        hc.insert(key.into(), value);
-        rest = after.trim_start();
-    }
-    let cmd = rest.strip_prefix("CMD").or_else(|| rest.strip_prefix("cmd")).ok_or("HEALTHCHECK requires CMD or NONE")?.trim();
-    let test = if cmd.starts_with('[') {
-        let mut v: Vec<String> = serde_json::from_str(cmd).map_err(|e| format!("HEALTHCHECK CMD: {e}"))?;
-        v.insert(0, "CMD".into());
-        v
-    } else {
-        vec!["CMD-SHELL".into(), cmd.to_string()]
-    };
-    hc.insert("Test".into(), json!(test));
-    Ok(Value::Object(hc))
 }
 
 /// Mounts an overlay of `lowers` (top first) with `upper`/`work` at `merged`.
@@ -675,250 +588,149 @@ impl Builder {
             Run(Vec<String>, Vec<String>),
             Files(FileWork),
         }
-        let (created_by, extra, work): (String, String, Work) = match &step.kind {
-            Kind::Env(vars) => {
-                // Every value sees the environment from before this ENV.
-                let mut expanded = Vec::new();
-                for (k, v) in vars {
-                    expanded.push((k.clone(), st.expand(step, v)?));
-                }
-                let mut env: Vec<String> = st.img.env();
-                for (k, v) in &expanded {
-                    env.retain(|e| e.split('=').next() != Some(k.as_str()));
-                    env.push(format!("{k}={v}"));
-                }
-                cfg["Env"] = json!(env);
-                let shown: Vec<String> = expanded.iter().map(|(k, v)| format!("{k}={v}")).collect();
-                (nop(&format!("ENV {}", shown.join(" "))), String::new(), Work::Meta)
-            }
-            Kind::Arg(args) => {
-                let mut shown = Vec::new();
-                for (k, default) in args {
-                    let default = match default {
-                        Some(d) => Some(st.expand(step, d)?),
-                        None => globals.iter().find(|(g, _)| g == k).map(|(_, v)| v.clone()),
-                    };
-                    let v = opts.buildargs.get(k).cloned().or(default.clone());
-                    if let Some(v) = v {
-                        st.args.push((k.clone(), v));
-                    }
-                    shown.push(match default {
-                        Some(d) => format!("{k}={d}"),
-                        None => k.clone(),
-                    });
-                }
-                (nop(&format!("ARG {}", shown.join(" "))), String::new(), Work::Meta)
-            }
-            Kind::Label(labels) => {
-                let mut shown = Vec::new();
-                for (k, v) in labels {
-                    let (k, v) = (st.expand(step, k)?, st.expand(step, v)?);
-                    if !cfg["Labels"].is_object() {
-                        cfg["Labels"] = json!({});
-                    }
-                    cfg["Labels"][&k] = json!(v);
-                    shown.push(format!("{k}={v}"));
-                }
-                (nop(&format!("LABEL {}", shown.join(" "))), String::new(), Work::Meta)
-            }
-            Kind::Expose(ports) => {
-                let mut shown = Vec::new();
-                for p in ports {
-                    let p = st.expand(step, p)?;
-                    let key = port_key(&p);
-                    let num = key.split('/').next().unwrap_or("");
-                    if num.split('-').any(|x| x.parse::<u16>().is_err()) {
-                        return Err(at(step, format!("invalid containerPort: {p}")));
-                    }
-                    if !cfg["ExposedPorts"].is_object() {
-                        cfg["ExposedPorts"] = json!({});
-                    }
-                    cfg["ExposedPorts"][&key] = json!({});
-                    shown.push(key);
-                }
-                (nop(&format!("EXPOSE {}", shown.join(" "))), String::new(), Work::Meta)
-            }
-            Kind::Volume(vols) => {
-                let mut shown = Vec::new();
-                for v in vols {
-                    let v = st.expand(step, v)?;
-                    if v.is_empty() {
-                        return Err(at(step, "VOLUME specified can not be an empty string"));
-                    }
-                    if !cfg["Volumes"].is_object() {
-                        cfg["Volumes"] = json!({});
-                    }
-                    cfg["Volumes"][&v] = json!({});
-                    shown.push(v);
-                }
-                (nop(&format!("VOLUME [{}]", shown.join(" "))), String::new(), Work::Meta)
-            }
-            Kind::User(u) => {
-                let u = st.expand(step, u)?;
-                cfg["User"] = json!(u);
-                (nop(&format!("USER {u}")), String::new(), Work::Meta)
-            }
-            Kind::StopSignal(s) => {
-                let s = st.expand(step, s)?;
-                if crate::engine::containers::parse_signal(&s).is_none() {
-                    return Err(at(step, format!("Invalid signal: {s}")));
-                }
-                cfg["StopSignal"] = json!(s);
-                (nop(&format!("STOPSIGNAL {s}")), String::new(), Work::Meta)
-            }
-            Kind::Workdir(w) => {
-                let w = st.expand(step, w)?;
-                let current = cfg["WorkingDir"].as_str().unwrap_or("/").to_string();
-                let dir = if w.starts_with('/') {
-                    w.clone()
-                } else {
-                    Path::new(if current.is_empty() { "/" } else { &current }).join(&w).display().to_string()
-                };
-                cfg["WorkingDir"] = json!(dir);
-                let d = dir.clone();
-                let work = Work::Files(Box::new(move |root: &Path| {
-                    let wr = copy::Writer::new(root, copy::Attrs::default()).map_err(|e| e.to_string())?;
-                    if !wr.is_dir(Path::new(&d)) {
-                        wr.dir(Path::new(&d), None).map_err(|e| format!("creating WORKDIR {d}: {e}"))?;
-                    }
-                    Ok(())
-                }));
-                (nop(&format!("WORKDIR {dir}")), String::new(), work)
-            }
-            Kind::Cmd(f) | Kind::Entrypoint(f) => {
-                let is_cmd = matches!(step.kind, Kind::Cmd(_));
-                let v = match f {
-                    Form::Exec(a) => a.clone(),
-                    Form::Shell(s) => with_shell(&st.img.config, s),
-                };
-                let key = if is_cmd { "Cmd" } else { "Entrypoint" };
-                cfg[key] = json!(v);
-                if is_cmd {
-                    st.cmd_set = true;
-                } else if !st.cmd_set {
-                    cfg["Cmd"] = Value::Null;
-                }
-                // Whether ENTRYPOINT clears the CMD is not in its text.
-                let extra = if is_cmd { String::new() } else { format!("cmd_set={}", st.cmd_set) };
-                (nop(&format!("{} {}", key.to_ascii_uppercase(), serde_json::to_string(&v).unwrap_or_default())), extra, Work::Meta)
-            }
-            Kind::Healthcheck(args) => {
-                cfg["Healthcheck"] = healthcheck(args).map_err(|e| at(step, e))?;
-                (nop(&format!("HEALTHCHECK {args}")), String::new(), Work::Meta)
-            }
-            Kind::Shell(sh) => {
-                cfg["Shell"] = json!(sh);
-                (nop(&format!("SHELL {}", serde_json::to_string(sh).unwrap_or_default())), String::new(), Work::Meta)
-            }
-            Kind::OnBuild(t) => {
-                let mut list = cfg["OnBuild"].as_array().cloned().unwrap_or_default();
-                list.push(json!(t));
-                cfg["OnBuild"] = json!(list);
-                (nop(&format!("ONBUILD {t}")), String::new(), Work::Meta)
-            }
-            Kind::Maintainer(m) => {
-                st.img.config["author"] = json!(m);
-                (nop(&format!("MAINTAINER {m}")), String::new(), Work::Meta)
-            }
-            Kind::Run { cmd, heredocs } => {
-                let argv = match (cmd, heredocs.first()) {
-                    (Form::Shell(s), Some(h))
-                        if s.trim() == format!("<<{}", h.name) || s.trim().starts_with("<<") && s.split_whitespace().count() == 1 =>
-                    {
-                        with_shell(&st.img.config, h.body.trim_end())
-                    }
-                    (Form::Shell(s), Some(_)) => {
-                        // `RUN cmd <<EOF`: the heredoc is the command's stdin.
-                        let mut script = s.clone();
-                        for h in heredocs {
-                            script.push('\n');
-                            script.push_str(&h.body);
-                            script.push_str(&h.name);
+        let mut cmd_set = st.cmd_set;
+        let applied = instructions::apply(&mut cfg, &st.img.config, &step.kind, &st.lookup(), &mut cmd_set).map_err(|e| at(step, e))?;
+        st.cmd_set = cmd_set;
+        let (created_by, extra, work): (String, String, Work) = match applied {
+            Some(a) => (nop(&a.shown), a.extra, Work::Meta),
+            None => match &step.kind {
+                Kind::Arg(args) => {
+                    let mut shown = Vec::new();
+                    for (k, default) in args {
+                        let default = match default {
+                            Some(d) => Some(st.expand(step, d)?),
+                            None => globals.iter().find(|(g, _)| g == k).map(|(_, v)| v.clone()),
+                        };
+                        let v = opts.buildargs.get(k).cloned().or(default.clone());
+                        if let Some(v) = v {
+                            st.args.push((k.clone(), v));
                         }
-                        with_shell(&st.img.config, &script)
+                        shown.push(match default {
+                            Some(d) => format!("{k}={d}"),
+                            None => k.clone(),
+                        });
                     }
-                    (Form::Shell(s), None) => with_shell(&st.img.config, s),
-                    (Form::Exec(a), _) => a.clone(),
-                };
-                let args: Vec<String> = st.args.iter().map(|(k, v)| format!("{k}={v}")).collect();
-                let shown = match cmd {
-                    Form::Shell(s) if heredocs.is_empty() => format!("/bin/sh -c {s}"),
-                    _ => argv.join(" "),
-                };
-                let created = if args.is_empty() { shown } else { format!("|{} {} {shown}", args.len(), args.join(" ")) };
-                (created, String::new(), Work::Run(argv, args))
-            }
-            Kind::Copy { add, from, chown, chmod, sources, dest, heredocs } => {
-                let dest = st.expand(step, dest)?;
-                let wd = cfg["WorkingDir"].as_str().filter(|w| !w.is_empty()).unwrap_or("/").to_string();
-                let abs = if dest.starts_with('/') { dest.clone() } else { format!("{}/{}", wd.trim_end_matches('/'), dest) };
-                let abs = if dest.ends_with('/') && !abs.ends_with('/') { format!("{abs}/") } else { abs };
-                let owner = match chown {
-                    Some(c) => Some(self.owner_in(&st.img, &st.expand(step, c)?).await.map_err(|e| at(step, e))?),
-                    None => None,
-                };
-                let mode = match chmod {
-                    Some(m) => Some(u32::from_str_radix(m, 8).map_err(|_| at(step, format!("invalid chmod {m}")))?),
-                    None => None,
-                };
-                let word = if *add { "ADD" } else { "COPY" };
-                if !heredocs.is_empty() {
-                    let docs: Vec<(String, String)> = heredocs.iter().map(|h| (h.name.clone(), h.body.clone())).collect();
-                    let sum = sha(&format!("{docs:?}"));
-                    let a = abs.clone();
+                    (nop(&format!("ARG {}", shown.join(" "))), String::new(), Work::Meta)
+                }
+                Kind::Workdir(w) => {
+                    let dir = instructions::workdir(&cfg, &st.expand(step, w)?);
+                    cfg["WorkingDir"] = json!(dir);
+                    let d = dir.clone();
                     let work = Work::Files(Box::new(move |root: &Path| {
-                        let w = copy::Writer::new(root, copy::Attrs { owner, mode, keep_owner: false }).map_err(|e| e.to_string())?;
-                        for (name, body) in &docs {
-                            let target = if a.ends_with('/') { format!("{a}{name}") } else { a.clone() };
-                            w.bytes(Path::new(&target), body.as_bytes()).map_err(|e| format!("writing {target}: {e}"))?;
+                        let wr = copy::Writer::new(root, copy::Attrs::default()).map_err(|e| e.to_string())?;
+                        if !wr.is_dir(Path::new(&d)) {
+                            wr.dir(Path::new(&d), None).map_err(|e| format!("creating WORKDIR {d}: {e}"))?;
                         }
                         Ok(())
                     }));
-                    (nop(&format!("{word} heredoc:{sum} in {abs} ")), sum, work)
-                } else {
-                    let mut from_scratch = None;
-                    let src_root: PathBuf = match from {
-                        Some(f) => {
-                            let f = st.expand(step, f)?;
-                            let img = match stages.get(&f.to_ascii_lowercase()) {
-                                Some(i) => i.clone(),
-                                None => self.base(&f, stages, false, out).await.map_err(|e| at(step, e))?,
-                            };
-                            let mut s = Scratch::new(&self.images, "build-from")?;
-                            let p = self.view(&img, &mut s)?;
-                            from_scratch = Some(s);
-                            p
+                    (nop(&format!("WORKDIR {dir}")), String::new(), work)
+                }
+                Kind::Maintainer(m) => {
+                    st.img.config["author"] = json!(m);
+                    (nop(&format!("MAINTAINER {m}")), String::new(), Work::Meta)
+                }
+                Kind::Run { cmd, heredocs } => {
+                    let argv = match (cmd, heredocs.first()) {
+                        (Form::Shell(s), Some(h))
+                            if s.trim() == format!("<<{}", h.name) || s.trim().starts_with("<<") && s.split_whitespace().count() == 1 =>
+                        {
+                            with_shell(&st.img.config, h.body.trim_end())
                         }
-                        None => ctx.to_path_buf(),
+                        (Form::Shell(s), Some(_)) => {
+                            // `RUN cmd <<EOF`: the heredoc is the command's stdin.
+                            let mut script = s.clone();
+                            for h in heredocs {
+                                script.push('\n');
+                                script.push_str(&h.body);
+                                script.push_str(&h.name);
+                            }
+                            with_shell(&st.img.config, &script)
+                        }
+                        (Form::Shell(s), None) => with_shell(&st.img.config, s),
+                        (Form::Exec(a), _) => a.clone(),
                     };
-                    let mut rels = Vec::new();
-                    for s in sources {
-                        if *add && (s.starts_with("http://") || s.starts_with("https://")) {
-                            return Err(at(step, format!("ADD {s}: berth does not download URLs in builds (no outside network); put the file in the build context")));
+                    let args: Vec<String> = st.args.iter().map(|(k, v)| format!("{k}={v}")).collect();
+                    let shown = match cmd {
+                        Form::Shell(s) if heredocs.is_empty() => format!("/bin/sh -c {s}"),
+                        _ => argv.join(" "),
+                    };
+                    let created = if args.is_empty() { shown } else { format!("|{} {} {shown}", args.len(), args.join(" ")) };
+                    (created, String::new(), Work::Run(argv, args))
+                }
+                Kind::Copy { add, from, chown, chmod, sources, dest, heredocs } => {
+                    let dest = st.expand(step, dest)?;
+                    let wd = cfg["WorkingDir"].as_str().filter(|w| !w.is_empty()).unwrap_or("/").to_string();
+                    let abs = if dest.starts_with('/') { dest.clone() } else { format!("{}/{}", wd.trim_end_matches('/'), dest) };
+                    let abs = if dest.ends_with('/') && !abs.ends_with('/') { format!("{abs}/") } else { abs };
+                    let owner = match chown {
+                        Some(c) => Some(self.owner_in(&st.img, &st.expand(step, c)?).await.map_err(|e| at(step, e))?),
+                        None => None,
+                    };
+                    let mode = match chmod {
+                        Some(m) => Some(u32::from_str_radix(m, 8).map_err(|_| at(step, format!("invalid chmod {m}")))?),
+                        None => None,
+                    };
+                    let word = if *add { "ADD" } else { "COPY" };
+                    if !heredocs.is_empty() {
+                        let docs: Vec<(String, String)> = heredocs.iter().map(|h| (h.name.clone(), h.body.clone())).collect();
+                        let sum = sha(&format!("{docs:?}"));
+                        let a = abs.clone();
+                        let work = Work::Files(Box::new(move |root: &Path| {
+                            let w = copy::Writer::new(root, copy::Attrs { owner, mode, keep_owner: false }).map_err(|e| e.to_string())?;
+                            for (name, body) in &docs {
+                                let target = if a.ends_with('/') { format!("{a}{name}") } else { a.clone() };
+                                w.bytes(Path::new(&target), body.as_bytes()).map_err(|e| format!("writing {target}: {e}"))?;
+                            }
+                            Ok(())
+                        }));
+                        (nop(&format!("{word} heredoc:{sum} in {abs} ")), sum, work)
+                    } else {
+                        let mut from_scratch = None;
+                        let src_root: PathBuf = match from {
+                            Some(f) => {
+                                let f = st.expand(step, f)?;
+                                let img = match stages.get(&f.to_ascii_lowercase()) {
+                                    Some(i) => i.clone(),
+                                    None => self.base(&f, stages, false, out).await.map_err(|e| at(step, e))?,
+                                };
+                                let mut s = Scratch::new(&self.images, "build-from")?;
+                                let p = self.view(&img, &mut s)?;
+                                from_scratch = Some(s);
+                                p
+                            }
+                            None => ctx.to_path_buf(),
+                        };
+                        let mut rels = Vec::new();
+                        for s in sources {
+                            if *add && (s.starts_with("http://") || s.starts_with("https://")) {
+                                return Err(at(step, format!("ADD {s}: berth does not download URLs in builds (no outside network); put the file in the build context")));
+                            }
+                            let s = st.expand(step, s)?;
+                            let found = context::sources(&src_root, &s).map_err(|e| at(step, format!("{word} failed: {e}")))?;
+                            rels.extend(found);
                         }
-                        let s = st.expand(step, s)?;
-                        let found = context::sources(&src_root, &s).map_err(|e| at(step, format!("{word} failed: {e}")))?;
-                        rels.extend(found);
-                    }
-                    let sum = context::checksum(&src_root, &rels).map_err(|e| at(step, e))?;
-                    let many = rels.len() > 1 || sources.len() > 1;
-                    if many && !abs.ends_with('/') {
-                        return Err(at(
-                            step,
-                            format!(
+                        let sum = context::checksum(&src_root, &rels).map_err(|e| at(step, e))?;
+                        let many = rels.len() > 1 || sources.len() > 1;
+                        if many && !abs.ends_with('/') {
+                            return Err(at(
+                                step,
+                                format!(
                                 "When using {word} with more than one source file, the destination must be a directory and end with a /"
                             ),
-                        ));
+                            ));
+                        }
+                        let (a, add, tmp) = (abs.clone(), *add, self.images.tmp_dir());
+                        let work = Work::Files(Box::new(move |root: &Path| {
+                            let _keep = from_scratch;
+                            copy_sources(root, &src_root, &rels, &a, add, copy::Attrs { owner, mode, keep_owner: false }, &tmp)
+                        }));
+                        let shown_from = from.as_ref().map(|f| format!("--from={f} ")).unwrap_or_default();
+                        (nop(&format!("{word} {shown_from}dir:{sum} in {abs} ")), sum, work)
                     }
-                    let (a, add, tmp) = (abs.clone(), *add, self.images.tmp_dir());
-                    let work = Work::Files(Box::new(move |root: &Path| {
-                        let _keep = from_scratch;
-                        copy_sources(root, &src_root, &rels, &a, add, copy::Attrs { owner, mode, keep_owner: false }, &tmp)
-                    }));
-                    let shown_from = from.as_ref().map(|f| format!("--from={f} ")).unwrap_or_default();
-                    (nop(&format!("{word} {shown_from}dir:{sum} in {abs} ")), sum, work)
                 }
-            }
+                // (apply answered for every metadata instruction.)
+                other => return Err(at(step, format!("internal error: {other:?} is not a metadata instruction"))),
+            },
         };
         // The key is the parent, the step as shown, and what else decides its
         // result: the config section is a function of these, and writing it
@@ -1155,33 +967,4 @@ fn archive_entries(path: &Path) -> Result<Option<Extract>, String> {
         ar.set_preserve_ownerships(true);
         ar.unpack(dest).map_err(|e| format!("unpacking the archive: {}", context::excerpt(&e.to_string(), 300)))
     })))
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn healthchecks_and_durations_read_as_docker_reads_them() {
-        assert_eq!(duration_ns("30s"), Some(30_000_000_000));
-        assert_eq!(duration_ns("1m30s"), Some(90_000_000_000));
-        assert_eq!(duration_ns("500ms"), Some(500_000_000));
-        assert_eq!(duration_ns("5x"), None);
-        let hc = healthcheck("--interval=5s --retries=3 CMD wget -qO- http://localhost/ || exit 1").unwrap();
-        assert_eq!(hc["Test"], json!(["CMD-SHELL", "wget -qO- http://localhost/ || exit 1"]));
-        assert_eq!((hc["Interval"].as_i64(), hc["Retries"].as_i64()), (Some(5_000_000_000), Some(3)));
-        assert_eq!(healthcheck("NONE").unwrap(), json!({"Test": ["NONE"]}));
-        assert!(healthcheck("--bogus=1 CMD true").is_err());
-    }
-
-    #[test]
-    fn shell_form_uses_the_stages_shell() {
-        assert_eq!(with_shell(&json!({}), "echo hi"), vec!["/bin/sh", "-c", "echo hi"]);
-        assert_eq!(
-            with_shell(&json!({"config": {"Shell": ["/bin/bash", "-eo", "pipefail", "-c"]}}), "x"),
-            vec!["/bin/bash", "-eo", "pipefail", "-c", "x"]
-        );
-        assert_eq!(port_key("8000"), "8000/tcp");
-        assert_eq!(port_key("53/UDP"), "53/udp");
-    }
 }
