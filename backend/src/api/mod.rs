@@ -21,6 +21,7 @@ use berth_shared::EngineMode;
 
 pub mod archive;
 pub mod build;
+pub mod commit;
 pub mod containers;
 pub mod defaults;
 pub mod events;
@@ -60,6 +61,7 @@ pub fn app(state: AppState) -> Router {
         .merge(images::router())
         .merge(containers::router())
         .merge(archive::router())
+        .merge(commit::router())
         .merge(exec::router())
         .merge(events::router())
         .merge(networks::router())

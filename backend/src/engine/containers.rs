@@ -275,7 +275,7 @@ pub struct ExecConfinement {
 pub struct Containers {
     data_root: PathBuf,
     exec_root: PathBuf,
-    images: Arc<ImageStore>,
+    pub(super) images: Arc<ImageStore>,
     pub volumes: Arc<Volumes>,
     pub(super) bus: Arc<EventBus>,
     map: Mutex<BTreeMap<String, Arc<Container>>>,
@@ -283,7 +283,7 @@ pub struct Containers {
     /// The devices cgroups holding each running container's allowlist.
     device_cgroups: DeviceCgroups,
     /// Each container's memory, pids, cpu, blkio and freezer cgroups.
-    resources: ResourceCgroups,
+    pub(super) resources: ResourceCgroups,
 }
 
 pub fn now_rfc3339() -> String {

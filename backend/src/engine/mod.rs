@@ -1,6 +1,7 @@
 //! The engine's stateful parts that the API drives.
 
 pub mod archive;
+pub mod commit;
 pub mod containers;
 pub mod exec;
 pub mod logs;

@@ -328,3 +328,63 @@ fn docker_cp_copies_both_ways_inside_the_container_only() {
     assert_eq!((stat["name"].as_str(), stat["size"].as_u64()), (Some("note.txt"), Some(7)), "{stat}");
     sb.docker_ok(&d, &["rm", "-f", "box", "later", "ro"]);
 }
+
+/// `docker commit`: the container's changes (added and deleted files) as a
+/// new layer, its config with `--change`s read as a build reads them, the
+/// author and message in the history; a running container keeps running.
+#[test]
+fn docker_commit_makes_an_image_of_a_containers_changes() {
+    let (sb, d) = node1().unwrap();
+    sb.docker_ok(&d, &["pull", "alpine"]);
+    sb.docker_ok(&d, &["run", "--name", "one", "alpine", "sh", "-c", "mkdir /srv/app && echo a > /srv/app/a && echo b > /srv/app/b"]);
+    let id = sb.docker_ok(
+        &d,
+        &[
+            "commit",
+            "-a",
+            "Ada <ada@example.com>",
+            "-m",
+            "two files",
+            "-c",
+            "ENV STAGE=one",
+            "-c",
+            "CMD [\"ls\", \"/srv/app\"]",
+            "one",
+            "lab/app:v1",
+        ],
+    );
+    assert!(id.trim().starts_with("sha256:"), "{id}");
+    assert_eq!(sb.docker_ok(&d, &["run", "--rm", "lab/app:v1"]), "a\nb\n");
+    // A deletion in the next commit is a whiteout: the file is gone from the image.
+    sb.docker_ok(&d, &["run", "--name", "two", "lab/app:v1", "rm", "/srv/app/a"]);
+    sb.docker_ok(&d, &["commit", "two", "lab/app:v2"]);
+    assert_eq!(sb.docker_ok(&d, &["run", "--rm", "lab/app:v2", "ls", "/srv/app"]), "b\n");
+    // Its config and history.
+    let cfg = sb.docker_ok(&d, &["inspect", "-f", "{{.Author}}|{{json .Config.Cmd}}|{{range .Config.Env}}{{.}} {{end}}", "lab/app:v1"]);
+    let f: Vec<&str> = cfg.trim().split('|').collect();
+    assert_eq!(f[0], "Ada <ada@example.com>", "{cfg}");
+    assert_eq!(f[1], "[\"ls\",\"/srv/app\"]", "{cfg}");
+    assert!(f[2].split_whitespace().any(|e| e == "STAGE=one"), "{cfg}");
+    let history = sb.docker_ok(&d, &["history", "--no-trunc", "--format", "{{.Comment}}|{{.CreatedBy}}", "lab/app:v1"]);
+    assert!(history.lines().next().unwrap().starts_with("two files|"), "{history}");
+    let layers = |img: &str| sb.docker_ok(&d, &["inspect", "-f", "{{len .RootFS.Layers}}", img]).trim().parse::<usize>().unwrap();
+    assert_eq!(layers("lab/app:v1"), layers("alpine") + 1);
+    assert_eq!(layers("lab/app:v2"), layers("alpine") + 2);
+
+    // A running container is paused for the copy and then goes on.
+    sb.docker_ok(&d, &["run", "-d", "--name", "live", "alpine", "sh", "-c", "echo up > /tmp/state; sleep 300"]);
+    std::thread::sleep(std::time::Duration::from_millis(300));
+    sb.docker_ok(&d, &["commit", "live", "lab/live"]);
+    assert_eq!(sb.docker_ok(&d, &["inspect", "-f", "{{.State.Status}}", "live"]).trim(), "running");
+    assert_eq!(sb.docker_ok(&d, &["run", "--rm", "lab/live", "cat", "/tmp/state"]), "up\n");
+    // Docker's errors.
+    for (args, want) in [
+        (vec!["commit", "nonesuch", "x"], "No such container"),
+        (vec!["commit", "one", "Bad:Tag"], "invalid reference format"),
+        (vec!["commit", "-c", "RUN rm -rf /", "one", "x"], "run is not a valid change command"),
+    ] {
+        let o = sb.docker(&d, &args).unwrap();
+        assert!(!o.status.success() && out(&o).contains(want), "{args:?}: {}", out(&o));
+    }
+    sb.docker_ok(&d, &["rm", "-f", "one", "two", "live"]);
+}
