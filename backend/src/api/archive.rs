@@ -1,6 +1,7 @@
 //! `docker cp`'s endpoints: `HEAD|GET|PUT /containers/{id}/archive?path=`,
 //! with Docker's `X-Docker-Container-Path-Stat` header (base64 of the
-//! path's stat as JSON) and its errors.
+//! path's stat as JSON) and its errors; and `docker export`'s
+//! `GET /containers/{id}/export`.
 
 use std::collections::HashMap;
 
@@ -19,7 +20,7 @@ use crate::error::{ApiError, ApiResult};
 use crate::runtime::archive::Op;
 
 pub fn router() -> Router<AppState> {
-    Router::new().route("/containers/{id}/archive", get(read).head(stat).put(write))
+    Router::new().route("/containers/{id}/archive", get(read).head(stat).put(write)).route("/containers/{id}/export", get(export))
 }
 
 const STAT_HEADER: &str = "X-Docker-Container-Path-Stat";
@@ -59,6 +60,14 @@ async fn read(State(st): State<AppState>, Path(id): Path<String>, Query(q): Quer
     let body = Body::from_stream(tokio_stream::wrappers::ReceiverStream::new(data));
     Ok(([(STAT_HEADER, stat_header(&stat)), (header::CONTENT_TYPE.as_str(), HeaderValue::from_static("application/x-tar"))], body)
         .into_response())
+}
+
+/// `docker export`: the container's root filesystem as a tar.
+async fn export(State(st): State<AppState>, Path(id): Path<String>) -> ApiResult<Response> {
+    let c = st.containers.get(&id)?;
+    let (_, data) = st.containers.archive(&c, Op::Export, None).await?;
+    let body = Body::from_stream(tokio_stream::wrappers::ReceiverStream::new(data));
+    Ok(([(header::CONTENT_TYPE, HeaderValue::from_static("application/x-tar"))], body).into_response())
 }
 
 fn flag(q: &HashMap<String, String>, k: &str) -> bool {

@@ -32,10 +32,54 @@ type Q = Query<HashMap<String, String>>;
 
 /// `docker pull`: resolves first (so an unknown image is a plain 404), then
 /// streams Docker's progress messages as the layers arrive.
-async fn create(State(st): State<AppState>, Query(q): Q) -> ApiResult<Response> {
+/// `docker import`: the request body (`fromSrc=-`) is the tar.
+async fn import(st: &AppState, query: &str, body: axum::body::Body) -> ApiResult<Response> {
+    use tokio::io::AsyncWriteExt;
+    let pairs: Vec<(String, String)> =
+        serde_urlencoded::from_str(query).map_err(|e| ApiError::bad_request(format!("invalid query: {e}")))?;
+    let one = |k: &str| pairs.iter().rev().find(|(n, _)| n == k).map(|(_, v)| v.clone()).unwrap_or_default();
+    if one("fromSrc") != "-" {
+        return Err(ApiError::bad_request("berth imports from the request body only (fromSrc=-), not from a URL"));
+    }
+    let tag = crate::engine::commit::image_tag(&one("repo"), &one("tag"))?;
+    let changes: Vec<String> =
+        pairs.iter().filter(|(k, _)| k == "changes").flat_map(|(_, v)| v.lines().map(String::from).collect::<Vec<_>>()).collect();
+    // The upload goes to the store's scratch first (the unpacker reads a file).
+    let path = st.images.tmp_dir().join(format!("import-{:016x}.tar", crate::daemon::random_u128() as u64));
+    let written = async {
+        let mut f = tokio::fs::File::create(&path).await?;
+        let mut s = body.into_data_stream();
+        while let Some(chunk) = s.next().await {
+            f.write_all(&chunk.map_err(std::io::Error::other)?).await?;
+        }
+        f.flush().await
+    }
+    .await;
+    if let Err(e) = written {
+        let _ = std::fs::remove_file(&path);
+        return Err(ApiError::bad_request(format!("reading the archive: {e}")));
+    }
+    let (images, bus, message, p) = (st.images.clone(), st.bus.clone(), one("message"), path.clone());
+    let id = tokio::task::spawn_blocking(move || crate::engine::commit::import(&images, &bus, &p, &changes, &message, tag.as_deref()))
+        .await
+        .map_err(|e| ApiError::new(ErrorKind::Internal, e.to_string()));
+    let _ = std::fs::remove_file(&path);
+    let id = id??;
+    Ok(([(axum::http::header::CONTENT_TYPE, "application/json")], format!("{}\n", json!({"status": id}))).into_response())
+}
+
+async fn create(
+    State(st): State<AppState>,
+    Query(q): Q,
+    axum::extract::RawQuery(raw): axum::extract::RawQuery,
+    body: axum::body::Body,
+) -> ApiResult<Response> {
+    if q.contains_key("fromSrc") {
+        return import(&st, raw.as_deref().unwrap_or(""), body).await;
+    }
     let from = q.get("fromImage").cloned().unwrap_or_default();
     if from.is_empty() {
-        return Err(ApiError::bad_request("fromImage is required (import from source is not supported)"));
+        return Err(ApiError::bad_request("fromImage or fromSrc is required"));
     }
     let tag = q.get("tag").filter(|t| !t.is_empty());
     let full = match tag {

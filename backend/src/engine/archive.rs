@@ -43,10 +43,10 @@ impl Containers {
                 if *c.removed.borrow() {
                     return Err(ApiError::not_found(format!("No such container: {}", rec.id)));
                 }
-                let target = if held.is_none() {
-                    Target::Running { pid: rec.state.pid }
-                } else {
-                    Target::Stopped { options: rec.layer.mount_options(), merged: rec.layer.merged.clone().into() }
+                let target = match (held.is_none(), &op) {
+                    (true, Op::Export) => Target::Merged { merged: rec.layer.merged.clone().into() },
+                    (true, _) => Target::Running { pid: rec.state.pid },
+                    (false, _) => Target::Stopped { options: rec.layer.mount_options(), merged: rec.layer.merged.clone().into() },
                 };
                 let dir = me.exec_root().join("archive");
                 let spec_path = dir.join(format!("{:032x}.json", crate::daemon::random_u128()));

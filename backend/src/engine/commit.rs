@@ -15,8 +15,9 @@ use super::containers::{internal, now_rfc3339, Container, Containers};
 use crate::build::dockerfile::{self, Kind};
 use crate::build::{instructions, layer};
 use crate::error::ApiError;
+use crate::events::EventBus;
 use crate::image::reference::ImageRef;
-use crate::image::store::{chain_ids, ImageRecord, LayerRef};
+use crate::image::store::{chain_ids, ImageRecord, ImageStore, LayerRef};
 
 /// What `POST /commit` asks for.
 #[derive(Debug, Default)]
@@ -74,25 +75,147 @@ pub fn new_config(container: &Value, client: &Value, image: &Value, changes: &[S
     Ok(cfg)
 }
 
+/// `repo` and `tag` as `docker commit` and `docker import` take them:
+/// the familiar `name:tag`, or None for an untagged image.
+pub fn image_tag(repo: &str, tag: &str) -> Result<Option<String>, ApiError> {
+    let full = match (repo, tag) {
+        ("", "") => return Ok(None),
+        ("", _) => return Err(ApiError::bad_request("invalid reference format: a tag needs a repository")),
+        (r, "") => r.to_string(),
+        (r, t) => format!("{r}:{t}"),
+    };
+    ImageRef::parse(&full)
+        .ok()
+        .filter(|r| r.digest.is_none())
+        .and_then(|r| r.familiar_tagged())
+        .map(Some)
+        .ok_or_else(|| ApiError::bad_request(format!("invalid reference format: {full}")))
+}
+
+/// Stores an image config whose layers are in the store, tags it, and
+/// tells the event stream. Returns its ID.
+pub fn store_image(images: &ImageStore, bus: &EventBus, config: &Value, tag: Option<&str>) -> Result<String, ApiError> {
+    let diffs: Vec<String> = config["rootfs"]["diff_ids"]
+        .as_array()
+        .map(|a| a.iter().filter_map(|d| d.as_str().map(String::from)).collect())
+        .unwrap_or_default();
+    let bytes = serde_json::to_vec(config).map_err(internal)?;
+    let id = format!("sha256:{}", hex::encode(Sha256::digest(&bytes)));
+    let layers = chain_ids(&diffs)
+        .into_iter()
+        .zip(diffs)
+        .map(|(chain_id, diff_id)| LayerRef { size: images.layer_size(&chain_id), chain_id, diff_id })
+        .collect();
+    let created = config["created"].as_str().map(crate::image::pull::parse_rfc3339).unwrap_or(0);
+    let record = ImageRecord { id: id.clone(), repo_tags: vec![], repo_digests: vec![], layers, created };
+    let lost = images.put_image(record, &bytes, tag).map_err(|e| internal(format!("storing the image: {e}")))?;
+    if let Some(stored) = images.get(&id) {
+        bus.emit(Event::ImageAdded {
+            id: id.clone(),
+            repo_tags: stored.repo_tags.clone(),
+            repo_digests: vec![],
+            layers: stored.layers.iter().map(|l| l.chain_id.clone()).collect(),
+            size: stored.size(),
+        });
+    }
+    if let (Some(old), Some(t)) = (lost, tag) {
+        bus.emit(Event::ImageUntagged { id: old, tag: t.to_string() });
+    }
+    Ok(id)
+}
+
+/// Stores an unpacked layer (a dir under the store's tmp) on top of
+/// `parent_diffs`; returns its diff ID. An empty layer is not stored (None).
+pub fn store_layer(images: &ImageStore, bus: &EventBus, parent_diffs: &[String], dir: &Path) -> Result<Option<String>, ApiError> {
+    let (diff_id, size, empty) = layer::diff_id(dir).map_err(|e| internal(format!("reading the layer: {e}")))?;
+    if empty {
+        return Ok(None);
+    }
+    store_layer_as(images, bus, parent_diffs, dir, &diff_id, size).map(Some)
+}
+
+/// [`store_layer`] with the diff ID and size already known (an unpacked tar's).
+pub fn store_layer_as(
+    images: &ImageStore,
+    bus: &EventBus,
+    parent_diffs: &[String],
+    dir: &Path,
+    diff_id: &str,
+    size: u64,
+) -> Result<String, ApiError> {
+    let mut diffs = parent_diffs.to_vec();
+    let parent_chain = chain_ids(&diffs).last().cloned();
+    diffs.push(diff_id.to_string());
+    let chain = chain_ids(&diffs).last().cloned().unwrap_or_default();
+    let added = images
+        .commit_layer(&chain, diff_id, parent_chain.as_deref(), size, dir)
+        .map_err(|e| internal(format!("storing the layer: {e}")))?;
+    if added {
+        bus.emit(Event::LayerAdded {
+            chain_id: chain.clone(),
+            diff_id: diff_id.to_string(),
+            dir: images.layer_diff(&chain).display().to_string(),
+            size,
+        });
+    }
+    Ok(diff_id.to_string())
+}
+
+/// `docker import`: a tar of a root filesystem (plain or gzip) becomes a
+/// one-layer image, its config from `changes`, `message` in its history.
+pub fn import(
+    images: &ImageStore,
+    bus: &EventBus,
+    tar: &Path,
+    changes: &[String],
+    message: &str,
+    tag: Option<&str>,
+) -> Result<String, ApiError> {
+    use std::io::{BufReader, Read};
+    let cfg = new_config(&json!({}), &Value::Null, &json!({}), changes).map_err(ApiError::bad_request)?;
+    let mut f = std::fs::File::open(tar).map_err(internal)?;
+    let mut magic = [0u8; 6];
+    let n = f.read(&mut magic).map_err(internal)?;
+    let f = std::fs::File::open(tar).map_err(internal)?;
+    let scratch = images.tmp_dir().join(format!("import-{:016x}", crate::daemon::random_u128() as u64));
+    let diff = scratch.join("diff");
+    std::fs::create_dir_all(&diff).map_err(internal)?;
+    let unpacker = crate::image::unpack::Unpacker::new(&diff);
+    let unpacked = match &magic[..n] {
+        [0x1f, 0x8b, ..] => unpacker.unpack(flate2::read::MultiGzDecoder::new(BufReader::new(f))),
+        [0xfd, b'7', b'z', b'X', b'Z', 0x00] | [b'B', b'Z', b'h', ..] | [0x28, 0xb5, 0x2f, 0xfd, ..] => {
+            let _ = std::fs::remove_dir_all(&scratch);
+            return Err(ApiError::bad_request("berth imports plain or gzip-compressed tars (not xz, bzip2 or zstd) yet"));
+        }
+        _ => unpacker.unpack(BufReader::new(f)),
+    };
+    let result = unpacked.map_err(|e| ApiError::bad_request(format!("the archive is not a valid tar: {e}"))).and_then(|(diff_id, size)| {
+        store_layer_as(images, bus, &[], &diff, &diff_id, size)?;
+        let now = now_rfc3339();
+        let arch = match std::env::consts::ARCH {
+            "x86_64" => "amd64",
+            "aarch64" => "arm64",
+            a => a,
+        };
+        let config = json!({
+            "architecture": arch,
+            "os": "linux",
+            "created": now,
+            "docker_version": concat!("berth ", env!("CARGO_PKG_VERSION")),
+            "config": cfg,
+            "rootfs": {"type": "layers", "diff_ids": [diff_id]},
+            "history": [{"created": now, "created_by": "", "comment": if message.is_empty() { "Imported from -" } else { message }}],
+        });
+        store_image(images, bus, &config, tag)
+    });
+    let _ = std::fs::remove_dir_all(&scratch);
+    result
+}
+
 impl Containers {
     /// `POST /commit`: returns the new image's ID.
     pub async fn commit(self: &Arc<Self>, c: &Arc<Container>, req: CommitRequest) -> Result<String, ApiError> {
-        let tag = match (req.repo.as_str(), req.tag.as_str()) {
-            ("", "") => None,
-            ("", _) => return Err(ApiError::bad_request("invalid reference format: a tag needs a repository")),
-            (r, "") => Some(r.to_string()),
-            (r, t) => Some(format!("{r}:{t}")),
-        };
-        let tag = match tag {
-            Some(t) => Some(
-                ImageRef::parse(&t)
-                    .ok()
-                    .filter(|r| r.digest.is_none())
-                    .and_then(|r| r.familiar_tagged())
-                    .ok_or_else(|| ApiError::bad_request(format!("invalid reference format: {t}")))?,
-            ),
-            None => None,
-        };
+        let tag = image_tag(&req.repo, &req.tag)?;
         let _one = c.lifecycle.lock().await;
         if *c.removed.borrow() {
             return Err(ApiError::not_found(format!("No such container: {}", c.id)));
@@ -132,28 +255,13 @@ impl Containers {
         diff: &Path,
         tag: Option<&str>,
     ) -> Result<String, ApiError> {
-        let (diff_id, size, empty) = layer::diff_id(diff).map_err(|e| internal(format!("reading the container's changes: {e}")))?;
         let mut diffs: Vec<String> = parent["rootfs"]["diff_ids"]
             .as_array()
             .map(|a| a.iter().filter_map(|d| d.as_str().map(String::from)).collect())
             .unwrap_or_default();
-        let parent_chain = chain_ids(&diffs).last().cloned();
-        if !empty {
-            diffs.push(diff_id.clone());
-            let chain = chain_ids(&diffs).last().cloned().unwrap_or_default();
-            let added = self
-                .images
-                .commit_layer(&chain, &diff_id, parent_chain.as_deref(), size, diff)
-                .map_err(|e| internal(format!("storing the layer: {e}")))?;
-            if added {
-                self.bus.emit(Event::LayerAdded {
-                    chain_id: chain.clone(),
-                    diff_id: diff_id.clone(),
-                    dir: self.images.layer_diff(&chain).display().to_string(),
-                    size,
-                });
-            }
-        }
+        let added = store_layer(&self.images, &self.bus, &diffs, diff)?;
+        let empty = added.is_none();
+        diffs.extend(added);
         let now = now_rfc3339();
         let mut config = parent;
         config["config"] = cfg;
@@ -180,34 +288,7 @@ impl Containers {
             Some(h) => h.push(entry),
             None => config["history"] = json!([entry]),
         }
-        let bytes = serde_json::to_vec(&config).map_err(internal)?;
-        let id = format!("sha256:{}", hex::encode(Sha256::digest(&bytes)));
-        let layers = chain_ids(&diffs)
-            .into_iter()
-            .zip(diffs)
-            .map(|(chain_id, diff_id)| LayerRef { size: self.images.layer_size(&chain_id), chain_id, diff_id })
-            .collect();
-        let record = ImageRecord {
-            id: id.clone(),
-            repo_tags: vec![],
-            repo_digests: vec![],
-            layers,
-            created: crate::image::pull::parse_rfc3339(&now),
-        };
-        let lost = self.images.put_image(record, &bytes, tag).map_err(|e| internal(format!("storing the image: {e}")))?;
-        if let Some(stored) = self.images.get(&id) {
-            self.bus.emit(Event::ImageAdded {
-                id: id.clone(),
-                repo_tags: stored.repo_tags.clone(),
-                repo_digests: vec![],
-                layers: stored.layers.iter().map(|l| l.chain_id.clone()).collect(),
-                size: stored.size(),
-            });
-        }
-        if let (Some(old), Some(t)) = (lost, tag) {
-            self.bus.emit(Event::ImageUntagged { id: old, tag: t.to_string() });
-        }
-        Ok(id)
+        store_image(&self.images, &self.bus, &config, tag)
     }
 }
 

@@ -28,13 +28,27 @@ pub enum Target {
     Running { pid: i32 },
     /// A stopped one: its overlay (options, and the dir to mount it on).
     Stopped { options: String, merged: PathBuf },
+    /// The root filesystem alone, as mounted for the running container in
+    /// berthd's mount namespace (no volumes, no /proc): what `docker
+    /// export` writes.
+    Merged { merged: PathBuf },
 }
 
 #[derive(Clone, Debug, Serialize, Deserialize)]
 pub enum Op {
-    Stat { path: String },
-    Get { path: String },
-    Put { path: String, keep_owner: bool, no_overwrite_dir_non_dir: bool },
+    Stat {
+        path: String,
+    },
+    Get {
+        path: String,
+    },
+    Put {
+        path: String,
+        keep_owner: bool,
+        no_overwrite_dir_non_dir: bool,
+    },
+    /// The whole root as a tar, entries named from it (`bin/sh`).
+    Export,
 }
 
 #[derive(Clone, Debug, Serialize, Deserialize)]
@@ -94,6 +108,25 @@ pub fn write_tar(path: &Path, out: impl Write) -> io::Result<()> {
         b.append_dir_all(&name, path)?;
     } else {
         b.append_path_with_name(path, &name)?;
+    }
+    b.into_inner()?.flush()
+}
+
+/// The tar of a whole root filesystem (`docker export`): every entry
+/// named relative to the root, in name order.
+pub fn write_root_tar(root: &Path, out: impl Write) -> io::Result<()> {
+    let mut b = tar::Builder::new(out);
+    b.mode(tar::HeaderMode::Complete);
+    b.follow_symlinks(false);
+    let mut entries: Vec<_> = fs::read_dir(root)?.flatten().collect();
+    entries.sort_by_key(|e| e.file_name());
+    for e in entries {
+        let (path, name) = (e.path(), PathBuf::from(e.file_name()));
+        if fs::symlink_metadata(&path)?.is_dir() {
+            b.append_dir_all(&name, &path)?;
+        } else {
+            b.append_path_with_name(&path, &name)?;
+        }
     }
     b.into_inner()?.flush()
 }
@@ -174,6 +207,10 @@ fn enter(target: &Target) -> Result<(), String> {
             // Joining a mount namespace sets root and cwd to its root.
             nix::sched::setns(ns.as_fd(), CloneFlags::CLONE_NEWNS).map_err(|e| format!("joining the container's mount namespace: {e}"))
         }
+        Target::Merged { merged } => {
+            nix::unistd::chroot(merged).map_err(|e| format!("chroot: {e}"))?;
+            nix::unistd::chdir("/").map_err(|e| format!("chdir: {e}"))
+        }
         Target::Stopped { options, merged } => {
             nix::sched::unshare(CloneFlags::CLONE_NEWNS).map_err(|e| format!("unshare: {e}"))?;
             nix::mount::mount(None::<&str>, "/", None::<&str>, MsFlags::MS_REC | MsFlags::MS_PRIVATE, None::<&str>)
@@ -203,6 +240,10 @@ fn run(spec: &ArchiveSpec, out: &mut impl Write) -> Result<(), (u16, String)> {
             line(out, json!({"status": 200, "stat": s}))?;
             // The answer has begun: a failure now can only cut the tar short.
             write_tar(Path::new(path), &mut *out).map_err(|e| (0, e.to_string()))
+        }
+        Op::Export => {
+            line(out, json!({"status": 200, "stat": null}))?;
+            write_root_tar(Path::new("/"), &mut *out).map_err(|e| (0, e.to_string()))
         }
         Op::Put { path, keep_owner, no_overwrite_dir_non_dir } => {
             let m = fs::metadata(path).map_err(|_| not_found(path))?;

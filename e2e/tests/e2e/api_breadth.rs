@@ -388,3 +388,59 @@ fn docker_commit_makes_an_image_of_a_containers_changes() {
     }
     sb.docker_ok(&d, &["rm", "-f", "one", "two", "live"]);
 }
+
+/// `docker export | docker import`: the container's root filesystem (not
+/// its volumes, nothing of /proc) as a tar, and a tar (plain, gzip, or on
+/// stdin) as a one-layer image with `--change`s and a message.
+#[test]
+fn docker_export_then_import_makes_a_runnable_image() {
+    let (sb, d) = node1().unwrap();
+    sb.docker_ok(&d, &["pull", "alpine"]);
+    sb.docker_ok(
+        &d,
+        &[
+            "run",
+            "-d",
+            "--name",
+            "box",
+            "-v",
+            "exvol:/data",
+            "alpine",
+            "sh",
+            "-c",
+            "echo hello > /hello.txt; echo secret > /data/in-volume; sleep 300",
+        ],
+    );
+    std::thread::sleep(std::time::Duration::from_millis(300));
+    let tar = sb.dir().join("box.tar");
+    let tar_s = tar.display().to_string();
+    sb.docker_ok(&d, &["export", "-o", &tar_s, "box"]);
+    let listing = String::from_utf8_lossy(&sb.run("tar", &["-tf", &tar_s]).unwrap().stdout).to_string();
+    assert!(listing.lines().any(|l| l == "hello.txt"), "{listing}");
+    assert!(listing.lines().any(|l| l == "bin/sh" || l == "bin/busybox"), "{listing}");
+    assert!(!listing.lines().any(|l| l.starts_with("proc/") && l != "proc/"), "nothing of /proc: {listing}");
+    assert!(!listing.contains("in-volume"), "volumes are not exported: {listing}");
+
+    let id = sb.docker_ok(&d, &["import", "-c", "CMD [\"cat\", \"/hello.txt\"]", "-m", "from box", &tar_s, "lab/imported:1"]);
+    assert!(id.trim().starts_with("sha256:"), "{id}");
+    assert_eq!(sb.docker_ok(&d, &["run", "--rm", "lab/imported:1"]), "hello\n");
+    let history = sb.docker_ok(&d, &["history", "--format", "{{.Comment}}", "lab/imported:1"]);
+    assert_eq!(history.trim(), "from box");
+    assert_eq!(sb.docker_ok(&d, &["inspect", "-f", "{{len .RootFS.Layers}}", "lab/imported:1"]).trim(), "1");
+    // gzip, and on stdin.
+    sb.run("sh", &["-c", &format!("gzip -c {tar_s} > {tar_s}.gz")]).unwrap();
+    sb.docker_ok(&d, &["import", &format!("{tar_s}.gz"), "lab/gz"]);
+    assert_eq!(sb.docker_ok(&d, &["run", "--rm", "lab/gz", "cat", "/hello.txt"]), "hello\n");
+    let o = sb
+        .command("sh")
+        .args(["-c", &format!("{} -H unix://{} import - lab/stdin < {tar_s}", "docker", d.socket.display())])
+        .output()
+        .unwrap();
+    assert!(o.status.success(), "{}", out(&o));
+    assert_eq!(sb.docker_ok(&d, &["run", "--rm", "lab/stdin", "cat", "/hello.txt"]), "hello\n");
+    // Not a tar: the client's error.
+    std::fs::write(sb.dir().join("junk.tar"), vec![b'x'; 2048]).unwrap();
+    let o = sb.docker(&d, &["import", &sb.dir().join("junk.tar").display().to_string(), "lab/junk"]).unwrap();
+    assert!(!o.status.success() && !out(&o).contains("500"), "{}", out(&o));
+    sb.docker_ok(&d, &["rm", "-f", "box"]);
+}
