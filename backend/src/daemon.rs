@@ -62,6 +62,7 @@ pub async fn run(mut config: Config) -> anyhow::Result<()> {
             .with_context(|| format!("setting up bridge {} ({})", config.bridge, config.bip))?;
         tracing::info!(bridge = %config.bridge, subnet = %config.bip, networks = nets.all().len(), "networks ready");
         containers.set_networks(Arc::new(nets)).await;
+        containers.start_by_policy().await;
         crate::observer::start(bus.clone(), &store_root);
     }
     let daemon_id = daemon_id(&config, engine);

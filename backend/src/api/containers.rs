@@ -519,6 +519,8 @@ pub fn shell_join(args: &[String]) -> String {
 fn docker_state(r: &Record) -> &'static str {
     if r.state.paused && r.state.status == Status::Running {
         "paused"
+    } else if r.state.restarting {
+        "restarting"
     } else {
         r.state.status.as_str()
     }
@@ -532,6 +534,11 @@ fn status_text(r: &Record) -> String {
             "Up {}{}",
             human_duration(now - crate::image::pull::parse_rfc3339(&r.state.started_at)),
             if r.state.paused { " (Paused)" } else { "" }
+        ),
+        Status::Exited if r.state.restarting => format!(
+            "Restarting ({}) {} ago",
+            r.state.exit_code,
+            human_duration(now - crate::image::pull::parse_rfc3339(&r.state.finished_at))
         ),
         Status::Exited => {
             format!("Exited ({}) {} ago", r.state.exit_code, human_duration(now - crate::image::pull::parse_rfc3339(&r.state.finished_at)))
@@ -584,7 +591,7 @@ async fn inspect(State(st): State<AppState>, Path(id): Path<String>) -> ApiResul
             "Status": docker_state(&r),
             "Running": running,
             "Paused": r.state.paused,
-            "Restarting": false,
+            "Restarting": r.state.restarting,
             "OOMKilled": r.state.oom_killed,
             "Dead": false,
             "Pid": r.state.pid,
@@ -599,7 +606,7 @@ async fn inspect(State(st): State<AppState>, Path(id): Path<String>) -> ApiResul
         "HostsPath": r.hosts_path,
         "LogPath": r.log_path,
         "Name": format!("/{}", r.name),
-        "RestartCount": 0,
+        "RestartCount": r.restart_count,
         "Driver": "overlay2",
         "Platform": "linux",
         "MountLabel": "",

@@ -62,6 +62,9 @@ pub struct RunState {
     /// Frozen by `docker pause` (Status stays running, as Docker's).
     #[serde(default)]
     pub paused: bool,
+    /// Waiting to be started again by its restart policy.
+    #[serde(default)]
+    pub restarting: bool,
 }
 
 /// What is kept on disk for each container.
@@ -100,6 +103,13 @@ pub struct Record {
     /// Its volumes and bind mounts.
     #[serde(default)]
     pub mounts: Vec<MountPoint>,
+    /// Times its restart policy started it again (inspect's RestartCount).
+    #[serde(default)]
+    pub restart_count: u32,
+    /// Its last run was ended by `docker stop`/`kill` (Docker's
+    /// HasBeenManuallyStopped): no policy restarts it.
+    #[serde(default)]
+    pub stopped_by_user: bool,
 }
 
 /// A network a container joins, with the extra names it has there.
@@ -187,6 +197,8 @@ pub struct Container {
     /// lifecycle calls on one container run one after the other, and each
     /// sees the state the previous one left.
     pub(super) lifecycle: tokio::sync::Mutex<()>,
+    /// The restart policy's last wait.
+    backoff: Mutex<Duration>,
 }
 
 #[derive(Debug)]
@@ -284,6 +296,8 @@ pub struct Containers {
     device_cgroups: DeviceCgroups,
     /// Each container's memory, pids, cpu, blkio and freezer cgroups.
     pub(super) resources: ResourceCgroups,
+    /// The daemon is stopping: what it stops is not stopped by a user.
+    shutting_down: std::sync::atomic::AtomicBool,
 }
 
 pub fn now_rfc3339() -> String {
@@ -358,6 +372,7 @@ impl Containers {
             networks: Mutex::new(None),
             device_cgroups,
             resources,
+            shutting_down: std::sync::atomic::AtomicBool::new(false),
         };
         for e in fs::read_dir(&dir)?.flatten() {
             let path = e.path().join("container.json");
@@ -449,6 +464,7 @@ impl Containers {
             removed: watch::channel(false).0,
             dns: Mutex::new(None),
             lifecycle: tokio::sync::Mutex::new(()),
+            backoff: Mutex::new(Duration::ZERO),
         })
     }
 
@@ -667,6 +683,7 @@ impl Containers {
         }
         // Confinement flags: honoured, or refused by name (never ignored).
         Confinement::from_host_config(&host_config).and_then(|c| c.device_nodes()).map_err(ApiError::bad_request)?;
+        super::restart::Policy::from_host_config(&host_config).map_err(ApiError::bad_request)?;
         // Unknown log drivers and options are refused; inspect shows the driver.
         LogConfig::normalize(&mut host_config)?;
         let networks = self.networks_for_create(&host_config, &body["NetworkingConfig"]["EndpointsConfig"])?;
@@ -702,6 +719,7 @@ impl Containers {
                 finished_at: ZERO_TIME.into(),
                 oom_killed: false,
                 paused: false,
+                restarting: false,
             },
             layer,
             log_path: dir.join(format!("{id}-json.log")),
@@ -713,6 +731,8 @@ impl Containers {
             sandbox: None,
             ports: Vec::new(),
             mounts,
+            restart_count: 0,
+            stopped_by_user: false,
         };
         self.save(&rec).map_err(internal)?;
         let c = self.wrap(rec.clone());
@@ -767,7 +787,34 @@ impl Containers {
     /// Starts it unless it runs already: false then (Docker's 304).
     pub async fn start_checked(self: &Arc<Self>, c: &Arc<Container>) -> Result<bool, ApiError> {
         let _one = c.lifecycle.lock().await;
+        Self::user_start(c);
         self.start_locked(c).await
+    }
+
+    /// A user's start (or restart) clears what the restart policy kept: a
+    /// pending restart, the count, the "stopped by the user" mark.
+    fn user_start(c: &Container) {
+        c.update(|r| {
+            r.stopped_by_user = false;
+            r.restart_count = 0;
+            r.state.restarting = false;
+        });
+        *c.backoff.lock().unwrap_or_else(|p| p.into_inner()) = Duration::ZERO;
+    }
+
+    /// Daemon start: containers whose restart policy says so are started
+    /// (those that were running when the last daemon went away included).
+    pub async fn start_by_policy(self: &Arc<Self>) {
+        for c in self.list() {
+            let rec = c.record();
+            let policy = super::restart::Policy::from_host_config(&rec.host_config).unwrap_or(super::restart::Policy::No);
+            if rec.state.status != Status::Running && policy.start_with_daemon(rec.stopped_by_user) {
+                let _one = c.lifecycle.lock().await;
+                if let Err(e) = self.start_locked(&c).await {
+                    tracing::warn!(id = %&rec.id[..12], error = %e, "starting a container by its restart policy");
+                }
+            }
+        }
     }
 
     /// A removal that went first makes the container unknown to later calls.
@@ -972,6 +1019,7 @@ impl Containers {
             r.state.exit_code = 0;
             r.state.oom_killed = false;
             r.state.paused = false;
+            r.state.restarting = false;
             r.state.error.clear();
             r.state.started_at = now_rfc3339();
             r.state.finished_at = ZERO_TIME.into();
@@ -1037,10 +1085,16 @@ impl Containers {
         let oom_killed = self.resources.oom_kills(&c.id) > 0;
         self.device_cgroups.remove(&c.id).await;
         self.resources.remove(&c.id).await;
+        let before = c.record();
+        let policy = super::restart::Policy::from_host_config(&before.host_config).unwrap_or(super::restart::Policy::No);
+        let restart = !self.shutting_down.load(std::sync::atomic::Ordering::SeqCst)
+            && Self::gone(c).is_none()
+            && policy.restart_after_exit(code, before.stopped_by_user, before.restart_count);
         let rec = c.update(|r| {
             r.state.status = Status::Exited;
             r.state.pid = 0;
             r.state.paused = false;
+            r.state.restarting = restart;
             r.state.oom_killed = oom_killed;
             r.state.exit_code = code;
             r.state.finished_at = now_rfc3339();
@@ -1050,6 +1104,9 @@ impl Containers {
         tracing::info!(id = %&rec.id[..12], code, "container exited");
         let _ = c.output.send(Output::End);
         c.exits.send_modify(|n| *n += 1);
+        if restart {
+            self.schedule_restart(c, &rec);
+        }
         if rec.auto_remove() {
             // A stop or removal that holds the lock may have removed it first.
             let _one = c.lifecycle.lock().await;
@@ -1059,6 +1116,31 @@ impl Containers {
                 }
             }
         }
+    }
+
+    /// The restart policy's next start, after Docker's back-off. A stop, a
+    /// removal or a user's start meanwhile cancels it.
+    fn schedule_restart(self: &Arc<Self>, c: &Arc<Container>, rec: &Record) {
+        let now = SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.as_secs() as i64).unwrap_or(0);
+        let ran = Duration::from_secs((now - crate::image::pull::parse_rfc3339(&rec.state.started_at)).max(0) as u64);
+        let delay = {
+            let mut b = c.backoff.lock().unwrap_or_else(|p| p.into_inner());
+            *b = super::restart::delay(*b, ran);
+            *b
+        };
+        tracing::info!(id = %&rec.id[..12], delay_ms = delay.as_millis() as u64, "restarting by its restart policy");
+        let (me, c) = (self.clone(), c.clone());
+        tokio::spawn(async move {
+            tokio::time::sleep(delay).await;
+            let _one = c.lifecycle.lock().await;
+            if Self::gone(&c).is_some() || !c.record().state.restarting || me.shutting_down.load(std::sync::atomic::Ordering::SeqCst) {
+                return;
+            }
+            c.update(|r| r.restart_count += 1);
+            if let Err(e) = me.start_locked(&c).await {
+                tracing::warn!(id = %&c.id[..12], error = %e, "the restart policy's start failed");
+            }
+        });
     }
 
     /// `docker rename`: a new name (checked by the API), unique among the
@@ -1137,6 +1219,7 @@ impl Containers {
         let hc = crate::runtime::resources::merge_update(&rec.host_config, body, crate::runtime::confine::host_cpus())
             .map_err(ApiError::bad_request)?;
         let conf = Confinement::from_host_config(&hc).map_err(ApiError::bad_request)?;
+        super::restart::Policy::from_host_config(&hc).map_err(ApiError::bad_request)?;
         let mut warnings = Vec::new();
         if conf.limits.memory > 0 && !self.resources.swap_accounting() {
             warnings.push(
@@ -1210,6 +1293,10 @@ impl Containers {
                 ),
             ));
         }
+        if !self.shutting_down.load(std::sync::atomic::Ordering::SeqCst) {
+            // Ended by the user: its restart policy leaves it stopped.
+            c.update(|r| r.stopped_by_user = true);
+        }
         let sent = nix::sys::signal::kill(nix::unistd::Pid::from_raw(rec.state.pid), sig);
         if rec.state.paused {
             // A frozen process dies only once thawed.
@@ -1241,11 +1328,21 @@ impl Containers {
             return Err(e);
         }
         self.stop_locked(c, timeout).await?;
+        Self::user_start(c);
         self.start_locked(c).await.map(|_| ())
     }
 
     async fn stop_locked(&self, c: &Container, timeout: Option<u64>) -> Result<bool, ApiError> {
         let rec = c.record();
+        if rec.state.restarting {
+            // Waiting for its policy's restart: the stop cancels it.
+            let r = c.update(|r| {
+                r.state.restarting = false;
+                r.stopped_by_user = true;
+            });
+            self.save(&r).map_err(internal)?;
+            return Ok(true);
+        }
         if rec.state.status != Status::Running {
             return Ok(false);
         }
@@ -1276,6 +1373,12 @@ impl Containers {
             return Err(e);
         }
         let rec = c.record();
+        if rec.state.restarting && !force {
+            return Err(ApiError::conflict(format!(
+                "You cannot remove a restarting container {}. Stop the container before attempting removal or force remove",
+                rec.id
+            )));
+        }
         if !rec.state.status.can_remove(force) {
             if rec.state.status == Status::Removing {
                 return Ok(());
@@ -1322,8 +1425,10 @@ impl Containers {
         Ok(())
     }
 
-    /// Stops every running container (daemon shutdown).
+    /// Stops every running container (daemon shutdown): not a user's stop,
+    /// so restart policies start them with the next daemon.
     pub async fn shutdown(&self) {
+        self.shutting_down.store(true, std::sync::atomic::Ordering::SeqCst);
         for c in self.list() {
             if c.record().state.status == Status::Running {
                 let _ = self.stop(&c, Some(2)).await;

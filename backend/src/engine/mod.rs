@@ -6,5 +6,6 @@ pub mod containers;
 pub mod exec;
 pub mod logs;
 pub mod networking;
+pub mod restart;
 pub mod top;
 pub mod volumes;

@@ -382,10 +382,7 @@ pub fn refuse_unsupported(hc: &Value) -> Result<(), String> {
             return refuse(flag);
         }
     }
-    let policy = hc["RestartPolicy"]["Name"].as_str().unwrap_or("");
-    if !(policy.is_empty() || policy == "no") {
-        return refuse("--restart");
-    }
+    // (Restart policies are honoured: the engine checks them, engine::restart.)
     let opts = strings_field(hc, "SecurityOpt")?;
     super::seccomp::profile(&opts, false)?;
     for opt in opts {
@@ -567,7 +564,6 @@ mod tests {
         for (hc, flag) in [
             (json!({"Sysctls": {"net.ipv4.ip_forward": "1"}}), "--sysctl"),
             (json!({"CgroupParent": "x"}), "--cgroup-parent"),
-            (json!({"RestartPolicy": {"Name": "always"}}), "--restart"),
             (json!({"PidMode": "host"}), "--pid"),
             (json!({"MemorySwappiness": 10}), "--memory-swappiness"),
             (json!({"SecurityOpt": ["apparmor=docker-default"]}), "--security-opt apparmor=docker-default"),

@@ -29,6 +29,7 @@ mod page_security;
 mod page_steps;
 mod page_terminal;
 mod resources;
+mod restart;
 mod sandbox;
 mod simulator;
 mod terminal;
