@@ -26,6 +26,7 @@ pub fn describe(e: &Event) -> String {
         Event::ContainerRenamed { id, name } => format!("container {} renamed {name}", s(id)),
         Event::ContainerPaused { id } => format!("container {} paused (its processes frozen)", s(id)),
         Event::ContainerUnpaused { id } => format!("container {} unpaused", s(id)),
+        Event::ContainerHealth { id, status } => format!("container {} is {status} (its healthcheck)", s(id)),
         Event::BridgeUp { name, address, prefix, .. } => format!("bridge {name} {address}/{prefix} up"),
         Event::BridgeDown { name } => format!("bridge {name} deleted"),
         Event::NetworkCreated { name, subnet, .. } => format!("network {name} ({subnet}) created"),

@@ -166,6 +166,9 @@ pub enum Event {
     ContainerPaused { id: String },
     /// `docker unpause`.
     ContainerUnpaused { id: String },
+    /// The container's healthcheck says it is now "healthy" or "unhealthy"
+    /// (it is "starting" from each start until the first verdict).
+    ContainerHealth { id: String, status: String },
     /// A lab shell ran a command line (the shell reports each one at its
     /// next prompt): what the learner typed, as bash's history has it, and
     /// its exit status.

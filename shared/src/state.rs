@@ -264,6 +264,9 @@ pub struct Container {
     /// Frozen by `docker pause`.
     #[serde(default)]
     pub paused: bool,
+    /// Its healthcheck's verdict ("healthy", "unhealthy"), once given.
+    #[serde(default)]
+    pub health: Option<String>,
 }
 
 /// An unpacked image layer.
@@ -361,6 +364,7 @@ pub fn apply(state: &mut State, event: &Event) {
                     ports: Vec::new(),
                     mounts: mounts.clone(),
                     paused: false,
+                    health: None,
                 },
             );
         }
@@ -404,11 +408,17 @@ pub fn apply(state: &mut State, event: &Event) {
                 c.execs.clear();
                 c.namespaces.clear();
                 c.paused = false;
+                c.health = None;
             }
         }
         Event::ContainerPaused { id } | Event::ContainerUnpaused { id } => {
             if let Some(c) = state.containers.get_mut(id) {
                 c.paused = matches!(event, Event::ContainerPaused { .. });
+            }
+        }
+        Event::ContainerHealth { id, status } => {
+            if let Some(c) = state.containers.get_mut(id) {
+                c.health = Some(status.clone());
             }
         }
         Event::ContainerRenamed { id, name } => {

@@ -469,6 +469,9 @@ async fn list(State(st): State<AppState>, Query(q): Q) -> ApiResult<Json<Value>>
     if let Some(status) = filters["status"].as_object() {
         rows.retain(|r| status.contains_key(docker_state(r)));
     }
+    if let Some(health) = filters["health"].as_object() {
+        rows.retain(|r| health.contains_key(r.state.health.as_ref().map(|h| h.status.as_str()).unwrap_or("none")));
+    }
     if let Some(names) = filters["name"].as_object() {
         rows.retain(|r| names.keys().any(|n| r.name.contains(n.trim_start_matches('/'))));
     }
@@ -531,9 +534,14 @@ fn status_text(r: &Record) -> String {
     let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_secs() as i64).unwrap_or(0);
     match r.state.status {
         Status::Running => format!(
-            "Up {}{}",
+            "Up {}{}{}",
             human_duration(now - crate::image::pull::parse_rfc3339(&r.state.started_at)),
-            if r.state.paused { " (Paused)" } else { "" }
+            if r.state.paused { " (Paused)" } else { "" },
+            match r.state.health.as_ref().map(|h| h.status.as_str()) {
+                Some("starting") => " (health: starting)".to_string(),
+                Some(s) => format!(" ({s})"),
+                None => String::new(),
+            }
         ),
         Status::Exited if r.state.restarting => format!(
             "Restarting ({}) {} ago",
@@ -582,7 +590,7 @@ async fn inspect(State(st): State<AppState>, Path(id): Path<String>) -> ApiResul
     let r = c.record();
     let cmd = r.command();
     let running = r.state.status == Status::Running;
-    Ok(Json(json!({
+    let mut out = json!({
         "Id": r.id,
         "Created": r.created,
         "Path": cmd.first().cloned().unwrap_or_default(),
@@ -626,7 +634,12 @@ async fn inspect(State(st): State<AppState>, Path(id): Path<String>) -> ApiResul
         "Mounts": r.mounts.iter().map(|m| m.describe()).collect::<Vec<_>>(),
         "Config": r.config,
         "NetworkSettings": network_settings(&st, &r),
-    })))
+    });
+    // Only a container with a healthcheck has State.Health (as Docker's).
+    if let Some(h) = &r.state.health {
+        out["State"]["Health"] = h.inspect();
+    }
+    Ok(Json(out))
 }
 
 /// NetworkSettings.Ports: every exposed or published port, with its bindings.

@@ -81,6 +81,7 @@ pub fn docker_event(before: &berth_shared::State, env: &Envelope) -> Option<Valu
         }
         Event::ContainerPaused { id } => container(id, "pause", &[]),
         Event::ContainerUnpaused { id } => container(id, "unpause", &[]),
+        Event::ContainerHealth { id, status } => container(id, &format!("health_status: {status}"), &[]),
         Event::ProcessExecd { id, command, .. } => container(id, &format!("exec_start: {}", command.join(" ")), &[]),
         Event::ProcessExited { id, exec_id, exit_code } => {
             container(id, "exec_die", &[("execID", exec_id.clone()), ("exitCode", exit_code.to_string())])

@@ -20,7 +20,6 @@ use crate::engine::containers::StreamKind;
 use crate::engine::exec::{Exec, ExecRecord};
 use crate::error::{ApiError, ApiResult, ErrorKind};
 use crate::runtime::process::{launch, LaunchError};
-use crate::runtime::spec::ExecSpec;
 
 pub fn router() -> Router<AppState> {
     Router::new()
@@ -117,20 +116,7 @@ async fn start(State(st): State<AppState>, Path(id): Path<String>, req: Request)
         return Err(ApiError::new(ErrorKind::Conflict, format!("Container {} is not running", crec.id)));
     }
     // The container's capabilities, cgroups and ulimits hold for its execs too.
-    let conf = st.containers.exec_confinement(&crec)?;
-    let spec = ExecSpec {
-        target_pid: crec.state.pid,
-        args: rec.args.clone(),
-        env: rec.env.clone(),
-        cwd: rec.working_dir.clone(),
-        user: rec.user.clone(),
-        tty: rec.tty,
-        capabilities: conf.capabilities,
-        cgroup_procs: conf.cgroup_procs,
-        rlimits: conf.rlimits,
-        seccomp: conf.seccomp,
-        no_new_privileges: conf.no_new_privileges,
-    };
+    let spec = st.containers.exec_spec(&crec, rec.args.clone(), rec.env.clone(), rec.working_dir.clone(), rec.user.clone(), rec.tty)?;
     let spec_path = std::env::temp_dir().join(format!("berth-exec-{id}.json"));
     let spec_dir = st.config.exec_root.join("exec");
     let spec_path = if std::fs::create_dir_all(&spec_dir).is_ok() { spec_dir.join(format!("{id}.json")) } else { spec_path };

@@ -30,7 +30,7 @@ use crate::runtime::cgroups::{default_rules, DeviceCgroups};
 use crate::runtime::confine::Confinement;
 use crate::runtime::process::{launch, LaunchError, Launched};
 use crate::runtime::resources::{ResourceCgroups, Sample};
-use crate::runtime::spec::{Bind, InitSpec, NetNs, Rlimit, MASKED_PATHS, READONLY_PATHS};
+use crate::runtime::spec::{Bind, ExecSpec, InitSpec, NetNs, Rlimit, MASKED_PATHS, READONLY_PATHS};
 
 /// Which stream a chunk of output came from.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -65,6 +65,9 @@ pub struct RunState {
     /// Waiting to be started again by its restart policy.
     #[serde(default)]
     pub restarting: bool,
+    /// Its healthcheck's state (None: it has none).
+    #[serde(default)]
+    pub health: Option<super::health::Health>,
 }
 
 /// What is kept on disk for each container.
@@ -720,6 +723,7 @@ impl Containers {
                 oom_killed: false,
                 paused: false,
                 restarting: false,
+                health: None,
             },
             layer,
             log_path: dir.join(format!("{id}-json.log")),
@@ -904,6 +908,34 @@ impl Containers {
         self.device_cgroups.available()
     }
 
+    /// The spec of a process run in this running container: its
+    /// namespaces, and what it inherits from the container (`docker exec`,
+    /// and healthcheck probes).
+    pub fn exec_spec(
+        &self,
+        rec: &Record,
+        args: Vec<String>,
+        env: Vec<String>,
+        cwd: String,
+        user: String,
+        tty: bool,
+    ) -> Result<ExecSpec, ApiError> {
+        let conf = self.exec_confinement(rec)?;
+        Ok(ExecSpec {
+            target_pid: rec.state.pid,
+            args,
+            env,
+            cwd,
+            user,
+            tty,
+            capabilities: conf.capabilities,
+            cgroup_procs: conf.cgroup_procs,
+            rlimits: conf.rlimits,
+            seccomp: conf.seccomp,
+            no_new_privileges: conf.no_new_privileges,
+        })
+    }
+
     /// What a `docker exec` in this container inherits from it: its
     /// capability set, cgroups, ulimits, seccomp programs and no_new_privs.
     pub fn exec_confinement(&self, rec: &Record) -> Result<ExecConfinement, ApiError> {
@@ -1020,6 +1052,7 @@ impl Containers {
             r.state.oom_killed = false;
             r.state.paused = false;
             r.state.restarting = false;
+            r.state.health = super::health::check_of(&r.config["Healthcheck"]).map(|_| Default::default());
             r.state.error.clear();
             r.state.started_at = now_rfc3339();
             r.state.finished_at = ZERO_TIME.into();
@@ -1032,6 +1065,9 @@ impl Containers {
         self.bus.emit(Event::NamespacesCreated { id: rec.id.clone(), pid, kinds: kinds.into_iter().map(String::from).collect() });
         self.bus.emit(Event::ContainerStarted { id: rec.id.clone(), pid });
         tracing::info!(id = %&rec.id[..12], pid, "container started");
+        if let Some(check) = super::health::check_of(&rec.config["Healthcheck"]) {
+            self.monitor_health(c, check);
+        }
 
         // Output: to the json log and to attached clients.
         let log = Arc::new(Mutex::new(JsonLog::open_with(&rec.log_path, LogConfig::of(&rec.host_config)).map_err(internal)?));
@@ -1596,6 +1632,10 @@ pub fn merge_config(body: &Value, image: &Value, id: &str, image_name: &str) -> 
     }
     if c["Volumes"].is_null() && image["Volumes"].is_object() {
         c["Volumes"] = image["Volumes"].clone();
+    }
+    let health = super::health::merge(&body["Healthcheck"], &image["Healthcheck"]);
+    if !health.is_null() {
+        c["Healthcheck"] = health;
     }
     if let Some(labels) = image["Labels"].as_object() {
         let mut all = labels.clone();

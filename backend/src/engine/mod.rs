@@ -4,6 +4,7 @@ pub mod archive;
 pub mod commit;
 pub mod containers;
 pub mod exec;
+pub mod health;
 pub mod logs;
 pub mod networking;
 pub mod restart;

@@ -17,6 +17,7 @@ mod differential;
 mod file_changes;
 mod fixtures;
 mod gourmetgram;
+mod health;
 mod hostile_api;
 mod hostile_builds;
 mod hostile_layers;

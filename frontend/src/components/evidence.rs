@@ -26,6 +26,7 @@ fn container_of<'a>(e: &'a Event, state: &'a State) -> Option<&'a str> {
         | Event::ContainerRenamed { id, .. }
         | Event::ContainerPaused { id }
         | Event::ContainerUnpaused { id }
+        | Event::ContainerHealth { id, .. }
         | Event::EndpointAttached { id, .. }
         | Event::EndpointDetached { id, .. }
         | Event::PortPublished { id, .. }

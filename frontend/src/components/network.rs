@@ -20,6 +20,8 @@ struct Placed {
     name: String,
     /// Frozen by `docker pause`.
     paused: bool,
+    /// Its healthcheck's verdict.
+    health: Option<String>,
     x: f64,
     ifaces: Vec<(String, String, String, String)>,  // (ifname, ip/prefix, bridge, host_if)
     ports: Vec<(String, u16, String, u16, String)>, // (host ip, host port, container ip, port, proto)
@@ -80,6 +82,7 @@ pub fn NetworkDiagram() -> impl IntoView {
                 id: c.id.clone(),
                 name: c.name.clone(),
                 paused: c.paused,
+                health: c.health.clone(),
                 x: 10.0 + col * i as f64,
                 ifaces: c
                     .endpoints
@@ -160,11 +163,11 @@ pub fn NetworkDiagram() -> impl IntoView {
                         }
                     }).collect_view();
                     view! {
-                        <g class="netns" class:selected=selected class:paused=p.paused class:flagged=flagged(lab, &Element::Container(p.name.clone())) data-testid=format!("container-{}", p.name)
+                        <g class="netns" class:selected=selected class:paused=p.paused class:unhealthy=p.health.as_deref() == Some("unhealthy") class:flagged=flagged(lab, &Element::Container(p.name.clone())) data-testid=format!("container-{}", p.name)
                             on:click=move |_| store.selected.set(Some(Selection::Container(id.clone())))>
                             {cables}
                             <rect x=p.x y=box_y width=box_w height=96.0 rx="8"/>
-                            <text class="title" x=p.x + 10.0 y=box_y + 18.0>{p.name.clone()}{p.paused.then_some("  ⏸ paused")}</text>
+                            <text class="title" x=p.x + 10.0 y=box_y + 18.0>{p.name.clone()}{p.paused.then_some("  ⏸ paused")}{p.health.clone().map(|h| format!("  ({h})"))}</text>
                             <text class="muted" x=p.x + 10.0 y=box_y + 34.0>{format!("netns of {}", short(&p.id))}</text>
                             {p.ifaces.iter().enumerate().map(|(k, (ifname, ip, _, _))| view! {
                                 <text class="iface" x=p.x + 10.0 y=box_y + 54.0 + 16.0 * k as f64 data-testid="iface">{format!("{ifname}  {ip}")}</text>
