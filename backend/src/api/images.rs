@@ -25,27 +25,83 @@ pub fn router() -> Router<AppState> {
     Router::new()
         .route("/images/create", post(create))
         .route("/images/json", get(list))
-        .route("/images/{*rest}", get(by_name_get).post(by_name_post).delete(remove))
+        .route("/images/get", get(save_many))
+        .route("/images/load", post(load))
+        .route("/images/{*rest}", get(by_name_get_or_save).post(by_name_post).delete(remove))
 }
 
-type Q = Query<HashMap<String, String>>;
-
-/// `docker pull`: resolves first (so an unknown image is a plain 404), then
-/// streams Docker's progress messages as the layers arrive.
-/// `docker import`: the request body (`fromSrc=-`) is the tar.
-async fn import(st: &AppState, query: &str, body: axum::body::Body) -> ApiResult<Response> {
-    use tokio::io::AsyncWriteExt;
-    let pairs: Vec<(String, String)> =
-        serde_urlencoded::from_str(query).map_err(|e| ApiError::bad_request(format!("invalid query: {e}")))?;
-    let one = |k: &str| pairs.iter().rev().find(|(n, _)| n == k).map(|(_, v)| v.clone()).unwrap_or_default();
-    if one("fromSrc") != "-" {
-        return Err(ApiError::bad_request("berth imports from the request body only (fromSrc=-), not from a URL"));
+/// `GET /images/{name}/get` (`docker save` of one), else the image's
+/// inspect or history.
+async fn by_name_get_or_save(st: State<AppState>, rest: Path<String>) -> ApiResult<Response> {
+    match rest.0.strip_suffix("/get") {
+        Some(name) => save(&st.0, vec![name.to_string()]),
+        None => by_name_get(st, rest).await.map(IntoResponse::into_response),
     }
-    let tag = crate::engine::commit::image_tag(&one("repo"), &one("tag"))?;
-    let changes: Vec<String> =
-        pairs.iter().filter(|(k, _)| k == "changes").flat_map(|(_, v)| v.lines().map(String::from).collect::<Vec<_>>()).collect();
-    // The upload goes to the store's scratch first (the unpacker reads a file).
-    let path = st.images.tmp_dir().join(format!("import-{:016x}.tar", crate::daemon::random_u128() as u64));
+}
+
+/// `GET /images/get?names=a&names=b` (`docker save a b`).
+async fn save_many(State(st): State<AppState>, axum::extract::RawQuery(raw): axum::extract::RawQuery) -> ApiResult<Response> {
+    let pairs: Vec<(String, String)> =
+        serde_urlencoded::from_str(raw.as_deref().unwrap_or("")).map_err(|e| ApiError::bad_request(format!("invalid query: {e}")))?;
+    let names: Vec<String> = pairs.into_iter().filter(|(k, _)| k == "names").map(|(_, v)| v).collect();
+    if names.is_empty() {
+        return Err(ApiError::bad_request("no image names given (names=)"));
+    }
+    save(&st, names)
+}
+
+/// A writer into the response body's channel (for the blocking writer).
+struct ChannelWriter(tokio::sync::mpsc::Sender<Result<Vec<u8>, std::io::Error>>);
+
+impl std::io::Write for ChannelWriter {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        self.0.blocking_send(Ok(buf.to_vec())).map_err(|_| std::io::Error::new(std::io::ErrorKind::BrokenPipe, "the client went away"))?;
+        Ok(buf.len())
+    }
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
+}
+
+/// Streams the archive of `names` (each checked first: an unknown one is a
+/// plain 404). A failure while writing cuts the stream short.
+fn save(st: &AppState, names: Vec<String>) -> ApiResult<Response> {
+    for n in &names {
+        crate::engine::saveload::wanted(&st.images, n)?;
+    }
+    let (tx, rx) = mpsc::channel(16);
+    let images = st.images.clone();
+    tokio::task::spawn_blocking(move || {
+        let w = std::io::BufWriter::with_capacity(64 * 1024, ChannelWriter(tx.clone()));
+        if let Err(e) = crate::engine::saveload::save(&images, &names, w) {
+            tracing::warn!(error = %e, "docker save failed");
+            let _ = tx.blocking_send(Err(std::io::Error::other(e.message)));
+        }
+    });
+    let body = axum::body::Body::from_stream(tokio_stream::wrappers::ReceiverStream::new(rx));
+    Ok(([(axum::http::header::CONTENT_TYPE, "application/x-tar")], body).into_response())
+}
+
+/// `POST /images/load` (`docker load`): the body is the archive.
+async fn load(State(st): State<AppState>, Query(q): Q, body: axum::body::Body) -> ApiResult<Response> {
+    let path = upload(&st, body, "load").await?;
+    let (images, bus, p) = (st.images.clone(), st.bus.clone(), path.clone());
+    let loaded = tokio::task::spawn_blocking(move || crate::engine::saveload::load(&images, &bus, &p))
+        .await
+        .map_err(|e| ApiError::new(ErrorKind::Internal, e.to_string()));
+    let _ = std::fs::remove_file(&path);
+    let loaded = loaded??;
+    let quiet = q.get("quiet").is_some_and(|v| v == "1" || v == "true");
+    let _ = quiet; // (Docker's quiet only drops progress bars; berth sends none.)
+    let text: String = loaded.iter().map(|l| format!("{}\n", json!({"stream": format!("{l}\n")}))).collect();
+    Ok(([(axum::http::header::CONTENT_TYPE, "application/json")], text).into_response())
+}
+
+/// Writes a request body to a scratch file of the store (the unpackers
+/// read files); removed by the caller.
+async fn upload(st: &AppState, body: axum::body::Body, what: &str) -> ApiResult<std::path::PathBuf> {
+    use tokio::io::AsyncWriteExt;
+    let path = st.images.tmp_dir().join(format!("{what}-{:016x}.tar", crate::daemon::random_u128() as u64));
     let written = async {
         let mut f = tokio::fs::File::create(&path).await?;
         let mut s = body.into_data_stream();
@@ -59,6 +115,26 @@ async fn import(st: &AppState, query: &str, body: axum::body::Body) -> ApiResult
         let _ = std::fs::remove_file(&path);
         return Err(ApiError::bad_request(format!("reading the archive: {e}")));
     }
+    Ok(path)
+}
+
+type Q = Query<HashMap<String, String>>;
+
+/// `docker pull`: resolves first (so an unknown image is a plain 404), then
+/// streams Docker's progress messages as the layers arrive.
+/// `docker import`: the request body (`fromSrc=-`) is the tar.
+async fn import(st: &AppState, query: &str, body: axum::body::Body) -> ApiResult<Response> {
+    let pairs: Vec<(String, String)> =
+        serde_urlencoded::from_str(query).map_err(|e| ApiError::bad_request(format!("invalid query: {e}")))?;
+    let one = |k: &str| pairs.iter().rev().find(|(n, _)| n == k).map(|(_, v)| v.clone()).unwrap_or_default();
+    if one("fromSrc") != "-" {
+        return Err(ApiError::bad_request("berth imports from the request body only (fromSrc=-), not from a URL"));
+    }
+    let tag = crate::engine::commit::image_tag(&one("repo"), &one("tag"))?;
+    let changes: Vec<String> =
+        pairs.iter().filter(|(k, _)| k == "changes").flat_map(|(_, v)| v.lines().map(String::from).collect::<Vec<_>>()).collect();
+    // The upload goes to the store's scratch first (the unpacker reads a file).
+    let path = upload(st, body, "import").await?;
     let (images, bus, message, p) = (st.images.clone(), st.bus.clone(), one("message"), path.clone());
     let id = tokio::task::spawn_blocking(move || crate::engine::commit::import(&images, &bus, &p, &changes, &message, tag.as_deref()))
         .await

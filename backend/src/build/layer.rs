@@ -89,7 +89,7 @@ fn opaque(p: &Path) -> bool {
     xattr::get(p, "trusted.overlay.opaque").ok().flatten().is_some_and(|v| v == b"y")
 }
 
-fn empty_entry(b: &mut tar::Builder<HashWriter>, name: &Path, like: &fs::Metadata) -> io::Result<()> {
+fn empty_entry<W: Write>(b: &mut tar::Builder<W>, name: &Path, like: &fs::Metadata) -> io::Result<()> {
     let mut h = tar::Header::new_gnu();
     h.set_entry_type(tar::EntryType::Regular);
     h.set_size(0);
@@ -99,7 +99,7 @@ fn empty_entry(b: &mut tar::Builder<HashWriter>, name: &Path, like: &fs::Metadat
     b.append_data(&mut h, name, io::empty())
 }
 
-fn add_dir(b: &mut tar::Builder<HashWriter>, root: &Path, dir: &Path, size: &mut u64) -> io::Result<()> {
+fn add_dir<W: Write>(b: &mut tar::Builder<W>, root: &Path, dir: &Path, size: &mut u64) -> io::Result<()> {
     let mut entries: Vec<_> = fs::read_dir(dir)?.flatten().collect();
     entries.sort_by_key(|e| e.file_name());
     for e in entries {
@@ -129,13 +129,19 @@ fn add_dir(b: &mut tar::Builder<HashWriter>, root: &Path, dir: &Path, size: &mut
 /// whether it is empty (no entries: Docker then adds no layer).
 pub fn diff_id(dir: &Path) -> io::Result<(String, u64, bool)> {
     let empty = fs::read_dir(dir)?.next().is_none();
-    let mut b = tar::Builder::new(HashWriter { hash: Sha256::new() });
+    let (w, size) = write_tar(dir, HashWriter { hash: Sha256::new() })?;
+    Ok((format!("sha256:{}", hex::encode(w.hash.finalize())), size, empty))
+}
+
+/// The layer's tar itself, as its diff ID was computed (`docker save` of a
+/// layer berth made); returns the writer and the content size.
+pub fn write_tar<W: Write>(dir: &Path, out: W) -> io::Result<(W, u64)> {
+    let mut b = tar::Builder::new(out);
     b.mode(tar::HeaderMode::Complete);
     b.follow_symlinks(false);
     let mut size = 0;
     add_dir(&mut b, dir, dir, &mut size)?;
-    let w = b.into_inner()?;
-    Ok((format!("sha256:{}", hex::encode(w.hash.finalize())), size, empty))
+    Ok((b.into_inner()?, size))
 }
 
 #[cfg(test)]

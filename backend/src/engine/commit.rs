@@ -95,12 +95,18 @@ pub fn image_tag(repo: &str, tag: &str) -> Result<Option<String>, ApiError> {
 /// Stores an image config whose layers are in the store, tags it, and
 /// tells the event stream. Returns its ID.
 pub fn store_image(images: &ImageStore, bus: &EventBus, config: &Value, tag: Option<&str>) -> Result<String, ApiError> {
+    store_image_bytes(images, bus, &serde_json::to_vec(config).map_err(internal)?, tag)
+}
+
+/// [`store_image`] of a config as these very bytes (a loaded image keeps
+/// its ID, the digest of its config's bytes).
+pub fn store_image_bytes(images: &ImageStore, bus: &EventBus, bytes: &[u8], tag: Option<&str>) -> Result<String, ApiError> {
+    let config: Value = serde_json::from_slice(bytes).map_err(|e| ApiError::bad_request(format!("the image config is not JSON: {e}")))?;
     let diffs: Vec<String> = config["rootfs"]["diff_ids"]
         .as_array()
         .map(|a| a.iter().filter_map(|d| d.as_str().map(String::from)).collect())
         .unwrap_or_default();
-    let bytes = serde_json::to_vec(config).map_err(internal)?;
-    let id = format!("sha256:{}", hex::encode(Sha256::digest(&bytes)));
+    let id = format!("sha256:{}", hex::encode(Sha256::digest(bytes)));
     let layers = chain_ids(&diffs)
         .into_iter()
         .zip(diffs)
@@ -108,7 +114,7 @@ pub fn store_image(images: &ImageStore, bus: &EventBus, config: &Value, tag: Opt
         .collect();
     let created = config["created"].as_str().map(crate::image::pull::parse_rfc3339).unwrap_or(0);
     let record = ImageRecord { id: id.clone(), repo_tags: vec![], repo_digests: vec![], layers, created };
-    let lost = images.put_image(record, &bytes, tag).map_err(|e| internal(format!("storing the image: {e}")))?;
+    let lost = images.put_image(record, bytes, tag).map_err(|e| internal(format!("storing the image: {e}")))?;
     if let Some(stored) = images.get(&id) {
         bus.emit(Event::ImageAdded {
             id: id.clone(),

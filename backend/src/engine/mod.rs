@@ -8,5 +8,6 @@ pub mod health;
 pub mod logs;
 pub mod networking;
 pub mod restart;
+pub mod saveload;
 pub mod top;
 pub mod volumes;

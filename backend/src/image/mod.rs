@@ -3,4 +3,5 @@
 pub mod pull;
 pub mod reference;
 pub mod store;
+pub mod tarsplit;
 pub mod unpack;

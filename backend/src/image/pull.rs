@@ -348,20 +348,23 @@ async fn unpack_layer(
             std::fs::create_dir(&target).map_err(|e| PullError::Failed(e.to_string()))?;
             let file = std::fs::File::open(blob.path()).map_err(|e| PullError::Failed(e.to_string()))?;
             let unpacker = Unpacker::new(&target);
-            let (got, size) = if media_type.ends_with("gzip") || media_type.ends_with("tar.gzip") {
-                unpacker.unpack(flate2::read::MultiGzDecoder::new(BufReader::new(file)))
+            let (got, size, split) = if media_type.ends_with("gzip") || media_type.ends_with("tar.gzip") {
+                unpacker.unpack_recorded(flate2::read::MultiGzDecoder::new(BufReader::new(file)))
             } else if media_type.ends_with("zstd") {
                 return Err(PullError::Failed(format!("layer media type {media_type} is not supported")));
             } else {
-                unpacker.unpack(BufReader::new(file))
+                unpacker.unpack_recorded(BufReader::new(file))
             }
             .map_err(|e| PullError::Failed(format!("unpacking layer {diff_id}: {e}")))?;
             if got != diff_id {
                 return Err(PullError::Failed(format!("layer diff_id mismatch: the config says {diff_id}, the content is {got}")));
             }
-            store
+            let added = store
                 .commit_layer(&chain, &diff_id, parent.as_deref(), size, &target)
                 .map_err(|e| PullError::Failed(format!("storing layer {chain}: {e}")))?;
+            if added {
+                store.save_tar_split(&chain, &split).map_err(|e| PullError::Failed(format!("storing layer {chain}'s record: {e}")))?;
+            }
             Ok(size)
         })();
         drop(blob);

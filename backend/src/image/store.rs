@@ -222,6 +222,19 @@ impl ImageStore {
         Ok(true)
     }
 
+    /// Keeps a pulled or loaded layer's tar-split record (`docker save`
+    /// writes its original bytes again from it).
+    pub fn save_tar_split(&self, chain_id: &str, segments: &[super::tarsplit::Segment]) -> io::Result<()> {
+        let meta = self.root.join("image/overlay2/layerdb/sha256").join(hex_of(chain_id));
+        crate::durable::write(&meta.join("tar-split.gz"), &super::tarsplit::encode(segments)?)
+    }
+
+    /// The layer's tar-split record, if it was unpacked from a tar.
+    pub fn tar_split(&self, chain_id: &str) -> Option<Vec<super::tarsplit::Segment>> {
+        let meta = self.root.join("image/overlay2/layerdb/sha256").join(hex_of(chain_id));
+        super::tarsplit::decode(&fs::read(meta.join("tar-split.gz")).ok()?).ok()
+    }
+
     /// The content size recorded when the layer was unpacked.
     pub fn layer_size(&self, chain_id: &str) -> u64 {
         fs::read_to_string(self.root.join("image/overlay2/layerdb/sha256").join(hex_of(chain_id)).join("size"))

@@ -20,6 +20,8 @@ use nix::unistd::{fchownat, linkat, symlinkat, unlinkat, UnlinkatFlags};
 
 use sha2::{Digest, Sha256};
 
+use super::tarsplit::{Recorder, RecordingReader, Segment};
+
 #[derive(Debug, thiserror::Error)]
 pub enum UnpackError {
     #[error("layer entry {path:?} escapes the layer: {why}")]
@@ -208,9 +210,22 @@ impl Unpacker {
     /// Unpacks a whole (uncompressed) tar stream; returns the sha256 diff_id
     /// of the stream and the bytes of content written.
     pub fn unpack<R: Read>(&self, reader: R) -> Result<(String, u64), UnpackError> {
+        self.unpack_with(reader, None)
+    }
+
+    /// [`Self::unpack`], and the stream's tar-split record (what `docker
+    /// save` needs to write the same bytes again).
+    pub fn unpack_recorded<R: Read>(&self, reader: R) -> Result<(String, u64, Vec<Segment>), UnpackError> {
+        let rec = Rc::new(std::cell::RefCell::new(Recorder::default()));
+        let (digest, size) = self.unpack_with(reader, Some(rec.clone()))?;
+        let segments = Rc::try_unwrap(rec).map(|r| r.into_inner().finish()).unwrap_or_default();
+        Ok((digest, size, segments))
+    }
+
+    fn unpack_with<R: Read>(&self, reader: R, rec: Option<Rc<std::cell::RefCell<Recorder>>>) -> Result<(String, u64), UnpackError> {
         let root = nix::fcntl::open(&self.root, DIR_FLAGS, Mode::empty()).map_err(|e| io_err(&self.root, e.into()))?;
         let budget = Rc::new(Budget { pos: Cell::new(0), limit: Cell::new(u64::MAX) });
-        let mut hashing = HashingReader { inner: reader, hasher: Sha256::new() };
+        let mut hashing = HashingReader { inner: RecordingReader { inner: reader, rec: rec.clone() }, hasher: Sha256::new() };
         let mut limited = BudgetReader { inner: &mut hashing, budget: budget.clone() };
         let mut size = 0u64;
         let mut dir_modes: Vec<(PathBuf, u32, i64)> = Vec::new();
@@ -308,7 +323,14 @@ impl Unpacker {
                                 let flags = OFlag::O_WRONLY | OFlag::O_CREAT | OFlag::O_EXCL | OFlag::O_NOFOLLOW | OFlag::O_CLOEXEC;
                                 let fd = openat(&dir, name, flags, Mode::from_bits_truncate(0o600)).map_err(e)?;
                                 let mut f = fs::File::from(fd);
-                                size += io::copy(&mut entry, &mut f).map_err(|err| io_err(&path, err))?;
+                                if let Some(r) = &rec {
+                                    r.borrow_mut().start_file();
+                                }
+                                let n = io::copy(&mut entry, &mut f).map_err(|err| io_err(&path, err))?;
+                                if let Some(r) = &rec {
+                                    r.borrow_mut().end_file(&path.to_string_lossy(), n);
+                                }
+                                size += n;
                                 if self.chown {
                                     nix::unistd::fchown(&f, Some(nix::unistd::Uid::from_raw(uid)), Some(nix::unistd::Gid::from_raw(gid)))
                                         .map_err(e)?;

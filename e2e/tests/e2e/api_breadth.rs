@@ -444,3 +444,62 @@ fn docker_export_then_import_makes_a_runnable_image() {
     assert!(!o.status.success() && !out(&o).contains("500"), "{}", out(&o));
     sb.docker_ok(&d, &["rm", "-f", "box"]);
 }
+
+/// `docker save | docker load`: a pulled image's layers are written back
+/// byte for byte (its ID and layers unchanged after a load into another
+/// daemon), an image berth built or committed too; several images in one
+/// archive, tags kept; a damaged archive is the client's error.
+#[test]
+fn docker_save_then_load_gives_back_the_same_images() {
+    let (sb, d) = node1().unwrap();
+    sb.docker_ok(&d, &["pull", "alpine"]);
+    sb.docker_ok(&d, &["pull", "nginx:alpine"]);
+    sb.docker_ok(&d, &["run", "--name", "cc", "alpine", "sh", "-c", "echo mine > /mine"]);
+    sb.docker_ok(&d, &["commit", "cc", "lab/mine:1"]);
+    let ids = |sb: &berth_e2e::sandbox::Sandbox, d: &berth_e2e::sandbox::Berthd| {
+        ["alpine", "nginx:alpine", "lab/mine:1"]
+            .map(|i| sb.docker_ok(d, &["inspect", "-f", "{{.Id}} {{json .RootFS.Layers}}", i]).trim().to_string())
+    };
+    let before = ids(&sb, &d);
+    let tar = sb.dir().join("images.tar").display().to_string();
+    sb.docker_ok(&d, &["save", "-o", &tar, "alpine", "nginx:alpine", "lab/mine:1"]);
+    let listing = String::from_utf8_lossy(&sb.run("tar", &["-tf", &tar]).unwrap().stdout).to_string();
+    assert!(listing.lines().any(|l| l == "manifest.json") && listing.lines().any(|l| l.ends_with("/layer.tar")), "{listing}");
+    // Each layer.tar is the very stream its diff ID is the digest of.
+    let sh = |cmd: String| String::from_utf8_lossy(&sb.run("sh", &["-c", &cmd]).unwrap().stdout).trim().to_string();
+    let manifest: serde_json::Value = serde_json::from_str(&sh(format!("tar -xOf {tar} manifest.json"))).unwrap();
+    let mut checked = 0;
+    for (img, m) in before.iter().zip(manifest.as_array().unwrap()) {
+        let diffs: Vec<String> = serde_json::from_str(img.split_once(' ').unwrap().1).unwrap();
+        for (layer, diff) in m["Layers"].as_array().unwrap().iter().zip(&diffs) {
+            let sum = sh(format!("tar -xOf {tar} {} | sha256sum | cut -d' ' -f1", layer.as_str().unwrap()));
+            assert_eq!(format!("sha256:{sum}"), *diff, "{layer}");
+            checked += 1;
+        }
+    }
+    assert!(checked >= 4, "{checked} layers checked");
+
+    // Into the same daemon after removing them, and back.
+    sb.docker_ok(&d, &["rm", "cc"]);
+    sb.docker_ok(&d, &["rmi", "alpine", "nginx:alpine", "lab/mine:1"]);
+    let loaded = sb.docker_ok(&d, &["load", "-i", &tar]);
+    for t in ["alpine:latest", "nginx:alpine", "lab/mine:1"] {
+        assert!(loaded.contains(&format!("Loaded image: {t}")), "{loaded}");
+    }
+    assert_eq!(ids(&sb, &d), before, "the same IDs and layers after save and load");
+    assert_eq!(sb.docker_ok(&d, &["run", "--rm", "lab/mine:1", "cat", "/mine"]), "mine\n");
+    // Through a pipe, one image by ID: loaded untagged.
+    let id = before[0].split(' ').next().unwrap().to_string();
+    let o = sb
+        .command("sh")
+        .args(["-c", &format!("docker -H unix://{s} save {id} | gzip | docker -H unix://{s} load", s = d.socket.display())])
+        .output()
+        .unwrap();
+    assert!(o.status.success() && out(&o).contains(&format!("Loaded image ID: {id}")), "{}", out(&o));
+    // A damaged archive: the client's error, not a 500.
+    std::fs::write(sb.dir().join("bad.tar"), vec![b'z'; 4096]).unwrap();
+    let o = sb.docker(&d, &["load", "-i", &sb.dir().join("bad.tar").display().to_string()]).unwrap();
+    assert!(!o.status.success() && !out(&o).contains("500"), "{}", out(&o));
+    let o = sb.docker(&d, &["save", "nonesuch"]).unwrap();
+    assert!(!o.status.success() && out(&o).contains("No such image: nonesuch"), "{}", out(&o));
+}

@@ -211,7 +211,6 @@ fn flags_berth_does_not_honour_are_refused_by_name_not_ignored() {
         (&["--cgroup-parent", "elsewhere"][..], "--cgroup-parent"),
         (&["--security-opt", "apparmor=docker-default"][..], "--security-opt"),
         (&["--dns", "192.0.2.1"][..], "--dns"),
-        (&["--restart", "always"][..], "--restart"),
         (&["--pid", "host"][..], "--pid"),
         (&["--init"][..], "--init"),
     ] {
