@@ -377,7 +377,12 @@ async fn logs(State(st): State<AppState>, Path(id): Path<String>, Query(q): Q) -
     // As Docker: "all", a negative or an unreadable number means everything.
     let tail: Option<usize> = q.get("tail").and_then(|t| t.parse().ok());
     let timestamps = flag(&q, "timestamps");
-    let follow = flag(&q, "follow") && rec.state.status == Status::Running;
+    // `--since`/`--until`: Unix times (the CLI turns durations and dates into them).
+    let since = validate::parse_unix_time("since", q.get("since").map(String::as_str).unwrap_or(""))?.filter(|t| *t > 0.0);
+    let until = validate::parse_unix_time("until", q.get("until").map(String::as_str).unwrap_or(""))?.filter(|t| *t > 0.0);
+    let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_secs_f64()).unwrap_or(0.0);
+    // Following ends at `until`: one in the past leaves nothing to follow.
+    let follow = flag(&q, "follow") && rec.state.status == Status::Running && until.is_none_or(|u| u > now);
     let tty = rec.tty();
     let render = move |l: &LogLine| -> Option<Vec<u8>> {
         let wanted = match l.stream {
@@ -386,6 +391,12 @@ async fn logs(State(st): State<AppState>, Path(id): Path<String>, Query(q): Q) -
         };
         if !wanted {
             return None;
+        }
+        if since.is_some() || until.is_some() {
+            let t = log_time(&l.time);
+            if since.is_some_and(|s| t < s) || until.is_some_and(|u| t > u) {
+                return None;
+            }
         }
         let text = if timestamps { format!("{} {}", l.time, l.log) } else { l.log.clone() };
         Some(encode(tty, l.stream, text.as_bytes()))
@@ -516,6 +527,14 @@ pub fn shell_join(args: &[String]) -> String {
         })
         .collect::<Vec<_>>()
         .join(" ")
+}
+
+/// A log line's RFC 3339 time (nanoseconds) as Unix seconds.
+fn log_time(t: &str) -> f64 {
+    let secs = crate::image::pull::parse_rfc3339(t) as f64;
+    let frac = t.split_once('.').map(|(_, f)| f.trim_end_matches(|c: char| !c.is_ascii_digit())).unwrap_or("");
+    let digits: String = frac.chars().take_while(char::is_ascii_digit).take(9).collect();
+    secs + if digits.is_empty() { 0.0 } else { format!("0.{digits}").parse::<f64>().unwrap_or(0.0) }
 }
 
 /// State.Status as Docker has it: a paused container is "paused".

@@ -26,6 +26,7 @@ pub fn router() -> Router<AppState> {
         .route("/images/create", post(create))
         .route("/images/json", get(list))
         .route("/images/get", get(save_many))
+        .route("/images/prune", post(prune))
         .route("/images/load", post(load))
         .route("/images/{*rest}", get(by_name_get_or_save).post(by_name_post).delete(remove))
 }
@@ -198,10 +199,11 @@ pub(crate) fn find(st: &AppState, name: &str) -> ApiResult<ImageRecord> {
     st.images.resolve(name).ok_or_else(|| no_such_image(name))
 }
 
-async fn list(State(st): State<AppState>) -> Json<Value> {
-    let mut images = st.images.list();
+async fn list(State(st): State<AppState>, Query(q): Q) -> ApiResult<Json<Value>> {
+    let filters = super::filters::from_query(&q)?;
+    let mut images = filter_images(&st, st.images.list(), &filters)?;
     images.sort_by(|a, b| b.created.cmp(&a.created).then(a.id.cmp(&b.id)));
-    Json(Value::Array(
+    Ok(Json(Value::Array(
         images
             .iter()
             .map(|i| {
@@ -224,7 +226,7 @@ async fn list(State(st): State<AppState>) -> Json<Value> {
                 })
             })
             .collect(),
-    ))
+    )))
 }
 
 /// GET /images/{name}/json and /images/{name}/history (names may hold '/').
@@ -376,4 +378,100 @@ fn untag(st: &AppState, id: &str, tag: &str) -> ApiResult<()> {
 
 fn short(id: &str) -> String {
     crate::image::store::hex_of(id).chars().take(12).collect()
+}
+
+/// `docker images --filter`: dangling, label, before, since, until,
+/// reference (globs on `name` or `name:tag`), as Docker reads them.
+fn filter_images(st: &AppState, images: Vec<ImageRecord>, filters: &Value) -> ApiResult<Vec<ImageRecord>> {
+    super::filters::check_keys(filters, &["dangling", "label", "before", "since", "until", "reference"])?;
+    let values = |k: &str| -> Vec<String> { filters[k].as_object().map(|m| m.keys().cloned().collect()).unwrap_or_default() };
+    let dangling = match values("dangling").first().map(String::as_str) {
+        None => None,
+        Some("true" | "1") => Some(true),
+        Some("false" | "0") => Some(false),
+        Some(v) => return Err(ApiError::bad_request(format!("Invalid filter 'dangling=[{v}]'"))),
+    };
+    let created_of = |name: &str| -> ApiResult<i64> { Ok(find(st, name)?.created) };
+    let before = values("before").first().map(|n| created_of(n)).transpose()?;
+    let since = values("since").first().map(|n| created_of(n)).transpose()?;
+    let until = match values("until").first() {
+        Some(u) => Some(until_time(u)?),
+        None => None,
+    };
+    let mut refs = Vec::new();
+    for pattern in values("reference") {
+        let glob = globset::Glob::new(&pattern).map_err(|e| ApiError::bad_request(format!("invalid reference filter {pattern:?}: {e}")))?;
+        refs.push((pattern.contains(':'), glob.compile_matcher()));
+    }
+    let labels = values("label");
+    Ok(images
+        .into_iter()
+        .filter(|i| dangling.is_none_or(|d| d == i.repo_tags.is_empty()))
+        .filter(|i| before.is_none_or(|t| i.created < t))
+        .filter(|i| since.is_none_or(|t| i.created > t))
+        .filter(|i| until.is_none_or(|t| i.created < t))
+        .filter(|i| {
+            refs.is_empty()
+                || i.repo_tags.iter().any(|tag| {
+                    let name = tag.rsplit_once(':').map(|(n, _)| n).unwrap_or(tag);
+                    refs.iter().any(|(with_tag, m)| m.is_match(if *with_tag { tag.as_str() } else { name }))
+                })
+        })
+        .filter(|i| {
+            labels.is_empty() || {
+                let have = st.images.config(&i.id).map(|c| c["config"]["Labels"].clone()).unwrap_or(Value::Null);
+                labels.iter().all(|l| match l.split_once('=') {
+                    Some((k, v)) => have[k].as_str() == Some(v),
+                    None => have.get(l).is_some(),
+                })
+            }
+        })
+        .collect())
+}
+
+/// A filter's `until`: a Unix timestamp, or a Go duration back from now
+/// (`10m`, `1h30m`), as Docker reads it.
+fn until_time(u: &str) -> ApiResult<i64> {
+    if let Ok(Some(t)) = crate::api::validate::parse_unix_time("until", u) {
+        return Ok(t as i64);
+    }
+    let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_secs() as i64).unwrap_or(0);
+    crate::build::instructions::duration_ns(u)
+        .map(|ns| now - ns / 1_000_000_000)
+        .ok_or_else(|| ApiError::bad_request(format!("invalid filter 'until={u}'")))
+}
+
+/// `docker image prune [-a]`: unused images — untagged ones, or with
+/// `dangling=false` every one no container uses — and the layers only they
+/// held.
+async fn prune(State(st): State<AppState>, Query(q): Q) -> ApiResult<Json<Value>> {
+    let filters = super::filters::from_query(&q)?;
+    super::filters::check_keys(&filters, &["dangling", "label", "until"])?;
+    let all = filters["dangling"].as_object().is_some_and(|m| m.contains_key("false") || m.contains_key("0"));
+    let mut f = filters.clone();
+    if let Some(o) = f.as_object_mut() {
+        o.remove("dangling");
+    }
+    let candidates = filter_images(&st, st.images.list(), &if f.as_object().is_some_and(|o| o.is_empty()) { Value::Null } else { f })?;
+    let mut deleted = Vec::new();
+    let mut reclaimed = 0u64;
+    for img in candidates {
+        if (!all && !img.repo_tags.is_empty()) || !st.containers.using_image(&img.id).is_empty() {
+            continue;
+        }
+        for t in img.repo_tags.clone() {
+            untag(&st, &img.id, &t)?;
+            deleted.push(json!({"Untagged": t}));
+        }
+        let freed = st.images.delete_image(&img.id).map_err(|e| ApiError::new(ErrorKind::Internal, e.to_string()))?;
+        st.bus.emit(Event::ImageRemoved { id: img.id.clone() });
+        deleted.push(json!({"Deleted": img.id}));
+        for chain in freed {
+            reclaimed += st.images.layer_size(&chain);
+            st.images.delete_layer(&chain).map_err(|e| ApiError::new(ErrorKind::Internal, e.to_string()))?;
+            st.bus.emit(Event::LayerRemoved { chain_id: chain.clone() });
+            deleted.push(json!({"Deleted": chain}));
+        }
+    }
+    Ok(Json(json!({"ImagesDeleted": if deleted.is_empty() { Value::Null } else { json!(deleted) }, "SpaceReclaimed": reclaimed})))
 }

@@ -50,8 +50,7 @@ pub fn save(images: &ImageStore, names: &[String], out: impl Write) -> Result<()
             }
         }
     }
-    write_archive(images, picked, out)
-        .map_err(|e| crate::engine::containers::internal(format!("writing the archive: {e}")))
+    write_archive(images, picked, out).map_err(|e| crate::engine::containers::internal(format!("writing the archive: {e}")))
 }
 
 fn header(path: &str, size: u64, mode: u32) -> tar::Header {

@@ -503,3 +503,67 @@ fn docker_save_then_load_gives_back_the_same_images() {
     let o = sb.docker(&d, &["save", "nonesuch"]).unwrap();
     assert!(!o.status.success() && out(&o).contains("No such image: nonesuch"), "{}", out(&o));
 }
+
+/// `docker images --filter` (reference globs, dangling, label, before,
+/// since), `docker image prune [-a]` with what it reclaimed, and `docker
+/// logs --since/--until`.
+#[test]
+fn image_filters_prune_and_log_time_windows_work_as_dockers() {
+    let (sb, d) = node1().unwrap();
+    sb.docker_ok(&d, &["pull", "alpine"]);
+    sb.docker_ok(&d, &["pull", "nginx:alpine"]);
+    let ctx = sb.dir().join("ctx");
+    std::fs::create_dir_all(&ctx).unwrap();
+    std::fs::write(ctx.join("Dockerfile"), "FROM alpine\nLABEL stage=one team=lab\nRUN echo one > /one\n").unwrap();
+    sb.docker_ok(&d, &["build", "-q", "-t", "lab/one:1", &ctx.display().to_string()]);
+    std::thread::sleep(std::time::Duration::from_millis(1100));
+    std::fs::write(ctx.join("Dockerfile"), "FROM alpine\nLABEL stage=two\nRUN echo two > /two\n").unwrap();
+    sb.docker_ok(&d, &["build", "-q", "-t", "lab/two:1", &ctx.display().to_string()]);
+    let names = |filter: &[&str]| {
+        let mut a = vec!["images", "--format", "{{.Repository}}:{{.Tag}}"];
+        for f in filter {
+            a.extend(["--filter", f]);
+        }
+        let mut v: Vec<String> = sb.docker_ok(&d, &a).lines().map(String::from).collect();
+        v.sort();
+        v
+    };
+    assert_eq!(names(&["reference=lab/*"]), vec!["lab/one:1", "lab/two:1"]);
+    assert_eq!(names(&["reference=nginx:alp*"]), vec!["nginx:alpine"]);
+    assert_eq!(names(&["reference=*:latest"]), vec!["alpine:latest"]);
+    assert_eq!(names(&["label=stage=one"]), vec!["lab/one:1"]);
+    assert_eq!(names(&["label=team"]), vec!["lab/one:1"]);
+    assert_eq!(names(&["since=lab/one:1"]), vec!["lab/two:1"]);
+    assert!(names(&["before=lab/two:1"]).contains(&"lab/one:1".to_string()));
+    assert!(names(&["dangling=true"]).is_empty());
+    let o = sb.docker(&d, &["images", "--filter", "dangling=maybe"]).unwrap();
+    assert!(!o.status.success() && out(&o).contains("Invalid filter 'dangling=[maybe]'"), "{}", out(&o));
+    let o = sb.docker(&d, &["images", "--filter", "colour=red"]).unwrap();
+    assert!(!o.status.success() && out(&o).contains("invalid filter 'colour'"), "{}", out(&o));
+
+    // A rebuild moves the tag: the old image dangles, and prune removes it.
+    std::fs::write(ctx.join("Dockerfile"), "FROM alpine\nLABEL stage=two\nRUN echo two again > /two\n").unwrap();
+    sb.docker_ok(&d, &["build", "-q", "-t", "lab/two:1", &ctx.display().to_string()]);
+    assert_eq!(names(&["dangling=true"]), vec!["<none>:<none>"]);
+    let pruned = sb.docker_ok(&d, &["image", "prune", "-f"]);
+    assert!(pruned.contains("deleted: sha256:") && pruned.contains("Total reclaimed space:"), "{pruned}");
+    assert!(names(&["dangling=true"]).is_empty());
+    // -a: every image no container uses; the one in use stays.
+    sb.docker_ok(&d, &["create", "--name", "keeper", "nginx:alpine"]);
+    sb.docker_ok(&d, &["image", "prune", "-a", "-f"]);
+    assert_eq!(names(&[]), vec!["nginx:alpine"]);
+
+    // Logs in a time window.
+    sb.docker_ok(&d, &["run", "-d", "--name", "talker", "alpine", "sh", "-c", "echo early; sleep 2; echo late; sleep 300"]);
+    std::thread::sleep(std::time::Duration::from_millis(2600));
+    let logs = |args: &[&str]| {
+        let mut a = vec!["logs"];
+        a.extend(args);
+        a.push("talker");
+        out(&sb.docker(&d, &a).unwrap())
+    };
+    assert_eq!(logs(&[]), "early\nlate\n");
+    assert_eq!(logs(&["--since", "1s"]), "late\n");
+    assert_eq!(logs(&["--until", "1s"]), "early\n");
+    sb.docker_ok(&d, &["rm", "-f", "talker", "keeper"]);
+}
