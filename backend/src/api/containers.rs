@@ -299,6 +299,11 @@ async fn attach(State(st): State<AppState>, Path(id): Path<String>, Query(q): Q,
     let want_out = flag(&q, "stdout");
     let want_err = flag(&q, "stderr");
     let logs = flag(&q, "logs");
+    // `stream=0`: what was logged, then the end (an SDK reading a finished
+    // container's output).
+    let stream = flag(&q, "stream");
+    let keys = q.get("detachKeys").filter(|k| !k.is_empty()).map(String::as_str).unwrap_or(crate::engine::exec::DEFAULT_DETACH_KEYS);
+    let mut watch = crate::engine::exec::DetachWatch::new(crate::engine::exec::parse_detach_keys(keys).map_err(ApiError::bad_request)?);
     // Subscribe now, before the 101, so nothing the container prints after
     // the client's start request is missed.
     let mut rx = c.output.subscribe();
@@ -309,20 +314,38 @@ async fn attach(State(st): State<AppState>, Path(id): Path<String>, Query(q): Q,
         let (mut rd, mut wr) = tokio::io::split(io);
         if logs {
             for l in read_log(&rec.log_path) {
-                let _ = wr.write_all(&encode(tty, l.stream, l.log.as_bytes())).await;
+                let wanted = match l.stream {
+                    StreamKind::Stdout => want_out,
+                    StreamKind::Stderr => want_err,
+                };
+                if wanted {
+                    let _ = wr.write_all(&encode(tty, l.stream, l.log.as_bytes())).await;
+                }
             }
         }
+        if !stream {
+            let _ = wr.flush().await;
+            let _ = wr.shutdown().await;
+            return;
+        }
+        let detached = Arc::new(tokio::sync::Notify::new());
         if want_stdin {
             let c2: Arc<Container> = c.clone();
             let once = rec.stdin_once();
+            let detached2 = detached.clone();
             tokio::spawn(async move {
                 let mut buf = vec![0u8; 8192];
                 loop {
                     match rd.read(&mut buf).await {
                         Ok(0) | Err(_) => break,
                         Ok(n) => {
-                            if c2.write_stdin(&buf[..n]).await.is_err() {
-                                break;
+                            // The detach keys end the attachment, not the container.
+                            let (pass, detach) = watch.feed(&buf[..n]);
+                            if (!pass.is_empty() && c2.write_stdin(&pass).await.is_err()) || detach {
+                                if detach {
+                                    detached2.notify_one();
+                                }
+                                return;
                             }
                         }
                     }
@@ -333,7 +356,11 @@ async fn attach(State(st): State<AppState>, Path(id): Path<String>, Query(q): Q,
             });
         }
         loop {
-            match rx.recv().await {
+            let got = tokio::select! {
+                got = rx.recv() => got,
+                _ = detached.notified() => break,
+            };
+            match got {
                 Ok(Output::Data(kind, data)) => {
                     let wanted = match kind {
                         StreamKind::Stdout => want_out,

@@ -17,6 +17,7 @@ use super::model::{ExecCreate, ExecStart};
 use super::validate::{self, Checked};
 use super::AppState;
 use crate::engine::containers::StreamKind;
+use crate::engine::exec::{parse_detach_keys, DetachWatch, DEFAULT_DETACH_KEYS};
 use crate::engine::exec::{Exec, ExecRecord};
 use crate::error::{ApiError, ApiResult, ErrorKind};
 use crate::runtime::process::{launch, LaunchError};
@@ -51,6 +52,10 @@ async fn create(State(st): State<AppState>, Path(id): Path<String>, Checked(body
         return Err(ApiError::bad_request("berth does not support docker exec --privileged yet"));
     }
     let tty = body["Tty"].as_bool().unwrap_or(false);
+    let detach_keys = body["DetachKeys"].as_str().unwrap_or("").to_string();
+    if !detach_keys.is_empty() {
+        crate::engine::exec::parse_detach_keys(&detach_keys).map_err(ApiError::bad_request)?;
+    }
     let mut env = rec.env();
     for e in strings(&body["Env"]) {
         let key = e.split('=').next().unwrap_or("").to_string();
@@ -78,6 +83,7 @@ async fn create(State(st): State<AppState>, Path(id): Path<String>, Checked(body
         running: false,
         started: false,
         pid: 0,
+        detach_keys,
         exit_code: None,
     });
     Ok((StatusCode::CREATED, Json(json!({"Id": exec_id}))).into_response())
@@ -105,6 +111,9 @@ async fn start(State(st): State<AppState>, Path(id): Path<String>, req: Request)
         .map_err(|_| ApiError::new(ErrorKind::PayloadTooLarge, "request body too large"))?;
     let (opts, _) = validate::decode::<ExecStart>(&bytes)?;
     let detach = opts["Detach"].as_bool().unwrap_or(false);
+    // As Docker: the start request's Tty decides the framing (raw, or
+    // multiplexed stdout/stderr), whatever the exec was created with.
+    let raw = opts["Tty"].as_bool().unwrap_or(false);
     let e = st.execs.get(&id)?;
     let rec = e.record().ok_or_else(|| ApiError::not_found(format!("No such exec instance: {id}")))?;
     if rec.started {
@@ -127,23 +136,23 @@ async fn start(State(st): State<AppState>, Path(id): Path<String>, req: Request)
         let l = launch("__berth-exec", &spec_path, rec.tty, false).await;
         let _ = std::fs::remove_file(&spec_path);
         let l = started(&st, &e, &crec.id, &id, &rec.args, l).map_err(|msg| ApiError::new(ErrorKind::Conflict, msg))?;
-        tokio::spawn(finish::<tokio::io::DuplexStream>(st.clone(), e.clone(), crec.id.clone(), id.clone(), l, None));
+        tokio::spawn(finish::<tokio::io::DuplexStream>(st.clone(), e.clone(), crec.id.clone(), id.clone(), l, None, raw));
         return Ok(StatusCode::OK.into_response());
     }
     // As Docker: hijack first; a process that fails to start is reported in
     // the stream, and its exit code (126) by GET /exec/{id}/json.
     let req = Request::from_parts(parts, axum::body::Body::empty());
-    let (resp, on_upgrade) = hijack(req, rec.tty);
+    let (resp, on_upgrade) = hijack(req, raw);
     tokio::spawn(async move {
         let Ok(upgraded) = on_upgrade.await else { return };
         let mut conn = hyper_util::rt::TokioIo::new(upgraded);
         let l = launch("__berth-exec", &spec_path, rec.tty, rec.attach_stdin).await;
         let _ = std::fs::remove_file(&spec_path);
         match started(&st, &e, &crec.id, &id, &rec.args, l) {
-            Ok(l) => finish(st, e, crec.id, id, l, Some(conn)).await,
+            Ok(l) => finish(st, e, crec.id, id, l, Some(conn), raw).await,
             Err(msg) => {
                 let line = format!("{msg}\r\n");
-                let bytes = if rec.tty { line.into_bytes() } else { frame(StreamKind::Stdout, line.as_bytes()) };
+                let bytes = if raw { line.into_bytes() } else { frame(StreamKind::Stdout, line.as_bytes()) };
                 let _ = conn.write_all(&bytes).await;
                 let _ = conn.shutdown().await;
             }
@@ -187,10 +196,12 @@ async fn finish<C>(
     exec_id: String,
     mut l: crate::runtime::process::Launched,
     conn: Option<C>,
+    raw: bool,
 ) where
     C: tokio::io::AsyncRead + tokio::io::AsyncWrite + Send + 'static,
 {
-    let tty = l.pty.is_some();
+    let detach_keys = e.record().map(|r| r.detach_keys).filter(|k| !k.is_empty()).unwrap_or_else(|| DEFAULT_DETACH_KEYS.to_string());
+    let mut watch = DetachWatch::new(parse_detach_keys(&detach_keys).unwrap_or_else(|_| vec![16, 17]));
     let (out_tx, mut out_rx) = tokio::sync::mpsc::channel::<(StreamKind, Vec<u8>)>(64);
     let mut readers = Vec::new();
     if let Some(o) = l.stdout.take() {
@@ -219,21 +230,31 @@ async fn finish<C>(
     let (done_tx, done_rx) = tokio::sync::oneshot::channel::<()>();
     let writer = if let Some(conn) = conn {
         let (mut rd, mut wr) = tokio::io::split(conn);
-        // Input: to the pipe, or to the PTY master.
+        // Input: to the pipe, or to the PTY master; the detach keys end
+        // the attachment (the process goes on).
         let mut stdin = l.stdin.take();
         let pty = l.pty.clone();
+        let detached = Arc::new(tokio::sync::Notify::new());
+        let detached2 = detached.clone();
         tokio::spawn(async move {
             let mut buf = vec![0u8; 8192];
             loop {
                 match rd.read(&mut buf).await {
                     Ok(0) | Err(_) => break,
                     Ok(n) => {
+                        let (pass, detach) = watch.feed(&buf[..n]);
+                        if detach {
+                            detached2.notify_one();
+                        }
                         if let Some(s) = stdin.as_mut() {
-                            if s.write_all(&buf[..n]).await.is_err() {
+                            if s.write_all(&pass).await.is_err() || detach {
                                 break;
                             }
                         } else if let Some(m) = &pty {
-                            let data = buf[..n].to_vec();
+                            if detach {
+                                break;
+                            }
+                            let data = pass;
                             let m = m.clone();
                             let ok = tokio::task::spawn_blocking(move || {
                                 use std::io::Write;
@@ -250,10 +271,22 @@ async fn finish<C>(
             }
         });
         Some(tokio::spawn(async move {
-            while let Some((kind, data)) = out_rx.recv().await {
-                let bytes = if tty { data } else { frame(kind, &data) };
-                if wr.write_all(&bytes).await.is_err() {
-                    break;
+            loop {
+                tokio::select! {
+                    got = out_rx.recv() => {
+                        let Some((kind, data)) = got else { break };
+                        let bytes = if raw { data } else { frame(kind, &data) };
+                        if wr.write_all(&bytes).await.is_err() {
+                            break;
+                        }
+                    }
+                    _ = detached.notified() => {
+                        // Detached: the connection ends now; the process runs on.
+                        let _ = wr.flush().await;
+                        let _ = wr.shutdown().await;
+                        while out_rx.recv().await.is_some() {}
+                        return;
+                    }
                 }
             }
             let _ = wr.flush().await;

@@ -25,6 +25,8 @@ pub struct ExecRecord {
     pub started: bool,
     pub pid: i32,
     pub exit_code: Option<i32>,
+    /// Its detach sequence as the client gave it ("" for Docker's default).
+    pub detach_keys: String,
 }
 
 impl ExecRecord {
@@ -45,7 +47,7 @@ impl ExecRecord {
             "OpenStdout": self.attach_stdout,
             "CanRemove": false,
             "ContainerID": self.container_id,
-            "DetachKeys": "",
+            "DetachKeys": self.detach_keys,
             "Pid": self.pid,
         })
     }
@@ -148,5 +150,104 @@ mod tests {
         // Once it exists, a resize reaches it at once.
         e.resize(40, 120).unwrap();
         assert_eq!(size_of(pair.slave), "40 120");
+    }
+}
+
+/// Docker's detach keys: `ctrl-p,ctrl-q` unless the client names others
+/// (`detachKeys` on attach, `DetachKeys` on exec create). Typed on an
+/// attached stdin, they end the attachment, not the process.
+pub const DEFAULT_DETACH_KEYS: &str = "ctrl-p,ctrl-q";
+
+/// `ctrl-p,ctrl-q`, `ctrl-a,x`, … as bytes; Docker's message for a bad one.
+pub fn parse_detach_keys(spec: &str) -> Result<Vec<u8>, String> {
+    let bad = || format!("Invalid detach keys ({spec}) provided");
+    let mut out = Vec::new();
+    for key in spec.split(',') {
+        let k = key.trim();
+        if let Some(c) = k.strip_prefix("ctrl-") {
+            let b = match c.as_bytes() {
+                [x @ b'a'..=b'z'] => x - b'a' + 1,
+                [b'@'] => 0,
+                [b'['] => 27,
+                [b'\\'] => 28,
+                [b']'] => 29,
+                [b'^'] => 30,
+                [b'_'] => 31,
+                _ => return Err(bad()),
+            };
+            out.push(b);
+        } else if k.len() == 1 && k.is_ascii() {
+            out.push(k.as_bytes()[0]);
+        } else {
+            return Err(bad());
+        }
+    }
+    if out.is_empty() {
+        return Err(bad());
+    }
+    Ok(out)
+}
+
+/// Watches input for the detach sequence: a partial match is held back
+/// until it completes (detach) or breaks (the held bytes go on).
+#[derive(Debug)]
+pub struct DetachWatch {
+    keys: Vec<u8>,
+    matched: usize,
+}
+
+impl DetachWatch {
+    pub fn new(keys: Vec<u8>) -> Self {
+        DetachWatch { keys, matched: 0 }
+    }
+
+    /// The bytes to pass on, and whether the sequence was typed.
+    pub fn feed(&mut self, input: &[u8]) -> (Vec<u8>, bool) {
+        let mut out = Vec::with_capacity(input.len());
+        for &b in input {
+            if b == self.keys[self.matched] {
+                self.matched += 1;
+                if self.matched == self.keys.len() {
+                    self.matched = 0;
+                    return (out, true);
+                }
+                continue;
+            }
+            if self.matched > 0 {
+                out.extend_from_slice(&self.keys[..self.matched]);
+                self.matched = 0;
+                if b == self.keys[0] {
+                    self.matched = 1;
+                    continue;
+                }
+            }
+            out.push(b);
+        }
+        (out, false)
+    }
+}
+
+#[cfg(test)]
+mod detach_tests {
+    use super::*;
+
+    #[test]
+    fn detach_keys_parse_and_match_as_dockers() {
+        assert_eq!(parse_detach_keys(DEFAULT_DETACH_KEYS).unwrap(), vec![16, 17]);
+        assert_eq!(parse_detach_keys("ctrl-a,x").unwrap(), vec![1, b'x']);
+        assert_eq!(parse_detach_keys("ctrl-@,ctrl-_").unwrap(), vec![0, 31]);
+        for bad in ["", "ctrl-", "ctrl-ab", "shift-a", "xy"] {
+            assert_eq!(parse_detach_keys(bad).unwrap_err(), format!("Invalid detach keys ({bad}) provided"));
+        }
+        let mut w = DetachWatch::new(vec![16, 17]);
+        assert_eq!(w.feed(b"ls\n"), (b"ls\n".to_vec(), false));
+        // A lone ctrl-p is held, then passed on when the next key is not ctrl-q.
+        assert_eq!(w.feed(&[16]), (vec![], false));
+        assert_eq!(w.feed(b"a"), (vec![16, b'a'], false));
+        assert_eq!(w.feed(&[16, 16, 17, b'z']), (vec![16], true));
+        // Across reads.
+        let mut w = DetachWatch::new(vec![1, b'x']);
+        assert_eq!(w.feed(b"echo \x01"), (b"echo ".to_vec(), false));
+        assert_eq!(w.feed(b"x"), (vec![], true));
     }
 }

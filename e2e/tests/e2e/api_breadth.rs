@@ -567,3 +567,72 @@ fn image_filters_prune_and_log_time_windows_work_as_dockers() {
     assert_eq!(logs(&["--until", "1s"]), "early\n");
     sb.docker_ok(&d, &["rm", "-f", "talker", "keeper"]);
 }
+
+/// One hijacked request over berthd's socket, as an SDK makes it: the
+/// bytes after the response's headers, read until berthd closes the
+/// connection. `input` is sent after the request, with a pause first.
+fn hijacked(socket: &std::path::Path, method: &str, path: &str, body: &str, input: &[&[u8]]) -> Vec<u8> {
+    use std::io::{Read, Write};
+    let mut s = std::os::unix::net::UnixStream::connect(socket).unwrap();
+    s.set_read_timeout(Some(std::time::Duration::from_secs(10))).unwrap();
+    write!(
+        s,
+        "{method} /v1.41{path} HTTP/1.1\r\nHost: berth\r\nContent-Type: application/json\r\nConnection: Upgrade\r\nUpgrade: tcp\r\nContent-Length: {}\r\n\r\n{body}",
+        body.len()
+    )
+    .unwrap();
+    for chunk in input {
+        std::thread::sleep(std::time::Duration::from_millis(300));
+        s.write_all(chunk).unwrap();
+    }
+    let mut all = Vec::new();
+    let start = std::time::Instant::now();
+    let _ = s.read_to_end(&mut all);
+    // berthd ends the connection (a timeout here means it did not).
+    assert!(start.elapsed() < std::time::Duration::from_secs(5), "the connection stayed open: {:?}", String::from_utf8_lossy(&all));
+    let at = all.windows(4).position(|w| w == b"\r\n\r\n").map(|i| i + 4).unwrap_or(all.len());
+    all.split_off(at)
+}
+
+/// Exec and attach details SDKs rely on: the start request's Tty decides
+/// raw or multiplexed output; detach keys end an attachment and leave the
+/// container running; `attach?logs=1&stream=0` to a finished container
+/// sends its output and closes.
+#[test]
+fn exec_framing_detach_keys_and_attach_logs_are_dockers() {
+    let (sb, d) = node1().unwrap();
+    sb.docker_ok(&d, &["pull", "alpine"]);
+    sb.docker_ok(&d, &["run", "-d", "-i", "-t", "--name", "tt", "alpine", "sh"]);
+    let exec = |tty: bool| {
+        let (code, body) =
+            sb.api(&d, "POST", "/containers/tt/exec", Some(&format!(r#"{{"Cmd":["echo","hello"],"AttachStdout":true,"Tty":{tty}}}"#)));
+        assert_eq!(code, 201, "{body}");
+        serde_json::from_str::<serde_json::Value>(&body).unwrap()["Id"].as_str().unwrap().to_string()
+    };
+    // Created with a TTY, started without: multiplexed (stream 1, length 6 or 7).
+    let id = exec(true);
+    let out = hijacked(&d.socket, "POST", &format!("/exec/{id}/start"), r#"{"Detach":false,"Tty":false}"#, &[]);
+    assert_eq!(&out[..4], &[1, 0, 0, 0], "multiplexed: {out:?}");
+    assert!(String::from_utf8_lossy(&out[8..]).starts_with("hello"), "{out:?}");
+    let id = exec(true);
+    let out = hijacked(&d.socket, "POST", &format!("/exec/{id}/start"), r#"{"Detach":false,"Tty":true}"#, &[]);
+    assert!(out.starts_with(b"hello"), "raw: {out:?}");
+
+    // Detach keys: the attachment ends, the shell goes on.
+    let out =
+        hijacked(&d.socket, "POST", "/containers/tt/attach?stream=1&stdin=1&stdout=1&stderr=1", "", &[b"echo one-$((40+2))\n", b"\x10\x11"]);
+    assert!(String::from_utf8_lossy(&out).contains("one-42"), "{:?}", String::from_utf8_lossy(&out));
+    assert_eq!(sb.docker_ok(&d, &["inspect", "-f", "{{.State.Running}}", "tt"]).trim(), "true");
+    let out =
+        hijacked(&d.socket, "POST", "/containers/tt/attach?stream=1&stdin=1&stdout=1&detachKeys=ctrl-a,x", "", &[b"echo two\n", b"\x01x"]);
+    assert!(String::from_utf8_lossy(&out).contains("two"), "{:?}", String::from_utf8_lossy(&out));
+    assert_eq!(sb.docker_ok(&d, &["inspect", "-f", "{{.State.Running}}", "tt"]).trim(), "true");
+    let (code, body) = sb.api(&d, "POST", "/containers/tt/attach?stream=1&stdin=1&detachKeys=shift-x", None);
+    assert!(code == 400 && body.contains("Invalid detach keys (shift-x) provided"), "{code} {body}");
+
+    // A finished container's output, and the end.
+    sb.docker_ok(&d, &["run", "--name", "done", "alpine", "sh", "-c", "echo out; echo err >&2"]);
+    let out = hijacked(&d.socket, "POST", "/containers/done/attach?logs=1&stream=0&stdout=1&stderr=1", "", &[]);
+    assert_eq!(out, [&[1u8, 0, 0, 0, 0, 0, 0, 4][..], b"out\n", &[2, 0, 0, 0, 0, 0, 0, 4], b"err\n"].concat(), "{out:?}");
+    sb.docker_ok(&d, &["rm", "-f", "tt", "done"]);
+}
