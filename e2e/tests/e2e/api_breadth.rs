@@ -619,8 +619,13 @@ fn exec_framing_detach_keys_and_attach_logs_are_dockers() {
     assert!(out.starts_with(b"hello"), "raw: {out:?}");
 
     // Detach keys: the attachment ends, the shell goes on.
-    let out =
-        hijacked(&d.socket, "POST", "/containers/tt/attach?stream=1&stdin=1&stdout=1&stderr=1", "", &[b"echo one-$((40+2))\n", b"\x10\x11"]);
+    let out = hijacked(
+        &d.socket,
+        "POST",
+        "/containers/tt/attach?stream=1&stdin=1&stdout=1&stderr=1",
+        "",
+        &[b"echo one-$((40+2))\n", b"\x10\x11"],
+    );
     assert!(String::from_utf8_lossy(&out).contains("one-42"), "{:?}", String::from_utf8_lossy(&out));
     assert_eq!(sb.docker_ok(&d, &["inspect", "-f", "{{.State.Running}}", "tt"]).trim(), "true");
     let out =
