@@ -22,7 +22,32 @@ use crate::error::{ApiError, ApiResult, ErrorKind};
 use crate::image::reference::ImageRef;
 
 pub fn router() -> Router<AppState> {
-    Router::new().route("/build", post(build))
+    Router::new().route("/build", post(build)).route("/build/prune", post(prune))
+}
+
+/// `docker builder prune`: the cached steps, and the intermediate layers
+/// and configs only they held (layers a container stands on stay).
+async fn prune(State(st): State<AppState>) -> ApiResult<axum::Json<Value>> {
+    let Some(builder) = st.builder.clone() else {
+        return Ok(axum::Json(json!({"CachesDeleted": null, "SpaceReclaimed": 0})));
+    };
+    let keep: std::collections::BTreeSet<String> = st
+        .containers
+        .list()
+        .iter()
+        .flat_map(|c| c.record().layer.lower)
+        .filter_map(|dir| std::path::Path::new(&dir).parent()?.file_name().map(|n| n.to_string_lossy().into_owned()))
+        .collect();
+    let cached = builder.clear_cache();
+    let images = st.images.clone();
+    let removed = tokio::task::spawn_blocking(move || images.prune_unreferenced(&keep)).await.map_err(internal)?.map_err(internal)?;
+    for (chain, _) in &removed {
+        st.bus.emit(berth_shared::Event::LayerRemoved { chain_id: chain.clone() });
+    }
+    let reclaimed: u64 = removed.iter().map(|(_, s)| s).sum();
+    let mut deleted: Vec<String> = cached.iter().map(|k| format!("{:.25}", k)).collect();
+    deleted.extend(removed.into_iter().map(|(c, _)| c));
+    Ok(axum::Json(json!({"CachesDeleted": if deleted.is_empty() { Value::Null } else { json!(deleted) }, "SpaceReclaimed": reclaimed})))
 }
 
 fn internal(e: impl std::fmt::Display) -> ApiError {

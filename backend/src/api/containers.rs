@@ -206,14 +206,21 @@ async fn remove(State(st): State<AppState>, Path(id): Path<String>, Query(q): Q)
 
 async fn prune(State(st): State<AppState>) -> ApiResult<Json<Value>> {
     let mut deleted = Vec::new();
+    let mut reclaimed = 0;
     for c in st.containers.list() {
         let r = c.record();
+        if !matches!(r.state.status, Status::Exited | Status::Created) {
+            continue;
+        }
+        // What its read-write layer held is what the removal frees.
+        let size = crate::engine::containers::dir_size(std::path::Path::new(&r.layer.upper));
         // One removed meanwhile (or started) is not an error of the prune.
-        if matches!(r.state.status, Status::Exited | Status::Created) && st.containers.remove(&c, false, false).await.is_ok() {
+        if st.containers.remove(&c, false, false).await.is_ok() {
             deleted.push(r.id);
+            reclaimed += size;
         }
     }
-    Ok(Json(json!({"ContainersDeleted": if deleted.is_empty() { Value::Null } else { json!(deleted) }, "SpaceReclaimed": 0})))
+    Ok(Json(json!({"ContainersDeleted": if deleted.is_empty() { Value::Null } else { json!(deleted) }, "SpaceReclaimed": reclaimed})))
 }
 
 /// `POST /containers/{id}/wait?condition=not-running|next-exit|removed`.

@@ -247,6 +247,13 @@ impl Builder {
         self.cache.lock().unwrap_or_else(|p| p.into_inner()).insert(key.into(), id.into());
     }
 
+    /// Forgets every cached step (`docker builder prune`); returns their keys.
+    pub fn clear_cache(&self) -> Vec<String> {
+        let keys: Vec<String> = std::mem::take(&mut *self.cache.lock().unwrap_or_else(|p| p.into_inner())).into_keys().collect();
+        self.save_cache();
+        keys
+    }
+
     /// Writes the build cache to disk.
     fn save_cache(&self) {
         let bytes = serde_json::to_vec(&*self.cache.lock().unwrap_or_else(|p| p.into_inner())).unwrap_or_default();

@@ -283,6 +283,7 @@ pub struct ExecConfinement {
     pub rlimits: Vec<Rlimit>,
     pub seccomp: Vec<Vec<crate::runtime::seccomp::Insn>>,
     pub no_new_privileges: bool,
+    pub group_add: Vec<String>,
 }
 
 /// All containers of this daemon.
@@ -933,6 +934,7 @@ impl Containers {
             rlimits: conf.rlimits,
             seccomp: conf.seccomp,
             no_new_privileges: conf.no_new_privileges,
+            group_add: conf.group_add,
         })
     }
 
@@ -945,7 +947,14 @@ impl Containers {
         cgroup_procs.dedup();
         let capabilities = self.capabilities(&conf);
         let seccomp = crate::runtime::seccomp::programs(&conf.seccomp, &capabilities).map_err(internal)?;
-        Ok(ExecConfinement { capabilities, cgroup_procs, rlimits: conf.rlimits, seccomp, no_new_privileges: conf.no_new_privileges })
+        Ok(ExecConfinement {
+            capabilities,
+            cgroup_procs,
+            rlimits: conf.rlimits,
+            seccomp,
+            no_new_privileges: conf.no_new_privileges,
+            group_add: conf.group_add,
+        })
     }
 
     async fn spawn(self: &Arc<Self>, c: &Arc<Container>, rec: &Record) -> Result<(), ApiError> {
@@ -1008,6 +1017,7 @@ impl Containers {
             },
             seccomp: crate::runtime::seccomp::programs(&conf.seccomp, &self.capabilities(&conf)).map_err(internal)?,
             no_new_privileges: conf.no_new_privileges,
+            group_add: conf.group_add.clone(),
             capabilities: self.capabilities(&conf),
             cgroup_procs,
             privileged: conf.privileged,
@@ -1659,6 +1669,20 @@ pub fn merge_config(body: &Value, image: &Value, id: &str, image_name: &str) -> 
     }
     c["Env"] = json!(env);
     c
+}
+
+/// The bytes of the files under `dir` (not following symlinks): what a
+/// container's read-write layer takes.
+pub fn dir_size(dir: &Path) -> u64 {
+    let Ok(entries) = fs::read_dir(dir) else { return 0 };
+    entries
+        .flatten()
+        .map(|e| match e.file_type() {
+            Ok(t) if t.is_dir() => dir_size(&e.path()),
+            Ok(t) if t.is_file() => e.metadata().map(|m| m.len()).unwrap_or(0),
+            _ => 0,
+        })
+        .sum()
 }
 
 pub fn parse_signal(s: &str) -> Option<nix::sys::signal::Signal> {

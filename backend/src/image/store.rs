@@ -343,6 +343,33 @@ impl ImageStore {
         Ok(img.layers.iter().rev().filter(|l| !in_use.contains(l.chain_id.as_str())).map(|l| l.chain_id.clone()).collect())
     }
 
+    /// `docker builder prune`: the layers and configs no image holds (a
+    /// build's intermediate steps), except the layers in `keep` (a
+    /// container's). Returns the layers removed with their sizes.
+    pub fn prune_unreferenced(&self, keep: &std::collections::BTreeSet<String>) -> io::Result<Vec<(String, u64)>> {
+        let idx = self.lock();
+        let held: std::collections::BTreeSet<String> =
+            idx.images.values().flat_map(|i| i.layers.iter().map(|l| hex_of(&l.chain_id).to_string())).collect();
+        let configs: std::collections::BTreeSet<String> = idx.images.keys().map(|k| hex_of(k).to_string()).collect();
+        for e in fs::read_dir(self.root.join("image/overlay2/imagedb/content/sha256"))?.flatten() {
+            if !configs.contains(&*e.file_name().to_string_lossy()) {
+                let _ = fs::remove_file(e.path());
+            }
+        }
+        let mut removed = Vec::new();
+        for e in fs::read_dir(self.root.join("image/overlay2/layerdb/sha256"))?.flatten() {
+            let hex = e.file_name().to_string_lossy().into_owned();
+            if held.contains(&hex) || keep.contains(&hex) {
+                continue;
+            }
+            let chain = format!("sha256:{hex}");
+            let size = self.layer_size(&chain);
+            self.delete_layer(&chain)?;
+            removed.push((chain, size));
+        }
+        Ok(removed)
+    }
+
     pub fn delete_layer(&self, chain_id: &str) -> io::Result<()> {
         let meta = self.root.join("image/overlay2/layerdb/sha256").join(hex_of(chain_id));
         let _ = fs::remove_file(meta.join("diff"));

@@ -55,6 +55,9 @@ pub struct Confinement {
     pub seccomp: Profile,
     /// `--security-opt no-new-privileges`.
     pub no_new_privileges: bool,
+    /// `--group-add`: supplementary groups (names or gids), looked up in
+    /// the container's /etc/group when it starts.
+    pub group_add: Vec<String>,
 }
 
 fn type_error(field: &str, want: &str, v: &Value) -> String {
@@ -309,7 +312,6 @@ const UNSUPPORTED: &[(&str, &str, &[&str])] = &[
     ("DnsOptions", "--dns-option", &[]),
     ("DnsSearch", "--dns-search", &[]),
     ("ExtraHosts", "--add-host", &[]),
-    ("GroupAdd", "--group-add", &[]),
     // Each container has its own IPC namespace that no other joins.
     ("IpcMode", "--ipc", &["private", "shareable"]),
     ("PidMode", "--pid", &[]),
@@ -437,6 +439,7 @@ impl Confinement {
                 .last()
                 .transpose()?
                 .unwrap_or(false),
+            group_add: strings_field(hc, "GroupAdd")?,
         })
     }
 

@@ -173,7 +173,7 @@ pub fn exec_main(spec_path: &str) -> ! {
         let r = (|| {
             session(spec.tty)?;
             set_rlimits(&spec.rlimits)?;
-            become_user(&spec.user, &spec.capabilities, spec.no_new_privileges, &spec.seccomp)?;
+            become_user(&spec.user, &spec.group_add, &spec.capabilities, spec.no_new_privileges, &spec.seccomp)?;
             let cwd = if spec.cwd.is_empty() { "/" } else { spec.cwd.as_str() };
             ctx(nix::unistd::chdir(cwd), || format!("chdir {cwd}"))
         })();
@@ -320,7 +320,7 @@ fn container_setup(spec: &InitSpec) -> R<()> {
 
     session(spec.tty)?;
     set_rlimits(&spec.rlimits)?;
-    become_user(&spec.user, &spec.capabilities, spec.no_new_privileges, &spec.seccomp)?;
+    become_user(&spec.user, &spec.group_add, &spec.capabilities, spec.no_new_privileges, &spec.seccomp)?;
     ctx(nix::unistd::chdir(cwd), || format!("chdir {cwd}"))
 }
 
@@ -506,15 +506,32 @@ pub fn resolve_user(user: &str, passwd: &str, group: &str) -> R<(u32, u32, Vec<u
     Ok((uid, gid, extra))
 }
 
+/// `--group-add` names or gids against the container's /etc/group.
+pub fn resolve_groups(names: &[String], group: &str) -> R<Vec<u32>> {
+    names
+        .iter()
+        .map(|g| match g.parse::<u32>() {
+            Ok(n) => Ok(n),
+            Err(_) => group
+                .lines()
+                .map(|l| l.split(':').collect::<Vec<_>>())
+                .find(|f| f.len() >= 3 && f[0] == g)
+                .and_then(|f| f[2].parse().ok())
+                .ok_or_else(|| format!("Unable to find group {g}: no matching entries in group file")),
+        })
+        .collect()
+}
+
 /// Becomes the container's user with its capabilities. The seccomp
 /// programs go in first, while this process still holds CAP_SYS_ADMIN (what
 /// installing them without no_new_privs takes, as runc does): everything
 /// after them (capset, setgroups, setuid, chdir, execve) is allowed by them.
-fn become_user(user: &str, caps_keep: &[String], no_new_privs: bool, seccomp: &[Vec<super::seccomp::Insn>]) -> R<()> {
+fn become_user(user: &str, group_add: &[String], caps_keep: &[String], no_new_privs: bool, seccomp: &[Vec<super::seccomp::Insn>]) -> R<()> {
     use std::str::FromStr;
     let passwd = std::fs::read_to_string("/etc/passwd").unwrap_or_default();
     let group = std::fs::read_to_string("/etc/group").unwrap_or_default();
-    let (uid, gid, extra) = resolve_user(user, &passwd, &group)?;
+    let (uid, gid, mut extra) = resolve_user(user, &passwd, &group)?;
+    extra.extend(resolve_groups(group_add, &group)?);
     if no_new_privs {
         ctx(nix::sys::prctl::set_no_new_privs(), || "no_new_privs".into())?;
     }
@@ -575,6 +592,13 @@ mod tests {
 
     const PASSWD: &str = "root:x:0:0:root:/root:/bin/sh\nnginx:x:101:101:nginx:/var/cache/nginx:/sbin/nologin\n";
     const GROUP: &str = "root:x:0:\nnginx:x:101:nginx\nweb:x:200:nginx\n";
+
+    #[test]
+    fn added_groups_resolve_by_name_or_number() {
+        let group = "root:x:0:\nwheel:x:10:\naudio:x:29:\n";
+        assert_eq!(resolve_groups(&["audio".into(), "1234".into()], group).unwrap(), vec![29, 1234]);
+        assert_eq!(resolve_groups(&["nope".into()], group).unwrap_err(), "Unable to find group nope: no matching entries in group file");
+    }
 
     #[test]
     fn users_resolve_by_name_or_number_with_their_groups() {

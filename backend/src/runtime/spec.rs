@@ -114,6 +114,9 @@ pub struct InitSpec {
     /// `--security-opt no-new-privileges`.
     #[serde(default)]
     pub no_new_privileges: bool,
+    /// `--group-add`.
+    #[serde(default)]
+    pub group_add: Vec<String>,
 }
 
 /// One `--ulimit`: a resource by Docker's name (`nofile`, `nproc`, …).
@@ -174,6 +177,9 @@ pub struct ExecSpec {
     pub seccomp: Vec<Vec<super::seccomp::Insn>>,
     #[serde(default)]
     pub no_new_privileges: bool,
+    /// The container's `--group-add`.
+    #[serde(default)]
+    pub group_add: Vec<String>,
 }
 
 /// Finds `prog` on the container's PATH (from its env), as a shell would,

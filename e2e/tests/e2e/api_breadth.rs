@@ -641,3 +641,35 @@ fn exec_framing_detach_keys_and_attach_logs_are_dockers() {
     assert_eq!(out, [&[1u8, 0, 0, 0, 0, 0, 0, 4][..], b"out\n", &[2, 0, 0, 0, 0, 0, 0, 4], b"err\n"].concat(), "{out:?}");
     sb.docker_ok(&d, &["rm", "-f", "tt", "done"]);
 }
+
+/// `--group-add`, prunes' SpaceReclaimed, and `docker builder prune`.
+#[test]
+fn group_add_prune_sizes_and_builder_prune() {
+    let (sb, d) = node1().unwrap();
+    sb.docker_ok(&d, &["pull", "alpine"]);
+    let ids = sb.docker_ok(&d, &["run", "--rm", "--group-add", "nogroup", "--group-add", "4242", "-u", "1000", "alpine", "id", "-G"]);
+    let gids: Vec<&str> = ids.split_whitespace().collect();
+    assert!(gids.contains(&"65534") && gids.contains(&"4242"), "{ids}");
+    let o = sb.docker(&d, &["run", "--rm", "--group-add", "nosuchgroup", "alpine", "true"]).unwrap();
+    assert!(!o.status.success() && out(&o).contains("Unable to find group nosuchgroup"), "{}", out(&o));
+
+    // A stopped container's layer holds a 1 MiB file: its prune frees it.
+    sb.docker_ok(&d, &["run", "--name", "big", "alpine", "sh", "-c", "head -c 1048576 /dev/zero > /blob"]);
+    let (code, body) = sb.api(&d, "POST", "/containers/prune", None);
+    assert_eq!(code, 200, "{body}");
+    let v: serde_json::Value = serde_json::from_str(&body).unwrap();
+    assert!(v["SpaceReclaimed"].as_u64().unwrap() >= 1_048_576, "{v}");
+
+    // The build cache and its intermediate layers go; images stay usable.
+    let ctx = sb.dir().join("bctx");
+    std::fs::create_dir_all(&ctx).unwrap();
+    std::fs::write(ctx.join("Dockerfile"), "FROM alpine\nRUN head -c 65536 /dev/zero > /a\nRUN echo b > /b\n").unwrap();
+    sb.docker_ok(&d, &["build", "-q", "-t", "lab/cached", &ctx.display().to_string()]);
+    let again = sb.docker_ok(&d, &["build", "-t", "lab/cached", &ctx.display().to_string()]);
+    assert!(again.contains("Using cache"), "{again}");
+    let pruned = sb.docker_ok(&d, &["builder", "prune", "-f"]);
+    assert!(pruned.contains("Total:") || pruned.contains("Total reclaimed space"), "{pruned}");
+    let rebuilt = sb.docker_ok(&d, &["build", "-t", "lab/cached", &ctx.display().to_string()]);
+    assert!(!rebuilt.contains("Using cache"), "the cache is gone: {rebuilt}");
+    assert_eq!(sb.docker_ok(&d, &["run", "--rm", "lab/cached", "cat", "/b"]), "b\n");
+}
