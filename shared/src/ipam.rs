@@ -18,6 +18,11 @@ pub struct Ipam {
 pub enum IpamError {
     BadSubnet(String),
     Exhausted(String),
+    /// A requested address outside the subnet (or its network, broadcast
+    /// or gateway address).
+    Outside(Ipv4Addr),
+    /// A requested address another endpoint has.
+    InUse(Ipv4Addr),
 }
 
 impl std::fmt::Display for IpamError {
@@ -25,6 +30,8 @@ impl std::fmt::Display for IpamError {
         match self {
             IpamError::BadSubnet(s) => write!(f, "invalid subnet {s}"),
             IpamError::Exhausted(s) => write!(f, "no available IPv4 addresses on this network's address pools: {s}"),
+            IpamError::Outside(ip) => write!(f, "no configured subnet or ip-range contain the IP address {ip}"),
+            IpamError::InUse(_) => write!(f, "Address already in use"),
         }
     }
 }
@@ -70,6 +77,17 @@ impl Ipam {
         }
     }
 
+    /// Takes the address a client asked for (`--ip`).
+    pub fn claim(&mut self, ip: Ipv4Addr) -> Result<(), IpamError> {
+        if !self.contains(ip) || ip == self.gateway {
+            return Err(IpamError::Outside(ip));
+        }
+        if !self.used.insert(ip.into()) {
+            return Err(IpamError::InUse(ip));
+        }
+        Ok(())
+    }
+
     /// Marks an address in use (containers found at daemon start).
     pub fn reserve(&mut self, ip: Ipv4Addr) {
         self.used.insert(ip.into());
@@ -110,6 +128,22 @@ pub fn mac_string(mac: [u8; 6]) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_requested_address_is_taken_once_and_only_inside_the_subnet() {
+        let mut ipam = Ipam::new("10.7.0.0/24").unwrap();
+        ipam.claim(Ipv4Addr::new(10, 7, 0, 50)).unwrap();
+        assert_eq!(ipam.claim(Ipv4Addr::new(10, 7, 0, 50)), Err(IpamError::InUse(Ipv4Addr::new(10, 7, 0, 50))));
+        for outside in [Ipv4Addr::new(10, 7, 1, 5), Ipv4Addr::new(10, 7, 0, 1), Ipv4Addr::new(10, 7, 0, 255), Ipv4Addr::new(10, 7, 0, 0)] {
+            assert_eq!(ipam.claim(outside), Err(IpamError::Outside(outside)));
+        }
+        assert_eq!(IpamError::InUse(Ipv4Addr::new(10, 7, 0, 50)).to_string(), "Address already in use");
+        // The allocator steps over it.
+        for _ in 0..48 {
+            ipam.allocate().unwrap();
+        }
+        assert_eq!(ipam.allocate().unwrap(), Ipv4Addr::new(10, 7, 0, 51));
+    }
 
     #[test]
     fn containers_get_addresses_in_order_after_the_gateway() {

@@ -721,12 +721,13 @@ fn ports_map(r: &Record) -> Value {
 pub fn network_settings(st: &AppState, r: &Record) -> Value {
     let nets = st.containers.networks();
     let mode = r.network_mode();
-    let mut names: Vec<(String, Vec<String>)> = r.attachments().into_iter().map(|a| (a.network, a.aliases)).collect();
+    let mut names: Vec<(String, Vec<String>, Option<std::net::Ipv4Addr>)> =
+        r.attachments().into_iter().map(|a| (a.network, a.aliases, a.ipv4)).collect();
     if mode == "host" || mode == "none" {
-        names = vec![(mode.clone(), Vec::new())];
+        names = vec![(mode.clone(), Vec::new(), None)];
     }
     let mut networks = serde_json::Map::new();
-    for (name, asked) in &names {
+    for (name, asked, ipv4) in &names {
         let ep = r.endpoints.get(name);
         let network_id = match name.as_str() {
             "host" | "none" => super::networks::fixed_id(name),
@@ -736,7 +737,7 @@ pub fn network_settings(st: &AppState, r: &Record) -> Value {
         networks.insert(
             name.clone(),
             json!({
-                "IPAMConfig": null,
+                "IPAMConfig": ipv4.map(|ip| json!({"IPv4Address": ip.to_string()})),
                 "Links": null,
                 "Aliases": if aliases.is_empty() { Value::Null } else { json!(aliases) },
                 "NetworkID": network_id,

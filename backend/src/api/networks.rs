@@ -274,7 +274,8 @@ async fn connect(State(st): State<AppState>, Path(id): Path<String>, Checked(bod
         .as_array()
         .map(|a| a.iter().filter_map(|s| s.as_str().map(String::from)).collect())
         .unwrap_or_default();
-    st.containers.connect_network(&c, &net, aliases).await?;
+    let ipv4 = st.containers.requested_ip(net.name(), &body["EndpointConfig"]["IPAMConfig"])?;
+    st.containers.connect_network(&c, &net, aliases, ipv4).await?;
     Ok(StatusCode::OK)
 }
 

@@ -121,6 +121,9 @@ pub struct NetAttach {
     pub network: String,
     #[serde(default)]
     pub aliases: Vec<String>,
+    /// The address the client asked for (`--ip`), else the network's next.
+    #[serde(default)]
+    pub ipv4: Option<std::net::Ipv4Addr>,
 }
 
 impl Record {
@@ -137,7 +140,7 @@ impl Record {
         match &self.networks {
             Some(n) => n.clone(),
             None if mode == "host" || mode == "none" => Vec::new(),
-            None => vec![NetAttach { network: mode, aliases: Vec::new() }],
+            None => vec![NetAttach { network: mode, aliases: Vec::new(), ipv4: None }],
         }
     }
     /// Its endpoint on the first network (eth0), while running.

@@ -56,8 +56,9 @@ impl Containers {
             if name == "bridge" && !strings(&conf["Aliases"]).is_empty() {
                 return Err(ApiError::bad_request("network-scoped alias is supported only for containers in user defined networks"));
             }
+            let ipv4 = self.requested_ip(&name, &conf["IPAMConfig"])?;
             if !out.iter().any(|a: &NetAttach| a.network == name) {
-                out.push(NetAttach { network: name, aliases: strings(&conf["Aliases"]) });
+                out.push(NetAttach { network: name, aliases: strings(&conf["Aliases"]), ipv4 });
             }
             Ok(())
         };
@@ -68,6 +69,31 @@ impl Containers {
             }
         }
         Ok(out)
+    }
+
+    /// An endpoint's `IPAMConfig.IPv4Address` (`--ip`), checked as Docker
+    /// checks it: a user-defined network with the client's own subnet, an
+    /// address inside it. (Whether another container has it is known at start.)
+    pub fn requested_ip(&self, network: &str, ipam: &Value) -> Result<Option<std::net::Ipv4Addr>, ApiError> {
+        if let Some(v6) = ipam["IPv6Address"].as_str().filter(|s| !s.is_empty()) {
+            return Err(ApiError::bad_request(format!("berth does not support IPv6 yet (--ip6 {v6})")));
+        }
+        let Some(text) = ipam["IPv4Address"].as_str().filter(|s| !s.is_empty()) else { return Ok(None) };
+        let ip: std::net::Ipv4Addr = text.parse().map_err(|_| ApiError::bad_request(format!("invalid IPv4 address: {text}")))?;
+        let net = self.networks().and_then(|n| n.find(network));
+        match net {
+            Some(n) if n.default => Err(ApiError::bad_request("user specified IP address is supported on user defined networks only")),
+            Some(n) if !n.spec.user_subnet => Err(ApiError::bad_request(
+                "user specified IP address is supported only when connecting to networks with user configured subnets",
+            )),
+            Some(n)
+                if !berth_shared::ipam::Ipam::new(&n.spec.subnet)
+                    .is_ok_and(|i| i.contains(ip) && i.gateway != ip && n.spec.gateway != ip) =>
+            {
+                Err(ApiError::bad_request(format!("no configured subnet or ip-range contain the IP address {ip}")))
+            }
+            _ => Ok(Some(ip)),
+        }
     }
 
     /// Does the container use the embedded DNS (its first network is a
@@ -93,10 +119,11 @@ impl Containers {
         for (i, a) in rec.attachments().iter().enumerate() {
             let net = nets.find(&a.network).ok_or_else(|| ApiError::not_found(format!("network {} not found", a.network)))?;
             let aliases = if net.default { Vec::new() } else { aliases_for(rec, &a.aliases) };
-            let ep = net
-                .connect(&rec.id, &path, &format!("eth{i}"), i == 0, aliases)
-                .await
-                .map_err(|e| internal(format!("connecting to network {}: {e}", net.name())))?;
+            let ep = net.connect(&rec.id, &path, &format!("eth{i}"), i == 0, aliases, a.ipv4).await.map_err(|e| match e {
+                // An address another container has: the client's to resolve.
+                crate::network::netlink::NetError::Conflict(m) => ApiError::conflict(m),
+                e => internal(format!("connecting to network {}: {e}", net.name())),
+            })?;
             let r = c.update(|r| {
                 r.endpoints.insert(net.name().to_string(), ep.clone());
             });
@@ -172,7 +199,13 @@ impl Containers {
 
     /// `docker network connect`: a running container gets a new interface
     /// at once; a stopped one joins at its next start.
-    pub async fn connect_network(&self, c: &Arc<Container>, net: &Arc<BridgeNetwork>, aliases: Vec<String>) -> Result<(), ApiError> {
+    pub async fn connect_network(
+        &self,
+        c: &Arc<Container>,
+        net: &Arc<BridgeNetwork>,
+        aliases: Vec<String>,
+        ipv4: Option<std::net::Ipv4Addr>,
+    ) -> Result<(), ApiError> {
         let rec = c.record();
         match rec.network_mode().as_str() {
             "host" => {
@@ -192,13 +225,13 @@ impl Containers {
         if attachments.iter().any(|a| a.network == net.name()) {
             return Err(forbidden(format!("endpoint with name {} already exists in network {}", rec.name, net.name())));
         }
-        let attach = NetAttach { network: net.name().to_string(), aliases };
+        let attach = NetAttach { network: net.name().to_string(), aliases, ipv4 };
         if rec.state.status == Status::Running {
             if let Some(path) = rec.sandbox.clone() {
                 let used: Vec<&str> = rec.endpoints.values().map(|e| e.ifname.as_str()).collect();
                 let ifname = (0..).map(|i| format!("eth{i}")).find(|n| !used.contains(&n.as_str())).unwrap_or_default();
                 let names = if net.default { Vec::new() } else { aliases_for(&rec, &attach.aliases) };
-                let ep = net.connect(&rec.id, &path, &ifname, false, names).await?;
+                let ep = net.connect(&rec.id, &path, &ifname, false, names, attach.ipv4).await?;
                 c.update(|r| {
                     r.endpoints.insert(net.name().to_string(), ep);
                 });

@@ -64,6 +64,9 @@ pub struct NetworkSpec {
     pub options: BTreeMap<String, String>,
     #[serde(default)]
     pub internal: bool,
+    /// Its subnet was the client's (`--subnet`): `--ip` may be used on it.
+    #[serde(default)]
+    pub user_subnet: bool,
 }
 
 /// A bridge network: the default one on docker0 or a user-defined one.
@@ -295,10 +298,15 @@ impl BridgeNetwork {
         ifname: &str,
         default_route: bool,
         aliases: Vec<String>,
+        want: Option<Ipv4Addr>,
     ) -> Result<Endpoint, NetError> {
         let (ip, prefix, gateway) = {
             let mut ipam = self.ipam.lock().unwrap_or_else(|p| p.into_inner());
-            let ip = ipam.allocate().map_err(|e| NetError::Conflict(e.to_string()))?;
+            let ip = match want {
+                Some(ip) => ipam.claim(ip).map(|_| ip),
+                None => ipam.allocate(),
+            }
+            .map_err(|e| NetError::Conflict(e.to_string()))?;
             (ip, ipam.prefix, ipam.gateway)
         };
         let host_if = veth_name(container_id, self.id());

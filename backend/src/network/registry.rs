@@ -60,6 +60,7 @@ impl Networks {
             labels: BTreeMap::new(),
             options: BTreeMap::new(),
             internal: false,
+            user_subnet: false,
         };
         let default = Arc::new(BridgeNetwork::setup(spec, true, bus.clone()).await?);
         let me = Networks {
@@ -188,6 +189,7 @@ impl Networks {
             subnet: ipam.subnet(),
             gateway: ipam.gateway,
             created: crate::engine::containers::now_rfc3339(),
+            user_subnet: req.subnet.is_some(),
             labels: req.labels,
             options: req.options,
             internal: req.internal,

@@ -396,3 +396,57 @@ fn what_a_learner_does_by_hand_in_the_kernel_shows_up_and_is_reconciled() {
     eventually("tmpfs gone", || lab_state(&sb)["mounts"].get(&target).is_none());
     sb.docker_ok(&d, &["rm", "-f", "sleeper"]);
 }
+
+/// `--ip` (and `docker network connect --ip`): the address asked for, on
+/// a network with the client's own subnet, shown in inspect; Docker's
+/// refusals for the default bridge, a pool-chosen subnet, an address
+/// outside the subnet, and one another container has.
+#[test]
+fn a_static_ip_is_given_where_docker_gives_it_and_refused_where_it_refuses() {
+    let (sb, d) = node1().unwrap();
+    sb.docker_ok(&d, &["pull", "alpine"]);
+    sb.docker_ok(&d, &["network", "create", "--subnet", "10.77.0.0/24", "fixed"]);
+    sb.docker_ok(&d, &["network", "create", "pooled"]);
+    sb.docker_ok(&d, &["run", "-d", "--name", "at50", "--network", "fixed", "--ip", "10.77.0.50", "alpine", "sleep", "300"]);
+    let ip = sb.docker_ok(&d, &["exec", "at50", "sh", "-c", "ip -4 -o addr show eth0 | awk '{print $4}'"]);
+    assert_eq!(ip.trim(), "10.77.0.50/24");
+    let shown = sb.docker_ok(
+        &d,
+        &[
+            "inspect",
+            "-f",
+            "{{.NetworkSettings.Networks.fixed.IPAddress}} {{.NetworkSettings.Networks.fixed.IPAMConfig.IPv4Address}}",
+            "at50",
+        ],
+    );
+    assert_eq!(shown.trim(), "10.77.0.50 10.77.0.50");
+    // The next container without --ip does not get it.
+    sb.docker_ok(&d, &["run", "-d", "--name", "auto", "--network", "fixed", "alpine", "sleep", "300"]);
+    let auto = sb.docker_ok(&d, &["inspect", "-f", "{{.NetworkSettings.Networks.fixed.IPAddress}}", "auto"]);
+    assert_ne!(auto.trim(), "10.77.0.50");
+    for (args, want) in [
+        (vec!["--ip", "172.17.0.99"], "user specified IP address is supported on user defined networks only"),
+        (
+            vec!["--network", "pooled", "--ip", "172.18.0.99"],
+            "user specified IP address is supported only when connecting to networks with user configured subnets",
+        ),
+        (vec!["--network", "fixed", "--ip", "10.78.0.5"], "no configured subnet or ip-range contain the IP address 10.78.0.5"),
+    ] {
+        let mut a = vec!["run", "--rm"];
+        a.extend(args.iter());
+        a.extend(["alpine", "true"]);
+        let o = sb.docker(&d, &a).unwrap();
+        assert!(!o.status.success() && out(&o).contains(want), "{a:?}: {}", out(&o));
+    }
+    let o = sb.docker(&d, &["run", "--rm", "--network", "fixed", "--ip", "10.77.0.50", "alpine", "true"]).unwrap();
+    assert!(!o.status.success() && out(&o).contains("Address already in use"), "{}", out(&o));
+    // network connect --ip.
+    sb.docker_ok(&d, &["run", "-d", "--name", "later", "alpine", "sleep", "300"]);
+    sb.docker_ok(&d, &["network", "connect", "--ip", "10.77.0.60", "fixed", "later"]);
+    let ips = sb.docker_ok(&d, &["exec", "later", "sh", "-c", "ip -4 -o addr show eth1 | awk '{print $4}'"]);
+    assert_eq!(ips.trim(), "10.77.0.60/24");
+    // Pinging the static address from another container on the network.
+    sb.docker_ok(&d, &["exec", "auto", "ping", "-c1", "-W2", "10.77.0.50"]);
+    sb.docker_ok(&d, &["rm", "-f", "at50", "auto", "later"]);
+    sb.docker_ok(&d, &["network", "rm", "fixed", "pooled"]);
+}
