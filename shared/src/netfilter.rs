@@ -105,6 +105,27 @@ pub fn bridge_rules(bridge: &str, subnet: &str) -> Vec<(Rule, Place)> {
     ]
 }
 
+/// An `--internal` network's rules, as Docker's: traffic between its
+/// containers only — anything leaving or entering the subnet through the
+/// bridge is dropped, and nothing is masqueraded.
+pub fn internal_bridge_rules(bridge: &str, subnet: &str) -> Vec<(Rule, Place)> {
+    let after = Place::After(Rule::new("filter", "FORWARD", "-j DOCKER-ISOLATION-STAGE-1"));
+    vec![
+        (Rule::new("filter", "FORWARD", &format!("-i {bridge} -o {bridge} -j ACCEPT")), after),
+        (Rule::new("filter", "DOCKER-ISOLATION-STAGE-1", &format!("! -s {subnet} -o {bridge} -j DROP")), Place::Top),
+        (Rule::new("filter", "DOCKER-ISOLATION-STAGE-1", &format!("! -d {subnet} -i {bridge} -j DROP")), Place::Top),
+    ]
+}
+
+/// A network's standing rules: [`bridge_rules`] or [`internal_bridge_rules`].
+pub fn network_rules(bridge: &str, subnet: &str, internal: bool) -> Vec<(Rule, Place)> {
+    if internal {
+        internal_bridge_rules(bridge, subnet)
+    } else {
+        bridge_rules(bridge, subnet)
+    }
+}
+
 /// A published port: host (ip, port) to the container's (ip, port).
 #[derive(Clone, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct PortMap {
@@ -165,6 +186,22 @@ mod tests {
         assert!(r.contains(&"nat -A POSTROUTING -s 172.17.0.0/16 ! -o docker0 -j MASQUERADE".to_string()));
         assert!(r.contains(&"nat -A DOCKER -i docker0 -j RETURN".to_string()));
         assert!(r.contains(&"filter -A DOCKER-USER -j RETURN".to_string()));
+    }
+
+    #[test]
+    fn an_internal_network_keeps_its_traffic_inside_and_masquerades_nothing() {
+        let rules = network_rules("br-0123456789ab", "172.20.0.0/16", true);
+        let texts: Vec<String> = rules.iter().map(|(r, _)| format!("{} {}", r.table, r.text())).collect();
+        assert_eq!(
+            texts,
+            vec![
+                "filter -A FORWARD -i br-0123456789ab -o br-0123456789ab -j ACCEPT",
+                "filter -A DOCKER-ISOLATION-STAGE-1 ! -s 172.20.0.0/16 -o br-0123456789ab -j DROP",
+                "filter -A DOCKER-ISOLATION-STAGE-1 ! -d 172.20.0.0/16 -i br-0123456789ab -j DROP",
+            ]
+        );
+        assert!(texts.iter().all(|t| !t.contains("MASQUERADE")));
+        assert_eq!(network_rules("docker0", "172.17.0.0/16", false), bridge_rules("docker0", "172.17.0.0/16"));
     }
 
     #[test]

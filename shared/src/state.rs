@@ -133,7 +133,7 @@ impl State {
     /// [`crate::netfilter::kernel_order`]), then the appended ones (ports',
     /// anyone's) in the order they came.
     pub fn in_listing_order(&self, table: &str, rules: Vec<String>) -> Vec<String> {
-        use crate::netfilter::{bridge_rules, global_rules, kernel_order};
+        use crate::netfilter::{bridge_rules, global_rules, internal_bridge_rules, kernel_order};
         // Bridges in the order their rules first came.
         let mut bridges: Vec<&Bridge> = self.bridges.values().collect();
         let first_seen = |b: &Bridge| self.rules.iter().position(|(_, r)| r.split_whitespace().any(|w| w == b.name)).unwrap_or(usize::MAX);
@@ -142,6 +142,8 @@ impl State {
         for b in bridges {
             let subnet = crate::ipam::Ipam::new(&format!("{}/{}", b.address, b.prefix)).map(|i| i.subnet()).unwrap_or_default();
             batches.push(bridge_rules(&b.name, &subnet));
+            // (An internal network's rules, where the bridge is one.)
+            batches.push(internal_bridge_rules(&b.name, &subnet));
         }
         let standing: Vec<String> = kernel_order(&batches).into_iter().filter(|r| r.table == table).map(|r| r.text()).collect();
         let mut keyed: Vec<((usize, String), usize, usize, String)> = rules

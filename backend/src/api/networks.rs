@@ -217,9 +217,6 @@ async fn create(State(st): State<AppState>, Checked(body, typed): Checked<Networ
         options: string_map(&body["Options"]),
         internal: body["Internal"].as_bool().unwrap_or(false),
     };
-    if req.internal {
-        return Err(ApiError::bad_request("berth does not provide internal networks yet"));
-    }
     let net = nets.create(req).await?;
     Ok((StatusCode::CREATED, Json(json!({"Id": net.id(), "Warning": ""}))))
 }

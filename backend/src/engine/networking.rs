@@ -119,7 +119,9 @@ impl Containers {
         for (i, a) in rec.attachments().iter().enumerate() {
             let net = nets.find(&a.network).ok_or_else(|| ApiError::not_found(format!("network {} not found", a.network)))?;
             let aliases = if net.default { Vec::new() } else { aliases_for(rec, &a.aliases) };
-            let ep = net.connect(&rec.id, &path, &format!("eth{i}"), i == 0, aliases, a.ipv4).await.map_err(|e| match e {
+            // An internal network gives no way out: no default route through it.
+            let route = i == 0 && !net.spec.internal;
+            let ep = net.connect(&rec.id, &path, &format!("eth{i}"), route, aliases, a.ipv4).await.map_err(|e| match e {
                 // An address another container has: the client's to resolve.
                 crate::network::netlink::NetError::Conflict(m) => ApiError::conflict(m),
                 e => internal(format!("connecting to network {}: {e}", net.name())),
@@ -128,7 +130,8 @@ impl Containers {
                 r.endpoints.insert(net.name().to_string(), ep.clone());
             });
             self.save(&r).map_err(internal)?;
-            if i == 0 {
+            // (Docker publishes no port of a container on an internal network.)
+            if i == 0 && !net.spec.internal {
                 let maps = net.publish(&rec.id, &ep, &requests).await?;
                 let r = c.update(|r| r.ports = maps);
                 self.save(&r).map_err(internal)?;

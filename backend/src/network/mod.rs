@@ -170,7 +170,8 @@ impl BridgeNetwork {
             self.iptables.ensure_chain(table, chain)?;
         }
         let subnet = self.subnet();
-        for (r, place) in nat::global_rules().iter().chain(nat::bridge_rules(self.bridge(), &subnet).iter()).rev() {
+        let own = nat::network_rules(self.bridge(), &subnet, self.spec.internal);
+        for (r, place) in nat::global_rules().iter().chain(own.iter()).rev() {
             // Added now or kept from a berthd before this one: berth's either
             // way (the page would otherwise list them as someone else's).
             self.iptables.place(r, place)?;
@@ -181,7 +182,7 @@ impl BridgeNetwork {
 
     /// Removes a user-defined network's rules and bridge.
     pub async fn teardown(&self) {
-        for (r, _) in nat::bridge_rules(self.bridge(), &self.subnet()) {
+        for (r, _) in nat::network_rules(self.bridge(), &self.subnet(), self.spec.internal) {
             // Gone from the kernel, whoever took it out: gone from the state.
             // A rule that could not be deleted stays, as the kernel keeps it.
             match self.iptables.delete(&r) {

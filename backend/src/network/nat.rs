@@ -5,7 +5,7 @@
 
 use std::process::Command;
 
-pub use berth_shared::netfilter::{bridge_rules, global_rules, port_rules, Place, PortMap, Rule, CHAINS};
+pub use berth_shared::netfilter::{global_rules, network_rules, port_rules, Place, PortMap, Rule, CHAINS};
 
 #[derive(Debug, thiserror::Error)]
 #[error("iptables {args}: {message}")]

@@ -450,3 +450,30 @@ fn a_static_ip_is_given_where_docker_gives_it_and_refused_where_it_refuses() {
     sb.docker_ok(&d, &["rm", "-f", "at50", "auto", "later"]);
     sb.docker_ok(&d, &["network", "rm", "fixed", "pooled"]);
 }
+
+/// `docker network create --internal`: containers on it reach each other
+/// and nothing else — no MASQUERADE, Docker's DROP rules, no default route.
+#[test]
+fn an_internal_network_keeps_its_containers_inside() {
+    let (sb, d) = node1().unwrap();
+    sb.docker_ok(&d, &["pull", "alpine"]);
+    sb.docker_ok(&d, &["network", "create", "--internal", "--subnet", "10.66.0.0/24", "vault"]);
+    let rules = String::from_utf8_lossy(&sb.run("iptables-save", &[]).unwrap().stdout).to_string();
+    let bridge = format!("br-{}", &sb.docker_ok(&d, &["network", "inspect", "-f", "{{.Id}}", "vault"]).trim()[..12]);
+    assert!(rules.contains(&format!("-A DOCKER-ISOLATION-STAGE-1 ! -s 10.66.0.0/24 -o {bridge} -j DROP")), "{rules}");
+    assert!(rules.contains(&format!("-A DOCKER-ISOLATION-STAGE-1 ! -d 10.66.0.0/24 -i {bridge} -j DROP")), "{rules}");
+    assert!(!rules.contains("-s 10.66.0.0/24 ! -o"), "no MASQUERADE for an internal network: {rules}");
+    assert_eq!(sb.docker_ok(&d, &["network", "inspect", "-f", "{{.Internal}}", "vault"]).trim(), "true");
+    sb.docker_ok(&d, &["run", "-d", "--name", "v1", "--network", "vault", "alpine", "sleep", "300"]);
+    sb.docker_ok(&d, &["run", "-d", "--name", "v2", "--network", "vault", "alpine", "sleep", "300"]);
+    // Each other, by name: yes. The bridge's gateway address beyond them: no route out.
+    sb.docker_ok(&d, &["exec", "v1", "ping", "-c1", "-W2", "v2"]);
+    let routes = sb.docker_ok(&d, &["exec", "v1", "ip", "route"]);
+    assert!(!routes.contains("default"), "{routes}");
+    let o = sb.docker(&d, &["exec", "v1", "ping", "-c1", "-W1", "172.17.0.1"]).unwrap();
+    assert!(!o.status.success(), "reached the default bridge from an internal network: {}", out(&o));
+    sb.docker_ok(&d, &["rm", "-f", "v1", "v2"]);
+    sb.docker_ok(&d, &["network", "rm", "vault"]);
+    let rules = String::from_utf8_lossy(&sb.run("iptables-save", &[]).unwrap().stdout).to_string();
+    assert!(!rules.contains(&bridge), "its rules went with it: {rules}");
+}
