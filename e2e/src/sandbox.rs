@@ -566,11 +566,25 @@ impl Sandbox {
         (code.trim().parse().unwrap_or(0), body.to_string())
     }
 
+    /// `docker inspect -f FORMAT NAME`, trimmed (panics if it fails).
+    pub fn inspect(&self, d: &Berthd, name: &str, format: &str) -> String {
+        self.docker_ok(d, &["inspect", "-f", format, name]).trim().to_string()
+    }
+
     pub fn docker_ok(&self, d: &Berthd, args: &[&str]) -> String {
         match self.docker(d, args) {
             Ok(o) if o.status.success() => String::from_utf8_lossy(&o.stdout).into_owned(),
             Ok(o) => panic!("docker {} failed ({}):\n{}\n--- berthd log:\n{}", args.join(" "), o.status, out(&o), d.log_text()),
             Err(e) => panic!("docker {}: {e:#}", args.join(" ")),
         }
+    }
+}
+
+/// Polls `f` every 100 ms until it holds; panics naming `what` after `secs`.
+pub fn until(secs: u64, what: &str, mut f: impl FnMut() -> bool) {
+    let start = Instant::now();
+    while !f() {
+        assert!(start.elapsed() < Duration::from_secs(secs), "timed out waiting for {what}");
+        std::thread::sleep(Duration::from_millis(100));
     }
 }

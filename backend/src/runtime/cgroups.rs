@@ -246,6 +246,11 @@ pub fn parent_name(exec_root: &Path) -> String {
 /// Returns every candidate; the caller keeps the first that is reachable
 /// (a mount may be covered by a later one, as a fresh /sys covers it).
 pub fn devices_mounts(mountinfo: &str) -> Vec<PathBuf> {
+    v1_mounts(mountinfo).into_iter().filter(|(_, opts)| opts.iter().any(|o| o == "devices")).map(|(mp, _)| mp).collect()
+}
+
+/// v1 cgroup mounts in a mountinfo text: (mount point, controllers).
+pub fn v1_mounts(mountinfo: &str) -> Vec<(PathBuf, Vec<String>)> {
     mountinfo
         .lines()
         .filter_map(|l| {
@@ -253,7 +258,7 @@ pub fn devices_mounts(mountinfo: &str) -> Vec<PathBuf> {
             let mut post = post.split_whitespace();
             let (fstype, _src, opts) = (post.next()?, post.next()?, post.next()?);
             let mp = pre.split_whitespace().nth(4)?;
-            (fstype == "cgroup" && opts.split(',').any(|o| o == "devices")).then(|| PathBuf::from(mp.replace("\\040", " ")))
+            (fstype == "cgroup").then(|| (PathBuf::from(mp.replace("\\040", " ")), opts.split(',').map(String::from).collect()))
         })
         .collect()
 }

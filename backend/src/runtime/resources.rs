@@ -460,20 +460,6 @@ pub struct ResourceCgroups {
     swap_accounting: bool,
 }
 
-/// v1 cgroup mounts in a mountinfo text: (mount point, controllers).
-fn v1_mounts(mountinfo: &str) -> Vec<(PathBuf, Vec<String>)> {
-    mountinfo
-        .lines()
-        .filter_map(|l| {
-            let (pre, post) = l.split_once(" - ")?;
-            let mut post = post.split_whitespace();
-            let (fstype, _src, opts) = (post.next()?, post.next()?, post.next()?);
-            let mp = pre.split_whitespace().nth(4)?;
-            (fstype == "cgroup").then(|| (PathBuf::from(mp.replace("\\040", " ")), opts.split(',').map(String::from).collect()))
-        })
-        .collect()
-}
-
 /// The controllers mounted together with `ctrl` (from /proc/cgroups'
 /// hierarchy ids): a hierarchy can only be mounted again with its whole set.
 pub fn comounted(proc_cgroups: &str, ctrl: &str) -> Vec<String> {
@@ -511,7 +497,7 @@ impl ResourceCgroups {
             me.v2 = Some(root);
             return me;
         }
-        let mounts = v1_mounts(&mountinfo);
+        let mounts = super::cgroups::v1_mounts(&mountinfo);
         let proc_cgroups = fs::read_to_string("/proc/cgroups").unwrap_or_default();
         for ctrl in Ctrl::ALL {
             let found = mounts

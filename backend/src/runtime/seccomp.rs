@@ -299,22 +299,7 @@ mod tests {
 
     #[test]
     fn the_default_profile_denies_what_dockers_does_and_allows_the_rest() {
-        let docker_caps = caps(&[
-            "CAP_CHOWN",
-            "CAP_DAC_OVERRIDE",
-            "CAP_FSETID",
-            "CAP_FOWNER",
-            "CAP_MKNOD",
-            "CAP_NET_RAW",
-            "CAP_SETGID",
-            "CAP_SETUID",
-            "CAP_SETFCAP",
-            "CAP_SETPCAP",
-            "CAP_NET_BIND_SERVICE",
-            "CAP_SYS_CHROOT",
-            "CAP_KILL",
-            "CAP_AUDIT_WRITE",
-        ]);
+        let docker_caps = caps(crate::runtime::spec::DEFAULT_CAPS);
         let p = programs(&Profile::Default, &docker_caps).unwrap();
         let z = [0u64; 6];
         for nr in

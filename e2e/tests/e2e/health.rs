@@ -3,21 +3,9 @@
 //! in inspect, `(healthy)` in docker ps, the health filter and events.
 #![allow(clippy::unwrap_used)] // test code: a failed step should panic with its error
 
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
-use berth_e2e::sandbox::{node1, Berthd, Sandbox};
-
-fn inspect(sb: &Sandbox, d: &Berthd, name: &str, fmt: &str) -> String {
-    sb.docker_ok(d, &["inspect", "-f", fmt, name]).trim().to_string()
-}
-
-fn until(secs: u64, what: &str, mut f: impl FnMut() -> bool) {
-    let start = Instant::now();
-    while !f() {
-        assert!(start.elapsed() < Duration::from_secs(secs), "timed out waiting for {what}");
-        std::thread::sleep(Duration::from_millis(100));
-    }
-}
+use berth_e2e::sandbox::{node1, until};
 
 #[test]
 fn a_healthcheck_goes_starting_healthy_unhealthy_as_its_probes_say() {
@@ -48,17 +36,17 @@ fn a_healthcheck_goes_starting_healthy_unhealthy_as_its_probes_say() {
     assert!(ps.trim().starts_with("web Up") && ps.trim().ends_with("(health: starting)"), "{ps}");
     // Failures in the start period do not count; the first success does.
     std::thread::sleep(Duration::from_millis(1000));
-    assert_eq!(inspect(&sb, &d, "web", "{{.State.Health.Status}} {{.State.Health.FailingStreak}}"), "starting 0");
-    until(10, "healthy", || inspect(&sb, &d, "web", "{{.State.Health.Status}}") == "healthy");
+    assert_eq!(sb.inspect(&d, "web", "{{.State.Health.Status}} {{.State.Health.FailingStreak}}"), "starting 0");
+    until(10, "healthy", || sb.inspect(&d, "web", "{{.State.Health.Status}}") == "healthy");
     let ps = sb.docker_ok(&d, &["ps", "--filter", "health=healthy", "--format", "{{.Names}} {{.Status}}"]);
     assert!(ps.trim().ends_with("(healthy)"), "{ps}");
-    let log = inspect(&sb, &d, "web", "{{range .State.Health.Log}}{{.ExitCode}}:{{.Output}}|{{end}}");
+    let log = sb.inspect(&d, "web", "{{range .State.Health.Log}}{{.ExitCode}}:{{.Output}}|{{end}}");
     assert!(log.contains("0:ready"), "{log}");
     // It stops being ready: two failures in a row make it unhealthy.
     sb.docker_ok(&d, &["exec", "web", "rm", "/tmp/ready"]);
-    until(10, "unhealthy", || inspect(&sb, &d, "web", "{{.State.Health.Status}}") == "unhealthy");
-    assert!(inspect(&sb, &d, "web", "{{.State.Health.FailingStreak}}").parse::<u32>().unwrap() >= 2);
-    assert!(inspect(&sb, &d, "web", "{{len .State.Health.Log}}").parse::<u32>().unwrap() <= 5);
+    until(10, "unhealthy", || sb.inspect(&d, "web", "{{.State.Health.Status}}") == "unhealthy");
+    assert!(sb.inspect(&d, "web", "{{.State.Health.FailingStreak}}").parse::<u32>().unwrap() >= 2);
+    assert!(sb.inspect(&d, "web", "{{len .State.Health.Log}}").parse::<u32>().unwrap() <= 5);
     let ps = sb.docker_ok(&d, &["ps", "--filter", "health=unhealthy", "--format", "{{.Names}}"]);
     assert_eq!(ps.trim(), "web");
     // (The event follows the state change by a moment.)
@@ -89,8 +77,8 @@ fn a_healthcheck_goes_starting_healthy_unhealthy_as_its_probes_say() {
             "300",
         ],
     );
-    until(10, "a timed-out probe", || inspect(&sb, &d, "hang", "{{.State.Health.Status}}") == "unhealthy");
-    let out = inspect(&sb, &d, "hang", "{{range .State.Health.Log}}{{.ExitCode}} {{.Output}}{{end}}");
+    until(10, "a timed-out probe", || sb.inspect(&d, "hang", "{{.State.Health.Status}}") == "unhealthy");
+    let out = sb.inspect(&d, "hang", "{{range .State.Health.Log}}{{.ExitCode}} {{.Output}}{{end}}");
     assert!(out.contains("-1 Health check exceeded timeout"), "{out}");
 
     // An image's HEALTHCHECK, and --no-healthcheck.
@@ -99,10 +87,10 @@ fn a_healthcheck_goes_starting_healthy_unhealthy_as_its_probes_say() {
     std::fs::write(ctx.join("Dockerfile"), "FROM alpine\nHEALTHCHECK --interval=300ms CMD true\nCMD [\"sleep\", \"300\"]\n").unwrap();
     sb.docker_ok(&d, &["build", "-q", "-t", "hc", &ctx.display().to_string()]);
     sb.docker_ok(&d, &["run", "-d", "--name", "fromimage", "hc"]);
-    until(10, "the image's check", || inspect(&sb, &d, "fromimage", "{{.State.Health.Status}}") == "healthy");
+    until(10, "the image's check", || sb.inspect(&d, "fromimage", "{{.State.Health.Status}}") == "healthy");
     sb.docker_ok(&d, &["run", "-d", "--name", "nocheck", "--no-healthcheck", "hc"]);
     std::thread::sleep(Duration::from_millis(700));
-    assert_eq!(inspect(&sb, &d, "nocheck", "{{json .State.Health}}"), "null");
+    assert_eq!(sb.inspect(&d, "nocheck", "{{json .State.Health}}"), "null");
     let ps = sb.docker_ok(&d, &["ps", "--filter", "name=nocheck", "--format", "{{.Status}}"]);
     assert!(!ps.contains("health"), "{ps}");
     sb.docker_ok(&d, &["rm", "-f", "web", "hang", "fromimage", "nocheck"]);

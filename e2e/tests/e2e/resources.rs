@@ -11,10 +11,6 @@ use berth_e2e::sandbox::{node1, out};
 
 const MB: i64 = 1024 * 1024;
 
-fn inspect(sb: &berth_e2e::sandbox::Sandbox, d: &berth_e2e::sandbox::Berthd, name: &str, fmt: &str) -> String {
-    sb.docker_ok(d, &["inspect", "-f", fmt, name]).trim().to_string()
-}
-
 #[test]
 fn pids_and_memory_limits_are_enforced_and_shown() {
     let (sb, d) = node1().unwrap();
@@ -54,11 +50,11 @@ fn pids_and_memory_limits_are_enforced_and_shown() {
         .unwrap();
     assert_eq!(o.status.code(), Some(137), "{}", out(&o));
     assert!(!out(&o).contains("survived"), "{}", out(&o));
-    assert_eq!(inspect(&sb, &d, "hog", "{{.State.OOMKilled}} {{.State.ExitCode}}"), "true 137");
-    assert_eq!(inspect(&sb, &d, "hog", "{{.HostConfig.Memory}} {{.HostConfig.MemorySwap}}"), format!("{} {}", 32 * MB, 32 * MB));
+    assert_eq!(sb.inspect(&d, "hog", "{{.State.OOMKilled}} {{.State.ExitCode}}"), "true 137");
+    assert_eq!(sb.inspect(&d, "hog", "{{.HostConfig.Memory}} {{.HostConfig.MemorySwap}}"), format!("{} {}", 32 * MB, 32 * MB));
     // The same container within its limit: OOMKilled is about the last run.
     sb.docker_ok(&d, &["run", "--name", "fits", "--memory", "32m", "alpine", "sh", "-c", "x=$(head -c 1000000 /dev/zero | tr '\\0' a)"]);
-    assert_eq!(inspect(&sb, &d, "fits", "{{.State.OOMKilled}} {{.State.ExitCode}}"), "false 0");
+    assert_eq!(sb.inspect(&d, "fits", "{{.State.OOMKilled}} {{.State.ExitCode}}"), "false 0");
 
     // Docker's checks and messages, as 400s.
     for (args, want) in [
@@ -135,14 +131,14 @@ fn stats_pause_and_update_work_on_a_running_container() {
     assert!((2..=4).contains(&docs), "{docs} documents in 2.5 s");
 
     // Pause freezes every process; the counter stands still.
-    let merged = inspect(&sb, &d, "busy", "{{.GraphDriver.Data.MergedDir}}");
+    let merged = sb.inspect(&d, "busy", "{{.GraphDriver.Data.MergedDir}}");
     // (The overlay is mounted in the sandbox's mount namespace.)
     let n = || {
         let o = sb.run("cat", &[&format!("{merged}/tmp/n")]).unwrap();
         String::from_utf8_lossy(&o.stdout).trim().parse::<u64>().unwrap_or(0)
     };
     sb.docker_ok(&d, &["pause", "busy"]);
-    assert_eq!(inspect(&sb, &d, "busy", "{{.State.Status}} {{.State.Paused}} {{.State.Running}}"), "paused true true");
+    assert_eq!(sb.inspect(&d, "busy", "{{.State.Status}} {{.State.Paused}} {{.State.Running}}"), "paused true true");
     let ps = sb.docker_ok(&d, &["ps", "--filter", "status=paused", "--format", "{{.Names}} {{.Status}}"]);
     assert!(ps.trim().starts_with("busy Up") && ps.trim().ends_with("(Paused)"), "{ps}");
     let info =
@@ -169,7 +165,7 @@ fn stats_pause_and_update_work_on_a_running_container() {
     // docker update: stored, shown, and written into the running cgroups.
     sb.docker_ok(&d, &["update", "--memory", "128m", "--memory-swap", "256m", "--pids-limit", "20", "--cpus", "1", "busy"]);
     assert_eq!(
-        inspect(&sb, &d, "busy", "{{.HostConfig.Memory}} {{.HostConfig.PidsLimit}} {{.HostConfig.NanoCpus}}"),
+        sb.inspect(&d, "busy", "{{.HostConfig.Memory}} {{.HostConfig.PidsLimit}} {{.HostConfig.NanoCpus}}"),
         format!("{} 20 1000000000", 128 * MB)
     );
     let seen = sb.docker_ok(
@@ -193,14 +189,14 @@ fn stats_pause_and_update_work_on_a_running_container() {
         assert!(!o.status.success() && out(&o).contains(want), "{args:?}: {}", out(&o));
     }
     // Unchanged by the refused updates.
-    assert_eq!(inspect(&sb, &d, "busy", "{{.HostConfig.Memory}}"), (128 * MB).to_string());
+    assert_eq!(sb.inspect(&d, "busy", "{{.HostConfig.Memory}}"), (128 * MB).to_string());
 
     // A paused container stops (killed: it cannot take its stop signal).
     sb.docker_ok(&d, &["pause", "busy"]);
     let t = std::time::Instant::now();
     sb.docker_ok(&d, &["stop", "busy"]);
     assert!(t.elapsed() < Duration::from_secs(5), "stop of a paused container took {:?}", t.elapsed());
-    assert_eq!(inspect(&sb, &d, "busy", "{{.State.Status}} {{.State.Paused}}"), "exited false");
+    assert_eq!(sb.inspect(&d, "busy", "{{.State.Status}} {{.State.Paused}}"), "exited false");
     // A stopped container's stats are zeros, with its name.
     let (code, body) = sb.api(&d, "GET", "/containers/busy/stats?stream=false", None);
     assert_eq!(code, 200);

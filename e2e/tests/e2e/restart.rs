@@ -3,22 +3,9 @@
 //! a daemon that stops or is killed starts again when it comes back.
 #![allow(clippy::unwrap_used)] // test code: a failed step should panic with its error
 
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
-use berth_e2e::sandbox::{node1, out, Berthd, Sandbox};
-
-fn inspect(sb: &Sandbox, d: &Berthd, name: &str, fmt: &str) -> String {
-    sb.docker_ok(d, &["inspect", "-f", fmt, name]).trim().to_string()
-}
-
-/// Polls until `f` holds (or panics after `secs`).
-fn until(secs: u64, what: &str, mut f: impl FnMut() -> bool) {
-    let start = Instant::now();
-    while !f() {
-        assert!(start.elapsed() < Duration::from_secs(secs), "timed out waiting for {what}");
-        std::thread::sleep(Duration::from_millis(100));
-    }
-}
+use berth_e2e::sandbox::{node1, out, until, Berthd, Sandbox};
 
 #[test]
 fn on_failure_and_always_restart_as_docker_does() {
@@ -26,20 +13,20 @@ fn on_failure_and_always_restart_as_docker_does() {
     sb.docker_ok(&d, &["pull", "alpine"]);
     // on-failure:2 — two restarts, then it stays exited with its code.
     sb.docker_ok(&d, &["run", "-d", "--name", "flaky", "--restart", "on-failure:2", "alpine", "sh", "-c", "exit 3"]);
-    until(10, "two restarts", || inspect(&sb, &d, "flaky", "{{.RestartCount}} {{.State.Status}}") == "2 exited");
+    until(10, "two restarts", || sb.inspect(&d, "flaky", "{{.RestartCount}} {{.State.Status}}") == "2 exited");
     std::thread::sleep(Duration::from_millis(800));
     assert_eq!(
-        inspect(&sb, &d, "flaky", "{{.RestartCount}} {{.State.Status}} {{.State.ExitCode}} {{.State.Restarting}}"),
+        sb.inspect(&d, "flaky", "{{.RestartCount}} {{.State.Status}} {{.State.ExitCode}} {{.State.Restarting}}"),
         "2 exited 3 false"
     );
     // A clean exit is not a failure.
     sb.docker_ok(&d, &["run", "-d", "--name", "clean", "--restart", "on-failure", "alpine", "true"]);
     std::thread::sleep(Duration::from_millis(800));
-    assert_eq!(inspect(&sb, &d, "clean", "{{.RestartCount}} {{.State.Status}}"), "0 exited");
+    assert_eq!(sb.inspect(&d, "clean", "{{.RestartCount}} {{.State.Status}}"), "0 exited");
 
     // always: again and again, until a user stops it.
     sb.docker_ok(&d, &["run", "-d", "--name", "loop", "--restart", "always", "alpine", "sh", "-c", "sleep 0.2"]);
-    until(10, "restarts", || inspect(&sb, &d, "loop", "{{.RestartCount}}").parse::<u32>().unwrap() >= 3);
+    until(10, "restarts", || sb.inspect(&d, "loop", "{{.RestartCount}}").parse::<u32>().unwrap() >= 3);
     // Its back-off makes it wait between runs: docker ps says Restarting.
     until(15, "a Restarting status", || {
         let ps = sb.docker_ok(&d, &["ps", "-a", "--filter", "status=restarting", "--format", "{{.Names}} {{.Status}}"]);
@@ -48,17 +35,17 @@ fn on_failure_and_always_restart_as_docker_does() {
     let o = sb.docker(&d, &["rm", "loop"]).unwrap();
     assert!(!o.status.success() && out(&o).contains("You cannot remove a restarting container"), "{}", out(&o));
     sb.docker_ok(&d, &["stop", "loop"]);
-    let count = inspect(&sb, &d, "loop", "{{.RestartCount}}");
+    let count = sb.inspect(&d, "loop", "{{.RestartCount}}");
     std::thread::sleep(Duration::from_secs(2));
     assert_eq!(
-        inspect(&sb, &d, "loop", "{{.State.Status}} {{.RestartCount}}"),
+        sb.inspect(&d, "loop", "{{.State.Status}} {{.RestartCount}}"),
         format!("exited {count}"),
         "a stopped container stays stopped"
     );
     // A user's start begins afresh.
     sb.docker_ok(&d, &["update", "--restart", "no", "loop"]);
     sb.docker_ok(&d, &["start", "loop"]);
-    assert_eq!(inspect(&sb, &d, "loop", "{{.RestartCount}} {{.HostConfig.RestartPolicy.Name}}"), "0 no");
+    assert_eq!(sb.inspect(&d, "loop", "{{.RestartCount}} {{.HostConfig.RestartPolicy.Name}}"), "0 no");
 
     // Docker's checks, through the API as an SDK sends them.
     let (code, body) = sb.api(
@@ -95,7 +82,7 @@ fn a_restarted_daemon_starts_what_its_policies_say() {
     sb.docker_ok(&d, &["run", "-d", "--name", "plain", "alpine", "sleep", "600"]);
     sb.docker_ok(&d, &["stop", "-t", "0", "stopped"]);
     let state = |sb: &Sandbox, d: &Berthd| {
-        ["always", "unless", "stopped", "plain"].map(|n| format!("{n}={}", inspect(sb, d, n, "{{.State.Status}}"))).join(" ")
+        ["always", "unless", "stopped", "plain"].map(|n| format!("{n}={}", sb.inspect(d, n, "{{.State.Status}}"))).join(" ")
     };
     // A clean stop of the daemon is not a user's stop.
     assert!(d.terminate().unwrap().success());
