@@ -27,6 +27,7 @@ pub fn router() -> Router<AppState> {
         .route("/images/json", get(list))
         .route("/images/get", get(save_many))
         .route("/images/prune", post(prune))
+        .route("/distribution/{*rest}", get(distribution))
         .route("/images/load", post(load))
         .route("/images/{*rest}", get(by_name_get_or_save).post(by_name_post).delete(remove))
 }
@@ -38,6 +39,17 @@ async fn by_name_get_or_save(st: State<AppState>, rest: Path<String>) -> ApiResu
         Some(name) => save(&st.0, vec![name.to_string()]),
         None => by_name_get(st, rest).await.map(IntoResponse::into_response),
     }
+}
+
+/// `GET /distribution/{name}/json`: the registry's descriptor and
+/// platforms for a name (SDKs' `get_registry_data`).
+async fn distribution(State(st): State<AppState>, Path(rest): Path<String>) -> ApiResult<Json<Value>> {
+    let name = rest.strip_suffix("/json").ok_or_else(|| ApiError::not_found("page not found"))?;
+    let r = ImageRef::parse(name).map_err(|e| ApiError::bad_request(e.to_string()))?;
+    st.puller.distribution(&r).await.map(Json).map_err(|e| match e {
+        PullError::NotFound(m) => ApiError::not_found(m),
+        PullError::Failed(m) => ApiError::new(ErrorKind::Internal, m),
+    })
 }
 
 /// `GET /images/get?names=a&names=b` (`docker save a b`).

@@ -135,6 +135,63 @@ impl Puller {
         )))
     }
 
+    /// `GET /distribution/{name}/json`: what the registry has under the
+    /// name — the descriptor of its manifest (or index) and the platforms
+    /// it serves — without pulling anything.
+    pub async fn distribution(&self, r: &ImageRef) -> Result<Value, PullError> {
+        const TYPES: &[&str] = &[
+            "application/vnd.oci.image.index.v1+json",
+            "application/vnd.docker.distribution.manifest.list.v2+json",
+            "application/vnd.oci.image.manifest.v1+json",
+            "application/vnd.docker.distribution.manifest.v2+json",
+        ];
+        let mut errors = Vec::new();
+        for (reference, source) in self.sources(r) {
+            let (bytes, digest) = match self.client.pull_manifest_raw(&reference, &RegistryAuth::Anonymous, TYPES).await {
+                Ok(got) => got,
+                Err(e) => {
+                    errors.push(format!("{source}: {}", crate::build::context::excerpt(&e.to_string(), 300)));
+                    continue;
+                }
+            };
+            let m: Value = serde_json::from_slice(&bytes).map_err(|e| PullError::Failed(format!("the manifest is not JSON: {e}")))?;
+            let index = m["manifests"].is_array();
+            let media = m["mediaType"].as_str().map(String::from).unwrap_or_else(|| {
+                if index { "application/vnd.oci.image.index.v1+json" } else { "application/vnd.oci.image.manifest.v1+json" }.to_string()
+            });
+            let platforms: Vec<Value> = if index {
+                // (Attestation entries say "unknown": not platforms.)
+                m["manifests"]
+                    .as_array()
+                    .into_iter()
+                    .flatten()
+                    .map(|d| d["platform"].clone())
+                    .filter(|p| p.is_object() && p["architecture"] != "unknown")
+                    .collect()
+            } else {
+                let config: OciDescriptor =
+                    serde_json::from_value(m["config"].clone()).map_err(|e| PullError::Failed(format!("the manifest's config: {e}")))?;
+                let mut blob = Vec::new();
+                self.client.pull_blob(&reference, &config, &mut blob).await.map_err(|e| PullError::Failed(e.to_string()))?;
+                let c: Value = serde_json::from_slice(&blob).unwrap_or(Value::Null);
+                let mut p = json!({"architecture": c["architecture"], "os": c["os"]});
+                if let Some(v) = c["variant"].as_str() {
+                    p["variant"] = json!(v);
+                }
+                vec![p]
+            };
+            return Ok(json!({
+                "Descriptor": {"mediaType": media, "digest": digest, "size": bytes.len()},
+                "Platforms": platforms,
+            }));
+        }
+        Err(PullError::NotFound(format!(
+            "{}: manifest unknown (tried {})",
+            r.familiar_tagged().unwrap_or_else(|| r.familiar_repo()),
+            errors.join("; ")
+        )))
+    }
+
     /// Fetches config and layers of a resolved manifest, unpacks new layers,
     /// records the image. Progress goes to `progress` as Docker's messages.
     pub async fn fetch(

@@ -673,3 +673,22 @@ fn group_add_prune_sizes_and_builder_prune() {
     assert!(!rebuilt.contains("Using cache"), "the cache is gone: {rebuilt}");
     assert_eq!(sb.docker_ok(&d, &["run", "--rm", "lab/cached", "cat", "/b"]), "b\n");
 }
+
+/// `GET /distribution/{name}/json`: the registry's descriptor (the digest
+/// a pull records) and platforms, without pulling; an unknown name is a 404.
+#[test]
+fn distribution_inspect_tells_what_the_registry_has_without_pulling() {
+    let (sb, d) = node1().unwrap();
+    let (code, body) = sb.api(&d, "GET", "/distribution/nginx:alpine/json", None);
+    assert_eq!(code, 200, "{body}");
+    let v: serde_json::Value = serde_json::from_str(&body).unwrap();
+    let digest = v["Descriptor"]["digest"].as_str().unwrap().to_string();
+    assert!(digest.starts_with("sha256:") && v["Descriptor"]["size"].as_u64().unwrap() > 0, "{v}");
+    assert!(v["Platforms"].as_array().unwrap().iter().any(|p| p["os"] == "linux" && p["architecture"] == "amd64"), "{v}");
+    assert_eq!(sb.docker_ok(&d, &["images", "-q"]).trim(), "", "nothing was pulled");
+    sb.docker_ok(&d, &["pull", "nginx:alpine"]);
+    let digests = sb.inspect(&d, "nginx:alpine", "{{json .RepoDigests}}");
+    assert!(digests.contains(&digest), "{digests} vs {digest}");
+    let (code, body) = sb.api(&d, "GET", "/distribution/nosuchrepo/thing:1/json", None);
+    assert_eq!(code, 404, "{body}");
+}
