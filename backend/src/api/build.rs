@@ -85,7 +85,13 @@ pub fn options(query: &str) -> ApiResult<BuildOptions> {
     }
     Ok(BuildOptions {
         tags,
-        dockerfile: get("dockerfile").filter(|d| !d.is_empty()).unwrap_or_else(|| "Dockerfile".into()),
+        // A repeated `dockerfile` takes the first (as Docker reads the query).
+        dockerfile: pairs
+            .iter()
+            .find(|(k, _)| k == "dockerfile")
+            .map(|(_, v)| v.clone())
+            .filter(|d| !d.is_empty())
+            .unwrap_or_else(|| "Dockerfile".into()),
         nocache: flag("nocache"),
         quiet: flag("q"),
         pull: flag("pull"),
@@ -120,6 +126,12 @@ async fn build(State(st): State<AppState>, RawQuery(query): RawQuery, body: Body
         tokio::task::spawn_blocking(move || (crate::build::context::unpack(&a, &c, &df), scratch)).await.map_err(internal)?;
     unpacked.map_err(ApiError::bad_request)?;
     let _ = std::fs::remove_file(&archive);
+    // An empty Dockerfile is the client's error, before any output.
+    if let Ok(Some(text)) = crate::build::context::read_inside(&ctx, &opts.dockerfile, 1 << 20) {
+        if text.trim().is_empty() {
+            return Err(ApiError::bad_request(format!("the Dockerfile ({}) cannot be empty", opts.dockerfile)));
+        }
+    }
 
     let (tx, rx) = mpsc::channel::<Value>(256);
     tokio::spawn(async move {
@@ -150,6 +162,7 @@ mod tests {
         assert!(o.nocache && !o.quiet);
         assert_eq!(o.buildargs.get("V").map(String::as_str), Some("2"));
         assert_eq!(options("").unwrap().dockerfile, "Dockerfile");
+        assert_eq!(options("dockerfile=a%2FDockerfile&dockerfile=FROM%20x").unwrap().dockerfile, "a/Dockerfile");
         assert!(options("t=Bad%20Tag").is_err());
     }
 }

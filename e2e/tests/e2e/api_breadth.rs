@@ -692,3 +692,14 @@ fn distribution_inspect_tells_what_the_registry_has_without_pulling() {
     let (code, body) = sb.api(&d, "GET", "/distribution/nosuchrepo/thing:1/json", None);
     assert_eq!(code, 404, "{body}");
 }
+
+/// An empty Dockerfile is refused with an HTTP error before any output.
+#[test]
+fn an_empty_dockerfile_is_the_clients_error() {
+    let (sb, d) = node1().unwrap();
+    let ctx = sb.dir().join("empty-ctx");
+    std::fs::create_dir_all(&ctx).unwrap();
+    std::fs::write(ctx.join("Dockerfile"), "\n  \n").unwrap();
+    let o = sb.docker(&d, &["build", "-t", "x", &ctx.display().to_string()]).unwrap();
+    assert!(!o.status.success() && out(&o).contains("the Dockerfile (Dockerfile) cannot be empty"), "{}", out(&o));
+}
