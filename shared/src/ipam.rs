@@ -115,6 +115,22 @@ impl Ipam {
     }
 }
 
+/// A MAC address as clients write it (`02:42:ac:11:00:02`).
+pub fn parse_mac(s: &str) -> Option<[u8; 6]> {
+    let parts: Vec<&str> = s.split(':').collect();
+    if parts.len() != 6 {
+        return None;
+    }
+    let mut mac = [0u8; 6];
+    for (i, p) in parts.iter().enumerate() {
+        if p.len() != 2 {
+            return None;
+        }
+        mac[i] = u8::from_str_radix(p, 16).ok()?;
+    }
+    Some(mac)
+}
+
 /// Docker's MAC for a container address: 02:42 followed by the IPv4 bytes.
 pub fn mac_for(ip: Ipv4Addr) -> [u8; 6] {
     let o = ip.octets();
@@ -128,6 +144,15 @@ pub fn mac_string(mac: [u8; 6]) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn macs_parse_as_clients_write_them() {
+        assert_eq!(parse_mac("02:42:AC:11:00:2a"), Some([2, 0x42, 0xac, 0x11, 0, 0x2a]));
+        for bad in ["", "02:42:ac:11:00", "02:42:ac:11:00:2g", "0242ac11002a", "2:42:ac:11:00:2a"] {
+            assert_eq!(parse_mac(bad), None, "{bad}");
+        }
+        assert_eq!(mac_string(parse_mac("02:42:ac:11:00:2a").unwrap()), "02:42:ac:11:00:2a");
+    }
 
     #[test]
     fn a_requested_address_is_taken_once_and_only_inside_the_subnet() {

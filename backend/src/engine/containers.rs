@@ -124,6 +124,9 @@ pub struct NetAttach {
     /// The address the client asked for (`--ip`), else the network's next.
     #[serde(default)]
     pub ipv4: Option<std::net::Ipv4Addr>,
+    /// The MAC address asked for (`--mac-address`), else Docker's 02:42:….
+    #[serde(default)]
+    pub mac: Option<String>,
 }
 
 impl Record {
@@ -140,7 +143,7 @@ impl Record {
         match &self.networks {
             Some(n) => n.clone(),
             None if mode == "host" || mode == "none" => Vec::new(),
-            None => vec![NetAttach { network: mode, aliases: Vec::new(), ipv4: None }],
+            None => vec![NetAttach { network: mode, aliases: Vec::new(), ipv4: None, mac: None }],
         }
     }
     /// Its endpoint on the first network (eth0), while running.
@@ -695,7 +698,7 @@ impl Containers {
         super::restart::Policy::from_host_config(&host_config).map_err(ApiError::bad_request)?;
         // Unknown log drivers and options are refused; inspect shows the driver.
         LogConfig::normalize(&mut host_config)?;
-        let networks = self.networks_for_create(&host_config, &body["NetworkingConfig"]["EndpointsConfig"])?;
+        let networks = self.networks_for_create(&host_config, &body["NetworkingConfig"]["EndpointsConfig"], body["MacAddress"].as_str())?;
         let requests = mount_requests(&host_config, &config)?;
         let mounts = self.make_mounts(&requests)?;
         let dir = self.dir(&id);
@@ -1607,6 +1610,7 @@ pub fn merge_config(body: &Value, image: &Value, id: &str, image_name: &str) -> 
         "WorkingDir",
         "StopSignal",
         "StopTimeout",
+        "MacAddress",
         "Labels",
         "ExposedPorts",
         "Volumes",

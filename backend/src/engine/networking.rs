@@ -32,7 +32,12 @@ fn strings(v: &Value) -> Vec<String> {
 impl Containers {
     /// The networks a new container joins: its NetworkMode first, then any
     /// other EndpointsConfig entry, each with its `--network-alias`es.
-    pub(super) fn networks_for_create(&self, host_config: &Value, endpoints: &Value) -> Result<Vec<NetAttach>, ApiError> {
+    pub(super) fn networks_for_create(
+        &self,
+        host_config: &Value,
+        endpoints: &Value,
+        config_mac: Option<&str>,
+    ) -> Result<Vec<NetAttach>, ApiError> {
         let mode = match host_config["NetworkMode"].as_str().unwrap_or("default") {
             "" | "default" => "bridge",
             m => m,
@@ -57,8 +62,17 @@ impl Containers {
                 return Err(ApiError::bad_request("network-scoped alias is supported only for containers in user defined networks"));
             }
             let ipv4 = self.requested_ip(&name, &conf["IPAMConfig"])?;
+            // The endpoint's MacAddress, or (API < 1.44) Config.MacAddress for the first network.
+            let mac = conf["MacAddress"].as_str().filter(|m| !m.is_empty()).or(if out.is_empty() { config_mac } else { None });
+            let mac = match mac.filter(|m| !m.is_empty()) {
+                Some(m) => {
+                    berth_shared::ipam::parse_mac(m).ok_or_else(|| ApiError::bad_request(format!("invalid MAC address: {m}")))?;
+                    Some(m.to_ascii_lowercase())
+                }
+                None => None,
+            };
             if !out.iter().any(|a: &NetAttach| a.network == name) {
-                out.push(NetAttach { network: name, aliases: strings(&conf["Aliases"]), ipv4 });
+                out.push(NetAttach { network: name, aliases: strings(&conf["Aliases"]), ipv4, mac });
             }
             Ok(())
         };
@@ -121,7 +135,8 @@ impl Containers {
             let aliases = if net.default { Vec::new() } else { aliases_for(rec, &a.aliases) };
             // An internal network gives no way out: no default route through it.
             let route = i == 0 && !net.spec.internal;
-            let ep = net.connect(&rec.id, &path, &format!("eth{i}"), route, aliases, a.ipv4).await.map_err(|e| match e {
+            let mac = a.mac.as_deref().and_then(berth_shared::ipam::parse_mac);
+            let ep = net.connect(&rec.id, &path, &format!("eth{i}"), route, aliases, a.ipv4, mac).await.map_err(|e| match e {
                 // An address another container has: the client's to resolve.
                 crate::network::netlink::NetError::Conflict(m) => ApiError::conflict(m),
                 e => internal(format!("connecting to network {}: {e}", net.name())),
@@ -228,13 +243,13 @@ impl Containers {
         if attachments.iter().any(|a| a.network == net.name()) {
             return Err(forbidden(format!("endpoint with name {} already exists in network {}", rec.name, net.name())));
         }
-        let attach = NetAttach { network: net.name().to_string(), aliases, ipv4 };
+        let attach = NetAttach { network: net.name().to_string(), aliases, ipv4, mac: None };
         if rec.state.status == Status::Running {
             if let Some(path) = rec.sandbox.clone() {
                 let used: Vec<&str> = rec.endpoints.values().map(|e| e.ifname.as_str()).collect();
                 let ifname = (0..).map(|i| format!("eth{i}")).find(|n| !used.contains(&n.as_str())).unwrap_or_default();
                 let names = if net.default { Vec::new() } else { aliases_for(&rec, &attach.aliases) };
-                let ep = net.connect(&rec.id, &path, &ifname, false, names, attach.ipv4).await?;
+                let ep = net.connect(&rec.id, &path, &ifname, false, names, attach.ipv4, None).await?;
                 c.update(|r| {
                     r.endpoints.insert(net.name().to_string(), ep);
                 });

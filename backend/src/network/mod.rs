@@ -300,6 +300,7 @@ impl BridgeNetwork {
         default_route: bool,
         aliases: Vec<String>,
         want: Option<Ipv4Addr>,
+        want_mac: Option<[u8; 6]>,
     ) -> Result<Endpoint, NetError> {
         let (ip, prefix, gateway) = {
             let mut ipam = self.ipam.lock().unwrap_or_else(|p| p.into_inner());
@@ -311,7 +312,7 @@ impl BridgeNetwork {
             (ip, ipam.prefix, ipam.gateway)
         };
         let host_if = veth_name(container_id, self.id());
-        let mac = mac_for(ip);
+        let mac = want_mac.unwrap_or_else(|| mac_for(ip));
         let iface = Iface { name: ifname.into(), ip, prefix, gateway: default_route.then_some(gateway), mac };
         let r = async {
             let h = netlink::connect()?;
