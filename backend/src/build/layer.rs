@@ -15,7 +15,10 @@ pub const MOUNT_POINTS: &[&str] = &["proc", "sys", "dev", "etc/hosts", "etc/host
 
 /// `docker diff`: what a container's upper dir changed against its lower
 /// layers — (path, kind) with kind 0 changed, 1 added, 2 deleted, sorted by
-/// path; the runtime's own mount points are left out, as Docker does.
+/// path; the runtime's own mount points are left out, as Docker does. A
+/// directory overlayfs only copied up on the way to a changed child (its
+/// mode, owner and mtime those of the layer's) is not a change of its own,
+/// as in Docker's list.
 pub fn changes(upper: &Path, lowers: &[String]) -> Vec<(String, u8)> {
     fn walk(root: &Path, dir: &Path, lowers: &[String], out: &mut Vec<(String, u8)>) {
         let Ok(entries) = fs::read_dir(dir) else { return };
@@ -23,10 +26,21 @@ pub fn changes(upper: &Path, lowers: &[String]) -> Vec<(String, u8)> {
             let path = e.path();
             let rel = path.strip_prefix(root).unwrap_or(&path).to_string_lossy().into_owned();
             let Ok(m) = fs::symlink_metadata(&path) else { continue };
-            let in_lower = lowers.iter().any(|l| Path::new(l).join(&rel).symlink_metadata().is_ok());
+            let below = lowers.iter().find_map(|l| Path::new(l).join(&rel).symlink_metadata().ok());
+            let in_lower = below.is_some();
             if MOUNT_POINTS.contains(&rel.as_str()) && !in_lower {
                 continue;
             }
+            let copied_up_only = m.is_dir()
+                && below.as_ref().is_some_and(|b| {
+                    b.is_dir()
+                        && b.mode() == m.mode()
+                        && b.uid() == m.uid()
+                        && b.gid() == m.gid()
+                        && b.mtime() == m.mtime()
+                        && b.mtime_nsec() == m.mtime_nsec()
+                })
+                && !opaque(&path);
             let kind = if is_whiteout(&m) {
                 2
             } else if in_lower {
@@ -34,7 +48,9 @@ pub fn changes(upper: &Path, lowers: &[String]) -> Vec<(String, u8)> {
             } else {
                 1
             };
-            out.push((format!("/{rel}"), kind));
+            if !copied_up_only {
+                out.push((format!("/{rel}"), kind));
+            }
             if m.is_dir() {
                 walk(root, &path, lowers, out);
             }
@@ -179,6 +195,11 @@ mod tests {
         fs::write(upper.join("usr/share/nginx/html/index.html"), "new").unwrap();
         fs::write(upper.join("usr/share/nginx/html/new.html"), "x").unwrap();
         fs::create_dir_all(upper.join("proc")).unwrap();
+        // The image's directories are older than the container's changes.
+        for d in ["usr/share/nginx/html", "usr/share/nginx", "usr/share", "usr"] {
+            let old = std::time::UNIX_EPOCH + std::time::Duration::from_secs(1_000_000);
+            fs::File::open(lower.join(d)).unwrap().set_modified(old).unwrap();
+        }
         let got = changes(&upper, &[lower.display().to_string()]);
         assert_eq!(
             got,
@@ -189,6 +210,34 @@ mod tests {
                 ("/usr/share/nginx/html".to_string(), 0),
                 ("/usr/share/nginx/html/index.html".to_string(), 0),
                 ("/usr/share/nginx/html/new.html".to_string(), 1),
+            ]
+        );
+    }
+
+    #[test]
+    fn directories_only_copied_up_on_the_way_to_a_change_are_not_changes() {
+        let dir = tempfile::tempdir().unwrap();
+        let (upper, lower) = (dir.path().join("upper"), dir.path().join("lower"));
+        fs::create_dir_all(lower.join("etc/nginx/conf.d")).unwrap();
+        fs::write(lower.join("etc/nginx/conf.d/default.conf"), "old").unwrap();
+        fs::create_dir_all(upper.join("etc/nginx/conf.d")).unwrap();
+        fs::write(upper.join("etc/nginx/conf.d/default.conf"), "new").unwrap();
+        // As overlayfs copies a directory up: its mtime kept (deepest first).
+        for d in ["etc/nginx/conf.d", "etc/nginx", "etc"] {
+            let t = fs::metadata(lower.join(d)).unwrap().modified().unwrap();
+            fs::File::open(upper.join(d)).unwrap().set_modified(t).unwrap();
+        }
+        let got = changes(&upper, &[lower.display().to_string()]);
+        assert_eq!(got, vec![("/etc/nginx/conf.d/default.conf".to_string(), 0)]);
+        // A file added to a directory changes it (its mtime moves).
+        fs::write(upper.join("etc/nginx/conf.d/extra.conf"), "x").unwrap();
+        let got = changes(&upper, &[lower.display().to_string()]);
+        assert_eq!(
+            got,
+            vec![
+                ("/etc/nginx/conf.d".to_string(), 0),
+                ("/etc/nginx/conf.d/default.conf".to_string(), 0),
+                ("/etc/nginx/conf.d/extra.conf".to_string(), 1)
             ]
         );
     }
