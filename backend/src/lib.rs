@@ -10,6 +10,7 @@ pub mod durable;
 pub mod engine;
 pub mod error;
 pub mod events;
+pub mod fault;
 pub mod image;
 pub mod lab;
 pub mod network;

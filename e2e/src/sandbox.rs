@@ -237,6 +237,11 @@ impl Sandbox {
 
     /// Starts berthd inside node1 with all its state in the sandbox dir.
     pub fn start_berthd(&self, extra: &[&str]) -> anyhow::Result<Berthd> {
+        self.start_berthd_env(&[], extra)
+    }
+
+    /// [`Self::start_berthd`] with extra environment (`BERTH_FAULT`, …).
+    pub fn start_berthd_env(&self, env: &[(&str, &str)], extra: &[&str]) -> anyhow::Result<Berthd> {
         let root = self.dir().join("berth");
         let socket = root.join("docker.sock");
         let log_path = self.dir().join("berthd.log");
@@ -252,6 +257,7 @@ impl Sandbox {
             .args(if extra.contains(&"--page-addr") { &[][..] } else { &["--page-addr", "127.0.0.1:8080"][..] })
             .args(extra)
             .env("BERTH_LOG", "debug")
+            .envs(env.iter().copied())
             // The lab shell's home (history, dotfiles) stays in the sandbox.
             .env("HOME", self.dir())
             .stdin(Stdio::null())

@@ -136,6 +136,29 @@ pub struct PortMap {
     pub container_port: u16,
 }
 
+/// Is this listed rule (`iptables -S` form, with its table) one of the
+/// three of [`port_rules`] for a container on `bridge` whose address is in
+/// `subnet`? (At daemon start no container runs: such a rule is stale, left
+/// by a crash between adding it and recording it.)
+pub fn is_port_rule(table: &str, line: &str, bridge: &str, in_subnet: &dyn Fn(Ipv4Addr) -> bool) -> bool {
+    let w: Vec<&str> = line.split_whitespace().collect();
+    let has = |pair: &[&str]| w.windows(pair.len()).any(|x| x == pair);
+    let addr_after = |flag: &str| w.windows(2).find(|x| x[0] == flag).and_then(|x| x[1].strip_suffix("/32")?.parse::<Ipv4Addr>().ok());
+    match (table, w.get(1).copied()) {
+        ("filter", Some("DOCKER")) => {
+            has(&["!", "-i", bridge]) && has(&["-o", bridge]) && has(&["-j", "ACCEPT"]) && line.contains("--dport")
+        }
+        ("nat", Some("DOCKER")) => has(&["!", "-i", bridge]) && has(&["-j", "DNAT"]),
+        ("nat", Some("POSTROUTING")) => {
+            has(&["-j", "MASQUERADE"])
+                && line.contains("--dport")
+                && addr_after("-s").is_some_and(in_subnet)
+                && addr_after("-s") == addr_after("-d")
+        }
+        _ => false,
+    }
+}
+
 /// The three rules Docker adds for one published port.
 pub fn port_rules(bridge: &str, p: &PortMap) -> Vec<Rule> {
     let (proto, cip, cport, hport) = (&p.proto, p.container_ip, p.container_port, p.host_port);
@@ -154,6 +177,25 @@ pub fn port_rules(bridge: &str, p: &PortMap) -> Vec<Rule> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_published_ports_rules_are_recognised_as_such_and_nothing_else() {
+        let p = PortMap {
+            proto: "tcp".into(),
+            host_ip: Ipv4Addr::UNSPECIFIED,
+            host_port: 8081,
+            container_ip: Ipv4Addr::new(172, 17, 0, 2),
+            container_port: 80,
+        };
+        let inside = |ip: Ipv4Addr| ip.octets()[..2] == [172, 17];
+        for r in port_rules("docker0", &p) {
+            assert!(is_port_rule(r.table, &r.text(), "docker0", &inside), "{}", r.text());
+            assert!(!is_port_rule(r.table, &r.text(), "br-0123456789ab", &|_| false), "{}", r.text());
+        }
+        for (r, _) in global_rules().into_iter().chain(bridge_rules("docker0", "172.17.0.0/16")) {
+            assert!(!is_port_rule(r.table, &r.text(), "docker0", &inside), "{}", r.text());
+        }
+    }
 
     #[test]
     fn a_published_port_gets_dockers_three_rules() {

@@ -413,8 +413,10 @@ impl Containers {
                 tracing::warn!(path = %path.display(), kept = %aside.display(), ok = moved.is_ok(), "an unreadable container record: its files are kept aside");
                 continue;
             };
+            // A start a crash cut short leaves the overlay mounted before the
+            // record says running: whatever it says, nothing runs now.
+            let _ = nix::mount::umount2(Path::new(&rec.layer.merged), nix::mount::MntFlags::MNT_DETACH);
             if rec.state.status == Status::Running || rec.state.status == Status::Removing {
-                let _ = nix::mount::umount2(Path::new(&rec.layer.merged), nix::mount::MntFlags::MNT_DETACH);
                 rec.state.status = Status::Exited;
                 rec.state.pid = 0;
                 rec.state.paused = false;
@@ -451,9 +453,33 @@ impl Containers {
     /// Takes the daemon's networks and clears what containers that died
     /// with the previous daemon left of theirs (veth, namespace, rules).
     pub async fn set_networks(self: &Arc<Self>, nets: Arc<crate::network::Networks>) {
-        *self.networks.lock().unwrap_or_else(|p| p.into_inner()) = Some(nets);
+        *self.networks.lock().unwrap_or_else(|p| p.into_inner()) = Some(nets.clone());
         for c in self.list() {
             self.leave_networks(&c).await;
+        }
+        // What a crash left before it was recorded (nothing runs now): the
+        // containers' network namespaces, their veths, their port rules.
+        let mut left = 0;
+        for e in fs::read_dir(nets.sandbox_path("x").parent().unwrap_or(Path::new("/nonexistent"))).into_iter().flatten().flatten() {
+            crate::network::netlink::remove_netns(&e.path());
+            left += 1;
+        }
+        if let Ok(h) = crate::network::netlink::connect() {
+            for c in self.list() {
+                for net in nets.all() {
+                    let veth = crate::network::veth_name(&c.id, net.id());
+                    if matches!(crate::network::netlink::link_by_name(&h, &veth).await, Ok(Some(_))) {
+                        let _ = crate::network::netlink::delete_link(&h, &veth).await;
+                        left += 1;
+                    }
+                }
+            }
+        }
+        for net in nets.all() {
+            left += net.clear_stale_port_rules();
+        }
+        if left > 0 {
+            tracing::warn!(objects = left, "removed network namespaces, veths and port rules a crashed berthd left unrecorded");
         }
     }
 
@@ -859,6 +885,7 @@ impl Containers {
         )
         .map_err(|e| internal(format!("mounting the container's overlay at {}: {e}", rec.layer.merged)))?;
         self.bus.emit(Event::OverlayMounted { id: rec.id.clone(), merged: rec.layer.merged.clone(), options: opts });
+        crate::fault::point("start.mounted");
         match self.spawn(c, &rec).await {
             Ok(()) => Ok(true),
             Err(e) => {
@@ -996,6 +1023,7 @@ impl Containers {
             }
         }
         cgroup_procs.dedup();
+        crate::fault::point("start.cgroups");
         let args = rec.command();
         let spec = InitSpec {
             rootfs: PathBuf::from(&rec.layer.merged),
@@ -1062,6 +1090,7 @@ impl Containers {
             }
             Err(e) => return Err(internal(e)),
         };
+        crate::fault::point("start.launched");
         let Launched { mut child, pid, stdin, stdout, stderr, pty } = launched;
         let rec = c.update(|r| {
             r.state.status = Status::Running;
@@ -1407,6 +1436,7 @@ impl Containers {
         if !rec.state.paused {
             let _ = self.kill(c, &rec.stop_signal());
         }
+        crate::fault::point("stop.signalled");
         let stopped = tokio::time::timeout(Duration::from_secs(secs), exits.wait_for(|n| *n != before)).await.map(|r| r.is_ok());
         if stopped.is_err() {
             let _ = self.kill(c, "SIGKILL");
@@ -1455,6 +1485,7 @@ impl Containers {
         self.device_cgroups.remove(&rec.id).await;
         self.resources.remove(&rec.id).await;
         let _ = nix::mount::umount2(Path::new(&rec.layer.merged), nix::mount::MntFlags::MNT_DETACH);
+        crate::fault::point("rm.unmounted");
         let layer_dir = self.data_root.join("overlay2").join(&rec.id);
         for d in [self.dir(&rec.id), layer_dir, self.exec_root.join("containers").join(&rec.id)] {
             if let Err(e) = fs::remove_dir_all(&d) {

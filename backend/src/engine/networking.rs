@@ -128,6 +128,7 @@ impl Containers {
         let requests = crate::engine::containers::port_requests(rec).map_err(ApiError::bad_request)?;
         let path = nets.sandbox_path(&rec.id);
         create_sandbox(&path).map_err(|e| internal(format!("creating the network namespace: {e}")))?;
+        crate::fault::point("start.netns");
         let r = c.update(|r| r.sandbox = Some(path.clone()));
         self.save(&r).map_err(internal)?;
         for (i, a) in rec.attachments().iter().enumerate() {
@@ -141,6 +142,7 @@ impl Containers {
                 crate::network::netlink::NetError::Conflict(m) => ApiError::conflict(m),
                 e => internal(format!("connecting to network {}: {e}", net.name())),
             })?;
+            crate::fault::point("start.veth");
             let r = c.update(|r| {
                 r.endpoints.insert(net.name().to_string(), ep.clone());
             });
@@ -148,6 +150,7 @@ impl Containers {
             // (Docker publishes no port of a container on an internal network.)
             if i == 0 && !net.spec.internal {
                 let maps = net.publish(&rec.id, &ep, &requests).await?;
+                crate::fault::point("start.published");
                 let r = c.update(|r| r.ports = maps);
                 self.save(&r).map_err(internal)?;
             }

@@ -276,6 +276,28 @@ impl BridgeNetwork {
     }
 
     /// Removes the rules and stops the proxies of a container's ports.
+    /// Daemon start: port rules of this bridge that no container holds
+    /// (a crash between adding them and recording them) are taken out.
+    pub fn clear_stale_port_rules(&self) -> usize {
+        let ipam = self.ipam.lock().unwrap_or_else(|p| p.into_inner()).clone();
+        let inside = |ip: Ipv4Addr| ipam.contains(ip);
+        let mut n = 0;
+        for (table, chain) in [("filter", "DOCKER"), ("nat", "DOCKER"), ("nat", "POSTROUTING")] {
+            for line in self.iptables.list(table, chain) {
+                if !berth_shared::netfilter::is_port_rule(table, &line, self.bridge(), &inside) {
+                    continue;
+                }
+                let spec = line.split_whitespace().skip(2).collect::<Vec<_>>().join(" ");
+                let r = nat::Rule::new(table, chain, &spec);
+                if self.iptables.delete(&r).is_ok() {
+                    self.bus.emit(Event::RuleRemoved { table: r.table.into(), rule: r.text() });
+                    n += 1;
+                }
+            }
+        }
+        n
+    }
+
     pub fn unpublish(&self, container_id: &str, maps: &[nat::PortMap]) {
         self.proxies.lock().unwrap_or_else(|p| p.into_inner()).remove(container_id);
         self.unpublish_rules(container_id, maps);

@@ -55,6 +55,15 @@ impl Iptables {
         self.run(&args).map(|_| true)
     }
 
+    /// A chain's rules as `iptables -S` lists them (`-A CHAIN …`).
+    pub fn list(&self, table: &str, chain: &str) -> Vec<String> {
+        Command::new("iptables")
+            .args(["-w", "-t", table, "-S", chain])
+            .output()
+            .map(|o| String::from_utf8_lossy(&o.stdout).lines().filter(|l| l.starts_with("-A ")).map(String::from).collect())
+            .unwrap_or_default()
+    }
+
     /// The 1-based position of a rule in its chain, as `iptables -S` lists it.
     fn position(&self, r: &Rule) -> Result<Option<usize>, IptablesError> {
         let args = ["-t", r.table, "-S", r.chain];

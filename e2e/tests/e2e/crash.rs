@@ -4,7 +4,7 @@
 //! a container half-vanish; scratch of a crashed create is cleared.
 #![allow(clippy::unwrap_used)] // test code: a failed step should panic with its error
 
-use berth_e2e::sandbox::node1;
+use berth_e2e::sandbox::{node1, out};
 
 /// Processes whose command line is exactly `cmd` (NUL-separated args).
 fn running(cmd: &[&str]) -> Vec<i32> {
@@ -89,4 +89,69 @@ fn damaged_state_files_neither_stop_berthd_nor_leave_half_a_container() {
     // The unfinished create is cleared.
     assert!(!data.join("containers").join(&half).exists() && !data.join("overlay2").join(&half).exists());
     assert!(d.log_text().contains("rebuilt from the image configs"), "{}", d.log_text());
+}
+
+/// What the sandbox's kernel holds of berthd's containers: veths, overlay
+/// mounts of the data root, network namespace files, port rules, processes.
+fn leftovers(sb: &berth_e2e::sandbox::Sandbox) -> Vec<String> {
+    let run = |cmd: &str| String::from_utf8_lossy(&sb.run("sh", &["-c", cmd]).unwrap().stdout).to_string();
+    let mut out = Vec::new();
+    out.extend(
+        run("ip -o link | awk -F': ' '{print $2}' | cut -d@ -f1").lines().filter(|l| l.starts_with("veth")).map(|l| format!("link {l}")),
+    );
+    let data = sb.dir().join("berth/data").display().to_string();
+    out.extend(
+        run("cat /proc/self/mountinfo").lines().filter(|l| l.contains(&data) && l.contains(" overlay ")).map(|l| format!("mount {l}")),
+    );
+    let netns = sb.dir().join("berth/run/netns");
+    out.extend(std::fs::read_dir(&netns).into_iter().flatten().flatten().map(|e| format!("netns {}", e.path().display())));
+    out.extend(run("iptables-save").lines().filter(|l| l.contains("--dport 80")).map(|l| format!("rule {l}")));
+    out.extend(running(&["sleep", "6011"]).iter().map(|p| format!("process {p}")));
+    out
+}
+
+/// berthd killed at each point of `docker run -d -p`, `docker stop` and
+/// `docker rm` (BERTH_FAULT), then started again: nothing of the container
+/// is left in the kernel that berthd does not know, the container is
+/// removable (and its port free for the next one).
+#[test]
+fn a_berthd_killed_at_any_step_of_run_stop_or_rm_leaves_nothing_behind() {
+    let (sb, mut d) = node1().unwrap();
+    sb.docker_ok(&d, &["pull", "alpine"]);
+    assert!(d.terminate().unwrap().success());
+    let mirror = ["--registry-mirror", "http://127.0.0.1:5000"];
+    // backend/src/fault.rs's points, in the order a run, stop and rm reach them.
+    for point in [
+        "start.mounted",
+        "start.netns",
+        "start.veth",
+        "start.published",
+        "start.cgroups",
+        "start.launched",
+        "stop.signalled",
+        "rm.unmounted",
+    ] {
+        let mut d = sb.start_berthd_env(&[("BERTH_FAULT", point)], &mirror).unwrap();
+        let run = sb.docker(&d, &["run", "-d", "--name", "faulty", "-p", "8093:80", "alpine", "sleep", "6011"]).unwrap();
+        if point.starts_with("stop.") || point.starts_with("rm.") {
+            assert!(run.status.success(), "{point}: {}", out(&run));
+            let verb: &[&str] = if point.starts_with("stop.") { &["stop", "-t", "1", "faulty"] } else { &["rm", "-f", "faulty"] };
+            let _ = sb.docker(&d, verb);
+        }
+        // berthd is gone.
+        let gone = (0..100).any(|_| {
+            std::thread::sleep(std::time::Duration::from_millis(50));
+            d.child.try_wait().ok().flatten().is_some()
+        });
+        assert!(gone, "{point}: berthd did not die:\n{}", d.log_text());
+        let mut d = sb.start_berthd(&mirror).unwrap();
+        let _ = sb.docker(&d, &["rm", "-f", "faulty"]);
+        let left = leftovers(&sb);
+        assert!(left.is_empty(), "{point}: left behind {left:#?}\n{}", d.log_text());
+        // The port and the name are free again.
+        sb.docker_ok(&d, &["run", "-d", "--name", "faulty", "-p", "8093:80", "alpine", "sleep", "6011"]);
+        sb.docker_ok(&d, &["rm", "-f", "faulty"]);
+        assert!(leftovers(&sb).is_empty(), "{point}");
+        assert!(d.terminate().unwrap().success());
+    }
 }
