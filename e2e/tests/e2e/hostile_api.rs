@@ -11,9 +11,13 @@ use futures_util::{SinkExt, StreamExt};
 use tokio_tungstenite::tungstenite::client::IntoClientRequest;
 use tokio_tungstenite::tungstenite::Message;
 
-fn mounts_in(sb: &Sandbox) -> usize {
+/// The sandbox's mount points (the mount table's fifth field).
+fn mounts_in(sb: &Sandbox) -> Vec<String> {
     let o = sb.run("cat", &["/proc/self/mountinfo"]).unwrap();
-    String::from_utf8_lossy(&o.stdout).lines().count()
+    let mut v: Vec<String> =
+        String::from_utf8_lossy(&o.stdout).lines().filter_map(|l| l.split_whitespace().nth(4).map(String::from)).collect();
+    v.sort();
+    v
 }
 
 #[test]
