@@ -107,7 +107,9 @@ fn write_archive(images: &ImageStore, picked: Vec<(ImageRecord, Vec<String>)>, o
                 continue;
             }
             written.push(id.clone());
-            let source = match images.tar_split(&l.chain_id) {
+            let recorded = images.tar_split(&l.chain_id);
+            let had_record = recorded.is_some();
+            let source = match recorded {
                 Some(s) => LayerSource::Split(s),
                 None => {
                     // A layer berth made from a directory: its tar as it was hashed.
@@ -149,10 +151,14 @@ fn write_archive(images: &ImageStore, picked: Vec<(ImageRecord, Vec<String>)>, o
             ar.append(&header(&name, size, 0o644), reader.take(size))?;
             let digest = producer.join().map_err(|_| io::Error::other("the layer writer panicked"))??;
             if digest != l.diff_id {
-                return Err(io::Error::other(format!(
-                    "layer {} no longer matches its diff ID (its files changed on disk): {digest}",
-                    l.diff_id
-                )));
+                return Err(io::Error::other(if had_record {
+                    format!("layer {} no longer matches its diff ID (its files changed on disk): {digest}", l.diff_id)
+                } else {
+                    format!(
+                        "layer {} was pulled before berth kept a record of its original tar, so it cannot be written as it came: pull the image again",
+                        l.diff_id
+                    )
+                }));
             }
         }
         for t in &tags {
