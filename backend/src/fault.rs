@@ -3,9 +3,21 @@
 //! OOM kill would end it), so a test can check what the next berthd makes of
 //! what was left half done. Unset, a point costs one environment lookup.
 
-/// The points, in the order a `docker run -d -p` reaches them.
-pub const POINTS: &[&str] =
-    &["start.mounted", "start.netns", "start.veth", "start.published", "start.cgroups", "start.launched", "stop.signalled", "rm.unmounted"];
+/// The points: in the order a `docker run -d -p`, `stop` and `rm` reach
+/// them, then a pull's (a layer unpacked, not yet stored) and a build's (a
+/// COPY step's overlay mounted).
+pub const POINTS: &[&str] = &[
+    "start.mounted",
+    "start.netns",
+    "start.veth",
+    "start.published",
+    "start.cgroups",
+    "start.launched",
+    "stop.signalled",
+    "rm.unmounted",
+    "pull.unpacked",
+    "build.copying",
+];
 
 /// Dies here if the environment names this point.
 pub fn point(name: &str) {

@@ -372,6 +372,7 @@ impl Builder {
         let (upper, work, merged) = (scratch.sub("diff")?, scratch.sub("work")?, scratch.sub("merged")?);
         let lowers = self.lower_dirs(img, &scratch)?;
         mount_overlay(&lowers, Some((&upper, &work)), &merged).map_err(fail)?;
+        crate::fault::point("build.copying");
         scratch.mounted.push(merged.clone());
         // The scratch goes with the blocking work: a build cancelled while
         // it runs unmounts and removes it only once the work has stopped.

@@ -416,6 +416,7 @@ async fn unpack_layer(
             if got != diff_id {
                 return Err(PullError::Failed(format!("layer diff_id mismatch: the config says {diff_id}, the content is {got}")));
             }
+            crate::fault::point("pull.unpacked");
             let added = store
                 .commit_layer(&chain, &diff_id, parent.as_deref(), size, &target)
                 .map_err(|e| PullError::Failed(format!("storing layer {chain}: {e}")))?;

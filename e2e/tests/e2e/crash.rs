@@ -155,3 +155,51 @@ fn a_berthd_killed_at_any_step_of_run_stop_or_rm_leaves_nothing_behind() {
         assert!(d.terminate().unwrap().success());
     }
 }
+
+/// berthd killed while a pull has a layer unpacked but not stored, and
+/// while a build's COPY step has its overlay mounted: the next berthd
+/// leaves no scratch dir or mount behind, and the pull and the build work.
+#[test]
+fn a_berthd_killed_mid_pull_or_mid_build_leaves_no_scratch_or_mount() {
+    let (sb, mut d) = node1().unwrap();
+    assert!(d.terminate().unwrap().success());
+    let mirror = ["--registry-mirror", "http://127.0.0.1:5000"];
+    let data = sb.dir().join("berth/data");
+    let mounts = || {
+        let o = sb.run("cat", &["/proc/self/mountinfo"]).unwrap();
+        let d = data.display().to_string();
+        String::from_utf8_lossy(&o.stdout).lines().filter(|l| l.contains(&d)).map(String::from).collect::<Vec<_>>()
+    };
+    let scratch = || {
+        std::fs::read_dir(data.join("tmp"))
+            .map(|r| r.flatten().map(|e| e.file_name().to_string_lossy().into_owned()).collect::<Vec<_>>())
+            .unwrap_or_default()
+    };
+    let dies = |d: &mut berth_e2e::sandbox::Berthd| {
+        (0..100).any(|_| {
+            std::thread::sleep(std::time::Duration::from_millis(50));
+            d.child.try_wait().ok().flatten().is_some()
+        })
+    };
+
+    let mut d = sb.start_berthd_env(&[("BERTH_FAULT", "pull.unpacked")], &mirror).unwrap();
+    let _ = sb.docker(&d, &["pull", "alpine"]);
+    assert!(dies(&mut d), "the pull did not reach its fault point:\n{}", d.log_text());
+    let mut d = sb.start_berthd(&mirror).unwrap();
+    assert!(scratch().is_empty(), "{:?}", scratch());
+    sb.docker_ok(&d, &["pull", "alpine"]);
+    assert!(d.terminate().unwrap().success());
+
+    let ctx = sb.dir().join("ctx");
+    std::fs::create_dir_all(&ctx).unwrap();
+    std::fs::write(ctx.join("app.txt"), "app\n").unwrap();
+    std::fs::write(ctx.join("Dockerfile"), "FROM alpine\nCOPY app.txt /app.txt\n").unwrap();
+    let mut d = sb.start_berthd_env(&[("BERTH_FAULT", "build.copying")], &mirror).unwrap();
+    let _ = sb.docker(&d, &["build", "-t", "lab/app", &ctx.display().to_string()]);
+    assert!(dies(&mut d), "the build did not reach its fault point:\n{}", d.log_text());
+    let d = sb.start_berthd(&mirror).unwrap();
+    assert!(mounts().is_empty(), "mounts left: {:#?}", mounts());
+    assert!(scratch().is_empty(), "{:?}", scratch());
+    sb.docker_ok(&d, &["build", "-q", "-t", "lab/app", &ctx.display().to_string()]);
+    assert_eq!(sb.docker_ok(&d, &["run", "--rm", "lab/app", "cat", "/app.txt"]), "app\n");
+}
