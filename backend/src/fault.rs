@@ -2,22 +2,11 @@
 //! kill itself with SIGKILL when it reaches that point (as a power cut or an
 //! OOM kill would end it), so a test can check what the next berthd makes of
 //! what was left half done. Unset, a point costs one environment lookup.
-
-/// The points: in the order a `docker run -d -p`, `stop` and `rm` reach
-/// them, then a pull's (a layer unpacked, not yet stored) and a build's (a
-/// COPY step's overlay mounted).
-pub const POINTS: &[&str] = &[
-    "start.mounted",
-    "start.netns",
-    "start.veth",
-    "start.published",
-    "start.cgroups",
-    "start.launched",
-    "stop.signalled",
-    "rm.unmounted",
-    "pull.unpacked",
-    "build.copying",
-];
+//!
+//! The points (`point("…")` calls): start.mounted, start.netns, start.veth,
+//! start.published, start.cgroups, start.launched, stop.signalled,
+//! rm.unmounted, pull.unpacked, build.copying — e2e/tests/e2e/crash.rs kills
+//! berthd at each.
 
 /// Dies here if the environment names this point.
 pub fn point(name: &str) {

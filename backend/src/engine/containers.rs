@@ -30,7 +30,7 @@ use crate::runtime::cgroups::{default_rules, DeviceCgroups};
 use crate::runtime::confine::Confinement;
 use crate::runtime::process::{launch, LaunchError, Launched};
 use crate::runtime::resources::{ResourceCgroups, Sample};
-use crate::runtime::spec::{Bind, ExecSpec, InitSpec, NetNs, Rlimit, MASKED_PATHS, READONLY_PATHS};
+use crate::runtime::spec::{Bind, Confined, ExecSpec, InitSpec, NetNs, MASKED_PATHS, READONLY_PATHS};
 
 /// Which stream a chunk of output came from.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -279,17 +279,6 @@ impl Container {
             None => Ok(()),
         }
     }
-}
-
-/// What a `docker exec` process inherits from its container.
-#[derive(Debug)]
-pub struct ExecConfinement {
-    pub capabilities: Vec<String>,
-    pub cgroup_procs: Vec<PathBuf>,
-    pub rlimits: Vec<Rlimit>,
-    pub seccomp: Vec<Vec<crate::runtime::seccomp::Insn>>,
-    pub no_new_privileges: bool,
-    pub group_add: Vec<String>,
 }
 
 /// All containers of this daemon.
@@ -956,39 +945,29 @@ impl Containers {
         user: String,
         tty: bool,
     ) -> Result<ExecSpec, ApiError> {
-        let conf = self.exec_confinement(rec)?;
-        Ok(ExecSpec {
-            target_pid: rec.state.pid,
-            args,
-            env,
-            cwd,
-            user,
-            tty,
-            capabilities: conf.capabilities,
-            cgroup_procs: conf.cgroup_procs,
-            rlimits: conf.rlimits,
-            seccomp: conf.seccomp,
-            no_new_privileges: conf.no_new_privileges,
-            group_add: conf.group_add,
-        })
+        Ok(ExecSpec { target_pid: rec.state.pid, args, env, cwd, user, tty, confined: self.exec_confinement(rec)? })
     }
 
     /// What a `docker exec` in this container inherits from it: its
     /// capability set, cgroups, ulimits, seccomp programs and no_new_privs.
-    pub fn exec_confinement(&self, rec: &Record) -> Result<ExecConfinement, ApiError> {
+    pub fn exec_confinement(&self, rec: &Record) -> Result<Confined, ApiError> {
         let conf = Confinement::from_host_config(&rec.host_config).map_err(ApiError::bad_request)?;
         let mut cgroup_procs: Vec<PathBuf> = self.device_cgroups.dir(&rec.id).map(|d| d.join("cgroup.procs")).into_iter().collect();
         cgroup_procs.extend(self.resources.views(&rec.id).into_iter().map(|(_, d)| d.join("cgroup.procs")));
         cgroup_procs.dedup();
-        let capabilities = self.capabilities(&conf);
-        let seccomp = crate::runtime::seccomp::programs(&conf.seccomp, &capabilities).map_err(internal)?;
-        Ok(ExecConfinement {
+        self.confined(&conf, cgroup_procs)
+    }
+
+    /// A container's confinement from its HostConfig's and its cgroups.
+    fn confined(&self, conf: &Confinement, cgroup_procs: Vec<PathBuf>) -> Result<Confined, ApiError> {
+        let capabilities = self.capabilities(conf);
+        Ok(Confined {
+            seccomp: crate::runtime::seccomp::programs(&conf.seccomp, &capabilities).map_err(internal)?,
             capabilities,
             cgroup_procs,
-            rlimits: conf.rlimits,
-            seccomp,
+            rlimits: conf.rlimits.clone(),
             no_new_privileges: conf.no_new_privileges,
-            group_add: conf.group_add,
+            group_add: conf.group_add.clone(),
         })
     }
 
@@ -1051,14 +1030,9 @@ impl Containers {
             } else {
                 conf.readonly_paths.clone().unwrap_or_else(|| READONLY_PATHS.iter().map(|s| s.to_string()).collect())
             },
-            seccomp: crate::runtime::seccomp::programs(&conf.seccomp, &self.capabilities(&conf)).map_err(internal)?,
-            no_new_privileges: conf.no_new_privileges,
-            group_add: conf.group_add.clone(),
-            capabilities: self.capabilities(&conf),
-            cgroup_procs,
+            confined: self.confined(&conf, cgroup_procs)?,
             privileged: conf.privileged,
             readonly_rootfs: conf.readonly_rootfs,
-            rlimits: conf.rlimits.clone(),
             devices,
             tmpfs: conf.tmpfs.clone(),
             shm_size: conf.shm_size,

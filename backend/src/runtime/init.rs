@@ -107,7 +107,7 @@ pub fn init_main(spec_path: &str) -> ! {
         Err(e) => fail(sync, &e),
     };
     // First of all: nothing the container does may escape its cgroups.
-    if let Err(e) = join_cgroups(&spec.cgroup_procs) {
+    if let Err(e) = join_cgroups(&spec.confined.cgroup_procs) {
         fail(sync, &e);
     }
     let mut flags = CloneFlags::CLONE_NEWNS | CloneFlags::CLONE_NEWUTS | CloneFlags::CLONE_NEWIPC | CloneFlags::CLONE_NEWPID;
@@ -139,7 +139,7 @@ pub fn exec_main(spec_path: &str) -> ! {
         Ok(s) => s,
         Err(e) => fail(sync, &e),
     };
-    if let Err(e) = join_cgroups(&spec.cgroup_procs) {
+    if let Err(e) = join_cgroups(&spec.confined.cgroup_procs) {
         fail(sync, &e);
     }
     // Open all first: after joining the mount namespace /proc is the container's.
@@ -172,8 +172,8 @@ pub fn exec_main(spec_path: &str) -> ! {
     fork_and_supervise(sync, || {
         let r = (|| {
             session(spec.tty)?;
-            set_rlimits(&spec.rlimits)?;
-            become_user(&spec.user, &spec.group_add, &spec.capabilities, spec.no_new_privileges, &spec.seccomp)?;
+            set_rlimits(&spec.confined.rlimits)?;
+            become_user(&spec.user, &spec.confined)?;
             let cwd = if spec.cwd.is_empty() { "/" } else { spec.cwd.as_str() };
             ctx(nix::unistd::chdir(cwd), || format!("chdir {cwd}"))
         })();
@@ -319,8 +319,8 @@ fn container_setup(spec: &InitSpec) -> R<()> {
     }
 
     session(spec.tty)?;
-    set_rlimits(&spec.rlimits)?;
-    become_user(&spec.user, &spec.group_add, &spec.capabilities, spec.no_new_privileges, &spec.seccomp)?;
+    set_rlimits(&spec.confined.rlimits)?;
+    become_user(&spec.user, &spec.confined)?;
     ctx(nix::unistd::chdir(cwd), || format!("chdir {cwd}"))
 }
 
@@ -526,7 +526,9 @@ pub fn resolve_groups(names: &[String], group: &str) -> R<Vec<u32>> {
 /// programs go in first, while this process still holds CAP_SYS_ADMIN (what
 /// installing them without no_new_privs takes, as runc does): everything
 /// after them (capset, setgroups, setuid, chdir, execve) is allowed by them.
-fn become_user(user: &str, group_add: &[String], caps_keep: &[String], no_new_privs: bool, seccomp: &[Vec<super::seccomp::Insn>]) -> R<()> {
+fn become_user(user: &str, confined: &super::spec::Confined) -> R<()> {
+    let (group_add, caps_keep, no_new_privs, seccomp) =
+        (&confined.group_add, &confined.capabilities, confined.no_new_privileges, &confined.seccomp);
     use std::str::FromStr;
     let passwd = std::fs::read_to_string("/etc/passwd").unwrap_or_default();
     let group = std::fs::read_to_string("/etc/group").unwrap_or_default();

@@ -78,20 +78,15 @@ pub struct InitSpec {
     pub binds: Vec<Bind>,
     pub masked_paths: Vec<String>,
     pub readonly_paths: Vec<String>,
-    pub capabilities: Vec<String>,
-    /// The cgroup files (`cgroup.procs`) the helper joins before anything
-    /// else: the devices cgroup holding the container's allowlist.
-    #[serde(default)]
-    pub cgroup_procs: Vec<PathBuf>,
+    /// What it is confined by (its execs are too).
+    #[serde(flatten)]
+    pub confined: Confined,
     /// `--privileged`: /sys read-write (masked/read-only paths come empty).
     #[serde(default)]
     pub privileged: bool,
     /// `--read-only`: the root remounted read-only once everything is mounted.
     #[serde(default)]
     pub readonly_rootfs: bool,
-    /// `--ulimit`s, set before the exec.
-    #[serde(default)]
-    pub rlimits: Vec<Rlimit>,
     /// Device nodes made in the container (`--device`, `--privileged`).
     #[serde(default)]
     pub devices: Vec<DeviceNode>,
@@ -108,6 +103,21 @@ pub struct InitSpec {
     /// one with an empty name for the v2 cgroup itself.
     #[serde(default)]
     pub cgroup_views: Vec<(String, PathBuf)>,
+}
+
+/// What a container's processes — its init and every exec — are confined
+/// by, beyond their namespaces.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Confined {
+    /// The capability set, names as `CAP_CHOWN`.
+    pub capabilities: Vec<String>,
+    /// The cgroup files (`cgroup.procs`) the helper joins before anything
+    /// else: its devices and resource cgroups.
+    #[serde(default)]
+    pub cgroup_procs: Vec<PathBuf>,
+    /// `--ulimit`s, set before the exec.
+    #[serde(default)]
+    pub rlimits: Vec<Rlimit>,
     /// The seccomp programs installed before the exec (`runtime::seccomp`).
     #[serde(default)]
     pub seccomp: Vec<Vec<super::seccomp::Insn>>,
@@ -165,21 +175,9 @@ pub struct ExecSpec {
     pub cwd: String,
     pub user: String,
     pub tty: bool,
-    pub capabilities: Vec<String>,
-    /// The container's cgroups, joined as the container's init joined them.
-    #[serde(default)]
-    pub cgroup_procs: Vec<PathBuf>,
-    /// The container's `--ulimit`s.
-    #[serde(default)]
-    pub rlimits: Vec<Rlimit>,
-    /// The container's seccomp programs and no_new_privs.
-    #[serde(default)]
-    pub seccomp: Vec<Vec<super::seccomp::Insn>>,
-    #[serde(default)]
-    pub no_new_privileges: bool,
-    /// The container's `--group-add`.
-    #[serde(default)]
-    pub group_add: Vec<String>,
+    /// The container's confinement, as its init has it.
+    #[serde(flatten)]
+    pub confined: Confined,
 }
 
 /// Finds `prog` on the container's PATH (from its env), as a shell would,
