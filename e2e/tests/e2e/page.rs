@@ -172,3 +172,59 @@ async fn typing_docker_run_in_the_page_draws_the_container_and_the_recording_rep
     browser.close().await;
     sb.docker_ok(&d, &["stop", "nginx-demo"]);
 }
+
+/// A paused container and one whose healthcheck fails, as the page's
+/// network diagram draws them (screenshot: page-paused-health.png).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_network_diagram_marks_a_paused_and_an_unhealthy_container() {
+    let dist = berth_e2e::repo_root().join("dist");
+    assert!(dist.join("index.html").is_file(), "build the page first (trunk build --release)");
+    let mut sb = Sandbox::new().unwrap();
+    sb.start_registry().unwrap();
+    let page_addr = format!("{}:8080", sb.uplink.node_ip);
+    let d = sb
+        .start_berthd(&["--registry-mirror", "http://127.0.0.1:5000", "--page-addr", &page_addr, "--page-dir", dist.to_str().unwrap()])
+        .unwrap();
+    sb.docker_ok(&d, &["pull", "alpine"]);
+    sb.docker_ok(&d, &["run", "-d", "--name", "frozen", "alpine", "sleep", "300"]);
+    sb.docker_ok(&d, &["pause", "frozen"]);
+    sb.docker_ok(
+        &d,
+        &[
+            "run",
+            "-d",
+            "--name",
+            "sick",
+            "--health-cmd",
+            "false",
+            "--health-interval",
+            "300ms",
+            "--health-retries",
+            "1",
+            "alpine",
+            "sleep",
+            "300",
+        ],
+    );
+    let browser = Browser::start().await.unwrap();
+    let c = &browser.client;
+    c.goto(&format!("http://{page_addr}/?token={}", sb.lab_token())).await.unwrap();
+    browser.wait_for_text("[data-testid=mode]", "live node1", Duration::from_secs(20)).await.unwrap();
+    browser.wait_for_text("[data-testid=container-frozen]", "paused", Duration::from_secs(20)).await.unwrap();
+    browser.wait_for_text("[data-testid=container-sick]", "(unhealthy)", Duration::from_secs(20)).await.unwrap();
+    let class = c.find(Locator::Css("[data-testid=container-frozen]")).await.unwrap().attr("class").await.unwrap().unwrap_or_default();
+    assert!(class.contains("paused"), "{class}");
+    browser.screenshot("page-paused-health.png").await.unwrap();
+    // Unpaused, the mark goes.
+    sb.docker_ok(&d, &["unpause", "frozen"]);
+    let start = std::time::Instant::now();
+    loop {
+        let t = c.find(Locator::Css("[data-testid=container-frozen]")).await.unwrap().text().await.unwrap_or_default();
+        if !t.contains("paused") {
+            break;
+        }
+        assert!(start.elapsed() < Duration::from_secs(10), "still drawn paused: {t}");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    browser.close().await;
+}

@@ -167,7 +167,7 @@ pub fn NetworkDiagram() -> impl IntoView {
                             on:click=move |_| store.selected.set(Some(Selection::Container(id.clone())))>
                             {cables}
                             <rect x=p.x y=box_y width=box_w height=96.0 rx="8"/>
-                            <text class="title" x=p.x + 10.0 y=box_y + 18.0>{p.name.clone()}{p.paused.then_some("  ⏸ paused")}{p.health.clone().map(|h| format!("  ({h})"))}</text>
+                            <text class="title" x=p.x + 10.0 y=box_y + 18.0>{p.name.clone()}{p.paused.then_some("  (paused)")}{p.health.clone().map(|h| format!("  ({h})"))}</text>
                             <text class="muted" x=p.x + 10.0 y=box_y + 34.0>{format!("netns of {}", short(&p.id))}</text>
                             {p.ifaces.iter().enumerate().map(|(k, (ifname, ip, _, _))| view! {
                                 <text class="iface" x=p.x + 10.0 y=box_y + 54.0 + 16.0 * k as f64 data-testid="iface">{format!("{ifname}  {ip}")}</text>
