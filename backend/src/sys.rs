@@ -295,3 +295,16 @@ pub fn install_seccomp(prog: &[(u16, u8, u8, u32)]) -> io::Result<()> {
     }
     Ok(())
 }
+
+/// Lowers (or raises) the calling thread's CPU priority: on Linux the nice
+/// value is per thread, and `PRIO_PROCESS` with a thread id sets only it.
+pub fn set_thread_nice(nice: i32) -> io::Result<()> {
+    let tid = nix::unistd::gettid().as_raw();
+    // SAFETY: setpriority only reads its integer arguments.
+    let r = unsafe { libc::setpriority(libc::PRIO_PROCESS, tid as libc::id_t, nice) };
+    if r == 0 {
+        Ok(())
+    } else {
+        Err(io::Error::last_os_error())
+    }
+}

@@ -20,8 +20,8 @@ use serde::{Deserialize, Serialize};
 use serde_json::{json, Value};
 use tokio::sync::{broadcast, watch};
 
-use super::logs::{pump, pump_pty, JsonLog, LogConfig};
 pub use super::logs::{read_log, LogLine};
+use super::logs::{spawn_pump, JsonLog, LogConfig};
 use super::volumes::{MountPoint, MountRequest, Volumes};
 use crate::error::{ApiError, ErrorKind};
 use crate::events::EventBus;
@@ -1097,19 +1097,23 @@ impl Containers {
             *c.stdin.lock().unwrap_or_else(|p| p.into_inner()) = Some(StdinSink::Pipe(stdin));
             c.stdin_ready.send_modify(|n| *n += 1);
         }
-        if let Some(out) = stdout {
-            readers.push(tokio::spawn(pump(out, StreamKind::Stdout, c.clone(), log.clone())));
-        }
-        if let Some(err) = stderr {
-            readers.push(tokio::spawn(pump(err, StreamKind::Stderr, c.clone(), log.clone())));
+        for (pipe, kind) in
+            [(stdout.map(|p| p.into_owned_fd()), StreamKind::Stdout), (stderr.map(|p| p.into_owned_fd()), StreamKind::Stderr)]
+        {
+            match pipe {
+                Some(Ok(fd)) => readers.push(spawn_pump(fd, kind, c.clone(), log.clone())),
+                Some(Err(e)) => tracing::error!("taking a container's output pipe: {e}"),
+                None => {}
+            }
         }
         if let Some(master) = pty {
             *c.pty.lock().unwrap_or_else(|p| p.into_inner()) = Some(master.clone());
             *c.stdin.lock().unwrap_or_else(|p| p.into_inner()) = Some(StdinSink::Pty(master.clone()));
             c.stdin_ready.send_modify(|n| *n += 1);
-            let c2 = c.clone();
-            let log2 = log.clone();
-            readers.push(tokio::task::spawn_blocking(move || pump_pty(master, c2, log2)));
+            match master.try_clone() {
+                Ok(fd) => readers.push(spawn_pump(fd, StreamKind::Stdout, c.clone(), log.clone())),
+                Err(e) => tracing::error!("reading a container's terminal: {e}"),
+            }
         }
 
         let me = self.clone();

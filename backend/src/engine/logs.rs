@@ -17,7 +17,6 @@ use std::sync::{Arc, Mutex};
 
 use serde::{Deserialize, Serialize};
 use serde_json::{json, Value};
-use tokio::io::AsyncReadExt;
 
 use super::containers::{now_rfc3339, Container, Output, StreamKind};
 use crate::error::{ApiError, ErrorKind};
@@ -456,34 +455,44 @@ impl Follower {
     }
 }
 
-pub(super) async fn pump<R: tokio::io::AsyncRead + Unpin>(mut r: R, kind: StreamKind, c: Arc<Container>, log: Arc<Mutex<JsonLog>>) {
+/// Starts copying one output stream of a container (a pipe, or the PTY
+/// master) to its log and to attached clients, on a thread of its own at a
+/// lower CPU priority: a container flooding its output never holds one of the
+/// async workers that answer the API, and the scheduler runs the copy when
+/// requests have been served. The receiver resolves once the stream ends.
+pub(super) fn spawn_pump(fd: OwnedFd, kind: StreamKind, c: Arc<Container>, log: Arc<Mutex<JsonLog>>) -> tokio::sync::oneshot::Receiver<()> {
+    let (done, finished) = tokio::sync::oneshot::channel();
+    let run = move || {
+        // Best effort: only its priority is at stake.
+        let _ = crate::sys::set_thread_nice(PUMP_NICE);
+        // Tokio made a pipe non-blocking; this thread blocks on it.
+        if let Ok(flags) = nix::fcntl::fcntl(&fd, nix::fcntl::FcntlArg::F_GETFL) {
+            let flags = nix::fcntl::OFlag::from_bits_truncate(flags) - nix::fcntl::OFlag::O_NONBLOCK;
+            let _ = nix::fcntl::fcntl(&fd, nix::fcntl::FcntlArg::F_SETFL(flags));
+        }
+        copy_output(fs::File::from(fd), kind, &c, &log);
+        let _ = done.send(());
+    };
+    if let Err(e) = std::thread::Builder::new().name("output-pump".into()).spawn(run) {
+        tracing::error!("starting an output pump: {e}");
+    }
+    finished
+}
+
+/// The nice value of output pumps (API threads run at 0).
+const PUMP_NICE: i32 = 5;
+
+fn copy_output(mut f: fs::File, kind: StreamKind, c: &Container, log: &Mutex<JsonLog>) {
     let mut buf = vec![0u8; 32 * 1024];
     loop {
-        match r.read(&mut buf).await {
+        match f.read(&mut buf) {
+            // EIO from a PTY master: every slave descriptor is closed (the container exited).
             Ok(0) | Err(_) => break,
             Ok(n) => {
                 if let Ok(mut l) = log.lock() {
                     l.write(kind, &buf[..n]);
                 }
                 let _ = c.output.send(Output::Data(kind, buf[..n].to_vec()));
-            }
-        }
-    }
-}
-
-pub(super) fn pump_pty(master: Arc<OwnedFd>, c: Arc<Container>, log: Arc<Mutex<JsonLog>>) {
-    let Ok(fd) = master.try_clone() else { return };
-    let mut f = fs::File::from(fd);
-    let mut buf = vec![0u8; 32 * 1024];
-    loop {
-        match f.read(&mut buf) {
-            // EIO: every slave descriptor is closed (the container exited).
-            Ok(0) | Err(_) => break,
-            Ok(n) => {
-                if let Ok(mut l) = log.lock() {
-                    l.write(StreamKind::Stdout, &buf[..n]);
-                }
-                let _ = c.output.send(Output::Data(StreamKind::Stdout, buf[..n].to_vec()));
             }
         }
     }
