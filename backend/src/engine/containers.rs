@@ -1092,7 +1092,7 @@ impl Containers {
 
         // Output: to the json log and to attached clients.
         let log = Arc::new(Mutex::new(JsonLog::open_with(&rec.log_path, LogConfig::of(&rec.host_config)).map_err(internal)?));
-        let mut readers = Vec::new();
+        let mut streams = Vec::new();
         if let Some(stdin) = stdin {
             *c.stdin.lock().unwrap_or_else(|p| p.into_inner()) = Some(StdinSink::Pipe(stdin));
             c.stdin_ready.send_modify(|n| *n += 1);
@@ -1101,7 +1101,7 @@ impl Containers {
             [(stdout.map(|p| p.into_owned_fd()), StreamKind::Stdout), (stderr.map(|p| p.into_owned_fd()), StreamKind::Stderr)]
         {
             match pipe {
-                Some(Ok(fd)) => readers.push(spawn_pump(fd, kind, c.clone(), log.clone())),
+                Some(Ok(fd)) => streams.push((fd, kind)),
                 Some(Err(e)) => tracing::error!("taking a container's output pipe: {e}"),
                 None => {}
             }
@@ -1111,19 +1111,18 @@ impl Containers {
             *c.stdin.lock().unwrap_or_else(|p| p.into_inner()) = Some(StdinSink::Pty(master.clone()));
             c.stdin_ready.send_modify(|n| *n += 1);
             match master.try_clone() {
-                Ok(fd) => readers.push(spawn_pump(fd, StreamKind::Stdout, c.clone(), log.clone())),
+                Ok(fd) => streams.push((fd, StreamKind::Stdout)),
                 Err(e) => tracing::error!("reading a container's terminal: {e}"),
             }
         }
+        let pumped = spawn_pump(streams, c.clone(), log.clone());
 
         let me = self.clone();
         let c = c.clone();
         tokio::spawn(async move {
             let status = child.wait().await;
             let code = status.ok().and_then(|s| s.code()).unwrap_or(137);
-            for r in readers {
-                let _ = r.await;
-            }
+            let _ = pumped.await;
             if let Ok(mut l) = log.lock() {
                 l.flush_partial();
             }
