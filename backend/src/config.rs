@@ -6,10 +6,9 @@ use std::path::PathBuf;
 use clap::Parser;
 use serde::Deserialize;
 
-/// The newest Engine API version berthd speaks (Docker 20.10's).
-pub const API_VERSION: &str = "1.41";
-/// The oldest API version clients may ask for.
-pub const MIN_API_VERSION: &str = "1.12";
+/// The API versions berthd speaks (the answers that changed between
+/// versions follow the version asked: `api::ApiVersion`).
+pub use berth_shared::{API_VERSION, MIN_API_VERSION};
 
 #[derive(Clone, Debug, Parser)]
 #[command(name = "berthd", version, about = "berth's container engine and lab server")]

@@ -306,6 +306,19 @@ impl Sandbox {
             .context("running the docker CLI")
     }
 
+    /// The docker CLI pinned to an older API version (`DOCKER_API_VERSION`),
+    /// as a client of that version talks.
+    pub fn docker_at(&self, d: &Berthd, version: &str, args: &[&str]) -> anyhow::Result<Output> {
+        self.command("docker")
+            .args(args)
+            .env("DOCKER_HOST", format!("unix://{}", d.socket.display()))
+            .env("DOCKER_CONFIG", self.dir().join("docker-config"))
+            .env("DOCKER_API_VERSION", version)
+            .stdin(Stdio::null())
+            .output()
+            .context("running the docker CLI")
+    }
+
     fn wait_until(&self, limit: Duration, what: &str, mut ok: impl FnMut() -> bool) -> anyhow::Result<()> {
         let start = Instant::now();
         while start.elapsed() < limit {
@@ -559,8 +572,13 @@ impl Sandbox {
     /// One Engine API request over berthd's socket, as an SDK sends it
     /// (curl inside node1, `/v1.41`): (status, body).
     pub fn api(&self, d: &Berthd, method: &str, path: &str, body: Option<&str>) -> (u16, String) {
+        self.api_at(d, "1.41", method, path, body)
+    }
+
+    /// [`Sandbox::api`] at an API version of the client's choosing.
+    pub fn api_at(&self, d: &Berthd, version: &str, method: &str, path: &str, body: Option<&str>) -> (u16, String) {
         let sock = d.socket.display().to_string();
-        let url = format!("http://berth/v1.41{path}");
+        let url = format!("http://berth/v{version}{path}");
         let mut args = vec!["-sS", "--max-time", "60", "--unix-socket", &sock, "-X", method, "-w", "\n%{http_code}"];
         if let Some(b) = body {
             args.extend(["-H", "Content-Type: application/json", "--data-binary", b]);

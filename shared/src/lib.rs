@@ -17,3 +17,10 @@ pub use container::{RwLayer, Status};
 pub use event::{EngineMode, Envelope, Event, Mount, SCHEMA_VERSION};
 pub use record::{parse_cast, Frame, Recording, StreamMsg};
 pub use state::{apply, Bridge, Container, DaemonInfo, Endpoint, Image, Layer, Network, PublishedPort, ShellCommand, State, Volume};
+
+/// The newest Docker Engine API version berth speaks: Docker 28.2's, the
+/// version of the docker CLI the lab installs (berthd and the simulator say
+/// the same). Older clients negotiate down.
+pub const API_VERSION: &str = "1.50";
+/// The oldest API version clients may ask for (Docker 28's).
+pub const MIN_API_VERSION: &str = "1.24";

@@ -243,7 +243,7 @@ impl Sim {
         };
         sim.emit(Event::DaemonStarted {
             version: "simulated".into(),
-            api_version: "1.41".into(),
+            api_version: crate::API_VERSION.into(),
             root: ROOT.into(),
             socket: "/run/berth/docker.sock".into(),
             engine: EngineMode::Live,
@@ -626,7 +626,11 @@ impl Sim {
                     format!("Error response from daemon: get {name}: no such volume\n")
                 }
             }
-            ["version"] => "Client: Docker Engine - Community\n Version:           28.2.2\n\nServer: berth (simulated node1)\n Engine:\n  Version:          simulated\n  API version:      1.41 (minimum version 1.12)\n".into(),
+            ["version"] => format!(
+                "Client: Docker Engine - Community\n Version:           28.2.2\n\nServer: berth (simulated node1)\n Engine:\n  Version:          simulated\n  API version:      {} (minimum version {})\n",
+                crate::API_VERSION,
+                crate::MIN_API_VERSION
+            ),
             [] | ["--help"] | ["help"] => "Usage:  docker [OPTIONS] COMMAND\n\nThe simulated node1 knows: pull, images, run, ps, logs, stop, kill, rm, exec, inspect, image inspect, network ls|inspect, volume create|ls|inspect|rm, container prune, version\n".into(),
             [cmd, ..] => format!("docker: '{cmd}' is not a docker command in the simulated node1.\nSee 'docker --help'\n"),
         }

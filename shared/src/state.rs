@@ -630,7 +630,7 @@ mod tests {
     fn started() -> Event {
         Event::DaemonStarted {
             version: "0.1.0".into(),
-            api_version: "1.41".into(),
+            api_version: crate::API_VERSION.into(),
             root: "/var/lib/berth".into(),
             socket: "/run/berth/docker.sock".into(),
             engine: EngineMode::Live,
@@ -642,7 +642,7 @@ mod tests {
     fn daemon_start_then_stop_marks_it_not_running() {
         let mut s = State::default();
         apply(&mut s, &started());
-        assert!(s.daemon.as_ref().is_some_and(|d| d.running && d.api_version == "1.41"));
+        assert!(s.daemon.as_ref().is_some_and(|d| d.running && d.api_version == crate::API_VERSION));
         apply(&mut s, &Event::DaemonStopping);
         assert_eq!(s.daemon.as_ref().map(|d| d.running), Some(false));
     }

@@ -16,7 +16,7 @@ use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
 use super::model::ContainerCreate;
 use super::validate::{self, Checked};
-use super::AppState;
+use super::{versions, ApiVersion, AppState};
 use crate::engine::containers::{read_log, Container, Output, Record, StreamKind};
 use crate::error::{ApiError, ApiResult};
 
@@ -132,7 +132,12 @@ fn flag(q: &HashMap<String, String>, k: &str) -> bool {
 /// `POST /containers/create`: the body is checked against Docker's types
 /// (`model::ContainerCreate`) and its names, reference, ports and binds
 /// against Docker's rules before the engine sees it.
-async fn create(State(st): State<AppState>, Query(q): Q, Checked(mut body, typed): Checked<ContainerCreate>) -> ApiResult<Response> {
+async fn create(
+    State(st): State<AppState>,
+    v: ApiVersion,
+    Query(q): Q,
+    Checked(mut body, typed): Checked<ContainerCreate>,
+) -> ApiResult<Response> {
     let name = match q.get("name").filter(|n| !n.is_empty()) {
         Some(n) => Some(validate::check_container_name(n)?),
         None => None,
@@ -141,6 +146,7 @@ async fn create(State(st): State<AppState>, Query(q): Q, Checked(mut body, typed
     validate::check_ports(&typed)?;
     validate::check_binds(&typed)?;
     normalize_str_slices(&mut body);
+    let warnings = versions::adapt_create(&mut body, v)?;
     let image_name = body["Image"].as_str().unwrap_or("").to_string();
     if image_name.is_empty() {
         return Err(ApiError::bad_request("Config cannot be empty in order to create a container"));
@@ -150,7 +156,7 @@ async fn create(State(st): State<AppState>, Query(q): Q, Checked(mut body, typed
         .resolve(&image_name)
         .ok_or_else(|| ApiError::not_found(format!("No such image: {}", crate::image::reference::familiar(&image_name))))?;
     let c = st.containers.create(name.as_deref(), &body, &image, &image_name)?;
-    Ok((StatusCode::CREATED, Json(json!({"Id": c.id, "Warnings": []}))).into_response())
+    Ok((StatusCode::CREATED, Json(json!({"Id": c.id, "Warnings": warnings}))).into_response())
 }
 
 /// moby's strslice: `"Cmd": "echo"` is `["echo"]`. The engine reads lists.
@@ -175,17 +181,28 @@ async fn start(State(st): State<AppState>, Path(id): Path<String>) -> ApiResult<
     Ok(if st.containers.start_checked(&c).await? { StatusCode::NO_CONTENT } else { StatusCode::NOT_MODIFIED })
 }
 
-async fn stop(State(st): State<AppState>, Path(id): Path<String>, Query(q): Q) -> ApiResult<StatusCode> {
+async fn stop(State(st): State<AppState>, v: ApiVersion, Path(id): Path<String>, Query(q): Q) -> ApiResult<StatusCode> {
     let t = validate::parse_number::<u64>("t", q.get("t"))?;
+    let signal = stop_signal(v, &q)?;
     let c = st.containers.get(&id)?;
-    Ok(if st.containers.stop(&c, t).await? { StatusCode::NO_CONTENT } else { StatusCode::NOT_MODIFIED })
+    Ok(if st.containers.stop(&c, t, signal).await? { StatusCode::NO_CONTENT } else { StatusCode::NOT_MODIFIED })
 }
 
-async fn restart(State(st): State<AppState>, Path(id): Path<String>, Query(q): Q) -> ApiResult<StatusCode> {
+async fn restart(State(st): State<AppState>, v: ApiVersion, Path(id): Path<String>, Query(q): Q) -> ApiResult<StatusCode> {
     let t = validate::parse_number::<u64>("t", q.get("t"))?;
+    let signal = stop_signal(v, &q)?;
     let c = st.containers.get(&id)?;
-    st.containers.restart(&c, t).await?;
+    st.containers.restart(&c, t, signal).await?;
     Ok(StatusCode::NO_CONTENT)
+}
+
+/// `?signal=` of a stop or restart (`docker stop -s`), from API 1.42 on.
+fn stop_signal(v: ApiVersion, q: &std::collections::HashMap<String, String>) -> ApiResult<Option<&str>> {
+    let Some(signal) = q.get("signal").filter(|s| !s.is_empty() && v.at_least(42)) else { return Ok(None) };
+    if crate::engine::containers::parse_signal(signal).is_none() {
+        return Err(ApiError::bad_request(format!("Invalid signal: {signal}")));
+    }
+    Ok(Some(signal))
 }
 
 async fn kill(State(st): State<AppState>, Path(id): Path<String>, Query(q): Q) -> ApiResult<StatusCode> {
@@ -506,7 +523,7 @@ async fn logs(State(st): State<AppState>, Path(id): Path<String>, Query(q): Q) -
 }
 
 /// `docker ps` rows.
-async fn list(State(st): State<AppState>, Query(q): Q) -> ApiResult<Json<Value>> {
+async fn list(State(st): State<AppState>, v: ApiVersion, Query(q): Q) -> ApiResult<Json<Value>> {
     let all = flag(&q, "all");
     let filters = super::filters::from_query(&q)?;
     let mut rows: Vec<Record> =
@@ -541,7 +558,7 @@ async fn list(State(st): State<AppState>, Query(q): Q) -> ApiResult<Json<Value>>
                     "State": docker_state(r),
                     "Status": status_text(r),
                     "HostConfig": {"NetworkMode": r.host_config["NetworkMode"]},
-                    "NetworkSettings": {"Networks": network_settings(&st, r)["Networks"]},
+                    "NetworkSettings": {"Networks": network_settings(&st, v, r)["Networks"]},
                     "Mounts": r.mounts.iter().map(|m| json!({"Type": m.kind, "Name": m.name, "Source": m.source.display().to_string(), "Destination": m.destination, "RW": m.rw})).collect::<Vec<_>>(),
                 })
             })
@@ -638,7 +655,7 @@ pub fn human_duration(secs: i64) -> String {
     }
 }
 
-async fn inspect(State(st): State<AppState>, Path(id): Path<String>) -> ApiResult<Json<Value>> {
+async fn inspect(State(st): State<AppState>, v: ApiVersion, Path(id): Path<String>) -> ApiResult<Json<Value>> {
     let c = st.containers.get(&id)?;
     let r = c.record();
     let cmd = r.command();
@@ -686,7 +703,7 @@ async fn inspect(State(st): State<AppState>, Path(id): Path<String>) -> ApiResul
         },
         "Mounts": r.mounts.iter().map(|m| m.describe()).collect::<Vec<_>>(),
         "Config": r.config,
-        "NetworkSettings": network_settings(&st, &r),
+        "NetworkSettings": network_settings(&st, v, &r),
     });
     // Only a container with a healthcheck has State.Health (as Docker's).
     if let Some(h) = &r.state.health {
@@ -718,7 +735,7 @@ fn ports_map(r: &Record) -> Value {
 
 /// NetworkSettings as `docker inspect` shows them: one entry per network
 /// (with its endpoint while running), the first network's also at the top.
-pub fn network_settings(st: &AppState, r: &Record) -> Value {
+pub fn network_settings(st: &AppState, v: ApiVersion, r: &Record) -> Value {
     let nets = st.containers.networks();
     let mode = r.network_mode();
     let mut names: Vec<(String, Vec<String>, Option<std::net::Ipv4Addr>)> =
@@ -733,13 +750,13 @@ pub fn network_settings(st: &AppState, r: &Record) -> Value {
             "host" | "none" => super::networks::fixed_id(name),
             _ => nets.as_ref().and_then(|n| n.find(name)).map(|n| n.id().to_string()).unwrap_or_default(),
         };
-        let aliases = ep.map(|e| e.aliases.clone()).unwrap_or_else(|| asked.clone());
-        networks.insert(
-            name.clone(),
-            json!({
+        let user_defined = !matches!(name.as_str(), "bridge" | "host" | "none");
+        let hostname = r.config["Hostname"].as_str().unwrap_or("");
+        let (aliases, dns_names) = versions::endpoint_names(v, user_defined, ep.is_some(), &r.name, &r.id, hostname, asked);
+        let mut endpoint = json!({
                 "IPAMConfig": ipv4.map(|ip| json!({"IPv4Address": ip.to_string()})),
                 "Links": null,
-                "Aliases": if aliases.is_empty() { Value::Null } else { json!(aliases) },
+                "Aliases": aliases,
                 "NetworkID": network_id,
                 "EndpointID": ep.map(|e| e.endpoint_id.clone()).unwrap_or_default(),
                 "Gateway": ep.map(|e| e.gateway.to_string()).unwrap_or_default(),
@@ -750,8 +767,11 @@ pub fn network_settings(st: &AppState, r: &Record) -> Value {
                 "GlobalIPv6PrefixLen": 0,
                 "MacAddress": ep.map(|e| e.mac.clone()).unwrap_or_default(),
                 "DriverOpts": null,
-            }),
-        );
+        });
+        if let Some(dns) = dns_names {
+            endpoint["DNSNames"] = dns;
+        }
+        networks.insert(name.clone(), endpoint);
     }
     // The top-level fields describe the default bridge only, as in Docker.
     let top = r.endpoints.get("bridge");

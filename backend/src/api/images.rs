@@ -34,10 +34,10 @@ pub fn router() -> Router<AppState> {
 
 /// `GET /images/{name}/get` (`docker save` of one), else the image's
 /// inspect or history.
-async fn by_name_get_or_save(st: State<AppState>, rest: Path<String>) -> ApiResult<Response> {
+async fn by_name_get_or_save(st: State<AppState>, v: super::ApiVersion, rest: Path<String>) -> ApiResult<Response> {
     match rest.0.strip_suffix("/get") {
         Some(name) => save(&st.0, vec![name.to_string()]),
-        None => by_name_get(st, rest).await.map(IntoResponse::into_response),
+        None => by_name_get(st, v, rest).await.map(IntoResponse::into_response),
     }
 }
 
@@ -211,7 +211,7 @@ pub(crate) fn find(st: &AppState, name: &str) -> ApiResult<ImageRecord> {
     st.images.resolve(name).ok_or_else(|| no_such_image(name))
 }
 
-async fn list(State(st): State<AppState>, Query(q): Q) -> ApiResult<Json<Value>> {
+async fn list(State(st): State<AppState>, v: super::ApiVersion, Query(q): Q) -> ApiResult<Json<Value>> {
     let filters = super::filters::from_query(&q)?;
     let mut images = filter_images(&st, st.images.list(), &filters)?;
     images.sort_by(|a, b| b.created.cmp(&a.created).then(a.id.cmp(&b.id)));
@@ -223,8 +223,9 @@ async fn list(State(st): State<AppState>, Query(q): Q) -> ApiResult<Json<Value>>
                 // A dangling image, as API < 1.43 sends it: the docker CLI
                 // lists it as <none> only when both lists say so (with
                 // "<none>:<none>" alone it drops the image from the table).
-                let dangling = i.repo_tags.is_empty() && i.repo_digests.is_empty();
-                json!({
+                // From 1.43 on, both lists are empty.
+                let dangling = i.repo_tags.is_empty() && i.repo_digests.is_empty() && !v.at_least(43);
+                let mut summary = json!({
                     "Id": i.id,
                     "ParentId": "",
                     "RepoTags": if dangling { json!(["<none>:<none>"]) } else { json!(i.repo_tags) },
@@ -235,16 +236,24 @@ async fn list(State(st): State<AppState>, Query(q): Q) -> ApiResult<Json<Value>>
                     "SharedSize": -1,
                     "Labels": labels,
                     "Containers": -1,
-                })
+                });
+                if let Some(m) = summary.as_object_mut() {
+                    super::versions::image_summary(v, m);
+                }
+                summary
             })
             .collect(),
     )))
 }
 
 /// GET /images/{name}/json and /images/{name}/history (names may hold '/').
-async fn by_name_get(State(st): State<AppState>, Path(rest): Path<String>) -> ApiResult<Json<Value>> {
+async fn by_name_get(State(st): State<AppState>, v: super::ApiVersion, Path(rest): Path<String>) -> ApiResult<Json<Value>> {
     if let Some(name) = rest.strip_suffix("/json") {
-        return inspect(&st, name).map(Json);
+        let mut answer = inspect(&st, name)?;
+        if let Some(m) = answer.as_object_mut() {
+            super::versions::image_inspect(v, m);
+        }
+        return Ok(Json(answer));
     }
     if let Some(name) = rest.strip_suffix("/history") {
         let img = find(&st, name)?;

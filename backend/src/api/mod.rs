@@ -34,6 +34,7 @@ pub mod stats;
 pub mod swarm;
 pub mod system;
 pub mod validate;
+pub mod versions;
 pub mod volumes;
 
 /// What the API handlers share.
@@ -112,13 +113,39 @@ fn parse_version(v: &str) -> Option<(u32, u32)> {
     Some((major.parse().ok()?, minor.parse().ok()?))
 }
 
+/// The API version a request speaks: the `/vX.Y` its path came with, or the
+/// newest for a path without one (as Docker treats it). Handlers whose answer
+/// changed between versions take it as an extractor and ask `at_least`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord)]
+pub struct ApiVersion(pub u32, pub u32);
+
+impl ApiVersion {
+    pub fn newest() -> ApiVersion {
+        let (major, minor) = parse_version(API_VERSION).unwrap_or((1, 50));
+        ApiVersion(major, minor)
+    }
+
+    /// Whether the request speaks API 1.`minor` or newer.
+    pub fn at_least(self, minor: u32) -> bool {
+        self >= ApiVersion(1, minor)
+    }
+}
+
+impl<S: Send + Sync> axum::extract::FromRequestParts<S> for ApiVersion {
+    type Rejection = std::convert::Infallible;
+
+    async fn from_request_parts(parts: &mut axum::http::request::Parts, _: &S) -> Result<Self, Self::Rejection> {
+        Ok(parts.extensions.get::<ApiVersion>().copied().unwrap_or_else(ApiVersion::newest))
+    }
+}
+
 async fn api_version(mut req: Request, next: Next) -> Response {
-    let path = req.uri().path();
+    let path = req.uri().path().to_string();
     if let Some(rest) = path.strip_prefix("/v") {
         let (ver, tail) = rest.split_at(rest.find('/').unwrap_or(rest.len()));
         if let Some(asked) = parse_version(ver) {
-            let max = parse_version(API_VERSION).unwrap_or((1, 41));
-            let min = parse_version(MIN_API_VERSION).unwrap_or((1, 12));
+            let max = parse_version(API_VERSION).unwrap_or((1, 50));
+            let min = parse_version(MIN_API_VERSION).unwrap_or((1, 24));
             if asked > max {
                 return ApiError::bad_request(format!("client version {ver} is too new. Maximum supported API version is {API_VERSION}"))
                     .into_response();
@@ -129,6 +156,7 @@ async fn api_version(mut req: Request, next: Next) -> Response {
                 ))
                 .into_response();
             }
+            req.extensions_mut().insert(ApiVersion(asked.0, asked.1));
             let tail = if tail.is_empty() { "/" } else { tail };
             let new = match req.uri().query() {
                 Some(q) => format!("{tail}?{q}"),
@@ -229,7 +257,23 @@ mod tests {
     async fn a_too_new_client_version_gets_dockers_400_message() {
         let (status, _, body, _) = call("GET", "/v1.99/version").await;
         assert_eq!(status, StatusCode::BAD_REQUEST);
-        assert_eq!(body["message"], "client version 1.99 is too new. Maximum supported API version is 1.41");
+        assert_eq!(body["message"], "client version 1.99 is too new. Maximum supported API version is 1.50");
+        let (status, _, body, _) = call("GET", "/v1.23/version").await;
+        assert_eq!(status, StatusCode::BAD_REQUEST);
+        assert_eq!(
+            body["message"],
+            "client version 1.23 is too old. Minimum supported API version is 1.24, please upgrade your client to a newer version"
+        );
+    }
+
+    #[tokio::test]
+    async fn handlers_answer_as_the_version_asked() {
+        // /info lost BridgeNfIptables in 1.50: an unversioned path is the newest.
+        for (path, has) in [("/v1.41/info", true), ("/v1.49/info", true), ("/v1.50/info", false), ("/info", false)] {
+            let (status, _, body, _) = call("GET", path).await;
+            assert_eq!(status, StatusCode::OK);
+            assert_eq!(body.get("BridgeNfIptables").is_some(), has, "{path}");
+        }
     }
 
     #[tokio::test]
@@ -237,6 +281,6 @@ mod tests {
         let (status, headers, body, _) = call("GET", "/v1.41/nope").await;
         assert_eq!(status, StatusCode::NOT_FOUND);
         assert_eq!(body["message"], "page not found");
-        assert_eq!(headers["api-version"], "1.41");
+        assert_eq!(headers["api-version"], "1.50");
     }
 }

@@ -23,6 +23,7 @@ async fn ping() -> impl IntoResponse {
             (header::CACHE_CONTROL, "no-cache, no-store, must-revalidate"),
             (header::PRAGMA, "no-cache"),
             (header::HeaderName::from_static("builder-version"), "1"),
+            (header::HeaderName::from_static("swarm"), "inactive"),
         ],
         "OK",
     )
@@ -61,7 +62,7 @@ async fn version(State(st): State<AppState>) -> Json<Value> {
     }))
 }
 
-async fn info(State(st): State<AppState>) -> Json<Value> {
+async fn info(State(st): State<AppState>, v: super::ApiVersion) -> Json<Value> {
     let h = &st.host;
     let c = &st.config;
     let now = time_rfc3339();
@@ -70,7 +71,7 @@ async fn info(State(st): State<AppState>) -> Json<Value> {
     let paused = containers.iter().filter(|s| s.status == berth_shared::Status::Running && s.paused).count();
     let running = containers.iter().filter(|s| s.status == berth_shared::Status::Running).count() - paused;
     let res = st.containers.resources();
-    Json(json!({
+    let mut info = json!({
         "ID": *st.daemon_id,
         "Containers": containers.len(),
         "ContainersRunning": running,
@@ -155,7 +156,11 @@ async fn info(State(st): State<AppState>) -> Json<Value> {
             berth_shared::EngineMode::Live => Vec::<String>::new(),
             berth_shared::EngineMode::Unavailable => vec!["WARNING: berth's engine is unavailable on this host (not root or no namespaces); containers cannot run".to_string()],
         },
-    }))
+    });
+    if let Some(m) = info.as_object_mut() {
+        super::versions::info(v, m);
+    }
+    Json(info)
 }
 
 /// Is a boolean sysctl (under /proc/sys) set?
@@ -208,7 +213,7 @@ mod tests {
     #[tokio::test]
     async fn version_reports_the_engine_component_and_api_range() {
         let (_, _, v, _) = call("GET", "/v1.41/version").await;
-        assert_eq!(v["ApiVersion"], "1.41");
+        assert_eq!(v["ApiVersion"], "1.50");
         assert_eq!(v["MinAPIVersion"], MIN_API_VERSION);
         assert_eq!(v["Components"][0]["Name"], "Engine");
         assert_eq!(v["Os"], "linux");

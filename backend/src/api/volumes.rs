@@ -103,15 +103,17 @@ async fn remove(State(st): State<AppState>, Path(name): Path<String>, Query(q): 
     Ok(StatusCode::NO_CONTENT)
 }
 
-/// Removes every volume no container uses (API 1.41: named ones too).
-async fn prune(State(st): State<AppState>, Query(q): Q) -> ApiResult<Json<Value>> {
+/// Removes the volumes no container uses: anonymous ones, and named ones
+/// too before API 1.42 or with the `all` filter (`docker volume prune -a`).
+async fn prune(State(st): State<AppState>, version: super::ApiVersion, Query(q): Q) -> ApiResult<Json<Value>> {
     let f = super::filters::from_query(&q)?;
-    super::filters::check_keys(&f, &["label", "label!"])?;
+    super::filters::check_keys(&f, &["label", "label!", "all"])?;
+    let named_too = super::versions::prune_named_volumes(version, &f)?;
     let vols = &st.containers.volumes;
     let mut deleted = Vec::new();
     let mut reclaimed = 0u64;
     for v in vols.list() {
-        if !st.containers.using_volume(&v.name).is_empty() || !matches_filters(&v, false, &f) {
+        if !(v.anonymous || named_too) || !st.containers.using_volume(&v.name).is_empty() || !matches_filters(&v, false, &f) {
             continue;
         }
         let size = vols.size(&v.name);

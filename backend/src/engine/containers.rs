@@ -713,7 +713,7 @@ impl Containers {
         super::restart::Policy::from_host_config(&host_config).map_err(ApiError::bad_request)?;
         // Unknown log drivers and options are refused; inspect shows the driver.
         LogConfig::normalize(&mut host_config)?;
-        let networks = self.networks_for_create(&host_config, &body["NetworkingConfig"]["EndpointsConfig"], body["MacAddress"].as_str())?;
+        let networks = self.networks_for_create(&host_config, &body["NetworkingConfig"]["EndpointsConfig"])?;
         let requests = mount_requests(&host_config, &config)?;
         let mounts = self.make_mounts(&requests)?;
         let dir = self.dir(&id);
@@ -1373,26 +1373,27 @@ impl Containers {
 
     /// `docker stop`: the stop signal, then SIGKILL after the timeout.
     /// False (Docker's 304) when it was not running.
-    pub async fn stop(&self, c: &Container, timeout: Option<u64>) -> Result<bool, ApiError> {
+    /// `docker stop [-t T] [-s SIGNAL]`: the signal asked, else the container's StopSignal.
+    pub async fn stop(&self, c: &Container, timeout: Option<u64>, signal: Option<&str>) -> Result<bool, ApiError> {
         let _one = c.lifecycle.lock().await;
         if let Some(e) = Self::gone(c) {
             return Err(e);
         }
-        self.stop_locked(c, timeout).await
+        self.stop_locked(c, timeout, signal).await
     }
 
     /// `docker restart`: stop then start, with no other call in between.
-    pub async fn restart(self: &Arc<Self>, c: &Arc<Container>, timeout: Option<u64>) -> Result<(), ApiError> {
+    pub async fn restart(self: &Arc<Self>, c: &Arc<Container>, timeout: Option<u64>, signal: Option<&str>) -> Result<(), ApiError> {
         let _one = c.lifecycle.lock().await;
         if let Some(e) = Self::gone(c) {
             return Err(e);
         }
-        self.stop_locked(c, timeout).await?;
+        self.stop_locked(c, timeout, signal).await?;
         Self::user_start(c);
         self.start_locked(c).await.map(|_| ())
     }
 
-    async fn stop_locked(&self, c: &Container, timeout: Option<u64>) -> Result<bool, ApiError> {
+    async fn stop_locked(&self, c: &Container, timeout: Option<u64>, signal: Option<&str>) -> Result<bool, ApiError> {
         let rec = c.record();
         if rec.state.restarting {
             // Waiting for its policy's restart: the stop cancels it.
@@ -1411,7 +1412,7 @@ impl Containers {
         // A paused container cannot take its stop signal: it is killed.
         let secs = if rec.state.paused { 0 } else { timeout.or(rec.stop_timeout()).unwrap_or(10) };
         if !rec.state.paused {
-            let _ = self.kill(c, &rec.stop_signal());
+            let _ = self.kill(c, signal.unwrap_or(&rec.stop_signal()));
         }
         crate::fault::point("stop.signalled");
         let stopped = tokio::time::timeout(Duration::from_secs(secs), exits.wait_for(|n| *n != before)).await.map(|r| r.is_ok());
@@ -1493,7 +1494,7 @@ impl Containers {
         self.shutting_down.store(true, std::sync::atomic::Ordering::SeqCst);
         for c in self.list() {
             if c.record().state.status == Status::Running {
-                let _ = self.stop(&c, Some(2)).await;
+                let _ = self.stop(&c, Some(2), None).await;
             }
         }
         self.device_cgroups.close().await;

@@ -32,12 +32,7 @@ fn strings(v: &Value) -> Vec<String> {
 impl Containers {
     /// The networks a new container joins: its NetworkMode first, then any
     /// other EndpointsConfig entry, each with its `--network-alias`es.
-    pub(super) fn networks_for_create(
-        &self,
-        host_config: &Value,
-        endpoints: &Value,
-        config_mac: Option<&str>,
-    ) -> Result<Vec<NetAttach>, ApiError> {
+    pub(super) fn networks_for_create(&self, host_config: &Value, endpoints: &Value) -> Result<Vec<NetAttach>, ApiError> {
         let mode = match host_config["NetworkMode"].as_str().unwrap_or("default") {
             "" | "default" => "bridge",
             m => m,
@@ -62,9 +57,9 @@ impl Containers {
                 return Err(ApiError::bad_request("network-scoped alias is supported only for containers in user defined networks"));
             }
             let ipv4 = self.requested_ip(&name, &conf["IPAMConfig"])?;
-            // The endpoint's MacAddress, or (API < 1.44) Config.MacAddress for the first network.
-            let mac = conf["MacAddress"].as_str().filter(|m| !m.is_empty()).or(if out.is_empty() { config_mac } else { None });
-            let mac = match mac.filter(|m| !m.is_empty()) {
+            // The endpoint's MacAddress (a container-wide one was moved
+            // into the main network's by api::versions::adapt_create).
+            let mac = match conf["MacAddress"].as_str().filter(|m| !m.is_empty()) {
                 Some(m) => {
                     berth_shared::ipam::parse_mac(m).ok_or_else(|| ApiError::bad_request(format!("invalid MAC address: {m}")))?;
                     Some(m.to_ascii_lowercase())
@@ -76,7 +71,12 @@ impl Containers {
             }
             Ok(())
         };
-        add(mode, &endpoints[mode])?;
+        // The CLI names the default network's endpoint "default" (as its NetworkMode).
+        let main = match &endpoints[mode] {
+            Value::Null if mode == "bridge" => &endpoints["default"],
+            conf => conf,
+        };
+        add(mode, main)?;
         if let Some(map) = endpoints.as_object() {
             for (key, conf) in map {
                 add(key, conf)?;

@@ -703,3 +703,67 @@ fn an_empty_dockerfile_is_the_clients_error() {
     let o = sb.docker(&d, &["build", "-t", "x", &ctx.display().to_string()]).unwrap();
     assert!(!o.status.success() && out(&o).contains("the Dockerfile (Dockerfile) cannot be empty"), "{}", out(&o));
 }
+
+/// The API version (item 11): berthd speaks the docker CLI's 1.50 and
+/// negotiates down; a client pinned to an older version gets that version's
+/// answers, as Docker gives them.
+#[test]
+fn the_cli_speaks_1_50_and_older_clients_get_their_versions_answers() {
+    let (sb, d) = node1().unwrap();
+    sb.docker_ok(&d, &["pull", "alpine"]);
+    let v = sb.docker_ok(&d, &["version", "-f", "{{.Client.APIVersion}} {{.Server.APIVersion}} {{.Server.MinAPIVersion}}"]);
+    assert_eq!(v.trim(), "1.50 1.50 1.24");
+    let old = sb.docker_at(&d, "1.41", &["version", "-f", "{{.Client.APIVersion}} {{.Server.APIVersion}}"]).unwrap();
+    assert_eq!(String::from_utf8_lossy(&old.stdout).trim(), "1.41 1.50", "{}", out(&old));
+    let too_old = sb.docker_at(&d, "1.23", &["ps"]).unwrap();
+    assert!(!too_old.status.success() && out(&too_old).contains("client version 1.23 is too old"), "{}", out(&too_old));
+
+    // `docker volume prune`: from 1.42 only anonymous volumes, unless -a.
+    let anonymous_volume = || {
+        sb.docker_ok(&d, &["create", "--name", "anon", "-v", "/data", "alpine", "true"]);
+        let name = sb.inspect(&d, "anon", "{{range .Mounts}}{{.Name}}{{end}}");
+        sb.docker_ok(&d, &["rm", "anon"]);
+        name
+    };
+    sb.docker_ok(&d, &["volume", "create", "named1"]);
+    let anon = anonymous_volume();
+    let pruned = sb.docker_ok(&d, &["volume", "prune", "-f"]);
+    assert!(pruned.contains(&anon) && !pruned.contains("named1"), "{pruned}");
+    let old = sb.docker_at(&d, "1.41", &["volume", "prune", "-f"]).unwrap();
+    assert!(out(&old).contains("named1"), "a 1.41 prune removes named volumes too: {}", out(&old));
+    sb.docker_ok(&d, &["volume", "create", "named2"]);
+    assert!(sb.docker_ok(&d, &["volume", "prune", "-a", "-f"]).contains("named2"));
+
+    // Image inspect: VirtualSize until 1.44, ContainerConfig until 1.45.
+    let (_, new) = sb.api_at(&d, "1.50", "GET", "/images/alpine/json", None);
+    let (_, old) = sb.api_at(&d, "1.43", "GET", "/images/alpine/json", None);
+    assert!(!new.contains("\"VirtualSize\"") && !new.contains("\"ContainerConfig\"") && new.contains("\"Size\""), "{new}");
+    assert!(old.contains("\"VirtualSize\"") && old.contains("\"ContainerConfig\""), "{old}");
+
+    // Names on a user-defined network: DNSNames from 1.44; Aliases only
+    // what was asked from 1.45 (before, the short ID and hostname too).
+    sb.docker_ok(&d, &["network", "create", "names"]);
+    let id = sb.docker_ok(&d, &["run", "-d", "--name", "named", "--network", "names", "--network-alias", "db", "alpine", "sleep", "300"]);
+    let short = &id.trim()[..12];
+    let ep = "{{json .NetworkSettings.Networks.names.Aliases}} {{json .NetworkSettings.Networks.names.DNSNames}}";
+    assert_eq!(sb.inspect(&d, "named", ep), format!(r#"["db"] ["named","db","{short}"]"#));
+    let (_, body) = sb.api_at(&d, "1.44", "GET", "/containers/named/json", None);
+    assert!(body.contains(&format!(r#""Aliases":["db","{short}"]"#)), "{body}");
+    let (_, body) = sb.api_at(&d, "1.41", "GET", "/containers/named/json", None);
+    assert!(!body.contains("DNSNames"), "{body}");
+
+    // `docker stop -s` (1.42): the signal asked, not the container's.
+    sb.docker_ok(&d, &["run", "-d", "--name", "sig", "alpine", "sh", "-c", "trap 'exit 3' USR1; while :; do sleep 0.2; done"]);
+    sb.docker_ok(&d, &["stop", "-s", "USR1", "sig"]);
+    assert_eq!(sb.inspect(&d, "sig", "{{.State.ExitCode}}"), "3");
+    let bad = sb.docker(&d, &["stop", "-s", "NOPE", "sig"]).unwrap();
+    assert!(out(&bad).contains("Invalid signal: NOPE"), "{}", out(&bad));
+
+    // One network at most before 1.44; several from 1.44.
+    let two = r#"{"Image":"alpine","Cmd":["true"],"NetworkingConfig":{"EndpointsConfig":{"bridge":{},"names":{}}}}"#;
+    let (code, body) = sb.api_at(&d, "1.43", "POST", "/containers/create", Some(two));
+    assert!(code == 400 && body.contains("Container cannot be created with multiple network endpoints: bridge, names"), "{code} {body}");
+    let (code, body) = sb.api_at(&d, "1.44", "POST", "/containers/create?name=two", Some(two));
+    assert_eq!(code, 201, "{body}");
+    sb.docker_ok(&d, &["rm", "-f", "named", "sig", "two"]);
+}

@@ -16,10 +16,10 @@ fn docker_version_and_info_through_the_real_cli() {
     let out = text(&v);
     assert!(v.status.success(), "{out}\n{}", d.log_text());
     assert!(out.contains("Server: berth"), "{out}");
-    assert!(out.contains("API version:      1.41 (minimum version 1.12)"), "{out}");
+    assert!(out.contains("API version:      1.50 (minimum version 1.24)"), "{out}");
 
     let v = sb.docker(&d, &["version", "--format", "{{.Server.APIVersion}} {{.Server.Os}}"]).unwrap();
-    assert_eq!(String::from_utf8_lossy(&v.stdout).trim(), "1.41 linux", "{}", text(&v));
+    assert_eq!(String::from_utf8_lossy(&v.stdout).trim(), "1.50 linux", "{}", text(&v));
 
     let i = sb.docker(&d, &["info", "--format", "{{.Driver}}|{{.LoggingDriver}}|{{.DockerRootDir}}"]).unwrap();
     let root = sb.dir().join("berth/data");

@@ -479,13 +479,19 @@ fn an_internal_network_keeps_its_containers_inside() {
 }
 
 /// `--mac-address`: the container's eth0 has it, inspect shows it; a
-/// malformed one is a 400.
+/// malformed one is a 400. The docker CLI 28 sends it per endpoint (API
+/// 1.44+); an SDK speaking 1.41 sends it container-wide, and a 1.50 client
+/// that still does gets Docker's deprecation warning.
 #[test]
 fn a_mac_address_asked_for_is_the_one_eth0_gets() {
     let (sb, d) = node1().unwrap();
     sb.docker_ok(&d, &["pull", "alpine"]);
-    // (The docker CLI 28 sends --mac-address per endpoint, API 1.44, and
-    // refuses it against an API 1.41 daemon: an SDK's request, as 1.41 has it.)
+    sb.docker_ok(&d, &["run", "-d", "--name", "mac0", "--mac-address", "02:42:AC:11:00:98", "alpine", "sleep", "300"]);
+    assert_eq!(sb.docker_ok(&d, &["exec", "mac0", "cat", "/sys/class/net/eth0/address"]).trim(), "02:42:ac:11:00:98");
+    assert_eq!(
+        sb.inspect(&d, "mac0", "{{.NetworkSettings.Networks.bridge.MacAddress}} {{.Config.MacAddress}}"),
+        "02:42:ac:11:00:98 02:42:ac:11:00:98"
+    );
     let (code, body) = sb.api(
         &d,
         "POST",
@@ -493,11 +499,20 @@ fn a_mac_address_asked_for_is_the_one_eth0_gets() {
         Some(r#"{"Image":"alpine","Cmd":["sleep","300"],"MacAddress":"02:42:AC:11:00:99"}"#),
     );
     assert_eq!(code, 201, "{body}");
+    assert!(body.contains(r#""Warnings":[]"#), "{body}");
     sb.docker_ok(&d, &["start", "mac1"]);
     assert_eq!(sb.docker_ok(&d, &["exec", "mac1", "cat", "/sys/class/net/eth0/address"]).trim(), "02:42:ac:11:00:99");
     assert_eq!(sb.inspect(&d, "mac1", "{{.NetworkSettings.Networks.bridge.MacAddress}}"), "02:42:ac:11:00:99");
+    let (code, body) = sb.api_at(
+        &d,
+        "1.50",
+        "POST",
+        "/containers/create?name=mac2",
+        Some(r#"{"Image":"alpine","Cmd":["true"],"MacAddress":"02:42:ac:11:00:97"}"#),
+    );
+    assert!(code == 201 && body.contains("The container-wide MacAddress field is now deprecated"), "{code} {body}");
     let (code, body) =
         sb.api(&d, "POST", "/containers/create", Some(r#"{"Image":"alpine","Cmd":["true"],"MacAddress":"02:42:zz:00:00:01"}"#));
     assert!(code == 400 && body.contains("invalid MAC address: 02:42:zz:00:00:01"), "{code} {body}");
-    sb.docker_ok(&d, &["rm", "-f", "mac1"]);
+    sb.docker_ok(&d, &["rm", "-f", "mac0", "mac1", "mac2"]);
 }
