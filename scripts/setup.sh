@@ -112,6 +112,18 @@ else
   log "kubernetes-validate $KV_VERSION present"
 fi
 
+# --- Docker's Python SDK and pytest from PyPI: e2e/sdk/python drives berthd
+# through the client library lab scripts use (e2e/tests/e2e/sdk.rs runs it) ---
+SDK_VERSIONS="7.2.0 9.2.0"
+SDK_VENV=${BERTH_STATE:-/var/lib/berth-lab}/docker-sdk-venv
+if [ "$("$SDK_VENV/bin/python" -c 'import docker, pytest; print(docker.__version__, pytest.__version__)' 2>/dev/null)" != "$SDK_VERSIONS" ]; then
+  log "pip: docker and pytest ($SDK_VERSIONS) into $SDK_VENV"
+  [ -x "$SDK_VENV/bin/pip" ] || { rm -rf "$SDK_VENV"; python3 -m venv "$SDK_VENV"; }
+  "$SDK_VENV/bin/pip" install -q --disable-pip-version-check "docker==7.2.0" "pytest==9.2.0"
+else
+  log "docker SDK and pytest ($SDK_VERSIONS) present"
+fi
+
 # --- GourmetGram: PyTorch 2.13.0 from PyPI (libtorch for tch, and the Python that
 # makes the fixed-seed test weights and golden logits), and the crate's deps ----
 "$ROOT/scripts/gourmetgram.sh" setup

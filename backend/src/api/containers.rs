@@ -525,6 +525,7 @@ async fn logs(State(st): State<AppState>, Path(id): Path<String>, Query(q): Q) -
 /// `docker ps` rows.
 async fn list(State(st): State<AppState>, v: ApiVersion, Query(q): Q) -> ApiResult<Json<Value>> {
     let all = flag(&q, "all");
+    let size = flag(&q, "size");
     let filters = super::filters::from_query(&q)?;
     let mut rows: Vec<Record> =
         st.containers.list().iter().map(|c| c.record()).filter(|r| all || r.state.status == Status::Running).collect();
@@ -538,32 +539,55 @@ async fn list(State(st): State<AppState>, v: ApiVersion, Query(q): Q) -> ApiResu
         rows.retain(|r| names.keys().any(|n| r.name.contains(n.trim_start_matches('/'))));
     }
     rows.sort_by(|a, b| b.created.cmp(&a.created));
-    Ok(Json(Value::Array(
+    let images = st.images.clone();
+    let rows = tokio::task::spawn_blocking(move || {
         rows.iter()
             .map(|r| {
-                json!({
-                    "Id": r.id,
-                    "Names": [format!("/{}", r.name)],
-                    "Image": r.image,
-                    "ImageID": r.image_id,
-                    "Command": shell_join(&r.command()),
-                    "Created": crate::image::pull::parse_rfc3339(&r.created),
-                    "Ports": r.ports.iter().map(|p| json!({"IP": p.host_ip.to_string(), "PrivatePort": p.container_port, "PublicPort": p.host_port, "Type": p.proto})).chain(
-                        r.config["ExposedPorts"].as_object().map(|e| e.keys().filter(|k| !r.ports.iter().any(|p| format!("{}/{}", p.container_port, p.proto) == **k)).filter_map(|k| {
-                            let (port, proto) = k.split_once('/')?;
-                            Some(json!({"PrivatePort": port.parse::<u16>().ok()?, "Type": proto}))
-                        }).collect::<Vec<_>>()).unwrap_or_default()
-                    ).collect::<Vec<_>>(),
-                    "Labels": r.config["Labels"],
-                    "State": docker_state(r),
-                    "Status": status_text(r),
-                    "HostConfig": {"NetworkMode": r.host_config["NetworkMode"]},
-                    "NetworkSettings": {"Networks": network_settings(&st, v, r)["Networks"]},
-                    "Mounts": r.mounts.iter().map(|m| json!({"Type": m.kind, "Name": m.name, "Source": m.source.display().to_string(), "Destination": m.destination, "RW": m.rw})).collect::<Vec<_>>(),
-                })
+                let mut row = summary(&st, v, r);
+                if size {
+                    add_sizes(&images, r, &mut row);
+                }
+                row
             })
-            .collect(),
-    )))
+            .collect()
+    })
+    .await
+    .map_err(|e| ApiError::new(crate::error::ErrorKind::Internal, e.to_string()))?;
+    Ok(Json(Value::Array(rows)))
+}
+
+/// `SizeRw` (what the container changed: its read-write layer) and
+/// `SizeRootFs` (that and its image), as `docker ps -s` and `inspect -s`
+/// show them.
+pub fn add_sizes(images: &crate::image::store::ImageStore, r: &Record, row: &mut Value) {
+    let rw = crate::engine::containers::dir_size(std::path::Path::new(&r.layer.upper));
+    let image = images.get(&r.image_id).map(|i| i.size()).unwrap_or(0);
+    row["SizeRw"] = json!(rw);
+    row["SizeRootFs"] = json!(rw + image);
+}
+
+/// One container as `GET /containers/json` (and `/system/df`) lists it.
+pub fn summary(st: &AppState, v: ApiVersion, r: &Record) -> Value {
+    json!({
+        "Id": r.id,
+        "Names": [format!("/{}", r.name)],
+        "Image": r.image,
+        "ImageID": r.image_id,
+        "Command": shell_join(&r.command()),
+        "Created": crate::image::pull::parse_rfc3339(&r.created),
+        "Ports": r.ports.iter().map(|p| json!({"IP": p.host_ip.to_string(), "PrivatePort": p.container_port, "PublicPort": p.host_port, "Type": p.proto})).chain(
+            r.config["ExposedPorts"].as_object().map(|e| e.keys().filter(|k| !r.ports.iter().any(|p| format!("{}/{}", p.container_port, p.proto) == **k)).filter_map(|k| {
+                let (port, proto) = k.split_once('/')?;
+                Some(json!({"PrivatePort": port.parse::<u16>().ok()?, "Type": proto}))
+            }).collect::<Vec<_>>()).unwrap_or_default()
+        ).collect::<Vec<_>>(),
+        "Labels": r.config["Labels"],
+        "State": docker_state(r),
+        "Status": status_text(r),
+        "HostConfig": {"NetworkMode": r.host_config["NetworkMode"]},
+        "NetworkSettings": {"Networks": network_settings(st, v, r)["Networks"]},
+        "Mounts": r.mounts.iter().map(|m| json!({"Type": m.kind, "Name": m.name, "Source": m.source.display().to_string(), "Destination": m.destination, "RW": m.rw})).collect::<Vec<_>>(),
+    })
 }
 
 /// "nginx -g 'daemon off;'", as `docker ps` shows a command.
@@ -655,7 +679,7 @@ pub fn human_duration(secs: i64) -> String {
     }
 }
 
-async fn inspect(State(st): State<AppState>, v: ApiVersion, Path(id): Path<String>) -> ApiResult<Json<Value>> {
+async fn inspect(State(st): State<AppState>, v: ApiVersion, Path(id): Path<String>, Query(q): Q) -> ApiResult<Json<Value>> {
     let c = st.containers.get(&id)?;
     let r = c.record();
     let cmd = r.command();
@@ -708,6 +732,15 @@ async fn inspect(State(st): State<AppState>, v: ApiVersion, Path(id): Path<Strin
     // Only a container with a healthcheck has State.Health (as Docker's).
     if let Some(h) = &r.state.health {
         out["State"]["Health"] = h.inspect();
+    }
+    if flag(&q, "size") {
+        let images = st.images.clone();
+        out = tokio::task::spawn_blocking(move || {
+            add_sizes(&images, &r, &mut out);
+            out
+        })
+        .await
+        .map_err(|e| ApiError::new(crate::error::ErrorKind::Internal, e.to_string()))?;
     }
     Ok(Json(out))
 }

@@ -215,35 +215,32 @@ async fn list(State(st): State<AppState>, v: super::ApiVersion, Query(q): Q) -> 
     let filters = super::filters::from_query(&q)?;
     let mut images = filter_images(&st, st.images.list(), &filters)?;
     images.sort_by(|a, b| b.created.cmp(&a.created).then(a.id.cmp(&b.id)));
-    Ok(Json(Value::Array(
-        images
-            .iter()
-            .map(|i| {
-                let labels = st.images.config(&i.id).map(|c| c["config"]["Labels"].clone()).unwrap_or(Value::Null);
-                // A dangling image, as API < 1.43 sends it: the docker CLI
-                // lists it as <none> only when both lists say so (with
-                // "<none>:<none>" alone it drops the image from the table).
-                // From 1.43 on, both lists are empty.
-                let dangling = i.repo_tags.is_empty() && i.repo_digests.is_empty() && !v.at_least(43);
-                let mut summary = json!({
-                    "Id": i.id,
-                    "ParentId": "",
-                    "RepoTags": if dangling { json!(["<none>:<none>"]) } else { json!(i.repo_tags) },
-                    "RepoDigests": if dangling { json!(["<none>@<none>"]) } else { json!(i.repo_digests) },
-                    "Created": i.created,
-                    "Size": i.size(),
-                    "VirtualSize": i.size(),
-                    "SharedSize": -1,
-                    "Labels": labels,
-                    "Containers": -1,
-                });
-                if let Some(m) = summary.as_object_mut() {
-                    super::versions::image_summary(v, m);
-                }
-                summary
-            })
-            .collect(),
-    )))
+    Ok(Json(Value::Array(images.iter().map(|i| summary(&st, v, i)).collect())))
+}
+
+/// One image as `GET /images/json` (and `/system/df`) lists it.
+pub(crate) fn summary(st: &AppState, v: super::ApiVersion, i: &ImageRecord) -> Value {
+    let labels = st.images.config(&i.id).map(|c| c["config"]["Labels"].clone()).unwrap_or(Value::Null);
+    // A dangling image, as API < 1.43 sends it: the docker CLI lists it as
+    // <none> only when both lists say so (with "<none>:<none>" alone it drops
+    // the image from the table). From 1.43 on, both lists are empty.
+    let dangling = i.repo_tags.is_empty() && i.repo_digests.is_empty() && !v.at_least(43);
+    let mut summary = json!({
+        "Id": i.id,
+        "ParentId": "",
+        "RepoTags": if dangling { json!(["<none>:<none>"]) } else { json!(i.repo_tags) },
+        "RepoDigests": if dangling { json!(["<none>@<none>"]) } else { json!(i.repo_digests) },
+        "Created": i.created,
+        "Size": i.size(),
+        "VirtualSize": i.size(),
+        "SharedSize": -1,
+        "Labels": labels,
+        "Containers": -1,
+    });
+    if let Some(m) = summary.as_object_mut() {
+        super::versions::image_summary(v, m);
+    }
+    summary
 }
 
 /// GET /images/{name}/json and /images/{name}/history (names may hold '/').

@@ -24,6 +24,7 @@ pub mod build;
 pub mod commit;
 pub mod containers;
 pub mod defaults;
+pub mod df;
 pub mod events;
 pub mod exec;
 pub mod filters;
@@ -59,6 +60,7 @@ pub struct AppState {
 pub fn app(state: AppState) -> Router {
     let routes = Router::new()
         .merge(system::router())
+        .merge(df::router())
         .merge(images::router())
         .merge(containers::router())
         .merge(archive::router())

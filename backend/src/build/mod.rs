@@ -247,6 +247,19 @@ impl Builder {
         self.cache.lock().unwrap_or_else(|p| p.into_inner()).insert(key.into(), id.into());
     }
 
+    /// The cached steps, each with the layer chain its result stands on
+    /// (`docker system df`'s build cache).
+    pub fn cache_entries(&self) -> Vec<(String, Option<String>)> {
+        let cache = self.cache.lock().unwrap_or_else(|p| p.into_inner()).clone();
+        cache
+            .into_iter()
+            .map(|(key, id)| {
+                let top = self.images.config(&id).and_then(|config| Img { id: Some(id), config }.chains().pop());
+                (key, top)
+            })
+            .collect()
+    }
+
     /// Forgets every cached step (`docker builder prune`); returns their keys.
     pub fn clear_cache(&self) -> Vec<String> {
         let keys: Vec<String> = std::mem::take(&mut *self.cache.lock().unwrap_or_else(|p| p.into_inner())).into_keys().collect();

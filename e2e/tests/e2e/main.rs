@@ -32,6 +32,7 @@ mod page_terminal;
 mod resources;
 mod restart;
 mod sandbox;
+mod sdk;
 mod simulator;
 mod terminal;
 mod volumes;

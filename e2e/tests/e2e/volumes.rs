@@ -128,7 +128,10 @@ fn anonymous_volumes_come_and_go_with_their_containers_and_prune_clears_the_rest
     sb.docker_ok(&d, &["volume", "create", "one"]);
     sb.docker_ok(&d, &["volume", "create", "two"]);
     sb.docker_ok(&d, &["run", "--name", "user", "-v", "two:/d", "alpine", "true"]);
+    // Docker 23+ (API 1.42): a prune takes anonymous volumes only, unless -a.
     let pruned = sb.docker_ok(&d, &["volume", "prune", "-f"]);
+    assert!(!pruned.contains("one"), "{pruned}");
+    let pruned = sb.docker_ok(&d, &["volume", "prune", "-a", "-f"]);
     assert!(pruned.contains("one") && !pruned.contains("two"), "{pruned}");
     assert_eq!(sb.docker_ok(&d, &["volume", "ls", "-q"]).trim(), "two");
     let o = sb.docker(&d, &["volume", "create", "bad/name"]).unwrap();
