@@ -522,23 +522,44 @@ async fn logs(State(st): State<AppState>, Path(id): Path<String>, Query(q): Q) -
     Ok(([(header::CONTENT_TYPE, content_type)], body).into_response())
 }
 
+/// What `docker ps` filters know of images and networks.
+impl super::ps::World for AppState {
+    fn ancestry(&self, name: &str) -> Option<std::collections::BTreeSet<String>> {
+        let base = self.images.resolve(name)?;
+        let chains: Vec<&String> = base.layers.iter().map(|l| &l.chain_id).collect();
+        // The image and every image built on it (its layers come first in theirs).
+        Some(
+            self.images
+                .list()
+                .into_iter()
+                .filter(|i| {
+                    i.id == base.id
+                        || (i.layers.len() >= chains.len()
+                            && !chains.is_empty()
+                            && i.layers.iter().zip(&chains).all(|(l, c)| &l.chain_id == *c))
+                })
+                .map(|i| i.id)
+                .collect(),
+        )
+    }
+
+    fn network(&self, key: &str) -> Option<(String, String)> {
+        if matches!(key, "host" | "none") {
+            return Some((key.to_string(), super::networks::fixed_id(key)));
+        }
+        self.containers.networks()?.find(key).map(|n| (n.name().to_string(), n.id().to_string()))
+    }
+}
+
 /// `docker ps` rows.
 async fn list(State(st): State<AppState>, v: ApiVersion, Query(q): Q) -> ApiResult<Json<Value>> {
     let all = flag(&q, "all");
     let size = flag(&q, "size");
     let filters = super::filters::from_query(&q)?;
-    let mut rows: Vec<Record> =
-        st.containers.list().iter().map(|c| c.record()).filter(|r| all || r.state.status == Status::Running).collect();
-    if let Some(status) = filters["status"].as_object() {
-        rows.retain(|r| status.contains_key(docker_state(r)));
-    }
-    if let Some(health) = filters["health"].as_object() {
-        rows.retain(|r| health.contains_key(r.state.health.as_ref().map(|h| h.status.as_str()).unwrap_or("none")));
-    }
-    if let Some(names) = filters["name"].as_object() {
-        rows.retain(|r| names.keys().any(|n| r.name.contains(n.trim_start_matches('/'))));
-    }
-    rows.sort_by(|a, b| b.created.cmp(&a.created));
+    let limit = validate::parse_number::<i64>("limit", q.get("limit"))?;
+    let mut records: Vec<Record> = st.containers.list().iter().map(|c| c.record()).collect();
+    records.sort_by(|a, b| b.created.cmp(&a.created).then(a.id.cmp(&b.id)));
+    let rows: Vec<Record> = super::ps::select(&records, all, limit, &filters, &st)?.into_iter().cloned().collect();
     let images = st.images.clone();
     let rows = tokio::task::spawn_blocking(move || {
         rows.iter()
@@ -582,7 +603,7 @@ pub fn summary(st: &AppState, v: ApiVersion, r: &Record) -> Value {
             }).collect::<Vec<_>>()).unwrap_or_default()
         ).collect::<Vec<_>>(),
         "Labels": r.config["Labels"],
-        "State": docker_state(r),
+        "State": super::ps::state(r),
         "Status": status_text(r),
         "HostConfig": {"NetworkMode": r.host_config["NetworkMode"]},
         "NetworkSettings": {"Networks": network_settings(st, v, r)["Networks"]},
@@ -613,16 +634,6 @@ fn log_time(t: &str) -> f64 {
 }
 
 /// State.Status as Docker has it: a paused container is "paused".
-fn docker_state(r: &Record) -> &'static str {
-    if r.state.paused && r.state.status == Status::Running {
-        "paused"
-    } else if r.state.restarting {
-        "restarting"
-    } else {
-        r.state.status.as_str()
-    }
-}
-
 /// "Up 5 seconds", "Exited (0) 2 minutes ago", "Created".
 fn status_text(r: &Record) -> String {
     let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_secs() as i64).unwrap_or(0);
@@ -690,7 +701,7 @@ async fn inspect(State(st): State<AppState>, v: ApiVersion, Path(id): Path<Strin
         "Path": cmd.first().cloned().unwrap_or_default(),
         "Args": cmd.get(1..).map(|a| a.to_vec()).unwrap_or_default(),
         "State": {
-            "Status": docker_state(&r),
+            "Status": super::ps::state(&r),
             "Running": running,
             "Paused": r.state.paused,
             "Restarting": r.state.restarting,

@@ -31,6 +31,7 @@ pub mod filters;
 pub mod images;
 pub mod model;
 pub mod networks;
+pub mod ps;
 pub mod stats;
 pub mod swarm;
 pub mod system;

@@ -131,14 +131,30 @@ def test_commit_and_export(client, cleanup, name):
 
 def test_diff_ports_labels_and_filters(client, cleanup, name):
     c = run(client, cleanup, name, ["sh", "-c", "touch /made; sleep 300"], labels={"lab": "sdk"}, ports={"80/tcp": None})
+    decoy = run(client, cleanup, name + "-decoy", ["sleep", "300"], labels={"lab": "other"})
+    done = run(client, cleanup, name + "-done", ["sh", "-c", "exit 5"])
+    done.wait(timeout=30)
     time.sleep(0.5)
     assert {"Path": "/made", "Kind": 1} in c.diff()
     c.reload()
-    assert c.ports["80/tcp"][0]["HostPort"].isdigit() and c.labels == {"lab": "sdk"}
-    found = client.containers.list(filters={"label": "lab=sdk"})
-    assert [x.id for x in found] == [c.id]
-    assert client.containers.list(filters={"name": name})[0].id == c.id
-    assert c.id in [x.id for x in client.containers.list(all=True, filters={"status": "running"})]
+    port = c.ports["80/tcp"][0]["HostPort"]
+    assert port.isdigit() and c.labels == {"lab": "sdk"}
+    ids = lambda **kw: [x.id for x in client.containers.list(**kw)]
+    assert ids(filters={"label": "lab=sdk"}) == [c.id]
+    assert ids(filters={"label": "lab"}) == [decoy.id, c.id]
+    assert ids(filters={"name": f"^/{name}$"}) == [c.id]
+    assert ids(all=True, filters={"exited": 5}) == [done.id]
+    assert ids(filters={"status": "exited", "name": name}) == [done.id]
+    assert ids(filters={"publish": port}) == [c.id]
+    assert ids(filters={"expose": "80"}) == [c.id]
+    # (The SDK's since=/before= arguments are query parameters Docker ignores: filters it reads.)
+    assert ids(all=True, filters={"name": name, "since": c.id}) == [done.id, decoy.id]
+    assert ids(all=True, filters={"name": name, "before": decoy.id}) == [c.id]
+    assert ids(limit=1, filters={"name": name}) == [done.id]
+    assert c.id in ids(filters={"ancestor": "alpine"})
+    with pytest.raises(docker.errors.APIError) as e:
+        client.containers.list(filters={"status": "sleeping"})
+    assert e.value.status_code == 400
 
 
 def test_healthchecks_and_restart_policies(client, cleanup, name):
