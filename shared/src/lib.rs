@@ -4,6 +4,7 @@
 
 pub mod cli;
 pub mod container;
+pub mod etc;
 pub mod event;
 pub mod ipam;
 pub mod lab;

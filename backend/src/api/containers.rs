@@ -42,6 +42,7 @@ pub fn router() -> Router<AppState> {
         .route("/containers/{id}/update", post(update))
         .route("/containers/{id}/stats", get(super::stats::stats))
         .route("/containers/{id}", delete(remove))
+        .route("/containers/{parent}/{alias}", delete(remove_link))
 }
 
 type Q = Query<HashMap<String, String>>;
@@ -216,8 +217,24 @@ async fn kill(State(st): State<AppState>, Path(id): Path<String>, Query(q): Q) -
 }
 
 async fn remove(State(st): State<AppState>, Path(id): Path<String>, Query(q): Q) -> ApiResult<StatusCode> {
+    if flag(&q, "link") {
+        // `docker rm --link NAME`: a container's own name is no link.
+        st.containers.get(&id)?;
+        return Err(ApiError::new(crate::error::ErrorKind::Conflict, "Conflict, cannot remove the default link name of the container"));
+    }
     let c = st.containers.get(&id)?;
     st.containers.remove(&c, flag(&q, "force"), flag(&q, "v")).await?;
+    Ok(StatusCode::NO_CONTENT)
+}
+
+/// `docker rm --link /parent/alias` (`DELETE /containers/parent/alias?link=1`):
+/// the link goes, both containers stay.
+async fn remove_link(State(st): State<AppState>, Path((parent, alias)): Path<(String, String)>, Query(q): Q) -> ApiResult<StatusCode> {
+    let full = format!("/{parent}/{alias}");
+    if !flag(&q, "link") {
+        return Err(ApiError::not_found(format!("No such container: {full}")));
+    }
+    st.containers.remove_link(&parent, &alias)?;
     Ok(StatusCode::NO_CONTENT)
 }
 
@@ -740,6 +757,16 @@ async fn inspect(State(st): State<AppState>, v: ApiVersion, Path(id): Path<Strin
         "Config": r.config,
         "NetworkSettings": network_settings(&st, v, &r),
     });
+    // Its legacy links as Docker shows them: "/child:/me/alias".
+    let links: Vec<String> = r
+        .links
+        .iter()
+        .map(|l| {
+            let child = st.containers.get(&l.child).map(|c| c.record().name).unwrap_or_else(|_| l.child.clone());
+            format!("/{child}:/{}/{}", r.name, l.alias)
+        })
+        .collect();
+    out["HostConfig"]["Links"] = if links.is_empty() { Value::Null } else { json!(links) };
     // Only a container with a healthcheck has State.Health (as Docker's).
     if let Some(h) = &r.state.health {
         out["State"]["Health"] = h.inspect();
@@ -797,9 +824,10 @@ pub fn network_settings(st: &AppState, v: ApiVersion, r: &Record) -> Value {
         let user_defined = !matches!(name.as_str(), "bridge" | "host" | "none");
         let hostname = r.config["Hostname"].as_str().unwrap_or("");
         let (aliases, dns_names) = versions::endpoint_names(v, user_defined, ep.is_some(), &r.name, &r.id, hostname, asked);
+        let links = r.attachments().into_iter().find(|a| a.network == *name).map(|a| a.links).unwrap_or_default();
         let mut endpoint = json!({
                 "IPAMConfig": ipv4.map(|ip| json!({"IPv4Address": ip.to_string()})),
-                "Links": null,
+                "Links": if links.is_empty() { Value::Null } else { json!(links) },
                 "Aliases": aliases,
                 "NetworkID": network_id,
                 "EndpointID": ep.map(|e| e.endpoint_id.clone()).unwrap_or_default(),

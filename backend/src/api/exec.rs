@@ -56,15 +56,12 @@ async fn create(State(st): State<AppState>, Path(id): Path<String>, Checked(body
     if !detach_keys.is_empty() {
         crate::engine::exec::parse_detach_keys(&detach_keys).map_err(ApiError::bad_request)?;
     }
-    let mut env = rec.env();
+    // The container's process environment (its links' too), then the exec's own.
+    let mut env = rec.process_env(tty);
     for e in strings(&body["Env"]) {
         let key = e.split('=').next().unwrap_or("").to_string();
         env.retain(|x| x.split('=').next() != Some(key.as_str()));
         env.push(e);
-    }
-    env.push(format!("HOSTNAME={}", rec.config["Hostname"].as_str().unwrap_or("")));
-    if tty && !env.iter().any(|e| e.starts_with("TERM=")) {
-        env.push("TERM=xterm".into());
     }
     let working_dir = body["WorkingDir"].as_str().filter(|w| !w.is_empty()).or(rec.config["WorkingDir"].as_str()).unwrap_or("").to_string();
     let user = body["User"].as_str().filter(|u| !u.is_empty()).or(rec.config["User"].as_str()).unwrap_or("").to_string();

@@ -143,6 +143,21 @@ impl<S: Send + Sync> axum::extract::FromRequestParts<S> for ApiVersion {
 }
 
 async fn api_version(mut req: Request, next: Next) -> Response {
+    // `docker rm --link /web/db` asks for /containers//web/db: one slash.
+    if req.uri().path().contains("//") {
+        let mut path = req.uri().path().to_string();
+        while path.contains("//") {
+            path = path.replace("//", "/");
+        }
+        let new = match req.uri().query() {
+            Some(q) => format!("{path}?{q}"),
+            None => path,
+        };
+        match new.parse() {
+            Ok(uri) => *req.uri_mut() = uri,
+            Err(_) => return ApiError::bad_request("invalid request URI").into_response(),
+        }
+    }
     let path = req.uri().path().to_string();
     if let Some(rest) = path.strip_prefix("/v") {
         let (ver, tail) = rest.split_at(rest.find('/').unwrap_or(rest.len()));

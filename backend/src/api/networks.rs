@@ -267,12 +267,11 @@ fn target(st: &AppState, id: &str, body: Value) -> ApiResult<(Arc<BridgeNetwork>
 
 async fn connect(State(st): State<AppState>, Path(id): Path<String>, Checked(body, _): Checked<NetworkConnect>) -> ApiResult<StatusCode> {
     let (net, c, body) = target(&st, &id, body)?;
-    let aliases: Vec<String> = body["EndpointConfig"]["Aliases"]
-        .as_array()
-        .map(|a| a.iter().filter_map(|s| s.as_str().map(String::from)).collect())
-        .unwrap_or_default();
+    let strings = |key: &str| -> Vec<String> {
+        body["EndpointConfig"][key].as_array().map(|a| a.iter().filter_map(|s| s.as_str().map(String::from)).collect()).unwrap_or_default()
+    };
     let ipv4 = st.containers.requested_ip(net.name(), &body["EndpointConfig"]["IPAMConfig"])?;
-    st.containers.connect_network(&c, &net, aliases, ipv4).await?;
+    st.containers.connect_network(&c, &net, strings("Aliases"), strings("Links"), ipv4).await?;
     Ok(StatusCode::OK)
 }
 

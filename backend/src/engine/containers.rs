@@ -113,14 +113,33 @@ pub struct Record {
     /// HasBeenManuallyStopped): no policy restarts it.
     #[serde(default)]
     pub stopped_by_user: bool,
+    /// Legacy links (`--link` on the default bridge): each child's ID and
+    /// the alias it has here.
+    #[serde(default)]
+    pub links: Vec<Link>,
+    /// The environment its links gave its last run (`DB_PORT=…`), which
+    /// its execs get too.
+    #[serde(default)]
+    pub link_env: Vec<String>,
+}
+
+/// A legacy link to another container.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Link {
+    pub child: String,
+    pub alias: String,
 }
 
 /// A network a container joins, with the extra names it has there.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct NetAttach {
     pub network: String,
     #[serde(default)]
     pub aliases: Vec<String>,
+    /// `--link name:alias` on a user-defined network: names only this
+    /// container resolves (EndpointSettings.Links).
+    #[serde(default)]
+    pub links: Vec<String>,
     /// The address the client asked for (`--ip`), else the network's next.
     #[serde(default)]
     pub ipv4: Option<std::net::Ipv4Addr>,
@@ -143,7 +162,7 @@ impl Record {
         match &self.networks {
             Some(n) => n.clone(),
             None if mode == "host" || mode == "none" => Vec::new(),
-            None => vec![NetAttach { network: mode, aliases: Vec::new(), ipv4: None, mac: None }],
+            None => vec![NetAttach { network: mode, ..Default::default() }],
         }
     }
     /// Its endpoint on the first network (eth0), while running.
@@ -173,6 +192,31 @@ impl Record {
     }
     pub fn env(&self) -> Vec<String> {
         Self::strings(&self.config["Env"])
+    }
+    /// What a process started in it gets (PID 1, an exec, a healthcheck
+    /// probe), as Docker's: Config.Env, its links' variables (Config.Env
+    /// wins), HOSTNAME, and TERM=xterm on a terminal.
+    pub fn process_env(&self, tty: bool) -> Vec<String> {
+        let mut env = self.env();
+        let key = |e: &str| e.split('=').next().unwrap_or("").to_string();
+        for e in &self.link_env {
+            if !env.iter().any(|x| key(x) == key(e)) {
+                env.push(e.clone());
+            }
+        }
+        env.push(format!("HOSTNAME={}", self.config["Hostname"].as_str().unwrap_or("")));
+        if tty && !env.iter().any(|e| e.starts_with("TERM=")) {
+            env.push("TERM=xterm".into());
+        }
+        env
+    }
+    /// `--dns`, `--dns-search`, `--dns-option`.
+    pub fn dns(&self) -> berth_shared::etc::DnsSettings {
+        berth_shared::etc::DnsSettings {
+            servers: Self::strings(&self.host_config["Dns"]),
+            search: Self::strings(&self.host_config["DnsSearch"]),
+            options: Self::strings(&self.host_config["DnsOptions"]),
+        }
     }
     pub fn stop_signal(&self) -> String {
         self.config["StopSignal"].as_str().filter(|s| !s.is_empty()).unwrap_or("SIGTERM").to_string()
@@ -714,6 +758,12 @@ impl Containers {
         // Unknown log drivers and options are refused; inspect shows the driver.
         LogConfig::normalize(&mut host_config)?;
         let networks = self.networks_for_create(&host_config, &body["NetworkingConfig"]["EndpointsConfig"])?;
+        for entry in Record::strings(&host_config["ExtraHosts"]) {
+            berth_shared::etc::extra_host(&entry, std::net::Ipv4Addr::UNSPECIFIED).map_err(ApiError::bad_request)?;
+        }
+        let links = self.links_for_create(&host_config)?;
+        let dns = berth_shared::etc::DnsSettings { servers: Record::strings(&host_config["Dns"]), ..Default::default() };
+        dns.check().map_err(ApiError::bad_request)?;
         let requests = mount_requests(&host_config, &config)?;
         let mounts = self.make_mounts(&requests)?;
         let dir = self.dir(&id);
@@ -761,6 +811,8 @@ impl Containers {
             mounts,
             restart_count: 0,
             stopped_by_user: false,
+            links,
+            link_env: Vec::new(),
         };
         self.save(&rec).map_err(internal)?;
         let c = self.wrap(rec.clone());
@@ -769,37 +821,22 @@ impl Containers {
         Ok(c)
     }
 
-    /// Writes /etc/hostname, /etc/hosts and /etc/resolv.conf for the container.
-    fn write_etc(&self, r: &Record) -> std::io::Result<Vec<Bind>> {
+    /// Writes /etc/hostname, /etc/hosts and /etc/resolv.conf for the
+    /// container (the text is berth_shared::etc's); `links` are its legacy
+    /// links' hosts lines.
+    fn write_etc(&self, r: &Record, links: &[(std::net::Ipv4Addr, String)]) -> std::io::Result<Vec<Bind>> {
         let hostname = r.config["Hostname"].as_str().unwrap_or("").to_string();
         fs::write(&r.hostname_path, format!("{hostname}\n"))?;
-        let mut hosts = String::from(
-            "127.0.0.1\tlocalhost\n::1\tlocalhost ip6-localhost ip6-loopback\nfe00::0\tip6-localnet\nff00::0\tip6-mcastprefix\nff02::1\tip6-allnodes\nff02::2\tip6-allrouters\n",
-        );
-        if let Some(ep) = r.primary_endpoint() {
-            hosts.push_str(&format!("{}\t{hostname}\n", ep.ip));
-        }
-        fs::write(&r.hosts_path, hosts)?;
+        let gateway =
+            self.networks().and_then(|n| n.find("bridge")).map(|b| b.spec.gateway).unwrap_or(std::net::Ipv4Addr::new(172, 17, 0, 1));
+        let extra: Vec<(String, std::net::IpAddr)> =
+            Record::strings(&r.host_config["ExtraHosts"]).iter().filter_map(|e| berth_shared::etc::extra_host(e, gateway).ok()).collect();
+        let own = r.primary_endpoint().map(|ep| ep.ip);
+        fs::write(&r.hosts_path, berth_shared::etc::hosts(&hostname, own, &extra, links))?;
         let host = fs::read_to_string("/etc/resolv.conf").unwrap_or_default();
-        let text = if self.embedded_dns(r) {
-            // On a user-defined network: the embedded DNS server, which
-            // knows the other containers' names and forwards the rest.
-            let mut lines: Vec<&str> = host.lines().filter(|l| l.starts_with("search") || l.starts_with("domain")).collect();
-            lines.push("nameserver 127.0.0.11");
-            lines.push("options ndots:0");
-            lines.join("\n")
-        } else {
-            // The host's resolv.conf, minus loopback nameservers the
-            // container cannot reach.
-            let kept: Vec<&str> =
-                host.lines().filter(|l| !(l.starts_with("nameserver") && (l.contains("127.") || l.contains("::1")))).collect();
-            let mut text = kept.join("\n");
-            if !text.lines().any(|l| l.starts_with("nameserver")) {
-                text.push_str("\nnameserver 8.8.8.8\nnameserver 8.8.4.4");
-            }
-            text
-        };
-        fs::write(&r.resolv_conf_path, format!("{}\n", text.trim()))?;
+        // On a user-defined network: the embedded DNS server, which knows
+        // the other containers' names and forwards the rest.
+        fs::write(&r.resolv_conf_path, berth_shared::etc::resolv_conf(&host, self.embedded_dns(r), &r.dns()))?;
         Ok(vec![
             Bind { source: r.resolv_conf_path.clone(), destination: "/etc/resolv.conf".into(), readonly: false },
             Bind { source: r.hostname_path.clone(), destination: "/etc/hostname".into(), readonly: false },
@@ -976,8 +1013,9 @@ impl Containers {
         let (devices, mut device_rules) = conf.device_nodes().map_err(ApiError::bad_request)?;
         device_rules.splice(0..0, default_rules());
         let net = self.join_networks(c, rec).await?;
-        let rec = &c.record();
-        let mut binds = self.write_etc(rec).map_err(internal)?;
+        let (link_hosts, link_env) = self.resolve_links(&c.record())?;
+        let rec = &c.update(|r| r.link_env = link_env);
+        let mut binds = self.write_etc(rec, &link_hosts).map_err(internal)?;
         // As Docker: /etc/hosts, resolv.conf and hostname follow the root.
         for b in &mut binds {
             b.readonly = conf.readonly_rootfs;
@@ -1007,12 +1045,8 @@ impl Containers {
         let spec = InitSpec {
             rootfs: PathBuf::from(&rec.layer.merged),
             args: args.clone(),
-            env: {
-                // HOSTNAME is the process's, not part of Config.Env (as Docker).
-                let mut env = rec.env();
-                env.push(format!("HOSTNAME={}", rec.config["Hostname"].as_str().unwrap_or("")));
-                env
-            },
+            // HOSTNAME (and TERM, links' variables) are the process's, not part of Config.Env (as Docker).
+            env: rec.process_env(rec.tty()),
             cwd: rec.config["WorkingDir"].as_str().unwrap_or("").to_string(),
             hostname: rec.config["Hostname"].as_str().unwrap_or("").to_string(),
             user: rec.config["User"].as_str().unwrap_or("").to_string(),

@@ -213,8 +213,7 @@ mod monitor {
             let rec = c.record();
             let start = now_rfc3339();
             let failed = |output: String| Probe { start: start.clone(), end: now_rfc3339(), exit_code: -1, output };
-            let mut env = rec.env();
-            env.push(format!("HOSTNAME={}", rec.config["Hostname"].as_str().unwrap_or("")));
+            let env = rec.process_env(false);
             let cwd = rec.config["WorkingDir"].as_str().unwrap_or("").to_string();
             let user = rec.config["User"].as_str().unwrap_or("").to_string();
             let spec = match self.exec_spec(&rec, check.argv.clone(), env, cwd, user, false) {

@@ -8,7 +8,7 @@ use std::sync::{Arc, Weak};
 use berth_shared::Status;
 use serde_json::Value;
 
-use super::containers::{internal, Container, Containers, NetAttach, Record};
+use super::containers::{internal, Container, Containers, Link, NetAttach, Record};
 use crate::error::{ApiError, ErrorKind};
 use crate::network::{create_sandbox, dns, remove_sandbox, BridgeNetwork};
 use crate::runtime::spec::NetNs;
@@ -67,7 +67,11 @@ impl Containers {
                 None => None,
             };
             if !out.iter().any(|a: &NetAttach| a.network == name) {
-                out.push(NetAttach { network: name, aliases: strings(&conf["Aliases"]), ipv4, mac });
+                let links = strings(&conf["Links"]);
+                for l in &links {
+                    berth_shared::etc::parse_link(l).map_err(ApiError::bad_request)?;
+                }
+                out.push(NetAttach { network: name, aliases: strings(&conf["Aliases"]), links, ipv4, mac });
             }
             Ok(())
         };
@@ -83,6 +87,78 @@ impl Containers {
             }
         }
         Ok(out)
+    }
+
+    /// A create's legacy links (HostConfig.Links on the default bridge; on a
+    /// user-defined network they are the endpoint's, and the CLI moves them
+    /// there): each child must exist and not use the host's network.
+    pub(super) fn links_for_create(&self, host_config: &Value) -> Result<Vec<Link>, ApiError> {
+        if !matches!(host_config["NetworkMode"].as_str().unwrap_or(""), "" | "default" | "bridge") {
+            return Ok(Vec::new());
+        }
+        let mut out: Vec<Link> = Vec::new();
+        for l in strings(&host_config["Links"]) {
+            let (name, alias) = berth_shared::etc::parse_link(&l).map_err(ApiError::bad_request)?;
+            let child =
+                self.get(&name).map_err(|e| ApiError::bad_request(format!("could not get container for {name}: {}", e.message)))?.record();
+            if child.network_mode() == "host" {
+                return Err(ApiError::bad_request(
+                    "conflicting options: host type networking can't be used with links. This would result in undefined behavior",
+                ));
+            }
+            out.retain(|x| x.alias != alias);
+            out.push(Link { child: child.id, alias });
+        }
+        Ok(out)
+    }
+
+    /// `docker rm --link /parent/alias`: forgets the link (the running
+    /// parent keeps what it was given at its start, as Docker's).
+    pub fn remove_link(&self, parent: &str, alias: &str) -> Result<(), ApiError> {
+        let not_found = || ApiError::not_found(format!("No such container: /{parent}/{alias}"));
+        let c = self.get(parent).map_err(|_| not_found())?;
+        if !c.record().links.iter().any(|l| l.alias == alias) {
+            return Err(not_found());
+        }
+        let r = c.update(|r| r.links.retain(|l| l.alias != alias));
+        self.save(&r).map_err(internal)
+    }
+
+    /// At start, what a container's legacy links give it: a hosts line per
+    /// child (its address; the alias, its hostname and its name) and the
+    /// links' environment. Each child must run on the default bridge.
+    pub(super) fn resolve_links(&self, r: &Record) -> Result<(Vec<(Ipv4Addr, String)>, Vec<String>), ApiError> {
+        let mut hosts = Vec::new();
+        let mut env = Vec::new();
+        if r.links.is_empty() || !r.endpoints.contains_key("bridge") {
+            return Ok((hosts, env));
+        }
+        for link in &r.links {
+            let full = format!("/{}/{}", r.name, link.alias);
+            let child = self.get(&link.child).map(|c| c.record()).map_err(|_| {
+                ApiError::new(ErrorKind::Conflict, format!("Cannot link to a non running container: {} AS {full}", link.child))
+            })?;
+            if child.state.status != Status::Running {
+                return Err(ApiError::new(
+                    ErrorKind::Conflict,
+                    format!("Cannot link to a non running container: /{} AS {full}", child.name),
+                ));
+            }
+            let Some(ep) = child.endpoints.get("bridge") else {
+                return Err(ApiError::new(
+                    ErrorKind::Conflict,
+                    format!("Cannot link to /{}, as it does not belong to the default network", child.name),
+                ));
+            };
+            let mut names = format!("{} {}", link.alias, child.config["Hostname"].as_str().unwrap_or(""));
+            if link.alias != child.name {
+                names.push_str(&format!(" {}", child.name));
+            }
+            hosts.push((ep.ip, names));
+            let exposed: Vec<String> = child.config["ExposedPorts"].as_object().map(|m| m.keys().cloned().collect()).unwrap_or_default();
+            env.extend(berth_shared::etc::link_env(&full, ep.ip, &child.env(), &exposed));
+        }
+        Ok((hosts, env))
     }
 
     /// An endpoint's `IPAMConfig.IPv4Address` (`--ip`), checked as Docker
@@ -196,6 +272,19 @@ impl Containers {
         Arc::new(move |name: &str| {
             let me = me.upgrade()?;
             let asker = me.get(&id).ok()?.record();
+            // `--link db:alias` on a user-defined network: a name only the
+            // container that links resolves, to db's address there.
+            for a in asker.attachments() {
+                for (child, alias) in a.links.iter().filter_map(|l| berth_shared::etc::parse_link(l).ok()) {
+                    if !alias.eq_ignore_ascii_case(name) {
+                        continue;
+                    }
+                    let ip = me.get(&child).ok().and_then(|c| c.record().endpoints.get(&a.network).map(|ep| ep.ip));
+                    if let Some(ip) = ip {
+                        return Some(vec![ip]);
+                    }
+                }
+            }
             let mut found: Vec<Ipv4Addr> = Vec::new();
             for other in me.list().iter().map(|c| c.record()).filter(|r| r.state.status == Status::Running) {
                 for (net, ep) in &other.endpoints {
@@ -225,9 +314,16 @@ impl Containers {
         c: &Arc<Container>,
         net: &Arc<BridgeNetwork>,
         aliases: Vec<String>,
+        links: Vec<String>,
         ipv4: Option<std::net::Ipv4Addr>,
     ) -> Result<(), ApiError> {
         let rec = c.record();
+        for l in &links {
+            berth_shared::etc::parse_link(l).map_err(ApiError::bad_request)?;
+        }
+        if net.default && !links.is_empty() {
+            return Err(ApiError::bad_request("links are only supported for user-defined networks"));
+        }
         match rec.network_mode().as_str() {
             "host" => {
                 return Err(forbidden(
@@ -246,7 +342,7 @@ impl Containers {
         if attachments.iter().any(|a| a.network == net.name()) {
             return Err(forbidden(format!("endpoint with name {} already exists in network {}", rec.name, net.name())));
         }
-        let attach = NetAttach { network: net.name().to_string(), aliases, ipv4, mac: None };
+        let attach = NetAttach { network: net.name().to_string(), aliases, links, ipv4, mac: None };
         if rec.state.status == Status::Running {
             if let Some(path) = rec.sandbox.clone() {
                 let used: Vec<&str> = rec.endpoints.values().map(|e| e.ifname.as_str()).collect();

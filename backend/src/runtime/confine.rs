@@ -308,10 +308,6 @@ fn unset(v: &Value) -> bool {
 const UNSUPPORTED: &[(&str, &str, &[&str])] = &[
     ("CgroupParent", "--cgroup-parent", &[]),
     ("Sysctls", "--sysctl", &[]),
-    ("Dns", "--dns", &[]),
-    ("DnsOptions", "--dns-option", &[]),
-    ("DnsSearch", "--dns-search", &[]),
-    ("ExtraHosts", "--add-host", &[]),
     // Each container has its own IPC namespace that no other joins.
     ("IpcMode", "--ipc", &["private", "shareable"]),
     ("PidMode", "--pid", &[]),
@@ -319,7 +315,6 @@ const UNSUPPORTED: &[(&str, &str, &[&str])] = &[
     ("UsernsMode", "--userns", &[]),
     // berth never makes a cgroup namespace: the host's, Docker's v1 default.
     ("CgroupnsMode", "--cgroupns", &["host"]),
-    ("Links", "--link", &[]),
     ("VolumesFrom", "--volumes-from", &[]),
     ("VolumeDriver", "--volume-driver", &["local"]),
     ("Runtime", "--runtime", &["runc", "berth"]),

@@ -210,7 +210,7 @@ fn flags_berth_does_not_honour_are_refused_by_name_not_ignored() {
         (&["--cpuset-cpus", "0"][..], "--cpuset-cpus"),
         (&["--cgroup-parent", "elsewhere"][..], "--cgroup-parent"),
         (&["--security-opt", "apparmor=docker-default"][..], "--security-opt"),
-        (&["--dns", "192.0.2.1"][..], "--dns"),
+        (&["--volumes-from", "other"][..], "--volumes-from"),
         (&["--pid", "host"][..], "--pid"),
         (&["--init"][..], "--init"),
     ] {

@@ -516,3 +516,79 @@ fn a_mac_address_asked_for_is_the_one_eth0_gets() {
     assert!(code == 400 && body.contains("invalid MAC address: 02:42:zz:00:00:01"), "{code} {body}");
     sb.docker_ok(&d, &["rm", "-f", "mac0", "mac1", "mac2"]);
 }
+
+/// Legacy `--link` on the default bridge (a hosts line, Docker 28's
+/// environment, inspect's form, `docker rm --link`), `--link` on a
+/// user-defined network (a name only the linking container resolves),
+/// `--add-host` (host-gateway too), the `--dns*` flags, and TERM on a
+/// terminal — each as Docker gives them.
+#[test]
+fn links_extra_hosts_and_dns_flags_are_dockers() {
+    let (sb, d) = node1().unwrap();
+    sb.docker_ok(&d, &["pull", "alpine"]);
+    sb.docker_ok(&d, &["run", "-d", "--name", "db", "-e", "SECRET=s3", "--expose", "5432", "alpine", "sleep", "300"]);
+    let db_ip = sb.inspect(&d, "db", "{{.NetworkSettings.IPAddress}}");
+    let db_id = sb.inspect(&d, "db", "{{.Id}}");
+    sb.docker_ok(&d, &["run", "-d", "--name", "web", "--link", "db:store", "alpine", "sleep", "300"]);
+    let hosts = sb.docker_ok(&d, &["exec", "web", "cat", "/etc/hosts"]);
+    assert!(hosts.contains(&format!("{db_ip}\tstore {} db\n", &db_id[..12])), "{hosts}");
+    sb.docker_ok(&d, &["exec", "web", "ping", "-c1", "-W2", "store"]);
+    let env = sb.docker_ok(&d, &["exec", "web", "env"]);
+    for want in [
+        format!("STORE_PORT=tcp://{db_ip}:5432"),
+        format!("STORE_PORT_5432_TCP_ADDR={db_ip}"),
+        "STORE_NAME=/web/store".to_string(),
+        "STORE_ENV_SECRET=s3".to_string(),
+    ] {
+        assert!(env.lines().any(|l| l == want), "{want} missing:\n{env}");
+    }
+    assert_eq!(sb.inspect(&d, "web", "{{json .HostConfig.Links}}"), r#"["/db:/web/store"]"#);
+    let o = sb.docker(&d, &["run", "--rm", "--link", "nope:x", "alpine", "true"]).unwrap();
+    assert!(!o.status.success() && out(&o).contains("could not get container for nope"), "{}", out(&o));
+    sb.docker_ok(&d, &["stop", "-t", "0", "db"]);
+    let o = sb.docker(&d, &["run", "-d", "--name", "web2", "--link", "db", "alpine", "sleep", "300"]).unwrap();
+    assert!(out(&o).contains("Cannot link to a non running container: /db AS /web2/db"), "{}", out(&o));
+    sb.docker_ok(&d, &["rm", "--link", "/web/store"]);
+    assert_eq!(sb.inspect(&d, "web", "{{json .HostConfig.Links}}"), "null");
+    let o = sb.docker(&d, &["rm", "--link", "web"]).unwrap();
+    assert!(out(&o).contains("cannot remove the default link name"), "{}", out(&o));
+
+    // On a user-defined network the alias is the linking container's alone.
+    sb.docker_ok(&d, &["network", "create", "linked"]);
+    sb.docker_ok(&d, &["run", "-d", "--name", "db2", "--network", "linked", "alpine", "sleep", "300"]);
+    sb.docker_ok(&d, &["run", "-d", "--name", "web3", "--network", "linked", "--link", "db2:cache", "alpine", "sleep", "300"]);
+    sb.docker_ok(&d, &["exec", "web3", "ping", "-c1", "-W2", "cache"]);
+    let o = sb.docker(&d, &["exec", "db2", "ping", "-c1", "-W2", "cache"]).unwrap();
+    assert!(!o.status.success(), "another container resolved the link's alias: {}", out(&o));
+    assert_eq!(sb.inspect(&d, "web3", "{{json .NetworkSettings.Networks.linked.Links}}"), r#"["db2:cache"]"#);
+
+    // --add-host, host-gateway included; a bad address is refused.
+    let hosts = sb
+        .docker_ok(&d, &["run", "--rm", "--add-host", "db.local:10.9.8.7", "--add-host", "gw:host-gateway", "alpine", "cat", "/etc/hosts"]);
+    assert!(hosts.contains("10.9.8.7\tdb.local\n") && hosts.contains("172.17.0.1\tgw\n"), "{hosts}");
+    let (code, body) = sb.api(&d, "POST", "/containers/create", Some(r#"{"Image":"alpine","HostConfig":{"ExtraHosts":["x:1.2.3.999"]}}"#));
+    assert!(code == 400 && body.contains("invalid IP address in add-host"), "{code} {body}");
+
+    // --dns, --dns-search, --dns-option.
+    let resolv = sb.docker_ok(
+        &d,
+        &[
+            "run",
+            "--rm",
+            "--dns",
+            "10.0.0.53",
+            "--dns-search",
+            "lab.local",
+            "--dns-option",
+            "timeout:2",
+            "alpine",
+            "cat",
+            "/etc/resolv.conf",
+        ],
+    );
+    assert_eq!(resolv, "nameserver 10.0.0.53\nsearch lab.local\noptions timeout:2\n");
+
+    // A terminal has TERM=xterm, as Docker sets it.
+    assert_eq!(sb.docker_ok(&d, &["run", "--rm", "-t", "alpine", "sh", "-c", "echo $TERM"]).trim(), "xterm");
+    sb.docker_ok(&d, &["rm", "-f", "db", "web", "web2", "db2", "web3"]);
+}
