@@ -98,6 +98,27 @@ pub fn options(query: &str) -> ApiResult<BuildOptions> {
         buildargs: json_map("buildargs")?,
         labels: json_map("labels")?,
         target: get("target").filter(|t| !t.is_empty()),
+        // RUN steps' containers: `--add-host` (the key may repeat) and `--network`.
+        extra_hosts: {
+            let hosts: Vec<String> = pairs.iter().filter(|(k, v)| k == "extrahosts" && !v.is_empty()).map(|(_, v)| v.clone()).collect();
+            for h in &hosts {
+                berth_shared::etc::extra_host(h, std::net::Ipv4Addr::UNSPECIFIED).map_err(ApiError::bad_request)?;
+            }
+            hosts
+        },
+        network_mode: match get("networkmode").unwrap_or_default().as_str() {
+            "" | "default" | "bridge" => None,
+            m @ ("host" | "none") => Some(m.to_string()),
+            m if m.starts_with("container:") => {
+                return Err(ApiError::bad_request(format!("berth cannot run a build's steps in another container's network ({m})")))
+            }
+            m => Some(m.to_string()),
+        },
+        cache_from: match get("cachefrom").filter(|v| !v.is_empty()) {
+            None => Vec::new(),
+            Some(v) => serde_json::from_str::<Vec<String>>(&v).map_err(|e| ApiError::bad_request(format!("invalid cachefrom: {e}")))?,
+        },
+        dockerfile_text: None,
     })
 }
 
@@ -124,10 +145,15 @@ async fn build(State(st): State<AppState>, RawQuery(query): RawQuery, body: Body
     // runs drops this future, and the dir is removed once the unpack stops.
     let (unpacked, scratch) =
         tokio::task::spawn_blocking(move || (crate::build::context::unpack(&a, &c, &df), scratch)).await.map_err(internal)?;
-    unpacked.map_err(ApiError::bad_request)?;
+    let mut opts = opts;
+    opts.dockerfile_text = unpacked.map_err(ApiError::bad_request)?;
     let _ = std::fs::remove_file(&archive);
     // An empty Dockerfile is the client's error, before any output.
-    if let Ok(Some(text)) = crate::build::context::read_inside(&ctx, &opts.dockerfile, 1 << 20) {
+    let text = match &opts.dockerfile_text {
+        Some(t) => Ok(Some(t.clone())),
+        None => crate::build::context::read_inside(&ctx, &opts.dockerfile, 1 << 20),
+    };
+    if let Ok(Some(text)) = text {
         if text.trim().is_empty() {
             return Err(ApiError::bad_request(format!("the Dockerfile ({}) cannot be empty", opts.dockerfile)));
         }

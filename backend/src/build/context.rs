@@ -120,8 +120,10 @@ impl Ignore {
 }
 
 /// Unpacks the context tar at `archive` into `dest` (which must exist) and
-/// removes what `.dockerignore` excludes (never the Dockerfile itself).
-pub fn unpack(archive: &Path, dest: &Path, dockerfile: &str) -> Result<(), String> {
+/// removes what `.dockerignore` excludes. The Dockerfile and `.dockerignore`
+/// are read even when excluded, then removed as Docker removes them (a
+/// `COPY . /app` must not find them): the Dockerfile's text comes back then.
+pub fn unpack(archive: &Path, dest: &Path, dockerfile: &str) -> Result<Option<String>, String> {
     let mut f = fs::File::open(archive).map_err(|e| e.to_string())?;
     let mut magic = [0u8; 2];
     let n = f.read(&mut magic).map_err(|e| e.to_string())?;
@@ -138,9 +140,29 @@ pub fn unpack(archive: &Path, dest: &Path, dockerfile: &str) -> Result<(), Strin
     }
     let ignore = match read_inside(dest, ".dockerignore", MAX_DOCKERIGNORE)? {
         Some(t) => Ignore::parse(&t)?,
-        None => return Ok(()),
+        None => return Ok(None),
     };
-    prune(dest, dest, &ignore, &clean(dockerfile)).map_err(|e| format!("applying .dockerignore: {e}"))
+    let dockerfile = clean(dockerfile);
+    prune(dest, dest, &ignore, &dockerfile).map_err(|e| format!("applying .dockerignore: {e}"))?;
+    let mut kept = None;
+    if ignore.ignored(&dockerfile) {
+        kept = read_inside(dest, &dockerfile, MAX_DOCKERFILE)?;
+        remove_inside(dest, &dockerfile)?;
+    }
+    if ignore.ignored(".dockerignore") {
+        remove_inside(dest, ".dockerignore")?;
+    }
+    Ok(kept)
+}
+
+/// Removes one file of the context (resolved inside it, never outside).
+fn remove_inside(root: &Path, rel: &str) -> Result<(), String> {
+    let rootfs = pathrs::Root::open(root).map_err(|e| format!("opening the build context: {e}"))?;
+    match rootfs.remove_file(rel) {
+        Ok(()) => Ok(()),
+        Err(e) if matches!(e.kind(), pathrs::error::ErrorKind::OsError(Some(libc::ENOENT))) => Ok(()),
+        Err(e) => Err(format!("removing {} from the build context: {e}", excerpt(rel, 100))),
+    }
 }
 
 /// Reads a small text file of the context (`.dockerignore`, the
@@ -373,9 +395,10 @@ mod tests {
         }
         let out = dir.path().join("out");
         fs::create_dir_all(&out).unwrap();
-        unpack(&tar_path, &out, "Dockerfile").unwrap();
-        assert!(out.join("app.py").exists() && out.join("Dockerfile").exists());
-        assert!(!out.join("secret.txt").exists());
+        // The Dockerfile was excluded: read, then gone from the context.
+        assert_eq!(unpack(&tar_path, &out, "Dockerfile").unwrap().as_deref(), Some("FROM alpine\n"));
+        assert!(out.join("app.py").exists() && !out.join("Dockerfile").exists());
+        assert!(!out.join("secret.txt").exists() && out.join(".dockerignore").exists());
     }
 
     /// A context tar with a Dockerfile, a file, and `.dockerignore` as a

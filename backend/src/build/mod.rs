@@ -23,7 +23,7 @@ use serde_json::{json, Value};
 use sha2::{Digest, Sha256};
 use tokio::sync::mpsc;
 
-use crate::engine::containers::{now_rfc3339, Containers, Output};
+use crate::engine::containers::{now_rfc3339, Containers, Output, StreamKind};
 use crate::events::EventBus;
 use crate::image::pull::Puller;
 use crate::image::reference::ImageRef;
@@ -42,6 +42,15 @@ pub struct BuildOptions {
     pub buildargs: BTreeMap<String, String>,
     pub labels: BTreeMap<String, String>,
     pub target: Option<String>,
+    /// `--add-host` entries for RUN steps.
+    pub extra_hosts: Vec<String>,
+    /// `--network` for RUN steps (None: the default bridge).
+    pub network_mode: Option<String>,
+    /// `--cache-from` images: their layers may stand for a step's result.
+    pub cache_from: Vec<String>,
+    /// The Dockerfile when `.dockerignore` excluded it from the context
+    /// (read, then removed, as Docker does).
+    pub dockerfile_text: Option<String>,
 }
 
 /// A failed build: the message the client shows, and a RUN's exit code.
@@ -456,9 +465,12 @@ impl Builder {
     pub async fn build(&self, opts: &BuildOptions, ctx: &Path, tx: mpsc::Sender<Value>) -> Result<String, BuildError> {
         let out = Out { tx: tx.clone(), quiet: opts.quiet };
         let build_id = sha(&format!("{}{}", now_rfc3339(), crate::daemon::random_u128()))[..12].to_string();
-        let text = context::read_inside(ctx, &opts.dockerfile, context::MAX_DOCKERFILE)
-            .map_err(fail)?
-            .ok_or_else(|| fail(format!("Cannot locate specified Dockerfile: {}", context::excerpt(&opts.dockerfile, 100))))?;
+        let text = match &opts.dockerfile_text {
+            Some(t) => t.clone(),
+            None => context::read_inside(ctx, &opts.dockerfile, context::MAX_DOCKERFILE)
+                .map_err(fail)?
+                .ok_or_else(|| fail(format!("Cannot locate specified Dockerfile: {}", context::excerpt(&opts.dockerfile, 100))))?,
+        };
         let parsed = dockerfile::parse(&text).map_err(|e| fail(e.to_string()))?;
         let last = match &opts.target {
             Some(t) => parsed
@@ -798,10 +810,22 @@ impl Builder {
             // (the step's cache key keeps the ID it had).
             self.persist(&mut st.img)?;
         }
-        let layer = match work {
+        // `--cache-from`: a source image that went through the same steps
+        // from the same parent has this step's layer.
+        let from_source = match work {
             Work::Meta => None,
-            Work::Files(f) => self.fs_step(&st.img, f).await.map_err(|e| at(step, e))?,
-            Work::Run(argv, args) => self.run_step(&st.img, argv, args, step, out).await?,
+            _ if opts.nocache => None,
+            _ => self.from_sources(&st.img, &created_by, &opts.cache_from),
+        };
+        let reused = from_source.is_some();
+        let layer = match (from_source, work) {
+            (Some(l), _) => {
+                out.stream(" ---> Using cache\n").await;
+                Some(l)
+            }
+            (None, Work::Meta) => None,
+            (None, Work::Files(f)) => self.fs_step(&st.img, f).await.map_err(|e| at(step, e))?,
+            (None, Work::Run(argv, args)) => self.run_step(&st.img, argv, args, step, out, opts).await?,
         };
         self.commit(&mut st.img, &created_by, layer.as_ref(), cfg, persist, &key)?;
         out.stream(format!(" ---> {}\n", st.img.short())).await;
@@ -811,7 +835,7 @@ impl Builder {
             step: n,
             instruction: step.text.clone(),
             line: step.line,
-            cached: false,
+            cached: reused,
             image: id.clone(),
         });
         if let Some(l) = &layer {
@@ -825,6 +849,44 @@ impl Builder {
         }
         self.remember(&key, &id);
         Ok(())
+    }
+
+    /// The layer a `--cache-from` image holds for this step: one whose
+    /// history and layers start with the parent's, and whose next history
+    /// entry is this step (as it is shown) with a layer. Images not here are
+    /// skipped (as Docker's classic builder, it pulls none).
+    fn from_sources(&self, parent: &Img, created_by: &str, sources: &[String]) -> Option<NewLayer> {
+        let history = |config: &Value| -> Vec<(String, bool)> {
+            config["history"]
+                .as_array()
+                .map(|h| {
+                    h.iter()
+                        .map(|e| (e["created_by"].as_str().unwrap_or("").to_string(), e["empty_layer"].as_bool().unwrap_or(false)))
+                        .collect()
+                })
+                .unwrap_or_default()
+        };
+        let (parent_history, parent_diffs) = (history(&parent.config), parent.diff_ids());
+        for name in sources {
+            let Some(record) = self.images.resolve(name) else { continue };
+            let Some(config) = self.images.config(&record.id) else { continue };
+            let source = Img { id: Some(record.id), config };
+            let (h, diffs) = (history(&source.config), source.diff_ids());
+            let n = parent_history.len();
+            let same_start =
+                h.len() > n && h[..n] == parent_history[..] && diffs.len() > parent_diffs.len() && diffs.starts_with(&parent_diffs);
+            if !same_start || h[n].0 != created_by || h[n].1 {
+                continue;
+            }
+            let chains = chain_ids(&diffs[..=parent_diffs.len()]);
+            let chain_id = chains.last()?.clone();
+            if !self.images.has_layer(&chain_id) {
+                continue;
+            }
+            let size = self.images.layer_size(&chain_id);
+            return Some(NewLayer { diff_id: diffs[parent_diffs.len()].clone(), chain_id, size });
+        }
+        None
     }
 
     /// `--chown=user:group` against the image's /etc/passwd and /etc/group.
@@ -858,9 +920,13 @@ impl Builder {
         args: Vec<String>,
         step: &Step,
         out: &Out,
+        opts: &BuildOptions,
     ) -> Result<Option<NewLayer>, BuildError> {
         let record = self.record_of(img);
-        let body = json!({"Cmd": argv, "Entrypoint": [""], "Env": args, "AttachStdout": true, "AttachStderr": true, "Labels": {}});
+        let body = json!({
+            "Cmd": argv, "Entrypoint": [""], "Env": args, "AttachStdout": true, "AttachStderr": true, "Labels": {},
+            "HostConfig": {"NetworkMode": opts.network_mode.as_deref().unwrap_or("default"), "ExtraHosts": opts.extra_hosts},
+        });
         let c = self.containers.create(None, &body, &record, &hex_of(&record.id)[..12]).map_err(|e| at(step, e.message))?;
         // Removes the container (killing what runs in it) if the build is
         // dropped before this step ends: a cancelled build leaves nothing.
@@ -875,6 +941,10 @@ impl Builder {
             started.map_err(|e| at(step, e.message))?;
             loop {
                 match rx.recv().await {
+                    // Stderr in red, as Docker's classic builder wraps it.
+                    Ok(Output::Data(StreamKind::Stderr, bytes)) => {
+                        out.stream(format!("\x1b[91m{}\x1b[0m", String::from_utf8_lossy(&bytes))).await
+                    }
                     Ok(Output::Data(_, bytes)) => out.stream(String::from_utf8_lossy(&bytes).into_owned()).await,
                     Ok(Output::End) | Err(tokio::sync::broadcast::error::RecvError::Closed) => break,
                     Err(tokio::sync::broadcast::error::RecvError::Lagged(_)) => {}

@@ -198,3 +198,44 @@ fn build_errors_name_the_line_and_leave_nothing_behind() {
     let left: Vec<_> = fs::read_dir(&tmp).map(|d| d.flatten().map(|e| e.file_name()).collect()).unwrap_or_default();
     assert!(left.is_empty(), "scratch dirs left: {left:?}");
 }
+
+/// What SDKs and the CLI's legacy builder send beyond the lab's build
+/// (issue 18 item 10): a RUN's stderr wrapped in red as Docker's classic
+/// builder wraps it; a Dockerfile and .dockerignore that .dockerignore
+/// excludes read but left out of `COPY .`; `--add-host` and `--network` for
+/// RUN steps; `--cache-from` an image built before, once the local cache
+/// is gone.
+#[test]
+fn stderr_dockerignore_hosts_network_and_cache_from_are_dockers() {
+    let (sb, d) = node1().unwrap();
+    sb.docker_ok(&d, &["pull", "alpine"]);
+    let ctx = write(
+        &sb.dir().join("extras"),
+        &[
+            ("Dockerfile", "FROM alpine\nRUN echo to-stderr >&2\nCOPY . /app\nRUN cat /etc/hosts > /hosts && ls /sys/class/net > /nets\n"),
+            (".dockerignore", "Dockerfile\n.dockerignore\n"),
+            ("app.txt", "app\n"),
+        ],
+    );
+    let ctx = ctx.display().to_string();
+    let o = sb.docker(&d, &["build", "--add-host", "db.local:10.1.2.3", "--network", "none", "-t", "extras", &ctx]).unwrap();
+    let text = out(&o);
+    assert!(o.status.success(), "{text}");
+    assert!(text.contains("\u{1b}[91mto-stderr\n\u{1b}[0m"), "{text:?}");
+    let listed = sb.docker_ok(&d, &["run", "--rm", "extras", "ls", "-a", "/app"]);
+    assert_eq!(listed.split_whitespace().collect::<Vec<_>>(), [".", "..", "app.txt"], "{listed}");
+    assert!(sb.docker_ok(&d, &["run", "--rm", "extras", "cat", "/hosts"]).contains("10.1.2.3\tdb.local\n"));
+    assert_eq!(sb.docker_ok(&d, &["run", "--rm", "extras", "cat", "/nets"]).trim(), "lo", "--network none: no eth0");
+
+    // --cache-from: the local cache cleared, the image's own layers serve.
+    sb.docker_ok(&d, &["builder", "prune", "-f"]);
+    let again = sb
+        .docker_ok(&d, &["build", "--cache-from", "extras", "--add-host", "db.local:10.1.2.3", "--network", "none", "-t", "extras2", &ctx]);
+    assert_eq!(again.matches("Using cache").count(), 3, "{again}");
+    assert!(!again.contains("Running in"), "{again}");
+    let layers = |i: &str| sb.docker_ok(&d, &["image", "inspect", "-f", "{{json .RootFS.Layers}}", i]);
+    assert_eq!(layers("extras"), layers("extras2"));
+    sb.docker_ok(&d, &["builder", "prune", "-f"]);
+    let cold = sb.docker_ok(&d, &["build", "--add-host", "db.local:10.1.2.3", "--network", "none", "-t", "extras3", &ctx]);
+    assert!(cold.contains("Running in"), "without --cache-from the steps run again: {cold}");
+}
