@@ -3,7 +3,7 @@
 //! address, containers the lowest free one after it, and an address is never
 //! handed out twice while in use.
 
-use std::collections::BTreeSet;
+use std::collections::{BTreeMap, BTreeSet};
 use std::net::Ipv4Addr;
 
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -12,6 +12,27 @@ pub struct Ipam {
     pub prefix: u8,
     pub gateway: Ipv4Addr,
     used: BTreeSet<u32>,
+    /// `--ip-range`: where addresses are handed out from (a requested
+    /// `--ip` may still be anywhere in the subnet, as Docker's IPAM).
+    range: Option<(Ipv4Addr, u8)>,
+    /// `--aux-address name=ip`: addresses never handed out.
+    aux: BTreeMap<String, Ipv4Addr>,
+}
+
+/// A CIDR block: its first address and prefix length.
+fn parse_cidr(text: &str) -> Option<(Ipv4Addr, u8)> {
+    let (addr, prefix) = text.split_once('/')?;
+    let prefix: u8 = prefix.parse().ok()?;
+    (prefix <= 32).then_some(())?;
+    Some((addr.parse().ok()?, prefix))
+}
+
+fn mask(prefix: u8) -> u32 {
+    if prefix == 0 {
+        0
+    } else {
+        u32::MAX << (32 - prefix)
+    }
 }
 
 #[derive(Debug, PartialEq, Eq)]
@@ -48,9 +69,56 @@ impl Ipam {
         if !(8..=30).contains(&prefix) {
             return Err(bad());
         }
-        let mask = u32::MAX << (32 - prefix);
-        let network = u32::from(addr) & mask;
-        Ok(Ipam { network: network.into(), prefix, gateway: (network + 1).into(), used: BTreeSet::new() })
+        let network = u32::from(addr) & mask(prefix);
+        Ok(Ipam {
+            network: network.into(),
+            prefix,
+            gateway: (network + 1).into(),
+            used: BTreeSet::new(),
+            range: None,
+            aux: BTreeMap::new(),
+        })
+    }
+
+    /// `--ip-range`, checked as Docker checks it (with its messages).
+    pub fn set_range(&mut self, text: &str) -> Result<(), String> {
+        let (addr, prefix) = parse_cidr(text).ok_or_else(|| format!("invalid ip-range {text}: not an IPv4 CIDR block"))?;
+        let subnet = self.subnet();
+        if prefix < self.prefix {
+            return Err(format!("invalid ip-range {text}: CIDR block is bigger than its parent subnet {subnet}"));
+        }
+        let masked = Ipv4Addr::from(u32::from(addr) & mask(prefix));
+        if masked != addr {
+            return Err(format!("invalid ip-range {text}: it should be {masked}/{prefix}"));
+        }
+        if u32::from(addr) & mask(self.prefix) != u32::from(self.network) {
+            return Err(format!("invalid ip-range {text}: parent subnet {subnet} doesn't contain ip-range"));
+        }
+        self.range = Some((addr, prefix));
+        Ok(())
+    }
+
+    /// The `--ip-range`, if any ("10.5.0.128/25").
+    pub fn range(&self) -> Option<String> {
+        self.range.map(|(a, p)| format!("{a}/{p}"))
+    }
+
+    /// `--aux-address name=ip`: reserved, never handed out or claimed.
+    pub fn add_aux(&mut self, name: &str, ip: Ipv4Addr) -> Result<(), String> {
+        if u32::from(ip) & mask(self.prefix) != u32::from(self.network) {
+            return Err(format!("invalid auxiliary address {name}: parent subnet {} doesn't contain this address", self.subnet()));
+        }
+        self.aux.insert(name.to_string(), ip);
+        Ok(())
+    }
+
+    /// The auxiliary addresses by name.
+    pub fn aux(&self) -> &BTreeMap<String, Ipv4Addr> {
+        &self.aux
+    }
+
+    fn taken(&self, a: u32) -> bool {
+        a == u32::from(self.gateway) || self.used.contains(&a) || self.aux.values().any(|x| u32::from(*x) == a)
     }
 
     pub fn subnet(&self) -> String {
@@ -63,11 +131,18 @@ impl Ipam {
         (n, n + size - 1)
     }
 
-    /// The lowest free address after the gateway.
+    /// The lowest free address (after the gateway), in the ip-range if
+    /// the network has one.
     pub fn allocate(&mut self) -> Result<Ipv4Addr, IpamError> {
         let (net, broadcast) = self.bounds();
-        let gw = u32::from(self.gateway);
-        let free = (net + 1..broadcast).find(|a| *a != gw && !self.used.contains(a));
+        let (lo, hi) = match self.range {
+            Some((a, p)) => {
+                let start = u32::from(a);
+                (start.max(net + 1), (start | !mask(p)).min(broadcast - 1))
+            }
+            None => (net + 1, broadcast - 1),
+        };
+        let free = (lo..=hi).find(|a| !self.taken(*a));
         match free {
             Some(a) => {
                 self.used.insert(a);
@@ -82,7 +157,7 @@ impl Ipam {
         if !self.contains(ip) || ip == self.gateway {
             return Err(IpamError::Outside(ip));
         }
-        if !self.used.insert(ip.into()) {
+        if self.taken(ip.into()) || !self.used.insert(ip.into()) {
             return Err(IpamError::InUse(ip));
         }
         Ok(())
@@ -144,6 +219,33 @@ pub fn mac_string(mac: [u8; 6]) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn an_ip_range_narrows_allocation_and_aux_addresses_are_never_handed_out() {
+        let mut ipam = Ipam::new("10.5.0.0/24").unwrap();
+        ipam.set_range("10.5.0.128/30").unwrap();
+        ipam.add_aux("router", "10.5.0.129".parse().unwrap()).unwrap();
+        assert_eq!(ipam.range().as_deref(), Some("10.5.0.128/30"));
+        let got: Vec<Ipv4Addr> = (0..3).map(|_| ipam.allocate().unwrap()).collect();
+        assert_eq!(got, ["10.5.0.128", "10.5.0.130", "10.5.0.131"].map(|a| a.parse::<Ipv4Addr>().unwrap()));
+        assert!(matches!(ipam.allocate(), Err(IpamError::Exhausted(_))));
+        // A requested address may be outside the range, never an aux one.
+        assert!(ipam.claim("10.5.0.7".parse().unwrap()).is_ok());
+        assert_eq!(ipam.claim("10.5.0.129".parse().unwrap()), Err(IpamError::InUse("10.5.0.129".parse().unwrap())));
+        assert_eq!(
+            Ipam::new("10.5.0.0/24").unwrap().set_range("10.5.0.0/16").unwrap_err(),
+            "invalid ip-range 10.5.0.0/16: CIDR block is bigger than its parent subnet 10.5.0.0/24"
+        );
+        assert_eq!(
+            Ipam::new("10.5.0.0/24").unwrap().set_range("10.5.0.3/30").unwrap_err(),
+            "invalid ip-range 10.5.0.3/30: it should be 10.5.0.0/30"
+        );
+        assert_eq!(
+            Ipam::new("10.5.0.0/24").unwrap().set_range("10.6.0.0/25").unwrap_err(),
+            "invalid ip-range 10.6.0.0/25: parent subnet 10.5.0.0/24 doesn't contain ip-range"
+        );
+        assert!(Ipam::new("10.5.0.0/24").unwrap().add_aux("x", "10.9.0.1".parse().unwrap()).is_err());
+    }
 
     #[test]
     fn macs_parse_as_clients_write_them() {

@@ -125,7 +125,16 @@ fn describe(st: &AppState, net: &Net) -> Value {
             (
                 "bridge",
                 b.spec.created.clone(),
-                json!([{"Subnet": b.subnet(), "Gateway": b.gateway().to_string()}]),
+                {
+                    let mut conf = json!({"Subnet": b.subnet(), "Gateway": b.gateway().to_string()});
+                    if let Some(r) = &b.spec.ip_range {
+                        conf["IPRange"] = json!(r);
+                    }
+                    if !b.spec.aux_addresses.is_empty() {
+                        conf["AuxiliaryAddresses"] = json!(b.spec.aux_addresses);
+                    }
+                    json!([conf])
+                },
                 options,
                 json!(b.spec.labels),
                 b.spec.internal,
@@ -216,6 +225,8 @@ async fn create(State(st): State<AppState>, Checked(body, typed): Checked<Networ
         labels: string_map(&body["Labels"]),
         options: string_map(&body["Options"]),
         internal: body["Internal"].as_bool().unwrap_or(false),
+        ip_range: conf["IPRange"].as_str().map(String::from),
+        aux_addresses: string_map(&conf["AuxiliaryAddresses"]),
     };
     let net = nets.create(req).await?;
     Ok((StatusCode::CREATED, Json(json!({"Id": net.id(), "Warning": ""}))))

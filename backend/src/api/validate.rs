@@ -245,11 +245,11 @@ pub fn check_network_name(name: &str) -> ApiResult<()> {
     if name.len() > NAME_MAX {
         return Err(ApiError::bad_request(format!("invalid name: {} is longer than {NAME_MAX} characters", shown(name))));
     }
-    let ok = name.chars().next().is_some_and(|c| c.is_ascii_alphanumeric())
-        && name.chars().all(|c| c.is_ascii_alphanumeric() || "_.-".contains(c));
-    if !name.is_empty() && !ok {
+    // Docker takes any name ("my net" too); berth refuses only what a URL
+    // path or a log line cannot carry.
+    if name.contains('/') || name.chars().any(char::is_control) {
         return Err(ApiError::bad_request(format!(
-            "invalid name: {} includes invalid characters, only \"[a-zA-Z0-9][a-zA-Z0-9_.-]\" are allowed",
+            "invalid name: {} includes invalid characters ('/' or control characters)",
             shown(name)
         )));
     }

@@ -67,6 +67,12 @@ pub struct NetworkSpec {
     /// Its subnet was the client's (`--subnet`): `--ip` may be used on it.
     #[serde(default)]
     pub user_subnet: bool,
+    /// `--ip-range`: where container addresses are handed out from.
+    #[serde(default)]
+    pub ip_range: Option<String>,
+    /// `--aux-address name=ip`: addresses kept out of containers' reach.
+    #[serde(default)]
+    pub aux_addresses: BTreeMap<String, Ipv4Addr>,
 }
 
 /// A bridge network: the default one on docker0 or a user-defined one.
@@ -116,6 +122,12 @@ impl BridgeNetwork {
     pub async fn setup(spec: NetworkSpec, default: bool, bus: Arc<EventBus>) -> Result<Self, NetError> {
         let mut ipam = Ipam::new(&spec.subnet).map_err(|e| NetError::Invalid(e.to_string()))?;
         ipam.gateway = spec.gateway;
+        if let Some(r) = &spec.ip_range {
+            ipam.set_range(r).map_err(NetError::Invalid)?;
+        }
+        for (name, ip) in &spec.aux_addresses {
+            ipam.add_aux(name, *ip).map_err(NetError::Invalid)?;
+        }
         let h = netlink::connect()?;
         if let Some(other) = netlink::subnet_taken_by(&h, ipam.network, ipam.prefix, &spec.bridge).await? {
             let hint = if default { ": configure another with --bip" } else { "" };

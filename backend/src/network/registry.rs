@@ -24,6 +24,9 @@ pub struct CreateRequest {
     pub labels: BTreeMap<String, String>,
     pub options: BTreeMap<String, String>,
     pub internal: bool,
+    /// `--ip-range` and `--aux-address` (with `--subnet`).
+    pub ip_range: Option<String>,
+    pub aux_addresses: BTreeMap<String, String>,
 }
 
 /// Names that are not networks one can create.
@@ -61,6 +64,8 @@ impl Networks {
             options: BTreeMap::new(),
             internal: false,
             user_subnet: false,
+            ip_range: None,
+            aux_addresses: BTreeMap::new(),
         };
         let default = Arc::new(BridgeNetwork::setup(spec, true, bus.clone()).await?);
         let me = Networks {
@@ -142,10 +147,21 @@ impl Networks {
                 }
                 ipam.gateway = gw;
             }
+            if let Some(r) = req.ip_range.as_deref().filter(|s| !s.is_empty()) {
+                ipam.set_range(r).map_err(|e| NetError::Invalid(format!("invalid network config:\n{e}")))?;
+            }
+            for (name, ip) in &req.aux_addresses {
+                let addr: Ipv4Addr =
+                    ip.parse().map_err(|_| NetError::Invalid(format!("invalid auxiliary address {name}: {ip} is not an IPv4 address")))?;
+                ipam.add_aux(name, addr).map_err(|e| NetError::Invalid(format!("invalid network config:\n{e}")))?;
+            }
             return Ok(ipam);
         }
         if req.gateway.as_deref().is_some_and(|g| !g.is_empty()) {
             return Err(NetError::Invalid("a gateway needs a subnet (--subnet) to go with it".into()));
+        }
+        if req.ip_range.as_deref().is_some_and(|r| !r.is_empty()) || !req.aux_addresses.is_empty() {
+            return Err(NetError::Invalid("an ip-range or auxiliary address needs a subnet (--subnet) to go with it".into()));
         }
         let h = netlink::connect()?;
         for pool in pools() {
@@ -168,10 +184,9 @@ impl Networks {
         if req.name.is_empty() {
             return Err(NetError::Invalid("network name must not be empty".into()));
         }
-        let valid = req.name.chars().next().is_some_and(|c| c.is_ascii_alphanumeric())
-            && req.name.chars().all(|c| c.is_ascii_alphanumeric() || "_.-".contains(c));
-        if !valid {
-            return Err(NetError::Invalid(format!("invalid network name {:?}: only [a-zA-Z0-9][a-zA-Z0-9_.-] are allowed", req.name)));
+        // As Docker: any name ("my net" too) but one a URL path cannot carry.
+        if req.name.contains('/') || req.name.chars().any(char::is_control) {
+            return Err(NetError::Invalid(format!("invalid network name {:?}: it may not hold '/' or control characters", req.name)));
         }
         if PREDEFINED.contains(&req.name.as_str()) || self.find(&req.name).is_some_and(|n| n.name() == req.name) {
             return Err(NetError::Conflict(format!("network with name {} already exists", req.name)));
@@ -193,6 +208,8 @@ impl Networks {
             labels: req.labels,
             options: req.options,
             internal: req.internal,
+            ip_range: ipam.range(),
+            aux_addresses: ipam.aux().clone(),
         };
         let net = Arc::new(BridgeNetwork::setup(spec, false, self.bus.clone()).await?);
         self.user.lock().unwrap_or_else(|p| p.into_inner()).insert(req.name, net.clone());

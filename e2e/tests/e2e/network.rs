@@ -592,3 +592,45 @@ fn links_extra_hosts_and_dns_flags_are_dockers() {
     assert_eq!(sb.docker_ok(&d, &["run", "--rm", "-t", "alpine", "sh", "-c", "echo $TERM"]).trim(), "xterm");
     sb.docker_ok(&d, &["rm", "-f", "db", "web", "web2", "db2", "web3"]);
 }
+
+/// `--ip-range` (containers get addresses from it; `--ip` may still be any
+/// address of the subnet), `--aux-address` (never handed out), both shown in
+/// inspect, Docker's checks; and a network name with a space, which Docker
+/// takes.
+#[test]
+fn ip_ranges_aux_addresses_and_names_with_spaces() {
+    let (sb, d) = node1().unwrap();
+    sb.docker_ok(&d, &["pull", "alpine"]);
+    sb.docker_ok(
+        &d,
+        &["network", "create", "--subnet", "10.78.0.0/24", "--ip-range", "10.78.0.128/30", "--aux-address", "router=10.78.0.129", "ranged"],
+    );
+    let ipam = sb.docker_ok(&d, &["network", "inspect", "-f", "{{json .IPAM.Config}}", "ranged"]);
+    assert_eq!(
+        ipam.trim(),
+        r#"[{"Subnet":"10.78.0.0/24","IPRange":"10.78.0.128/30","Gateway":"10.78.0.1","AuxiliaryAddresses":{"router":"10.78.0.129"}}]"#
+    );
+    let ip = |n: &str| sb.inspect(&d, n, "{{.NetworkSettings.Networks.ranged.IPAddress}}");
+    for n in ["r1", "r2"] {
+        sb.docker_ok(&d, &["run", "-d", "--name", n, "--network", "ranged", "alpine", "sleep", "300"]);
+    }
+    assert_eq!((ip("r1"), ip("r2")), ("10.78.0.128".to_string(), "10.78.0.130".to_string()), "the aux address is skipped");
+    sb.docker_ok(&d, &["run", "-d", "--name", "r3", "--network", "ranged", "--ip", "10.78.0.7", "alpine", "sleep", "300"]);
+    assert_eq!(ip("r3"), "10.78.0.7");
+    let o = sb.docker(&d, &["run", "-d", "--name", "r4", "--network", "ranged", "--ip", "10.78.0.129", "alpine", "sleep", "300"]).unwrap();
+    assert!(out(&o).contains("Address already in use"), "{}", out(&o));
+    // (The CLI checks this one itself: an SDK's request.)
+    let (code, body) = sb.api(
+        &d,
+        "POST",
+        "/networks/create",
+        Some(r#"{"Name":"outside","IPAM":{"Config":[{"Subnet":"10.79.0.0/24","IPRange":"10.80.0.0/25"}]}}"#),
+    );
+    assert!(code == 400 && body.contains("parent subnet 10.79.0.0/24 doesn't contain ip-range"), "{code} {body}");
+
+    sb.docker_ok(&d, &["network", "create", "my net"]);
+    sb.docker_ok(&d, &["run", "-d", "--name", "spaced", "--network", "my net", "alpine", "sleep", "300"]);
+    assert!(sb.inspect(&d, "spaced", "{{range $k, $v := .NetworkSettings.Networks}}{{$k}}{{end}}") == "my net");
+    sb.docker_ok(&d, &["rm", "-f", "r1", "r2", "r3", "r4", "spaced"]);
+    sb.docker_ok(&d, &["network", "rm", "my net", "ranged"]);
+}
