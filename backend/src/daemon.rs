@@ -199,24 +199,13 @@ fn daemon_id(config: &Config, engine: EngineMode) -> String {
     if let Ok(id) = std::fs::read_to_string(&path) {
         return id.trim().to_string();
     }
-    let id = format!("{:032x}", random_u128());
+    let id = format!("{:032x}", crate::ids::random_u128());
     if engine == EngineMode::Live {
         if let Err(e) = std::fs::write(&path, &id) {
             tracing::warn!(error = %e, "could not persist the engine id");
         }
     }
     id
-}
-
-/// 128 random bits from the kernel.
-pub fn random_u128() -> u128 {
-    use std::io::Read;
-    let mut buf = [0u8; 16];
-    if std::fs::File::open("/dev/urandom").and_then(|mut f| f.read_exact(&mut buf)).is_err() {
-        let t = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_nanos()).unwrap_or(0);
-        return t ^ u128::from(std::process::id());
-    }
-    u128::from_le_bytes(buf)
 }
 
 async fn shutdown_signal() {

@@ -49,6 +49,24 @@ impl fmt::Display for Clipped<'_> {
     }
 }
 
+/// A bounded excerpt of untrusted text for an error message: at most `max`
+/// characters, control characters escaped, `…` where it was cut.
+pub fn excerpt(s: &str, max: usize) -> String {
+    let mut out = String::new();
+    for (i, c) in s.chars().enumerate() {
+        if i == max {
+            out.push('…');
+            break;
+        }
+        if c.is_control() {
+            out.extend(c.escape_default());
+        } else {
+            out.push(c);
+        }
+    }
+    out
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

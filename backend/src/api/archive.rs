@@ -40,7 +40,7 @@ fn stat_header(stat: &Value) -> HeaderValue {
 
 /// Docker names the container in a missing path's message.
 fn named(e: ApiError, id: &str, path: &str) -> ApiError {
-    if e.kind.status() == StatusCode::NOT_FOUND && e.message.starts_with("Could not find the file") {
+    if e.kind == crate::error::ErrorKind::NotFound && e.message.starts_with("Could not find the file") {
         return ApiError::not_found(format!("Could not find the file {path} in container {id}"));
     }
     e

@@ -52,7 +52,7 @@ type Q = Query<HashMap<String, String>>;
 pub async fn changes(State(st): State<AppState>, Path(id): Path<String>) -> ApiResult<Json<Value>> {
     let r = st.containers.get(&id)?.record();
     let (upper, lower) = (std::path::PathBuf::from(&r.layer.upper), r.layer.lower.clone());
-    let list = tokio::task::spawn_blocking(move || crate::build::layer::changes(&upper, &lower)).await.unwrap_or_default();
+    let list = tokio::task::spawn_blocking(move || crate::storage::layer::changes(&upper, &lower)).await.unwrap_or_default();
     Ok(Json(Value::Array(list.into_iter().map(|(p, k)| json!({"Path": p, "Kind": k})).collect())))
 }
 
@@ -200,7 +200,7 @@ async fn restart(State(st): State<AppState>, v: ApiVersion, Path(id): Path<Strin
 /// `?signal=` of a stop or restart (`docker stop -s`), from API 1.42 on.
 fn stop_signal(v: ApiVersion, q: &std::collections::HashMap<String, String>) -> ApiResult<Option<&str>> {
     let Some(signal) = q.get("signal").filter(|s| !s.is_empty() && v.at_least(42)) else { return Ok(None) };
-    if crate::engine::containers::parse_signal(signal).is_none() {
+    if crate::signals::parse_signal(signal).is_none() {
         return Err(ApiError::bad_request(format!("Invalid signal: {signal}")));
     }
     Ok(Some(signal))
@@ -208,7 +208,7 @@ fn stop_signal(v: ApiVersion, q: &std::collections::HashMap<String, String>) -> 
 
 async fn kill(State(st): State<AppState>, Path(id): Path<String>, Query(q): Q) -> ApiResult<StatusCode> {
     let signal = q.get("signal").filter(|s| !s.is_empty()).map(String::as_str).unwrap_or("SIGKILL");
-    if crate::engine::containers::parse_signal(signal).is_none() {
+    if crate::signals::parse_signal(signal).is_none() {
         return Err(ApiError::bad_request(format!("Invalid signal: {signal}")));
     }
     let c = st.containers.get(&id)?;
@@ -612,7 +612,7 @@ pub fn summary(st: &AppState, v: ApiVersion, r: &Record) -> Value {
         "Image": r.image,
         "ImageID": r.image_id,
         "Command": shell_join(&r.command()),
-        "Created": crate::image::pull::parse_rfc3339(&r.created),
+        "Created": crate::ids::parse_rfc3339(&r.created),
         "Ports": r.ports.iter().map(|p| json!({"IP": p.host_ip.to_string(), "PrivatePort": p.container_port, "PublicPort": p.host_port, "Type": p.proto})).chain(
             r.config["ExposedPorts"].as_object().map(|e| e.keys().filter(|k| !r.ports.iter().any(|p| format!("{}/{}", p.container_port, p.proto) == **k)).filter_map(|k| {
                 let (port, proto) = k.split_once('/')?;
@@ -644,7 +644,7 @@ pub fn shell_join(args: &[String]) -> String {
 
 /// A log line's RFC 3339 time (nanoseconds) as Unix seconds.
 fn log_time(t: &str) -> f64 {
-    let secs = crate::image::pull::parse_rfc3339(t) as f64;
+    let secs = crate::ids::parse_rfc3339(t) as f64;
     let frac = t.split_once('.').map(|(_, f)| f.trim_end_matches(|c: char| !c.is_ascii_digit())).unwrap_or("");
     let digits: String = frac.chars().take_while(char::is_ascii_digit).take(9).collect();
     secs + if digits.is_empty() { 0.0 } else { format!("0.{digits}").parse::<f64>().unwrap_or(0.0) }
@@ -657,7 +657,7 @@ fn status_text(r: &Record) -> String {
     match r.state.status {
         Status::Running => format!(
             "Up {}{}{}",
-            human_duration(now - crate::image::pull::parse_rfc3339(&r.state.started_at)),
+            human_duration(now - crate::ids::parse_rfc3339(&r.state.started_at)),
             if r.state.paused { " (Paused)" } else { "" },
             match r.state.health.as_ref().map(|h| h.status.as_str()) {
                 Some("starting") => " (health: starting)".to_string(),
@@ -665,13 +665,11 @@ fn status_text(r: &Record) -> String {
                 None => String::new(),
             }
         ),
-        Status::Exited if r.state.restarting => format!(
-            "Restarting ({}) {} ago",
-            r.state.exit_code,
-            human_duration(now - crate::image::pull::parse_rfc3339(&r.state.finished_at))
-        ),
+        Status::Exited if r.state.restarting => {
+            format!("Restarting ({}) {} ago", r.state.exit_code, human_duration(now - crate::ids::parse_rfc3339(&r.state.finished_at)))
+        }
         Status::Exited => {
-            format!("Exited ({}) {} ago", r.state.exit_code, human_duration(now - crate::image::pull::parse_rfc3339(&r.state.finished_at)))
+            format!("Exited ({}) {} ago", r.state.exit_code, human_duration(now - crate::ids::parse_rfc3339(&r.state.finished_at)))
         }
         Status::Created => "Created".into(),
         Status::Removing => "Removal In Progress".into(),

@@ -65,7 +65,7 @@ async fn create(State(st): State<AppState>, Path(id): Path<String>, Checked(body
     }
     let working_dir = body["WorkingDir"].as_str().filter(|w| !w.is_empty()).or(rec.config["WorkingDir"].as_str()).unwrap_or("").to_string();
     let user = body["User"].as_str().filter(|u| !u.is_empty()).or(rec.config["User"].as_str()).unwrap_or("").to_string();
-    let exec_id = format!("{:032x}{:032x}", crate::daemon::random_u128(), crate::daemon::random_u128());
+    let exec_id = format!("{:032x}{:032x}", crate::ids::random_u128(), crate::ids::random_u128());
     st.execs.add(ExecRecord {
         id: exec_id.clone(),
         container_id: rec.id,

@@ -15,8 +15,8 @@ use tokio_stream::wrappers::ReceiverStream;
 use tokio_stream::StreamExt;
 
 use super::AppState;
-use crate::api::system::format_rfc3339;
 use crate::error::{ApiError, ApiResult, ErrorKind};
+use crate::ids::format_rfc3339;
 use crate::image::pull::PullError;
 use crate::image::reference::ImageRef;
 use crate::image::store::ImageRecord;
@@ -114,7 +114,7 @@ async fn load(State(st): State<AppState>, Query(q): Q, body: axum::body::Body) -
 /// read files); removed by the caller.
 async fn upload(st: &AppState, body: axum::body::Body, what: &str) -> ApiResult<std::path::PathBuf> {
     use tokio::io::AsyncWriteExt;
-    let path = st.images.tmp_dir().join(format!("{what}-{:016x}.tar", crate::daemon::random_u128() as u64));
+    let path = st.images.tmp_dir().join(format!("{what}-{:016x}.tar", crate::ids::random_u128() as u64));
     let written = async {
         let mut f = tokio::fs::File::create(&path).await?;
         let mut s = body.into_data_stream();
@@ -263,7 +263,7 @@ async fn by_name_get(State(st): State<AppState>, v: super::ApiVersion, Path(rest
                 let empty = h["empty_layer"].as_bool().unwrap_or(false);
                 json!({
                     "Id": "<missing>",
-                    "Created": h["created"].as_str().map(crate::image::pull::parse_rfc3339).unwrap_or(0),
+                    "Created": h["created"].as_str().map(crate::ids::parse_rfc3339).unwrap_or(0),
                     "CreatedBy": h["created_by"].as_str().unwrap_or(""),
                     "Tags": null,
                     "Size": if empty { 0 } else { layer_sizes.next().unwrap_or(0) },
@@ -454,7 +454,7 @@ fn until_time(u: &str) -> ApiResult<i64> {
         return Ok(t as i64);
     }
     let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_secs() as i64).unwrap_or(0);
-    crate::build::instructions::duration_ns(u)
+    crate::dockerfile::instructions::duration_ns(u)
         .map(|ns| now - ns / 1_000_000_000)
         .ok_or_else(|| ApiError::bad_request(format!("invalid filter 'until={u}'")))
 }

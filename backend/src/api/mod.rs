@@ -32,6 +32,7 @@ pub mod images;
 pub mod model;
 pub mod networks;
 pub mod ps;
+pub mod respond;
 pub mod stats;
 pub mod swarm;
 pub mod system;

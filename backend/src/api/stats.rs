@@ -17,8 +17,9 @@ use axum::response::{IntoResponse, Response};
 use serde_json::{json, Value};
 
 use super::AppState;
-use crate::engine::containers::{now_rfc3339, Container, ZERO_TIME};
+use crate::engine::containers::Container;
 use crate::error::ApiResult;
+use crate::ids::{now_rfc3339, ZERO_TIME};
 use crate::runtime::resources::{clk_tck, parse_system_cpu, NetCounters, Sample};
 
 /// Docker's collection interval.

@@ -65,7 +65,7 @@ async fn version(State(st): State<AppState>) -> Json<Value> {
 async fn info(State(st): State<AppState>, v: super::ApiVersion) -> Json<Value> {
     let h = &st.host;
     let c = &st.config;
-    let now = time_rfc3339();
+    let now = crate::ids::now_rfc3339();
     use crate::runtime::resources::Ctrl;
     let containers: Vec<_> = st.containers.list().iter().map(|c| c.record().state).collect();
     let paused = containers.iter().filter(|s| s.status == berth_shared::Status::Running && s.paused).count();
@@ -168,29 +168,6 @@ fn sysctl_on(key: &str) -> bool {
     std::fs::read_to_string(format!("/proc/sys/{key}")).is_ok_and(|v| v.trim() == "1")
 }
 
-/// Now, as RFC 3339 with nanoseconds, as Docker prints SystemTime.
-fn time_rfc3339() -> String {
-    let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap_or_default();
-    format_rfc3339(now.as_secs() as i64, now.subsec_nanos())
-}
-
-/// Formats seconds since the epoch (UTC) as `YYYY-MM-DDTHH:MM:SS.nnnnnnnnnZ`.
-pub fn format_rfc3339(secs: i64, nanos: u32) -> String {
-    let days = secs.div_euclid(86_400);
-    let rem = secs.rem_euclid(86_400);
-    // Civil-from-days (Howard Hinnant's algorithm).
-    let z = days + 719_468;
-    let era = z.div_euclid(146_097);
-    let doe = z - era * 146_097;
-    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
-    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
-    let mp = (5 * doy + 2) / 153;
-    let d = doy - (153 * mp + 2) / 5 + 1;
-    let m = if mp < 10 { mp + 3 } else { mp - 9 };
-    let y = yoe + era * 400 + i64::from(m <= 2);
-    format!("{y:04}-{m:02}-{d:02}T{:02}:{:02}:{:02}.{nanos:09}Z", rem / 3600, (rem % 3600) / 60, rem % 60)
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -226,12 +203,5 @@ mod tests {
         assert_eq!(v["LoggingDriver"], "json-file");
         assert_eq!(v["DockerRootDir"], "/var/lib/berth");
         assert_eq!(v["Swarm"]["LocalNodeState"], "inactive");
-    }
-
-    #[test]
-    fn rfc3339_formats_known_instants() {
-        assert_eq!(format_rfc3339(0, 0), "1970-01-01T00:00:00.000000000Z");
-        assert_eq!(format_rfc3339(1_767_225_600, 5), "2026-01-01T00:00:00.000000005Z");
-        assert_eq!(format_rfc3339(951_782_400, 0), "2000-02-29T00:00:00.000000000Z");
     }
 }

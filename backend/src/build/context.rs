@@ -11,7 +11,8 @@ use std::path::{Component, Path, PathBuf};
 use globset::{Glob, GlobMatcher, GlobSet, GlobSetBuilder};
 use sha2::{Digest, Sha256};
 
-use super::copy::fd_path;
+use crate::storage::copy::fd_path;
+use crate::text::excerpt;
 
 /// The most `.dockerignore` may hold: it is read whole into memory, and
 /// each pattern is matched against every path of the context.
@@ -22,24 +23,6 @@ pub const MAX_DOCKERFILE: u64 = 4 * 1024 * 1024;
 /// huge one costs memory and time out of all proportion (a 20 MB line made
 /// the daemon grow by gigabytes and panic).
 pub const MAX_PATTERN: usize = 4096;
-
-/// A bounded excerpt of untrusted text for an error message: at most `max`
-/// characters, control characters escaped, `…` where it was cut.
-pub fn excerpt(s: &str, max: usize) -> String {
-    let mut out = String::new();
-    for (i, c) in s.chars().enumerate() {
-        if i == max {
-            out.push('…');
-            break;
-        }
-        if c.is_control() {
-            out.extend(c.escape_default());
-        } else {
-            out.push(c);
-        }
-    }
-    out
-}
 
 /// `.dockerignore` patterns, in order; `!` marks an exception.
 #[derive(Debug, Default)]

@@ -9,7 +9,7 @@ use proptest::prelude::*;
 use serde_json::json;
 
 use super::context::Ignore;
-use super::dockerfile;
+use crate::dockerfile;
 
 /// A few hundred cases, no shrinking marathons, no files written.
 fn config(cases: u32) -> ProptestConfig {

@@ -6,13 +6,8 @@
 //! the checksum of its sources match an earlier build's.
 
 pub mod context;
-pub mod copy;
-pub mod dockerfile;
-pub mod expand;
 #[cfg(test)]
 mod fuzz;
-pub mod instructions;
-pub mod layer;
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
@@ -23,13 +18,15 @@ use serde_json::{json, Value};
 use sha2::{Digest, Sha256};
 use tokio::sync::mpsc;
 
-use crate::engine::containers::{now_rfc3339, Containers, Output, StreamKind};
+use crate::dockerfile::instructions::{self, with_shell};
+use crate::dockerfile::{self, expand, Form, Kind, Step};
+use crate::engine::containers::{Containers, Output, StreamKind};
 use crate::events::EventBus;
+use crate::ids::now_rfc3339;
 use crate::image::pull::Puller;
 use crate::image::reference::ImageRef;
 use crate::image::store::{chain_ids, hex_of, ImageRecord, ImageStore, LayerRef};
-use dockerfile::{Form, Kind, Step};
-use instructions::with_shell;
+use crate::storage::{copy, layer};
 
 /// What `POST /build` asked for.
 #[derive(Clone, Debug, Default)]
@@ -198,7 +195,7 @@ struct Scratch {
 
 impl Scratch {
     fn new(images: &ImageStore, what: &str) -> Result<Self, BuildError> {
-        let dir = images.tmp_dir().join(format!("{what}-{:016x}", crate::daemon::random_u128() as u64));
+        let dir = images.tmp_dir().join(format!("{what}-{:016x}", crate::ids::random_u128() as u64));
         std::fs::create_dir_all(&dir).map_err(|e| fail(format!("creating {}: {e}", dir.display())))?;
         Ok(Scratch { dir, mounted: Vec::new() })
     }
@@ -464,12 +461,12 @@ impl Builder {
     /// Runs a whole build; the image ID on success.
     pub async fn build(&self, opts: &BuildOptions, ctx: &Path, tx: mpsc::Sender<Value>) -> Result<String, BuildError> {
         let out = Out { tx: tx.clone(), quiet: opts.quiet };
-        let build_id = sha(&format!("{}{}", now_rfc3339(), crate::daemon::random_u128()))[..12].to_string();
+        let build_id = sha(&format!("{}{}", now_rfc3339(), crate::ids::random_u128()))[..12].to_string();
         let text = match &opts.dockerfile_text {
             Some(t) => t.clone(),
             None => context::read_inside(ctx, &opts.dockerfile, context::MAX_DOCKERFILE)
                 .map_err(fail)?
-                .ok_or_else(|| fail(format!("Cannot locate specified Dockerfile: {}", context::excerpt(&opts.dockerfile, 100))))?,
+                .ok_or_else(|| fail(format!("Cannot locate specified Dockerfile: {}", crate::text::excerpt(&opts.dockerfile, 100))))?,
         };
         let parsed = dockerfile::parse(&text).map_err(|e| fail(e.to_string()))?;
         let last = match &opts.target {
@@ -525,7 +522,7 @@ impl Builder {
     fn tag(&self, id: &str, tags: &[String]) -> std::io::Result<()> {
         let img = Img { id: Some(id.to_string()), config: self.images.config(id).unwrap_or(Value::Null) };
         let mut record = self.record_of(&img);
-        record.created = img.config["created"].as_str().map(crate::image::pull::parse_rfc3339).unwrap_or(0);
+        record.created = img.config["created"].as_str().map(crate::ids::parse_rfc3339).unwrap_or(0);
         let bytes = std::fs::read(self.images.config_path(id))?;
         let existed = self.images.get(id).is_some();
         self.images.put_image(record, &bytes, tags.first().map(String::as_str))?;
@@ -1056,6 +1053,6 @@ fn archive_entries(path: &Path) -> Result<Option<Extract>, String> {
         let mut ar = tar::Archive::new(reader);
         ar.set_preserve_permissions(true);
         ar.set_preserve_ownerships(true);
-        ar.unpack(dest).map_err(|e| format!("unpacking the archive: {}", context::excerpt(&e.to_string(), 300)))
+        ar.unpack(dest).map_err(|e| format!("unpacking the archive: {}", crate::text::excerpt(&e.to_string(), 300)))
     })))
 }

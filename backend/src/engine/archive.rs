@@ -49,7 +49,7 @@ impl Containers {
                     (false, _) => Target::Stopped { options: rec.layer.mount_options(), merged: rec.layer.merged.clone().into() },
                 };
                 let dir = me.exec_root().join("archive");
-                let spec_path = dir.join(format!("{:032x}.json", crate::daemon::random_u128()));
+                let spec_path = dir.join(format!("{:032x}.json", crate::ids::random_u128()));
                 let spec = serde_json::to_vec(&ArchiveSpec { target, op }).unwrap_or_default();
                 std::fs::create_dir_all(&dir)
                     .and_then(|_| std::fs::write(&spec_path, spec))

@@ -11,13 +11,15 @@ use berth_shared::{Event, Status};
 use serde_json::{json, Value};
 use sha2::{Digest, Sha256};
 
-use super::containers::{internal, now_rfc3339, Container, Containers};
-use crate::build::dockerfile::{self, Kind};
-use crate::build::{instructions, layer};
+use super::containers::{internal, Container, Containers};
+use crate::dockerfile::instructions;
+use crate::dockerfile::{self, Kind};
 use crate::error::ApiError;
 use crate::events::EventBus;
+use crate::ids::now_rfc3339;
 use crate::image::reference::ImageRef;
 use crate::image::store::{chain_ids, ImageRecord, ImageStore, LayerRef};
+use crate::storage::layer;
 
 /// What `POST /commit` asks for.
 #[derive(Debug, Default)]
@@ -65,7 +67,7 @@ pub fn new_config(container: &Value, client: &Value, image: &Value, changes: &[S
                 env.as_array()?.iter().filter_map(Value::as_str).find_map(|e| e.strip_prefix(name)?.strip_prefix('=').map(String::from))
             };
             if let Kind::Workdir(w) = &step.kind {
-                let w = crate::build::expand::expand(w, &lookup)?;
+                let w = crate::dockerfile::expand::expand(w, &lookup)?;
                 cfg["WorkingDir"] = json!(instructions::workdir(&cfg, &w));
                 continue;
             }
@@ -112,7 +114,7 @@ pub fn store_image_bytes(images: &ImageStore, bus: &EventBus, bytes: &[u8], tag:
         .zip(diffs)
         .map(|(chain_id, diff_id)| LayerRef { size: images.layer_size(&chain_id), chain_id, diff_id })
         .collect();
-    let created = config["created"].as_str().map(crate::image::pull::parse_rfc3339).unwrap_or(0);
+    let created = config["created"].as_str().map(crate::ids::parse_rfc3339).unwrap_or(0);
     let record = ImageRecord { id: id.clone(), repo_tags: vec![], repo_digests: vec![], layers, created };
     let lost = images.put_image(record, bytes, tag).map_err(|e| internal(format!("storing the image: {e}")))?;
     if let Some(stored) = images.get(&id) {
@@ -183,7 +185,7 @@ pub fn import(
     let mut magic = [0u8; 6];
     let n = f.read(&mut magic).map_err(internal)?;
     let f = std::fs::File::open(tar).map_err(internal)?;
-    let scratch = images.tmp_dir().join(format!("import-{:016x}", crate::daemon::random_u128() as u64));
+    let scratch = images.tmp_dir().join(format!("import-{:016x}", crate::ids::random_u128() as u64));
     let diff = scratch.join("diff");
     std::fs::create_dir_all(&diff).map_err(internal)?;
     let unpacker = crate::image::unpack::Unpacker::new(&diff);
@@ -232,7 +234,7 @@ impl Containers {
         let cfg = new_config(&rec.config, &req.config, &parent, &req.changes).map_err(ApiError::bad_request)?;
 
         // The container's changes, copied while it is paused.
-        let scratch = self.images.tmp_dir().join(format!("commit-{:016x}", crate::daemon::random_u128() as u64));
+        let scratch = self.images.tmp_dir().join(format!("commit-{:016x}", crate::ids::random_u128() as u64));
         let diff = scratch.join("diff");
         let freeze = req.pause && rec.state.status == Status::Running && !rec.state.paused;
         if freeze {

@@ -343,16 +343,8 @@ pub struct Containers {
     shutting_down: std::sync::atomic::AtomicBool,
 }
 
-pub fn now_rfc3339() -> String {
-    let now = SystemTime::now().duration_since(UNIX_EPOCH).unwrap_or_default();
-    crate::api::system::format_rfc3339(now.as_secs() as i64, now.subsec_nanos())
-}
-
-pub const ZERO_TIME: &str = "0001-01-01T00:00:00Z";
-
-fn new_id() -> String {
-    format!("{:032x}{:032x}", crate::daemon::random_u128(), crate::daemon::random_u128())
-}
+use crate::ids::{new_id, now_rfc3339, ZERO_TIME};
+use crate::signals::parse_signal;
 
 /// A random name in Docker's adjective_surname form.
 fn random_name() -> String {
@@ -382,7 +374,7 @@ fn random_name() -> String {
         "engelbart",
         "allen",
     ];
-    let r = crate::daemon::random_u128();
+    let r = crate::ids::random_u128();
     format!("{}_{}", ADJ[(r % ADJ.len() as u128) as usize], NAMES[((r >> 32) % NAMES.len() as u128) as usize])
 }
 
@@ -1216,7 +1208,7 @@ impl Containers {
     /// removal or a user's start meanwhile cancels it.
     fn schedule_restart(self: &Arc<Self>, c: &Arc<Container>, rec: &Record) {
         let now = SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.as_secs() as i64).unwrap_or(0);
-        let ran = Duration::from_secs((now - crate::image::pull::parse_rfc3339(&rec.state.started_at)).max(0) as u64);
+        let ran = Duration::from_secs((now - crate::ids::parse_rfc3339(&rec.state.started_at)).max(0) as u64);
         let delay = {
             let mut b = c.backoff.lock().unwrap_or_else(|p| p.into_inner());
             *b = super::restart::delay(*b, ran);
@@ -1735,16 +1727,6 @@ pub fn dir_size(dir: &Path) -> u64 {
             _ => 0,
         })
         .sum()
-}
-
-pub fn parse_signal(s: &str) -> Option<nix::sys::signal::Signal> {
-    use std::str::FromStr;
-    if let Ok(n) = s.parse::<i32>() {
-        return nix::sys::signal::Signal::try_from(n).ok();
-    }
-    let up = s.to_ascii_uppercase();
-    let name = if up.starts_with("SIG") { up } else { format!("SIG{up}") };
-    nix::sys::signal::Signal::from_str(&name).ok()
 }
 
 #[cfg(test)]

@@ -187,7 +187,8 @@ mod monitor {
     use tokio::io::AsyncReadExt;
 
     use super::{clip_output, Check, Probe, OUTPUT_MAX};
-    use crate::engine::containers::{now_rfc3339, Container, Containers};
+    use crate::engine::containers::{Container, Containers};
+    use crate::ids::now_rfc3339;
     use crate::runtime::process::launch;
 
     /// Reads a stream up to the kept size (and drains the rest).
@@ -221,7 +222,7 @@ mod monitor {
                 Err(e) => return failed(e.message),
             };
             let dir = self.exec_root().join("exec");
-            let path = dir.join(format!("health-{}-{:08x}.json", &rec.id[..12], crate::daemon::random_u128() as u32));
+            let path = dir.join(format!("health-{}-{:08x}.json", &rec.id[..12], crate::ids::random_u128() as u32));
             if let Err(e) = std::fs::create_dir_all(&dir).and_then(|_| std::fs::write(&path, serde_json::to_vec(&spec).unwrap_or_default()))
             {
                 return failed(e.to_string());

@@ -18,8 +18,9 @@ use std::sync::{Arc, Mutex};
 use serde::{Deserialize, Serialize};
 use serde_json::{json, Value};
 
-use super::containers::{now_rfc3339, Container, Output, StreamKind};
+use super::containers::{Container, Output, StreamKind};
 use crate::error::{ApiError, ErrorKind};
+use crate::ids::now_rfc3339;
 
 /// Longest log entry, as Docker's copier splits lines.
 pub const MAX_LINE: usize = 16 * 1024;

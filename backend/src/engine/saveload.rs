@@ -114,7 +114,7 @@ fn write_archive(images: &ImageStore, picked: Vec<(ImageRecord, Vec<String>)>, o
                 None => {
                     // A layer berth made from a directory: its tar as it was hashed.
                     let path = scratch.path().join(format!("{id}.tar"));
-                    crate::build::layer::write_tar(&images.layer_diff(&l.chain_id), io::BufWriter::new(fs::File::create(&path)?))?
+                    crate::storage::layer::write_tar(&images.layer_diff(&l.chain_id), io::BufWriter::new(fs::File::create(&path)?))?
                         .0
                         .flush()?;
                     LayerSource::File(path)

@@ -252,13 +252,13 @@ impl Volumes {
                 check_volume_name(n)?;
                 (n.to_string(), false)
             }
-            None => (format!("{:032x}{:032x}", crate::daemon::random_u128(), crate::daemon::random_u128()), true),
+            None => (format!("{:032x}{:032x}", crate::ids::random_u128(), crate::ids::random_u128()), true),
         };
         let mut map = self.map.lock().unwrap_or_else(|p| p.into_inner());
         if let Some(v) = map.get(&name) {
             return Ok(v.clone());
         }
-        let rec = VolumeRecord { name: name.clone(), created: crate::engine::containers::now_rfc3339(), labels, anonymous };
+        let rec = VolumeRecord { name: name.clone(), created: crate::ids::now_rfc3339(), labels, anonymous };
         let dir = self.root.join(&name);
         let data = dir.join("_data");
         fs::create_dir_all(&data).map_err(internal)?;
@@ -328,7 +328,7 @@ impl Volumes {
         }
         let root = pathrs::Root::open(rootfs).map_err(std::io::Error::other)?;
         let Ok(handle) = root.resolve(path) else { return Ok(0) };
-        let from = crate::build::copy::fd_path(&handle);
+        let from = crate::storage::copy::fd_path(&handle);
         if !fs::metadata(&from)?.is_dir() {
             return Ok(0);
         }

@@ -124,7 +124,7 @@ impl Puller {
                         repo_digest: list_digest.unwrap_or(digest),
                     })
                 }
-                Err(e) => errors.push(format!("{source}: {}", crate::build::context::excerpt(&e.to_string(), 300))),
+                Err(e) => errors.push(format!("{source}: {}", crate::text::excerpt(&e.to_string(), 300))),
             }
         }
         let name = r.familiar_tagged().unwrap_or_else(|| r.familiar_repo());
@@ -150,7 +150,7 @@ impl Puller {
             let (bytes, digest) = match self.client.pull_manifest_raw(&reference, &RegistryAuth::Anonymous, TYPES).await {
                 Ok(got) => got,
                 Err(e) => {
-                    errors.push(format!("{source}: {}", crate::build::context::excerpt(&e.to_string(), 300)));
+                    errors.push(format!("{source}: {}", crate::text::excerpt(&e.to_string(), 300)));
                     continue;
                 }
             };
@@ -259,7 +259,7 @@ impl Puller {
             layer_refs.push(LayerRef { chain_id: chain.clone(), diff_id: diff_ids[i].clone(), size });
         }
         let id = format!("sha256:{}", hex_of(&resolved.config.digest));
-        let created = config_json["created"].as_str().map(parse_rfc3339).unwrap_or(0);
+        let created = config_json["created"].as_str().map(crate::ids::parse_rfc3339).unwrap_or(0);
         let record = ImageRecord {
             id: id.clone(),
             repo_tags: vec![],
@@ -301,7 +301,7 @@ impl Puller {
         id: &str,
         progress: &mpsc::Sender<Value>,
     ) -> Result<TempBlob, PullError> {
-        let blob = TempBlob(store.tmp_dir().join(format!("blob-{}-{:08x}", hex_of(&layer.digest), crate::daemon::random_u128() as u32)));
+        let blob = TempBlob(store.tmp_dir().join(format!("blob-{}-{:08x}", hex_of(&layer.digest), crate::ids::random_u128() as u32)));
         let file = tokio::fs::File::create(&blob.0).await.map_err(|e| PullError::Failed(format!("creating {}: {e}", blob.0.display())))?;
         let start = Instant::now();
         let seen = Arc::new(AtomicU64::new(0));
@@ -337,7 +337,7 @@ impl Puller {
                 if quiet >= idle.mul_f64(0.9) || error_chain(&e).contains("timed out") {
                     return timed_out();
                 }
-                let e = crate::build::context::excerpt(&error_chain(&e), 300);
+                let e = crate::text::excerpt(&error_chain(&e), 300);
                 PullError::Failed(format!("downloading layer {}: {e}", layer.digest))
             }),
             _ = watchdog => Err(timed_out()),
@@ -512,23 +512,6 @@ pub fn human_size(n: u64) -> String {
     format!("{digits}{}", units[u])
 }
 
-/// Seconds since the epoch from an RFC 3339 timestamp (0 if unreadable).
-pub fn parse_rfc3339(s: &str) -> i64 {
-    let p = |a: usize, b: usize| s.get(a..b).and_then(|x| x.parse::<i64>().ok());
-    let (Some(y), Some(mo), Some(d), Some(h), Some(mi), Some(se)) = (p(0, 4), p(5, 7), p(8, 10), p(11, 13), p(14, 16), p(17, 19)) else {
-        return 0;
-    };
-    // Days from civil (Howard Hinnant).
-    let y2 = if mo <= 2 { y - 1 } else { y };
-    let era = y2.div_euclid(400);
-    let yoe = y2 - era * 400;
-    let mp = (mo + 9) % 12;
-    let doy = (153 * mp + 2) / 5 + d - 1;
-    let doe = yoe * 365 + yoe / 4 - yoe / 100 + doy;
-    let days = era * 146_097 + doe - 719_468;
-    days * 86_400 + h * 3600 + mi * 60 + se
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -541,13 +524,6 @@ mod tests {
         assert_eq!(human_size(1_500), "1.5kB");
         assert_eq!(human_size(7_340_000), "7.34MB");
         assert_eq!(human_size(187_000_000), "187MB");
-    }
-
-    #[test]
-    fn rfc3339_parses_to_unix_seconds() {
-        assert_eq!(parse_rfc3339("2026-01-01T00:00:00Z"), 1_767_225_600);
-        assert_eq!(parse_rfc3339("1970-01-01T00:00:10.5Z"), 10);
-        assert_eq!(parse_rfc3339("junk"), 0);
     }
 
     /// A registry on 127.0.0.1 that serves a manifest and config, then

@@ -130,7 +130,7 @@ fn rebuild_index(root: &Path) -> Index {
             })
             .collect();
         let id = format!("sha256:{}", e.file_name().to_string_lossy());
-        let created = config["created"].as_str().map(crate::image::pull::parse_rfc3339).unwrap_or(0);
+        let created = config["created"].as_str().map(crate::ids::parse_rfc3339).unwrap_or(0);
         index.images.insert(id.clone(), ImageRecord { id, repo_tags: Vec::new(), repo_digests: Vec::new(), layers, created });
     }
     index

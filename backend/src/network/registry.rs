@@ -59,7 +59,7 @@ impl Networks {
             bridge: bridge.into(),
             subnet: ipam.subnet(),
             gateway: ipam.gateway,
-            created: crate::engine::containers::now_rfc3339(),
+            created: crate::ids::now_rfc3339(),
             labels: BTreeMap::new(),
             options: BTreeMap::new(),
             internal: false,
@@ -196,14 +196,14 @@ impl Networks {
             other => return Err(NetError::NotFound(format!("plugin \"{other}\" not found"))),
         }
         let ipam = self.choose_subnet(&req).await?;
-        let id = format!("{:032x}{:032x}", crate::daemon::random_u128(), crate::daemon::random_u128());
+        let id = format!("{:032x}{:032x}", crate::ids::random_u128(), crate::ids::random_u128());
         let spec = NetworkSpec {
             bridge: format!("br-{}", &id[..12]),
             id,
             name: req.name.clone(),
             subnet: ipam.subnet(),
             gateway: ipam.gateway,
-            created: crate::engine::containers::now_rfc3339(),
+            created: crate::ids::now_rfc3339(),
             user_subnet: req.subnet.is_some(),
             labels: req.labels,
             options: req.options,

@@ -232,7 +232,7 @@ impl News {
 /// that holds only those (`/etc` with hosts, hostname and resolv.conf)?
 fn runtime_only(upper: &Path, rel: &Path) -> bool {
     fn only(upper: &Path, rel: &Path, depth: usize) -> bool {
-        if crate::build::layer::MOUNT_POINTS.contains(&&*rel.to_string_lossy()) {
+        if crate::storage::layer::MOUNT_POINTS.contains(&&*rel.to_string_lossy()) {
             return true;
         }
         if depth > 4 {

@@ -93,7 +93,7 @@ pub fn stat(path: &Path) -> io::Result<Value> {
     let m = fs::symlink_metadata(path)?;
     let name = path.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_else(|| "/".into());
     let link = if m.file_type().is_symlink() { fs::read_link(path)?.to_string_lossy().into_owned() } else { String::new() };
-    let mtime = crate::api::system::format_rfc3339(m.mtime(), m.mtime_nsec() as u32);
+    let mtime = crate::ids::format_rfc3339(m.mtime(), m.mtime_nsec() as u32);
     Ok(json!({"name": name, "size": m.len(), "mode": go_mode(&m), "mtime": mtime, "linkTarget": link}))
 }
 

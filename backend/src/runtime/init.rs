@@ -215,7 +215,7 @@ fn target_in(root: &pathrs::Root, dest: &str, dir: bool) -> R<pathrs::Handle> {
 /// Bind-mounts `b.source` at its destination in the new root, through the
 /// resolved handle's /proc/self/fd path (as runc does).
 fn bind_into(root: &Path, b: &super::spec::Bind) -> R<()> {
-    use crate::build::copy::fd_path;
+    use crate::storage::copy::fd_path;
     let r = ctx(pathrs::Root::open(root), || format!("opening {}", root.display()))?;
     let target = target_in(&r, &b.destination, b.source.is_dir())?;
     let src = b.source.to_string_lossy();
@@ -398,7 +398,7 @@ fn make_devices(root: &Path, devices: &[DeviceNode]) -> R<()> {
 
 /// Mounts a `--tmpfs` at its destination, resolved inside the new root.
 fn mount_tmpfs(root: &Path, t: &Tmpfs) -> R<()> {
-    use crate::build::copy::fd_path;
+    use crate::storage::copy::fd_path;
     let r = ctx(pathrs::Root::open(root), || format!("opening {}", root.display()))?;
     let target = target_in(&r, &t.destination, true)?;
     let mut flags = MsFlags::empty();

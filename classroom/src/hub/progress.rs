@@ -154,7 +154,7 @@ pub struct LearnerExport {
 }
 
 fn rfc3339(ms: Option<u64>) -> String {
-    ms.map(|m| berth_backend::api::system::format_rfc3339((m / 1000) as i64, (m % 1000) as u32 * 1_000_000)).unwrap_or_default()
+    ms.map(|m| berth_backend::ids::format_rfc3339((m / 1000) as i64, (m % 1000) as u32 * 1_000_000)).unwrap_or_default()
 }
 
 fn csv_field(s: &str) -> String {

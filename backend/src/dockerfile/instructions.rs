@@ -5,8 +5,8 @@
 
 use serde_json::{json, Value};
 
-use super::dockerfile::{Form, Kind};
 use super::expand;
+use super::{Form, Kind};
 
 /// `8000` → `8000/tcp`.
 pub fn port_key(p: &str) -> String {
@@ -187,7 +187,7 @@ pub fn apply(
         }
         Kind::StopSignal(s) => {
             let s = exp(s)?;
-            if crate::engine::containers::parse_signal(&s).is_none() {
+            if crate::signals::parse_signal(&s).is_none() {
                 return Err(format!("Invalid signal: {s}"));
             }
             cfg["StopSignal"] = json!(s);

@@ -4,6 +4,9 @@
 //! heredocs (`RUN <<EOF`, `COPY <<EOF /dest`), and the instructions it
 //! passes through untyped (WORKDIR, USER, ADD, …), which are read here.
 
+pub mod expand;
+pub mod instructions;
+
 use dockerfile_parser::{BreakableStringComponent, Dockerfile, Instruction, ShellOrExecExpr};
 
 /// A Dockerfile problem, with the line it is on when known.
@@ -24,7 +27,7 @@ pub const MAX_LINE: usize = 65535;
 
 /// Untrusted text quoted in an error: a short excerpt, never the whole.
 fn quote(s: &str) -> String {
-    super::context::excerpt(s, 60)
+    crate::text::excerpt(s, 60)
 }
 
 /// Shell form (run by the SHELL, `/bin/sh -c`) or exec form (a JSON array).
@@ -274,7 +277,7 @@ fn flags_and_words(args: &str) -> (Vec<(String, String)>, Vec<String>) {
 
 /// `KEY=VALUE ...` or the old `KEY VALUE` form.
 fn pairs(args: &str, line: usize, what: &str) -> Result<Vec<(String, String)>, ParseError> {
-    let words = super::expand::split_words(args);
+    let words = expand::split_words(args);
     if words.is_empty() {
         return Err(err(line, format!("{what} requires at least one argument")));
     }
