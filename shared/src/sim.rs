@@ -158,6 +158,8 @@ pub struct Sim {
     volume_files: BTreeMap<String, BTreeMap<String, String>>,
     /// The container an interactive shell runs in (`docker run -it`, `exec -it`).
     pub inside: Option<String>,
+    /// That shell's working directory (`cd`, `pwd`, relative paths).
+    cwd: String,
     /// Whether the command's output goes to a terminal (`ls` prints columns
     /// there, one name a line elsewhere, as busybox does).
     tty: bool,
@@ -235,6 +237,7 @@ impl Sim {
             extra: BTreeMap::new(),
             volume_files: BTreeMap::new(),
             inside: None,
+            cwd: "/".into(),
             tty: true,
             gg_files: GG_FILES.iter().map(|(n, c)| (n.to_string(), c.to_string())).collect(),
             out: Vec::new(),
@@ -337,7 +340,8 @@ impl Sim {
     /// The prompt the terminal shows.
     pub fn prompt(&self) -> String {
         match &self.inside {
-            Some(_) => "/ # ".into(),
+            // busybox sh's `\w # ` (root's home as ~).
+            Some(_) => format!("{} # ", if self.cwd == "/root" { "~" } else { self.cwd.as_str() }),
             None => "\x1b[1;32mroot@node1\x1b[0m:\x1b[1;34m~\x1b[0m# ".into(),
         }
     }
@@ -355,7 +359,7 @@ impl Sim {
             argv.remove(0);
         }
         if let (Some(id), ["vi" | "vim", path]) = (self.inside.clone(), argv.iter().map(String::as_str).collect::<Vec<_>>().as_slice()) {
-            let content = self.read_file(&id, path).unwrap_or_default();
+            let content = self.read_file(&id, &self.abs(path)).unwrap_or_default();
             return Output { text: String::new(), events: std::mem::take(&mut self.out), editor: Some((path.to_string(), content)) };
         }
         let mut text = if argv.is_empty() {
@@ -376,7 +380,8 @@ impl Sim {
     pub fn save_file(&mut self, path: &str, content: &str) -> Vec<Envelope> {
         self.out.clear();
         if let Some(id) = self.inside.clone() {
-            self.write_file(&id, path, content);
+            let path = self.abs(path);
+            self.write_file(&id, &path, content);
         }
         std::mem::take(&mut self.out)
     }
@@ -440,6 +445,16 @@ impl Sim {
     }
 
     fn container_shell(&mut self, argv: &[String]) -> String {
+        // `a && b`, `a; b`: one after the other (`&&` stops at a failure,
+        // known here by the shell's and tools' error words).
+        if let Some(at) = argv.iter().position(|w| w == "&&" || w == ";") {
+            let first = self.container_shell(&argv[..at]);
+            let failed = ["/bin/sh:", "cat: can't", "ls: "].iter().any(|e| first.starts_with(e));
+            if argv[at] == "&&" && failed {
+                return first;
+            }
+            return first + &self.container_shell(&argv[at + 1..]);
+        }
         let id = self.inside.clone().unwrap_or_default();
         let a: Vec<&str> = argv.iter().map(String::as_str).collect();
         match a.as_slice() {
@@ -455,23 +470,41 @@ impl Sim {
             }
             ["ip", rest @ ..] => self.ip(rest, Some(&id)),
             ["hostname"] => format!("{}\n", &id[..12]),
+            ["pwd"] => format!("{}\n", self.cwd),
+            ["cd"] => {
+                self.cwd = "/root".into();
+                String::new()
+            }
+            ["cd", dir] => {
+                let to = self.abs(dir);
+                if self.is_dir(&id, &to) {
+                    self.cwd = to;
+                    String::new()
+                } else {
+                    format!("/bin/sh: cd: can't cd to {dir}: No such file or directory\n")
+                }
+            }
             ["echo", rest @ ..] => {
                 let joined = rest.join(" ");
                 if let Some((text, file)) = joined.split_once('>') {
-                    self.write_file(&id, file.trim(), &format!("{}\n", text.trim()));
+                    let file = self.abs(file.trim());
+                    self.write_file(&id, &file, &format!("{}\n", text.trim()));
                     String::new()
                 } else {
                     format!("{joined}\n")
                 }
             }
-            ["cat", path] => self.read_file(&id, path).unwrap_or_else(|| format!("cat: can't open '{path}': No such file or directory\n")),
+            ["cat", path] => self.read_file(&id, &self.abs(path)).unwrap_or_else(|| format!("cat: can't open '{path}': No such file or directory\n")),
             ["df", ..] => String::from("Filesystem           1K-blocks      Used Available Use% Mounted on\noverlay               61255492  12345678  45678901  22% /\ntmpfs                    65536         0     65536   0% /dev\n"),
             ["traceroute", host] => format!(
                 "traceroute to {host} ({host}), 30 hops max, 46 byte packets\n 1  172.17.0.1 (172.17.0.1)  0.052 ms  0.021 ms  0.018 ms\n 2  192.168.1.1 (192.168.1.1)  0.611 ms  0.482 ms  0.455 ms\n 3  10.0.0.1 (10.0.0.1)  4.912 ms  4.630 ms  4.588 ms\n 4  {host} ({host})  11.204 ms  10.987 ms  11.015 ms\n"
             ),
             ["ls", rest @ ..] => {
-                let dir = rest.first().copied().unwrap_or("/");
-                self.list_dir(&id, dir)
+                let dir = match rest.first() {
+                    Some(d) => self.abs(d),
+                    None => self.cwd.clone(),
+                };
+                self.list_dir(&id, &dir)
             }
             [cmd, ..] => format!("/bin/sh: {cmd}: not found\n"),
             [] => String::new(),
@@ -552,25 +585,46 @@ impl Sim {
                 None => format!("Error response from daemon: No such container: {name}\n"),
             },
             ["exec", rest @ ..] => {
-                let args: Vec<&str> = rest.iter().copied().filter(|x| !x.starts_with('-')).collect();
-                match args.as_slice() {
+                // Its options, then the container, then the command (with its own flags).
+                let (mut i, mut tty, mut workdir) = (0, false, None);
+                while i < rest.len() && rest[i].starts_with('-') {
+                    match rest[i] {
+                        "-w" | "--workdir" => {
+                            workdir = rest.get(i + 1).copied();
+                            i += 1;
+                        }
+                        "-e" | "--env" | "-u" | "--user" | "--detach-keys" | "--env-file" => i += 1,
+                        f if f.starts_with("--workdir=") => workdir = f.strip_prefix("--workdir="),
+                        f if !f.starts_with("--") && f.contains('t') => tty = true,
+                        _ => {}
+                    }
+                    i += 1;
+                }
+                let cwd = match workdir {
+                    Some(w) if w.starts_with('/') => w.to_string(),
+                    Some(w) => return format!("Error response from daemon: the working directory '{w}' is invalid, it needs to be an absolute path\n"),
+                    None => "/".to_string(),
+                };
+                match &rest[i.min(rest.len())..] {
                     [name, cmd @ ..] => match self.by_name(name) {
                         Some(id) if self.running(&id) => {
                             if cmd.is_empty() || matches!(cmd, ["sh"] | ["/bin/sh"] | ["bash"]) {
                                 self.inside = Some(id);
+                                self.cwd = cwd;
                                 String::new()
                             } else {
                                 // `sh -c SCRIPT` runs SCRIPT; without -t nothing is a terminal.
                                 let argv: Vec<String> = match cmd {
-                                    ["sh" | "/bin/sh", script] if rest.contains(&"-c") => words(script),
+                                    ["sh" | "/bin/sh", "-c", script] => words(script),
                                     _ => cmd.iter().map(|s| s.to_string()).collect(),
                                 };
-                                let tty = rest.iter().any(|f| f.starts_with('-') && !f.starts_with("--") && f.contains('t'));
+                                let outer = std::mem::replace(&mut self.cwd, cwd);
                                 self.inside = Some(id);
                                 self.tty = tty;
                                 let out = self.container_shell(&argv);
                                 self.tty = true;
                                 self.inside = None;
+                                self.cwd = outer;
                                 out
                             }
                         }
@@ -892,6 +946,7 @@ impl Sim {
             _ => {
                 if interactive && (cmd.is_empty() || cmd == ["sh"] || cmd == ["/bin/sh"]) {
                     self.inside = Some(id);
+                    self.cwd = "/".into();
                 } else if detach {
                     out.push_str(&format!("{id}\n"));
                 } else {
@@ -1189,18 +1244,35 @@ impl Sim {
         };
         let mut links = links;
         links.sort_by_key(|l| l.0);
-        let show = match a {
-            ["addr" | "a" | "address", "show", dev] => Some(*dev),
-            _ => None,
-        };
+        // `ip addr|link [show] [dev] DEV` or `… show master BRIDGE`.
+        let words: Vec<&str> = a.iter().skip(1).copied().filter(|w| !matches!(*w, "show" | "list" | "ls")).collect();
+        let (mut show, mut master_of) = (None, None);
+        let mut k = 0;
+        while k < words.len() {
+            match words[k] {
+                "master" => {
+                    master_of = words.get(k + 1).copied();
+                    k += 1;
+                }
+                "dev" => {
+                    show = words.get(k + 1).copied();
+                    k += 1;
+                }
+                d => show = Some(d),
+            }
+            k += 1;
+        }
+        links.retain(|(_, name, _, _, master)| {
+            show.is_none_or(|d| name.split('@').next() == Some(d)) && master_of.is_none_or(|m| master.as_deref() == Some(m))
+        });
+        if let Some(d) = show.filter(|_| links.is_empty() && matches!(a.first().copied(), Some("addr" | "a" | "address" | "link" | "l"))) {
+            return format!("Device \"{d}\" does not exist.\n");
+        }
         let mut out = String::new();
         match a.first().copied() {
             Some("addr" | "a" | "address") | None => {
                 for (idx, name, mac, addrs, master) in &links {
-                    if show.is_some_and(|d| !name.starts_with(d)) {
-                        continue;
-                    }
-                    out.push_str(&link_line(*idx, name, master.as_deref()));
+                    out.push_str(&link_line(*idx, name, master.as_deref(), false));
                     out.push_str(&ether_line(mac, name.contains('@') && inside.is_none()));
                     for a in addrs {
                         let dev = name.split('@').next().unwrap_or(name);
@@ -1211,13 +1283,10 @@ impl Sim {
                         ));
                     }
                 }
-                if show.is_some() && out.is_empty() {
-                    return format!("Device \"{}\" does not exist.\n", show.unwrap_or(""));
-                }
             }
             Some("link" | "l") => {
                 for (idx, name, mac, _, master) in &links {
-                    out.push_str(&link_line(*idx, name, master.as_deref()));
+                    out.push_str(&link_line(*idx, name, master.as_deref(), true));
                     out.push_str(&ether_line(mac, name.contains('@') && inside.is_none()));
                 }
             }
@@ -1306,8 +1375,14 @@ impl Sim {
             if table == "nat" { &["PREROUTING", "INPUT", "OUTPUT", "POSTROUTING"] } else { &["INPUT", "FORWARD", "OUTPUT"] };
         let custom: &[&str] =
             if table == "nat" { &["DOCKER"] } else { &["DOCKER", "DOCKER-ISOLATION-STAGE-1", "DOCKER-ISOLATION-STAGE-2", "DOCKER-USER"] };
+        // `iptables -L CHAIN`: the one chain (the word that is no option nor the table's name).
+        let table_at = a.iter().position(|w| *w == "-t" || *w == "--table").map(|i| i + 1);
+        let only = a.iter().enumerate().find(|(i, w)| !w.starts_with('-') && Some(*i) != table_at).map(|(_, w)| *w);
+        if only.is_some_and(|c| !builtin.contains(&c) && !custom.contains(&c)) {
+            return "iptables: No chain/target/match by that name.\n".into();
+        }
         let mut out = String::new();
-        for chain in builtin.iter().chain(custom.iter()) {
+        for chain in builtin.iter().chain(custom.iter()).filter(|c| only.is_none_or(|o| o == **c)) {
             let mine: Vec<&String> = rules.iter().copied().filter(|r| r.split_whitespace().nth(1) == Some(chain)).collect();
             if builtin.contains(chain) {
                 out.push_str(&format!("Chain {chain} (policy ACCEPT)\n"));
@@ -1347,6 +1422,56 @@ impl Sim {
             }
             _ => format!("curl: (7) Failed to connect to {host} port {port} after 0 ms: Couldn't connect to server\n"),
         }
+    }
+
+    /// A path as the container shell means it: relative ones from its
+    /// working directory, `.` and `..` resolved.
+    fn abs(&self, path: &str) -> String {
+        let joined = if path.starts_with('/') { path.to_string() } else { format!("{}/{path}", self.cwd) };
+        let mut parts: Vec<&str> = Vec::new();
+        for p in joined.split('/') {
+            match p {
+                "" | "." => {}
+                ".." => {
+                    parts.pop();
+                }
+                p => parts.push(p),
+            }
+        }
+        format!("/{}", parts.join("/"))
+    }
+
+    /// Whether a directory is there in the container: the image's usual
+    /// ones, a volume's mount point, or a parent of a file it holds.
+    fn is_dir(&self, id: &str, dir: &str) -> bool {
+        const DIRS: [&str; 19] = [
+            "/",
+            "/bin",
+            "/dev",
+            "/etc",
+            "/home",
+            "/lib",
+            "/media",
+            "/mnt",
+            "/opt",
+            "/proc",
+            "/root",
+            "/run",
+            "/sbin",
+            "/srv",
+            "/sys",
+            "/tmp",
+            "/usr",
+            "/usr/share",
+            "/var",
+        ];
+        let nginx = self.extra.get(id).is_some_and(|e| e.image.starts_with("nginx"));
+        let prefix = format!("{}/", dir.trim_end_matches('/'));
+        DIRS.contains(&dir)
+            || (nginx && ["/usr/share/nginx", "/usr/share/nginx/html", "/etc/nginx"].contains(&dir))
+            || self.extra.get(id).is_some_and(|e| {
+                e.volumes.iter().any(|(_, p)| p == dir || p.starts_with(&prefix)) || e.upper.keys().any(|f| f.starts_with(&prefix))
+            })
     }
 
     fn volume_at(&self, id: &str, path: &str) -> Option<(String, String)> {
@@ -1436,12 +1561,16 @@ fn image_inspect(i: &ImageInfo) -> String {
     format!("{}\n", serde_json::to_string_pretty(&v).unwrap_or_default())
 }
 
-fn link_line(idx: u32, name: &str, master: Option<&str>) -> String {
+/// A link's first line as iproute2 prints it: `ip link` adds the link mode;
+/// a veth has a transmit queue (qlen 1000), a bridge none.
+fn link_line(idx: u32, name: &str, master: Option<&str>, link_mode: bool) -> String {
+    let mode = if link_mode { "mode DEFAULT " } else { "" };
     if name == "lo" {
-        return format!("{idx}: lo: <LOOPBACK,UP,LOWER_UP> mtu 65536 qdisc noqueue state UNKNOWN group default qlen 1000\n");
+        return format!("{idx}: lo: <LOOPBACK,UP,LOWER_UP> mtu 65536 qdisc noqueue state UNKNOWN {mode}group default qlen 1000\n");
     }
     let m = master.map(|m| format!("master {m} ")).unwrap_or_default();
-    format!("{idx}: {name}: <BROADCAST,MULTICAST,UP,LOWER_UP> mtu 1500 qdisc noqueue {m}state UP group default \n")
+    let qlen = if name.starts_with("veth") { "qlen 1000" } else { "" };
+    format!("{idx}: {name}: <BROADCAST,MULTICAST,UP,LOWER_UP> mtu 1500 qdisc noqueue {m}state UP {mode}group default {qlen}\n")
 }
 
 fn ether_line(mac: &str, netnsid: bool) -> String {
@@ -1541,6 +1670,34 @@ mod tests {
         assert!(!sim.state.rules.iter().any(|(_, r)| r.contains("DNAT")));
         assert_eq!(run(&mut sim, "docker run --name again -d nginx:alpine").len(), 65);
         assert_eq!(sim.state.containers.values().next().unwrap().endpoints["bridge"].ip, "172.17.0.2", "the address was released");
+    }
+
+    /// The drifts issue 14 found by hand: a container shell has a working
+    /// directory (pwd, cd, relative paths, vi of the lab's relative path),
+    /// `ip link show master docker0` lists the bridge's ports only, and
+    /// `iptables -L CHAIN` lists that chain.
+    #[test]
+    fn a_container_shell_has_a_working_directory_and_listings_filter_as_the_tools_do() {
+        let mut sim = Sim::new(0);
+        run(&mut sim, "docker run --name web -d nginx:alpine");
+        run(&mut sim, "docker exec -it web sh");
+        assert_eq!(run(&mut sim, "pwd"), "/\n");
+        let out = sim.run("vi usr/share/nginx/html/index.html", 0);
+        let (path, content) = out.editor.unwrap();
+        assert!(path == "usr/share/nginx/html/index.html" && content.contains("Welcome to nginx!"), "{content}");
+        run(&mut sim, "cd /usr/share/nginx");
+        assert_eq!(sim.prompt(), "/usr/share/nginx # ");
+        assert_eq!(run(&mut sim, "cat html/../html/index.html"), run(&mut sim, "cat /usr/share/nginx/html/index.html"));
+        assert!(run(&mut sim, "cd nowhere").contains("can't cd to nowhere"));
+        sim.save_file("html/index.html", "saved\n");
+        assert_eq!(run(&mut sim, "cat /usr/share/nginx/html/index.html"), "saved\n");
+        run(&mut sim, "exit");
+        let ports = run(&mut sim, "ip link show master docker0");
+        assert!(ports.lines().next().is_some_and(|l| l.contains("veth") && l.contains("master docker0 state UP mode DEFAULT")), "{ports}");
+        assert!(!ports.contains("lo:") && !ports.contains("docker0:"), "{ports}");
+        let forward = run(&mut sim, "iptables -L FORWARD -n");
+        assert!(forward.starts_with("Chain FORWARD") && !forward.contains("Chain INPUT"), "{forward}");
+        assert_eq!(run(&mut sim, "iptables -L NOPE -n"), "iptables: No chain/target/match by that name.\n");
     }
 
     #[test]

@@ -17,10 +17,18 @@ const SCRIPT: &[&str] = &[
     "docker run --name nginx-demo -d --rm -p 80:80 nginx:alpine",
     "docker ps",
     "iptables --list -n -t nat",
+    // What the simulator once got wrong (issue 14): the bridge's ports, the
+    // FORWARD chain's order, a container's working dir and a relative path.
+    "ip link show master docker0",
+    "iptables --list FORWARD -n",
+    "docker exec nginx-demo pwd",
+    "docker exec -w /usr/share/nginx nginx-demo ls html",
     "curl -s http://127.0.0.1/",
     // A file edited in the container is copied up and served as edited.
     "docker exec nginx-demo sh -c \"echo edited inside nginx-demo > /usr/share/nginx/html/index.html\"",
     "curl -s http://127.0.0.1/index.html",
+    "docker exec -w / nginx-demo cat usr/share/nginx/html/index.html",
+    "docker exec -w /usr/share/nginx/html nginx-demo sh -c \"cd .. && pwd\"",
     "docker volume create webvol",
     "docker run --name web -d -v webvol:/usr/share/nginx/html -p 8081:80 nginx:alpine",
     "curl -s http://127.0.0.1:8081/",
@@ -104,6 +112,23 @@ fn normalise(text: &str) -> String {
             .split(' ')
             .map(|w| {
                 let hexish = w.len() >= 12 && w.chars().all(|c| c.is_ascii_hexdigit());
+                // What the kernel numbers or draws at random: a link's index
+                // ("4:", "@if3:"), a veth's name, a MAC, a netns id.
+                let mac = w.len() == 17
+                    && w.split(':').count() == 6
+                    && w.split(':').all(|b| b.len() == 2 && b.chars().all(|c| c.is_ascii_hexdigit()));
+                if mac {
+                    return "<mac>".to_string();
+                }
+                if w.strip_suffix(':').is_some_and(|n| !n.is_empty() && n.chars().all(|c| c.is_ascii_digit())) {
+                    return "<n>:".to_string();
+                }
+                if let Some(rest) = w.strip_prefix("veth") {
+                    let name = rest.split('@').next().unwrap_or("");
+                    if name.len() == 7 && name.chars().all(|c| c.is_ascii_hexdigit()) {
+                        return if rest.contains('@') { "veth<id>@if<n>:".to_string() } else { "veth<id>".to_string() };
+                    }
+                }
                 // Sizes the CLI prints: "6.144kB", "2.56MB".
                 let size = ["B", "kB", "MB", "GB"]
                     .iter()
@@ -118,6 +143,11 @@ fn normalise(text: &str) -> String {
             })
             .collect();
         let mut l = words.join(" ");
+        if let Some(at) = l.find("link-netnsid ") {
+            let start = at + "link-netnsid ".len();
+            let end = l[start..].find(|c: char| !c.is_ascii_digit()).map_or(l.len(), |e| start + e);
+            l.replace_range(start..end, "<n>");
+        }
         // Durations the CLI prints ("Less than a second", "1 second", "3 seconds").
         l = l.replace("Less than a second", "<t>");
         let toks: Vec<&str> = l.split(' ').collect();
