@@ -453,6 +453,20 @@ impl Containers {
             me.announce(&c.record());
             me.map.lock().unwrap_or_else(|p| p.into_inner()).insert(c.id.clone(), c);
         }
+        // A read-write layer no record names (its container's dir was lost):
+        // kept aside with what the container wrote, out of the layer store.
+        for e in fs::read_dir(data_root.join("overlay2")).into_iter().flatten().flatten() {
+            let id = e.file_name().to_string_lossy().into_owned();
+            // (Image layers live here too: theirs have no merged dir and are the store's.)
+            let container_layer = e.path().join("merged").is_dir() && !me.images.has_layer(&format!("sha256:{id}"));
+            if dir.join(&id).exists() || !container_layer {
+                continue;
+            }
+            let _ = nix::mount::umount2(&e.path().join("merged"), nix::mount::MntFlags::MNT_DETACH);
+            let aside = data_root.join("lost+found").join(&id);
+            let moved = fs::create_dir_all(&aside).and_then(|_| fs::rename(e.path(), aside.join("layer")));
+            tracing::warn!(id, kept = %aside.display(), ok = moved.is_ok(), "a container layer without a record: kept aside");
+        }
         Ok(me)
     }
 
@@ -464,6 +478,12 @@ impl Containers {
         let killed = self.resources.kill_orphans(&self.device_cgroups.container_procs()).await;
         if !killed.is_empty() {
             tracing::warn!(containers = ?killed, "killed processes left running by an earlier berthd");
+        }
+        // Nothing runs yet: any overlay still mounted in a container's layer
+        // dir was left by a crash (its record may be lost too).
+        let left = crate::storage::unmount_all_under(&self.data_root.join("overlay2"));
+        if left > 0 {
+            tracing::warn!(mounts = left, "unmounted container overlays an earlier berthd left mounted");
         }
         self.device_cgroups.sweep();
         let running: Vec<String> =
@@ -489,14 +509,13 @@ impl Containers {
             crate::network::netlink::remove_netns(&e.path());
             left += 1;
         }
+        // Every veth on berth's bridges: no container runs yet, so each is
+        // left over — a known container's, or one whose record was lost.
         if let Ok(h) = crate::network::netlink::connect() {
-            for c in self.list() {
-                for net in nets.all() {
-                    let veth = crate::network::veth_name(&c.id, net.id());
-                    if matches!(crate::network::netlink::link_by_name(&h, &veth).await, Ok(Some(_))) {
-                        let _ = crate::network::netlink::delete_link(&h, &veth).await;
-                        left += 1;
-                    }
+            let bridges: Vec<u32> = nets.all().iter().map(|n| n.if_index()).collect();
+            for veth in crate::network::netlink::bridge_ports(&h, &bridges).await.unwrap_or_default() {
+                if crate::network::netlink::delete_link(&h, &veth).await.is_ok() {
+                    left += 1;
                 }
             }
         }

@@ -147,16 +147,7 @@ impl ImageStore {
         // (nothing runs before the store is open) — a build step's overlay
         // may still be mounted there: unmounted first, deepest first.
         let tmp = root.join("tmp");
-        let mut mounted: Vec<PathBuf> = fs::read_to_string("/proc/self/mountinfo")
-            .unwrap_or_default()
-            .lines()
-            .filter_map(|l| l.split_whitespace().nth(4).map(|m| PathBuf::from(m.replace("\\040", " "))))
-            .filter(|m| m.starts_with(&tmp) && *m != tmp)
-            .collect();
-        mounted.sort_by_key(|m| std::cmp::Reverse(m.components().count()));
-        for m in mounted {
-            let _ = nix::mount::umount2(&m, nix::mount::MntFlags::MNT_DETACH);
-        }
+        crate::storage::unmount_all_under(&tmp);
         for e in fs::read_dir(&tmp).into_iter().flatten().flatten() {
             let p = e.path();
             let _ = if p.is_dir() { fs::remove_dir_all(&p) } else { fs::remove_file(&p) };

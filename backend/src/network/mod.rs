@@ -116,6 +116,11 @@ pub fn remove_sandbox(path: &Path) {
 }
 
 impl BridgeNetwork {
+    /// The bridge's interface index.
+    pub fn if_index(&self) -> u32 {
+        self.index
+    }
+
     /// Creates or adopts the network's bridge; fails clearly if the name or
     /// the subnet is taken by something else. Turns on IPv4 forwarding, as
     /// Docker does, and puts the bridge's rules in place.

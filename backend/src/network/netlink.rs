@@ -262,6 +262,19 @@ pub async fn delete_link(h: &Handle, name: &str) -> Result<(), NetError> {
     Ok(())
 }
 
+/// The names of the veths enslaved to any of these bridges (by index).
+pub async fn bridge_ports(h: &Handle, bridges: &[u32]) -> Result<Vec<String>, NetError> {
+    let mut out = Vec::new();
+    let mut links = h.link().get().execute();
+    while let Some(msg) = links.try_next().await.map_err(nl)? {
+        let f = link_facts(&msg);
+        if f.kind == "veth" && f.master.is_some_and(|m| bridges.contains(&m)) {
+            out.push(f.name);
+        }
+    }
+    Ok(out)
+}
+
 /// A link as the kernel reports it.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct LinkFacts {

@@ -203,3 +203,29 @@ fn a_berthd_killed_mid_pull_or_mid_build_leaves_no_scratch_or_mount() {
     sb.docker_ok(&d, &["build", "-q", "-t", "lab/app", &ctx.display().to_string()]);
     assert_eq!(sb.docker_ok(&d, &["run", "--rm", "lab/app", "cat", "/app.txt"]), "app\n");
 }
+
+/// A berthd SIGKILLed while a container runs with a published port, its
+/// record then lost (so the next berthd cannot know it): nothing of
+/// that container stays in the kernel — not its veth (found on berth's
+/// bridge, not by a name from the record), its overlay mount, netns file,
+/// rules or process.
+#[test]
+fn a_container_whose_record_is_lost_in_a_crash_leaves_nothing_in_the_kernel() {
+    let (sb, mut d) = node1().unwrap();
+    sb.docker_ok(&d, &["pull", "alpine"]);
+    let id = sb.docker_ok(&d, &["run", "-d", "--name", "lost", "-p", "8093:80", "alpine", "sleep", "6011"]).trim().to_string();
+    d.child.kill().unwrap();
+    let _ = d.child.wait();
+    assert!(!leftovers(&sb).is_empty(), "the crash should have left the running container's objects");
+    // Its whole record gone: nothing names the container any more.
+    std::fs::remove_dir_all(sb.dir().join("berth/data/containers").join(&id)).unwrap();
+    let d = sb.start_berthd(&["--registry-mirror", "http://127.0.0.1:5000"]).unwrap();
+    let left = leftovers(&sb);
+    assert!(left.is_empty(), "left behind {left:#?}\n{}", d.log_text());
+    assert_eq!(sb.docker_ok(&d, &["ps", "-aq"]).trim(), "");
+    // Its read-write layer is kept aside, out of the store.
+    let data = sb.dir().join("berth/data");
+    assert!(!data.join("overlay2").join(&id).exists() && data.join("lost+found").join(&id).join("layer/diff").is_dir());
+    sb.docker_ok(&d, &["run", "-d", "--name", "lost", "-p", "8093:80", "alpine", "sleep", "6011"]);
+    sb.docker_ok(&d, &["rm", "-f", "lost"]);
+}
