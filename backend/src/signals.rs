@@ -19,7 +19,8 @@ mod tests {
 
     #[test]
     fn names_numbers_and_short_names_parse() {
-        assert_eq!(parse_signal("SIGKILL"), Some(Signal::SIGKILL));
+        assert_eq!(parse_signal("SIGQUIT"), Some(Signal::SIGQUIT));
+        assert_eq!(parse_signal("9"), Some(Signal::SIGKILL));
         assert_eq!(parse_signal("term"), Some(Signal::SIGTERM));
         assert_eq!(parse_signal("10"), Some(Signal::SIGUSR1));
         assert_eq!(parse_signal("NOPE"), None);

