@@ -1196,11 +1196,22 @@ impl Containers {
         *c.stdin.lock().unwrap_or_else(|p| p.into_inner()) = None;
         *c.pty.lock().unwrap_or_else(|p| p.into_inner()) = None;
         let _ = fs::remove_dir_all(self.exec_root.join("containers").join(&c.id));
+        // Where an exit's time goes (debug log "exit phases").
+        let t0 = std::time::Instant::now();
         self.leave_networks(c).await;
+        let t_net = t0.elapsed();
         self.unmount(&c.record());
+        let t_unmount = t0.elapsed();
         let oom_killed = self.resources.oom_kills(&c.id) > 0;
         self.device_cgroups.remove(&c.id).await;
         self.resources.remove(&c.id).await;
+        let ms = |d: Duration| d.as_secs_f64() * 1000.0;
+        tracing::debug!(
+            networks_ms = ms(t_net),
+            unmount_ms = ms(t_unmount - t_net),
+            cgroups_ms = ms(t0.elapsed() - t_unmount),
+            "exit phases"
+        );
         let before = c.record();
         let policy = super::restart::Policy::from_host_config(&before.host_config).unwrap_or(super::restart::Policy::No);
         let restart = !self.shutting_down.load(std::sync::atomic::Ordering::SeqCst)
