@@ -822,7 +822,8 @@ pub fn network_settings(st: &AppState, v: ApiVersion, r: &Record) -> Value {
         let user_defined = !matches!(name.as_str(), "bridge" | "host" | "none");
         let hostname = r.config["Hostname"].as_str().unwrap_or("");
         let (aliases, dns_names) = versions::endpoint_names(v, user_defined, ep.is_some(), &r.name, &r.id, hostname, asked);
-        let links = r.attachments().into_iter().find(|a| a.network == *name).map(|a| a.links).unwrap_or_default();
+        let attach = r.attachments().into_iter().find(|a| a.network == *name).unwrap_or_default();
+        let links = attach.links.clone();
         let mut endpoint = json!({
                 "IPAMConfig": ipv4.map(|ip| json!({"IPv4Address": ip.to_string()})),
                 "Links": if links.is_empty() { Value::Null } else { json!(links) },
@@ -836,8 +837,11 @@ pub fn network_settings(st: &AppState, v: ApiVersion, r: &Record) -> Value {
                 "GlobalIPv6Address": "",
                 "GlobalIPv6PrefixLen": 0,
                 "MacAddress": ep.map(|e| e.mac.clone()).unwrap_or_default(),
-                "DriverOpts": null,
+                "DriverOpts": if attach.driver_opts.is_empty() { Value::Null } else { json!(attach.driver_opts) },
         });
+        if v.at_least(48) {
+            endpoint["GwPriority"] = json!(attach.gw_priority);
+        }
         if let Some(dns) = dns_names {
             endpoint["DNSNames"] = dns;
         }

@@ -282,7 +282,8 @@ async fn connect(State(st): State<AppState>, Path(id): Path<String>, Checked(bod
         body["EndpointConfig"][key].as_array().map(|a| a.iter().filter_map(|s| s.as_str().map(String::from)).collect()).unwrap_or_default()
     };
     let ipv4 = st.containers.requested_ip(net.name(), &body["EndpointConfig"]["IPAMConfig"])?;
-    st.containers.connect_network(&c, &net, strings("Aliases"), strings("Links"), ipv4).await?;
+    let driver_opts = crate::engine::networking::driver_opts(&body["EndpointConfig"]["DriverOpts"])?;
+    st.containers.connect_network(&c, &net, strings("Aliases"), strings("Links"), ipv4, driver_opts).await?;
     Ok(StatusCode::OK)
 }
 

@@ -99,6 +99,10 @@ pub fn adapt_create(body: &mut Value, v: ApiVersion) -> ApiResult<Vec<String>> {
         }
         warnings.push(MAC_DEPRECATED.to_string());
     }
+    // GwPriority is 1.48's: before, every endpoint had the same.
+    if !v.at_least(48) {
+        zero_gw_priority(body);
+    }
     // What inspect shows as Config.MacAddress: the main network's asked MAC.
     let main_mac = network.and_then(|n| non_empty_str(&main_endpoint(body, &n)["MacAddress"]));
     match main_mac {
@@ -110,6 +114,14 @@ pub fn adapt_create(body: &mut Value, v: ApiVersion) -> ApiResult<Vec<String>> {
         }
     }
     Ok(warnings)
+}
+
+fn zero_gw_priority(body: &mut Value) {
+    if let Some(eps) = body["NetworkingConfig"]["EndpointsConfig"].as_object_mut() {
+        for ep in eps.values_mut().filter_map(Value::as_object_mut) {
+            ep.remove("GwPriority");
+        }
+    }
 }
 
 /// What `docker inspect` shows of a container's names on one network:
@@ -280,6 +292,17 @@ mod tests {
         let mut none = json!({"MacAddress": ""});
         adapt_create(&mut none, V50).unwrap();
         assert!(none.get("MacAddress").is_none());
+    }
+
+    #[test]
+    fn gw_priority_is_dropped_before_1_48() {
+        let body = || json!({"NetworkingConfig": {"EndpointsConfig": {"a": {"GwPriority": 5}}}});
+        let mut old = body();
+        adapt_create(&mut old, ApiVersion(1, 47)).unwrap();
+        assert!(old["NetworkingConfig"]["EndpointsConfig"]["a"].get("GwPriority").is_none());
+        let mut new = body();
+        adapt_create(&mut new, V50).unwrap();
+        assert_eq!(new["NetworkingConfig"]["EndpointsConfig"]["a"]["GwPriority"], 5);
     }
 
     #[test]

@@ -146,6 +146,13 @@ pub struct NetAttach {
     /// The MAC address asked for (`--mac-address`), else Docker's 02:42:….
     #[serde(default)]
     pub mac: Option<String>,
+    /// EndpointSettings.DriverOpts, kept and shown as given.
+    #[serde(default)]
+    pub driver_opts: BTreeMap<String, String>,
+    /// EndpointSettings.GwPriority (API 1.48+): the endpoint with the
+    /// highest gives the default route.
+    #[serde(default)]
+    pub gw_priority: i64,
 }
 
 impl Record {

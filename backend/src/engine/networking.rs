@@ -25,6 +25,19 @@ fn aliases_for(r: &Record, extra: &[String]) -> Vec<String> {
     v
 }
 
+/// An endpoint's DriverOpts: kept as given, except the two the bridge
+/// driver acts on, which berth does not (refused by name, never ignored).
+pub fn driver_opts(v: &Value) -> Result<std::collections::BTreeMap<String, String>, ApiError> {
+    let mut out = std::collections::BTreeMap::new();
+    for (k, val) in v.as_object().into_iter().flatten() {
+        if matches!(k.as_str(), "com.docker.network.endpoint.sysctls" | "com.docker.network.endpoint.ifname") {
+            return Err(ApiError::bad_request(format!("berth does not support the endpoint driver option {k}")));
+        }
+        out.insert(k.clone(), val.as_str().unwrap_or_default().to_string());
+    }
+    Ok(out)
+}
+
 fn strings(v: &Value) -> Vec<String> {
     v.as_array().map(|a| a.iter().filter_map(|s| s.as_str().map(String::from)).collect()).unwrap_or_default()
 }
@@ -71,7 +84,9 @@ impl Containers {
                 for l in &links {
                     berth_shared::etc::parse_link(l).map_err(ApiError::bad_request)?;
                 }
-                out.push(NetAttach { network: name, aliases: strings(&conf["Aliases"]), links, ipv4, mac });
+                let driver_opts = driver_opts(&conf["DriverOpts"])?;
+                let gw_priority = conf["GwPriority"].as_i64().unwrap_or(0);
+                out.push(NetAttach { network: name, aliases: strings(&conf["Aliases"]), links, ipv4, mac, driver_opts, gw_priority });
             }
             Ok(())
         };
@@ -207,11 +222,16 @@ impl Containers {
         crate::fault::point("start.netns");
         let r = c.update(|r| r.sandbox = Some(path.clone()));
         self.save(&r).map_err(internal)?;
-        for (i, a) in rec.attachments().iter().enumerate() {
+        let attachments = rec.attachments();
+        // The default route: the endpoint with the highest GwPriority (the
+        // first network, the NetworkMode's, when they are equal).
+        let top = attachments.iter().map(|a| a.gw_priority).max().unwrap_or(0);
+        let gateway_at = attachments.iter().position(|a| a.gw_priority == top).unwrap_or(0);
+        for (i, a) in attachments.iter().enumerate() {
             let net = nets.find(&a.network).ok_or_else(|| ApiError::not_found(format!("network {} not found", a.network)))?;
             let aliases = if net.default { Vec::new() } else { aliases_for(rec, &a.aliases) };
             // An internal network gives no way out: no default route through it.
-            let route = i == 0 && !net.spec.internal;
+            let route = i == gateway_at && !net.spec.internal;
             let mac = a.mac.as_deref().and_then(berth_shared::ipam::parse_mac);
             let ep = net.connect(&rec.id, &path, &format!("eth{i}"), route, aliases, a.ipv4, mac).await.map_err(|e| match e {
                 // An address another container has: the client's to resolve.
@@ -316,6 +336,7 @@ impl Containers {
         aliases: Vec<String>,
         links: Vec<String>,
         ipv4: Option<std::net::Ipv4Addr>,
+        driver_opts: std::collections::BTreeMap<String, String>,
     ) -> Result<(), ApiError> {
         let rec = c.record();
         for l in &links {
@@ -342,7 +363,7 @@ impl Containers {
         if attachments.iter().any(|a| a.network == net.name()) {
             return Err(forbidden(format!("endpoint with name {} already exists in network {}", rec.name, net.name())));
         }
-        let attach = NetAttach { network: net.name().to_string(), aliases, links, ipv4, mac: None };
+        let attach = NetAttach { network: net.name().to_string(), aliases, links, ipv4, mac: None, driver_opts, gw_priority: 0 };
         if rec.state.status == Status::Running {
             if let Some(path) = rec.sandbox.clone() {
                 let used: Vec<&str> = rec.endpoints.values().map(|e| e.ifname.as_str()).collect();

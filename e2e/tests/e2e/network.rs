@@ -634,3 +634,40 @@ fn ip_ranges_aux_addresses_and_names_with_spaces() {
     sb.docker_ok(&d, &["rm", "-f", "r1", "r2", "r3", "r4", "spaced"]);
     sb.docker_ok(&d, &["network", "rm", "my net", "ranged"]);
 }
+
+/// An endpoint's GwPriority (API 1.48) picks the network that gives the
+/// default route, DriverOpts are kept and shown, and the two driver options
+/// Docker's bridge acts on are refused by name.
+#[test]
+fn gw_priority_picks_the_default_route_and_driver_opts_are_kept() {
+    let (sb, d) = node1().unwrap();
+    sb.docker_ok(&d, &["pull", "alpine"]);
+    sb.docker_ok(&d, &["network", "create", "--subnet", "10.81.0.0/24", "prio"]);
+    let body = |gw: i64| {
+        format!(
+            r#"{{"Image":"alpine","Cmd":["sleep","300"],"NetworkingConfig":{{"EndpointsConfig":{{"bridge":{{}},"prio":{{"GwPriority":{gw},"DriverOpts":{{"lab":"yes"}}}}}}}}}}"#
+        )
+    };
+    let (code, out) = sb.api_at(&d, "1.50", "POST", "/containers/create?name=gw1", Some(&body(10)));
+    assert_eq!(code, 201, "{out}");
+    sb.docker_ok(&d, &["start", "gw1"]);
+    let route = sb.docker_ok(&d, &["exec", "gw1", "ip", "route", "show", "default"]);
+    assert!(route.contains("via 10.81.0.1"), "the higher priority network gives the route: {route}");
+    assert_eq!(
+        sb.inspect(&d, "gw1", "{{.NetworkSettings.Networks.prio.GwPriority}} {{json .NetworkSettings.Networks.prio.DriverOpts}}"),
+        r#"10 {"lab":"yes"}"#
+    );
+    // A 1.47 client had no GwPriority: the NetworkMode's network routes.
+    let (code, out) = sb.api_at(&d, "1.47", "POST", "/containers/create?name=gw2", Some(&body(10)));
+    assert_eq!(code, 201, "{out}");
+    sb.docker_ok(&d, &["start", "gw2"]);
+    assert!(sb.docker_ok(&d, &["exec", "gw2", "ip", "route", "show", "default"]).contains("via 172.17.0.1"));
+    let (code, out) = sb.api(
+        &d,
+        "POST",
+        "/containers/create",
+        Some(r#"{"Image":"alpine","NetworkingConfig":{"EndpointsConfig":{"bridge":{"DriverOpts":{"com.docker.network.endpoint.sysctls":"x=1"}}}}}"#),
+    );
+    assert!(code == 400 && out.contains("does not support the endpoint driver option"), "{code} {out}");
+    sb.docker_ok(&d, &["rm", "-f", "gw1", "gw2"]);
+}
