@@ -5,8 +5,8 @@
 //!
 //! The points (`point("…")` calls): start.mounted, start.netns, start.veth,
 //! start.published, start.cgroups, start.launched, stop.signalled,
-//! rm.unmounted, pull.unpacked, build.copying — e2e/tests/e2e/crash.rs kills
-//! berthd at each.
+//! rm.unmounted, exec.launched, pull.unpacked, build.copying, build.running —
+//! e2e/tests/e2e/crash.rs kills berthd at each.
 
 /// Dies here if the environment names this point.
 pub fn point(name: &str) {

@@ -175,6 +175,7 @@ fn started(
             });
             e.set_pty(l.pty.clone());
             st.bus.emit(Event::ProcessExecd { id: container_id.into(), exec_id: exec_id.into(), pid: l.pid, command: args.to_vec() });
+            crate::fault::point("exec.launched");
             Ok(l)
         }
         Err(err) => {

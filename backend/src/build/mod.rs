@@ -924,7 +924,7 @@ impl Builder {
             "Cmd": argv, "Entrypoint": [""], "Env": args, "AttachStdout": true, "AttachStderr": true, "Labels": {},
             "HostConfig": {"NetworkMode": opts.network_mode.as_deref().unwrap_or("default"), "ExtraHosts": opts.extra_hosts},
         });
-        let c = self.containers.create(None, &body, &record, &hex_of(&record.id)[..12]).map_err(|e| at(step, e.message))?;
+        let c = self.containers.create_for_build(&body, &record, &hex_of(&record.id)[..12]).map_err(|e| at(step, e.message))?;
         // Removes the container (killing what runs in it) if the build is
         // dropped before this step ends: a cancelled build leaves nothing.
         let mut guard = RunGuard { containers: self.containers.clone(), c: Some(c.clone()) };
@@ -934,6 +934,7 @@ impl Builder {
         let mut exits = c.exits();
         let before = *exits.borrow_and_update();
         let started = self.containers.start(&c).await;
+        crate::fault::point("build.running");
         let result = async {
             started.map_err(|e| at(step, e.message))?;
             loop {

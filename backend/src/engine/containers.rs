@@ -121,6 +121,10 @@ pub struct Record {
     /// its execs get too.
     #[serde(default)]
     pub link_env: Vec<String>,
+    /// A build's RUN step runs in it: berth's, removed when the step ends
+    /// (and at start, when a crash ended the step).
+    #[serde(default)]
+    pub build_step: bool,
 }
 
 /// A legacy link to another container.
@@ -448,6 +452,13 @@ impl Containers {
             // A start a crash cut short leaves the overlay mounted before the
             // record says running: whatever it says, nothing runs now.
             let _ = nix::mount::umount2(Path::new(&rec.layer.merged), nix::mount::MntFlags::MNT_DETACH);
+            if rec.build_step {
+                // A build's RUN step a crash ended: its container goes.
+                tracing::warn!(id = %&id[..12.min(id.len())], "removing the container of a build step a crash ended");
+                let _ = fs::remove_dir_all(e.path());
+                let _ = fs::remove_dir_all(&layer_dir);
+                continue;
+            }
             if rec.state.status == Status::Running || rec.state.status == Status::Removing {
                 rec.state.status = Status::Exited;
                 rec.state.pid = 0;
@@ -831,11 +842,20 @@ impl Containers {
             stopped_by_user: false,
             links,
             link_env: Vec::new(),
+            build_step: false,
         };
         self.save(&rec).map_err(internal)?;
         let c = self.wrap(rec.clone());
         self.map.lock().unwrap_or_else(|p| p.into_inner()).insert(id.clone(), c.clone());
         self.announce(&rec);
+        Ok(c)
+    }
+
+    /// A container for a build's RUN step: berth's own, never left behind.
+    pub fn create_for_build(&self, body: &Value, image: &ImageRecord, image_name: &str) -> Result<Arc<Container>, ApiError> {
+        let c = self.create(None, body, image, image_name)?;
+        let r = c.update(|r| r.build_step = true);
+        self.save(&r).map_err(internal)?;
         Ok(c)
     }
 

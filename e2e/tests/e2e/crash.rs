@@ -93,7 +93,9 @@ fn damaged_state_files_neither_stop_berthd_nor_leave_half_a_container() {
 
 /// What the sandbox's kernel holds of berthd's containers: veths, overlay
 /// mounts of the data root, network namespace files, port rules, processes.
-fn leftovers(sb: &berth_e2e::sandbox::Sandbox) -> Vec<String> {
+/// `sleep` names the test's own container process (`sleep 6011`): tests run
+/// side by side, and each looks only for its own.
+fn leftovers(sb: &berth_e2e::sandbox::Sandbox, sleep: &str) -> Vec<String> {
     let run = |cmd: &str| String::from_utf8_lossy(&sb.run("sh", &["-c", cmd]).unwrap().stdout).to_string();
     let mut out = Vec::new();
     out.extend(
@@ -106,7 +108,7 @@ fn leftovers(sb: &berth_e2e::sandbox::Sandbox) -> Vec<String> {
     let netns = sb.dir().join("berth/run/netns");
     out.extend(std::fs::read_dir(&netns).into_iter().flatten().flatten().map(|e| format!("netns {}", e.path().display())));
     out.extend(run("iptables-save").lines().filter(|l| l.contains("--dport 80")).map(|l| format!("rule {l}")));
-    out.extend(running(&["sleep", "6011"]).iter().map(|p| format!("process {p}")));
+    out.extend(running(&["sleep", sleep]).iter().map(|p| format!("process {p}")));
     out
 }
 
@@ -146,12 +148,12 @@ fn a_berthd_killed_at_any_step_of_run_stop_or_rm_leaves_nothing_behind() {
         assert!(gone, "{point}: berthd did not die:\n{}", d.log_text());
         let mut d = sb.start_berthd(&mirror).unwrap();
         let _ = sb.docker(&d, &["rm", "-f", "faulty"]);
-        let left = leftovers(&sb);
+        let left = leftovers(&sb, "6011");
         assert!(left.is_empty(), "{point}: left behind {left:#?}\n{}", d.log_text());
         // The port and the name are free again.
         sb.docker_ok(&d, &["run", "-d", "--name", "faulty", "-p", "8093:80", "alpine", "sleep", "6011"]);
         sb.docker_ok(&d, &["rm", "-f", "faulty"]);
-        assert!(leftovers(&sb).is_empty(), "{point}");
+        assert!(leftovers(&sb, "6011").is_empty(), "{point}");
         assert!(d.terminate().unwrap().success());
     }
 }
@@ -213,19 +215,59 @@ fn a_berthd_killed_mid_pull_or_mid_build_leaves_no_scratch_or_mount() {
 fn a_container_whose_record_is_lost_in_a_crash_leaves_nothing_in_the_kernel() {
     let (sb, mut d) = node1().unwrap();
     sb.docker_ok(&d, &["pull", "alpine"]);
-    let id = sb.docker_ok(&d, &["run", "-d", "--name", "lost", "-p", "8093:80", "alpine", "sleep", "6011"]).trim().to_string();
+    let id = sb.docker_ok(&d, &["run", "-d", "--name", "lost", "-p", "8093:80", "alpine", "sleep", "6014"]).trim().to_string();
     d.child.kill().unwrap();
     let _ = d.child.wait();
-    assert!(!leftovers(&sb).is_empty(), "the crash should have left the running container's objects");
+    assert!(!leftovers(&sb, "6014").is_empty(), "the crash should have left the running container's objects");
     // Its whole record gone: nothing names the container any more.
     std::fs::remove_dir_all(sb.dir().join("berth/data/containers").join(&id)).unwrap();
     let d = sb.start_berthd(&["--registry-mirror", "http://127.0.0.1:5000"]).unwrap();
-    let left = leftovers(&sb);
+    let left = leftovers(&sb, "6014");
     assert!(left.is_empty(), "left behind {left:#?}\n{}", d.log_text());
     assert_eq!(sb.docker_ok(&d, &["ps", "-aq"]).trim(), "");
     // Its read-write layer is kept aside, out of the store.
     let data = sb.dir().join("berth/data");
     assert!(!data.join("overlay2").join(&id).exists() && data.join("lost+found").join(&id).join("layer/diff").is_dir());
-    sb.docker_ok(&d, &["run", "-d", "--name", "lost", "-p", "8093:80", "alpine", "sleep", "6011"]);
+    sb.docker_ok(&d, &["run", "-d", "--name", "lost", "-p", "8093:80", "alpine", "sleep", "6014"]);
     sb.docker_ok(&d, &["rm", "-f", "lost"]);
+}
+
+/// berthd killed while an exec's process runs, and while a build's RUN step
+/// runs in its container: the next berthd leaves no process, mount, veth or
+/// netns of either, the exec'd container is removable, and the build's RUN
+/// container — berth's, not the user's — is not left in `docker ps -a`.
+#[test]
+fn a_berthd_killed_mid_exec_or_mid_run_step_leaves_nothing_behind() {
+    let (sb, mut d) = node1().unwrap();
+    sb.docker_ok(&d, &["pull", "alpine"]);
+    sb.docker_ok(&d, &["create", "--name", "host1", "alpine", "sleep", "300"]);
+    assert!(d.terminate().unwrap().success());
+    let mirror = ["--registry-mirror", "http://127.0.0.1:5000"];
+    let dies = |d: &mut berth_e2e::sandbox::Berthd| {
+        (0..100).any(|_| {
+            std::thread::sleep(std::time::Duration::from_millis(50));
+            d.child.try_wait().ok().flatten().is_some()
+        })
+    };
+
+    let mut d = sb.start_berthd_env(&[("BERTH_FAULT", "exec.launched")], &mirror).unwrap();
+    sb.docker_ok(&d, &["start", "host1"]);
+    let _ = sb.docker(&d, &["exec", "-d", "host1", "sleep", "6013"]);
+    assert!(dies(&mut d), "the exec did not reach its fault point:\n{}", d.log_text());
+    let mut d = sb.start_berthd(&mirror).unwrap();
+    sb.docker_ok(&d, &["rm", "-f", "host1"]);
+    let left = leftovers(&sb, "6013");
+    assert!(left.is_empty(), "after an exec: {left:#?}\n{}", d.log_text());
+    assert!(d.terminate().unwrap().success());
+
+    let ctx = sb.dir().join("runctx");
+    std::fs::create_dir_all(&ctx).unwrap();
+    std::fs::write(ctx.join("Dockerfile"), "FROM alpine\nRUN sleep 6013\n").unwrap();
+    let mut d = sb.start_berthd_env(&[("BERTH_FAULT", "build.running")], &mirror).unwrap();
+    let _ = sb.docker(&d, &["build", "-t", "lab/slow", &ctx.display().to_string()]);
+    assert!(dies(&mut d), "the build did not reach its fault point:\n{}", d.log_text());
+    let d = sb.start_berthd(&mirror).unwrap();
+    assert_eq!(sb.docker_ok(&d, &["ps", "-aq"]).trim(), "", "the build's RUN container was left");
+    let left = leftovers(&sb, "6013");
+    assert!(left.is_empty(), "after a RUN step: {left:#?}\n{}", d.log_text());
 }
