@@ -128,6 +128,8 @@ async fn build(State(st): State<AppState>, RawQuery(query): RawQuery, body: Body
         .builder
         .clone()
         .ok_or_else(|| ApiError::new(ErrorKind::NotImplemented, "builds need berthd's engine, which is not running here"))?;
+    // Where a build's time goes (debug log "build phases").
+    let t0 = std::time::Instant::now();
     let scratch = tempfile::Builder::new().prefix("build-").tempdir_in(st.images.tmp_dir()).map_err(internal)?;
     let archive = scratch.path().join("context.tar");
     let mut file = tokio::fs::File::create(&archive).await.map_err(internal)?;
@@ -138,6 +140,7 @@ async fn build(State(st): State<AppState>, RawQuery(query): RawQuery, body: Body
     }
     file.flush().await.map_err(internal)?;
     drop(file);
+    let t_received = t0.elapsed();
     let ctx = scratch.path().join("context");
     std::fs::create_dir_all(&ctx).map_err(internal)?;
     let (a, c, df) = (archive.clone(), ctx.clone(), opts.dockerfile.clone());
@@ -147,6 +150,7 @@ async fn build(State(st): State<AppState>, RawQuery(query): RawQuery, body: Body
         tokio::task::spawn_blocking(move || (crate::build::context::unpack(&a, &c, &df), scratch)).await.map_err(internal)?;
     let mut opts = opts;
     opts.dockerfile_text = unpacked.map_err(ApiError::bad_request)?;
+    let t_context = t0.elapsed();
     let _ = std::fs::remove_file(&archive);
     // An empty Dockerfile is the client's error, before any output.
     let text = match &opts.dockerfile_text {
@@ -162,7 +166,14 @@ async fn build(State(st): State<AppState>, RawQuery(query): RawQuery, body: Body
     let (tx, rx) = mpsc::channel::<Value>(256);
     tokio::spawn(async move {
         let _scratch = scratch; // the context lives until the build ends
-        if let Err(e) = builder.build(&opts, &ctx, tx.clone()).await {
+        let built = builder.build(&opts, &ctx, tx.clone()).await;
+        tracing::debug!(
+            received_ms = t_received.as_secs_f64() * 1000.0,
+            unpacked_ms = (t_context - t_received).as_secs_f64() * 1000.0,
+            steps_ms = (t0.elapsed() - t_context).as_secs_f64() * 1000.0,
+            "build phases"
+        );
+        if let Err(e) = built {
             tracing::info!(error = %crate::text::clip(&e.to_string()), "build failed");
             let mut detail = json!({"message": e.message});
             if let Some(code) = e.code {
