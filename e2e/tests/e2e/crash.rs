@@ -91,6 +91,14 @@ fn damaged_state_files_neither_stop_berthd_nor_leave_half_a_container() {
     assert!(d.log_text().contains("rebuilt from the image configs"), "{}", d.log_text());
 }
 
+/// Whether berthd died (at its fault point) within 5 s.
+fn dies(d: &mut berth_e2e::sandbox::Berthd) -> bool {
+    (0..100).any(|_| {
+        std::thread::sleep(std::time::Duration::from_millis(50));
+        d.child.try_wait().ok().flatten().is_some()
+    })
+}
+
 /// What the sandbox's kernel holds of berthd's containers: veths, overlay
 /// mounts of the data root, network namespace files, port rules, processes.
 /// `sleep` names the test's own container process (`sleep 6011`): tests run
@@ -141,11 +149,7 @@ fn a_berthd_killed_at_any_step_of_run_stop_or_rm_leaves_nothing_behind() {
             let _ = sb.docker(&d, verb);
         }
         // berthd is gone.
-        let gone = (0..100).any(|_| {
-            std::thread::sleep(std::time::Duration::from_millis(50));
-            d.child.try_wait().ok().flatten().is_some()
-        });
-        assert!(gone, "{point}: berthd did not die:\n{}", d.log_text());
+        assert!(dies(&mut d), "{point}: berthd did not die:\n{}", d.log_text());
         let mut d = sb.start_berthd(&mirror).unwrap();
         let _ = sb.docker(&d, &["rm", "-f", "faulty"]);
         let left = leftovers(&sb, "6011");
@@ -176,12 +180,6 @@ fn a_berthd_killed_mid_pull_or_mid_build_leaves_no_scratch_or_mount() {
         std::fs::read_dir(data.join("tmp"))
             .map(|r| r.flatten().map(|e| e.file_name().to_string_lossy().into_owned()).collect::<Vec<_>>())
             .unwrap_or_default()
-    };
-    let dies = |d: &mut berth_e2e::sandbox::Berthd| {
-        (0..100).any(|_| {
-            std::thread::sleep(std::time::Duration::from_millis(50));
-            d.child.try_wait().ok().flatten().is_some()
-        })
     };
 
     let mut d = sb.start_berthd_env(&[("BERTH_FAULT", "pull.unpacked")], &mirror).unwrap();
@@ -243,12 +241,6 @@ fn a_berthd_killed_mid_exec_or_mid_run_step_leaves_nothing_behind() {
     sb.docker_ok(&d, &["create", "--name", "host1", "alpine", "sleep", "300"]);
     assert!(d.terminate().unwrap().success());
     let mirror = ["--registry-mirror", "http://127.0.0.1:5000"];
-    let dies = |d: &mut berth_e2e::sandbox::Berthd| {
-        (0..100).any(|_| {
-            std::thread::sleep(std::time::Duration::from_millis(50));
-            d.child.try_wait().ok().flatten().is_some()
-        })
-    };
 
     let mut d = sb.start_berthd_env(&[("BERTH_FAULT", "exec.launched")], &mirror).unwrap();
     sb.docker_ok(&d, &["start", "host1"]);
