@@ -41,10 +41,12 @@ fi
 
 # --- docker CLI ---------------------------------------------------------------
 # The lab drives berthd with the unmodified docker CLI. Use the one on PATH;
-# otherwise take Debian's docker.io for its client, and make sure its daemon
-# never starts (it would take /var/run/docker.sock and docker0).
-if ! command -v docker >/dev/null; then
-  log "docker CLI: installing Debian's docker.io (client only is used)"
+# otherwise take Debian's docker.io for its client. Its daemon is never a
+# service (it would take /var/run/docker.sock and docker0): the tests start
+# it only inside a sandbox, as the reference berth's answers are compared
+# with (e2e/tests/e2e/reference.rs), so it is installed when missing too.
+if ! command -v docker >/dev/null || ! command -v dockerd >/dev/null; then
+  log "docker CLI and reference daemon: installing Debian's docker.io (never started as a service)"
   printf '#!/bin/sh\nexit 101\n' > /usr/sbin/policy-rc.d; chmod +x /usr/sbin/policy-rc.d
   DEBIAN_FRONTEND=noninteractive apt-get install -y -q --no-install-recommends docker.io
   rm -f /usr/sbin/policy-rc.d

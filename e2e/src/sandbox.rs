@@ -284,6 +284,85 @@ impl Sandbox {
         Ok(d)
     }
 
+    /// Starts Debian's Docker daemon (20.10, installed by scripts/setup.sh)
+    /// inside this sandbox as the reference berth is compared with: its
+    /// data root, exec root, socket, key file and config in the sandbox
+    /// dir, its containers' cgroups under a parent the sandbox removes, its
+    /// mounts in the sandbox's private mount namespace, and its docker0 and
+    /// rules in the sandbox's netns. Never part of berth. Pulls go to the
+    /// sandbox's fixture registry (start it first).
+    pub fn start_reference_docker(&self) -> anyhow::Result<Berthd> {
+        let dockerd = Path::new("/usr/sbin/dockerd");
+        if !dockerd.exists() {
+            bail!("{} is missing: run scripts/setup.sh", dockerd.display());
+        }
+        let root = self.dir().join("docker");
+        fs::create_dir_all(&root)?;
+        let config = root.join("daemon.json");
+        // Its identity key in its own root (not /etc/docker/key.json).
+        let key = root.join("key.json");
+        fs::write(&config, serde_json::json!({"deprecated-key-path": key}).to_string())?;
+        let socket = root.join("docker.sock");
+        let log_path = self.dir().join("dockerd.log");
+        let log = fs::File::create(&log_path)?;
+        // The sandbox's /sys is its own: give dockerd (in a mount namespace
+        // of its own inside the sandbox's) the host's cgroup hierarchies at
+        // their usual places, as runc expects them.
+        // A /run of its own too: what it writes there (/run/docker/plugins,
+        // the xtables lock) stays out of the host's.
+        let mut mounts = String::from("mount -t tmpfs -o mode=755 run /run && mount -t tmpfs -o mode=755 cgroup /sys/fs/cgroup");
+        for line in fs::read_to_string("/proc/self/mountinfo")?.lines() {
+            let Some((left, right)) = line.split_once(" - ") else { continue };
+            let point = left.split(' ').nth(4).unwrap_or("");
+            let mut r = right.split(' ');
+            let (fstype, options) = (r.next().unwrap_or(""), r.nth(1).unwrap_or(""));
+            if !point.starts_with("/sys/fs/cgroup/") || !matches!(fstype, "cgroup" | "cgroup2") {
+                continue;
+            }
+            let options: Vec<&str> = options.split(',').filter(|o| *o != "rw" && *o != "ro").collect();
+            let options = if options.is_empty() { String::new() } else { format!("-o {}", options.join(",")) };
+            mounts.push_str(&format!(" && mkdir -p {point} && mount -t {fstype} {options} {fstype} {point}"));
+        }
+        let child = self
+            .command("unshare")
+            .args(["--mount", "--propagation", "private", "--", "sh", "-c"])
+            .arg(format!("{mounts} && exec \"$0\" \"$@\""))
+            .arg(dockerd)
+            .arg("--config-file")
+            .arg(&config)
+            .arg("--data-root")
+            .arg(root.join("data"))
+            .arg("--exec-root")
+            .arg(root.join("run"))
+            .arg("--pidfile")
+            .arg(root.join("docker.pid"))
+            .arg("--host")
+            .arg(format!("unix://{}", socket.display()))
+            .args(["--registry-mirror", "http://127.0.0.1:5000", "--storage-driver", "overlay2"])
+            .arg("--cgroup-parent")
+            .arg(format!("/{}.docker", self.name))
+            .stdin(Stdio::null())
+            .stdout(log.try_clone()?)
+            .stderr(log)
+            .spawn()
+            .context("starting dockerd")?;
+        let mut d = Berthd { child, socket, log: log_path };
+        let sock = d.socket.display().to_string();
+        let ready = self.wait_until(Duration::from_secs(60), "the reference dockerd's API", || {
+            d.child.try_wait().ok().flatten().is_some()
+                || (d.socket.exists()
+                    && Command::new("curl")
+                        .args(["-fsS", "--max-time", "2", "--unix-socket", &sock, "http://docker/_ping"])
+                        .output()
+                        .is_ok_and(|o| o.status.success()))
+        });
+        if let Ok(Some(status)) = d.child.try_wait() {
+            bail!("dockerd exited ({status}) at start:\n{}", d.log_text());
+        }
+        ready.with_context(|| d.log_text())?;
+        Ok(d)
+    }
+
     /// The lab page's token of the berthd this sandbox started (berthd
     /// writes it to `<data-root>/lab-token` at start).
     pub fn lab_token(&self) -> String {

@@ -83,6 +83,25 @@ fn docker_defaults(cgroup_v2: bool) -> Value {
     })
 }
 
+/// What Docker's create route and daemon make of a sent HostConfig before
+/// storing it: a PIDs limit of 0 or less is no limit (null), a swappiness
+/// of -1 (the CLI's "unset") is null, and a memory limit without a
+/// memory+swap limit gets twice the memory (Docker's default, which the
+/// executor writes to memsw too).
+pub fn adapt_at_create(hc: &mut Value) {
+    let Some(o) = hc.as_object_mut() else { return };
+    if o.get("PidsLimit").and_then(Value::as_i64).is_some_and(|p| p <= 0) {
+        o.insert("PidsLimit".into(), Value::Null);
+    }
+    if o.get("MemorySwappiness").and_then(Value::as_i64) == Some(-1) {
+        o.insert("MemorySwappiness".into(), Value::Null);
+    }
+    let memory = o.get("Memory").and_then(Value::as_i64).unwrap_or(0);
+    if memory > 0 && o.get("MemorySwap").and_then(Value::as_i64).unwrap_or(0) == 0 {
+        o.insert("MemorySwap".into(), json!(memory * 2));
+    }
+}
+
 /// The HostConfig `docker inspect` shows for `stored` (as the client sent it).
 pub fn host_config(stored: &Value, cgroup_v2: bool) -> Value {
     let mut out = docker_defaults(cgroup_v2);
@@ -109,6 +128,13 @@ pub fn host_config(stored: &Value, cgroup_v2: bool) -> Value {
     if o["ShmSize"].as_u64().unwrap_or(0) == 0 {
         o["ShmSize"] = json!(SHM_SIZE);
     }
+    // The CLI sends these empty; Docker stores its daemon's defaults.
+    if o["IpcMode"].as_str().unwrap_or("").is_empty() {
+        o["IpcMode"] = json!("private");
+    }
+    if o["CgroupnsMode"].as_str().unwrap_or("").is_empty() {
+        o["CgroupnsMode"] = json!(if cgroup_v2 { "private" } else { "host" });
+    }
     if o["NetworkMode"].as_str().unwrap_or("").is_empty() {
         o["NetworkMode"] = json!("default");
     }
@@ -126,6 +152,19 @@ pub fn host_config(stored: &Value, cgroup_v2: bool) -> Value {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn create_stores_what_docker_stores() {
+        let mut hc = json!({"PidsLimit": 0, "MemorySwappiness": -1, "Memory": 64 << 20, "MemorySwap": 0});
+        adapt_at_create(&mut hc);
+        assert_eq!(hc, json!({"PidsLimit": null, "MemorySwappiness": null, "Memory": 64 << 20, "MemorySwap": 128 << 20}));
+        let mut hc = json!({"PidsLimit": 50, "MemorySwappiness": 10, "Memory": 64 << 20, "MemorySwap": -1});
+        adapt_at_create(&mut hc);
+        assert_eq!(hc, json!({"PidsLimit": 50, "MemorySwappiness": 10, "Memory": 64 << 20, "MemorySwap": -1}));
+        let mut hc = json!({"Memory": 0, "MemorySwap": 0});
+        adapt_at_create(&mut hc);
+        assert_eq!(hc["MemorySwap"], 0);
+    }
 
     #[test]
     fn a_few_keys_sent_get_every_key_docker_has_with_its_defaults() {

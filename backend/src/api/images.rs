@@ -204,7 +204,8 @@ async fn create(
 }
 
 fn no_such_image(name: &str) -> ApiError {
-    ApiError::not_found(format!("No such image: {name}"))
+    // Docker names the reference with its tag ("nope:latest").
+    ApiError::not_found(format!("No such image: {}", crate::image::reference::familiar(name)))
 }
 
 pub(crate) fn find(st: &AppState, name: &str) -> ApiResult<ImageRecord> {

@@ -187,6 +187,22 @@ const NOT_IMAGE_CONFIG: [&str; 12] = [
 /// Container and ContainerConfig until 1.45, and from 1.50 only an image's
 /// own config keys in Config.
 pub fn image_inspect(v: ApiVersion, inspect: &mut Map<String, Value>) {
+    // Before 1.50 Config (and ContainerConfig) were a container's config
+    // type: every key, with its zero value where the image has none.
+    if !v.at_least(50) {
+        for key in ["Config", "ContainerConfig"] {
+            let mut full = json!({
+                "Hostname": "", "Domainname": "", "User": "", "AttachStdin": false, "AttachStdout": false,
+                "AttachStderr": false, "Tty": false, "OpenStdin": false, "StdinOnce": false, "Env": null,
+                "Cmd": null, "Image": "", "Volumes": null, "WorkingDir": "", "Entrypoint": null,
+                "OnBuild": null, "Labels": null,
+            });
+            if let (Some(f), Some(own)) = (full.as_object_mut(), inspect.get(key).and_then(Value::as_object)) {
+                f.extend(own.iter().map(|(k, x)| (k.clone(), x.clone())));
+            }
+            inspect.insert(key.into(), full);
+        }
+    }
     if v.at_least(44) {
         inspect.remove("VirtualSize");
     }
@@ -330,7 +346,13 @@ mod tests {
         };
         let mut m = full();
         image_inspect(V41, &mut m);
-        assert_eq!(m, full());
+        // Before 1.50 Config and ContainerConfig carry every key of a
+        // container's config, zero where the image has none.
+        assert_eq!(m["Config"]["Env"], json!(["A=1"]));
+        assert_eq!((&m["Config"]["User"], &m["Config"]["Volumes"], &m["Config"]["AttachStdin"]), (&json!(""), &Value::Null, &json!(false)));
+        assert_eq!(m["ContainerConfig"]["Cmd"], Value::Null);
+        assert_eq!(m["ContainerConfig"].as_object().unwrap().len(), 17);
+        assert_eq!(m["VirtualSize"], 1);
         let mut m = full();
         image_inspect(V44, &mut m);
         assert!(!m.contains_key("VirtualSize") && m.contains_key("ContainerConfig"));

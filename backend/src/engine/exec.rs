@@ -31,7 +31,7 @@ pub struct ExecRecord {
 
 impl ExecRecord {
     pub fn inspect(&self) -> Value {
-        json!({
+        let mut v = json!({
             "ID": self.id,
             "Running": self.running,
             "ExitCode": self.exit_code,
@@ -49,7 +49,14 @@ impl ExecRecord {
             "ContainerID": self.container_id,
             "DetachKeys": self.detach_keys,
             "Pid": self.pid,
-        })
+        });
+        // Docker leaves an exec's user out when none was asked for.
+        if self.user.is_empty() {
+            if let Some(p) = v["ProcessConfig"].as_object_mut() {
+                p.remove("user");
+            }
+        }
+        v
     }
 }
 

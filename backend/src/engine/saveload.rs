@@ -25,7 +25,8 @@ use crate::image::tarsplit;
 
 /// What one name asks `docker save` for: the image, and the tag to carry.
 pub fn wanted(images: &ImageStore, name: &str) -> Result<(ImageRecord, Option<String>), ApiError> {
-    let img = images.resolve(name).ok_or_else(|| ApiError::not_found(format!("No such image: {name}")))?;
+    let img =
+        images.resolve(name).ok_or_else(|| ApiError::not_found(format!("No such image: {}", crate::image::reference::familiar(name))))?;
     let by_id = hex_of(name).len() >= 4 && img.id.contains(hex_of(name)) && !img.repo_tags.iter().any(|t| t == name);
     let tag = if by_id { None } else { ImageRef::parse(name).ok().and_then(|r| r.familiar_tagged()) };
     Ok((img, tag))

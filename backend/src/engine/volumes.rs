@@ -129,6 +129,8 @@ pub fn parse_bind(spec: &str) -> Result<MountRequest, ApiError> {
     if !bind {
         check_volume_name(src)?;
     }
+    // A local volume's mode without one is "z", as Docker shows it.
+    let mode = if !bind && mode.is_empty() { "z" } else { mode };
     Ok(MountRequest { source: src.into(), bind, destination: dst.into(), readonly, mode: mode.into(), nocopy, create_source: true })
 }
 

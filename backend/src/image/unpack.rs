@@ -343,6 +343,8 @@ impl Unpacker {
                                 // A symlink may point anywhere: it is resolved
                                 // inside the container's root, never while unpacking.
                                 symlinkat(target.as_str(), &dir, name).map_err(e)?;
+                                // Docker counts a link's own size (its target's length).
+                                size += target.len() as u64;
                                 chown(&dir)?;
                                 let _ = utimensat(&dir, name, &t, &t, UtimensatFlags::NoFollowSymlink);
                             }
@@ -559,7 +561,9 @@ mod tests {
         ]);
         let (diff_id, size) = Unpacker::new(layer.path()).unpack(&tar[..]).unwrap();
         assert_eq!(diff_id, format!("sha256:{}", hex::encode(Sha256::digest(&tar))));
-        assert_eq!(size, 6);
+        // The file once (its hard link is the same inode) and the symlink's
+        // target length, as Docker counts a layer.
+        assert_eq!(size, 6 + "/bin/busybox".len() as u64);
         assert_eq!(fs::read_to_string(layer.path().join("etc/hn")).unwrap(), "node1\n");
         assert_eq!(fs::read_link(layer.path().join("bin/sh")).unwrap(), Path::new("/bin/busybox"));
     }

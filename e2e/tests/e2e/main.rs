@@ -29,6 +29,7 @@ mod page;
 mod page_security;
 mod page_steps;
 mod page_terminal;
+mod reference;
 mod resources;
 mod restart;
 mod sandbox;
