@@ -28,13 +28,14 @@ pub fn extra_host(entry: &str, gateway: Ipv4Addr) -> Result<(String, IpAddr), St
 }
 
 /// A container's /etc/hosts: the preamble, its `--add-host` entries, its own
-/// address with its hostname, then its legacy links (address, names).
-pub fn hosts(hostname: &str, own: Option<Ipv4Addr>, extra: &[(String, IpAddr)], links: &[(Ipv4Addr, String)]) -> String {
+/// addresses with its hostname (IPv4, then IPv6 on an `--ipv6` network),
+/// then its legacy links (address, names).
+pub fn hosts(hostname: &str, own: &[IpAddr], extra: &[(String, IpAddr)], links: &[(Ipv4Addr, String)]) -> String {
     let mut out = String::from(HOSTS_PREAMBLE);
     for (name, ip) in extra {
         out.push_str(&format!("{ip}\t{name}\n"));
     }
-    if let Some(ip) = own {
+    for ip in own {
         out.push_str(&format!("{ip}\t{hostname}\n"));
     }
     for (ip, names) in links {
@@ -196,12 +197,12 @@ mod tests {
     fn hosts_lists_extra_hosts_then_itself_then_links() {
         let text = hosts(
             "abc",
-            Some(Ipv4Addr::new(172, 17, 0, 3)),
+            &[Ipv4Addr::new(172, 17, 0, 3).into(), "fd00:1::3".parse().unwrap()],
             &[("db".into(), "10.0.0.5".parse().unwrap())],
             &[(Ipv4Addr::new(172, 17, 0, 2), "cache 1234 redis".into())],
         );
         assert!(text.starts_with(HOSTS_PREAMBLE));
-        assert!(text.ends_with("10.0.0.5\tdb\n172.17.0.3\tabc\n172.17.0.2\tcache 1234 redis\n"), "{text}");
+        assert!(text.ends_with("10.0.0.5\tdb\n172.17.0.3\tabc\nfd00:1::3\tabc\n172.17.0.2\tcache 1234 redis\n"), "{text}");
     }
 
     #[test]

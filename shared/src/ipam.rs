@@ -98,6 +98,18 @@ impl Ipam {
         Ok(())
     }
 
+    /// Where Docker's IPAM puts a gateway nobody asked for: the first
+    /// address it hands out, which is in the `--ip-range` when there is one
+    /// (10.5.0.128 for 10.5.0.0/24 with 10.5.0.128/25), else the subnet's
+    /// first host address.
+    pub fn default_gateway(&self) -> Ipv4Addr {
+        let (net, broadcast) = self.bounds();
+        match self.range {
+            Some((a, _)) => u32::from(a).clamp(net + 1, broadcast - 1).into(),
+            None => (net + 1).into(),
+        }
+    }
+
     /// The `--ip-range`, if any ("10.5.0.128/25").
     pub fn range(&self) -> Option<String> {
         self.range.map(|(a, p)| format!("{a}/{p}"))
@@ -270,6 +282,19 @@ mod tests {
             ipam.allocate().unwrap();
         }
         assert_eq!(ipam.allocate().unwrap(), Ipv4Addr::new(10, 7, 0, 51));
+    }
+
+    #[test]
+    fn an_unasked_gateway_is_the_first_address_of_the_ip_range() {
+        let mut ipam = Ipam::new("10.77.0.0/24").unwrap();
+        assert_eq!(ipam.default_gateway(), Ipv4Addr::new(10, 77, 0, 1));
+        ipam.set_range("10.77.0.128/25").unwrap();
+        assert_eq!(ipam.default_gateway(), Ipv4Addr::new(10, 77, 0, 128));
+        ipam.gateway = ipam.default_gateway();
+        assert_eq!(ipam.allocate().unwrap(), Ipv4Addr::new(10, 77, 0, 129));
+        let mut ipam = Ipam::new("10.78.0.0/24").unwrap();
+        ipam.set_range("10.78.0.0/25").unwrap();
+        assert_eq!(ipam.default_gateway(), Ipv4Addr::new(10, 78, 0, 1));
     }
 
     #[test]

@@ -7,6 +7,7 @@ pub mod container;
 pub mod etc;
 pub mod event;
 pub mod ipam;
+pub mod ipam6;
 pub mod lab;
 pub mod netfilter;
 pub mod record;

@@ -88,6 +88,18 @@ pub fn global_rules() -> Vec<(Rule, Place)> {
     ]
 }
 
+/// [`global_rules`] for ip6tables (an `--ipv6` network's): the same, with
+/// IPv6's loopback.
+pub fn global_rules_v6() -> Vec<(Rule, Place)> {
+    global_rules()
+        .into_iter()
+        .map(|(r, p)| match (r.table, r.chain) {
+            ("nat", "OUTPUT") => (Rule::new("nat", "OUTPUT", "! -d ::1/128 -m addrtype --dst-type LOCAL -j DOCKER"), p),
+            _ => (r, p),
+        })
+        .collect()
+}
+
 /// One bridge's rules: forwarding to and from it, isolation from the other
 /// bridges, masquerading of its subnet. Listed in the order they end up in
 /// their chains; each is inserted at its place in reverse order.

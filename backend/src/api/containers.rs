@@ -147,6 +147,7 @@ async fn create(
     validate::check_ports(&typed)?;
     validate::check_binds(&typed)?;
     normalize_str_slices(&mut body);
+    super::defaults::adapt_at_create(&mut body["HostConfig"]);
     let warnings = versions::adapt_create(&mut body, v)?;
     let image_name = body["Image"].as_str().unwrap_or("").to_string();
     if image_name.is_empty() {
@@ -623,9 +624,27 @@ pub fn summary(st: &AppState, v: ApiVersion, r: &Record) -> Value {
         "State": super::ps::state(r),
         "Status": status_text(r),
         "HostConfig": {"NetworkMode": r.host_config["NetworkMode"]},
-        "NetworkSettings": {"Networks": network_settings(st, v, r)["Networks"]},
-        "Mounts": r.mounts.iter().map(|m| json!({"Type": m.kind, "Name": m.name, "Source": m.source.display().to_string(), "Destination": m.destination, "RW": m.rw})).collect::<Vec<_>>(),
+        "NetworkSettings": {"Networks": list_networks(network_settings(st, v, r)["Networks"].take())},
+        "Mounts": r.mounts.iter().map(|m| m.describe()).collect::<Vec<_>>(),
     })
+}
+
+/// A container list's endpoints carry less than inspect's (Docker copies
+/// only the addresses and ids into its list view): no aliases, links,
+/// driver options or DNS names, and of the IPAM config only the addresses.
+fn list_networks(mut networks: Value) -> Value {
+    for ep in networks.as_object_mut().into_iter().flat_map(|m| m.values_mut()) {
+        let Some(o) = ep.as_object_mut() else { continue };
+        for k in ["Links", "Aliases", "DriverOpts", "DNSNames"] {
+            if o.contains_key(k) {
+                o.insert(k.into(), Value::Null);
+            }
+        }
+        if let Some(ipam) = o.get_mut("IPAMConfig").and_then(Value::as_object_mut) {
+            ipam.retain(|k, _| k == "IPv4Address" || k == "IPv6Address");
+        }
+    }
+    networks
 }
 
 /// "nginx -g 'daemon off;'", as `docker ps` shows a command.
@@ -784,6 +803,11 @@ async fn inspect(State(st): State<AppState>, v: ApiVersion, Path(id): Path<Strin
 /// NetworkSettings.Ports: every exposed or published port, with its bindings.
 fn ports_map(r: &Record) -> Value {
     let mut m = serde_json::Map::new();
+    // Docker fills them when the container's network is up, and empties
+    // them when it is released: a created or exited container has none.
+    if r.state.status != Status::Running {
+        return Value::Object(m);
+    }
     if let Some(exposed) = r.config["ExposedPorts"].as_object() {
         for k in exposed.keys() {
             m.insert(k.clone(), Value::Null);
@@ -807,13 +831,12 @@ fn ports_map(r: &Record) -> Value {
 pub fn network_settings(st: &AppState, v: ApiVersion, r: &Record) -> Value {
     let nets = st.containers.networks();
     let mode = r.network_mode();
-    let mut names: Vec<(String, Vec<String>, Option<std::net::Ipv4Addr>)> =
-        r.attachments().into_iter().map(|a| (a.network, a.aliases, a.ipv4)).collect();
+    let mut names: Vec<(String, Vec<String>)> = r.attachments().into_iter().map(|a| (a.network, a.aliases)).collect();
     if mode == "host" || mode == "none" {
-        names = vec![(mode.clone(), Vec::new(), None)];
+        names = vec![(mode.clone(), Vec::new())];
     }
     let mut networks = serde_json::Map::new();
-    for (name, asked, ipv4) in &names {
+    for (name, asked) in &names {
         let ep = r.endpoints.get(name);
         let network_id = match name.as_str() {
             "host" | "none" => super::networks::fixed_id(name),
@@ -824,8 +847,19 @@ pub fn network_settings(st: &AppState, v: ApiVersion, r: &Record) -> Value {
         let (aliases, dns_names) = versions::endpoint_names(v, user_defined, ep.is_some(), &r.name, &r.id, hostname, asked);
         let attach = r.attachments().into_iter().find(|a| a.network == *name).unwrap_or_default();
         let links = attach.links.clone();
+        // What the client asked for, as Docker keeps it (each key only if set).
+        let mut ipam = serde_json::Map::new();
+        if let Some(ip) = attach.ipv4 {
+            ipam.insert("IPv4Address".into(), json!(ip.to_string()));
+        }
+        if let Some(ip) = attach.ipv6 {
+            ipam.insert("IPv6Address".into(), json!(ip.to_string()));
+        }
+        if !attach.link_local.is_empty() {
+            ipam.insert("LinkLocalIPs".into(), json!(attach.link_local.iter().map(|ip| ip.to_string()).collect::<Vec<_>>()));
+        }
         let mut endpoint = json!({
-                "IPAMConfig": ipv4.map(|ip| json!({"IPv4Address": ip.to_string()})),
+                "IPAMConfig": if ipam.is_empty() { Value::Null } else { Value::Object(ipam) },
                 "Links": if links.is_empty() { Value::Null } else { json!(links) },
                 "Aliases": aliases,
                 "NetworkID": network_id,
@@ -833,11 +867,11 @@ pub fn network_settings(st: &AppState, v: ApiVersion, r: &Record) -> Value {
                 "Gateway": ep.map(|e| e.gateway.to_string()).unwrap_or_default(),
                 "IPAddress": ep.map(|e| e.ip.to_string()).unwrap_or_default(),
                 "IPPrefixLen": ep.map(|e| e.prefix).unwrap_or(0),
-                "IPv6Gateway": "",
-                "GlobalIPv6Address": "",
-                "GlobalIPv6PrefixLen": 0,
+                "IPv6Gateway": ep.and_then(|e| e.gateway6).map(|g| g.to_string()).unwrap_or_default(),
+                "GlobalIPv6Address": ep.and_then(|e| e.ip6).map(|ip| ip.to_string()).unwrap_or_default(),
+                "GlobalIPv6PrefixLen": ep.map(|e| e.prefix6).unwrap_or(0),
                 "MacAddress": ep.map(|e| e.mac.clone()).unwrap_or_default(),
-                "DriverOpts": if attach.driver_opts.is_empty() { Value::Null } else { json!(attach.driver_opts) },
+                "DriverOpts": attach.driver_opts,
         });
         if v.at_least(48) {
             endpoint["GwPriority"] = json!(attach.gw_priority);

@@ -104,7 +104,7 @@ fn describe(st: &AppState, net: &Net) -> Value {
                 "EndpointID": ep.as_ref().map(|e| e.endpoint_id.clone()).unwrap_or_default(),
                 "MacAddress": ep.as_ref().map(|e| e.mac.clone()).unwrap_or_default(),
                 "IPv4Address": ep.as_ref().map(|e| format!("{}/{}", e.ip, e.prefix)).unwrap_or_default(),
-                "IPv6Address": "",
+                "IPv6Address": ep.as_ref().and_then(|e| e.ip6.map(|ip| format!("{ip}/{}", e.prefix6))).unwrap_or_default(),
             }),
         );
     }
@@ -133,7 +133,11 @@ fn describe(st: &AppState, net: &Net) -> Value {
                     if !b.spec.aux_addresses.is_empty() {
                         conf["AuxiliaryAddresses"] = json!(b.spec.aux_addresses);
                     }
-                    json!([conf])
+                    let mut all = vec![conf];
+                    if let (Some(subnet), Some(gw)) = (b.subnet6(), b.gateway6()) {
+                        all.push(json!({"Subnet": subnet, "Gateway": gw.to_string()}));
+                    }
+                    json!(all)
                 },
                 options,
                 json!(b.spec.labels),
@@ -149,7 +153,7 @@ fn describe(st: &AppState, net: &Net) -> Value {
         "Created": created,
         "Scope": "local",
         "Driver": driver,
-        "EnableIPv6": false,
+        "EnableIPv6": matches!(net, Net::Bridge(b) if b.spec.ipv6.is_some()),
         "IPAM": {"Driver": "default", "Options": if matches!(net, Net::Bridge(b) if !b.default) { json!({}) } else { Value::Null }, "Config": ipam},
         "Internal": internal,
         "Attachable": false,
@@ -210,13 +214,21 @@ async fn create(State(st): State<AppState>, Checked(body, typed): Checked<Networ
     validate::check_network_name(typed.name.as_deref().unwrap_or(""))?;
     let nets = networks(&st)?;
     let configs = body["IPAM"]["Config"].as_array().cloned().unwrap_or_default();
-    if configs.len() > 1 {
-        return Err(ApiError::bad_request("berth networks have one IPv4 subnet: give --subnet once"));
+    // An IPv6 block (`--subnet fd00:1::/64`) counts only with `--ipv6`, as
+    // Docker ignores it otherwise.
+    let enable_ipv6 = body["EnableIPv6"].as_bool() == Some(true);
+    let is_v6 = |c: &Value| c["Subnet"].as_str().or(c["Gateway"].as_str()).is_some_and(|s| s.contains(':'));
+    let (v6, v4): (Vec<Value>, Vec<Value>) = configs.into_iter().partition(is_v6);
+    if v4.len() > 1 || (enable_ipv6 && v6.len() > 1) {
+        return Err(ApiError::bad_request(
+            "berth networks have one IPv4 subnet, and one IPv6 subnet with --ipv6: give --subnet once for each",
+        ));
     }
-    if body["EnableIPv6"].as_bool() == Some(true) {
-        return Err(ApiError::bad_request("berth does not provide IPv6 networks"));
+    let conf6 = if enable_ipv6 { v6.first().cloned().unwrap_or(Value::Null) } else { Value::Null };
+    if conf6["IPRange"].as_str().is_some_and(|r| !r.is_empty()) || conf6["AuxiliaryAddresses"].as_object().is_some_and(|a| !a.is_empty()) {
+        return Err(ApiError::bad_request("berth does not support --ip-range or --aux-address for an IPv6 subnet"));
     }
-    let conf = configs.first().cloned().unwrap_or(Value::Null);
+    let conf = v4.first().cloned().unwrap_or(Value::Null);
     let req = CreateRequest {
         name: body["Name"].as_str().unwrap_or("").to_string(),
         driver: body["Driver"].as_str().unwrap_or("").to_string(),
@@ -227,6 +239,10 @@ async fn create(State(st): State<AppState>, Checked(body, typed): Checked<Networ
         internal: body["Internal"].as_bool().unwrap_or(false),
         ip_range: conf["IPRange"].as_str().map(String::from),
         aux_addresses: string_map(&conf["AuxiliaryAddresses"]),
+        enable_ipv6,
+        subnet6: conf6["Subnet"].as_str().map(String::from),
+        gateway6: conf6["Gateway"].as_str().map(String::from),
+        ula_seed: st.daemon_id.to_string(),
     };
     let net = nets.create(req).await?;
     Ok((StatusCode::CREATED, Json(json!({"Id": net.id(), "Warning": ""}))))
@@ -281,9 +297,9 @@ async fn connect(State(st): State<AppState>, Path(id): Path<String>, Checked(bod
     let strings = |key: &str| -> Vec<String> {
         body["EndpointConfig"][key].as_array().map(|a| a.iter().filter_map(|s| s.as_str().map(String::from)).collect()).unwrap_or_default()
     };
-    let ipv4 = st.containers.requested_ip(net.name(), &body["EndpointConfig"]["IPAMConfig"])?;
+    let asked = st.containers.requested_addresses(net.name(), &body["EndpointConfig"]["IPAMConfig"])?;
     let driver_opts = crate::engine::networking::driver_opts(&body["EndpointConfig"]["DriverOpts"])?;
-    st.containers.connect_network(&c, &net, strings("Aliases"), strings("Links"), ipv4, driver_opts).await?;
+    st.containers.connect_network(&c, &net, strings("Aliases"), strings("Links"), asked, driver_opts).await?;
     Ok(StatusCode::OK)
 }
 

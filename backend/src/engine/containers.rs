@@ -147,16 +147,35 @@ pub struct NetAttach {
     /// The address the client asked for (`--ip`), else the network's next.
     #[serde(default)]
     pub ipv4: Option<std::net::Ipv4Addr>,
+    /// `--ip6` on an `--ipv6` network.
+    #[serde(default)]
+    pub ipv6: Option<std::net::Ipv6Addr>,
+    /// `--link-local-ip`s.
+    #[serde(default)]
+    pub link_local: Vec<std::net::IpAddr>,
     /// The MAC address asked for (`--mac-address`), else Docker's 02:42:….
     #[serde(default)]
     pub mac: Option<String>,
-    /// EndpointSettings.DriverOpts, kept and shown as given.
+    /// EndpointSettings.DriverOpts, kept and shown as given (none sent is
+    /// null, an empty map `{}`, as Docker shows them).
     #[serde(default)]
-    pub driver_opts: BTreeMap<String, String>,
+    pub driver_opts: Option<BTreeMap<String, String>>,
     /// EndpointSettings.GwPriority (API 1.48+): the endpoint with the
     /// highest gives the default route.
     #[serde(default)]
     pub gw_priority: i64,
+}
+
+impl NetAttach {
+    /// What it asks of the network's address management.
+    pub fn address(&self) -> crate::network::Address {
+        crate::network::Address {
+            ipv4: self.ipv4,
+            ipv6: self.ipv6,
+            mac: self.mac.as_deref().and_then(berth_shared::ipam::parse_mac),
+            link_local: self.link_local.clone(),
+        }
+    }
 }
 
 impl Record {
@@ -205,19 +224,21 @@ impl Record {
         Self::strings(&self.config["Env"])
     }
     /// What a process started in it gets (PID 1, an exec, a healthcheck
-    /// probe), as Docker's: Config.Env, its links' variables (Config.Env
-    /// wins), HOSTNAME, and TERM=xterm on a terminal.
+    /// probe), in Docker's order: HOSTNAME, TERM=xterm on a terminal, its
+    /// links' variables, then Config.Env — a variable Config.Env also sets
+    /// is replaced where it stands, the others are appended.
     pub fn process_env(&self, tty: bool) -> Vec<String> {
-        let mut env = self.env();
         let key = |e: &str| e.split('=').next().unwrap_or("").to_string();
-        for e in &self.link_env {
-            if !env.iter().any(|x| key(x) == key(e)) {
-                env.push(e.clone());
-            }
-        }
-        env.push(format!("HOSTNAME={}", self.config["Hostname"].as_str().unwrap_or("")));
-        if tty && !env.iter().any(|e| e.starts_with("TERM=")) {
+        let mut env = vec![format!("HOSTNAME={}", self.config["Hostname"].as_str().unwrap_or(""))];
+        if tty {
             env.push("TERM=xterm".into());
+        }
+        env.extend(self.link_env.iter().cloned());
+        for e in self.env() {
+            match env.iter_mut().find(|x| key(x) == key(&e)) {
+                Some(slot) => *slot = e,
+                None => env.push(e),
+            }
         }
         env
     }
@@ -869,8 +890,9 @@ impl Containers {
             self.networks().and_then(|n| n.find("bridge")).map(|b| b.spec.gateway).unwrap_or(std::net::Ipv4Addr::new(172, 17, 0, 1));
         let extra: Vec<(String, std::net::IpAddr)> =
             Record::strings(&r.host_config["ExtraHosts"]).iter().filter_map(|e| berth_shared::etc::extra_host(e, gateway).ok()).collect();
-        let own = r.primary_endpoint().map(|ep| ep.ip);
-        fs::write(&r.hosts_path, berth_shared::etc::hosts(&hostname, own, &extra, links))?;
+        let own: Vec<std::net::IpAddr> =
+            r.primary_endpoint().map(|ep| std::iter::once(ep.ip.into()).chain(ep.ip6.map(Into::into)).collect()).unwrap_or_default();
+        fs::write(&r.hosts_path, berth_shared::etc::hosts(&hostname, &own, &extra, links))?;
         let host = fs::read_to_string("/etc/resolv.conf").unwrap_or_default();
         // On a user-defined network: the embedded DNS server, which knows
         // the other containers' names and forwards the rest.
@@ -1315,7 +1337,7 @@ impl Containers {
             }
             if let Some(other) = map.values().find(|o| o.id != c.id && o.record().name == new) {
                 return Err(ApiError::conflict(format!(
-                    "Conflict. The container name \"/{new}\" is already in use by container \"{}\". You have to remove (or rename) that container to be able to reuse that name.",
+                    "Error when allocating new name: Conflict. The container name \"/{new}\" is already in use by container \"{}\". You have to remove (or rename) that container to be able to reuse that name.",
                     other.id
                 )));
             }
@@ -1766,24 +1788,24 @@ pub fn merge_config(body: &Value, image: &Value, id: &str, image_name: &str) -> 
         }
         c["Labels"] = Value::Object(all);
     }
-    // Env: the image's, overridden per variable by the request's.
-    let mut env: Vec<String> = Record::strings(&image["Env"]);
-    for e in Record::strings(&body["Env"]) {
-        let key = e.split('=').next().unwrap_or("").to_string();
-        env.retain(|x| x.split('=').next() != Some(key.as_str()));
-        env.push(e);
+    // Env as Docker merges it: the request's first, in its order, then each
+    // of the image's variables the request does not set. (TERM=xterm on a
+    // terminal is the process's, not the config's: see process_env.)
+    let key = |e: &str| e.split('=').next().unwrap_or("").to_string();
+    let mut env: Vec<String> = Record::strings(&body["Env"]);
+    for e in Record::strings(&image["Env"]) {
+        if !env.iter().any(|x| key(x) == key(&e)) {
+            env.push(e);
+        }
     }
     if !env.iter().any(|e| e.starts_with("PATH=")) {
         env.insert(0, "PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin".into());
-    }
-    if c["Tty"].as_bool() == Some(true) && !env.iter().any(|e| e.starts_with("TERM=")) {
-        env.push("TERM=xterm".into());
     }
     c["Env"] = json!(env);
     c
 }
 
-/// The bytes of the files under `dir` (not following symlinks): what a
+/// The bytes of the files and links under `dir` (not following symlinks): what a
 /// container's read-write layer takes.
 pub fn dir_size(dir: &Path) -> u64 {
     let Ok(entries) = fs::read_dir(dir) else { return 0 };
@@ -1791,7 +1813,8 @@ pub fn dir_size(dir: &Path) -> u64 {
         .flatten()
         .map(|e| match e.file_type() {
             Ok(t) if t.is_dir() => dir_size(&e.path()),
-            Ok(t) if t.is_file() => e.metadata().map(|m| m.len()).unwrap_or(0),
+            // Files and symlinks (a link's size is its target's length), as Docker counts.
+            Ok(_) => e.metadata().map(|m| m.len()).unwrap_or(0),
             _ => 0,
         })
         .sum()
@@ -1807,7 +1830,7 @@ mod tests {
         let body = json!({"Env": ["A=2", "B=3"], "Cmd": null, "Image": "nginx:alpine"});
         let c = merge_config(&body, &image, &"a".repeat(64), "nginx:alpine");
         assert_eq!(c["Cmd"], json!(["nginx", "-g", "daemon off;"]));
-        assert_eq!(c["Env"], json!(["PATH=/bin", "A=2", "B=3"]));
+        assert_eq!(c["Env"], json!(["A=2", "B=3", "PATH=/bin"]));
         assert_eq!(c["ExposedPorts"], json!({"80/tcp": {}}));
         assert_eq!(c["StopSignal"], "SIGQUIT");
         assert_eq!(c["WorkingDir"], "/app");

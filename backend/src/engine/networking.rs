@@ -2,7 +2,7 @@
 //! (namespace, one interface per network, published ports, embedded DNS),
 //! leaving them at exit, and `docker network connect` / `disconnect`.
 
-use std::net::Ipv4Addr;
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 use std::sync::{Arc, Weak};
 
 use berth_shared::Status;
@@ -27,15 +27,24 @@ fn aliases_for(r: &Record, extra: &[String]) -> Vec<String> {
 
 /// An endpoint's DriverOpts: kept as given, except the two the bridge
 /// driver acts on, which berth does not (refused by name, never ignored).
-pub fn driver_opts(v: &Value) -> Result<std::collections::BTreeMap<String, String>, ApiError> {
+pub fn driver_opts(v: &Value) -> Result<Option<std::collections::BTreeMap<String, String>>, ApiError> {
+    let Some(sent) = v.as_object() else { return Ok(None) };
     let mut out = std::collections::BTreeMap::new();
-    for (k, val) in v.as_object().into_iter().flatten() {
+    for (k, val) in sent {
         if matches!(k.as_str(), "com.docker.network.endpoint.sysctls" | "com.docker.network.endpoint.ifname") {
             return Err(ApiError::bad_request(format!("berth does not support the endpoint driver option {k}")));
         }
         out.insert(k.clone(), val.as_str().unwrap_or_default().to_string());
     }
-    Ok(out)
+    Ok(Some(out))
+}
+
+/// The addresses an endpoint's IPAMConfig asks for.
+#[derive(Debug, Default)]
+pub struct Requested {
+    pub ipv4: Option<Ipv4Addr>,
+    pub ipv6: Option<Ipv6Addr>,
+    pub link_local: Vec<IpAddr>,
 }
 
 fn strings(v: &Value) -> Vec<String> {
@@ -69,7 +78,7 @@ impl Containers {
             if name == "bridge" && !strings(&conf["Aliases"]).is_empty() {
                 return Err(ApiError::bad_request("network-scoped alias is supported only for containers in user defined networks"));
             }
-            let ipv4 = self.requested_ip(&name, &conf["IPAMConfig"])?;
+            let asked = self.requested_addresses(&name, &conf["IPAMConfig"])?;
             // The endpoint's MacAddress (a container-wide one was moved
             // into the main network's by api::versions::adapt_create).
             let mac = match conf["MacAddress"].as_str().filter(|m| !m.is_empty()) {
@@ -86,7 +95,17 @@ impl Containers {
                 }
                 let driver_opts = driver_opts(&conf["DriverOpts"])?;
                 let gw_priority = conf["GwPriority"].as_i64().unwrap_or(0);
-                out.push(NetAttach { network: name, aliases: strings(&conf["Aliases"]), links, ipv4, mac, driver_opts, gw_priority });
+                out.push(NetAttach {
+                    network: name,
+                    aliases: strings(&conf["Aliases"]),
+                    links,
+                    ipv4: asked.ipv4,
+                    ipv6: asked.ipv6,
+                    link_local: asked.link_local,
+                    mac,
+                    driver_opts,
+                    gw_priority,
+                });
             }
             Ok(())
         };
@@ -176,29 +195,63 @@ impl Containers {
         Ok((hosts, env))
     }
 
-    /// An endpoint's `IPAMConfig.IPv4Address` (`--ip`), checked as Docker
-    /// checks it: a user-defined network with the client's own subnet, an
-    /// address inside it. (Whether another container has it is known at start.)
-    pub fn requested_ip(&self, network: &str, ipam: &Value) -> Result<Option<std::net::Ipv4Addr>, ApiError> {
-        if let Some(v6) = ipam["IPv6Address"].as_str().filter(|s| !s.is_empty()) {
-            return Err(ApiError::bad_request(format!("berth does not support IPv6 yet (--ip6 {v6})")));
-        }
-        let Some(text) = ipam["IPv4Address"].as_str().filter(|s| !s.is_empty()) else { return Ok(None) };
-        let ip: std::net::Ipv4Addr = text.parse().map_err(|_| ApiError::bad_request(format!("invalid IPv4 address: {text}")))?;
+    /// An endpoint's IPAMConfig (`--ip`, `--ip6`, `--link-local-ip`),
+    /// checked as Docker checks it: a static address only on a user-defined
+    /// network with the client's own subnet of its family, inside it.
+    /// (Whether another container has it is known at start.)
+    pub fn requested_addresses(&self, network: &str, ipam: &Value) -> Result<Requested, ApiError> {
+        let mut out = Requested::default();
         let net = self.networks().and_then(|n| n.find(network));
-        match net {
-            Some(n) if n.default => Err(ApiError::bad_request("user specified IP address is supported on user defined networks only")),
-            Some(n) if !n.spec.user_subnet => Err(ApiError::bad_request(
-                "user specified IP address is supported only when connecting to networks with user configured subnets",
-            )),
-            Some(n)
-                if !berth_shared::ipam::Ipam::new(&n.spec.subnet)
-                    .is_ok_and(|i| i.contains(ip) && i.gateway != ip && n.spec.gateway != ip) =>
-            {
-                Err(ApiError::bad_request(format!("no configured subnet or ip-range contain the IP address {ip}")))
+        let text = |key: &str| ipam[key].as_str().filter(|s| !s.is_empty()).map(String::from);
+        let custom_only = || {
+            ApiError::bad_request("user specified IP address is supported only when connecting to networks with user configured subnets")
+        };
+        let outside =
+            |ip: &dyn std::fmt::Display| ApiError::bad_request(format!("no configured subnet or ip-range contain the IP address {ip}"));
+        if let Some(text) = text("IPv4Address") {
+            let ip: Ipv4Addr = text.parse().map_err(|_| ApiError::bad_request(format!("invalid IPv4 address: {text}")))?;
+            match &net {
+                Some(n) if n.default => {
+                    return Err(ApiError::bad_request("user specified IP address is supported on user defined networks only"))
+                }
+                Some(n) if !n.spec.user_subnet => return Err(custom_only()),
+                Some(n)
+                    if !berth_shared::ipam::Ipam::new(&n.spec.subnet)
+                        .is_ok_and(|i| i.contains(ip) && i.gateway != ip && n.spec.gateway != ip) =>
+                {
+                    return Err(outside(&ip))
+                }
+                _ => out.ipv4 = Some(ip),
             }
-            _ => Ok(Some(ip)),
         }
+        if let Some(text) = text("IPv6Address") {
+            let ip: Ipv6Addr = text
+                .parse()
+                .ok()
+                .filter(|ip: &Ipv6Addr| !ip.is_unspecified() && ip.to_ipv4_mapped().is_none())
+                .ok_or_else(|| ApiError::bad_request(format!("invalid IPv6 address: {text}")))?;
+            match net.as_ref().map(|n| (n.default, n.spec.ipv6.as_ref())) {
+                Some((true, _)) => {
+                    return Err(ApiError::bad_request("user specified IP address is supported on user defined networks only"))
+                }
+                Some((_, None)) => return Err(custom_only()),
+                Some((_, Some(v6))) if !v6.user_subnet => return Err(custom_only()),
+                Some((_, Some(v6))) if !berth_shared::ipam6::Ipam6::new(&v6.subnet).is_ok_and(|i| i.contains(ip) && v6.gateway != ip) => {
+                    return Err(outside(&ip))
+                }
+                _ => out.ipv6 = Some(ip),
+            }
+        }
+        for v in ipam["LinkLocalIPs"].as_array().into_iter().flatten() {
+            let text = v.as_str().unwrap_or_default();
+            let ip: IpAddr = text
+                .parse()
+                .ok()
+                .filter(|ip: &IpAddr| !ip.is_unspecified())
+                .ok_or_else(|| ApiError::bad_request(format!("invalid link-local IP address: {text}")))?;
+            out.link_local.push(ip);
+        }
+        Ok(out)
     }
 
     /// Does the container use the embedded DNS (its first network is a
@@ -232,8 +285,7 @@ impl Containers {
             let aliases = if net.default { Vec::new() } else { aliases_for(rec, &a.aliases) };
             // An internal network gives no way out: no default route through it.
             let route = i == gateway_at && !net.spec.internal;
-            let mac = a.mac.as_deref().and_then(berth_shared::ipam::parse_mac);
-            let ep = net.connect(&rec.id, &path, &format!("eth{i}"), route, aliases, a.ipv4, mac).await.map_err(|e| match e {
+            let ep = net.connect(&rec.id, &path, &format!("eth{i}"), route, aliases, a.address()).await.map_err(|e| match e {
                 // An address another container has: the client's to resolve.
                 crate::network::netlink::NetError::Conflict(m) => ApiError::conflict(m),
                 e => internal(format!("connecting to network {}: {e}", net.name())),
@@ -299,18 +351,19 @@ impl Containers {
                     if !alias.eq_ignore_ascii_case(name) {
                         continue;
                     }
-                    let ip = me.get(&child).ok().and_then(|c| c.record().endpoints.get(&a.network).map(|ep| ep.ip));
-                    if let Some(ip) = ip {
-                        return Some(vec![ip]);
+                    let ep = me.get(&child).ok().and_then(|c| c.record().endpoints.get(&a.network).cloned());
+                    if let Some(ep) = ep {
+                        return Some(std::iter::once(IpAddr::V4(ep.ip)).chain(ep.ip6.map(IpAddr::V6)).collect());
                     }
                 }
             }
-            let mut found: Vec<Ipv4Addr> = Vec::new();
+            let mut found: Vec<IpAddr> = Vec::new();
             for other in me.list().iter().map(|c| c.record()).filter(|r| r.state.status == Status::Running) {
                 for (net, ep) in &other.endpoints {
                     let shared = asker.endpoints.get(net).is_some_and(|mine| !mine.aliases.is_empty());
                     if shared && ep.aliases.iter().any(|a| a.eq_ignore_ascii_case(name)) {
-                        found.push(ep.ip);
+                        found.push(ep.ip.into());
+                        found.extend(ep.ip6.map(IpAddr::V6));
                     }
                 }
             }
@@ -335,8 +388,8 @@ impl Containers {
         net: &Arc<BridgeNetwork>,
         aliases: Vec<String>,
         links: Vec<String>,
-        ipv4: Option<std::net::Ipv4Addr>,
-        driver_opts: std::collections::BTreeMap<String, String>,
+        asked: Requested,
+        driver_opts: Option<std::collections::BTreeMap<String, String>>,
     ) -> Result<(), ApiError> {
         let rec = c.record();
         for l in &links {
@@ -363,13 +416,23 @@ impl Containers {
         if attachments.iter().any(|a| a.network == net.name()) {
             return Err(forbidden(format!("endpoint with name {} already exists in network {}", rec.name, net.name())));
         }
-        let attach = NetAttach { network: net.name().to_string(), aliases, links, ipv4, mac: None, driver_opts, gw_priority: 0 };
+        let attach = NetAttach {
+            network: net.name().to_string(),
+            aliases,
+            links,
+            ipv4: asked.ipv4,
+            ipv6: asked.ipv6,
+            link_local: asked.link_local,
+            mac: None,
+            driver_opts,
+            gw_priority: 0,
+        };
         if rec.state.status == Status::Running {
             if let Some(path) = rec.sandbox.clone() {
                 let used: Vec<&str> = rec.endpoints.values().map(|e| e.ifname.as_str()).collect();
                 let ifname = (0..).map(|i| format!("eth{i}")).find(|n| !used.contains(&n.as_str())).unwrap_or_default();
                 let names = if net.default { Vec::new() } else { aliases_for(&rec, &attach.aliases) };
-                let ep = net.connect(&rec.id, &path, &ifname, false, names, attach.ipv4, None).await?;
+                let ep = net.connect(&rec.id, &path, &ifname, false, names, attach.address()).await?;
                 c.update(|r| {
                     r.endpoints.insert(net.name().to_string(), ep);
                 });

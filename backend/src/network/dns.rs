@@ -7,7 +7,7 @@
 //! thread that enters it) and served by berthd's runtime, so nothing runs in
 //! the container and no rule is needed to reach it.
 
-use std::net::{Ipv4Addr, SocketAddr};
+use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 use std::path::Path;
 use std::sync::Arc;
 use std::time::Duration;
@@ -24,8 +24,9 @@ pub const ADDRESS: Ipv4Addr = Ipv4Addr::new(127, 0, 0, 11);
 const TTL: u32 = 600;
 
 /// Looks a name up among the querying container's peers: `None` when no
-/// container answers to it (the query is forwarded), else its addresses.
-pub type Resolve = Arc<dyn Fn(&str) -> Option<Vec<Ipv4Addr>> + Send + Sync>;
+/// container answers to it (the query is forwarded), else its addresses
+/// (IPv6 ones too, on `--ipv6` networks).
+pub type Resolve = Arc<dyn Fn(&str) -> Option<Vec<IpAddr>> + Send + Sync>;
 
 /// A running server; dropping it stops it.
 #[derive(Debug)]
@@ -65,10 +66,13 @@ pub fn answer(query: &[u8], resolve: &Resolve) -> Reply {
     };
     let name = q.name().to_ascii().trim_end_matches('.').to_ascii_lowercase();
     let Some(addrs) = resolve(&name) else { return Reply::Forward };
-    if q.query_type() == RecordType::A {
-        for ip in addrs {
-            resp.add_answer(Record::from_rdata(q.name().clone(), TTL, RData::A(rdata::A(ip))));
-        }
+    for ip in addrs {
+        let data = match (q.query_type(), ip) {
+            (RecordType::A, IpAddr::V4(v4)) => RData::A(rdata::A(v4)),
+            (RecordType::AAAA, IpAddr::V6(v6)) => RData::AAAA(rdata::AAAA(v6)),
+            _ => continue,
+        };
+        resp.add_answer(Record::from_rdata(q.name().clone(), TTL, data));
     }
     // Other types for a container's name: no records, no error (so the
     // client does not go on to ask elsewhere).
@@ -162,7 +166,11 @@ mod tests {
     }
 
     fn peers() -> Resolve {
-        Arc::new(|n: &str| (n == "web" || n == "www").then(|| vec![Ipv4Addr::new(172, 18, 0, 2)]))
+        Arc::new(|n: &str| match n {
+            "web" | "www" => Some(vec![Ipv4Addr::new(172, 18, 0, 2).into()]),
+            "six" => Some(vec![Ipv4Addr::new(172, 19, 0, 2).into(), "fd00:1::2".parse::<std::net::Ipv6Addr>().unwrap().into()]),
+            _ => None,
+        })
     }
 
     #[test]
@@ -189,6 +197,16 @@ mod tests {
         let m = Message::from_vec(&bytes).unwrap();
         assert_eq!((m.metadata.response_code, m.answers.len()), (ResponseCode::NoError, 0));
         assert_eq!(answer(&query("example.org.", RecordType::A), &peers()), Reply::Forward);
+    }
+
+    #[test]
+    fn a_peer_on_an_ipv6_network_has_its_aaaa_and_its_a() {
+        let records = |t| {
+            let Reply::Local(bytes) = answer(&query("six", t), &peers()) else { panic!("forwarded") };
+            Message::from_vec(&bytes).unwrap().answers.iter().map(|r| r.data.to_string()).collect::<Vec<_>>()
+        };
+        assert_eq!(records(RecordType::AAAA), vec!["fd00:1::2"]);
+        assert_eq!(records(RecordType::A), vec!["172.19.0.2"]);
     }
 
     #[test]

@@ -11,7 +11,7 @@ pub mod proxy;
 mod registry;
 
 use std::collections::BTreeMap;
-use std::net::Ipv4Addr;
+use std::net::{Ipv4Addr, Ipv6Addr};
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
 
@@ -20,6 +20,7 @@ use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 
 use crate::events::EventBus;
+use berth_shared::ipam6::Ipam6;
 use ipam::{mac_for, mac_string, Ipam};
 use netlink::{Iface, NetError};
 pub use registry::{CreateRequest, Networks};
@@ -47,6 +48,17 @@ pub struct Endpoint {
     /// networks: its name, short ID and `--network-alias`es).
     #[serde(default)]
     pub aliases: Vec<String>,
+    /// On an `--ipv6` network: its IPv6 address, prefix and the network's
+    /// IPv6 gateway.
+    #[serde(default)]
+    pub ip6: Option<Ipv6Addr>,
+    #[serde(default)]
+    pub prefix6: u8,
+    #[serde(default)]
+    pub gateway6: Option<Ipv6Addr>,
+    /// `--link-local-ip`s (IPAMConfig.LinkLocalIPs) on its interface.
+    #[serde(default)]
+    pub link_local: Vec<std::net::IpAddr>,
 }
 
 /// What a network was made with, as kept on disk for user-defined ones.
@@ -73,6 +85,18 @@ pub struct NetworkSpec {
     /// `--aux-address name=ip`: addresses kept out of containers' reach.
     #[serde(default)]
     pub aux_addresses: BTreeMap<String, Ipv4Addr>,
+    /// `--ipv6`: the network's IPv6 subnet and gateway.
+    #[serde(default)]
+    pub ipv6: Option<Ipv6Spec>,
+}
+
+/// An `--ipv6` network's IPv6 side.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Ipv6Spec {
+    pub subnet: String,
+    pub gateway: Ipv6Addr,
+    /// The client's own subnet (`--subnet fd…`): `--ip6` may be used on it.
+    pub user_subnet: bool,
 }
 
 /// A bridge network: the default one on docker0 or a user-defined one.
@@ -83,6 +107,8 @@ pub struct BridgeNetwork {
     pub default: bool,
     index: u32,
     ipam: Mutex<Ipam>,
+    /// `--ipv6` networks only.
+    ipam6: Option<Mutex<Ipam6>>,
     bus: Arc<EventBus>,
     iptables: nat::Iptables,
     /// Running userland proxies, by container ID.
@@ -97,6 +123,16 @@ pub struct PortRequest {
     pub host_ip: Ipv4Addr,
     /// 0: any free port.
     pub host_port: u16,
+}
+
+/// The addresses a container asks for on one network: `--ip`, `--ip6`,
+/// `--mac-address` and `--link-local-ip`s (none: the network's next).
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct Address {
+    pub ipv4: Option<Ipv4Addr>,
+    pub ipv6: Option<Ipv6Addr>,
+    pub mac: Option<[u8; 6]>,
+    pub link_local: Vec<std::net::IpAddr>,
 }
 
 /// Docker names the host end "veth" + 7 hex characters.
@@ -138,9 +174,30 @@ impl BridgeNetwork {
             let hint = if default { ": configure another with --bip" } else { "" };
             return Err(NetError::Conflict(format!("subnet {} is already used by {other}{hint}", ipam.subnet())));
         }
+        let ipam6 = match &spec.ipv6 {
+            Some(v6) => {
+                let mut i = Ipam6::new(&v6.subnet).map_err(|e| NetError::Invalid(e.to_string()))?;
+                i.gateway = v6.gateway;
+                Some(i)
+            }
+            None => None,
+        };
         let (index, created) = netlink::ensure_bridge(&h, &spec.bridge, ipam.gateway, ipam.prefix).await?;
         if let Err(e) = std::fs::write("/proc/sys/net/ipv4/ip_forward", "1") {
             tracing::warn!(error = %e, "could not enable IPv4 forwarding");
+        }
+        if let Some(i6) = &ipam6 {
+            // As Docker: IPv6 on the bridge, forwarding on, the gateway's address.
+            let _ = std::fs::write(format!("/proc/sys/net/ipv6/conf/{}/disable_ipv6", spec.bridge), "0");
+            if let Err(e) = std::fs::write("/proc/sys/net/ipv6/conf/all/forwarding", "1") {
+                tracing::warn!(error = %e, "could not enable IPv6 forwarding");
+            }
+            if let Err(e) = netlink::add_address6(&h, index, i6.gateway, i6.prefix).await {
+                if created {
+                    let _ = netlink::delete_link(&h, &spec.bridge).await;
+                }
+                return Err(e);
+            }
         }
         bus.emit(Event::BridgeUp { name: spec.bridge.clone(), address: ipam.gateway.to_string(), prefix: ipam.prefix, created });
         if !default {
@@ -158,8 +215,9 @@ impl BridgeNetwork {
             default,
             index,
             ipam: Mutex::new(ipam),
+            ipam6: ipam6.map(Mutex::new),
             bus,
-            iptables: nat::Iptables,
+            iptables: nat::Iptables::V4,
             proxies: Mutex::new(Default::default()),
         };
         if let Err(e) = me.standing_rules() {
@@ -194,6 +252,17 @@ impl BridgeNetwork {
             self.iptables.place(r, place)?;
             self.bus.emit(Event::RuleAdded { table: r.table.into(), rule: r.text() });
         }
+        // An `--ipv6` network's the same again with ip6tables. (The state
+        // and the page list IPv4's rules only.)
+        if let Some(subnet6) = self.subnet6() {
+            for (table, chain) in nat::CHAINS {
+                nat::Iptables::V6.ensure_chain(table, chain)?;
+            }
+            let own = nat::network_rules(self.bridge(), &subnet6, self.spec.internal);
+            for (r, place) in berth_shared::netfilter::global_rules_v6().iter().chain(own.iter()).rev() {
+                nat::Iptables::V6.place(r, place)?;
+            }
+        }
         Ok(())
     }
 
@@ -207,6 +276,13 @@ impl BridgeNetwork {
                     self.bus.emit(Event::RuleRemoved { table: r.table.into(), rule: r.text() });
                 }
                 Err(e) => tracing::warn!(error = %e, "removing a bridge rule: it stays in the kernel"),
+            }
+        }
+        if let Some(subnet6) = self.subnet6() {
+            for (r, _) in nat::network_rules(self.bridge(), &subnet6, self.spec.internal) {
+                if let Err(e) = nat::Iptables::V6.delete(&r) {
+                    tracing::warn!(error = %e, "removing a bridge's IPv6 rule: it stays in the kernel");
+                }
             }
         }
         if let Ok(h) = netlink::connect() {
@@ -328,6 +404,16 @@ impl BridgeNetwork {
         self.ipam.lock().unwrap_or_else(|p| p.into_inner()).gateway
     }
 
+    /// An `--ipv6` network's IPv6 subnet.
+    pub fn subnet6(&self) -> Option<String> {
+        self.ipam6.as_ref().map(|m| m.lock().unwrap_or_else(|p| p.into_inner()).subnet())
+    }
+
+    /// An `--ipv6` network's IPv6 gateway.
+    pub fn gateway6(&self) -> Option<Ipv6Addr> {
+        self.ipam6.as_ref().map(|m| m.lock().unwrap_or_else(|p| p.into_inner()).gateway)
+    }
+
     /// Joins the container's namespace at `netns` to this network: a veth
     /// pair into the bridge, `ifname` inside with the next free address, and
     /// the default route if `default_route`.
@@ -338,28 +424,60 @@ impl BridgeNetwork {
         ifname: &str,
         default_route: bool,
         aliases: Vec<String>,
-        want: Option<Ipv4Addr>,
-        want_mac: Option<[u8; 6]>,
+        want: Address,
     ) -> Result<Endpoint, NetError> {
         let (ip, prefix, gateway) = {
             let mut ipam = self.ipam.lock().unwrap_or_else(|p| p.into_inner());
-            let ip = match want {
+            let ip = match want.ipv4 {
                 Some(ip) => ipam.claim(ip).map(|_| ip),
                 None => ipam.allocate(),
             }
             .map_err(|e| NetError::Conflict(e.to_string()))?;
             (ip, ipam.prefix, ipam.gateway)
         };
+        let v6 = match &self.ipam6 {
+            Some(m) => {
+                let mut ipam6 = m.lock().unwrap_or_else(|p| p.into_inner());
+                let got = match want.ipv6 {
+                    Some(ip) => ipam6.claim(ip).map(|_| ip),
+                    None => ipam6.allocate(),
+                };
+                match got {
+                    Ok(ip6) => Some((ip6, ipam6.prefix, ipam6.gateway)),
+                    Err(e) => {
+                        drop(ipam6);
+                        self.ipam.lock().unwrap_or_else(|p| p.into_inner()).release(ip);
+                        return Err(NetError::Conflict(e.to_string()));
+                    }
+                }
+            }
+            None => None,
+        };
+        let release = || {
+            self.ipam.lock().unwrap_or_else(|p| p.into_inner()).release(ip);
+            if let (Some(m), Some((ip6, _, _))) = (&self.ipam6, v6) {
+                m.lock().unwrap_or_else(|p| p.into_inner()).release(ip6);
+            }
+        };
         let host_if = veth_name(container_id, self.id());
-        let mac = want_mac.unwrap_or_else(|| mac_for(ip));
-        let iface = Iface { name: ifname.into(), ip, prefix, gateway: default_route.then_some(gateway), mac };
+        let mac = want.mac.unwrap_or_else(|| mac_for(ip));
+        let iface = Iface {
+            name: ifname.into(),
+            ip,
+            prefix,
+            gateway: default_route.then_some(gateway),
+            mac,
+            ip6: v6.map(|(a, p, _)| (a, p)),
+            gateway6: v6.filter(|_| default_route).map(|(_, _, g)| g),
+            link_local: want.link_local.clone(),
+        };
         let r = async {
             let h = netlink::connect()?;
             netlink::attach(&h, self.index, netns, &host_if, &iface).await
         }
         .await;
         if let Err(e) = r {
-            self.ipam.lock().unwrap_or_else(|p| p.into_inner()).release(ip);
+            release();
             return Err(e);
         }
         let ep = Endpoint {
@@ -374,6 +492,10 @@ impl BridgeNetwork {
             host_if,
             netns: netns.to_path_buf(),
             aliases,
+            ip6: v6.map(|(a, _, _)| a),
+            prefix6: v6.map(|(_, p, _)| p).unwrap_or(0),
+            gateway6: v6.map(|(_, _, g)| g),
+            link_local: want.link_local,
         };
         self.bus.emit(Event::EndpointAttached {
             id: container_id.into(),
@@ -398,6 +520,9 @@ impl BridgeNetwork {
             }
         }
         self.ipam.lock().unwrap_or_else(|p| p.into_inner()).release(ep.ip);
+        if let (Some(m), Some(ip6)) = (&self.ipam6, ep.ip6) {
+            m.lock().unwrap_or_else(|p| p.into_inner()).release(ip6);
+        }
         self.bus.emit(Event::EndpointDetached { id: container_id.into(), network: self.name().into(), host_if: ep.host_if.clone() });
     }
 }

@@ -8,27 +8,42 @@ use std::process::Command;
 pub use berth_shared::netfilter::{global_rules, network_rules, port_rules, Place, PortMap, Rule, CHAINS};
 
 #[derive(Debug, thiserror::Error)]
-#[error("iptables {args}: {message}")]
+#[error("{args}: {message}")]
 pub struct IptablesError {
     pub args: String,
     pub message: String,
 }
 
-/// Runs the iptables tool in the daemon's network namespace.
-#[derive(Debug, Default)]
-pub struct Iptables;
+/// Runs the iptables tool (or ip6tables, for an `--ipv6` network's rules)
+/// in the daemon's network namespace.
+#[derive(Debug)]
+pub struct Iptables {
+    tool: &'static str,
+}
+
+impl Default for Iptables {
+    fn default() -> Self {
+        Self::V4
+    }
+}
 
 impl Iptables {
+    pub const V4: Iptables = Iptables { tool: "iptables" };
+    pub const V6: Iptables = Iptables { tool: "ip6tables" };
+
     fn run(&self, args: &[&str]) -> Result<(), IptablesError> {
-        let out = Command::new("iptables")
+        let out = Command::new(self.tool)
             .arg("-w")
             .args(args)
             .output()
-            .map_err(|e| IptablesError { args: args.join(" "), message: e.to_string() })?;
+            .map_err(|e| IptablesError { args: format!("{} {}", self.tool, args.join(" ")), message: e.to_string() })?;
         if out.status.success() {
             Ok(())
         } else {
-            Err(IptablesError { args: args.join(" "), message: String::from_utf8_lossy(&out.stderr).trim().to_string() })
+            Err(IptablesError {
+                args: format!("{} {}", self.tool, args.join(" ")),
+                message: String::from_utf8_lossy(&out.stderr).trim().to_string(),
+            })
         }
     }
 
@@ -57,7 +72,7 @@ impl Iptables {
 
     /// A chain's rules as `iptables -S` lists them (`-A CHAIN …`).
     pub fn list(&self, table: &str, chain: &str) -> Vec<String> {
-        Command::new("iptables")
+        Command::new(self.tool)
             .args(["-w", "-t", table, "-S", chain])
             .output()
             .map(|o| String::from_utf8_lossy(&o.stdout).lines().filter(|l| l.starts_with("-A ")).map(String::from).collect())
@@ -67,11 +82,11 @@ impl Iptables {
     /// The 1-based position of a rule in its chain, as `iptables -S` lists it.
     fn position(&self, r: &Rule) -> Result<Option<usize>, IptablesError> {
         let args = ["-t", r.table, "-S", r.chain];
-        let out = Command::new("iptables")
+        let out = Command::new(self.tool)
             .arg("-w")
             .args(args)
             .output()
-            .map_err(|e| IptablesError { args: args.join(" "), message: e.to_string() })?;
+            .map_err(|e| IptablesError { args: format!("{} {}", self.tool, args.join(" ")), message: e.to_string() })?;
         let text = String::from_utf8_lossy(&out.stdout);
         let want = r.text();
         Ok(text.lines().filter(|l| l.starts_with("-A ")).position(|l| l.trim() == want).map(|i| i + 1))

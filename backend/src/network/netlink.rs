@@ -1,7 +1,7 @@
 //! Every rtnetlink call berth makes, in one module (rtnetlink is pinned
 //! exactly: its API moves between minor versions).
 
-use std::net::Ipv4Addr;
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 use std::os::fd::AsRawFd;
 use std::path::Path;
 
@@ -187,6 +187,30 @@ pub struct Iface {
     /// The default route goes via this gateway (the first network only).
     pub gateway: Option<Ipv4Addr>,
     pub mac: [u8; 6],
+    /// On an `--ipv6` network: its IPv6 address and prefix, and the gateway
+    /// of the default IPv6 route (with the IPv4 one).
+    pub ip6: Option<(Ipv6Addr, u8)>,
+    pub gateway6: Option<Ipv6Addr>,
+    /// `--link-local-ip`s: added as Docker adds them (/16 for IPv4, /64
+    /// for IPv6).
+    pub link_local: Vec<IpAddr>,
+}
+
+/// An IPv6 address without duplicate address detection (as Docker adds
+/// them: a container's address is usable at once, not "tentative" for a
+/// second or more). Adding one that is there already is not an error.
+async fn add_nodad(h: &Handle, index: u32, ip: IpAddr, prefix: u8) -> Result<(), NetError> {
+    use rtnetlink::packet_route::address::AddressHeaderFlags;
+    let mut req = h.address().add(index, ip, prefix).replace();
+    if ip.is_ipv6() {
+        req.message_mut().header.flags = AddressHeaderFlags::Nodad;
+    }
+    req.execute().await.map_err(nl)
+}
+
+/// A bridge's IPv6 gateway address (an `--ipv6` network's).
+pub async fn add_address6(h: &Handle, index: u32, ip: Ipv6Addr, prefix: u8) -> Result<(), NetError> {
+    add_nodad(h, index, ip.into(), prefix).await
 }
 
 /// Connects a namespace to a bridge: a veth pair whose host end (`host_if`)
@@ -249,6 +273,17 @@ fn configure_in_thread(netns: &Path, eth0: &Iface) -> Result<(), NetError> {
         if let Some(gw) = eth0.gateway {
             let route = RouteMessageBuilder::<Ipv4Addr>::new().gateway(gw).output_interface(idx).build();
             h.route().add(route).execute().await.map_err(nl)?;
+        }
+        if let Some((ip6, prefix6)) = eth0.ip6 {
+            let _ = std::fs::write(format!("/proc/sys/net/ipv6/conf/{}/disable_ipv6", eth0.name), "0");
+            add_nodad(&h, idx, ip6.into(), prefix6).await?;
+            if let Some(gw6) = eth0.gateway6 {
+                let route = RouteMessageBuilder::<Ipv6Addr>::new().gateway(gw6).output_interface(idx).build();
+                h.route().add(route).execute().await.map_err(nl)?;
+            }
+        }
+        for ll in &eth0.link_local {
+            add_nodad(&h, idx, *ll, if ll.is_ipv4() { 16 } else { 64 }).await?;
         }
         Ok::<(), NetError>(())
     })

@@ -3,7 +3,7 @@
 //! and brought back when the daemon starts.
 
 use std::collections::BTreeMap;
-use std::net::Ipv4Addr;
+use std::net::{Ipv4Addr, Ipv6Addr};
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
 
@@ -13,6 +13,7 @@ use super::ipam::Ipam;
 use super::netlink::{self, NetError};
 use super::{BridgeNetwork, NetworkSpec};
 use crate::events::EventBus;
+use berth_shared::ipam6::Ipam6;
 
 /// `POST /networks/create`, as berth needs it.
 #[derive(Clone, Debug, Default)]
@@ -27,6 +28,12 @@ pub struct CreateRequest {
     /// `--ip-range` and `--aux-address` (with `--subnet`).
     pub ip_range: Option<String>,
     pub aux_addresses: BTreeMap<String, String>,
+    /// `--ipv6`, with the client's IPv6 subnet and gateway if it gave them.
+    pub enable_ipv6: bool,
+    pub subnet6: Option<String>,
+    pub gateway6: Option<String>,
+    /// What the default IPv6 subnets derive from (the daemon's ID).
+    pub ula_seed: String,
 }
 
 /// Names that are not networks one can create.
@@ -66,6 +73,7 @@ impl Networks {
             user_subnet: false,
             ip_range: None,
             aux_addresses: BTreeMap::new(),
+            ipv6: None,
         };
         let default = Arc::new(BridgeNetwork::setup(spec, true, bus.clone()).await?);
         let me = Networks {
@@ -137,6 +145,9 @@ impl Networks {
         if let Some(subnet) = req.subnet.as_deref().filter(|s| !s.is_empty()) {
             let mut ipam = Ipam::new(subnet)
                 .map_err(|_| NetError::Invalid(format!("invalid subnet {subnet}: it must be an IPv4 CIDR such as 10.10.0.0/24")))?;
+            if ipam.subnet() != subnet {
+                return Err(NetError::Invalid(format!("invalid network config:\ninvalid subnet {subnet}: it should be {}", ipam.subnet())));
+            }
             if taken.iter().any(|t| t.overlaps(&ipam)) {
                 return Err(NetError::Forbidden("Pool overlaps with other one on this address space".into()));
             }
@@ -149,6 +160,9 @@ impl Networks {
             }
             if let Some(r) = req.ip_range.as_deref().filter(|s| !s.is_empty()) {
                 ipam.set_range(r).map_err(|e| NetError::Invalid(format!("invalid network config:\n{e}")))?;
+                if req.gateway.as_deref().is_none_or(str::is_empty) {
+                    ipam.gateway = ipam.default_gateway();
+                }
             }
             for (name, ip) in &req.aux_addresses {
                 let addr: Ipv4Addr =
@@ -178,6 +192,42 @@ impl Networks {
         ))
     }
 
+    /// An `--ipv6` network's IPv6 side: the client's subnet (and gateway)
+    /// if it is free, else the next free /64 of the daemon's unique local
+    /// prefix.
+    fn choose_subnet6(&self, req: &CreateRequest) -> Result<super::Ipv6Spec, NetError> {
+        let taken: Vec<Ipam6> = self.all().iter().filter_map(|n| n.subnet6()).filter_map(|s| Ipam6::new(&s).ok()).collect();
+        if let Some(subnet) = req.subnet6.as_deref().filter(|s| !s.is_empty()) {
+            let mut ipam = Ipam6::new(subnet).map_err(|e| NetError::Invalid(e.to_string()))?;
+            if ipam.subnet() != subnet {
+                return Err(NetError::Invalid(format!("invalid network config:\ninvalid subnet {subnet}: it should be {}", ipam.subnet())));
+            }
+            if taken.iter().any(|t| t.overlaps(&ipam)) {
+                return Err(NetError::Forbidden("Pool overlaps with other one on this address space".into()));
+            }
+            if let Some(gw) = req.gateway6.as_deref().filter(|s| !s.is_empty()) {
+                let gw: Ipv6Addr = gw.parse().map_err(|_| NetError::Invalid(format!("invalid gateway address {gw}")))?;
+                if !ipam.contains(gw) {
+                    return Err(NetError::Invalid(format!("no matching subnet for gateway {gw}")));
+                }
+                ipam.gateway = gw;
+            }
+            return Ok(super::Ipv6Spec { subnet: ipam.subnet(), gateway: ipam.gateway, user_subnet: true });
+        }
+        if req.gateway6.as_deref().is_some_and(|g| !g.is_empty()) {
+            return Err(NetError::Invalid("an IPv6 gateway needs an IPv6 subnet (--subnet) to go with it".into()));
+        }
+        for n in 0..=u16::MAX {
+            let Ok(ipam) = Ipam6::new(&berth_shared::ipam6::default_subnet(&req.ula_seed, n)) else { continue };
+            if !taken.iter().any(|t| t.overlaps(&ipam)) {
+                return Ok(super::Ipv6Spec { subnet: ipam.subnet(), gateway: ipam.gateway, user_subnet: false });
+            }
+        }
+        Err(NetError::Forbidden(
+            "could not find an available, non-overlapping IPv6 address pool among the defaults to assign to the network".into(),
+        ))
+    }
+
     /// `docker network create`: a new bridge br-<id12> on a free subnet.
     pub async fn create(&self, req: CreateRequest) -> Result<Arc<BridgeNetwork>, NetError> {
         let _one = self.changing.lock().await;
@@ -196,6 +246,7 @@ impl Networks {
             other => return Err(NetError::NotFound(format!("plugin \"{other}\" not found"))),
         }
         let ipam = self.choose_subnet(&req).await?;
+        let ipv6 = if req.enable_ipv6 { Some(self.choose_subnet6(&req)?) } else { None };
         let id = format!("{:032x}{:032x}", crate::ids::random_u128(), crate::ids::random_u128());
         let spec = NetworkSpec {
             bridge: format!("br-{}", &id[..12]),
@@ -210,6 +261,7 @@ impl Networks {
             internal: req.internal,
             ip_range: ipam.range(),
             aux_addresses: ipam.aux().clone(),
+            ipv6,
         };
         let net = Arc::new(BridgeNetwork::setup(spec, false, self.bus.clone()).await?);
         self.user.lock().unwrap_or_else(|p| p.into_inner()).insert(req.name, net.clone());

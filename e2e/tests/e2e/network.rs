@@ -608,13 +608,14 @@ fn ip_ranges_aux_addresses_and_names_with_spaces() {
     let ipam = sb.docker_ok(&d, &["network", "inspect", "-f", "{{json .IPAM.Config}}", "ranged"]);
     assert_eq!(
         ipam.trim(),
-        r#"[{"Subnet":"10.78.0.0/24","IPRange":"10.78.0.128/30","Gateway":"10.78.0.1","AuxiliaryAddresses":{"router":"10.78.0.129"}}]"#
+        r#"[{"Subnet":"10.78.0.0/24","IPRange":"10.78.0.128/30","Gateway":"10.78.0.128","AuxiliaryAddresses":{"router":"10.78.0.129"}}]"#,
+        "Docker's IPAM hands the gateway the range's first address (Docker 20.10 beside berth agrees: reference.rs)"
     );
     let ip = |n: &str| sb.inspect(&d, n, "{{.NetworkSettings.Networks.ranged.IPAddress}}");
     for n in ["r1", "r2"] {
         sb.docker_ok(&d, &["run", "-d", "--name", n, "--network", "ranged", "alpine", "sleep", "300"]);
     }
-    assert_eq!((ip("r1"), ip("r2")), ("10.78.0.128".to_string(), "10.78.0.130".to_string()), "the aux address is skipped");
+    assert_eq!((ip("r1"), ip("r2")), ("10.78.0.130".to_string(), "10.78.0.131".to_string()), "the gateway and aux address are skipped");
     sb.docker_ok(&d, &["run", "-d", "--name", "r3", "--network", "ranged", "--ip", "10.78.0.7", "alpine", "sleep", "300"]);
     assert_eq!(ip("r3"), "10.78.0.7");
     let o = sb.docker(&d, &["run", "-d", "--name", "r4", "--network", "ranged", "--ip", "10.78.0.129", "alpine", "sleep", "300"]).unwrap();
@@ -670,4 +671,101 @@ fn gw_priority_picks_the_default_route_and_driver_opts_are_kept() {
     );
     assert!(code == 400 && out.contains("does not support the endpoint driver option"), "{code} {out}");
     sb.docker_ok(&d, &["rm", "-f", "gw1", "gw2"]);
+}
+
+#[test]
+fn ipv6_networks_give_containers_addresses_routes_names_and_rules() {
+    let (sb, d) = node1().unwrap();
+    let fail = |args: &[&str]| {
+        let o = sb.docker(&d, args).unwrap();
+        assert!(!o.status.success(), "docker {} should fail", args.join(" "));
+        out(&o)
+    };
+    sb.docker_ok(&d, &["network", "create", "--ipv6", "--subnet", "fd00:b::/64", "--subnet", "10.88.0.0/24", "v6net"]);
+    let id = sb.docker_ok(&d, &["network", "inspect", "-f", "{{.Id}}", "v6net"]).trim().to_string();
+    let bridge = format!("br-{}", &id[..12]);
+    assert_eq!(
+        sb.docker_ok(&d, &["network", "inspect", "-f", "{{.EnableIPv6}} {{json .IPAM.Config}}", "v6net"]).trim(),
+        r#"true [{"Subnet":"10.88.0.0/24","Gateway":"10.88.0.1"},{"Subnet":"fd00:b::/64","Gateway":"fd00:b::1"}]"#
+    );
+    assert!(
+        host(&sb, &format!("ip -6 addr show {bridge}")).contains("inet6 fd00:b::1/64"),
+        "{}",
+        host(&sb, &format!("ip -6 addr show {bridge}"))
+    );
+
+    // A static --ip6, then one handed out; both reach each other by name.
+    sb.docker_ok(&d, &["run", "-d", "--name", "web6", "--network", "v6net", "--ip6", "fd00:b::10", "alpine", "sleep", "300"]);
+    let run = |args: &[&str]| {
+        let mut all = vec!["run", "--rm", "--network", "v6net", "alpine"];
+        all.extend(args);
+        sb.docker_ok(&d, &all)
+    };
+    let addr = run(&["ip", "-6", "addr", "show", "eth0"]);
+    // Usable at once: no duplicate address detection holds it "tentative".
+    assert!(addr.lines().any(|l| l.contains("inet6 fd00:b::2/64") && !l.contains("tentative")), "{addr}");
+    assert!(run(&["ip", "-6", "route"]).contains("default via fd00:b::1 dev eth0"), "{}", run(&["ip", "-6", "route"]));
+    assert!(run(&["ping", "-c", "1", "-W", "3", "fd00:b::10"]).contains("1 packets received"));
+    let names = run(&["nslookup", "web6"]);
+    assert!(names.contains("fd00:b::10") && names.contains("10.88.0.2"), "{names}");
+    assert!(run(&["ping", "-6", "-c", "1", "-W", "3", "web6"]).contains("1 packets received"));
+    let hosts = run(&["cat", "/etc/hosts"]);
+    assert!(hosts.lines().any(|l| l.starts_with("fd00:b::2\t")), "{hosts}");
+
+    // docker inspect and network inspect show it as Docker does.
+    let f = "{{with index .NetworkSettings.Networks \"v6net\"}}{{.GlobalIPv6Address}}/{{.GlobalIPv6PrefixLen}} via {{.IPv6Gateway}} asked {{json .IPAMConfig}}{{end}}";
+    assert_eq!(sb.inspect(&d, "web6", f), r#"fd00:b::10/64 via fd00:b::1 asked {"IPv6Address":"fd00:b::10"}"#);
+    let members =
+        sb.docker_ok(&d, &["network", "inspect", "-f", "{{range .Containers}}{{.Name}} {{.IPv4Address}} {{.IPv6Address}}{{end}}", "v6net"]);
+    assert_eq!(members.trim(), "web6 10.88.0.2/24 fd00:b::10/64");
+
+    // Its IPv6 traffic is masqueraded and forwarded as its IPv4 traffic is.
+    let nat6 = host(&sb, "ip6tables -t nat -S POSTROUTING");
+    assert!(nat6.contains(&format!("-A POSTROUTING -s fd00:b::/64 ! -o {bridge} -j MASQUERADE")), "{nat6}");
+    assert!(host(&sb, "ip6tables -S FORWARD").contains(&format!("-A FORWARD -i {bridge} ! -o {bridge} -j ACCEPT")));
+
+    // Without a subnet: the next /64 of the daemon's unique local prefix.
+    sb.docker_ok(&d, &["network", "create", "--ipv6", "auto6"]);
+    let auto = sb.docker_ok(&d, &["network", "inspect", "-f", "{{range .IPAM.Config}}{{.Subnet}} {{end}}", "auto6"]);
+    let v6 = auto.split_whitespace().find(|s| s.contains(':')).unwrap_or_default();
+    assert!(v6.starts_with("fd") && v6.ends_with("::/64"), "{auto}");
+
+    // Docker's refusals.
+    let e = fail(&["run", "--rm", "--network", "auto6", "--ip6", "fd00:1::5", "alpine", "true"]);
+    assert!(e.contains("user specified IP address is supported only when connecting to networks with user configured subnets"), "{e}");
+    let e = fail(&["run", "--rm", "--network", "v6net", "--ip6", "fd00:c::5", "alpine", "true"]);
+    assert!(e.contains("no configured subnet or ip-range contain the IP address fd00:c::5"), "{e}");
+    let e = fail(&["run", "--rm", "--network", "v6net", "--ip6", "fd00:b::10", "alpine", "true"]);
+    assert!(e.contains("Address already in use"), "{e}");
+    let e = fail(&["network", "create", "--ipv6", "--subnet", "fd00:b:0:0:1::/80", "overlap6"]);
+    assert!(e.contains("Pool overlaps"), "{e}");
+    let e = fail(&["network", "create", "--ipv6", "--subnet", "fd00:d::5/64", "unmasked6"]);
+    assert!(e.contains("invalid subnet fd00:d::5/64: it should be fd00:d::/64"), "{e}");
+
+    // Removing the network takes its IPv6 rules and address with it.
+    sb.docker_ok(&d, &["rm", "-f", "web6"]);
+    sb.docker_ok(&d, &["network", "rm", "v6net", "auto6"]);
+    assert!(!host(&sb, "ip6tables -t nat -S POSTROUTING").contains("fd00:b::/64"));
+    assert!(!host(&sb, "ip link show").contains(&bridge));
+}
+
+#[test]
+fn link_local_ips_are_on_the_interface_and_in_inspect() {
+    let (sb, d) = node1().unwrap();
+    let args = ["--link-local-ip", "169.254.10.10", "--link-local-ip", "fe80::10", "alpine"];
+    let mut run = vec!["run", "--rm"];
+    run.extend(args);
+    run.extend(["ip", "addr", "show", "eth0"]);
+    let addr = sb.docker_ok(&d, &run);
+    assert!(addr.contains("inet 169.254.10.10/16") && addr.contains("inet6 fe80::10/64"), "{addr}");
+    let mut create = vec!["create", "--name", "ll"];
+    create.extend(args);
+    create.push("true");
+    sb.docker_ok(&d, &create);
+    assert_eq!(
+        sb.inspect(&d, "ll", "{{json .NetworkSettings.Networks.bridge.IPAMConfig}}"),
+        r#"{"LinkLocalIPs":["169.254.10.10","fe80::10"]}"#
+    );
+    let o = sb.docker(&d, &["run", "--rm", "--link-local-ip", "0.0.0.0", "alpine", "true"]).unwrap();
+    assert!(!o.status.success() && out(&o).contains("invalid link-local IP address: 0.0.0.0"), "{}", out(&o));
 }
