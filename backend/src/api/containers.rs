@@ -601,7 +601,10 @@ async fn list(State(st): State<AppState>, v: ApiVersion, Query(q): Q) -> ApiResu
 pub fn add_sizes(images: &crate::image::store::ImageStore, r: &Record, row: &mut Value) {
     let rw = crate::engine::containers::dir_size(std::path::Path::new(&r.layer.upper));
     let image = images.get(&r.image_id).map(|i| i.size()).unwrap_or(0);
-    row["SizeRw"] = json!(rw);
+    // Docker leaves SizeRw out when the container wrote nothing (omitempty).
+    if rw > 0 {
+        row["SizeRw"] = json!(rw);
+    }
     row["SizeRootFs"] = json!(rw + image);
 }
 

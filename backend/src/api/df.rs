@@ -95,7 +95,12 @@ fn measure(st: &AppState, v: ApiVersion, kinds: &BTreeSet<&str>) -> Value {
         out.insert("Volumes".into(), Value::Array(list));
     }
     if kinds.contains("build-cache") {
-        out.insert("BuildCache".into(), Value::Array(build_cache(st, &holders)));
+        let cache = build_cache(st, &holders);
+        // BuilderSize (the cache's total) until API 1.42 removed it.
+        if !v.at_least(42) {
+            out.insert("BuilderSize".into(), json!(cache.iter().filter_map(|c| c["Size"].as_u64()).sum::<u64>()));
+        }
+        out.insert("BuildCache".into(), Value::Array(cache));
     }
     Value::Object(out)
 }

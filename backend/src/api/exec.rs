@@ -37,15 +37,16 @@ fn strings(v: &Value) -> Vec<String> {
 async fn create(State(st): State<AppState>, Path(id): Path<String>, Checked(body, _): Checked<ExecCreate>) -> ApiResult<Response> {
     let c = st.containers.get(&id)?;
     let rec = c.record();
+    // The request is checked before the container's state, as Docker does.
+    let args = strings(&body["Cmd"]);
+    if args.is_empty() {
+        return Err(ApiError::bad_request("No exec command specified"));
+    }
     if rec.state.status != Status::Running {
         return Err(ApiError::new(ErrorKind::Conflict, format!("Container {} is not running", rec.id)));
     }
     if rec.state.paused {
         return Err(ApiError::new(ErrorKind::Conflict, format!("Container {} is paused, unpause the container before exec", rec.id)));
-    }
-    let args = strings(&body["Cmd"]);
-    if args.is_empty() {
-        return Err(ApiError::bad_request("No exec command specified"));
     }
     if body["Privileged"].as_bool() == Some(true) {
         // An exec gets its container's capabilities and cgroup, nothing more.

@@ -192,7 +192,17 @@ fn matches_filters(net: &Value, filters: &Value) -> bool {
 
 async fn list(State(st): State<AppState>, Query(q): Q) -> ApiResult<Json<Value>> {
     let filters = super::filters::from_query(&q)?;
-    Ok(Json(Value::Array(all(&st).iter().map(|n| describe(&st, n)).filter(|n| matches_filters(n, &filters)).collect())))
+    // A list's networks name no containers (only inspect does), as Docker's.
+    let list = all(&st)
+        .iter()
+        .map(|n| {
+            let mut d = describe(&st, n);
+            d["Containers"] = json!({});
+            d
+        })
+        .filter(|n| matches_filters(n, &filters))
+        .collect();
+    Ok(Json(Value::Array(list)))
 }
 
 async fn inspect(State(st): State<AppState>, Path(id): Path<String>) -> ApiResult<Json<Value>> {

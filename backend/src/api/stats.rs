@@ -57,14 +57,55 @@ fn cpu_stats(r: Option<&Reading>, online: usize) -> Value {
     })
 }
 
+/// The memory.stat keys Docker reports on a cgroup v1 host (its v1
+/// metrics have these fields; newer kernels' others are not passed on).
+const V1_MEMORY_KEYS: [&str; 32] = [
+    "cache",
+    "rss",
+    "rss_huge",
+    "mapped_file",
+    "dirty",
+    "writeback",
+    "pgpgin",
+    "pgpgout",
+    "pgfault",
+    "pgmajfault",
+    "inactive_anon",
+    "active_anon",
+    "inactive_file",
+    "active_file",
+    "unevictable",
+    "hierarchical_memory_limit",
+    "hierarchical_memsw_limit",
+    "total_cache",
+    "total_rss",
+    "total_rss_huge",
+    "total_mapped_file",
+    "total_dirty",
+    "total_writeback",
+    "total_pgpgin",
+    "total_pgpgout",
+    "total_pgfault",
+    "total_pgmajfault",
+    "total_inactive_anon",
+    "total_active_anon",
+    "total_inactive_file",
+    "total_active_file",
+    "total_unevictable",
+];
+
 /// Docker's `StatsJSON` for a reading and the one before it.
 fn document(c: &Container, now: Option<&Reading>, pre: Option<&Reading>) -> Value {
     let rec = c.record();
     let online = crate::runtime::confine::host_cpus();
+    // On a v1 host Docker gives every blkio list, empty when there is
+    // nothing; on v2 only the bytes, the others null.
+    let v1 = !std::path::Path::new("/sys/fs/cgroup/cgroup.controllers").exists();
+    let none = if v1 { json!([]) } else { Value::Null };
     let blkio_none = json!({
-        "io_service_bytes_recursive": null, "io_serviced_recursive": null, "io_queue_recursive": null,
-        "io_service_time_recursive": null, "io_wait_time_recursive": null, "io_merged_recursive": null,
-        "io_time_recursive": null, "sectors_recursive": null,
+        "io_service_bytes_recursive": none, "io_serviced_recursive": none, "io_queue_recursive": none,
+        "io_service_time_recursive": none, "io_wait_time_recursive": none, "io_merged_recursive": none,
+        "io_time_recursive": none, "sectors_recursive": none,
     });
     let mut doc = json!({
         "name": format!("/{}", rec.name),
@@ -88,9 +129,16 @@ fn document(c: &Container, now: Option<&Reading>, pre: Option<&Reading>) -> Valu
     if !s.blkio.is_empty() {
         doc["blkio_stats"]["io_service_bytes_recursive"] = json!(s.blkio);
     }
-    doc["memory_stats"] = json!({"usage": s.memory_usage, "stats": s.memory_stat, "limit": s.memory_limit});
+    let mut stat = s.memory_stat.clone();
+    if stat.contains_key("hierarchical_memory_limit") {
+        stat.retain(|k, _| V1_MEMORY_KEYS.contains(&k.as_str()));
+    }
+    doc["memory_stats"] = json!({"usage": s.memory_usage, "stats": stat, "limit": s.memory_limit});
+    // (Both are left out when zero, as Docker's omitempty fields are.)
     if s.memory_max_usage > 0 {
         doc["memory_stats"]["max_usage"] = json!(s.memory_max_usage);
+    }
+    if s.memory_failcnt > 0 {
         doc["memory_stats"]["failcnt"] = json!(s.memory_failcnt);
     }
     if !r.net.is_empty() {

@@ -47,6 +47,7 @@ async fn version(State(st): State<AppState>) -> Json<Value> {
                 "Os": "linux",
                 "Arch": arch,
                 "KernelVersion": h.kernel_version,
+                "BuildTime": "",
                 "Experimental": "false",
             }
         }],
@@ -89,6 +90,8 @@ async fn info(State(st): State<AppState>, v: super::ApiVersion) -> Json<Value> {
         "MemoryLimit": res.has(Ctrl::Memory),
         "SwapLimit": res.swap_accounting(),
         "KernelMemory": false,
+        // (Kernel TCP buffer limits are not set by berth; v2 hosts omit it.)
+        "KernelMemoryTCP": false,
         "CpuCfsPeriod": res.has(Ctrl::Cpu),
         "CpuCfsQuota": res.has(Ctrl::Cpu),
         "CPUShares": res.has(Ctrl::Cpu),
@@ -138,8 +141,10 @@ async fn info(State(st): State<AppState>, v: super::ApiVersion) -> Json<Value> {
         "Labels": [],
         "ExperimentalBuild": false,
         "ServerVersion": VERSION,
-        "Runtimes": { "berth": { "path": "berthd (built in)" } },
-        "DefaultRuntime": "berth",
+        // One runtime, berth's own, under its name and under the one Docker
+        // clients ask for (HostConfig.Runtime is "runc" unless set).
+        "Runtimes": { "berth": { "path": "berthd (built in)" }, "runc": { "path": "berthd (built in)" } },
+        "DefaultRuntime": "runc",
         "Swarm": {
             "NodeID": "", "NodeAddr": "", "LocalNodeState": "inactive",
             "ControlAvailable": false, "Error": "", "RemoteManagers": null,
@@ -152,12 +157,16 @@ async fn info(State(st): State<AppState>, v: super::ApiVersion) -> Json<Value> {
         "InitCommit": { "ID": "", "Expected": "" },
         // Docker's default seccomp policy in every container not unconfined.
         "SecurityOptions": [crate::runtime::seccomp::info_option()],
+        // null when there are none, as Docker's.
         "Warnings": match st.engine {
-            berth_shared::EngineMode::Live => Vec::<String>::new(),
-            berth_shared::EngineMode::Unavailable => vec!["WARNING: berth's engine is unavailable on this host (not root or no namespaces); containers cannot run".to_string()],
+            berth_shared::EngineMode::Live => Value::Null,
+            berth_shared::EngineMode::Unavailable => json!(["WARNING: berth's engine is unavailable on this host (not root or no namespaces); containers cannot run"]),
         },
     });
     if let Some(m) = info.as_object_mut() {
+        if std::path::Path::new("/sys/fs/cgroup/cgroup.controllers").exists() {
+            m.remove("KernelMemoryTCP");
+        }
         super::versions::info(v, m);
     }
     Json(info)

@@ -105,6 +105,10 @@ fn typed<T: Body>(v: &Value) -> ApiResult<T> {
 /// serde_json's syntax error without its line and column when the body is
 /// one line (the client's own JSON is rarely more).
 fn syntax_words(e: &serde_json::Error) -> String {
+    // A body cut short: Go's words, which Docker's "invalid JSON: …" carries.
+    if e.is_eof() {
+        return "unexpected EOF".into();
+    }
     let s = e.to_string();
     if e.line() == 1 {
         if let Some(i) = s.rfind(" at line ") {

@@ -63,12 +63,16 @@ async fn list(State(st): State<AppState>, Query(q): Q) -> ApiResult<Json<Value>>
 }
 
 async fn create(State(st): State<AppState>, Checked(body, typed): Checked<VolumeCreate>) -> ApiResult<(StatusCode, Json<Value>)> {
-    if let Some(name) = typed.name.as_deref().filter(|n| !n.is_empty()) {
-        validate::check_volume_name(name)?;
-    }
+    // The driver is looked up before the local driver checks the name, as Docker does.
     match body["Driver"].as_str().unwrap_or("") {
         "" | "local" => {}
-        other => return Err(ApiError::not_found(format!("error looking up volume plugin {other}: plugin \"{other}\" not found"))),
+        other => {
+            let named = typed.name.as_deref().filter(|n| !n.is_empty()).map(|n| format!("create {n}: ")).unwrap_or_default();
+            return Err(ApiError::not_found(format!("{named}error looking up volume plugin {other}: plugin \"{other}\" not found")));
+        }
+    }
+    if let Some(name) = typed.name.as_deref().filter(|n| !n.is_empty()) {
+        validate::check_volume_name(name)?;
     }
     if body["DriverOpts"].as_object().is_some_and(|o| !o.is_empty()) {
         return Err(ApiError::bad_request("berth's local volumes take no driver options (type, device, o)"));
