@@ -1,8 +1,11 @@
 """Docker's Python SDK (the `docker` package on PyPI) against berthd.
 
 Run by e2e/tests/e2e/sdk.rs inside a sandboxed node1: DOCKER_HOST is berthd's
-socket, and berthd pulls through the sandbox's fixture registry. Each test
-does what a lab script does with the SDK and checks what Docker answers.
+socket (or, to show the suite asserts Docker's behaviour, a reference Docker
+daemon's), pulling through the sandbox's fixture registry. Each test does
+what a lab script does with the SDK and checks what Docker answers at the
+API version the client speaks (SDK_API_VERSION pins one; default: the
+newest both speak).
 """
 
 import os
@@ -14,7 +17,7 @@ import pytest
 
 @pytest.fixture(scope="session")
 def client():
-    c = docker.DockerClient(base_url=os.environ["DOCKER_HOST"], version="auto", timeout=120)
+    c = docker.DockerClient(base_url=os.environ["DOCKER_HOST"], version=os.environ.get("SDK_API_VERSION", "auto"), timeout=120)
     c.images.pull("alpine", tag="latest")
     yield c
     c.close()
@@ -59,3 +62,15 @@ def cleanup(client):
             client.api.remove_image(i, force=True)
         except docker.errors.ImageNotFound:
             pass
+
+
+def at_least(client, minor):
+    """Does the client speak API 1.<minor> or newer?"""
+    return int(client.api.api_version.split(".")[1]) >= minor
+
+
+@pytest.fixture(scope="session")
+def legacy(client):
+    """Is the daemon Docker 20.10 (the reference), whose answers Docker 23+
+    changed in places the suite names?"""
+    return client.version()["Version"].startswith("20.")

@@ -14,12 +14,13 @@ def run(client, cleanup, name, cmd, **kw):
     return c
 
 
-def test_inspect_has_every_key_clients_read(client, cleanup, name):
+def test_inspect_has_every_key_clients_read(client, cleanup, name, legacy):
     c = run(client, cleanup, name, ["sleep", "300"])
     c.reload()
     a = c.attrs
     assert a["HostConfig"]["LogConfig"] == {"Type": "json-file", "Config": {}}
-    assert a["HostConfig"]["RestartPolicy"] == {"Name": "no", "MaximumRetryCount": 0}
+    # Docker 25+ stores "no" for a policy the client left out; 20.10 kept "".
+    assert a["HostConfig"]["RestartPolicy"] == {"Name": "" if legacy else "no", "MaximumRetryCount": 0}
     assert "Mounts" not in a["HostConfig"]  # omitted unless --mount was used, as Docker's
     for key in ["Binds", "NetworkMode", "PortBindings", "AutoRemove", "VolumeDriver", "VolumesFrom", "CapAdd",
                 "CapDrop", "Dns", "ExtraHosts", "Privileged", "ReadonlyRootfs", "ShmSize", "Runtime", "Memory",
@@ -175,7 +176,7 @@ def test_healthchecks_and_restart_policies(client, cleanup, name):
     assert r.attrs["RestartCount"] == 2 and r.status == "exited"
 
 
-def test_errors_are_the_sdks_exceptions(client, cleanup, name):
+def test_errors_are_the_sdks_exceptions(client, cleanup, name, legacy):
     with pytest.raises(docker.errors.NotFound):
         client.containers.get("no-such-container")
     with pytest.raises(docker.errors.ImageNotFound):
@@ -187,7 +188,8 @@ def test_errors_are_the_sdks_exceptions(client, cleanup, name):
     assert e.value.status_code == 409 and "is already in use" in str(e.value)
     with pytest.raises(docker.errors.APIError) as e:
         client.api.create_container("alpine", ["true"], host_config={"Memory": "lots"})
-    assert e.value.status_code == 400
+    # A client's malformed body: 400 (Docker 23+); 20.10 answered 500.
+    assert e.value.status_code == (500 if legacy else 400)
 
 
 def test_prune_removes_stopped_containers(client, name):

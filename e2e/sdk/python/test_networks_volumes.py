@@ -4,8 +4,10 @@ import docker
 import pytest
 from docker.types import IPAMConfig, IPAMPool
 
+from conftest import at_least
 
-def test_a_network_with_its_own_subnet_static_ips_and_aliases(client, cleanup, name):
+
+def test_a_network_with_its_own_subnet_static_ips_and_aliases(client, cleanup, name, legacy):
     ipam = IPAMConfig(pool_configs=[IPAMPool(subnet="10.77.0.0/24", gateway="10.77.0.1")])
     net = client.networks.create(name, driver="bridge", ipam=ipam, labels={"lab": "sdk"})
     cleanup["networks"].append(net.id)
@@ -19,9 +21,11 @@ def test_a_network_with_its_own_subnet_static_ips_and_aliases(client, cleanup, n
     b.start()
     b.reload()
     ep = b.attrs["NetworkSettings"]["Networks"][name]
-    assert ep["IPAddress"] == "10.77.0.50" and ep["Aliases"] == ["db"]
+    # From 1.45 Aliases are what was asked; before, the short ID was added.
+    assert ep["IPAddress"] == "10.77.0.50" and ep["Aliases"] == (["db"] if at_least(client, 45) else ["db", b.id[:12]])
     assert ep["IPAMConfig"]["IPv4Address"] == "10.77.0.50"
-    assert "db" in ep["DNSNames"] and name + "-b" in ep["DNSNames"]
+    if at_least(client, 44):
+        assert "db" in ep["DNSNames"] and name + "-b" in ep["DNSNames"]
     code, out = a.exec_run(["ping", "-c1", "-W2", "db"])
     assert code == 0, out
     net.reload()
@@ -30,9 +34,11 @@ def test_a_network_with_its_own_subnet_static_ips_and_aliases(client, cleanup, n
     b.reload()
     assert name not in b.attrs["NetworkSettings"]["Networks"]
     assert [n.id for n in client.networks.list(filters={"label": "lab=sdk"})] == [net.id]
-    with pytest.raises(docker.errors.APIError) as e:
-        client.networks.create(name)
-    assert e.value.status_code == 409
+    # A second network of the same name: refused by Docker 25+ (20.10 made it).
+    if not legacy:
+        with pytest.raises(docker.errors.APIError) as e:
+            client.networks.create(name)
+        assert e.value.status_code == 409
 
 
 def test_network_errors_and_prune(client, name):
@@ -63,8 +69,9 @@ def test_volumes_labels_filters_and_removal(client, cleanup, name):
 
 
 def test_volume_prune_keeps_named_volumes_unless_all_or_an_old_client(client, old_client, name):
-    client.volumes.create(name)
-    assert name not in (client.volumes.prune()["VolumesDeleted"] or [])
-    assert name in client.volumes.prune(filters={"all": True})["VolumesDeleted"]
+    if at_least(client, 42):
+        client.volumes.create(name)
+        assert name not in (client.volumes.prune()["VolumesDeleted"] or [])
+        assert name in client.volumes.prune(filters={"all": True})["VolumesDeleted"]
     old_client.volumes.create(name)
     assert name in old_client.volumes.prune()["VolumesDeleted"]

@@ -1,18 +1,24 @@
 """System endpoints as the SDK reads them."""
 
+import os
+
 import docker
 import pytest
 
+from conftest import at_least
 
-def test_ping_version_and_negotiation(client, old_client):
+
+def test_ping_version_and_negotiation(client, old_client, legacy):
     assert client.ping() is True
     v = client.version()
-    assert v["ApiVersion"] == "1.50" and v["MinAPIVersion"] == "1.24"
+    if not legacy:
+        assert v["ApiVersion"] == "1.50" and v["MinAPIVersion"] == "1.24"
     assert v["Os"] == "linux" and v["Components"][0]["Name"] == "Engine"
     # version="auto" negotiated the newest both speak.
-    assert client.api.api_version == "1.50"
+    if os.environ.get("SDK_API_VERSION", "auto") == "auto":
+        assert client.api.api_version == v["ApiVersion"]
     assert old_client.api.api_version == "1.41"
-    assert old_client.version()["ApiVersion"] == "1.50"
+    assert old_client.version()["ApiVersion"] == v["ApiVersion"]
 
 
 def test_info_has_the_keys_clients_read(client):
@@ -23,7 +29,7 @@ def test_info_has_the_keys_clients_read(client):
         assert key in info, key
     assert info["Driver"] == "overlay2" and info["LoggingDriver"] == "json-file"
     assert info["Swarm"]["LocalNodeState"] == "inactive"
-    assert "BridgeNfIptables" not in info  # gone in API 1.50
+    assert ("BridgeNfIptables" in info) != at_least(client, 50)  # gone in API 1.50
 
 
 def test_swarm_endpoints_say_this_node_is_not_in_a_swarm(client):
@@ -44,7 +50,7 @@ def test_an_unknown_route_is_a_json_404(client):
     assert r.json()["message"] == "page not found"
 
 
-def test_disk_usage(client, cleanup, name):
+def test_disk_usage(client, cleanup, name, legacy):
     c = client.containers.run("alpine", ["sh", "-c", "head -c 100000 /dev/zero > /big"], name=name, detach=True)
     cleanup["containers"].append(c.id)
     c.wait(timeout=60)
@@ -59,7 +65,8 @@ def test_disk_usage(client, cleanup, name):
     assert mine and mine[0]["SizeRw"] >= 100000, mine
     vols = {v["Name"]: v for v in df["Volumes"]}
     assert vols[vol.name]["UsageData"] == {"Size": 0, "RefCount": 0}
-    assert isinstance(df["BuildCache"], list)
+    # Docker 23+ answers an empty build cache with [], 20.10 with null.
+    assert isinstance(df["BuildCache"], list) or legacy and df["BuildCache"] is None
 
 
 def test_events_between_two_times(client, cleanup, name):
