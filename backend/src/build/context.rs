@@ -384,6 +384,44 @@ mod tests {
         assert!(!out.join("secret.txt").exists() && out.join(".dockerignore").exists());
     }
 
+    /// Where a cached build's unpack time goes (not a test: `cargo test
+    /// -p berth-backend unpack_timing -- --ignored --nocapture`): the
+    /// benchmark's lab-shaped context, 52 files in two dirs.
+    #[test]
+    #[ignore]
+    fn unpack_timing() {
+        let dir = tempfile::tempdir_in("/var/tmp").unwrap();
+        let tar_path = dir.path().join("ctx.tar");
+        {
+            let mut b = tar::Builder::new(fs::File::create(&tar_path).unwrap());
+            let mut add = |name: &str, data: &[u8]| {
+                let mut h = tar::Header::new_gnu();
+                h.set_size(data.len() as u64);
+                h.set_mode(0o644);
+                h.set_mtime(1_700_000_000);
+                h.set_cksum();
+                b.append_data(&mut h, name, data).unwrap();
+            };
+            add("Dockerfile", b"FROM alpine\nCOPY . .\n");
+            add("requirements.txt", b"flask\n");
+            for i in 0..50 {
+                add(&format!("app/module{i}.py"), &vec![b'x'; 5500]);
+            }
+            b.finish().unwrap();
+        }
+        let mut times = Vec::new();
+        for i in 0..20 {
+            let out = dir.path().join(format!("out{i}"));
+            fs::create_dir_all(&out).unwrap();
+            let t = std::time::Instant::now();
+            unpack(&tar_path, &out, "Dockerfile").unwrap();
+            times.push(t.elapsed().as_secs_f64() * 1000.0);
+        }
+        eprintln!("in order: {times:.1?}");
+        times.sort_by(f64::total_cmp);
+        eprintln!("unpack of 52 files: median {:.2} ms, min {:.2} ms, all {times:.1?}", times[10], times[0]);
+    }
+
     /// A context tar with a Dockerfile, a file, and `.dockerignore` as a
     /// symlink to `target`.
     fn tar_with_ignore_link(dir: &Path, target: &Path) -> PathBuf {

@@ -322,7 +322,12 @@ impl Containers {
         }
         for ep in rec.endpoints.values() {
             if let Some(net) = nets.find(&ep.network_id) {
-                net.disconnect(&rec.id, ep).await;
+                // With its namespace, the pair goes too (see release).
+                if rec.sandbox.is_some() {
+                    net.release(&rec.id, ep);
+                } else {
+                    net.disconnect(&rec.id, ep).await;
+                }
             }
         }
         if let Some(path) = &rec.sandbox {

@@ -519,6 +519,15 @@ impl BridgeNetwork {
                 tracing::warn!(error = %e, host_if = %ep.host_if, "removing veth");
             }
         }
+        self.release(container_id, ep);
+    }
+
+    /// Releases the endpoint's addresses and says it is gone, leaving its
+    /// veth pair to the kernel: for a container whose network namespace is
+    /// removed right after, whose destruction takes the pair with it (in
+    /// the kernel's own time, not the exit's: deleting the pair here waited
+    /// 12–32 ms for an RCU grace period on every exit).
+    pub fn release(&self, container_id: &str, ep: &Endpoint) {
         self.ipam.lock().unwrap_or_else(|p| p.into_inner()).release(ep.ip);
         if let (Some(m), Some(ip6)) = (&self.ipam6, ep.ip6) {
             m.lock().unwrap_or_else(|p| p.into_inner()).release(ip6);

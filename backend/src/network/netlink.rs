@@ -236,7 +236,14 @@ pub async fn attach(h: &Handle, bridge: u32, netns: &Path, host_if: &str, eth0: 
         .up()
         .set_info_data(InfoData::Veth(InfoVeth::Peer(peer)))
         .build();
-    h.link().add(pair).execute().await.map_err(nl)?;
+    if h.link().add(pair.clone()).execute().await.is_err() {
+        // The same container's pair from its last run, which the kernel
+        // takes down with that run's namespace but may not have yet (a
+        // restart right after an exit): take it down now (if it is still
+        // there) and try once more.
+        delete_link(h, host_if).await?;
+        h.link().add(pair).execute().await.map_err(nl)?;
+    }
     let result = configure_inside(netns, eth0.clone()).await;
     if result.is_err() {
         let _ = delete_link(h, host_if).await;

@@ -40,7 +40,13 @@ fn host(sb: &Sandbox, script: &str) -> String {
 /// Nothing of a run is left in node1: no veth but the sandbox's uplink,
 /// no overlay mounted, no DNAT rule, no container.
 fn assert_nothing_left(sb: &Sandbox, d: &Berthd) {
-    assert_eq!(host(sb, "ip -o link show type veth | grep -v ': eth0@'"), "", "{}", d.log_text());
+    // (A pair goes with its container's namespace, in the kernel's time.)
+    let veths = || host(sb, "ip -o link show type veth | grep -v ': eth0@'");
+    let start = std::time::Instant::now();
+    while !veths().is_empty() && start.elapsed() < std::time::Duration::from_secs(5) {
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    }
+    assert_eq!(veths(), "", "{}", d.log_text());
     let mounts = format!("grep -c '{}/berth/data/overlay2' /proc/self/mountinfo || true", sb.dir().display());
     assert_eq!(host(sb, &mounts).trim(), "0", "an overlay is still mounted");
     assert_eq!(host(sb, "iptables -t nat -S DOCKER | grep -c DNAT || true").trim(), "0");

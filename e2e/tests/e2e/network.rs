@@ -53,8 +53,9 @@ fn containers_get_eth0_on_docker0_with_a_veth_and_reach_each_other() {
     assert!(page.contains("Welcome to nginx!"), "{page}");
 
     sb.docker_ok(&d, &["stop", "nginx-demo"]);
-    let links = host(&sb, "ip -o link show master docker0");
-    assert_eq!(links, "", "no veth left after the container is gone");
+    // The pair goes with the container's namespace, in the kernel's time
+    // (milliseconds: berthd does not wait for it).
+    berth_e2e::sandbox::until(5, "no veth left after the container is gone", || host(&sb, "ip -o link show master docker0").is_empty());
     // Its namespace's bind mount (SandboxKey) is gone too.
     let netns_dir = sb.dir().join("berth/run/netns");
     let left: Vec<_> = std::fs::read_dir(&netns_dir).map(|d| d.flatten().map(|e| e.file_name()).collect()).unwrap_or_default();
@@ -89,9 +90,11 @@ fn two_hundred_create_remove_cycles_leak_nothing_and_reuse_the_first_address() {
     let ip = sb.docker_ok(&d, &["run", "--rm", "alpine", "sh", "-c", "ip -4 -o addr show eth0"]);
     assert!(ip.contains("inet 172.17.0.3/16"), "the next free address after keeper's: {ip}");
     sb.docker_ok(&d, &["rm", "-f", "keeper"]);
-    assert_eq!(host(&sb, "ip -o link show master docker0"), "");
-    // Only the sandbox's own uplink (eth0) is a veth now.
-    assert_eq!(host(&sb, "ip -o link show type veth | grep -v ': eth0@'"), "");
+    // Only the sandbox's own uplink (eth0) is a veth once the kernel has
+    // taken the last pairs down with their namespaces.
+    berth_e2e::sandbox::until(5, "the last veths to go", || {
+        host(&sb, "ip -o link show master docker0").is_empty() && host(&sb, "ip -o link show type veth | grep -v ': eth0@'").is_empty()
+    });
     let left = std::fs::read_dir(sb.dir().join("berth/run/netns")).map(|d| d.count()).unwrap_or(0);
     assert_eq!(left, 0);
 }
