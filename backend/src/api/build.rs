@@ -132,30 +132,66 @@ async fn build(State(st): State<AppState>, RawQuery(query): RawQuery, body: Body
     let t0 = std::time::Instant::now();
     let scratch = tempfile::Builder::new().prefix("build-").tempdir_in(st.images.tmp_dir()).map_err(internal)?;
     let archive = scratch.path().join("context.tar");
-    let mut file = tokio::fs::File::create(&archive).await.map_err(internal)?;
+    let ctx = scratch.path().join("context");
+    // The context is kept in memory while it is small (most are), else
+    // spilled to a file as it comes.
+    let mut held: Vec<u8> = Vec::new();
+    let mut file: Option<tokio::fs::File> = None;
     let mut stream = body.into_data_stream();
     while let Some(chunk) = stream.next().await {
         let chunk = chunk.map_err(|e| ApiError::bad_request(format!("reading the build context: {e}")))?;
-        file.write_all(&chunk).await.map_err(internal)?;
+        match &mut file {
+            Some(f) => f.write_all(&chunk).await.map_err(internal)?,
+            None if held.len() + chunk.len() > crate::build::index::MAX_IN_MEMORY => {
+                let mut f = tokio::fs::File::create(&archive).await.map_err(internal)?;
+                f.write_all(&held).await.map_err(internal)?;
+                f.write_all(&chunk).await.map_err(internal)?;
+                held = Vec::new();
+                file = Some(f);
+            }
+            None => held.extend_from_slice(&chunk),
+        }
     }
-    file.flush().await.map_err(internal)?;
-    drop(file);
+    let in_memory = file.is_none();
+    if let Some(mut f) = file {
+        f.flush().await.map_err(internal)?;
+    }
     let t_received = t0.elapsed();
-    let ctx = scratch.path().join("context");
-    std::fs::create_dir_all(&ctx).map_err(internal)?;
-    let (a, c, df) = (archive.clone(), ctx.clone(), opts.dockerfile.clone());
-    // The scratch dir goes with the unpacking: a client that leaves while it
-    // runs drops this future, and the dir is removed once the unpack stops.
-    let (unpacked, scratch) =
-        tokio::task::spawn_blocking(move || (crate::build::context::unpack(&a, &c, &df), scratch)).await.map_err(internal)?;
+    let df = opts.dockerfile.clone();
+    // In memory: indexed, and unpacked only if a step needs its files. A
+    // context the index does not model, or a big one, is unpacked now.
+    // (The scratch dir goes with the work: a client that leaves while it
+    // runs drops this future, and the dir is removed once the work stops.)
+    let (a, c) = (archive.clone(), ctx.clone());
+    let (made, scratch) = tokio::task::spawn_blocking(move || {
+        let indexed = if in_memory { crate::build::index::ContextIndex::read(held, &df) } else { Err(Vec::new()) };
+        let made = match indexed {
+            Ok((index, kept)) => Ok((crate::build::context::Context::in_memory(c, index, &df), kept)),
+            Err(held) => {
+                let unpacked = std::fs::create_dir_all(&c).map_err(|e| e.to_string()).and_then(|_| {
+                    if in_memory {
+                        crate::build::context::unpack_from(&held[..], &c, &df)
+                    } else {
+                        crate::build::context::unpack(&a, &c, &df)
+                    }
+                });
+                let _ = std::fs::remove_file(&a);
+                unpacked.map(|kept| (crate::build::context::Context::on_disk(c), kept))
+            }
+        };
+        (made, scratch)
+    })
+    .await
+    .map_err(internal)?;
+    let (context, kept) = made.map_err(ApiError::bad_request)?;
+    let context = std::sync::Arc::new(context);
     let mut opts = opts;
-    opts.dockerfile_text = unpacked.map_err(ApiError::bad_request)?;
+    opts.dockerfile_text = kept;
     let t_context = t0.elapsed();
-    let _ = std::fs::remove_file(&archive);
     // An empty Dockerfile is the client's error, before any output.
     let text = match &opts.dockerfile_text {
         Some(t) => Ok(Some(t.clone())),
-        None => crate::build::context::read_inside(&ctx, &opts.dockerfile, 1 << 20),
+        None => context.read_dockerfile(&opts.dockerfile),
     };
     if let Ok(Some(text)) = text {
         if text.trim().is_empty() {
@@ -166,10 +202,11 @@ async fn build(State(st): State<AppState>, RawQuery(query): RawQuery, body: Body
     let (tx, rx) = mpsc::channel::<Value>(256);
     tokio::spawn(async move {
         let _scratch = scratch; // the context lives until the build ends
-        let built = builder.build(&opts, &ctx, tx.clone()).await;
+        let built = builder.build(&opts, &context, tx.clone()).await;
         tracing::debug!(
             received_ms = t_received.as_secs_f64() * 1000.0,
-            unpacked_ms = (t_context - t_received).as_secs_f64() * 1000.0,
+            context_ms = (t_context - t_received).as_secs_f64() * 1000.0,
+            unpacked = !context.in_memory_only(),
             steps_ms = (t0.elapsed() - t_context).as_secs_f64() * 1000.0,
             "build phases"
         );

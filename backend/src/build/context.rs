@@ -107,11 +107,14 @@ impl Ignore {
 /// are read even when excluded, then removed as Docker removes them (a
 /// `COPY . /app` must not find them): the Dockerfile's text comes back then.
 pub fn unpack(archive: &Path, dest: &Path, dockerfile: &str) -> Result<Option<String>, String> {
-    let mut f = fs::File::open(archive).map_err(|e| e.to_string())?;
-    let mut magic = [0u8; 2];
-    let n = f.read(&mut magic).map_err(|e| e.to_string())?;
     let f = fs::File::open(archive).map_err(|e| e.to_string())?;
-    let reader: Box<dyn Read> = if n == 2 && magic == [0x1f, 0x8b] { Box::new(flate2::read::GzDecoder::new(f)) } else { Box::new(f) };
+    unpack_from(io::BufReader::new(f), dest, dockerfile)
+}
+
+/// [`unpack`] from a reader (plain or gzip tar).
+pub fn unpack_from(mut reader: impl io::BufRead, dest: &Path, dockerfile: &str) -> Result<Option<String>, String> {
+    let gzip = reader.fill_buf().map_err(|e| e.to_string())?.starts_with(&[0x1f, 0x8b]);
+    let reader: Box<dyn Read> = if gzip { Box::new(flate2::read::GzDecoder::new(reader)) } else { Box::new(reader) };
     let mut ar = tar::Archive::new(reader);
     ar.set_preserve_permissions(true);
     ar.set_preserve_mtime(true);
@@ -136,6 +139,77 @@ pub fn unpack(archive: &Path, dest: &Path, dockerfile: &str) -> Result<Option<St
         remove_inside(dest, ".dockerignore")?;
     }
     Ok(kept)
+}
+
+/// A build's context: unpacked on the disk, or held in memory as its tar's
+/// index (see index.rs), unpacked only when a step needs its files.
+#[derive(Debug)]
+pub struct Context {
+    dir: PathBuf,
+    index: Option<super::index::ContextIndex>,
+    dockerfile: String,
+    unpacked: std::sync::Mutex<Option<Result<(), String>>>,
+}
+
+impl Context {
+    /// A context already unpacked at `dir`.
+    pub fn on_disk(dir: PathBuf) -> Self {
+        Context { dir, index: None, dockerfile: String::new(), unpacked: std::sync::Mutex::new(Some(Ok(()))) }
+    }
+
+    /// A context held in memory, to be unpacked at `dir` if a step needs it.
+    pub fn in_memory(dir: PathBuf, index: super::index::ContextIndex, dockerfile: &str) -> Self {
+        Context { dir, index: Some(index), dockerfile: dockerfile.into(), unpacked: std::sync::Mutex::new(None) }
+    }
+
+    /// Is it held in memory (not unpacked yet)?
+    pub fn in_memory_only(&self) -> bool {
+        self.unpacked.lock().unwrap_or_else(|p| p.into_inner()).is_none()
+    }
+
+    /// The Dockerfile's text (None: not in the context).
+    pub fn read_dockerfile(&self, rel: &str) -> Result<Option<String>, String> {
+        match &self.index {
+            Some(i) => match i.dockerfile(rel) {
+                Some(t) => Ok(t),
+                None => read_inside(self.files()?, rel, MAX_DOCKERFILE),
+            },
+            None => read_inside(&self.dir, rel, MAX_DOCKERFILE),
+        }
+    }
+
+    /// The paths a COPY source names.
+    pub fn sources(&self, src: &str) -> Result<Vec<PathBuf>, String> {
+        match &self.index {
+            Some(i) => i.sources(src),
+            None => sources(&self.dir, src),
+        }
+    }
+
+    /// The checksum of what the sources hold.
+    pub fn checksum(&self, rels: &[PathBuf]) -> Result<String, String> {
+        match &self.index {
+            Some(i) => i.checksum(rels),
+            None => checksum(&self.dir, rels),
+        }
+    }
+
+    /// The context's files on the disk, unpacked now if they were not yet
+    /// (once: the first step that copies from it).
+    pub fn files(&self) -> Result<&Path, String> {
+        let mut done = self.unpacked.lock().unwrap_or_else(|p| p.into_inner());
+        if done.is_none() {
+            let r = match &self.index {
+                Some(i) => fs::create_dir_all(&self.dir)
+                    .map_err(|e| e.to_string())
+                    .and_then(|_| unpack_from(i.tar(), &self.dir, &self.dockerfile))
+                    .map(|_| ()),
+                None => Ok(()),
+            };
+            *done = Some(r);
+        }
+        done.clone().unwrap_or(Ok(())).map(|_| self.dir.as_path())
+    }
 }
 
 /// Removes one file of the context (resolved inside it, never outside).
@@ -284,7 +358,10 @@ pub fn checksum(root: &Path, rels: &[PathBuf]) -> Result<String, String> {
 
 fn hash_entry(h: &mut Sha256, path: &Path, rel: &Path, m: fs::Metadata) -> io::Result<()> {
     h.update(rel.to_string_lossy().as_bytes());
-    h.update(format!("\0{:o}\0{}\0", m.mode(), m.len()).as_bytes());
+    // A directory's size is the filesystem's, not its content: 0, as the
+    // in-memory index (index.rs) hashes it.
+    let len = if m.is_dir() { 0 } else { m.len() };
+    h.update(format!("\0{:o}\0{len}\0", m.mode()).as_bytes());
     if m.is_dir() {
         let mut entries: Vec<_> = fs::read_dir(path)?.flatten().collect();
         entries.sort_by_key(|e| e.file_name());

@@ -8,6 +8,7 @@
 pub mod context;
 #[cfg(test)]
 mod fuzz;
+pub mod index;
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
@@ -218,7 +219,7 @@ impl Drop for Scratch {
 /// What one build shares with each of its steps.
 struct Job<'a> {
     opts: &'a BuildOptions,
-    ctx: &'a Path,
+    ctx: &'a Arc<context::Context>,
     build_id: &'a str,
     out: &'a Out,
 }
@@ -459,12 +460,13 @@ impl Builder {
     }
 
     /// Runs a whole build; the image ID on success.
-    pub async fn build(&self, opts: &BuildOptions, ctx: &Path, tx: mpsc::Sender<Value>) -> Result<String, BuildError> {
+    pub async fn build(&self, opts: &BuildOptions, ctx: &Arc<context::Context>, tx: mpsc::Sender<Value>) -> Result<String, BuildError> {
         let out = Out { tx: tx.clone(), quiet: opts.quiet };
         let build_id = sha(&format!("{}{}", now_rfc3339(), crate::ids::random_u128()))[..12].to_string();
         let text = match &opts.dockerfile_text {
             Some(t) => t.clone(),
-            None => context::read_inside(ctx, &opts.dockerfile, context::MAX_DOCKERFILE)
+            None => ctx
+                .read_dockerfile(&opts.dockerfile)
                 .map_err(fail)?
                 .ok_or_else(|| fail(format!("Cannot locate specified Dockerfile: {}", crate::text::excerpt(&opts.dockerfile, 100))))?,
         };
@@ -716,7 +718,8 @@ impl Builder {
                         (nop(&format!("{word} heredoc:{sum} in {abs} ")), sum, work)
                     } else {
                         let mut from_scratch = None;
-                        let src_root: PathBuf = match from {
+                        // A stage's or image's files (None: the context's).
+                        let src_root: Option<PathBuf> = match from {
                             Some(f) => {
                                 let f = st.expand(step, f)?;
                                 let img = match stages.get(&f.to_ascii_lowercase()) {
@@ -726,9 +729,9 @@ impl Builder {
                                 let mut s = Scratch::new(&self.images, "build-from")?;
                                 let p = self.view(&img, &mut s)?;
                                 from_scratch = Some(s);
-                                p
+                                Some(p)
                             }
-                            None => ctx.to_path_buf(),
+                            None => None,
                         };
                         let mut rels = Vec::new();
                         for s in sources {
@@ -736,10 +739,17 @@ impl Builder {
                                 return Err(at(step, format!("ADD {s}: berth does not download URLs in builds (no outside network); put the file in the build context")));
                             }
                             let s = st.expand(step, s)?;
-                            let found = context::sources(&src_root, &s).map_err(|e| at(step, format!("{word} failed: {e}")))?;
-                            rels.extend(found);
+                            let found = match &src_root {
+                                Some(r) => context::sources(r, &s),
+                                None => ctx.sources(&s),
+                            };
+                            rels.extend(found.map_err(|e| at(step, format!("{word} failed: {e}")))?);
                         }
-                        let sum = context::checksum(&src_root, &rels).map_err(|e| at(step, e))?;
+                        let sum = match &src_root {
+                            Some(r) => context::checksum(r, &rels),
+                            None => ctx.checksum(&rels),
+                        }
+                        .map_err(|e| at(step, e))?;
                         let many = rels.len() > 1 || sources.len() > 1;
                         if many && !abs.ends_with('/') {
                             return Err(at(
@@ -749,9 +759,14 @@ impl Builder {
                             ),
                             ));
                         }
-                        let (a, add, tmp) = (abs.clone(), *add, self.images.tmp_dir());
+                        let (a, add, tmp, ctx) = (abs.clone(), *add, self.images.tmp_dir(), ctx.clone());
                         let work = Work::Files(Box::new(move |root: &Path| {
                             let _keep = from_scratch;
+                            // Only a step that copies needs the context's files on the disk.
+                            let src_root = match src_root {
+                                Some(r) => r,
+                                None => ctx.files()?.to_path_buf(),
+                            };
                             copy_sources(root, &src_root, &rels, &a, add, copy::Attrs { owner, mode, keep_owner: false }, &tmp)
                         }));
                         let shown_from = from.as_ref().map(|f| format!("--from={f} ")).unwrap_or_default();

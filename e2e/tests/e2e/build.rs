@@ -239,3 +239,56 @@ fn stderr_dockerignore_hosts_network_and_cache_from_are_dockers() {
     let cold = sb.docker_ok(&d, &["build", "--add-host", "db.local:10.1.2.3", "--network", "none", "-t", "extras3", &ctx]);
     assert!(cold.contains("Running in"), "without --cache-from the steps run again: {cold}");
 }
+
+/// A build whose every step is cached decides its COPY steps from the
+/// context held in memory and never writes the context to the disk; a
+/// changed file misses and copies the new content (berthd's debug log says
+/// which way each build went).
+#[test]
+fn a_fully_cached_build_never_unpacks_its_context() {
+    let (sb, d) = node1().unwrap();
+    let ctx = write(
+        &sb.dir().join("memctx"),
+        &[
+            ("Dockerfile", "FROM alpine\nWORKDIR /app\nCOPY requirements.txt ./\nCOPY . .\nCMD [\"cat\", \"/app/app/main.py\"]\n"),
+            (".dockerignore", "*.log\n"),
+            ("requirements.txt", "flask\n"),
+            ("app/main.py", "print('v1')\n"),
+            ("debug.log", "noise\n"),
+        ],
+    );
+    let ctx = ctx.display().to_string();
+    // (The log is coloured: its escape sequences are left out.)
+    let plain = |l: &str| {
+        let mut out = String::new();
+        let mut esc = false;
+        for c in l.chars() {
+            match (esc, c) {
+                (false, '\u{1b}') => esc = true,
+                (true, 'm') => esc = false,
+                (true, _) => {}
+                (false, c) => out.push(c),
+            }
+        }
+        out
+    };
+    let phases = || d.log_text().lines().filter(|l| l.contains("build phases")).map(plain).collect::<Vec<_>>();
+    let build = || sb.docker_ok(&d, &["build", "-t", "memctx", &ctx]);
+    build();
+    let second = build();
+    assert_eq!(second.matches("Using cache").count(), 4, "{second}");
+    let p = phases();
+    assert_eq!(p.len(), 2, "{p:?}");
+    assert!(p[0].contains("unpacked=true") && p[1].contains("unpacked=false"), "{p:?}");
+    assert_eq!(sb.docker_ok(&d, &["run", "--rm", "memctx"]), "print('v1')\n");
+    // .dockerignore applies as on the disk: the log file changing is no change.
+    fs::write(Path::new(&ctx).join("debug.log"), "more noise\n").unwrap();
+    assert_eq!(build().matches("Using cache").count(), 4);
+    fs::write(Path::new(&ctx).join("app/main.py"), "print('v2')\n").unwrap();
+    let third = build();
+    assert_eq!(third.matches("Using cache").count(), 2, "{third}");
+    assert!(phases().last().unwrap().contains("unpacked=true"));
+    assert_eq!(sb.docker_ok(&d, &["run", "--rm", "memctx"]), "print('v2')\n");
+    let ls = sb.docker_ok(&d, &["run", "--rm", "memctx", "ls", "/app"]);
+    assert!(!ls.contains("debug.log") && ls.contains("requirements.txt"), "{ls}");
+}
