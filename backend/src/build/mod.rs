@@ -9,6 +9,8 @@ pub mod context;
 #[cfg(test)]
 mod fuzz;
 pub mod index;
+mod scratch;
+mod sources;
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
@@ -28,6 +30,8 @@ use crate::image::pull::Puller;
 use crate::image::reference::ImageRef;
 use crate::image::store::{chain_ids, hex_of, ImageRecord, ImageStore, LayerRef};
 use crate::storage::{copy, layer};
+use scratch::{mount_overlay, unmount, Scratch};
+use sources::copy_sources;
 
 /// What `POST /build` asked for.
 #[derive(Clone, Debug, Default)]
@@ -167,53 +171,6 @@ pub struct Builder {
 
 fn sha(s: &str) -> String {
     hex::encode(Sha256::digest(s.as_bytes()))
-}
-
-/// Mounts an overlay of `lowers` (top first) with `upper`/`work` at `merged`.
-fn mount_overlay(lowers: &[PathBuf], upper: Option<(&Path, &Path)>, merged: &Path) -> Result<(), String> {
-    let lower = lowers.iter().map(|p| p.display().to_string()).collect::<Vec<_>>().join(":");
-    let opts = match upper {
-        Some((u, w)) => format!("lowerdir={lower},upperdir={},workdir={}", u.display(), w.display()),
-        None => format!("lowerdir={lower}"),
-    };
-    let flags = if upper.is_none() { nix::mount::MsFlags::MS_RDONLY } else { nix::mount::MsFlags::empty() };
-    nix::mount::mount(Some("overlay"), merged, Some("overlay"), flags, Some(opts.as_str()))
-        .map_err(|e| format!("mounting an overlay at {}: {e}", merged.display()))
-}
-
-fn unmount(p: &Path) {
-    if nix::mount::umount2(p, nix::mount::MntFlags::empty()).is_err() {
-        let _ = nix::mount::umount2(p, nix::mount::MntFlags::MNT_DETACH);
-    }
-}
-
-/// A scratch dir under the store's tmp, removed (after unmounting what is
-/// mounted in it) when dropped.
-struct Scratch {
-    dir: PathBuf,
-    mounted: Vec<PathBuf>,
-}
-
-impl Scratch {
-    fn new(images: &ImageStore, what: &str) -> Result<Self, BuildError> {
-        let dir = images.tmp_dir().join(format!("{what}-{:016x}", crate::ids::random_u128() as u64));
-        std::fs::create_dir_all(&dir).map_err(|e| fail(format!("creating {}: {e}", dir.display())))?;
-        Ok(Scratch { dir, mounted: Vec::new() })
-    }
-    fn sub(&self, name: &str) -> Result<PathBuf, BuildError> {
-        let p = self.dir.join(name);
-        std::fs::create_dir_all(&p).map_err(|e| fail(format!("creating {}: {e}", p.display())))?;
-        Ok(p)
-    }
-}
-
-impl Drop for Scratch {
-    fn drop(&mut self) {
-        for m in self.mounted.drain(..).rev() {
-            unmount(&m);
-        }
-        let _ = std::fs::remove_dir_all(&self.dir);
-    }
 }
 
 /// What one build shares with each of its steps.
@@ -1012,63 +969,4 @@ impl Drop for RunGuard {
             Err(_) => tracing::warn!(container = %c.id, "build cancelled outside the runtime: its RUN container stays"),
         }
     }
-}
-
-/// COPY/ADD: each source into `dest` (a dir when it ends with `/`, when
-/// there are several, or when it is one already), a directory's contents
-/// into it; ADD unpacks local tar archives.
-/// (An archive is unpacked in a temp dir under `tmp`, berth's own.)
-fn copy_sources(
-    root: &Path,
-    src_root: &Path,
-    rels: &[PathBuf],
-    dest: &str,
-    add: bool,
-    attrs: copy::Attrs,
-    tmp: &Path,
-) -> Result<(), String> {
-    let w = copy::Writer::new(root, attrs).map_err(|e| e.to_string())?;
-    let src = pathrs::Root::open(src_root).map_err(|e| e.to_string())?;
-    let dest_dir = dest.ends_with('/') || rels.len() > 1 || w.is_dir(Path::new(dest));
-    for rel in rels {
-        let h = src.resolve(context::in_root(rel)).map_err(|e| format!("{}: {e}", rel.display()))?;
-        let from = copy::fd_path(&h);
-        let m = std::fs::metadata(&from).map_err(|e| e.to_string())?;
-        let target = if m.is_dir() || !dest_dir { PathBuf::from(dest) } else { Path::new(dest).join(rel.file_name().unwrap_or_default()) };
-        if add && m.is_file() {
-            if let Some(entries) = archive_entries(&from)? {
-                let unpacked = tempfile::Builder::new().prefix("build-add-").tempdir_in(tmp).map_err(|e| e.to_string())?;
-                entries(unpacked.path())?;
-                let keep = copy::Writer::new(root, copy::Attrs { keep_owner: true, ..attrs }).map_err(|e| e.to_string())?;
-                keep.copy(unpacked.path(), Path::new(dest)).map_err(|e| format!("copying {} to {dest}: {e}", rel.display()))?;
-                continue;
-            }
-        }
-        w.copy(&from, &target).map_err(|e| format!("copying {} to {}: {e}", rel.display(), target.display()))?;
-    }
-    Ok(())
-}
-
-type Extract = Box<dyn FnOnce(&Path) -> Result<(), String>>;
-
-/// If the file is a tar (plain or gzip), a function that unpacks it.
-fn archive_entries(path: &Path) -> Result<Option<Extract>, String> {
-    use std::io::{Read, Seek};
-    let mut f = std::fs::File::open(path).map_err(|e| e.to_string())?;
-    let mut head = vec![0u8; 512];
-    let n = f.read(&mut head).map_err(|e| e.to_string())?;
-    head.truncate(n);
-    let gz = head.starts_with(&[0x1f, 0x8b]);
-    let tar = head.len() >= 262 && &head[257..262] == b"ustar";
-    if !gz && !tar {
-        return Ok(None);
-    }
-    f.rewind().map_err(|e| e.to_string())?;
-    Ok(Some(Box::new(move |dest: &Path| {
-        let reader: Box<dyn Read> = if gz { Box::new(flate2::read::GzDecoder::new(f)) } else { Box::new(f) };
-        let mut ar = tar::Archive::new(reader);
-        ar.set_preserve_permissions(true);
-        ar.set_preserve_ownerships(true);
-        ar.unpack(dest).map_err(|e| format!("unpacking the archive: {}", crate::text::excerpt(&e.to_string(), 300)))
-    })))
 }
