@@ -87,5 +87,9 @@ pub fn describe(e: &Event) -> String {
             (_, Some(e)) => format!("build failed: {e}"),
             _ => "build finished".into(),
         },
+        Event::ContainerRequest { id, action, signal, .. } => match signal {
+            Some(n) => format!("container {}: signal {n} sent ({action})", s(id)),
+            None => format!("container {}: {action} asked", s(id)),
+        },
     }
 }

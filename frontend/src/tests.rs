@@ -36,6 +36,7 @@ fn events() -> Vec<Event> {
             command: vec![],
             layer,
             mounts: vec![],
+            labels: Default::default(),
         },
         Event::OverlayMounted { id: "c1".repeat(32), merged: "/m".into(), options: String::new() },
         Event::EndpointAttached {

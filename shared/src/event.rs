@@ -60,6 +60,9 @@ pub enum Event {
         layer: RwLayer,
         #[serde(default)]
         mounts: Vec<Mount>,
+        /// Its labels (its image's and its own), which Docker's events carry.
+        #[serde(default)]
+        labels: std::collections::BTreeMap<String, String>,
     },
     /// The container's overlay was mounted at its merged dir.
     OverlayMounted { id: String, merged: String, options: String },
@@ -173,6 +176,22 @@ pub enum Event {
     /// next prompt): what the learner typed, as bash's history has it, and
     /// its exit status.
     ShellCommand { shell: String, command: String, exit_code: i32 },
+    /// What a client asked of a container that changes nothing by itself,
+    /// as Docker's event stream tells it: `kill` (a signal sent, by `docker
+    /// kill` or `docker stop`; `signal` is its number), `stop` (a stop
+    /// done), `attach`, `top`, `exec_create` (`exec_id` set). The state
+    /// changes that follow have their own events.
+    ContainerRequest {
+        id: String,
+        action: String,
+        #[serde(default)]
+        signal: Option<i32>,
+        #[serde(default)]
+        exec_id: Option<String>,
+        /// exec_create's command.
+        #[serde(default)]
+        command: Vec<String>,
+    },
 }
 
 /// How a file changed, as `docker diff` tells it.

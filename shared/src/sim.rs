@@ -849,6 +849,7 @@ impl Sim {
             command: command.clone(),
             layer: layer.clone(),
             mounts,
+            labels: Default::default(),
         });
         self.extra.insert(id.clone(), Extra { image: img.name.clone(), auto_remove: rm, volumes: volumes.clone(), ..Extra::default() });
         // Copy-in: an empty volume over nginx's html dir gets the image's page.

@@ -269,6 +269,9 @@ pub struct Container {
     /// Its healthcheck's verdict ("healthy", "unhealthy"), once given.
     #[serde(default)]
     pub health: Option<String>,
+    /// Its labels (for Docker's events).
+    #[serde(default)]
+    pub labels: BTreeMap<String, String>,
 }
 
 /// An unpacked image layer.
@@ -346,7 +349,7 @@ pub fn apply(state: &mut State, event: &Event) {
         Event::ImageRemoved { id } => {
             state.images.remove(id);
         }
-        Event::ContainerCreated { id, name, image, image_id, command, layer, mounts } => {
+        Event::ContainerCreated { id, name, image, image_id, command, layer, mounts, labels } => {
             state.containers.insert(
                 id.clone(),
                 Container {
@@ -367,6 +370,7 @@ pub fn apply(state: &mut State, event: &Event) {
                     mounts: mounts.clone(),
                     paused: false,
                     health: None,
+                    labels: labels.clone(),
                 },
             );
         }
@@ -619,6 +623,8 @@ pub fn apply(state: &mut State, event: &Event) {
                 b.finished = true;
             }
         }
+        // A request: the changes it leads to come as their own events.
+        Event::ContainerRequest { .. } => {}
     }
 }
 
@@ -685,6 +691,7 @@ mod tests {
                 command: vec![],
                 layer: RwLayer::default(),
                 mounts: vec![],
+                labels: Default::default(),
             },
         );
         let attach = |network: &str, bridge: &str, ifname: &str, ip: &str| Event::EndpointAttached {

@@ -65,6 +65,13 @@ async fn top(State(st): State<AppState>, Path(id): Path<String>, Query(q): Q) ->
         return Err(ApiError::new(crate::error::ErrorKind::Conflict, format!("Container {} is not running", r.id)));
     }
     let args = top::ps_args(q.get("ps_args").map(String::as_str))?;
+    st.bus.emit(berth_shared::Event::ContainerRequest {
+        id: r.id.clone(),
+        action: "top".into(),
+        signal: None,
+        exec_id: None,
+        command: Vec::new(),
+    });
     let pid = r.state.pid;
     let answer = tokio::task::spawn_blocking(move || -> ApiResult<top::Top> {
         let pids = top::pids_in_namespace_of(pid)
@@ -346,6 +353,13 @@ async fn attach(State(st): State<AppState>, Path(id): Path<String>, Query(q): Q,
     let stream = flag(&q, "stream");
     let keys = q.get("detachKeys").filter(|k| !k.is_empty()).map(String::as_str).unwrap_or(crate::engine::exec::DEFAULT_DETACH_KEYS);
     let mut watch = crate::engine::exec::DetachWatch::new(crate::engine::exec::parse_detach_keys(keys).map_err(ApiError::bad_request)?);
+    st.bus.emit(berth_shared::Event::ContainerRequest {
+        id: rec.id.clone(),
+        action: "attach".into(),
+        signal: None,
+        exec_id: None,
+        command: Vec::new(),
+    });
     // Subscribe now, before the 101, so nothing the container prints after
     // the client's start request is missed.
     let mut rx = c.output.subscribe();

@@ -18,16 +18,65 @@ pub fn router() -> Router<AppState> {
     Router::new().route("/events", get(events))
 }
 
-/// Docker's message for one event, given the state *before* it (for names).
-/// Kernel-level steps with no Docker counterpart (mounts, namespaces) are
-/// not Docker events and give None; they are on the lab's stream.
-pub fn docker_event(before: &berth_shared::State, env: &Envelope) -> Option<Value> {
+/// Docker's messages for one event, given the state *before* it (for
+/// names) and the network IDs by name (the default bridge's is not in the
+/// state). Kernel-level steps with no Docker counterpart (overlay mounts,
+/// namespaces) are not Docker events; they are on the lab's stream.
+pub fn docker_events(before: &berth_shared::State, env: &Envelope, network_id: &dyn Fn(&str) -> Option<String>) -> Vec<Value> {
+    let secs = env.time_ms / 1000;
+    let nanos = env.time_ms * 1_000_000;
+    let event = |kind: &str, action: &str, actor: &str, attrs: Value| json!({"Type": kind, "Action": action, "Actor": {"ID": actor, "Attributes": attrs}, "scope": "local", "time": secs, "timeNano": nanos});
+    // A container's volumes, as Docker tells their mounting and unmounting.
+    let volumes = |id: &str, action: &str| -> Vec<Value> {
+        let Some(c) = before.containers.get(id) else { return Vec::new() };
+        c.mounts
+            .iter()
+            .filter(|m| m.kind == "volume")
+            .map(|m| {
+                let attrs = if action == "mount" {
+                    json!({"container": id, "destination": m.destination, "driver": "local", "propagation": "", "read/write": (!m.readonly).to_string()})
+                } else {
+                    json!({"container": id, "driver": "local"})
+                };
+                event("volume", action, &m.name, attrs)
+            })
+            .collect()
+    };
+    let net = |name: &str| network_id(name).or_else(|| before.networks.get(name).map(|n| n.id.clone())).unwrap_or_else(|| name.to_string());
+    match &env.event {
+        Event::EndpointAttached { id, network, .. } => {
+            vec![event("network", "connect", &net(network), json!({"container": id, "name": network, "type": "bridge"}))]
+        }
+        Event::EndpointDetached { id, network, .. } => {
+            vec![event("network", "disconnect", &net(network), json!({"container": id, "name": network, "type": "bridge"}))]
+        }
+        Event::ContainerStarted { id, .. } => volumes(id, "mount").into_iter().chain(docker_event(before, env)).collect(),
+        Event::ContainerExited { id, .. } => docker_event(before, env).into_iter().chain(volumes(id, "unmount")).collect(),
+        _ => docker_event(before, env).into_iter().collect(),
+    }
+}
+
+/// An exec's command as Docker's events write it: the program, a space,
+/// then its arguments ("true " for `true`).
+fn exec_words(command: &[String]) -> String {
+    match command.split_first() {
+        Some((first, rest)) => format!("{first} {}", rest.join(" ")),
+        None => String::new(),
+    }
+}
+
+/// Docker's message for one event that has one (see [`docker_events`]).
+fn docker_event(before: &berth_shared::State, env: &Envelope) -> Option<Value> {
     let secs = env.time_ms / 1000;
     let nanos = env.time_ms * 1_000_000;
     let container = |id: &str, action: &str, extra: &[(&str, String)]| {
         let c = before.containers.get(id);
         let image = c.map(|c| c.image.clone()).unwrap_or_default();
         let mut attrs = serde_json::Map::new();
+        // Its labels first, as Docker puts them among the attributes.
+        for (k, v) in c.map(|c| c.labels.clone()).unwrap_or_default() {
+            attrs.insert(k, json!(v));
+        }
         attrs.insert("image".into(), json!(image));
         attrs.insert("name".into(), json!(c.map(|c| c.name.clone()).unwrap_or_default()));
         for (k, v) in extra {
@@ -63,8 +112,11 @@ pub fn docker_event(before: &berth_shared::State, env: &Envelope) -> Option<Valu
         })
     };
     Some(match &env.event {
-        Event::ContainerCreated { id, name, image: img, .. } => {
+        Event::ContainerCreated { id, name, image: img, labels, .. } => {
             let mut v = container(id, "create", &[]);
+            for (k, val) in labels {
+                v["Actor"]["Attributes"][k] = json!(val);
+            }
             v["from"] = json!(img);
             v["Actor"]["Attributes"]["image"] = json!(img);
             v["Actor"]["Attributes"]["name"] = json!(name);
@@ -82,11 +134,20 @@ pub fn docker_event(before: &berth_shared::State, env: &Envelope) -> Option<Valu
         Event::ContainerPaused { id } => container(id, "pause", &[]),
         Event::ContainerUnpaused { id } => container(id, "unpause", &[]),
         Event::ContainerHealth { id, status } => container(id, &format!("health_status: {status}"), &[]),
-        Event::ProcessExecd { id, command, .. } => container(id, &format!("exec_start: {}", command.join(" ")), &[]),
+        Event::ProcessExecd { id, command, .. } => container(id, &format!("exec_start: {}", exec_words(command)), &[]),
         Event::ProcessExited { id, exec_id, exit_code } => {
             container(id, "exec_die", &[("execID", exec_id.clone()), ("exitCode", exit_code.to_string())])
         }
-        Event::ImageAdded { id, repo_tags, .. } => image(id, "pull", repo_tags.first().map(String::as_str).unwrap_or("")),
+        Event::ImageAdded { id, repo_tags, .. } => {
+            // The pulled reference is the actor; its name without the tag
+            // is the attribute (Docker's FamiliarString and FamiliarName).
+            let tagged = repo_tags.first().map(String::as_str).unwrap_or("");
+            let mut v = image(id, "pull", tagged);
+            let slash = tagged.rfind('/').map(|i| i + 1).unwrap_or(0);
+            let name = tagged[slash..].rfind(':').map(|i| &tagged[..slash + i]).unwrap_or(tagged);
+            v["Actor"]["Attributes"]["name"] = json!(name);
+            v
+        }
         Event::ImageTagged { id, tag } => image(id, "tag", tag),
         Event::ImageUntagged { id, .. } => image(id, "untag", ""),
         Event::ImageRemoved { id } => image(id, "delete", ""),
@@ -94,6 +155,11 @@ pub fn docker_event(before: &berth_shared::State, env: &Envelope) -> Option<Valu
         Event::VolumeRemoved { name } => volume(name, "destroy"),
         Event::NetworkCreated { id, name, .. } => network(id, name, "create"),
         Event::NetworkRemoved { id, name } => network(id, name, "destroy"),
+        Event::ContainerRequest { id, action, signal, exec_id, command } => match (action.as_str(), signal, exec_id) {
+            ("kill", Some(n), _) => container(id, "kill", &[("signal", n.to_string())]),
+            ("exec_create", _, Some(e)) => container(id, &format!("exec_create: {}", exec_words(command)), &[("execID", e.clone())]),
+            (a, _, _) => container(id, a, &[]),
+        },
         _ => return None,
     })
 }
@@ -116,9 +182,11 @@ async fn events(State(st): State<AppState>, Query(q): Query<HashMap<String, Stri
     let until = parse("until")?;
     let filters = super::filters::from_query(&q)?;
     let (history, mut rx) = st.bus.history_and_subscribe();
+    let nets = st.containers.networks();
     let (tx, out) = tokio::sync::mpsc::channel::<Result<String, std::convert::Infallible>>(256);
     tokio::spawn(async move {
         let mut state = berth_shared::State::default();
+        let network_id = move |name: &str| nets.as_ref().and_then(|n| n.find(name)).map(|n| n.id().to_string());
         let in_range = |env: &Envelope| {
             let t = env.time_ms as f64 / 1000.0;
             since.is_none_or(|s| t >= s) && until.is_none_or(|u| t <= u)
@@ -126,7 +194,7 @@ async fn events(State(st): State<AppState>, Query(q): Query<HashMap<String, Stri
         let mut last = 0;
         for env in &history {
             if since.is_some() && in_range(env) {
-                if let Some(v) = docker_event(&state, env).filter(|v| matches(&filters, v)) {
+                for v in docker_events(&state, env, &network_id).into_iter().filter(|v| matches(&filters, v)) {
                     if tx.send(Ok(format!("{v}\n"))).await.is_err() {
                         return;
                     }
@@ -158,7 +226,7 @@ async fn events(State(st): State<AppState>, Query(q): Query<HashMap<String, Stri
                 continue;
             }
             last = env.seq;
-            if let Some(v) = docker_event(&state, &env).filter(|v| matches(&filters, v)) {
+            for v in docker_events(&state, &env, &network_id).into_iter().filter(|v| matches(&filters, v)) {
                 if tx.send(Ok(format!("{v}\n"))).await.is_err() {
                     return;
                 }
@@ -189,6 +257,7 @@ mod tests {
                 image_id: "sha256:1".into(),
                 command: vec![],
                 layer: RwLayer::default(),
+                labels: Default::default(),
             },
         );
         let v = docker_event(&s, &created).unwrap();

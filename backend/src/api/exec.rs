@@ -84,6 +84,13 @@ async fn create(State(st): State<AppState>, Path(id): Path<String>, Checked(body
         detach_keys,
         exit_code: None,
     });
+    st.bus.emit(berth_shared::Event::ContainerRequest {
+        id: c.id.clone(),
+        action: "exec_create".into(),
+        signal: None,
+        exec_id: Some(exec_id.clone()),
+        command: strings(&body["Cmd"]),
+    });
     Ok((StatusCode::CREATED, Json(json!({"Id": exec_id}))).into_response())
 }
 

@@ -356,6 +356,10 @@ impl Containers {
             command: r.command(),
             layer: r.layer.clone(),
             mounts: r.mounts.iter().map(MountPoint::to_event).collect(),
+            labels: r.config["Labels"]
+                .as_object()
+                .map(|o| o.iter().filter_map(|(k, v)| Some((k.clone(), v.as_str()?.to_string()))).collect())
+                .unwrap_or_default(),
         });
         if r.state.status == Status::Exited {
             self.bus.emit(Event::ContainerExited { id: r.id.clone(), exit_code: r.state.exit_code });
@@ -1004,6 +1008,9 @@ impl Containers {
         *c.stdin.lock().unwrap_or_else(|p| p.into_inner()) = None;
         *c.pty.lock().unwrap_or_else(|p| p.into_inner()) = None;
         let _ = fs::remove_dir_all(self.exec_root.join("containers").join(&c.id));
+        // Told first, as Docker's "die" comes before its network is released
+        // (the record says Running until the teardown is done: see above).
+        self.bus.emit(Event::ContainerExited { id: c.id.clone(), exit_code: code });
         // Where an exit's time goes (debug log "exit phases").
         let t0 = std::time::Instant::now();
         self.leave_networks(c).await;
@@ -1035,7 +1042,6 @@ impl Containers {
             r.state.finished_at = now_rfc3339();
         });
         let _ = self.save(&rec);
-        self.bus.emit(Event::ContainerExited { id: rec.id.clone(), exit_code: code });
         tracing::info!(id = %&rec.id[..12], code, "container exited");
         let _ = c.output.send(Output::End);
         c.exits.send_modify(|n| *n += 1);
@@ -1233,6 +1239,15 @@ impl Containers {
             c.update(|r| r.stopped_by_user = true);
         }
         let sent = nix::sys::signal::kill(nix::unistd::Pid::from_raw(rec.state.pid), sig);
+        if sent.is_ok() {
+            self.bus.emit(Event::ContainerRequest {
+                id: rec.id.clone(),
+                action: "kill".into(),
+                signal: Some(sig as i32),
+                exec_id: None,
+                command: Vec::new(),
+            });
+        }
         if rec.state.paused {
             // A frozen process dies only once thawed.
             self.resources.thaw_now(&rec.id);
@@ -1295,6 +1310,13 @@ impl Containers {
             let _ = self.kill(c, "SIGKILL");
             let _ = tokio::time::timeout(Duration::from_secs(10), exits.wait_for(|n| *n != before)).await;
         }
+        self.bus.emit(Event::ContainerRequest {
+            id: rec.id.clone(),
+            action: "stop".into(),
+            signal: None,
+            exec_id: None,
+            command: Vec::new(),
+        });
         Ok(true)
     }
 

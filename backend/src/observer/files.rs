@@ -829,6 +829,7 @@ mod tests {
             command: vec![],
             layer,
             mounts: vec![],
+            labels: Default::default(),
         });
 
         // A copy-up of the image's file, a new file, a file of the volume

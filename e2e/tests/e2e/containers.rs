@@ -15,10 +15,24 @@ fn docker_run_hello_world_pulls_and_prints_the_greeting() {
     assert!(ps.starts_with("hello-world Exited (0)"), "{ps}");
     let info = sb.docker_ok(&d, &["info", "--format", "{{.Containers}} {{.ContainersRunning}} {{.ContainersStopped}} {{.Images}}"]);
     assert_eq!(info.trim(), "1 0 1 1");
-    // Every step was an event, in Docker's format at /events.
+    // Every step was an event, in Docker's format and order at /events:
+    // the CLI attaches before it starts the container, the network is
+    // connected before the start and released after the die.
     let until = (std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_secs() + 1).to_string();
     let ev = sb.docker_ok(&d, &["events", "--since", "0", "--until", &until, "--format", "{{.Type}} {{.Action}}"]);
-    assert_eq!(ev.lines().collect::<Vec<_>>(), vec!["image pull", "container create", "container start", "container die"], "{ev}");
+    assert_eq!(
+        ev.lines().collect::<Vec<_>>(),
+        vec![
+            "image pull",
+            "container create",
+            "container attach",
+            "network connect",
+            "container start",
+            "container die",
+            "network disconnect"
+        ],
+        "{ev}"
+    );
 }
 
 #[test]

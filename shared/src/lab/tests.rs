@@ -489,6 +489,7 @@ fn two_instances_share_the_images_lower_dirs() {
                 command: vec![],
                 layer,
                 mounts: vec![],
+                labels: Default::default(),
             },
         );
         apply(&mut s, &Event::ContainerStarted { id: id.into(), pid: 1 });
