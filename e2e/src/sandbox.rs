@@ -268,19 +268,7 @@ impl Sandbox {
         let mut d = Berthd { child, socket, log: log_path };
         // Ready when the API answers (the socket file exists a little earlier,
         // while the bridge and its rules are still being set up).
-        let sock = d.socket.display().to_string();
-        let ready = self.wait_until(Duration::from_secs(20), "berthd's API", || {
-            d.child.try_wait().ok().flatten().is_some()
-                || (d.socket.exists()
-                    && Command::new("curl")
-                        .args(["-fsS", "--max-time", "2", "--unix-socket", &sock, "http://berth/_ping"])
-                        .output()
-                        .is_ok_and(|o| o.status.success()))
-        });
-        if let Ok(Some(status)) = d.child.try_wait() {
-            bail!("berthd exited ({status}) at start:\n{}", d.log_text());
-        }
-        ready.with_context(|| d.log_text())?;
+        self.wait_for_api(&mut d, "berthd", Duration::from_secs(20))?;
         Ok(d)
     }
 
@@ -347,20 +335,27 @@ impl Sandbox {
             .spawn()
             .context("starting dockerd")?;
         let mut d = Berthd { child, socket, log: log_path };
+        self.wait_for_api(&mut d, "dockerd", Duration::from_secs(60))?;
+        Ok(d)
+    }
+
+    /// Waits until the daemon `d` answers `/_ping` on its socket; fails with
+    /// its log if it exits first or does not answer within `limit`.
+    fn wait_for_api(&self, d: &mut Berthd, name: &str, limit: Duration) -> anyhow::Result<()> {
         let sock = d.socket.display().to_string();
-        let ready = self.wait_until(Duration::from_secs(60), "the reference dockerd's API", || {
+        let ready = self.wait_until(limit, &format!("{name}'s API"), || {
             d.child.try_wait().ok().flatten().is_some()
                 || (d.socket.exists()
                     && Command::new("curl")
-                        .args(["-fsS", "--max-time", "2", "--unix-socket", &sock, "http://docker/_ping"])
+                        .args(["-fsS", "--max-time", "2", "--unix-socket", &sock, "http://daemon/_ping"])
                         .output()
                         .is_ok_and(|o| o.status.success()))
         });
         if let Ok(Some(status)) = d.child.try_wait() {
-            bail!("dockerd exited ({status}) at start:\n{}", d.log_text());
+            bail!("{name} exited ({status}) at start:\n{}", d.log_text());
         }
         ready.with_context(|| d.log_text())?;
-        Ok(d)
+        Ok(())
     }
 
     /// The lab page's token of the berthd this sandbox started (berthd

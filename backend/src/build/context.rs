@@ -281,9 +281,10 @@ fn outside(src: &str) -> String {
     format!("forbidden path outside the build context: {src} ()")
 }
 
-/// The context paths a COPY source names: itself, or every path its glob
-/// matches. Relative to the context; `..` may not leave it.
-pub fn sources(root: &Path, src: &str) -> Result<Vec<PathBuf>, String> {
+/// A COPY source as the context's lookups take it: checked not to leave the
+/// context, cleaned, and its glob if it is one. (The disk's [`sources`] and
+/// the index's share it.)
+pub(super) fn source_pattern(src: &str) -> Result<(String, Option<GlobMatcher>), String> {
     let mut depth: i32 = 0;
     for c in Path::new(src).components() {
         match c {
@@ -297,14 +298,34 @@ pub fn sources(root: &Path, src: &str) -> Result<Vec<PathBuf>, String> {
     }
     let cleaned = clean(src);
     if !src.contains(['*', '?', '[']) {
+        return Ok((cleaned, None));
+    }
+    let glob: GlobMatcher = Glob::new(&cleaned).map_err(|e| format!("invalid source pattern {src}: {e}"))?.compile_matcher();
+    let glob = globset::GlobBuilder::new(&cleaned).literal_separator(true).build().map(|g| g.compile_matcher()).unwrap_or(glob);
+    Ok((cleaned, Some(glob)))
+}
+
+/// A source that names nothing.
+pub(super) fn not_found(src: &str) -> String {
+    format!("file not found in build context or excluded by .dockerignore: stat {src}: file does not exist")
+}
+
+/// A glob that matches nothing.
+pub(super) fn no_match(src: &str) -> String {
+    format!("no source files were specified: {src} matches nothing in the build context")
+}
+
+/// The context paths a COPY source names: itself, or every path its glob
+/// matches. Relative to the context; `..` may not leave it.
+pub fn sources(root: &Path, src: &str) -> Result<Vec<PathBuf>, String> {
+    let (cleaned, glob) = source_pattern(src)?;
+    let Some(glob) = glob else {
         let rootfs = pathrs::Root::open(root).map_err(|e| e.to_string())?;
         if cleaned.is_empty() || rootfs.resolve(&cleaned).is_ok() {
             return Ok(vec![PathBuf::from(cleaned)]);
         }
-        return Err(format!("file not found in build context or excluded by .dockerignore: stat {src}: file does not exist"));
-    }
-    let glob: GlobMatcher = Glob::new(&cleaned).map_err(|e| format!("invalid source pattern {src}: {e}"))?.compile_matcher();
-    let glob = globset::GlobBuilder::new(&cleaned).literal_separator(true).build().map(|g| g.compile_matcher()).unwrap_or(glob);
+        return Err(not_found(src));
+    };
     let mut out = Vec::new();
     walk(root, root, &mut |rel| {
         if glob.is_match(rel) {
@@ -313,7 +334,7 @@ pub fn sources(root: &Path, src: &str) -> Result<Vec<PathBuf>, String> {
     })
     .map_err(|e| e.to_string())?;
     if out.is_empty() {
-        return Err(format!("no source files were specified: {src} matches nothing in the build context"));
+        return Err(no_match(src));
     }
     out.sort();
     Ok(out)
@@ -434,25 +455,33 @@ mod tests {
         assert_eq!(checksum(c, &req).unwrap(), r1);
     }
 
+    /// A tar file of regular files (mode 0644).
+    fn tar_file(path: &Path, files: &[(&str, Vec<u8>)]) {
+        let mut b = tar::Builder::new(fs::File::create(path).unwrap());
+        for (name, data) in files {
+            let mut h = tar::Header::new_gnu();
+            h.set_size(data.len() as u64);
+            h.set_mode(0o644);
+            h.set_mtime(1_700_000_000);
+            h.set_cksum();
+            b.append_data(&mut h, name, &data[..]).unwrap();
+        }
+        b.finish().unwrap();
+    }
+
     #[test]
     fn a_context_tar_is_unpacked_and_dockerignore_applied() {
         let dir = tempfile::tempdir().unwrap();
         let tar_path = dir.path().join("ctx.tar");
-        {
-            let mut b = tar::Builder::new(fs::File::create(&tar_path).unwrap());
-            let mut add = |name: &str, data: &[u8]| {
-                let mut h = tar::Header::new_gnu();
-                h.set_size(data.len() as u64);
-                h.set_mode(0o644);
-                h.set_cksum();
-                b.append_data(&mut h, name, data).unwrap();
-            };
-            add("Dockerfile", b"FROM alpine\n");
-            add(".dockerignore", b"secret.txt\nDockerfile\n");
-            add("secret.txt", b"s3cret");
-            add("app.py", b"print(1)");
-            b.finish().unwrap();
-        }
+        tar_file(
+            &tar_path,
+            &[
+                ("Dockerfile", b"FROM alpine\n".to_vec()),
+                (".dockerignore", b"secret.txt\nDockerfile\n".to_vec()),
+                ("secret.txt", b"s3cret".to_vec()),
+                ("app.py", b"print(1)".to_vec()),
+            ],
+        );
         let out = dir.path().join("out");
         fs::create_dir_all(&out).unwrap();
         // The Dockerfile was excluded: read, then gone from the context.
@@ -469,23 +498,10 @@ mod tests {
     fn unpack_timing() {
         let dir = tempfile::tempdir_in("/var/tmp").unwrap();
         let tar_path = dir.path().join("ctx.tar");
-        {
-            let mut b = tar::Builder::new(fs::File::create(&tar_path).unwrap());
-            let mut add = |name: &str, data: &[u8]| {
-                let mut h = tar::Header::new_gnu();
-                h.set_size(data.len() as u64);
-                h.set_mode(0o644);
-                h.set_mtime(1_700_000_000);
-                h.set_cksum();
-                b.append_data(&mut h, name, data).unwrap();
-            };
-            add("Dockerfile", b"FROM alpine\nCOPY . .\n");
-            add("requirements.txt", b"flask\n");
-            for i in 0..50 {
-                add(&format!("app/module{i}.py"), &vec![b'x'; 5500]);
-            }
-            b.finish().unwrap();
-        }
+        let mut files =
+            vec![("Dockerfile".to_string(), b"FROM alpine\nCOPY . .\n".to_vec()), ("requirements.txt".into(), b"flask\n".to_vec())];
+        files.extend((0..50).map(|i| (format!("app/module{i}.py"), vec![b'x'; 5500])));
+        tar_file(&tar_path, &files.iter().map(|(n, d)| (n.as_str(), d.clone())).collect::<Vec<_>>());
         let mut times = Vec::new();
         for i in 0..20 {
             let out = dir.path().join(format!("out{i}"));

@@ -18,7 +18,6 @@ use std::io::Read;
 use std::ops::Range;
 use std::path::{Component, Path, PathBuf};
 
-use globset::Glob;
 use sha2::{Digest, Sha256};
 
 use super::context::{Ignore, MAX_DOCKERFILE, MAX_DOCKERIGNORE};
@@ -302,29 +301,16 @@ impl ContextIndex {
 
     /// The paths a COPY source names (context.rs `sources`, same answers).
     pub fn sources(&self, src: &str) -> Result<Vec<PathBuf>, String> {
-        let mut depth: i32 = 0;
-        for c in Path::new(src).components() {
-            match c {
-                Component::ParentDir => depth -= 1,
-                Component::Normal(_) => depth += 1,
-                _ => {}
-            }
-            if depth < 0 {
-                return Err(format!("forbidden path outside the build context: {src} ()"));
-            }
-        }
-        let cleaned = clean(src).unwrap_or_default();
-        if !src.contains(['*', '?', '[']) {
+        let (cleaned, glob) = super::context::source_pattern(src)?;
+        let Some(glob) = glob else {
             if cleaned.is_empty() || self.resolve(&cleaned).is_some() {
                 return Ok(vec![PathBuf::from(cleaned)]);
             }
-            return Err(format!("file not found in build context or excluded by .dockerignore: stat {src}: file does not exist"));
-        }
-        let glob = Glob::new(&cleaned).map_err(|e| format!("invalid source pattern {src}: {e}"))?.compile_matcher();
-        let glob = globset::GlobBuilder::new(&cleaned).literal_separator(true).build().map(|g| g.compile_matcher()).unwrap_or(glob);
+            return Err(super::context::not_found(src));
+        };
         let mut out: Vec<PathBuf> = self.nodes.keys().filter(|k| !k.is_empty() && glob.is_match(k.as_str())).map(PathBuf::from).collect();
         if out.is_empty() {
-            return Err(format!("no source files were specified: {src} matches nothing in the build context"));
+            return Err(super::context::no_match(src));
         }
         out.sort();
         Ok(out)
