@@ -272,6 +272,13 @@ fn configure_in_thread(netns: &Path, eth0: &Iface) -> Result<(), NetError> {
     rt.block_on(async {
         let h = connect()?;
         let (idx, _) = link_by_name(&h, &eth0.name).await?.ok_or_else(|| nl("the veth's end is not in the namespace"))?;
+        // IPv6 only on an IPv6 network's interface, as Docker 26+ does: an
+        // IPv4-only one gets no link-local address and joins no IPv6
+        // multicast group (open to neighbour-discovery spoofing). Set before
+        // the link comes up, so none is ever assigned.
+        if eth0.ip6.is_none() && !eth0.link_local.iter().any(IpAddr::is_ipv6) {
+            let _ = std::fs::write(format!("/proc/sys/net/ipv6/conf/{}/disable_ipv6", eth0.name), "1");
+        }
         h.address().add(idx, eth0.ip.into(), eth0.prefix).execute().await.map_err(nl)?;
         h.link().set(LinkUnspec::new_with_index(idx).up().build()).execute().await.map_err(nl)?;
         if let Some((lo, _)) = link_by_name(&h, "lo").await? {

@@ -24,6 +24,11 @@ fn containers_get_eth0_on_docker0_with_a_veth_and_reach_each_other() {
     assert!(inside.contains("link/ether 02:42:ac:11:00:02"), "{inside}");
     assert!(inside.contains("default via 172.17.0.1 dev eth0"), "{inside}");
     assert!(inside.lines().last().unwrap_or("").starts_with("172.17.0.2\t"), "{inside}");
+    // An IPv4-only network's interface has IPv6 off, as Docker 26+ leaves it:
+    // no link-local address, no IPv6 multicast groups.
+    let v6 =
+        sb.docker_ok(&d, &["run", "--rm", "alpine", "sh", "-c", "ip -6 addr show eth0; cat /proc/sys/net/ipv6/conf/eth0/disable_ipv6"]);
+    assert_eq!(v6.trim(), "1", "{v6}");
 
     sb.docker_ok(&d, &["run", "--name", "nginx-demo", "-d", "--rm", "nginx:alpine"]);
     let ip = sb.docker_ok(&d, &["inspect", "-f", "{{.NetworkSettings.IPAddress}}", "nginx-demo"]);
