@@ -95,12 +95,12 @@ const V1_MEMORY_KEYS: [&str; 32] = [
 ];
 
 /// Docker's `StatsJSON` for a reading and the one before it.
-fn document(c: &Container, now: Option<&Reading>, pre: Option<&Reading>) -> Value {
+fn document(st: &AppState, c: &Container, now: Option<&Reading>, pre: Option<&Reading>) -> Value {
     let rec = c.record();
     let online = crate::runtime::confine::host_cpus();
     // On a v1 host Docker gives every blkio list, empty when there is
     // nothing; on v2 only the bytes, the others null.
-    let v1 = !std::path::Path::new("/sys/fs/cgroup/cgroup.controllers").exists();
+    let v1 = st.containers.resources().version() == crate::runtime::resources::Version::V1;
     let none = if v1 { json!([]) } else { Value::Null };
     let blkio_none = json!({
         "io_service_bytes_recursive": none, "io_serviced_recursive": none, "io_queue_recursive": none,
@@ -164,11 +164,11 @@ pub async fn stats(State(st): State<AppState>, Path(id): Path<String>, Query(q):
     if !stream {
         let first = take(&st, &c);
         if first.is_none() || flag(&q, "one-shot", false) {
-            return Ok((json_type, line(&document(&c, first.as_ref(), None))).into_response());
+            return Ok((json_type, line(&document(&st, &c, first.as_ref(), None))).into_response());
         }
         tokio::time::sleep(INTERVAL).await;
         let second = take(&st, &c);
-        return Ok((json_type, line(&document(&c, second.as_ref(), first.as_ref()))).into_response());
+        return Ok((json_type, line(&document(&st, &c, second.as_ref(), first.as_ref()))).into_response());
     }
     let (tx, rx) = tokio::sync::mpsc::channel::<Result<Vec<u8>, std::io::Error>>(2);
     tokio::spawn(async move {
@@ -176,7 +176,7 @@ pub async fn stats(State(st): State<AppState>, Path(id): Path<String>, Query(q):
         let mut pre: Option<Reading> = None;
         loop {
             let now = take(&st, &c);
-            if tx.send(Ok(line(&document(&c, now.as_ref(), pre.as_ref())))).await.is_err() {
+            if tx.send(Ok(line(&document(&st, &c, now.as_ref(), pre.as_ref())))).await.is_err() {
                 return; // the client went away
             }
             pre = now;

@@ -164,7 +164,7 @@ async fn info(State(st): State<AppState>, v: super::ApiVersion) -> Json<Value> {
         },
     });
     if let Some(m) = info.as_object_mut() {
-        if std::path::Path::new("/sys/fs/cgroup/cgroup.controllers").exists() {
+        if st.containers.resources().version() == crate::runtime::resources::Version::V2 {
             m.remove("KernelMemoryTCP");
         }
         super::versions::info(v, m);
