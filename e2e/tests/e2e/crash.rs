@@ -103,7 +103,7 @@ fn dies(d: &mut berth_e2e::sandbox::Berthd) -> bool {
 /// mounts of the data root, network namespace files, port rules, processes.
 /// `sleep` names the test's own container process (`sleep 6011`): tests run
 /// side by side, and each looks only for its own.
-fn leftovers(sb: &berth_e2e::sandbox::Sandbox, sleep: &str) -> Vec<String> {
+fn leftovers_now(sb: &berth_e2e::sandbox::Sandbox, sleep: &str) -> Vec<String> {
     let run = |cmd: &str| String::from_utf8_lossy(&sb.run("sh", &["-c", cmd]).unwrap().stdout).to_string();
     let mut out = Vec::new();
     out.extend(
@@ -118,6 +118,19 @@ fn leftovers(sb: &berth_e2e::sandbox::Sandbox, sleep: &str) -> Vec<String> {
     out.extend(run("iptables-save").lines().filter(|l| l.contains("--dport 80")).map(|l| format!("rule {l}")));
     out.extend(running(&["sleep", sleep]).iter().map(|p| format!("process {p}")));
     out
+}
+
+/// What is left once the kernel has had its time: a veth pair goes with its
+/// container's network namespace, a moment after the container is gone.
+fn leftovers(sb: &berth_e2e::sandbox::Sandbox, sleep: &str) -> Vec<String> {
+    let start = std::time::Instant::now();
+    loop {
+        let left = leftovers_now(sb, sleep);
+        if left.is_empty() || start.elapsed() > std::time::Duration::from_secs(5) {
+            return left;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    }
 }
 
 /// berthd killed at each point of `docker run -d -p`, `docker stop` and
@@ -216,7 +229,7 @@ fn a_container_whose_record_is_lost_in_a_crash_leaves_nothing_in_the_kernel() {
     let id = sb.docker_ok(&d, &["run", "-d", "--name", "lost", "-p", "8093:80", "alpine", "sleep", "6014"]).trim().to_string();
     d.child.kill().unwrap();
     let _ = d.child.wait();
-    assert!(!leftovers(&sb, "6014").is_empty(), "the crash should have left the running container's objects");
+    assert!(!leftovers_now(&sb, "6014").is_empty(), "the crash should have left the running container's objects");
     // Its whole record gone: nothing names the container any more.
     std::fs::remove_dir_all(sb.dir().join("berth/data/containers").join(&id)).unwrap();
     let d = sb.start_berthd(&["--registry-mirror", "http://127.0.0.1:5000"]).unwrap();

@@ -209,10 +209,19 @@ fn the_simulator_gives_the_states_and_outputs_of_the_real_engine_for_the_labs_sc
     for (i, line) in SCRIPT.iter().enumerate() {
         let got_real = real(&sb, &d, line);
         let got_sim = sim.run(line, 0).text;
-        // The rules berth added are visible to iptables at once; let the
-        // kernel-side observer settle before reading berthd's state.
-        std::thread::sleep(std::time::Duration::from_millis(150));
-        let (er, es) = (essence(&real_state(&sb)), essence(&sim.state));
+        // The rules berth added are visible to iptables at once, but the
+        // kernel-side observer reports them (and a stopped container's veth
+        // goes with its namespace) a moment later: a real state that differs
+        // is read again for up to 3 s before it counts.
+        let es = essence(&sim.state);
+        let start = std::time::Instant::now();
+        let er = loop {
+            std::thread::sleep(std::time::Duration::from_millis(100));
+            let er = essence(&real_state(&sb));
+            if er == es || start.elapsed() > std::time::Duration::from_secs(3) {
+                break er;
+            }
+        };
         if er != es {
             failures.push(format!("step {i} `{line}`: states differ\n--- real\n{er}\n--- simulated\n{es}"));
         }

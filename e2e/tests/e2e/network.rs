@@ -147,7 +147,9 @@ fn publishing_a_port_adds_dockers_rules_and_serves_on_the_host_address_and_loopb
     let o = sb.docker(&d, &["run", "--name", "second", "-d", "-p", "80:80", "nginx:alpine"]).unwrap();
     assert!(!o.status.success());
     assert!(out(&o).contains("address already in use"), "{}", out(&o));
-    assert_eq!(host(&sb, "ip -o link show master docker0 | wc -l").trim(), "1");
+    berth_e2e::sandbox::until(5, "the failed run's veth to go with its namespace", || {
+        host(&sb, "ip -o link show master docker0 | wc -l").trim() == "1"
+    });
     // A random host port with -P.
     sb.docker_ok(&d, &["run", "--name", "random", "-d", "--rm", "-P", "nginx:alpine"]);
     let port = sb.docker_ok(&d, &["port", "random", "80"]);
