@@ -12,6 +12,7 @@ pub mod engine;
 pub mod error;
 pub mod events;
 pub mod fault;
+pub mod host;
 pub mod ids;
 pub mod image;
 pub mod lab;

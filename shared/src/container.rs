@@ -39,6 +39,45 @@ impl Status {
     }
 }
 
+/// Why Docker refuses a verb on a container, in its words: the daemon
+/// answers with them and the simulator prints them.
+pub mod refusal {
+    use super::Status;
+
+    /// No container has this name or ID (prefix).
+    pub fn no_such_container(key: &str) -> String {
+        format!("No such container: {key}")
+    }
+
+    /// A verb that needs the container running (exec, pause, attach).
+    pub fn not_running(id: &str) -> String {
+        format!("Container {id} is not running")
+    }
+
+    /// `docker kill` of a container that is not running.
+    pub fn kill_not_running(id: &str) -> String {
+        format!("Cannot kill container: {id}: {}", not_running(id))
+    }
+
+    /// Why a start is refused (a running container is not: it answers 304).
+    pub fn start(id: &str, status: Status) -> Option<String> {
+        (status != Status::Running && !status.can_start()).then(|| format!("cannot start container {id} in state {}", status.as_str()))
+    }
+
+    /// Why a removal is refused; `restarting`: waiting for its restart
+    /// policy's next start.
+    pub fn remove(id: &str, status: Status, restarting: bool, force: bool) -> Option<String> {
+        let stop_first = "Stop the container before attempting removal or force remove";
+        if restarting && !force {
+            Some(format!("You cannot remove a restarting container {id}. {stop_first}"))
+        } else if status == Status::Running && !force {
+            Some(format!("You cannot remove a running container {id}. {stop_first}"))
+        } else {
+            None
+        }
+    }
+}
+
 /// The container's own read-write layer over its image's layers.
 #[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct RwLayer {
@@ -74,6 +113,22 @@ mod tests {
         assert!(!Status::Running.can_start());
         assert!(Status::Exited.can_start());
         assert!(Status::Running.can_stop() && !Status::Exited.can_stop());
+    }
+
+    #[test]
+    fn refusals_are_dockers_words_and_only_where_docker_refuses() {
+        let id = "c0ffee";
+        assert_eq!(
+            refusal::remove(id, Status::Running, false, false).as_deref(),
+            Some("You cannot remove a running container c0ffee. Stop the container before attempting removal or force remove")
+        );
+        assert!(refusal::remove(id, Status::Exited, true, false).unwrap().contains("a restarting container"));
+        assert_eq!(refusal::remove(id, Status::Running, false, true), None);
+        assert_eq!(refusal::remove(id, Status::Exited, false, false), None);
+        assert_eq!(refusal::start(id, Status::Running), None);
+        assert_eq!(refusal::start(id, Status::Exited), None);
+        assert_eq!(refusal::start(id, Status::Removing).as_deref(), Some("cannot start container c0ffee in state removing"));
+        assert_eq!(refusal::kill_not_running(id), "Cannot kill container: c0ffee: Container c0ffee is not running");
     }
 
     #[test]

@@ -10,6 +10,7 @@ pub mod ipam;
 pub mod ipam6;
 pub mod lab;
 pub mod netfilter;
+pub mod plan;
 pub mod record;
 pub mod sim;
 pub mod state;

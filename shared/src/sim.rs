@@ -8,10 +8,11 @@
 use std::collections::BTreeMap;
 use std::net::Ipv4Addr;
 
-use crate::container::RwLayer;
+use crate::container::{refusal, RwLayer};
 use crate::event::{EngineMode, Envelope, Event, FileChangeKind, Mount};
 use crate::ipam::{mac_for, mac_string, Ipam};
-use crate::netfilter::{bridge_rules, global_rules, port_rules, PortMap};
+use crate::netfilter::{bridge_rules, global_rules, PortMap};
+use crate::plan::{self, Plan, Step};
 use crate::state::{apply, State};
 
 const ROOT: &str = "/var/lib/berth";
@@ -296,6 +297,18 @@ impl Sim {
         }
     }
 
+    /// Runs a plan (decided as berthd decides it) on the simulated host.
+    fn execute(&mut self, plan: &Plan) {
+        let links = self.state.links.iter().map(|(name, l)| (name.clone(), l.index)).collect();
+        let mut host = SimHost { ipam: &mut self.ipam, links };
+        let mut told = Vec::new();
+        // The simulated host cannot fail.
+        let _ = plan::execute_now(&mut host, plan, &mut |e| told.push(e));
+        for e in told {
+            self.emit(e);
+        }
+    }
+
     fn push(&mut self, event: Event) {
         self.seq += 1;
         self.now_ms += 1;
@@ -547,7 +560,7 @@ impl Sim {
                             self.stop(&id, 0);
                             out.push_str(&format!("{n}\n"));
                         }
-                        None => out.push_str(&format!("Error response from daemon: No such container: {n}\n")),
+                        None => out.push_str(&format!("Error response from daemon: {}\n", refusal::no_such_container(n))),
                     }
                 }
                 out
@@ -557,15 +570,19 @@ impl Sim {
                 let force = names.contains(&"-f");
                 for n in names.iter().filter(|n| !n.starts_with('-')) {
                     match self.by_name(n) {
-                        Some(id) if self.running(&id) && !force => out.push_str(&format!("Error response from daemon: You cannot remove a running container {id}. Stop the container before attempting removal or force remove\n")),
                         Some(id) => {
+                            let status = self.state.containers.get(&id).map(|c| c.status).unwrap_or(crate::Status::Exited);
+                            if let Some(why) = refusal::remove(&id, status, false, force) {
+                                out.push_str(&format!("Error response from daemon: {why}\n"));
+                                continue;
+                            }
                             if self.running(&id) {
                                 self.stop(&id, 137);
                             }
                             self.remove(&id);
                             out.push_str(&format!("{n}\n"));
                         }
-                        None => out.push_str(&format!("Error response from daemon: No such container: {n}\n")),
+                        None => out.push_str(&format!("Error response from daemon: {}\n", refusal::no_such_container(n))),
                     }
                 }
                 out
@@ -582,7 +599,7 @@ impl Sim {
             }
             ["logs", name] => match self.by_name(name) {
                 Some(id) => self.extra.get(&id).map(|e| e.logs.concat()).unwrap_or_default(),
-                None => format!("Error response from daemon: No such container: {name}\n"),
+                None => format!("Error response from daemon: {}\n", refusal::no_such_container(name)),
             },
             ["exec", rest @ ..] => {
                 // Its options, then the container, then the command (with its own flags).
@@ -628,8 +645,8 @@ impl Sim {
                                 out
                             }
                         }
-                        Some(id) => format!("Error response from daemon: Container {id} is not running\n"),
-                        None => format!("Error response from daemon: No such container: {name}\n"),
+                        Some(id) => format!("Error response from daemon: {}\n", refusal::not_running(&id)),
+                        None => format!("Error response from daemon: {}\n", refusal::no_such_container(name)),
                     },
                     _ => "\"docker exec\" requires at least 2 arguments.\n".into(),
                 }
@@ -861,12 +878,7 @@ impl Sim {
                 self.emit(Event::VolumePopulated { name: v.clone(), container: id.clone(), path: p.clone(), files: 2 });
             }
         }
-        self.emit(Event::OverlayMounted {
-            id: id.clone(),
-            merged: layer.merged.clone(),
-            options: format!("lowerdir={},upperdir={},workdir={}", layer.lower.join(":"), layer.upper, layer.work),
-        });
-        self.emit(Event::MountObserved { target: layer.merged.clone(), fstype: "overlay".into(), source: "overlay".into() });
+        self.execute(&Plan::whole(vec![plan::mount_root(&id, &layer)]));
         let ip = match self.ipam.allocate() {
             Ok(ip) => ip,
             Err(e) => return format!("docker: Error response from daemon: {e}.\n"),
@@ -894,20 +906,17 @@ impl Sim {
             gateway: "172.17.0.1".into(),
             netns,
         });
-        for (h, c) in &ports {
-            let map = PortMap { proto: "tcp".into(), host_ip: Ipv4Addr::UNSPECIFIED, host_port: *h, container_ip: ip, container_port: *c };
-            for r in port_rules("docker0", &map) {
-                self.emit(Event::RuleAdded { table: r.table.into(), rule: r.text() });
-            }
-            self.emit(Event::PortPublished {
-                id: id.clone(),
+        let maps: Vec<PortMap> = ports
+            .iter()
+            .map(|(h, c)| PortMap {
                 proto: "tcp".into(),
-                host_ip: "0.0.0.0".into(),
+                host_ip: Ipv4Addr::UNSPECIFIED,
                 host_port: *h,
-                container_ip: ip.to_string(),
+                container_ip: ip,
                 container_port: *c,
-            });
-        }
+            })
+            .collect();
+        self.execute(&Plan::whole(plan::publish(&id, "docker0", &maps)));
         let pid = 4000 + (self.seq % 1000) as i32;
         self.emit(Event::NamespacesCreated {
             id: id.clone(),
@@ -1102,32 +1111,8 @@ impl Sim {
         if !self.running(id) {
             return;
         }
-        let c = self.state.containers.get(id).cloned();
-        let Some(c) = c else { return };
-        for p in &c.ports {
-            let map = PortMap {
-                proto: p.proto.clone(),
-                host_ip: Ipv4Addr::UNSPECIFIED,
-                host_port: p.host_port,
-                container_ip: p.container_ip.parse().unwrap_or(Ipv4Addr::UNSPECIFIED),
-                container_port: p.container_port,
-            };
-            for r in port_rules("docker0", &map) {
-                self.emit(Event::RuleRemoved { table: r.table.into(), rule: r.text() });
-            }
-            self.emit(Event::PortUnpublished { id: id.into(), proto: p.proto.clone(), host_port: p.host_port });
-        }
-        for ep in c.endpoints.values() {
-            if let Ok(ip) = ep.ip.parse() {
-                self.ipam.release(ip);
-            }
-            self.emit(Event::EndpointDetached { id: id.into(), network: ep.network.clone(), host_if: ep.host_if.clone() });
-            let index = self.state.links.get(&ep.host_if).map(|l| l.index).unwrap_or(0);
-            self.emit(Event::LinkGone { index, name: ep.host_if.clone() });
-        }
-        self.emit(Event::ContainerExited { id: id.into(), exit_code: code });
-        self.emit(Event::OverlayUnmounted { id: id.into(), merged: c.layer.merged.clone() });
-        self.emit(Event::MountGone { target: c.layer.merged.clone() });
+        // The same decision berthd executes when a container's process ends.
+        self.execute(&plan::exit(&self.state, id, code, None));
         if self.inside.as_deref() == Some(id) {
             self.inside = None;
         }
@@ -1534,6 +1519,39 @@ impl Sim {
             }
             d => format!("ls: {d}: No such file or directory\n"),
         }
+    }
+}
+
+/// The simulated node1's kernel: it does every step, and its observers
+/// report at once what berthd's would a moment later.
+struct SimHost<'a> {
+    ipam: &'a mut Ipam,
+    /// Link indexes by name, as the state has them.
+    links: BTreeMap<String, u32>,
+}
+
+impl plan::Host for SimHost<'_> {
+    type Error = std::convert::Infallible;
+    async fn perform(&mut self, step: &Step) -> Result<Vec<Event>, Self::Error> {
+        Ok(match step {
+            Step::MountOverlay { merged, .. } => {
+                vec![Event::MountObserved { target: merged.clone(), fstype: "overlay".into(), source: "overlay".into() }]
+            }
+            Step::UnmountOverlay { merged, .. } => vec![Event::MountGone { target: merged.clone() }],
+            Step::DetachEndpoint { host_if, ip, .. } => {
+                if let Ok(ip) = ip.parse() {
+                    self.ipam.release(ip);
+                }
+                // The pair goes with the namespace (or is deleted).
+                vec![Event::LinkGone { index: self.links.get(host_if).copied().unwrap_or(0), name: host_if.clone() }]
+            }
+            Step::Announce(_)
+            | Step::AddRule(_)
+            | Step::DeleteRule(_)
+            | Step::Publish { .. }
+            | Step::Unpublish { .. }
+            | Step::RemoveNetns { .. } => Vec::new(),
+        })
     }
 }
 

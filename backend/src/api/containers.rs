@@ -62,7 +62,7 @@ async fn top(State(st): State<AppState>, Path(id): Path<String>, Query(q): Q) ->
     use crate::engine::top;
     let r = st.containers.get(&id)?.record();
     if r.state.status != Status::Running || r.state.pid <= 0 {
-        return Err(ApiError::new(crate::error::ErrorKind::Conflict, format!("Container {} is not running", r.id)));
+        return Err(ApiError::new(crate::error::ErrorKind::Conflict, berth_shared::container::refusal::not_running(&r.id)));
     }
     let args = top::ps_args(q.get("ps_args").map(String::as_str))?;
     st.bus.emit(berth_shared::Event::ContainerRequest {

@@ -8,6 +8,7 @@ use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use axum::{Json, Router};
+use berth_shared::container::refusal;
 use berth_shared::{Event, Status};
 use serde_json::{json, Value};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
@@ -43,7 +44,7 @@ async fn create(State(st): State<AppState>, Path(id): Path<String>, Checked(body
         return Err(ApiError::bad_request("No exec command specified"));
     }
     if rec.state.status != Status::Running {
-        return Err(ApiError::new(ErrorKind::Conflict, format!("Container {} is not running", rec.id)));
+        return Err(ApiError::new(ErrorKind::Conflict, refusal::not_running(&rec.id)));
     }
     if rec.state.paused {
         return Err(ApiError::new(ErrorKind::Conflict, format!("Container {} is paused, unpause the container before exec", rec.id)));
@@ -127,7 +128,7 @@ async fn start(State(st): State<AppState>, Path(id): Path<String>, req: Request)
     let c = st.containers.get(&rec.container_id)?;
     let crec = c.record();
     if crec.state.status != Status::Running {
-        return Err(ApiError::new(ErrorKind::Conflict, format!("Container {} is not running", crec.id)));
+        return Err(ApiError::new(ErrorKind::Conflict, refusal::not_running(&crec.id)));
     }
     // The container's capabilities, cgroups and ulimits hold for its execs too.
     let spec = st.containers.exec_spec(&crec, rec.args.clone(), rec.env.clone(), rec.working_dir.clone(), rec.user.clone(), rec.tty)?;

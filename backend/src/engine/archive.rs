@@ -41,7 +41,7 @@ impl Containers {
             let rec = c.record();
             let started = async {
                 if *c.removed.borrow() {
-                    return Err(ApiError::not_found(format!("No such container: {}", rec.id)));
+                    return Err(ApiError::not_found(berth_shared::container::refusal::no_such_container(&rec.id)));
                 }
                 let target = match (held.is_none(), &op) {
                     (true, Op::Export) => Target::Merged { merged: rec.layer.merged.clone().into() },

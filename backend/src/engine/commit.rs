@@ -226,7 +226,7 @@ impl Containers {
         let tag = image_tag(&req.repo, &req.tag)?;
         let _one = c.lifecycle.lock().await;
         if *c.removed.borrow() {
-            return Err(ApiError::not_found(format!("No such container: {}", c.id)));
+            return Err(ApiError::not_found(berth_shared::container::refusal::no_such_container(&c.id)));
         }
         let rec = c.record();
         let parent =

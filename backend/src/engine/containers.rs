@@ -15,6 +15,8 @@ use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
+use berth_shared::container::refusal;
+use berth_shared::plan::{self, Plan};
 use berth_shared::{Event, RwLayer, Status};
 use serde::{Deserialize, Serialize};
 use serde_json::{json, Value};
@@ -27,6 +29,7 @@ pub use super::record::{Link, NetAttach, Record, RunState};
 use super::volumes::{MountPoint, MountRequest, Volumes};
 use crate::error::{ApiError, ErrorKind};
 use crate::events::EventBus;
+use crate::host::LinuxHost;
 use crate::image::store::{hex_of, ImageRecord, ImageStore};
 use crate::runtime::cgroups::{default_rules, DeviceCgroups};
 use crate::runtime::confine::Confinement;
@@ -298,7 +301,7 @@ impl Containers {
     pub async fn set_networks(self: &Arc<Self>, nets: Arc<crate::network::Networks>) {
         *self.networks.lock().unwrap_or_else(|p| p.into_inner()) = Some(nets.clone());
         for c in self.list() {
-            self.leave_networks(&c).await;
+            self.end_recorded_run(&c).await;
         }
         // What a crash left before it was recorded (nothing runs now): the
         // containers' network namespaces, their veths, their port rules.
@@ -399,7 +402,7 @@ impl Containers {
                 return Err(ApiError::bad_request(format!("Multiple IDs found with provided prefix: {key}")));
             }
         }
-        Err(ApiError::not_found(format!("No such container: {key}")))
+        Err(ApiError::not_found(refusal::no_such_container(key)))
     }
 
     /// IDs of the containers (running or not) that mount this volume.
@@ -707,7 +710,7 @@ impl Containers {
 
     /// A removal that went first makes the container unknown to later calls.
     fn gone(c: &Container) -> Option<ApiError> {
-        (*c.removed.borrow()).then(|| ApiError::not_found(format!("No such container: {}", c.id)))
+        (*c.removed.borrow()).then(|| ApiError::not_found(refusal::no_such_container(&c.id)))
     }
 
     async fn start_locked(self: &Arc<Self>, c: &Arc<Container>) -> Result<bool, ApiError> {
@@ -718,28 +721,16 @@ impl Containers {
         if rec.state.status == Status::Running {
             return Ok(false); // Docker answers 304 Not Modified; the CLI treats it as success
         }
-        if !rec.state.status.can_start() {
-            return Err(ApiError::new(
-                ErrorKind::Conflict,
-                format!("cannot start container {} in state {}", rec.id, rec.state.status.as_str()),
-            ));
+        if let Some(why) = refusal::start(&rec.id, rec.state.status) {
+            return Err(ApiError::new(ErrorKind::Conflict, why));
         }
-        let opts = rec.layer.mount_options();
-        nix::mount::mount(
-            Some("overlay"),
-            Path::new(&rec.layer.merged),
-            Some("overlay"),
-            nix::mount::MsFlags::empty(),
-            Some(opts.as_str()),
-        )
-        .map_err(|e| internal(format!("mounting the container's overlay at {}: {e}", rec.layer.merged)))?;
-        self.bus.emit(Event::OverlayMounted { id: rec.id.clone(), merged: rec.layer.merged.clone(), options: opts });
+        let root = Plan::whole(vec![plan::mount_root(&rec.id, &rec.layer)]);
+        LinuxHost::new(None, &rec.endpoints).run(&root, &self.bus).await.map_err(internal)?;
         crate::fault::point("start.mounted");
         match self.spawn(c, &rec).await {
             Ok(()) => Ok(true),
             Err(e) => {
-                self.leave_networks(c).await;
-                self.unmount(&rec);
+                self.end_run(c, 127).await;
                 let msg = e.message.clone();
                 let r = c.update(|r| {
                     r.state.status = Status::Exited;
@@ -748,7 +739,6 @@ impl Containers {
                     r.state.finished_at = now_rfc3339();
                 });
                 let _ = self.save(&r);
-                self.bus.emit(Event::ContainerExited { id: r.id.clone(), exit_code: 127 });
                 c.exits.send_modify(|n| *n += 1);
                 let _ = c.output.send(Output::End);
                 if r.auto_remove() {
@@ -757,14 +747,6 @@ impl Containers {
                 Err(e)
             }
         }
-    }
-
-    fn unmount(&self, rec: &Record) {
-        let merged = Path::new(&rec.layer.merged);
-        if nix::mount::umount2(merged, nix::mount::MntFlags::empty()).is_err() {
-            let _ = nix::mount::umount2(merged, nix::mount::MntFlags::MNT_DETACH);
-        }
-        self.bus.emit(Event::OverlayUnmounted { id: rec.id.clone(), merged: rec.layer.merged.clone() });
     }
 
     /// The capability set a container's processes get: without a devices
@@ -1008,25 +990,17 @@ impl Containers {
         *c.stdin.lock().unwrap_or_else(|p| p.into_inner()) = None;
         *c.pty.lock().unwrap_or_else(|p| p.into_inner()) = None;
         let _ = fs::remove_dir_all(self.exec_root.join("containers").join(&c.id));
-        // Told first, as Docker's "die" comes before its network is released
-        // (the record says Running until the teardown is done: see above).
-        self.bus.emit(Event::ContainerExited { id: c.id.clone(), exit_code: code });
-        // Where an exit's time goes (debug log "exit phases").
+        // "die" is told first, as Docker's comes before its network is
+        // released; the record says Running until the teardown is done (see
+        // above). Where an exit's time goes: debug log "exit phases".
         let t0 = std::time::Instant::now();
-        self.leave_networks(c).await;
-        let t_net = t0.elapsed();
-        self.unmount(&c.record());
-        let t_unmount = t0.elapsed();
+        self.end_run(c, code).await;
+        let t_run = t0.elapsed();
         let oom_killed = self.resources.oom_kills(&c.id) > 0;
         self.device_cgroups.remove(&c.id).await;
         self.resources.remove(&c.id).await;
         let ms = |d: Duration| d.as_secs_f64() * 1000.0;
-        tracing::debug!(
-            networks_ms = ms(t_net),
-            unmount_ms = ms(t_unmount - t_net),
-            cgroups_ms = ms(t0.elapsed() - t_unmount),
-            "exit phases"
-        );
+        tracing::debug!(networks_and_root_ms = ms(t_run), cgroups_ms = ms(t0.elapsed() - t_run), "exit phases");
         let before = c.record();
         let policy = super::restart::Policy::from_host_config(&before.host_config).unwrap_or(super::restart::Policy::No);
         let restart = !self.shutting_down.load(std::sync::atomic::Ordering::SeqCst)
@@ -1130,7 +1104,7 @@ impl Containers {
         let rec = c.record();
         let conflict = |m: String| Err(ApiError::new(ErrorKind::Conflict, m));
         if rec.state.status != Status::Running {
-            return conflict(format!("Container {} is not running", rec.id));
+            return conflict(refusal::not_running(&rec.id));
         }
         match (frozen, rec.state.paused) {
             (true, true) => return conflict(format!("Container {} is already paused", rec.id)),
@@ -1219,10 +1193,7 @@ impl Containers {
     pub fn kill(&self, c: &Container, signal: &str) -> Result<(), ApiError> {
         let rec = c.record();
         if rec.state.status != Status::Running || rec.state.pid <= 0 {
-            return Err(ApiError::new(
-                ErrorKind::Conflict,
-                format!("Cannot kill container: {}: Container {} is not running", rec.id, rec.id),
-            ));
+            return Err(ApiError::new(ErrorKind::Conflict, refusal::kill_not_running(&rec.id)));
         }
         let sig = parse_signal(signal).ok_or_else(|| ApiError::bad_request(format!("Invalid signal: {signal}")))?;
         if rec.state.paused && sig != nix::sys::signal::Signal::SIGKILL {
@@ -1254,9 +1225,7 @@ impl Containers {
         }
         match sent {
             // Its process is gone; the exit handler has not caught up yet.
-            Err(nix::errno::Errno::ESRCH) => {
-                Err(ApiError::new(ErrorKind::Conflict, format!("Cannot kill container: {}: Container {} is not running", rec.id, rec.id)))
-            }
+            Err(nix::errno::Errno::ESRCH) => Err(ApiError::new(ErrorKind::Conflict, refusal::kill_not_running(&rec.id))),
             r => r.map_err(internal),
         }
     }
@@ -1332,20 +1301,11 @@ impl Containers {
             return Err(e);
         }
         let rec = c.record();
-        if rec.state.restarting && !force {
-            return Err(ApiError::conflict(format!(
-                "You cannot remove a restarting container {}. Stop the container before attempting removal or force remove",
-                rec.id
-            )));
+        if let Some(why) = refusal::remove(&rec.id, rec.state.status, rec.state.restarting, force) {
+            return Err(ApiError::conflict(why));
         }
-        if !rec.state.status.can_remove(force) {
-            if rec.state.status == Status::Removing {
-                return Ok(());
-            }
-            return Err(ApiError::new(
-                ErrorKind::Conflict,
-                format!("You cannot remove a running container {}. Stop the container before attempting removal or force remove", rec.id),
-            ));
+        if rec.state.status == Status::Removing {
+            return Ok(());
         }
         if rec.state.status == Status::Running {
             let mut exits = c.exits();

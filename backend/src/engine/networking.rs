@@ -5,12 +5,14 @@
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 use std::sync::{Arc, Weak};
 
+use berth_shared::plan::{self, Plan, Step};
 use berth_shared::Status;
 use serde_json::Value;
 
 use super::containers::{internal, Container, Containers, Link, NetAttach, Record};
 use crate::error::{ApiError, ErrorKind};
-use crate::network::{create_sandbox, dns, remove_sandbox, BridgeNetwork};
+use crate::host::LinuxHost;
+use crate::network::{create_sandbox, dns, BridgeNetwork};
 use crate::runtime::spec::NetNs;
 
 fn forbidden(msg: impl Into<String>) -> ApiError {
@@ -297,7 +299,12 @@ impl Containers {
             self.save(&r).map_err(internal)?;
             // (Docker publishes no port of a container on an internal network.)
             if i == 0 && !net.spec.internal {
-                let maps = net.publish(&rec.id, &ep, &requests).await?;
+                let maps = net.claim_ports(&rec.id, &ep, &requests).await?;
+                let publish = Plan::whole(plan::publish(&rec.id, net.bridge(), &maps));
+                if let Err(failed) = LinuxHost::new(Some(&nets), &rec.endpoints).run(&publish, &self.bus).await {
+                    net.stop_proxies(&rec.id);
+                    return Err(ApiError::conflict(failed.to_string()));
+                }
                 crate::fault::point("start.published");
                 let r = c.update(|r| r.ports = maps);
                 self.save(&r).map_err(internal)?;
@@ -311,28 +318,47 @@ impl Containers {
         Ok(NetNs::Join(path))
     }
 
-    /// At exit (or failed start, or daemon start after a crash): the DNS
-    /// server stops, ports are unpublished, every veth and the namespace go.
-    pub(super) async fn leave_networks(&self, c: &Container) {
+    /// At exit, or when a start fails: "die" is told, and the run is taken
+    /// apart as the state says it was put together (`plan::exit`: the DNS
+    /// server stops, ports are unpublished, the endpoints and the namespace
+    /// go, then the root) — the decision the simulator runs too.
+    pub(super) async fn end_run(&self, c: &Container, code: i32) {
         c.dns.lock().unwrap_or_else(|p| p.into_inner()).take();
         let rec = c.record();
+        let netns = rec.sandbox.as_ref().map(|p| p.display().to_string());
+        let plan = self.bus.with_state(|s| plan::exit(s, &rec.id, code, netns.as_deref()));
+        let nets = self.networks();
+        let _ = LinuxHost::new(nets.as_deref(), &rec.endpoints).run(&plan, &self.bus).await;
+        self.forget_run(c);
+    }
+
+    /// Daemon start after a crash: what a container's record says its run
+    /// held (the state, new, was never told) is taken apart with the same
+    /// steps.
+    pub(super) async fn end_recorded_run(&self, c: &Container) {
+        let rec = c.record();
         let Some(nets) = self.networks() else { return };
+        let mut steps = Vec::new();
         if let Some(primary) = rec.primary_endpoint().and_then(|ep| nets.find(&ep.network_id)) {
-            primary.unpublish(&rec.id, &rec.ports);
+            steps.extend(plan::unpublish(&rec.id, primary.bridge(), &rec.ports));
         }
         for ep in rec.endpoints.values() {
-            if let Some(net) = nets.find(&ep.network_id) {
-                // With its namespace, the pair goes too (see release).
-                if rec.sandbox.is_some() {
-                    net.release(&rec.id, ep);
-                } else {
-                    net.disconnect(&rec.id, ep).await;
-                }
-            }
+            steps.push(Step::DetachEndpoint {
+                id: rec.id.clone(),
+                network: ep.network.clone(),
+                host_if: ep.host_if.clone(),
+                ip: ep.ip.to_string(),
+                keep_link: rec.sandbox.is_some(),
+            });
         }
         if let Some(path) = &rec.sandbox {
-            remove_sandbox(path);
+            steps.push(Step::RemoveNetns { id: rec.id.clone(), path: path.display().to_string() });
         }
+        let _ = LinuxHost::new(Some(&nets), &rec.endpoints).run(&Plan::best_effort(steps), &self.bus).await;
+        self.forget_run(c);
+    }
+
+    fn forget_run(&self, c: &Container) {
         let r = c.update(|r| {
             r.endpoints.clear();
             r.ports.clear();
@@ -462,12 +488,13 @@ impl Containers {
         if attachments.len() == before && ep.is_none() {
             return Err(forbidden(format!("container {} is not connected to network {}", rec.id, net.name())));
         }
-        if let Some(ep) = ep {
-            if ep.ifname == "eth0" || rec.endpoints.len() == 1 {
-                net.unpublish(&rec.id, &rec.ports);
-                c.update(|r| r.ports.clear());
-            }
-            net.disconnect(&rec.id, &ep).await;
+        if ep.is_some() {
+            // Its ports if they lead here, then the endpoint and its pair
+            // (the namespace stays): the simulator's decision too.
+            let plan = self.bus.with_state(|s| plan::leave(s, &rec.id, net.name()));
+            let _ = LinuxHost::new(self.networks().as_deref(), &rec.endpoints).run(&plan, &self.bus).await;
+            let eth0 = rec.endpoints.get(net.name()).map(|e| e.ip);
+            c.update(|r| r.ports.retain(|p| Some(p.container_ip) != eth0));
         }
         let r = c.update(|r| {
             r.endpoints.remove(net.name());

@@ -296,79 +296,54 @@ impl BridgeNetwork {
         }
     }
 
-    /// Publishes ports: claims each host port with the userland proxy, then
-    /// adds Docker's rules. On any failure everything done is undone.
-    pub async fn publish(&self, container_id: &str, ep: &Endpoint, requests: &[PortRequest]) -> Result<Vec<nat::PortMap>, NetError> {
+    /// Claims each host port with the userland proxy (any free one for
+    /// port 0): the ports as they will be published. On a failure the ports
+    /// claimed so far are let go. The rules are the publish plan's steps
+    /// (`berth_shared::plan::publish`), run after this.
+    pub async fn claim_ports(&self, container_id: &str, ep: &Endpoint, requests: &[PortRequest]) -> Result<Vec<nat::PortMap>, NetError> {
         let mut maps = Vec::new();
         let mut proxies = Vec::new();
         for req in requests {
             let target = std::net::SocketAddr::from((ep.ip, req.container_port));
-            let p = match proxy::start(&req.proto, req.host_ip, req.host_port, target).await {
-                Ok(p) => p,
-                Err(e) => {
-                    self.unpublish_rules(container_id, &maps);
-                    let shown = if req.host_port == 0 { "0".to_string() } else { req.host_port.to_string() };
-                    return Err(NetError::Conflict(format!(
-                        "driver failed programming external connectivity on endpoint {}: Error starting userland proxy: listen {}4 {}:{shown}: bind: {}",
-                        &container_id[..12],
-                        req.proto,
-                        req.host_ip,
-                        if e.kind() == std::io::ErrorKind::AddrInUse { "address already in use".to_string() } else { e.to_string() }
-                    )));
-                }
-            };
-            let map = nat::PortMap {
+            let p = proxy::start(&req.proto, req.host_ip, req.host_port, target).await.map_err(|e| {
+                let shown = if req.host_port == 0 { "0".to_string() } else { req.host_port.to_string() };
+                NetError::Conflict(format!(
+                    "driver failed programming external connectivity on endpoint {}: Error starting userland proxy: listen {}4 {}:{shown}: bind: {}",
+                    &container_id[..12],
+                    req.proto,
+                    req.host_ip,
+                    if e.kind() == std::io::ErrorKind::AddrInUse { "address already in use".to_string() } else { e.to_string() }
+                ))
+            })?;
+            maps.push(nat::PortMap {
                 proto: req.proto.clone(),
                 host_ip: req.host_ip,
                 host_port: p.port,
                 container_ip: ep.ip,
                 container_port: req.container_port,
-            };
-            proxies.push(p);
-            for r in nat::port_rules(self.bridge(), &map) {
-                match self.iptables.append(&r) {
-                    Ok(_) => {
-                        self.bus.emit(Event::RuleAdded { table: r.table.into(), rule: r.text() });
-                    }
-                    Err(e) => {
-                        maps.push(map);
-                        self.unpublish_rules(container_id, &maps);
-                        return Err(NetError::Conflict(e.to_string()));
-                    }
-                };
-            }
-            self.bus.emit(Event::PortPublished {
-                id: container_id.into(),
-                proto: map.proto.clone(),
-                host_ip: map.host_ip.to_string(),
-                host_port: map.host_port,
-                container_ip: map.container_ip.to_string(),
-                container_port: map.container_port,
             });
-            maps.push(map);
+            proxies.push(p);
         }
         self.proxies.lock().unwrap_or_else(|p| p.into_inner()).insert(container_id.into(), proxies);
         Ok(maps)
     }
 
-    fn unpublish_rules(&self, container_id: &str, maps: &[nat::PortMap]) {
-        for map in maps {
-            for r in nat::port_rules(self.bridge(), map) {
-                // Already gone (deleted by hand) is removed all the same: the
-                // state says what the kernel has, and the page no longer lists
-                // the rule under a stopped container.
-                match self.iptables.delete(&r) {
-                    Ok(()) => {
-                        self.bus.emit(Event::RuleRemoved { table: r.table.into(), rule: r.text() });
-                    }
-                    Err(e) => tracing::warn!(error = %e, "removing a port rule: it stays in the kernel"),
-                }
+    /// Stops the proxy of one of a container's ports.
+    pub fn stop_proxy(&self, container_id: &str, host_port: u16) {
+        let mut all = self.proxies.lock().unwrap_or_else(|p| p.into_inner());
+        if let Some(v) = all.get_mut(container_id) {
+            v.retain(|p| p.port != host_port);
+            if v.is_empty() {
+                all.remove(container_id);
             }
-            self.bus.emit(Event::PortUnpublished { id: container_id.into(), proto: map.proto.clone(), host_port: map.host_port });
         }
     }
 
-    /// Removes the rules and stops the proxies of a container's ports.
+    /// Stops every proxy of a container (its publish did not go through).
+    pub fn stop_proxies(&self, container_id: &str) {
+        self.proxies.lock().unwrap_or_else(|p| p.into_inner()).remove(container_id);
+    }
+
     /// Daemon start: port rules of this bridge that no container holds
     /// (a crash between adding them and recording them) are taken out.
     pub fn clear_stale_port_rules(&self) -> usize {
@@ -389,11 +364,6 @@ impl BridgeNetwork {
             }
         }
         n
-    }
-
-    pub fn unpublish(&self, container_id: &str, maps: &[nat::PortMap]) {
-        self.proxies.lock().unwrap_or_else(|p| p.into_inner()).remove(container_id);
-        self.unpublish_rules(container_id, maps);
     }
 
     pub fn subnet(&self) -> String {
@@ -512,27 +482,13 @@ impl BridgeNetwork {
         Ok(ep)
     }
 
-    /// Removes the veth pair and releases the address.
-    pub async fn disconnect(&self, container_id: &str, ep: &Endpoint) {
-        if let Ok(h) = netlink::connect() {
-            if let Err(e) = netlink::delete_link(&h, &ep.host_if).await {
-                tracing::warn!(error = %e, host_if = %ep.host_if, "removing veth");
-            }
-        }
-        self.release(container_id, ep);
-    }
-
-    /// Releases the endpoint's addresses and says it is gone, leaving its
-    /// veth pair to the kernel: for a container whose network namespace is
-    /// removed right after, whose destruction takes the pair with it (in
-    /// the kernel's own time, not the exit's: deleting the pair here waited
-    /// 12–32 ms for an RCU grace period on every exit).
-    pub fn release(&self, container_id: &str, ep: &Endpoint) {
-        self.ipam.lock().unwrap_or_else(|p| p.into_inner()).release(ep.ip);
-        if let (Some(m), Some(ip6)) = (&self.ipam6, ep.ip6) {
+    /// Gives an endpoint's addresses back to the network (its veth pair
+    /// and event are the plan's: `berth_shared::plan::Step::DetachEndpoint`).
+    pub fn release_addresses(&self, ip: Ipv4Addr, ip6: Option<std::net::Ipv6Addr>) {
+        self.ipam.lock().unwrap_or_else(|p| p.into_inner()).release(ip);
+        if let (Some(m), Some(ip6)) = (&self.ipam6, ip6) {
             m.lock().unwrap_or_else(|p| p.into_inner()).release(ip6);
         }
-        self.bus.emit(Event::EndpointDetached { id: container_id.into(), network: self.name().into(), host_if: ep.host_if.clone() });
     }
 }
 

@@ -1,0 +1,322 @@
+//! Decide, then execute. A verb's effect on the host is decided here, purely
+//! from the [`State`], as a [`Plan`]: a list of [`Step`]s, each with the
+//! event the state learns once the step is done. A [`Host`] performs steps —
+//! berthd's Linux host (the one place with kernel calls), the simulator's
+//! host, a recording fake in tests — and [`execute`] runs a plan on one,
+//! emitting each done step's event and, for a plan that must happen whole,
+//! undoing what was done when a step fails. So the daemon and the simulator
+//! run the same decisions, in the same order, with the same texts.
+
+use std::future::Future;
+use std::net::Ipv4Addr;
+
+use crate::event::Event;
+use crate::netfilter::{port_rules, PortMap, Rule};
+use crate::state::State;
+use crate::RwLayer;
+
+/// One thing done to the host.
+#[derive(Clone, Debug, PartialEq)]
+pub enum Step {
+    /// Nothing to do on the host; the event is told (a container's "die").
+    Announce(Event),
+    /// Mount the container's overlay at `merged`.
+    MountOverlay {
+        id: String,
+        merged: String,
+        options: String,
+    },
+    /// Unmount it (lazily if it is busy).
+    UnmountOverlay {
+        id: String,
+        merged: String,
+    },
+    AddRule(Rule),
+    DeleteRule(Rule),
+    /// The port is the container's on the host (its proxy listens; its
+    /// rules are the steps before this one).
+    Publish {
+        id: String,
+        map: PortMap,
+    },
+    /// The port is free again: its proxy stops.
+    Unpublish {
+        id: String,
+        map: PortMap,
+    },
+    /// The endpoint's addresses go back to its network. With `keep_link`
+    /// its veth pair is left to go with the network namespace removed
+    /// after it (deleting it first waits for an RCU grace period);
+    /// otherwise the pair is deleted (a disconnect from one network).
+    DetachEndpoint {
+        id: String,
+        network: String,
+        host_if: String,
+        ip: String,
+        keep_link: bool,
+    },
+    /// Remove the container's network namespace file.
+    RemoveNetns {
+        id: String,
+        path: String,
+    },
+}
+
+impl Step {
+    /// What the state learns when this step is done.
+    pub fn event(&self) -> Option<Event> {
+        Some(match self {
+            Step::Announce(e) => e.clone(),
+            Step::MountOverlay { id, merged, options } => {
+                Event::OverlayMounted { id: id.clone(), merged: merged.clone(), options: options.clone() }
+            }
+            Step::UnmountOverlay { id, merged } => Event::OverlayUnmounted { id: id.clone(), merged: merged.clone() },
+            Step::AddRule(r) => Event::RuleAdded { table: r.table.into(), rule: r.text() },
+            Step::DeleteRule(r) => Event::RuleRemoved { table: r.table.into(), rule: r.text() },
+            Step::Publish { id, map } => Event::PortPublished {
+                id: id.clone(),
+                proto: map.proto.clone(),
+                host_ip: map.host_ip.to_string(),
+                host_port: map.host_port,
+                container_ip: map.container_ip.to_string(),
+                container_port: map.container_port,
+            },
+            Step::Unpublish { id, map } => Event::PortUnpublished { id: id.clone(), proto: map.proto.clone(), host_port: map.host_port },
+            Step::DetachEndpoint { id, network, host_if, .. } => {
+                Event::EndpointDetached { id: id.clone(), network: network.clone(), host_if: host_if.clone() }
+            }
+            Step::RemoveNetns { .. } => return None,
+        })
+    }
+
+    /// The step that takes this one back, for a plan that fails part way.
+    pub fn undo(&self) -> Option<Step> {
+        match self {
+            Step::MountOverlay { id, merged, .. } => Some(Step::UnmountOverlay { id: id.clone(), merged: merged.clone() }),
+            Step::AddRule(r) => Some(Step::DeleteRule(r.clone())),
+            Step::Publish { id, map } => Some(Step::Unpublish { id: id.clone(), map: map.clone() }),
+            _ => None,
+        }
+    }
+}
+
+/// How a plan meets a step that fails.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Mode {
+    /// All or nothing (setting up): what was done is undone, last first.
+    Whole,
+    /// As much as can be done (tearing down): every step is tried; one that
+    /// fails leaves its object, and its event is not told — the state keeps
+    /// saying what the kernel still has.
+    BestEffort,
+}
+
+/// The steps of one decision and how they meet a failure.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Plan {
+    pub mode: Mode,
+    pub steps: Vec<Step>,
+}
+
+impl Plan {
+    pub fn whole(steps: Vec<Step>) -> Self {
+        Plan { mode: Mode::Whole, steps }
+    }
+    pub fn best_effort(steps: Vec<Step>) -> Self {
+        Plan { mode: Mode::BestEffort, steps }
+    }
+}
+
+/// What performs steps. A step may wait (on netlink, say): `perform` is
+/// async; a host that never waits runs plans with [`execute_now`].
+#[allow(async_fn_in_trait)] // hosts are used by their concrete type, whose futures' Send-ness is known
+pub trait Host {
+    type Error: std::fmt::Display;
+    /// Does one step. Returns what the host's own observers report of it at
+    /// once (the simulated kernel's echo: a mount seen, a link gone); the
+    /// real kernel's observer reports on its own, and returns nothing here.
+    async fn perform(&mut self, step: &Step) -> Result<Vec<Event>, Self::Error>;
+}
+
+/// A step that failed, with the host's error.
+#[derive(Debug)]
+pub struct StepFailed<E> {
+    pub step: Step,
+    pub error: E,
+}
+
+/// A plan that did not run through.
+#[derive(Debug)]
+pub struct Failed<E> {
+    /// The steps that failed, in order (for a whole plan: the one that
+    /// stopped it, then any of its undoing that failed too).
+    pub failures: Vec<StepFailed<E>>,
+}
+
+impl<E: std::fmt::Display> std::fmt::Display for Failed<E> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let first = self.failures.first().map(|s| s.error.to_string()).unwrap_or_default();
+        f.write_str(&first)
+    }
+}
+
+/// Does one step and tells its event, then the host's echoes.
+async fn perform<H: Host, F: FnMut(Event)>(host: &mut H, step: &Step, emit: &mut F) -> Result<(), H::Error> {
+    let echoes = host.perform(step).await?;
+    if let Some(e) = step.event() {
+        emit(e);
+    }
+    echoes.into_iter().for_each(&mut *emit);
+    Ok(())
+}
+
+/// Runs `plan` on `host`, telling `emit` each done step's event (and the
+/// host's echoes of it). A whole plan stops at its first failure and undoes
+/// what it did, last first, telling those events too.
+pub async fn execute<H: Host, F: FnMut(Event)>(host: &mut H, plan: &Plan, emit: &mut F) -> Result<(), Failed<H::Error>> {
+    let mut failures = Vec::new();
+    let mut done: Vec<&Step> = Vec::new();
+    for step in &plan.steps {
+        match perform(host, step, emit).await {
+            Ok(()) => done.push(step),
+            Err(error) => {
+                failures.push(StepFailed { step: step.clone(), error });
+                if plan.mode == Mode::Whole {
+                    for undo in done.iter().rev().filter_map(|s| s.undo()) {
+                        if let Err(error) = perform(host, &undo, emit).await {
+                            failures.push(StepFailed { step: undo, error });
+                        }
+                    }
+                    break;
+                }
+            }
+        }
+    }
+    if failures.is_empty() {
+        Ok(())
+    } else {
+        Err(Failed { failures })
+    }
+}
+
+/// [`execute`] on a host whose steps never wait (the simulator's, a test's).
+///
+/// # Panics
+/// If a step of `host` does wait: such a host is run with `execute`.
+pub fn execute_now<H: Host, F: FnMut(Event)>(host: &mut H, plan: &Plan, emit: &mut F) -> Result<(), Failed<H::Error>> {
+    let mut run = std::pin::pin!(execute(host, plan, emit));
+    match run.as_mut().poll(&mut std::task::Context::from_waker(std::task::Waker::noop())) {
+        std::task::Poll::Ready(r) => r,
+        std::task::Poll::Pending => panic!("execute_now: a step of this host waited"),
+    }
+}
+
+// ---- Decisions -------------------------------------------------------------
+
+/// Mounting a container's root: its overlay, with its options.
+pub fn mount_root(id: &str, layer: &RwLayer) -> Step {
+    Step::MountOverlay { id: id.into(), merged: layer.merged.clone(), options: layer.mount_options() }
+}
+
+/// Publishing `maps` of container `id` on `bridge`: each port's three rules
+/// (as Docker writes them), then the port.
+pub fn publish(id: &str, bridge: &str, maps: &[PortMap]) -> Vec<Step> {
+    let mut steps = Vec::new();
+    for map in maps {
+        steps.extend(port_rules(bridge, map).into_iter().map(Step::AddRule));
+        steps.push(Step::Publish { id: id.into(), map: map.clone() });
+    }
+    steps
+}
+
+/// Taking `maps` back: each port's rules, then the port.
+pub fn unpublish(id: &str, bridge: &str, maps: &[PortMap]) -> Vec<Step> {
+    let mut steps = Vec::new();
+    for map in maps {
+        steps.extend(port_rules(bridge, map).into_iter().map(Step::DeleteRule));
+        steps.push(Step::Unpublish { id: id.into(), map: map.clone() });
+    }
+    steps
+}
+
+/// A container's published ports as the state holds them, with the bridge
+/// of the endpoint they lead to.
+fn published(state: &State, id: &str) -> Vec<(String, PortMap)> {
+    let Some(c) = state.containers.get(id) else { return Vec::new() };
+    c.ports
+        .iter()
+        .filter_map(|p| {
+            let container_ip: Ipv4Addr = p.container_ip.parse().ok()?;
+            let bridge = c.endpoints.values().find(|e| e.ip == p.container_ip).map(|e| e.bridge.clone())?;
+            let map = PortMap {
+                proto: p.proto.clone(),
+                host_ip: p.host_ip.parse().unwrap_or(Ipv4Addr::UNSPECIFIED),
+                host_port: p.host_port,
+                container_ip,
+                container_port: p.container_port,
+            };
+            Some((bridge, map))
+        })
+        .collect()
+}
+
+/// What ends a container's run, in this order: its ports, its endpoints
+/// (their pairs left to its network namespace), the namespace, its root.
+/// `netns` is its network namespace file when the state may not know it
+/// yet (a start that failed before its first endpoint).
+pub fn teardown(state: &State, id: &str, netns: Option<&str>) -> Plan {
+    let mut steps = Vec::new();
+    for (bridge, map) in published(state, id) {
+        steps.extend(unpublish(id, &bridge, std::slice::from_ref(&map)));
+    }
+    let Some(c) = state.containers.get(id) else { return Plan::best_effort(steps) };
+    let mut path = netns.map(String::from);
+    for ep in c.endpoints.values() {
+        path.get_or_insert_with(|| ep.netns.clone());
+        steps.push(Step::DetachEndpoint {
+            id: id.into(),
+            network: ep.network.clone(),
+            host_if: ep.host_if.clone(),
+            ip: ep.ip.clone(),
+            keep_link: true,
+        });
+    }
+    if let Some(path) = path.filter(|p| !p.is_empty()) {
+        steps.push(Step::RemoveNetns { id: id.into(), path });
+    }
+    if c.mounted {
+        steps.push(Step::UnmountOverlay { id: id.into(), merged: c.layer.merged.clone() });
+    }
+    Plan::best_effort(steps)
+}
+
+/// A container's process ended with `code`: "die" is told first (as
+/// Docker's comes before its network is released), then the run is taken
+/// apart.
+pub fn exit(state: &State, id: &str, code: i32, netns: Option<&str>) -> Plan {
+    let mut plan = teardown(state, id, netns);
+    plan.steps.insert(0, Step::Announce(Event::ContainerExited { id: id.into(), exit_code: code }));
+    plan
+}
+
+/// Disconnecting a running container from one network: its ports if they
+/// lead to this endpoint, then the endpoint with its veth pair (the
+/// namespace stays).
+pub fn leave(state: &State, id: &str, network: &str) -> Plan {
+    let Some(ep) = state.containers.get(id).and_then(|c| c.endpoints.get(network)) else { return Plan::best_effort(Vec::new()) };
+    let mut steps = Vec::new();
+    for (bridge, map) in published(state, id).into_iter().filter(|(_, m)| m.container_ip.to_string() == ep.ip) {
+        steps.extend(unpublish(id, &bridge, std::slice::from_ref(&map)));
+    }
+    steps.push(Step::DetachEndpoint {
+        id: id.into(),
+        network: network.into(),
+        host_if: ep.host_if.clone(),
+        ip: ep.ip.clone(),
+        keep_link: false,
+    });
+    Plan::best_effort(steps)
+}
+
+#[cfg(test)]
+mod tests;

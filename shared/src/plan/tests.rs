@@ -1,0 +1,260 @@
+//! Plans against a recording host that fails where told: whatever fails,
+//! the state (changed only by the events `execute` tells) says exactly what
+//! the host holds — no rule, port, endpoint or mount more or less.
+
+use std::collections::BTreeSet;
+
+use super::*;
+use crate::state::apply;
+
+/// A host that keeps what it holds, and fails the steps it is told to (by
+/// their number in the order they are performed, undoing included).
+#[derive(Default)]
+struct FakeHost {
+    rules: BTreeSet<(String, String)>,
+    ports: BTreeSet<u16>,
+    endpoints: BTreeSet<String>,
+    netns: BTreeSet<String>,
+    mounts: BTreeSet<String>,
+    performed: Vec<Step>,
+    fail: BTreeSet<usize>,
+}
+
+impl Host for FakeHost {
+    type Error = String;
+    async fn perform(&mut self, step: &Step) -> Result<Vec<Event>, String> {
+        let n = self.performed.len();
+        self.performed.push(step.clone());
+        if self.fail.contains(&n) {
+            return Err(format!("step {n} failed"));
+        }
+        let key = |r: &Rule| (r.table.to_string(), r.text());
+        let fresh = match step {
+            Step::Announce(_) => true,
+            Step::MountOverlay { merged, .. } => self.mounts.insert(merged.clone()),
+            Step::UnmountOverlay { merged, .. } => self.mounts.remove(merged),
+            Step::AddRule(r) => self.rules.insert(key(r)),
+            Step::DeleteRule(r) => self.rules.remove(&key(r)),
+            Step::Publish { map, .. } => self.ports.insert(map.host_port),
+            Step::Unpublish { map, .. } => self.ports.remove(&map.host_port),
+            Step::DetachEndpoint { host_if, .. } => self.endpoints.remove(host_if),
+            Step::RemoveNetns { path, .. } => self.netns.remove(path),
+        };
+        // As the kernel: taking away what is not there fails (ENOENT), and
+        // so does adding what is (EEXIST).
+        if !fresh {
+            return Err(format!("step {n}: nothing to do for {step:?}"));
+        }
+        Ok(Vec::new())
+    }
+}
+
+const ID: &str = "c0ffee";
+
+fn map(host_port: u16, container_port: u16) -> PortMap {
+    PortMap { proto: "tcp".into(), host_ip: Ipv4Addr::UNSPECIFIED, host_port, container_ip: Ipv4Addr::new(172, 17, 0, 2), container_port }
+}
+
+fn layer() -> RwLayer {
+    RwLayer {
+        lower: vec!["/d/overlay2/l1/diff".into()],
+        upper: format!("/d/overlay2/{ID}/diff"),
+        work: format!("/d/overlay2/{ID}/work"),
+        merged: format!("/d/overlay2/{ID}/merged"),
+    }
+}
+
+/// A state and a host with container ID created, its root mounted and an
+/// endpoint on docker0 (in namespace /run/netns/ID), as a start leaves them
+/// before its ports are published.
+fn started() -> (State, FakeHost) {
+    let mut s = State::default();
+    apply(
+        &mut s,
+        &Event::ContainerCreated {
+            id: ID.into(),
+            name: "web".into(),
+            image: "nginx:alpine".into(),
+            image_id: "sha256:1".into(),
+            command: vec!["nginx".into()],
+            layer: layer(),
+            mounts: Vec::new(),
+            labels: Default::default(),
+        },
+    );
+    let mut host = FakeHost::default();
+    execute_now(&mut host, &Plan::whole(vec![mount_root(ID, &layer())]), &mut |e| apply(&mut s, &e)).unwrap();
+    apply(
+        &mut s,
+        &Event::EndpointAttached {
+            id: ID.into(),
+            network: "bridge".into(),
+            bridge: "docker0".into(),
+            host_if: "veth1234567".into(),
+            ifname: "eth0".into(),
+            ip: "172.17.0.2".into(),
+            prefix: 16,
+            mac: "02:42:ac:11:00:02".into(),
+            gateway: "172.17.0.1".into(),
+            netns: format!("/run/netns/{ID}"),
+        },
+    );
+    host.endpoints.insert("veth1234567".into());
+    host.netns.insert(format!("/run/netns/{ID}"));
+    host.performed.clear();
+    (s, host)
+}
+
+/// The state says what the host holds.
+fn assert_truthful(s: &State, host: &FakeHost, what: &str) {
+    let rules: BTreeSet<(String, String)> = s.rules.iter().cloned().collect();
+    assert_eq!(rules, host.rules, "{what}: rules");
+    let c = &s.containers[ID];
+    let ports: BTreeSet<u16> = c.ports.iter().map(|p| p.host_port).collect();
+    assert_eq!(ports, host.ports, "{what}: ports");
+    let endpoints: BTreeSet<String> = c.endpoints.values().map(|e| e.host_if.clone()).collect();
+    assert_eq!(endpoints, host.endpoints, "{what}: endpoints");
+    assert_eq!(c.mounted, host.mounts.contains(&c.layer.merged), "{what}: the root");
+}
+
+#[test]
+fn a_publish_is_each_ports_three_rules_then_the_port_and_exit_undoes_it_in_berthds_order() {
+    let (mut s, mut host) = started();
+    let plan = Plan::whole(publish(ID, "docker0", &[map(8081, 80)]));
+    let texts: Vec<String> = plan.steps.iter().filter_map(|st| st.event()).map(|e| format!("{e:?}")).collect();
+    assert_eq!(texts.len(), 4);
+    assert!(texts[0].contains("filter") && texts[0].contains("-A DOCKER -d 172.17.0.2/32 ! -i docker0 -o docker0"), "{texts:?}");
+    assert!(texts[2].contains("--dport 8081 -j DNAT --to-destination 172.17.0.2:80"), "{texts:?}");
+    assert!(texts[3].starts_with("PortPublished"), "{texts:?}");
+    execute_now(&mut host, &plan, &mut |e| apply(&mut s, &e)).unwrap();
+    assert_truthful(&s, &host, "published");
+    assert_eq!(s.containers[ID].ports.len(), 1);
+
+    let mut told = Vec::new();
+    execute_now(&mut host, &exit(&s, ID, 137, None), &mut |e| {
+        told.push(e.clone());
+        apply(&mut s, &e)
+    })
+    .unwrap();
+    let kinds: Vec<&str> = told
+        .iter()
+        .map(|e| match e {
+            Event::ContainerExited { .. } => "die",
+            Event::RuleRemoved { .. } => "rule",
+            Event::PortUnpublished { .. } => "port",
+            Event::EndpointDetached { .. } => "endpoint",
+            Event::OverlayUnmounted { .. } => "root",
+            _ => "other",
+        })
+        .collect();
+    assert_eq!(kinds, ["die", "rule", "rule", "rule", "port", "endpoint", "root"]);
+    assert!(matches!(host.performed.iter().rev().nth(1), Some(Step::RemoveNetns { path, .. }) if path.ends_with(ID)));
+    assert_truthful(&s, &host, "exited");
+    assert!(host.rules.is_empty() && host.netns.is_empty() && host.mounts.is_empty());
+    assert_eq!(s.containers[ID].exit_code, Some(137));
+}
+
+#[test]
+fn a_publish_that_fails_anywhere_undoes_itself_and_the_state_tells_what_the_host_kept() {
+    // Every way a publish of one to four ports can fail: at each step, and
+    // at each step with one of its undoing steps failing too.
+    let mut runs = 0;
+    for n in 1..=4u16 {
+        let maps: Vec<PortMap> = (0..n).map(|i| map(8080 + i, 80 + i)).collect();
+        let plan = Plan::whole(publish(ID, "docker0", &maps));
+        for fail_at in 0..plan.steps.len() {
+            // The undo of `fail_at` done steps are performed after it.
+            for undo_fail in std::iter::once(None).chain((fail_at + 1..=2 * fail_at).map(Some)) {
+                let (mut s, mut host) = started();
+                host.fail = [fail_at].into_iter().chain(undo_fail).collect();
+                let r = execute_now(&mut host, &plan, &mut |e| apply(&mut s, &e));
+                let failed = r.expect_err("a failed step fails the plan");
+                assert_eq!(failed.failures.len(), 1 + usize::from(undo_fail.is_some()));
+                let what = format!("{n} ports, failing at {fail_at}, undo failing at {undo_fail:?}");
+                assert_truthful(&s, &host, &what);
+                if undo_fail.is_none() {
+                    assert!(host.rules.is_empty() && host.ports.is_empty(), "{what}: not all undone");
+                }
+                // The exit takes what the state knows of: all of it when the
+                // undoing went through. A rule whose undoing failed has no
+                // port left to lead to: it stays, listed as berth's, until
+                // berthd's start clears stale port rules.
+                let _ = execute_now(&mut host, &exit(&s, ID, 1, None), &mut |e| apply(&mut s, &e));
+                assert_truthful(&s, &host, &format!("{what}, then exited"));
+                assert!(host.ports.is_empty() && host.mounts.is_empty(), "{what}: leaked");
+                assert!(host.rules.len() <= usize::from(undo_fail.is_some()), "{what}: leaked {:?}", host.rules);
+                runs += 1;
+            }
+        }
+    }
+    assert!(runs > 150, "{runs}");
+}
+
+#[test]
+fn a_teardown_that_fails_anywhere_does_the_rest_and_leaves_the_state_truthful() {
+    let mut runs = 0;
+    for n in 0..=3u16 {
+        let maps: Vec<PortMap> = (0..n).map(|i| map(9000 + i, 80 + i)).collect();
+        let steps = {
+            let (mut s, mut host) = started();
+            execute_now(&mut host, &Plan::whole(publish(ID, "docker0", &maps)), &mut |e| apply(&mut s, &e)).unwrap();
+            exit(&s, ID, 0, None).steps.len()
+        };
+        for fail_a in 0..steps {
+            for fail_b in std::iter::once(None).chain((fail_a + 1..steps).map(Some)) {
+                let (mut s, mut host) = started();
+                execute_now(&mut host, &Plan::whole(publish(ID, "docker0", &maps)), &mut |e| apply(&mut s, &e)).unwrap();
+                host.performed.clear();
+                host.fail = [fail_a].into_iter().chain(fail_b).collect();
+                let plan = exit(&s, ID, 0, None);
+                let failed = execute_now(&mut host, &plan, &mut |e| apply(&mut s, &e)).expect_err("a failed step is reported");
+                // Best effort: every step was tried.
+                assert_eq!(host.performed.len(), plan.steps.len());
+                assert_eq!(failed.failures.len(), 1 + usize::from(fail_b.is_some()));
+                assert_truthful(&s, &host, &format!("{n} ports, failing at {fail_a} and {fail_b:?}"));
+                runs += 1;
+            }
+        }
+    }
+    assert!(runs > 150, "{runs}");
+}
+
+#[test]
+fn leaving_one_network_takes_only_the_ports_that_lead_to_it_and_deletes_its_pair() {
+    let (mut s, mut host) = started();
+    execute_now(&mut host, &Plan::whole(publish(ID, "docker0", &[map(8081, 80)])), &mut |e| apply(&mut s, &e)).unwrap();
+    apply(
+        &mut s,
+        &Event::EndpointAttached {
+            id: ID.into(),
+            network: "labnet".into(),
+            bridge: "br-0123456789ab".into(),
+            host_if: "veth7654321".into(),
+            ifname: "eth1".into(),
+            ip: "10.1.0.2".into(),
+            prefix: 24,
+            mac: "02:42:0a:01:00:02".into(),
+            gateway: "10.1.0.1".into(),
+            netns: format!("/run/netns/{ID}"),
+        },
+    );
+    host.endpoints.insert("veth7654321".into());
+    let plan = leave(&s, ID, "labnet");
+    assert_eq!(
+        plan.steps,
+        vec![Step::DetachEndpoint {
+            id: ID.into(),
+            network: "labnet".into(),
+            host_if: "veth7654321".into(),
+            ip: "10.1.0.2".into(),
+            keep_link: false
+        }]
+    );
+    execute_now(&mut host, &plan, &mut |e| apply(&mut s, &e)).unwrap();
+    assert_truthful(&s, &host, "left labnet");
+    let plan = leave(&s, ID, "bridge");
+    assert_eq!(plan.steps.len(), 5, "three rules, the port, the endpoint: {plan:?}");
+    execute_now(&mut host, &plan, &mut |e| apply(&mut s, &e)).unwrap();
+    assert_truthful(&s, &host, "left bridge");
+    assert!(leave(&s, ID, "bridge").steps.is_empty(), "nothing left to leave");
+}
