@@ -64,6 +64,31 @@ pub mod refusal {
         (status != Status::Running && !status.can_start()).then(|| format!("cannot start container {id} in state {}", status.as_str()))
     }
 
+    /// A name another container has (create, rename).
+    pub fn name_in_use(name: &str, holder: &str) -> String {
+        format!(
+            "Conflict. The container name \"/{name}\" is already in use by container \"{holder}\". You have to remove (or rename) that container to be able to reuse that name."
+        )
+    }
+
+    /// A host port the userland proxy could not take (`cause`: the bind's
+    /// error, "address already in use").
+    pub fn port_in_use(endpoint: &str, proto: &str, host_ip: std::net::Ipv4Addr, host_port: u16, cause: &str) -> String {
+        format!(
+            "driver failed programming external connectivity on endpoint {endpoint}: Error starting userland proxy: listen {proto}4 {host_ip}:{host_port}: bind: {cause}"
+        )
+    }
+
+    /// No volume has this name.
+    pub fn no_such_volume(name: &str) -> String {
+        format!("get {name}: no such volume")
+    }
+
+    /// A volume containers (`users`, their IDs) still mount.
+    pub fn volume_in_use(name: &str, users: &[String]) -> String {
+        format!("remove {name}: volume is in use - [{}]", users.join(", "))
+    }
+
     /// Why a removal is refused; `restarting`: waiting for its restart
     /// policy's next start.
     pub fn remove(id: &str, status: Status, restarting: bool, force: bool) -> Option<String> {
@@ -89,6 +114,14 @@ pub struct RwLayer {
 }
 
 impl RwLayer {
+    /// Container `id`'s layer in the overlay store at `store` (Docker's
+    /// overlay2 layout: `<id>/diff`, `work`, `merged`) over `lower`, its
+    /// image's layer dirs, top-most first.
+    pub fn for_container(store: &str, id: &str, lower: Vec<String>) -> Self {
+        let dir = format!("{}/{id}", store.trim_end_matches('/'));
+        RwLayer { lower, upper: format!("{dir}/diff"), work: format!("{dir}/work"), merged: format!("{dir}/merged") }
+    }
+
     /// The overlay mount options for this stack.
     pub fn mount_options(&self) -> String {
         format!("lowerdir={},upperdir={},workdir={}", self.lower.join(":"), self.upper, self.work)

@@ -683,18 +683,18 @@ impl Sim {
             }
             ["volume", "inspect", name] => match self.state.volumes.get(*name) {
                 Some(v) => format!("[\n    {{\n        \"CreatedAt\": \"2026-11-28T12:00:00Z\",\n        \"Driver\": \"local\",\n        \"Labels\": null,\n        \"Mountpoint\": \"{}\",\n        \"Name\": \"{name}\",\n        \"Options\": null,\n        \"Scope\": \"local\"\n    }}\n]\n", v.mountpoint),
-                None => format!("[]\nError response from daemon: get {name}: no such volume\n"),
+                None => format!("[]\nError response from daemon: {}\n", refusal::no_such_volume(name)),
             },
             ["volume", "rm", name] => {
                 let users: Vec<String> = self.state.containers.values().filter(|c| c.mounts.iter().any(|m| m.name == *name)).map(|c| c.id.clone()).collect();
                 if !users.is_empty() {
-                    format!("Error response from daemon: remove {name}: volume is in use - [{}]\n", users.join(", "))
+                    format!("Error response from daemon: {}\n", refusal::volume_in_use(name, &users))
                 } else if self.state.volumes.contains_key(*name) {
                     self.emit(Event::VolumeRemoved { name: (*name).into() });
                     self.volume_files.remove(*name);
                     format!("{name}\n")
                 } else {
-                    format!("Error response from daemon: get {name}: no such volume\n")
+                    format!("Error response from daemon: {}\n", refusal::no_such_volume(name))
                 }
             }
             ["version"] => format!(
@@ -817,22 +817,13 @@ impl Sim {
         }
         if let Some(n) = &name {
             if let Some(other) = self.state.containers.values().find(|c| c.name == *n) {
-                return format!("docker: Error response from daemon: Conflict. The container name \"/{n}\" is already in use by container \"{}\". You have to remove (or rename) that container to be able to reuse that name.\nSee 'docker run --help'.\n", other.id);
-            }
-        }
-        for (h, _) in &ports {
-            if self.state.containers.values().any(|c| c.ports.iter().any(|p| p.host_port == *h)) {
-                return format!("docker: Error response from daemon: driver failed programming external connectivity on endpoint: Error starting userland proxy: listen tcp4 0.0.0.0:{h}: bind: address already in use.\n");
+                return format!("docker: Error response from daemon: {}\nSee 'docker run --help'.\n", refusal::name_in_use(n, &other.id));
             }
         }
         let id = self.hex(64);
         let name = name.unwrap_or_else(|| format!("sim_{}", &id[..6]));
-        let layer = RwLayer {
-            lower: img.layers.iter().rev().map(|l| format!("{ROOT}/overlay2/{l}/diff")).collect(),
-            upper: format!("{ROOT}/overlay2/{id}/diff"),
-            work: format!("{ROOT}/overlay2/{id}/work"),
-            merged: format!("{ROOT}/overlay2/{id}/merged"),
-        };
+        let store = format!("{ROOT}/overlay2");
+        let layer = RwLayer::for_container(&store, &id, img.layers.iter().rev().map(|l| format!("{store}/{l}/diff")).collect());
         let mut mounts = Vec::new();
         // A source that is a path is a bind mount of a host dir, not a volume.
         let (binds, volumes): (Vec<_>, Vec<_>) =
@@ -906,6 +897,24 @@ impl Sim {
             gateway: "172.17.0.1".into(),
             netns,
         });
+        // A host port another container holds: the start fails as berthd's
+        // does, its run taken apart, and the container stays, exited.
+        if let Some((h, _)) = ports.iter().find(|(h, _)| self.state.containers.values().any(|c| c.ports.iter().any(|p| p.host_port == *h)))
+        {
+            let why = refusal::port_in_use(&id[..12], "tcp", Ipv4Addr::UNSPECIFIED, *h, "address already in use");
+            self.execute(&plan::exit(&self.state, &id, 127, None));
+            // The CLI: the ID it created (detached), its waiter's log line,
+            // then the error.
+            if detach {
+                out.push_str(&format!("{id}\n"));
+            }
+            let now = chrono::DateTime::from_timestamp_millis(self.now_ms as i64).unwrap_or_default();
+            out.push_str(&format!(
+                "time=\"{}\" level=error msg=\"Error waiting for container: {why}\"\ndocker: Error response from daemon: {why}\n\nRun 'docker run --help' for more information\n",
+                now.format("%Y-%m-%dT%H:%M:%SZ")
+            ));
+            return out;
+        }
         let maps: Vec<PortMap> = ports
             .iter()
             .map(|(h, c)| PortMap {
@@ -1149,11 +1158,8 @@ impl Sim {
                 _ => format!("Exited ({}) Less than a second ago", c.exit_code.unwrap_or(0)),
             };
             let ports = c.ports.iter().map(|p| format!("0.0.0.0:{}->{}/tcp", p.host_port, p.container_port)).collect::<Vec<_>>().join(", ");
-            let ports = if ports.is_empty() && c.image.starts_with("nginx") && c.status == crate::Status::Running {
-                "80/tcp".to_string()
-            } else {
-                ports
-            };
+            // Nothing published: the ports its image exposes, whatever its state.
+            let ports = if ports.is_empty() { self.lookup(&c.image).and_then(|i| i.exposed).unwrap_or_default() } else { ports };
             rows.push(vec![c.id[..12].to_string(), c.image.clone(), cmd, "Less than a second ago".into(), status, ports, c.name.clone()]);
         }
         table(&rows)
@@ -1695,6 +1701,32 @@ mod tests {
     /// directory (pwd, cd, relative paths, vi of the lab's relative path),
     /// `ip link show master docker0` lists the bridge's ports only, and
     /// `iptables -L CHAIN` lists that chain.
+    #[test]
+    fn a_run_whose_host_port_is_taken_fails_as_berthds_and_leaves_the_container_exited_with_nothing_held() {
+        let mut sim = Sim::new(1_767_225_600_000);
+        run(&mut sim, "docker run --name first -d -p 80:80 nginx:alpine");
+        let rules = sim.state.rules.clone();
+        let out = run(&mut sim, "docker run --name second -d -p 80:80 nginx:alpine");
+        let second = sim.state.containers.values().find(|c| c.name == "second").expect("the container stays").clone();
+        assert_eq!(
+            out,
+            format!(
+                "{id}\ntime=\"2026-01-01T00:00:00Z\" level=error msg=\"Error waiting for container: {why}\"\ndocker: Error response from daemon: {why}\n\nRun 'docker run --help' for more information\n",
+                id = second.id,
+                why = format!("driver failed programming external connectivity on endpoint {}: Error starting userland proxy: listen tcp4 0.0.0.0:80: bind: address already in use", &second.id[..12])
+            )
+        );
+        assert_eq!((second.status, second.exit_code), (crate::Status::Exited, Some(127)));
+        assert!(second.endpoints.is_empty() && second.ports.is_empty() && !second.mounted, "{second:?}");
+        assert_eq!(sim.state.rules, rules, "no rule added or taken");
+        assert_eq!(sim.state.links.keys().filter(|l| l.starts_with("veth")).count(), 1, "first's pair only: {:?}", sim.state.links.keys());
+        assert_eq!(run(&mut sim, "docker rm second"), "second\n");
+        // Its address went back: the next container gets it.
+        run(&mut sim, "docker run --name third -d nginx:alpine");
+        let third = sim.state.containers.values().find(|c| c.name == "third").unwrap();
+        assert_eq!(third.endpoints["bridge"].ip, "172.17.0.3");
+    }
+
     #[test]
     fn a_container_shell_has_a_working_directory_and_listings_filter_as_the_tools_do() {
         let mut sim = Sim::new(0);

@@ -6,6 +6,7 @@ use axum::extract::{Path, Query, State};
 use axum::http::StatusCode;
 use axum::routing::{delete, get, post};
 use axum::{Json, Router};
+use berth_shared::container::refusal;
 use serde_json::{json, Value};
 
 use super::model::VolumeCreate;
@@ -87,7 +88,7 @@ async fn create(State(st): State<AppState>, Checked(body, typed): Checked<Volume
 
 async fn inspect(State(st): State<AppState>, Path(name): Path<String>) -> ApiResult<Json<Value>> {
     let vols = &st.containers.volumes;
-    let v = vols.get(&name).ok_or_else(|| ApiError::not_found(format!("get {name}: no such volume")))?;
+    let v = vols.get(&name).ok_or_else(|| ApiError::not_found(refusal::no_such_volume(&name)))?;
     Ok(Json(vols.describe(&v)))
 }
 
@@ -97,11 +98,11 @@ async fn remove(State(st): State<AppState>, Path(name): Path<String>, Query(q): 
         if force {
             return Ok(StatusCode::NO_CONTENT);
         }
-        return Err(ApiError::not_found(format!("get {name}: no such volume")));
+        return Err(ApiError::not_found(refusal::no_such_volume(&name)));
     }
     let users = st.containers.using_volume(&name);
     if !users.is_empty() {
-        return Err(ApiError::new(ErrorKind::Conflict, format!("remove {name}: volume is in use - [{}]", users.join(", "))));
+        return Err(ApiError::new(ErrorKind::Conflict, refusal::volume_in_use(&name, &users)));
     }
     st.containers.volumes.remove(&name)?;
     Ok(StatusCode::NO_CONTENT)

@@ -549,10 +549,7 @@ impl Containers {
         };
         if let Ok(other) = self.get(&name) {
             if other.record().name == name {
-                return Err(ApiError::new(
-                    ErrorKind::Conflict,
-                    format!("Conflict. The container name \"/{name}\" is already in use by container \"{}\". You have to remove (or rename) that container to be able to reuse that name.", other.id),
-                ));
+                return Err(ApiError::new(ErrorKind::Conflict, refusal::name_in_use(&name, &other.id)));
             }
         }
         let id = new_id();
@@ -583,15 +580,13 @@ impl Containers {
         let requests = mount_requests(&host_config, &config)?;
         let mounts = self.make_mounts(&requests)?;
         let dir = self.dir(&id);
-        let layer_dir = self.data_root.join("overlay2").join(&id);
         let mk = |p: &Path| fs::create_dir_all(p).map_err(internal);
         mk(&dir)?;
-        let layer = RwLayer {
-            lower: image.layers.iter().rev().map(|l| self.images.layer_diff(&l.chain_id).display().to_string()).collect(),
-            upper: layer_dir.join("diff").display().to_string(),
-            work: layer_dir.join("work").display().to_string(),
-            merged: layer_dir.join("merged").display().to_string(),
-        };
+        let layer = RwLayer::for_container(
+            &self.data_root.join("overlay2").display().to_string(),
+            &id,
+            image.layers.iter().rev().map(|l| self.images.layer_diff(&l.chain_id).display().to_string()).collect(),
+        );
         for p in [&layer.upper, &layer.work, &layer.merged] {
             mk(Path::new(p))?;
         }
@@ -1075,10 +1070,7 @@ impl Containers {
                 return Err(ApiError::bad_request("Renaming a container with the same name as its current name"));
             }
             if let Some(other) = map.values().find(|o| o.id != c.id && o.record().name == new) {
-                return Err(ApiError::conflict(format!(
-                    "Error when allocating new name: Conflict. The container name \"/{new}\" is already in use by container \"{}\". You have to remove (or rename) that container to be able to reuse that name.",
-                    other.id
-                )));
+                return Err(ApiError::conflict(format!("Error when allocating new name: {}", refusal::name_in_use(new, &other.id))));
             }
             c.update(|r| {
                 r.name = new.to_string();

@@ -281,7 +281,7 @@ impl Volumes {
     pub fn remove(&self, name: &str) -> Result<(), ApiError> {
         let rec = self.map.lock().unwrap_or_else(|p| p.into_inner()).remove(name);
         if rec.is_none() {
-            return Err(ApiError::not_found(format!("get {name}: no such volume")));
+            return Err(ApiError::not_found(berth_shared::container::refusal::no_such_volume(name)));
         }
         let dir = self.root.join(name);
         if let Err(e) = fs::remove_dir_all(&dir) {

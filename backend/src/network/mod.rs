@@ -306,13 +306,13 @@ impl BridgeNetwork {
         for req in requests {
             let target = std::net::SocketAddr::from((ep.ip, req.container_port));
             let p = proxy::start(&req.proto, req.host_ip, req.host_port, target).await.map_err(|e| {
-                let shown = if req.host_port == 0 { "0".to_string() } else { req.host_port.to_string() };
-                NetError::Conflict(format!(
-                    "driver failed programming external connectivity on endpoint {}: Error starting userland proxy: listen {}4 {}:{shown}: bind: {}",
+                let cause = if e.kind() == std::io::ErrorKind::AddrInUse { "address already in use".to_string() } else { e.to_string() };
+                NetError::Conflict(berth_shared::container::refusal::port_in_use(
                     &container_id[..12],
-                    req.proto,
+                    &req.proto,
                     req.host_ip,
-                    if e.kind() == std::io::ErrorKind::AddrInUse { "address already in use".to_string() } else { e.to_string() }
+                    req.host_port,
+                    &cause,
                 ))
             })?;
             maps.push(nat::PortMap {

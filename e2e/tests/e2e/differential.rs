@@ -24,6 +24,10 @@ const SCRIPT: &[&str] = &[
     "docker exec nginx-demo pwd",
     "docker exec -w /usr/share/nginx nginx-demo ls html",
     "curl -s http://127.0.0.1/",
+    // A port another container holds: the start fails, the container stays.
+    "docker run --name second -d -p 80:80 nginx:alpine",
+    "docker ps -a",
+    "docker rm second",
     // A file edited in the container is copied up and served as edited.
     "docker exec nginx-demo sh -c \"echo edited inside nginx-demo > /usr/share/nginx/html/index.html\"",
     "curl -s http://127.0.0.1/index.html",
@@ -116,10 +120,16 @@ fn normalise(text: &str) -> String {
         if line == "Error: Peer netns reference is invalid." {
             continue;
         }
+        // The CLI's waiter logs a failed start too, before or after the
+        // error itself as its goroutines run: not an order to compare.
+        if line.contains("level=error msg=\"Error waiting for container: ") {
+            continue;
+        }
         let words: Vec<String> = line
             .split(' ')
             .map(|w| {
-                let hexish = w.len() >= 12 && w.chars().all(|c| c.is_ascii_hexdigit());
+                let hex = w.strip_suffix(':').unwrap_or(w);
+                let hexish = hex.len() >= 12 && hex.chars().all(|c| c.is_ascii_hexdigit());
                 // What the kernel numbers or draws at random: a link's index
                 // ("4:", "@if3:"), a veth's name, a MAC, a netns id.
                 let mac = w.len() == 17
@@ -142,7 +152,7 @@ fn normalise(text: &str) -> String {
                     .iter()
                     .any(|u| w.strip_suffix(u).is_some_and(|n| !n.is_empty() && n.chars().all(|c| c.is_ascii_digit() || c == '.')));
                 if hexish {
-                    "<id>".to_string()
+                    format!("<id>{}", &w[hex.len()..])
                 } else if size {
                     "<size>".to_string()
                 } else {
