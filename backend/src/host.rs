@@ -20,21 +20,61 @@ pub struct LinuxHost<'a> {
     /// The container's endpoints as berthd recorded them: what each holds
     /// beyond what the state shows (its IPv6 address).
     endpoints: &'a BTreeMap<String, Endpoint>,
+    /// Where plans are journaled while they run (the exec root's `plans/`).
+    journal: Option<&'a Path>,
 }
+
+/// Journaled plans are numbered in this berthd's lifetime.
+static JOURNALED: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
 
 impl<'a> LinuxHost<'a> {
     pub fn new(nets: Option<&'a Networks>, endpoints: &'a BTreeMap<String, Endpoint>) -> Self {
-        LinuxHost { nets, endpoints }
+        LinuxHost { nets, endpoints, journal: None }
+    }
+
+    /// Journals the whole plans of more than one step this host runs in
+    /// `dir`: written before the first step, removed once the plan is done
+    /// or undone, so a berthd killed in between leaves the plan for the
+    /// next one to take back ([`undo_interrupted`]). (A one-step plan is
+    /// its own journal: the kernel has its object or not, and the start's
+    /// reconciling sees which.)
+    pub fn journaled(mut self, dir: &'a Path) -> Self {
+        self.journal = Some(dir);
+        self
     }
 
     /// Runs `plan` here, telling the bus each done step's event. A failed
     /// best-effort step is logged: its object stays, and so does the state's
     /// word for it.
     pub async fn run(&mut self, plan: &Plan, bus: &EventBus) -> Result<(), plan::Failed<String>> {
+        let journal = match self.journal {
+            Some(dir) if plan.mode == plan::Mode::Whole && plan.steps.len() > 1 => {
+                let n = JOURNALED.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                let path = dir.join(format!("{}-{n}.json", std::process::id()));
+                // In the exec root: gone with a reboot, as the kernel's objects
+                // are, so a rename without fsync is enough for a crash.
+                let written = std::fs::create_dir_all(dir)
+                    .and_then(|_| serde_json::to_vec(plan).map_err(std::io::Error::other))
+                    .and_then(|bytes| crate::durable::write_atomic(&path, &bytes));
+                // Unjournaled, the plan still runs: the start's reconciling
+                // covers what a crash would leave of it.
+                match written {
+                    Ok(()) => Some(path),
+                    Err(e) => {
+                        tracing::warn!(error = %e, journal = %path.display(), "journaling a plan: it runs unjournaled");
+                        None
+                    }
+                }
+            }
+            _ => None,
+        };
         let r = plan::execute(self, plan, &mut |e| {
             bus.emit(e);
         })
         .await;
+        if let Some(path) = journal {
+            let _ = std::fs::remove_file(path);
+        }
         if let Err(failed) = &r {
             for f in &failed.failures {
                 tracing::warn!(step = ?f.step, error = %f.error, "a step failed: what it concerns stays as it was");
@@ -44,10 +84,33 @@ impl<'a> LinuxHost<'a> {
     }
 }
 
+/// Daemon start: every plan a killed berthd left journaled is taken back
+/// (its steps' undoing, last first; one never done fails harmlessly), then
+/// its journal goes. Returns how many plans were undone.
+pub async fn undo_interrupted(dir: &Path, bus: &EventBus) -> usize {
+    let mut undone = 0;
+    for e in std::fs::read_dir(dir).into_iter().flatten().flatten() {
+        let path = e.path();
+        let plan: Option<Plan> = std::fs::read(&path).ok().and_then(|b| serde_json::from_slice(&b).ok());
+        match plan {
+            Some(plan) => {
+                tracing::warn!(steps = plan.steps.len(), journal = %path.display(), "undoing a plan a killed berthd left part done");
+                let endpoints = BTreeMap::new();
+                let _ = LinuxHost::new(None, &endpoints).run(&plan.undoing(), bus).await;
+                undone += 1;
+            }
+            None => tracing::warn!(journal = %path.display(), "an unreadable plan journal: removed"),
+        }
+        let _ = std::fs::remove_file(&path);
+    }
+    undone
+}
+
 impl plan::Host for LinuxHost<'_> {
     type Error = String;
 
     async fn perform(&mut self, step: &Step) -> Result<Vec<Event>, String> {
+        crate::fault::point("plan.step");
         match step {
             Step::Announce(_) => {}
             Step::MountOverlay { merged, options, .. } => {

@@ -22,6 +22,46 @@ impl Rule {
     }
 }
 
+/// Tables and chains berth's rules are in (a rule names them as `&'static
+/// str`s; one read back from a journal is matched against these).
+const NAMES: &[&str] = &[
+    "filter",
+    "nat",
+    "DOCKER",
+    "DOCKER-ISOLATION-STAGE-1",
+    "DOCKER-ISOLATION-STAGE-2",
+    "DOCKER-USER",
+    "FORWARD",
+    "INPUT",
+    "OUTPUT",
+    "PREROUTING",
+    "POSTROUTING",
+];
+
+/// A rule as JSON: its table, chain and words.
+#[derive(serde::Serialize, serde::Deserialize)]
+struct RuleJson {
+    table: String,
+    chain: String,
+    spec: Vec<String>,
+}
+
+impl serde::Serialize for Rule {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        RuleJson { table: self.table.into(), chain: self.chain.into(), spec: self.spec.clone() }.serialize(s)
+    }
+}
+
+impl<'de> serde::Deserialize<'de> for Rule {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        let j = RuleJson::deserialize(d)?;
+        let known = |n: &str| {
+            NAMES.iter().copied().find(|k| *k == n).ok_or_else(|| serde::de::Error::custom(format!("not a table or chain of berth's: {n}")))
+        };
+        Ok(Rule { table: known(&j.table)?, chain: known(&j.chain)?, spec: j.spec })
+    }
+}
+
 /// Chains Docker makes, by table.
 pub const CHAINS: &[(&str, &str)] = &[
     ("filter", "DOCKER"),
@@ -189,6 +229,15 @@ pub fn port_rules(bridge: &str, p: &PortMap) -> Vec<Rule> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_rule_goes_to_json_and_back_and_only_into_berths_chains() {
+        let r = Rule::new("nat", "DOCKER", "! -i docker0 -p tcp -m tcp --dport 80 -j DNAT --to-destination 172.17.0.2:80");
+        let back: Rule = serde_json::from_str(&serde_json::to_string(&r).unwrap()).unwrap();
+        assert_eq!(back, r);
+        let other = r#"{"table":"nat","chain":"SOMEONE-ELSES","spec":["-j","ACCEPT"]}"#;
+        assert!(serde_json::from_str::<Rule>(other).unwrap_err().to_string().contains("SOMEONE-ELSES"));
+    }
 
     #[test]
     fn a_published_ports_rules_are_recognised_as_such_and_nothing_else() {

@@ -16,7 +16,7 @@ use crate::state::State;
 use crate::RwLayer;
 
 /// One thing done to the host.
-#[derive(Clone, Debug, PartialEq)]
+#[derive(Clone, Debug, PartialEq, serde::Serialize, serde::Deserialize)]
 pub enum Step {
     /// Nothing to do on the host; the event is told (a container's "die").
     Announce(Event),
@@ -101,7 +101,7 @@ impl Step {
 }
 
 /// How a plan meets a step that fails.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub enum Mode {
     /// All or nothing (setting up): what was done is undone, last first.
     Whole,
@@ -112,7 +112,7 @@ pub enum Mode {
 }
 
 /// The steps of one decision and how they meet a failure.
-#[derive(Clone, Debug, PartialEq)]
+#[derive(Clone, Debug, PartialEq, serde::Serialize, serde::Deserialize)]
 pub struct Plan {
     pub mode: Mode,
     pub steps: Vec<Step>,
@@ -124,6 +124,13 @@ impl Plan {
     }
     pub fn best_effort(steps: Vec<Step>) -> Self {
         Plan { mode: Mode::BestEffort, steps }
+    }
+
+    /// What takes back whatever of this plan was done, last first, as much
+    /// as can be (a crash interrupted it: which steps were done is not
+    /// known, and undoing one that was not fails harmlessly).
+    pub fn undoing(&self) -> Plan {
+        Plan::best_effort(self.steps.iter().rev().filter_map(Step::undo).collect())
     }
 }
 

@@ -276,6 +276,10 @@ impl Containers {
     /// killed (their records say exited; nothing would ever stop them), and
     /// the emptied cgroups and run dirs go.
     pub async fn recover(&self) {
+        let undone = crate::host::undo_interrupted(&self.plans_dir(), &self.bus).await;
+        if undone > 0 {
+            tracing::warn!(plans = undone, "took back plans a killed berthd left part done");
+        }
         let killed = self.resources.kill_orphans(&self.device_cgroups.container_procs()).await;
         if !killed.is_empty() {
             tracing::warn!(containers = ?killed, "killed processes left running by an earlier berthd");
@@ -752,6 +756,11 @@ impl Containers {
             caps.retain(|c| c != "CAP_MKNOD");
         }
         caps
+    }
+
+    /// Where plans are journaled while they run.
+    pub(super) fn plans_dir(&self) -> PathBuf {
+        self.exec_root.join("plans")
     }
 
     /// This daemon's exec-root (run-time state).

@@ -301,7 +301,8 @@ impl Containers {
             if i == 0 && !net.spec.internal {
                 let maps = net.claim_ports(&rec.id, &ep, &requests).await?;
                 let publish = Plan::whole(plan::publish(&rec.id, net.bridge(), &maps));
-                if let Err(failed) = LinuxHost::new(Some(&nets), &rec.endpoints).run(&publish, &self.bus).await {
+                let journal = self.plans_dir();
+                if let Err(failed) = LinuxHost::new(Some(&nets), &rec.endpoints).journaled(&journal).run(&publish, &self.bus).await {
                     net.stop_proxies(&rec.id);
                     return Err(ApiError::conflict(failed.to_string()));
                 }

@@ -175,6 +175,42 @@ fn a_berthd_killed_at_any_step_of_run_stop_or_rm_leaves_nothing_behind() {
     }
 }
 
+/// berthd killed between the steps of a start's plans (`plan.step:n`: before
+/// the n-th step it performs — the root's mount, then each of the published
+/// port's three rules and the port itself): the publish plan was journaled,
+/// the next berthd takes it back first (its log says so), nothing is left,
+/// and the port is free again.
+#[test]
+fn a_berthd_killed_between_a_plans_steps_has_the_journaled_plan_taken_back() {
+    let (sb, mut d) = node1().unwrap();
+    sb.docker_ok(&d, &["pull", "alpine"]);
+    assert!(d.terminate().unwrap().success());
+    let mirror = ["--registry-mirror", "http://127.0.0.1:5000"];
+    let plans = sb.dir().join("berth/run/plans");
+    let journals = || std::fs::read_dir(&plans).map(|d| d.count()).unwrap_or(0);
+    for n in 2..=5 {
+        let fault = format!("plan.step:{n}");
+        let mut d = sb.start_berthd_env(&[("BERTH_FAULT", fault.as_str())], &mirror).unwrap();
+        let _ = sb.docker(&d, &["run", "-d", "--name", "faulty", "-p", "8094:80", "alpine", "sleep", "6012"]);
+        assert!(dies(&mut d), "{fault}: berthd did not die:\n{}", d.log_text());
+        assert_eq!(journals(), 1, "{fault}: the publish plan is journaled while it runs");
+        let mut d = sb.start_berthd(&mirror).unwrap();
+        berth_e2e::sandbox::until(10, "the journaled plan to be taken back", || {
+            d.log_text().contains("undoing a plan a killed berthd left part done")
+        });
+        assert_eq!(journals(), 0, "{fault}: the journal is gone once the plan is taken back");
+        let rules = sb.run("sh", &["-c", "iptables-save | grep -c 'dport 8094' || true"]).unwrap();
+        assert_eq!(String::from_utf8_lossy(&rules.stdout).trim(), "0", "{fault}: a rule of the interrupted publish is left");
+        let _ = sb.docker(&d, &["rm", "-f", "faulty"]);
+        let left = leftovers(&sb, "6012");
+        assert!(left.is_empty(), "{fault}: left behind {left:#?}\n{}", d.log_text());
+        sb.docker_ok(&d, &["run", "-d", "--name", "faulty", "-p", "8094:80", "alpine", "sleep", "6012"]);
+        sb.docker_ok(&d, &["rm", "-f", "faulty"]);
+        assert_eq!(journals(), 0, "a plan that ran through leaves no journal");
+        assert!(d.terminate().unwrap().success());
+    }
+}
+
 /// berthd killed while a pull has a layer unpacked but not stored, and
 /// while a build's COPY step has its overlay mounted: the next berthd
 /// leaves no scratch dir or mount behind, and the pull and the build work.

@@ -258,3 +258,21 @@ fn leaving_one_network_takes_only_the_ports_that_lead_to_it_and_deletes_its_pair
     assert_truthful(&s, &host, "left bridge");
     assert!(leave(&s, ID, "bridge").steps.is_empty(), "nothing left to leave");
 }
+
+#[test]
+fn a_plan_interrupted_anywhere_is_taken_back_by_its_undoing_read_from_json() {
+    // A crash after any number of a publish's steps (no undo ran): the
+    // journal, read back, undoes what was done; what was not is skipped.
+    let maps = [map(8081, 80), map(8443, 443)];
+    let plan = Plan::whole(publish(ID, "docker0", &maps));
+    let journal: Plan = serde_json::from_str(&serde_json::to_string(&plan).unwrap()).unwrap();
+    assert_eq!(journal, plan);
+    for done in 0..=plan.steps.len() {
+        let (mut s, mut host) = started();
+        let partial = Plan::whole(plan.steps[..done].to_vec());
+        execute_now(&mut host, &partial, &mut |e| apply(&mut s, &e)).unwrap();
+        let _ = execute_now(&mut host, &journal.undoing(), &mut |e| apply(&mut s, &e));
+        assert!(host.rules.is_empty() && host.ports.is_empty(), "{done} steps done: {:?}", host.rules);
+        assert_truthful(&s, &host, &format!("{done} steps done, then undone"));
+    }
+}
