@@ -236,14 +236,10 @@ pub fn publish(id: &str, bridge: &str, maps: &[PortMap]) -> Vec<Step> {
     steps
 }
 
-/// Taking `maps` back: each port's rules, then the port.
+/// Taking `maps` back: the undoing of each step of their publishing, in
+/// the same order (each port's rules, then the port).
 pub fn unpublish(id: &str, bridge: &str, maps: &[PortMap]) -> Vec<Step> {
-    let mut steps = Vec::new();
-    for map in maps {
-        steps.extend(port_rules(bridge, map).into_iter().map(Step::DeleteRule));
-        steps.push(Step::Unpublish { id: id.into(), map: map.clone() });
-    }
-    steps
+    publish(id, bridge, maps).iter().filter_map(Step::undo).collect()
 }
 
 /// A container's published ports as the state holds them, with the bridge

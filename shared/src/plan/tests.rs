@@ -84,25 +84,32 @@ fn started() -> (State, FakeHost) {
     );
     let mut host = FakeHost::default();
     execute_now(&mut host, &Plan::whole(vec![mount_root(ID, &layer())]), &mut |e| apply(&mut s, &e)).unwrap();
-    apply(
-        &mut s,
-        &Event::EndpointAttached {
-            id: ID.into(),
-            network: "bridge".into(),
-            bridge: "docker0".into(),
-            host_if: "veth1234567".into(),
-            ifname: "eth0".into(),
-            ip: "172.17.0.2".into(),
-            prefix: 16,
-            mac: "02:42:ac:11:00:02".into(),
-            gateway: "172.17.0.1".into(),
-            netns: format!("/run/netns/{ID}"),
-        },
-    );
-    host.endpoints.insert("veth1234567".into());
+    attach(&mut s, &mut host, ("bridge", "docker0"), ("veth1234567", "eth0"), "172.17.0.2");
     host.netns.insert(format!("/run/netns/{ID}"));
     host.performed.clear();
     (s, host)
+}
+
+/// Container ID joins `network` (on `bridge`) with a pair `host_if`/`ifname`
+/// and address `ip` (a /16 or /24 with the network's .1 as gateway).
+fn attach(s: &mut State, host: &mut FakeHost, (network, bridge): (&str, &str), (host_if, ifname): (&str, &str), ip: &str) {
+    let gateway = format!("{}.1", ip.rsplit_once('.').map_or(ip, |(net, _)| net));
+    apply(
+        s,
+        &Event::EndpointAttached {
+            id: ID.into(),
+            network: network.into(),
+            bridge: bridge.into(),
+            host_if: host_if.into(),
+            ifname: ifname.into(),
+            ip: ip.into(),
+            prefix: if bridge == "docker0" { 16 } else { 24 },
+            mac: "02:42:ac:11:00:02".into(),
+            gateway,
+            netns: format!("/run/netns/{ID}"),
+        },
+    );
+    host.endpoints.insert(host_if.into());
 }
 
 /// The state says what the host holds.
@@ -223,22 +230,7 @@ fn a_teardown_that_fails_anywhere_does_the_rest_and_leaves_the_state_truthful() 
 fn leaving_one_network_takes_only_the_ports_that_lead_to_it_and_deletes_its_pair() {
     let (mut s, mut host) = started();
     execute_now(&mut host, &Plan::whole(publish(ID, "docker0", &[map(8081, 80)])), &mut |e| apply(&mut s, &e)).unwrap();
-    apply(
-        &mut s,
-        &Event::EndpointAttached {
-            id: ID.into(),
-            network: "labnet".into(),
-            bridge: "br-0123456789ab".into(),
-            host_if: "veth7654321".into(),
-            ifname: "eth1".into(),
-            ip: "10.1.0.2".into(),
-            prefix: 24,
-            mac: "02:42:0a:01:00:02".into(),
-            gateway: "10.1.0.1".into(),
-            netns: format!("/run/netns/{ID}"),
-        },
-    );
-    host.endpoints.insert("veth7654321".into());
+    attach(&mut s, &mut host, ("labnet", "br-0123456789ab"), ("veth7654321", "eth1"), "10.1.0.2");
     let plan = leave(&s, ID, "labnet");
     assert_eq!(
         plan.steps,
