@@ -11,6 +11,7 @@ mod fuzz;
 pub mod index;
 mod scratch;
 mod sources;
+mod step;
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
@@ -21,8 +22,7 @@ use serde_json::{json, Value};
 use sha2::{Digest, Sha256};
 use tokio::sync::mpsc;
 
-use crate::dockerfile::instructions::{self, with_shell};
-use crate::dockerfile::{self, expand, Form, Kind, Step};
+use crate::dockerfile::{self, expand, Step};
 use crate::engine::containers::{Containers, Output, StreamKind};
 use crate::events::EventBus;
 use crate::ids::now_rfc3339;
@@ -31,7 +31,7 @@ use crate::image::reference::ImageRef;
 use crate::image::store::{chain_ids, hex_of, ImageRecord, ImageStore, LayerRef};
 use crate::storage::{copy, layer};
 use scratch::{mount_overlay, unmount, Scratch};
-use sources::copy_sources;
+use step::Work;
 
 /// What `POST /build` asked for.
 #[derive(Clone, Debug, Default)]
@@ -564,176 +564,12 @@ impl Builder {
         stages: &BTreeMap<String, Img>,
         globals: &[(String, String)],
     ) -> Result<(), BuildError> {
-        let (opts, ctx, build_id, out) = (job.opts, job.ctx, job.build_id, job.out);
+        let (opts, build_id, out) = (job.opts, job.build_id, job.out);
         let mut cfg = st.img.config["config"].clone();
         if !cfg.is_object() {
             cfg = json!({});
         }
-        let nop = |s: &str| format!("/bin/sh -c #(nop)  {s}");
-        // What the step does: the history line, extra cache input, and the
-        // filesystem work if any.
-        enum Work {
-            Meta,
-            Run(Vec<String>, Vec<String>),
-            Files(FileWork),
-        }
-        let mut cmd_set = st.cmd_set;
-        let applied = instructions::apply(&mut cfg, &st.img.config, &step.kind, &st.lookup(), &mut cmd_set).map_err(|e| at(step, e))?;
-        st.cmd_set = cmd_set;
-        let (created_by, extra, work): (String, String, Work) = match applied {
-            Some(a) => (nop(&a.shown), a.extra, Work::Meta),
-            None => match &step.kind {
-                Kind::Arg(args) => {
-                    let mut shown = Vec::new();
-                    for (k, default) in args {
-                        let default = match default {
-                            Some(d) => Some(st.expand(step, d)?),
-                            None => globals.iter().find(|(g, _)| g == k).map(|(_, v)| v.clone()),
-                        };
-                        let v = opts.buildargs.get(k).cloned().or(default.clone());
-                        if let Some(v) = v {
-                            st.args.push((k.clone(), v));
-                        }
-                        shown.push(match default {
-                            Some(d) => format!("{k}={d}"),
-                            None => k.clone(),
-                        });
-                    }
-                    (nop(&format!("ARG {}", shown.join(" "))), String::new(), Work::Meta)
-                }
-                Kind::Workdir(w) => {
-                    let dir = instructions::workdir(&cfg, &st.expand(step, w)?);
-                    cfg["WorkingDir"] = json!(dir);
-                    let d = dir.clone();
-                    let work = Work::Files(Box::new(move |root: &Path| {
-                        let wr = copy::Writer::new(root, copy::Attrs::default()).map_err(|e| e.to_string())?;
-                        if !wr.is_dir(Path::new(&d)) {
-                            wr.dir(Path::new(&d), None).map_err(|e| format!("creating WORKDIR {d}: {e}"))?;
-                        }
-                        Ok(())
-                    }));
-                    (nop(&format!("WORKDIR {dir}")), String::new(), work)
-                }
-                Kind::Maintainer(m) => {
-                    st.img.config["author"] = json!(m);
-                    (nop(&format!("MAINTAINER {m}")), String::new(), Work::Meta)
-                }
-                Kind::Run { cmd, heredocs } => {
-                    let argv = match (cmd, heredocs.first()) {
-                        (Form::Shell(s), Some(h))
-                            if s.trim() == format!("<<{}", h.name) || s.trim().starts_with("<<") && s.split_whitespace().count() == 1 =>
-                        {
-                            with_shell(&st.img.config, h.body.trim_end())
-                        }
-                        (Form::Shell(s), Some(_)) => {
-                            // `RUN cmd <<EOF`: the heredoc is the command's stdin.
-                            let mut script = s.clone();
-                            for h in heredocs {
-                                script.push('\n');
-                                script.push_str(&h.body);
-                                script.push_str(&h.name);
-                            }
-                            with_shell(&st.img.config, &script)
-                        }
-                        (Form::Shell(s), None) => with_shell(&st.img.config, s),
-                        (Form::Exec(a), _) => a.clone(),
-                    };
-                    let args: Vec<String> = st.args.iter().map(|(k, v)| format!("{k}={v}")).collect();
-                    let shown = match cmd {
-                        Form::Shell(s) if heredocs.is_empty() => format!("/bin/sh -c {s}"),
-                        _ => argv.join(" "),
-                    };
-                    let created = if args.is_empty() { shown } else { format!("|{} {} {shown}", args.len(), args.join(" ")) };
-                    (created, String::new(), Work::Run(argv, args))
-                }
-                Kind::Copy { add, from, chown, chmod, sources, dest, heredocs } => {
-                    let dest = st.expand(step, dest)?;
-                    let wd = cfg["WorkingDir"].as_str().filter(|w| !w.is_empty()).unwrap_or("/").to_string();
-                    let abs = if dest.starts_with('/') { dest.clone() } else { format!("{}/{}", wd.trim_end_matches('/'), dest) };
-                    let abs = if dest.ends_with('/') && !abs.ends_with('/') { format!("{abs}/") } else { abs };
-                    let owner = match chown {
-                        Some(c) => Some(self.owner_in(&st.img, &st.expand(step, c)?).await.map_err(|e| at(step, e))?),
-                        None => None,
-                    };
-                    let mode = match chmod {
-                        Some(m) => Some(u32::from_str_radix(m, 8).map_err(|_| at(step, format!("invalid chmod {m}")))?),
-                        None => None,
-                    };
-                    let word = if *add { "ADD" } else { "COPY" };
-                    if !heredocs.is_empty() {
-                        let docs: Vec<(String, String)> = heredocs.iter().map(|h| (h.name.clone(), h.body.clone())).collect();
-                        let sum = sha(&format!("{docs:?}"));
-                        let a = abs.clone();
-                        let work = Work::Files(Box::new(move |root: &Path| {
-                            let w = copy::Writer::new(root, copy::Attrs { owner, mode, keep_owner: false }).map_err(|e| e.to_string())?;
-                            for (name, body) in &docs {
-                                let target = if a.ends_with('/') { format!("{a}{name}") } else { a.clone() };
-                                w.bytes(Path::new(&target), body.as_bytes()).map_err(|e| format!("writing {target}: {e}"))?;
-                            }
-                            Ok(())
-                        }));
-                        (nop(&format!("{word} heredoc:{sum} in {abs} ")), sum, work)
-                    } else {
-                        let mut from_scratch = None;
-                        // A stage's or image's files (None: the context's).
-                        let src_root: Option<PathBuf> = match from {
-                            Some(f) => {
-                                let f = st.expand(step, f)?;
-                                let img = match stages.get(&f.to_ascii_lowercase()) {
-                                    Some(i) => i.clone(),
-                                    None => self.base(&f, stages, false, out).await.map_err(|e| at(step, e))?,
-                                };
-                                let mut s = Scratch::new(&self.images, "build-from")?;
-                                let p = self.view(&img, &mut s)?;
-                                from_scratch = Some(s);
-                                Some(p)
-                            }
-                            None => None,
-                        };
-                        let mut rels = Vec::new();
-                        for s in sources {
-                            if *add && (s.starts_with("http://") || s.starts_with("https://")) {
-                                return Err(at(step, format!("ADD {s}: berth does not download URLs in builds (no outside network); put the file in the build context")));
-                            }
-                            let s = st.expand(step, s)?;
-                            let found = match &src_root {
-                                Some(r) => context::sources(r, &s),
-                                None => ctx.sources(&s),
-                            };
-                            rels.extend(found.map_err(|e| at(step, format!("{word} failed: {e}")))?);
-                        }
-                        let sum = match &src_root {
-                            Some(r) => context::checksum(r, &rels),
-                            None => ctx.checksum(&rels),
-                        }
-                        .map_err(|e| at(step, e))?;
-                        let many = rels.len() > 1 || sources.len() > 1;
-                        if many && !abs.ends_with('/') {
-                            return Err(at(
-                                step,
-                                format!(
-                                "When using {word} with more than one source file, the destination must be a directory and end with a /"
-                            ),
-                            ));
-                        }
-                        let (a, add, tmp, ctx) = (abs.clone(), *add, self.images.tmp_dir(), ctx.clone());
-                        let work = Work::Files(Box::new(move |root: &Path| {
-                            let _keep = from_scratch;
-                            // Only a step that copies needs the context's files on the disk.
-                            let src_root = match src_root {
-                                Some(r) => r,
-                                None => ctx.files()?.to_path_buf(),
-                            };
-                            copy_sources(root, &src_root, &rels, &a, add, copy::Attrs { owner, mode, keep_owner: false }, &tmp)
-                        }));
-                        let shown_from = from.as_ref().map(|f| format!("--from={f} ")).unwrap_or_default();
-                        (nop(&format!("{word} {shown_from}dir:{sum} in {abs} ")), sum, work)
-                    }
-                }
-                // (apply answered for every metadata instruction.)
-                other => return Err(at(step, format!("internal error: {other:?} is not a metadata instruction"))),
-            },
-        };
+        let (created_by, extra, work) = self.work_of(job, st, step, stages, globals, &mut cfg).await?;
         // The key is the parent, the step as shown, and what else decides its
         // result: the config section is a function of these, and writing it
         // into the key made each step cost the size of the whole config.
@@ -744,14 +580,7 @@ impl Builder {
             if let Some(img) = self.cached(&key) {
                 out.stream(" ---> Using cache\n").await;
                 out.stream(format!(" ---> {}\n", img.short())).await;
-                self.bus.emit(Event::BuildStep {
-                    build: build_id.into(),
-                    step: n,
-                    instruction: step.text.clone(),
-                    line: step.line,
-                    cached: true,
-                    image: img.id.clone().unwrap_or_default(),
-                });
+                self.tell_step(build_id, n, step, true, img.id.clone().unwrap_or_default());
                 st.img = img;
                 return Ok(());
             }
@@ -762,14 +591,7 @@ impl Builder {
                 out.stream(" ---> Using cache\n").await;
                 self.commit(&mut st.img, &created_by, None, cfg, false, &key)?;
                 out.stream(format!(" ---> {}\n", st.img.short())).await;
-                self.bus.emit(Event::BuildStep {
-                    build: build_id.into(),
-                    step: n,
-                    instruction: step.text.clone(),
-                    line: step.line,
-                    cached: true,
-                    image: st.img.id.clone().unwrap_or_default(),
-                });
+                self.tell_step(build_id, n, step, true, st.img.id.clone().unwrap_or_default());
                 return Ok(());
             }
         }
@@ -799,14 +621,7 @@ impl Builder {
         self.commit(&mut st.img, &created_by, layer.as_ref(), cfg, persist, &key)?;
         out.stream(format!(" ---> {}\n", st.img.short())).await;
         let id = st.img.id.clone().unwrap_or_default();
-        self.bus.emit(Event::BuildStep {
-            build: build_id.into(),
-            step: n,
-            instruction: step.text.clone(),
-            line: step.line,
-            cached: reused,
-            image: id.clone(),
-        });
+        self.tell_step(build_id, n, step, reused, id.clone());
         if let Some(l) = &layer {
             self.bus.emit(Event::BuildLayer {
                 build: build_id.into(),
@@ -818,6 +633,11 @@ impl Builder {
         }
         self.remember(&key, &id);
         Ok(())
+    }
+
+    /// Tells the page a step is done, with the image it left.
+    fn tell_step(&self, build: &str, n: usize, step: &Step, cached: bool, image: String) {
+        self.bus.emit(Event::BuildStep { build: build.into(), step: n, instruction: step.text.clone(), line: step.line, cached, image });
     }
 
     /// The layer a `--cache-from` image holds for this step: one whose
