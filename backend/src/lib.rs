@@ -18,6 +18,7 @@ pub mod image;
 pub mod lab;
 pub mod network;
 pub mod observer;
+pub mod pty;
 pub mod runtime;
 pub mod signals;
 pub mod storage;

@@ -217,15 +217,21 @@ async fn finish<C>(
     if let Some(o) = l.stderr.take() {
         readers.push(tokio::spawn(forward(o, StreamKind::Stderr, out_tx.clone())));
     }
-    if let Some(master) = l.pty.clone() {
+    // The terminal, read and written as the page's shells are (crate::pty).
+    let pty = match l.pty.as_ref().map(|m| m.try_clone().and_then(crate::pty::Pty::new)) {
+        Some(Ok(p)) => Some(Arc::new(p)),
+        Some(Err(e)) => {
+            tracing::error!("taking an exec's terminal: {e}");
+            None
+        }
+        None => None,
+    };
+    if let Some(master) = pty.clone() {
         let tx = out_tx.clone();
-        readers.push(tokio::task::spawn_blocking(move || {
-            use std::io::Read;
-            let Ok(fd) = master.try_clone() else { return };
-            let mut f = std::fs::File::from(fd);
+        readers.push(tokio::spawn(async move {
             let mut buf = vec![0u8; 16384];
-            while let Ok(n) = f.read(&mut buf) {
-                if n == 0 || tx.blocking_send((StreamKind::Stdout, buf[..n].to_vec())).is_err() {
+            while let Ok(n) = master.read(&mut buf).await {
+                if n == 0 || tx.send((StreamKind::Stdout, buf[..n].to_vec())).await.is_err() {
                     break;
                 }
             }
@@ -240,7 +246,7 @@ async fn finish<C>(
         // Input: to the pipe, or to the PTY master; the detach keys end
         // the attachment (the process goes on).
         let mut stdin = l.stdin.take();
-        let pty = l.pty.clone();
+        let pty = pty.clone();
         let detached = Arc::new(tokio::sync::Notify::new());
         let detached2 = detached.clone();
         tokio::spawn(async move {
@@ -258,18 +264,7 @@ async fn finish<C>(
                                 break;
                             }
                         } else if let Some(m) = &pty {
-                            if detach {
-                                break;
-                            }
-                            let data = pass;
-                            let m = m.clone();
-                            let ok = tokio::task::spawn_blocking(move || {
-                                use std::io::Write;
-                                m.try_clone().map(std::fs::File::from).and_then(|mut f| f.write_all(&data)).is_ok()
-                            })
-                            .await
-                            .unwrap_or(false);
-                            if !ok {
+                            if detach || m.write_all(&pass).await.is_err() {
                                 break;
                             }
                         }

@@ -16,8 +16,8 @@
 //!   shells, 1001 berthd is stopping.
 
 use std::collections::{HashMap, VecDeque};
-use std::io::{Read, Write};
-use std::os::fd::{AsFd, OwnedFd};
+use std::io::Write;
+use std::os::fd::OwnedFd;
 use std::path::Path;
 use std::process::Stdio;
 use std::sync::atomic::{AtomicUsize, Ordering};
@@ -32,11 +32,11 @@ use berth_shared::Frame;
 use futures_util::{SinkExt, StreamExt};
 use serde::Deserialize;
 use serde_json::json;
-use tokio::io::unix::AsyncFd;
 use tokio::sync::{broadcast, mpsc, watch};
 
 use crate::api::AppState;
 use crate::lab::auth::LabAuth;
+use crate::pty::Pty;
 
 /// The most keystrokes held for a shell that is not reading (a paste while
 /// a command runs): past it the socket is not read until the shell catches
@@ -48,43 +48,6 @@ const SCROLLBACK: usize = 256 * 1024;
 const DETACHED_TTL: Duration = Duration::from_secs(30 * 60);
 /// Shells one berthd keeps at most (a tab each).
 const MAX_SHELLS: usize = 16;
-
-/// The PTY's master side, non-blocking, driven by the runtime.
-struct Pty {
-    fd: AsyncFd<std::fs::File>,
-}
-
-impl Pty {
-    fn new(master: OwnedFd) -> std::io::Result<Self> {
-        use nix::fcntl::{fcntl, FcntlArg, OFlag};
-        let flags = OFlag::from_bits_truncate(fcntl(&master, FcntlArg::F_GETFL).map_err(std::io::Error::from)?);
-        fcntl(&master, FcntlArg::F_SETFL(flags | OFlag::O_NONBLOCK)).map_err(std::io::Error::from)?;
-        Ok(Pty { fd: crate::sys::async_file(std::fs::File::from(master))? })
-    }
-
-    /// Reads what the shell wrote; `Ok(0)` when it is gone (EIO on Linux).
-    async fn read(&self, buf: &mut [u8]) -> std::io::Result<usize> {
-        loop {
-            let mut guard = self.fd.readable().await?;
-            match guard.try_io(|f| (&*f.get_ref()).read(buf)) {
-                Ok(Err(e)) if e.raw_os_error() == Some(libc::EIO) => return Ok(0),
-                Ok(r) => return r,
-                Err(_would_block) => continue,
-            }
-        }
-    }
-
-    /// Writes as much of `data` as the PTY takes now.
-    async fn write_some(&self, data: &[u8]) -> std::io::Result<usize> {
-        loop {
-            let mut guard = self.fd.writable().await?;
-            match guard.try_io(|f| (&*f.get_ref()).write(data)) {
-                Ok(r) => return r,
-                Err(_would_block) => continue,
-            }
-        }
-    }
-}
 
 /// What a page sends a shell.
 #[derive(Debug)]
@@ -370,7 +333,7 @@ async fn run_shell(
             msg = rx_input.recv(), if keys.len() < MAX_PENDING_INPUT => match msg {
                 Some(Input::Keys(k)) => keys.extend(k),
                 Some(Input::Resize(c, r)) => {
-                    let _ = crate::sys::set_winsize(master.fd.get_ref().as_fd(), r, c);
+                    let _ = crate::sys::set_winsize(master.fd(), r, c);
                     rec.write(&Frame::Resize(c, r));
                 }
                 None => {}
