@@ -494,8 +494,8 @@ impl Containers {
             // (the namespace stays): the simulator's decision too.
             let plan = self.bus.with_state(|s| plan::leave(s, &rec.id, net.name()));
             let _ = LinuxHost::new(self.networks().as_deref(), &rec.endpoints).run(&plan, &self.bus).await;
-            let eth0 = rec.endpoints.get(net.name()).map(|e| e.ip);
-            c.update(|r| r.ports.retain(|p| Some(p.container_ip) != eth0));
+            let left = rec.endpoints.get(net.name()).map(|e| e.ip);
+            c.update(|r| r.ports.retain(|p| Some(p.container_ip) != left));
         }
         let r = c.update(|r| {
             r.endpoints.remove(net.name());
