@@ -343,10 +343,12 @@ impl Containers {
         if let Some(primary) = rec.primary_endpoint().and_then(|ep| nets.find(&ep.network_id)) {
             steps.extend(plan::unpublish(&rec.id, primary.bridge(), &rec.ports));
         }
-        for ep in rec.endpoints.values() {
+        // (By the name the record keys it by: a record from an older berthd
+        // may not carry it in the endpoint.)
+        for (network, ep) in &rec.endpoints {
             steps.push(Step::DetachEndpoint {
                 id: rec.id.clone(),
-                network: ep.network.clone(),
+                network: network.clone(),
                 host_if: ep.host_if.clone(),
                 ip: ep.ip.to_string(),
                 keep_link: rec.sandbox.is_some(),
