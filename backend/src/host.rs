@@ -111,6 +111,7 @@ impl plan::Host for LinuxHost<'_> {
 
     async fn perform(&mut self, step: &Step) -> Result<Vec<Event>, String> {
         crate::fault::point("plan.step");
+        tracing::debug!(?step, "plan step");
         match step {
             Step::Announce(_) => {}
             Step::MountOverlay { merged, options, .. } => {

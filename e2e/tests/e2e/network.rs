@@ -308,8 +308,12 @@ fn udp_ports_are_published_with_udp_rules_and_proxied() {
         ],
     );
     let merged = sb.docker_ok(&d, &["inspect", "-f", "{{.GraphDriver.Data.MergedDir}}", "listener"]);
-    // Into the running container's merged dir, as `docker cp` would.
-    let o = sb.run("cp", &[exe.to_str().unwrap(), &format!("{}/udp-echo", merged.trim())]).unwrap();
+    // Into the running container's merged dir, as `docker cp` would, under
+    // another name first: cp makes the file executable before it has
+    // written it, and the container's loop would exec a part of it (it
+    // then exits, and its port rules go with its run — seen in CI).
+    let dest = format!("{}/udp-echo", merged.trim());
+    let o = sb.run("sh", &["-c", &format!("cp {} {dest}.part && mv {dest}.part {dest}", exe.display())]).unwrap();
     assert!(o.status.success(), "{}", out(&o));
 
     let nat = host(&sb, "iptables -t nat -S");
@@ -320,7 +324,8 @@ fn udp_ports_are_published_with_udp_rules_and_proxied() {
     let filter = host(&sb, "iptables -S DOCKER");
     assert!(
         filter.lines().any(|l| l == "-A DOCKER -d 172.17.0.2/32 ! -i docker0 -o docker0 -p udp -m udp --dport 9999 -j ACCEPT"),
-        "{filter}"
+        "{filter}\n{}",
+        d.log_text()
     );
     assert_eq!(sb.docker_ok(&d, &["port", "listener"]).trim(), "9999/udp -> 0.0.0.0:5353");
     for _ in 0..50 {
