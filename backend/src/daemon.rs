@@ -22,6 +22,9 @@ use crate::system::{probe_engine, HostFacts};
 /// Runs until SIGINT or SIGTERM, then shuts down cleanly: listeners closed,
 /// in-flight requests finished, the socket file removed.
 pub async fn run(mut config: Config) -> anyhow::Result<()> {
+    // Watched before anything is served: a SIGTERM as soon as the API
+    // answers is a clean stop, not the signal's default death.
+    let stop_signals = StopSignals::watch()?;
     config.merge_file()?;
     let (engine, reason) = probe_engine();
     match &reason {
@@ -109,7 +112,7 @@ pub async fn run(mut config: Config) -> anyhow::Result<()> {
         tokio::spawn(async move { axum::serve(l, app).with_graceful_shutdown(api_stop).await })
     });
 
-    shutdown_signal().await;
+    stop_signals.wait().await;
     tracing::info!("shutting down");
     bus.emit(Event::DaemonStopping);
     // The page's shells end with the daemon: none is left an orphan.
@@ -208,18 +211,25 @@ fn daemon_id(config: &Config, engine: EngineMode) -> String {
     id
 }
 
-async fn shutdown_signal() {
-    use tokio::signal::unix::{signal, SignalKind};
-    let mut term = match signal(SignalKind::terminate()) {
-        Ok(s) => s,
-        Err(e) => {
-            tracing::error!(error = %e, "cannot watch SIGTERM");
-            let _ = tokio::signal::ctrl_c().await;
-            return;
+/// SIGINT and SIGTERM, watched from the daemon's start.
+struct StopSignals {
+    int: tokio::signal::unix::Signal,
+    term: tokio::signal::unix::Signal,
+}
+
+impl StopSignals {
+    fn watch() -> anyhow::Result<Self> {
+        use tokio::signal::unix::{signal, SignalKind};
+        Ok(StopSignals {
+            int: signal(SignalKind::interrupt()).context("watching SIGINT")?,
+            term: signal(SignalKind::terminate()).context("watching SIGTERM")?,
+        })
+    }
+
+    async fn wait(mut self) {
+        tokio::select! {
+            _ = self.int.recv() => tracing::info!("SIGINT"),
+            _ = self.term.recv() => tracing::info!("SIGTERM"),
         }
-    };
-    tokio::select! {
-        _ = tokio::signal::ctrl_c() => tracing::info!("SIGINT"),
-        _ = term.recv() => tracing::info!("SIGTERM"),
     }
 }

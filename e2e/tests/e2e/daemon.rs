@@ -56,3 +56,35 @@ fn the_page_and_health_are_served_on_the_page_address() {
     let v: serde_json::Value = serde_json::from_str(&body).unwrap_or_default();
     assert_eq!(v["engine"], "live", "{body}");
 }
+
+/// A SIGTERM the moment berthd answers is a clean stop, every time: the
+/// daemon watches for it before it serves (it once served first, and a
+/// SIGTERM in between killed it with the signal's default action — seen as
+/// a crash test's `terminate()` failing now and then).
+#[test]
+fn a_sigterm_as_soon_as_the_api_answers_stops_berthd_cleanly() {
+    let sb = Sandbox::new().unwrap();
+    // A busy loop on each core widens the window a loaded CI machine opens
+    // (without the fix, a round of the 15 failed in each of three runs).
+    // They are ended, by pid, however the rounds go.
+    struct Load(Vec<std::process::Child>);
+    impl Drop for Load {
+        fn drop(&mut self) {
+            for c in &mut self.0 {
+                let _ = c.kill();
+                let _ = c.wait();
+            }
+        }
+    }
+    let load = Load((0..2).map(|_| sb.command("sh").args(["-c", "while :; do :; done"]).spawn().unwrap()).collect());
+    let rounds: Vec<_> = (0..15)
+        .map(|_| {
+            let mut d = sb.start_berthd(&[]).unwrap();
+            (d.terminate().unwrap(), d.log_text())
+        })
+        .collect();
+    drop(load);
+    for (round, (status, log)) in rounds.iter().enumerate() {
+        assert!(status.success(), "round {round}: {status:?}\n{log}");
+    }
+}
