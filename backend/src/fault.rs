@@ -3,8 +3,8 @@
 //! OOM kill would end it), so a test can check what the next berthd makes of
 //! what was left half done. Unset, a point costs one environment lookup.
 //!
-//! The points (`point("…")` calls): start.mounted, start.netns, start.veth,
-//! start.published, start.cgroups, start.launched, stop.signalled,
+//! The points (`point("…")` calls): start.mounted, start.joined,
+//! start.cgroups, start.launched, stop.signalled,
 //! rm.unmounted, exec.launched, pull.unpacked, build.copying, build.running,
 //! and plan.step before each step of a plan the Linux host performs —
 //! e2e/tests/e2e/crash.rs kills berthd at each.

@@ -1,25 +1,21 @@
 //! The Linux host: where the steps of a plan (`berth_shared::plan`,
 //! decided from the state) become kernel calls — overlay mounts, iptables
-//! rules, userland proxies, endpoints' addresses and veth pairs, network
-//! namespace files. The simulator runs the same plans on its own host.
+//! rules, userland proxies, network namespace files, endpoints' veth pairs
+//! and addresses. The simulator runs the same plans on its own host.
 
-use std::collections::BTreeMap;
 use std::path::Path;
 
 use berth_shared::plan::{self, Plan, Step};
 use berth_shared::Event;
 
 use crate::events::EventBus;
-use crate::network::{nat, netlink, Endpoint, Networks};
+use crate::network::{create_sandbox, nat, netlink, Networks};
 
 /// The host a plan about one container runs on.
 #[derive(Debug)]
 pub struct LinuxHost<'a> {
-    /// The daemon's networks (addresses, proxies), once it has them.
+    /// The daemon's networks (bridges, addresses, proxies), once it has them.
     nets: Option<&'a Networks>,
-    /// The container's endpoints as berthd recorded them: what each holds
-    /// beyond what the state shows (its IPv6 address).
-    endpoints: &'a BTreeMap<String, Endpoint>,
     /// Where plans are journaled while they run (the exec root's `plans/`).
     journal: Option<&'a Path>,
 }
@@ -28,8 +24,8 @@ pub struct LinuxHost<'a> {
 static JOURNALED: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
 
 impl<'a> LinuxHost<'a> {
-    pub fn new(nets: Option<&'a Networks>, endpoints: &'a BTreeMap<String, Endpoint>) -> Self {
-        LinuxHost { nets, endpoints, journal: None }
+    pub fn new(nets: Option<&'a Networks>) -> Self {
+        LinuxHost { nets, journal: None }
     }
 
     /// Journals the whole plans of more than one step this host runs in
@@ -95,8 +91,7 @@ pub async fn undo_interrupted(dir: &Path, bus: &EventBus) -> usize {
         match plan {
             Some(plan) => {
                 tracing::warn!(steps = plan.steps.len(), journal = %path.display(), "undoing a plan a killed berthd left part done");
-                let endpoints = BTreeMap::new();
-                let _ = LinuxHost::new(None, &endpoints).run(&plan.undoing(), bus).await;
+                let _ = LinuxHost::new(None).run(&plan.undoing(), bus).await;
                 undone += 1;
             }
             None => tracing::warn!(journal = %path.display(), "an unreadable plan journal: removed"),
@@ -145,9 +140,16 @@ impl plan::Host for LinuxHost<'_> {
                     net.stop_proxy(id, map.host_port);
                 }
             }
-            Step::DetachEndpoint { network, host_if, ip, keep_link, .. } => {
+            Step::CreateNetns { path, .. } => {
+                create_sandbox(Path::new(path)).map_err(|e| format!("creating the network namespace: {e}"))?;
+            }
+            Step::AttachEndpoint(a) => {
+                let net = self.nets.and_then(|n| n.find(&a.network)).ok_or_else(|| format!("network {} not found", a.network))?;
+                net.attach(a).await.map_err(|e| format!("connecting to network {}: {e}", a.network))?;
+            }
+            Step::DetachEndpoint { network, host_if, ip, ip6, keep_link, .. } => {
                 let ip = ip.parse().map_err(|_| format!("an endpoint's address {ip} is not IPv4"))?;
-                let ip6 = self.endpoints.get(network).and_then(|ep| ep.ip6);
+                let ip6 = ip6.as_deref().and_then(|a| a.parse().ok());
                 if let Some(net) = self.nets.and_then(|n| n.find(network)) {
                     net.release_addresses(ip, ip6);
                 }

@@ -50,6 +50,7 @@ fn events() -> Vec<Event> {
             mac: "02:42:ac:11:00:02".into(),
             gateway: "172.17.0.1".into(),
             netns: "/run/berth/netns/c1".into(),
+            ip6: None,
         },
         Event::RuleAdded {
             table: "nat".into(),

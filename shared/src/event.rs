@@ -104,6 +104,9 @@ pub enum Event {
         mac: String,
         gateway: String,
         netns: String,
+        /// On an `--ipv6` network: its IPv6 address.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        ip6: Option<String>,
     },
     /// The veth pair is gone and the address released.
     EndpointDetached { id: String, network: String, host_if: String },

@@ -8,12 +8,56 @@
 //! run the same decisions, in the same order, with the same texts.
 
 use std::future::Future;
-use std::net::Ipv4Addr;
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 
 use crate::event::Event;
 use crate::netfilter::{port_rules, PortMap, Rule};
 use crate::state::State;
 use crate::RwLayer;
+
+/// An endpoint as decided: the addresses its network gave it (its IPAM is
+/// the network's, claimed before the plan) and its names — all the host
+/// needs to make its veth pair, nothing left for the host to decide.
+#[derive(Clone, Debug, PartialEq, serde::Serialize, serde::Deserialize)]
+pub struct Attachment {
+    /// The container.
+    pub id: String,
+    pub network: String,
+    pub bridge: String,
+    /// The container's network namespace file.
+    pub netns: String,
+    /// Its interface inside (eth0, eth1…) and its host end (vethXXXXXXX).
+    pub ifname: String,
+    pub host_if: String,
+    pub ip: Ipv4Addr,
+    pub prefix: u8,
+    pub gateway: Ipv4Addr,
+    pub mac: String,
+    /// The container's default route goes through this endpoint.
+    pub default_route: bool,
+    /// On an `--ipv6` network: its address and prefix, and the gateway.
+    #[serde(default)]
+    pub ip6: Option<(Ipv6Addr, u8)>,
+    #[serde(default)]
+    pub gateway6: Option<Ipv6Addr>,
+    /// `--link-local-ip`s.
+    #[serde(default)]
+    pub link_local: Vec<IpAddr>,
+}
+
+impl Attachment {
+    /// The step that takes this endpoint away, its pair deleted.
+    pub fn detach(&self) -> Step {
+        Step::DetachEndpoint {
+            id: self.id.clone(),
+            network: self.network.clone(),
+            host_if: self.host_if.clone(),
+            ip: self.ip.to_string(),
+            ip6: self.ip6.map(|(a, _)| a.to_string()),
+            keep_link: false,
+        }
+    }
+}
 
 /// One thing done to the host.
 #[derive(Clone, Debug, PartialEq, serde::Serialize, serde::Deserialize)]
@@ -44,6 +88,14 @@ pub enum Step {
         id: String,
         map: PortMap,
     },
+    /// Create the container's network namespace file (its loopback up).
+    CreateNetns {
+        id: String,
+        path: String,
+    },
+    /// Make the endpoint's veth pair: the host end on its bridge, the other
+    /// in the container's namespace with its addresses and routes.
+    AttachEndpoint(Attachment),
     /// The endpoint's addresses go back to its network. With `keep_link`
     /// its veth pair is left to go with the network namespace removed
     /// after it (deleting it first waits for an RCU grace period);
@@ -53,6 +105,8 @@ pub enum Step {
         network: String,
         host_if: String,
         ip: String,
+        #[serde(default)]
+        ip6: Option<String>,
         keep_link: bool,
     },
     /// Remove the container's network namespace file.
@@ -82,10 +136,23 @@ impl Step {
                 container_port: map.container_port,
             },
             Step::Unpublish { id, map } => Event::PortUnpublished { id: id.clone(), proto: map.proto.clone(), host_port: map.host_port },
+            Step::AttachEndpoint(a) => Event::EndpointAttached {
+                id: a.id.clone(),
+                network: a.network.clone(),
+                bridge: a.bridge.clone(),
+                host_if: a.host_if.clone(),
+                ifname: a.ifname.clone(),
+                ip: a.ip.to_string(),
+                prefix: a.prefix,
+                mac: a.mac.clone(),
+                gateway: a.gateway.to_string(),
+                netns: a.netns.clone(),
+                ip6: a.ip6.map(|(ip, _)| ip.to_string()),
+            },
             Step::DetachEndpoint { id, network, host_if, .. } => {
                 Event::EndpointDetached { id: id.clone(), network: network.clone(), host_if: host_if.clone() }
             }
-            Step::RemoveNetns { .. } => return None,
+            Step::CreateNetns { .. } | Step::RemoveNetns { .. } => return None,
         })
     }
 
@@ -95,6 +162,8 @@ impl Step {
             Step::MountOverlay { id, merged, .. } => Some(Step::UnmountOverlay { id: id.clone(), merged: merged.clone() }),
             Step::AddRule(r) => Some(Step::DeleteRule(r.clone())),
             Step::Publish { id, map } => Some(Step::Unpublish { id: id.clone(), map: map.clone() }),
+            Step::CreateNetns { id, path } => Some(Step::RemoveNetns { id: id.clone(), path: path.clone() }),
+            Step::AttachEndpoint(a) => Some(a.detach()),
             _ => None,
         }
     }
@@ -242,15 +311,47 @@ pub fn unpublish(id: &str, bridge: &str, maps: &[PortMap]) -> Vec<Step> {
     publish(id, bridge, maps).iter().filter_map(Step::undo).collect()
 }
 
+/// Joining a container's networks at its start: its network namespace, an
+/// endpoint per network (`endpoints`, their addresses decided), then
+/// `ports` published (they lead to the first endpoint's address, on its
+/// bridge). All or nothing.
+pub fn join(id: &str, netns: &str, endpoints: &[Attachment], ports: &[PortMap]) -> Plan {
+    let mut steps = vec![Step::CreateNetns { id: id.into(), path: netns.into() }];
+    steps.extend(endpoints.iter().cloned().map(Step::AttachEndpoint));
+    if let Some(first) = endpoints.first() {
+        steps.extend(publish(id, &first.bridge, ports));
+    }
+    Plan::whole(steps)
+}
+
+/// Joining one more network while running (`docker network connect`).
+pub fn connect(endpoint: &Attachment) -> Plan {
+    Plan::whole(vec![Step::AttachEndpoint(endpoint.clone())])
+}
+
+/// A container's process runs as `pid`: the namespaces it was made with
+/// (a network one unless it shares the host's) are told, then its start.
+pub fn started(id: &str, pid: i32, own_network: bool) -> Plan {
+    let mut kinds: Vec<String> = ["mnt", "uts", "ipc", "pid"].map(String::from).into();
+    if own_network {
+        kinds.push("net".into());
+    }
+    Plan::best_effort(vec![
+        Step::Announce(Event::NamespacesCreated { id: id.into(), pid, kinds }),
+        Step::Announce(Event::ContainerStarted { id: id.into(), pid }),
+    ])
+}
+
 /// A container's published ports as the state holds them, with the bridge
-/// of the endpoint they lead to.
-fn published(state: &State, id: &str) -> Vec<(String, PortMap)> {
+/// of the endpoint they lead to (none when that endpoint is gone already: a
+/// join undone whose port would not be taken back).
+fn published(state: &State, id: &str) -> Vec<(Option<String>, PortMap)> {
     let Some(c) = state.containers.get(id) else { return Vec::new() };
     c.ports
         .iter()
         .filter_map(|p| {
             let container_ip: Ipv4Addr = p.container_ip.parse().ok()?;
-            let bridge = c.endpoints.values().find(|e| e.ip == p.container_ip).map(|e| e.bridge.clone())?;
+            let bridge = c.endpoints.values().find(|e| e.ip == p.container_ip).map(|e| e.bridge.clone());
             let map = PortMap {
                 proto: p.proto.clone(),
                 host_ip: p.host_ip.parse().unwrap_or(Ipv4Addr::UNSPECIFIED),
@@ -270,7 +371,11 @@ fn published(state: &State, id: &str) -> Vec<(String, PortMap)> {
 pub fn teardown(state: &State, id: &str, netns: Option<&str>) -> Plan {
     let mut steps = Vec::new();
     for (bridge, map) in published(state, id) {
-        steps.extend(unpublish(id, &bridge, std::slice::from_ref(&map)));
+        match bridge {
+            Some(bridge) => steps.extend(unpublish(id, &bridge, std::slice::from_ref(&map))),
+            // Its rules went with the endpoint's undoing.
+            None => steps.push(Step::Unpublish { id: id.into(), map }),
+        }
     }
     let Some(c) = state.containers.get(id) else { return Plan::best_effort(steps) };
     let mut path = netns.map(String::from);
@@ -281,6 +386,7 @@ pub fn teardown(state: &State, id: &str, netns: Option<&str>) -> Plan {
             network: ep.network.clone(),
             host_if: ep.host_if.clone(),
             ip: ep.ip.clone(),
+            ip6: ep.ip6.clone(),
             keep_link: true,
         });
     }
@@ -309,13 +415,14 @@ pub fn leave(state: &State, id: &str, network: &str) -> Plan {
     let Some(ep) = state.containers.get(id).and_then(|c| c.endpoints.get(network)) else { return Plan::best_effort(Vec::new()) };
     let mut steps = Vec::new();
     for (bridge, map) in published(state, id).into_iter().filter(|(_, m)| m.container_ip.to_string() == ep.ip) {
-        steps.extend(unpublish(id, &bridge, std::slice::from_ref(&map)));
+        steps.extend(unpublish(id, bridge.as_deref().unwrap_or(&ep.bridge), std::slice::from_ref(&map)));
     }
     steps.push(Step::DetachEndpoint {
         id: id.into(),
         network: network.into(),
         host_if: ep.host_if.clone(),
         ip: ep.ip.clone(),
+        ip6: ep.ip6.clone(),
         keep_link: false,
     });
     Plan::best_effort(steps)

@@ -300,7 +300,7 @@ impl Sim {
     /// Runs a plan (decided as berthd decides it) on the simulated host.
     fn execute(&mut self, plan: &Plan) {
         let links = self.state.links.iter().map(|(name, l)| (name.clone(), l.index)).collect();
-        let mut host = SimHost { ipam: &mut self.ipam, links };
+        let mut host = SimHost { ipam: &mut self.ipam, links, next_index: &mut self.next_index };
         let mut told = Vec::new();
         // The simulated host cannot fail.
         let _ = plan::execute_now(&mut host, plan, &mut |e| told.push(e));
@@ -870,35 +870,9 @@ impl Sim {
             }
         }
         self.execute(&Plan::whole(vec![plan::mount_root(&id, &layer)]));
-        let ip = match self.ipam.allocate() {
-            Ok(ip) => ip,
-            Err(e) => return format!("docker: Error response from daemon: {e}.\n"),
-        };
-        let host_if = format!("veth{}", &self.hex(7));
-        let netns = format!("/run/berth/netns/{}", &id[..12]);
-        self.next_index += 2;
-        self.emit(Event::LinkObserved {
-            index: self.next_index,
-            name: host_if.clone(),
-            kind: "veth".into(),
-            master: Some("docker0".into()),
-            up: true,
-            link_netnsid: Some(0),
-        });
-        self.emit(Event::EndpointAttached {
-            id: id.clone(),
-            network: "bridge".into(),
-            bridge: "docker0".into(),
-            host_if,
-            ifname: "eth0".into(),
-            ip: ip.to_string(),
-            prefix: 16,
-            mac: mac_string(mac_for(ip)),
-            gateway: "172.17.0.1".into(),
-            netns,
-        });
-        // A host port another container holds: the start fails as berthd's
-        // does, its run taken apart, and the container stays, exited.
+        // A host port another container holds: as in berthd, its proxy cannot
+        // claim it, so the start fails before joining the network, its run is
+        // taken apart, and the container stays, exited.
         if let Some((h, _)) = ports.iter().find(|(h, _)| self.state.containers.values().any(|c| c.ports.iter().any(|p| p.host_port == *h)))
         {
             let why = refusal::port_in_use(&id[..12], "tcp", Ipv4Addr::UNSPECIFIED, *h, "address already in use");
@@ -915,6 +889,27 @@ impl Sim {
             ));
             return out;
         }
+        let ip = match self.ipam.allocate() {
+            Ok(ip) => ip,
+            Err(e) => return format!("docker: Error response from daemon: {e}.\n"),
+        };
+        let netns = format!("/run/berth/netns/{}", &id[..12]);
+        let endpoint = plan::Attachment {
+            id: id.clone(),
+            network: "bridge".into(),
+            bridge: "docker0".into(),
+            netns: netns.clone(),
+            ifname: "eth0".into(),
+            host_if: format!("veth{}", &self.hex(7)),
+            ip,
+            prefix: 16,
+            gateway: Ipv4Addr::new(172, 17, 0, 1),
+            mac: mac_string(mac_for(ip)),
+            default_route: true,
+            ip6: None,
+            gateway6: None,
+            link_local: Vec::new(),
+        };
         let maps: Vec<PortMap> = ports
             .iter()
             .map(|(h, c)| PortMap {
@@ -925,14 +920,9 @@ impl Sim {
                 container_port: *c,
             })
             .collect();
-        self.execute(&Plan::whole(plan::publish(&id, "docker0", &maps)));
+        self.execute(&plan::join(&id, &netns, &[endpoint], &maps));
         let pid = 4000 + (self.seq % 1000) as i32;
-        self.emit(Event::NamespacesCreated {
-            id: id.clone(),
-            pid,
-            kinds: ["mnt", "uts", "ipc", "pid", "net"].iter().map(|s| s.to_string()).collect(),
-        });
-        self.emit(Event::ContainerStarted { id: id.clone(), pid });
+        self.execute(&plan::started(&id, pid, true));
         match img.name.as_str() {
             "hello-world:latest" => {
                 let msg = "\nHello from Docker!\nThis message shows that your installation appears to be working correctly.\n\n(berth's simulated node1: the steps behind it are on the diagrams)\n";
@@ -1534,6 +1524,8 @@ struct SimHost<'a> {
     ipam: &'a mut Ipam,
     /// Link indexes by name, as the state has them.
     links: BTreeMap<String, u32>,
+    /// The kernel's last link index (a veth pair takes two).
+    next_index: &'a mut u32,
 }
 
 impl plan::Host for SimHost<'_> {
@@ -1544,6 +1536,17 @@ impl plan::Host for SimHost<'_> {
                 vec![Event::MountObserved { target: merged.clone(), fstype: "overlay".into(), source: "overlay".into() }]
             }
             Step::UnmountOverlay { merged, .. } => vec![Event::MountGone { target: merged.clone() }],
+            Step::AttachEndpoint(a) => {
+                *self.next_index += 2;
+                vec![Event::LinkObserved {
+                    index: *self.next_index,
+                    name: a.host_if.clone(),
+                    kind: "veth".into(),
+                    master: Some(a.bridge.clone()),
+                    up: true,
+                    link_netnsid: Some(0),
+                }]
+            }
             Step::DetachEndpoint { host_if, ip, .. } => {
                 if let Ok(ip) = ip.parse() {
                     self.ipam.release(ip);
@@ -1556,6 +1559,7 @@ impl plan::Host for SimHost<'_> {
             | Step::DeleteRule(_)
             | Step::Publish { .. }
             | Step::Unpublish { .. }
+            | Step::CreateNetns { .. }
             | Step::RemoveNetns { .. } => Vec::new(),
         })
     }

@@ -239,6 +239,9 @@ pub struct Endpoint {
     pub mac: String,
     pub gateway: String,
     pub netns: String,
+    /// On an `--ipv6` network: its IPv6 address.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub ip6: Option<String>,
 }
 
 /// A container as the page shows it.
@@ -457,7 +460,7 @@ pub fn apply(state: &mut State, event: &Event) {
         Event::NetworkRemoved { name, .. } => {
             state.networks.remove(name);
         }
-        Event::EndpointAttached { id, network, bridge, host_if, ifname, ip, prefix, mac, gateway, netns } => {
+        Event::EndpointAttached { id, network, bridge, host_if, ifname, ip, prefix, mac, gateway, netns, ip6 } => {
             if let Some(c) = state.containers.get_mut(id) {
                 let ep = Endpoint {
                     network: network.clone(),
@@ -469,6 +472,7 @@ pub fn apply(state: &mut State, event: &Event) {
                     mac: mac.clone(),
                     gateway: gateway.clone(),
                     netns: netns.clone(),
+                    ip6: ip6.clone(),
                 };
                 c.endpoints.insert(network.clone(), ep);
             }
@@ -705,6 +709,7 @@ mod tests {
             mac: String::new(),
             gateway: String::new(),
             netns: "/run/berth/netns/c1".into(),
+            ip6: None,
         };
         apply(&mut s, &attach("bridge", "docker0", "eth0", "172.17.0.2"));
         apply(&mut s, &attach("labnet", "br-n1", "eth1", "172.18.0.2"));

@@ -724,7 +724,7 @@ impl Containers {
             return Err(ApiError::new(ErrorKind::Conflict, why));
         }
         let root = Plan::whole(vec![plan::mount_root(&rec.id, &rec.layer)]);
-        LinuxHost::new(None, &rec.endpoints).run(&root, &self.bus).await.map_err(internal)?;
+        LinuxHost::new(None).run(&root, &self.bus).await.map_err(internal)?;
         crate::fault::point("start.mounted");
         match self.spawn(c, &rec).await {
             Ok(()) => Ok(true),
@@ -933,12 +933,7 @@ impl Containers {
             r.state.finished_at = ZERO_TIME.into();
         });
         self.save(&rec).map_err(internal)?;
-        let mut kinds = vec!["mnt", "uts", "ipc", "pid"];
-        if net != NetNs::Host {
-            kinds.push("net");
-        }
-        self.bus.emit(Event::NamespacesCreated { id: rec.id.clone(), pid, kinds: kinds.into_iter().map(String::from).collect() });
-        self.bus.emit(Event::ContainerStarted { id: rec.id.clone(), pid });
+        let _ = LinuxHost::new(None).run(&plan::started(&rec.id, pid, net != NetNs::Host), &self.bus).await;
         tracing::info!(id = %&rec.id[..12], pid, "container started");
         if let Some(check) = super::health::check_of(&rec.config["Healthcheck"]) {
             self.monitor_health(c, check);

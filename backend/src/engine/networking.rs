@@ -12,7 +12,7 @@ use serde_json::Value;
 use super::containers::{internal, Container, Containers, Link, NetAttach, Record};
 use crate::error::{ApiError, ErrorKind};
 use crate::host::LinuxHost;
-use crate::network::{create_sandbox, dns, BridgeNetwork};
+use crate::network::{dns, BridgeNetwork};
 use crate::runtime::spec::NetNs;
 
 fn forbidden(msg: impl Into<String>) -> ApiError {
@@ -47,6 +47,26 @@ pub struct Requested {
     pub ipv4: Option<Ipv4Addr>,
     pub ipv6: Option<Ipv6Addr>,
     pub link_local: Vec<IpAddr>,
+}
+
+/// An endpoint decided for a start: its network, its step's description,
+/// the names it answers to.
+struct Decided {
+    net: Arc<BridgeNetwork>,
+    endpoint: plan::Attachment,
+    aliases: Vec<String>,
+}
+
+impl Decided {
+    /// Its addresses go back to the network (it was never made).
+    fn release(&self) {
+        self.net.release_addresses(self.endpoint.ip, self.endpoint.ip6.map(|(ip, _)| ip));
+    }
+
+    /// The record of it, once made.
+    fn record(&self) -> crate::network::Endpoint {
+        self.net.endpoint_of(&self.endpoint, self.aliases.clone())
+    }
 }
 
 fn strings(v: &Value) -> Vec<String> {
@@ -263,7 +283,11 @@ impl Containers {
     }
 
     /// At start: a namespace joined to each of the container's networks,
-    /// ports published on the first, the DNS server if it uses one.
+    /// ports published on the first, the DNS server if it uses one. Each
+    /// endpoint's addresses are decided (claimed from its network) and the
+    /// ports' proxies claimed first; then one plan (`plan::join`, the
+    /// simulator's too) makes the namespace, the endpoints and the port
+    /// rules, all or nothing, journaled while it runs.
     pub(super) async fn join_networks(self: &Arc<Self>, c: &Arc<Container>, rec: &Record) -> Result<NetNs, ApiError> {
         match rec.network_mode().as_str() {
             "host" => return Ok(NetNs::Host),
@@ -273,44 +297,68 @@ impl Containers {
         let Some(nets) = self.networks() else { return Ok(NetNs::New) };
         let requests = crate::engine::containers::port_requests(rec).map_err(ApiError::bad_request)?;
         let path = nets.sandbox_path(&rec.id);
-        create_sandbox(&path).map_err(|e| internal(format!("creating the network namespace: {e}")))?;
-        crate::fault::point("start.netns");
-        let r = c.update(|r| r.sandbox = Some(path.clone()));
-        self.save(&r).map_err(internal)?;
         let attachments = rec.attachments();
         // The default route: the endpoint with the highest GwPriority (the
         // first network, the NetworkMode's, when they are equal).
         let top = attachments.iter().map(|a| a.gw_priority).max().unwrap_or(0);
         let gateway_at = attachments.iter().position(|a| a.gw_priority == top).unwrap_or(0);
+        let mut decided: Vec<Decided> = Vec::new();
         for (i, a) in attachments.iter().enumerate() {
-            let net = nets.find(&a.network).ok_or_else(|| ApiError::not_found(format!("network {} not found", a.network)))?;
-            let aliases = if net.default { Vec::new() } else { aliases_for(rec, &a.aliases) };
-            // An internal network gives no way out: no default route through it.
-            let route = i == gateway_at && !net.spec.internal;
-            let ep = net.connect(&rec.id, &path, &format!("eth{i}"), route, aliases, a.address()).await.map_err(|e| match e {
-                // An address another container has: the client's to resolve.
-                crate::network::netlink::NetError::Conflict(m) => ApiError::conflict(m),
-                e => internal(format!("connecting to network {}: {e}", net.name())),
-            })?;
-            crate::fault::point("start.veth");
-            let r = c.update(|r| {
-                r.endpoints.insert(net.name().to_string(), ep.clone());
-            });
-            self.save(&r).map_err(internal)?;
-            // (Docker publishes no port of a container on an internal network.)
-            if i == 0 && !net.spec.internal {
-                let maps = net.claim_ports(&rec.id, &ep, &requests).await?;
-                let publish = Plan::whole(plan::publish(&rec.id, net.bridge(), &maps));
-                let journal = self.plans_dir();
-                if let Err(failed) = LinuxHost::new(Some(&nets), &rec.endpoints).journaled(&journal).run(&publish, &self.bus).await {
-                    net.stop_proxies(&rec.id);
-                    return Err(ApiError::conflict(failed.to_string()));
+            let reserved =
+                nets.find(&a.network).ok_or_else(|| ApiError::not_found(format!("network {} not found", a.network))).and_then(|net| {
+                    // An internal network gives no way out: no default route through it.
+                    let route = i == gateway_at && !net.spec.internal;
+                    // (An address another container has is the client's to resolve: 409.)
+                    let endpoint = net.reserve(&rec.id, &path, &format!("eth{i}"), route, &a.address())?;
+                    let aliases = if net.default { Vec::new() } else { aliases_for(rec, &a.aliases) };
+                    Ok(Decided { net, endpoint, aliases })
+                });
+            match reserved {
+                Ok(d) => decided.push(d),
+                Err(e) => {
+                    decided.iter().for_each(Decided::release);
+                    return Err(e);
                 }
-                crate::fault::point("start.published");
-                let r = c.update(|r| r.ports = maps);
-                self.save(&r).map_err(internal)?;
             }
         }
+        // (Docker publishes no port of a container on an internal network.)
+        let mut maps = Vec::new();
+        if let Some(first) = decided.first().filter(|d| !d.net.spec.internal) {
+            match first.net.claim_ports(&rec.id, &first.record(), &requests).await {
+                Ok(m) => maps = m,
+                Err(e) => {
+                    decided.iter().for_each(Decided::release);
+                    return Err(e.into());
+                }
+            }
+        }
+        let endpoints: Vec<plan::Attachment> = decided.iter().map(|d| d.endpoint.clone()).collect();
+        let join = plan::join(&rec.id, &path.display().to_string(), &endpoints, &maps);
+        if let Err(failed) = LinuxHost::new(Some(&nets)).journaled(&self.plans_dir()).run(&join, &self.bus).await {
+            if let Some(first) = decided.first() {
+                first.net.stop_proxies(&rec.id);
+            }
+            // The undoing gave back the addresses of the endpoints it made, a
+            // failed attach its own; those the plan never reached go back here.
+            let stopped = failed.failures.first().and_then(|f| join.steps.iter().position(|s| *s == f.step)).unwrap_or(0);
+            for d in &decided {
+                let at = join.steps.iter().position(|s| matches!(s, Step::AttachEndpoint(a) if *a == d.endpoint));
+                if at.is_some_and(|at| at > stopped) {
+                    d.release();
+                }
+            }
+            let rule = failed.failures.first().is_some_and(|f| matches!(f.step, Step::AddRule(_) | Step::Publish { .. }));
+            return Err(if rule { ApiError::conflict(failed.to_string()) } else { internal(failed) });
+        }
+        crate::fault::point("start.joined");
+        let r = c.update(|r| {
+            r.sandbox = Some(path.clone());
+            for d in &decided {
+                r.endpoints.insert(d.net.name().to_string(), d.record());
+            }
+            r.ports = maps;
+        });
+        self.save(&r).map_err(internal)?;
         if self.embedded_dns(rec) {
             let server =
                 dns::start(&path, self.resolver(&rec.id)).map_err(|e| internal(format!("starting the embedded DNS server: {e}")))?;
@@ -329,7 +377,7 @@ impl Containers {
         let netns = rec.sandbox.as_ref().map(|p| p.display().to_string());
         let plan = self.bus.with_state(|s| plan::exit(s, &rec.id, code, netns.as_deref()));
         let nets = self.networks();
-        let _ = LinuxHost::new(nets.as_deref(), &rec.endpoints).run(&plan, &self.bus).await;
+        let _ = LinuxHost::new(nets.as_deref()).run(&plan, &self.bus).await;
         self.forget_run(c);
     }
 
@@ -351,13 +399,14 @@ impl Containers {
                 network: network.clone(),
                 host_if: ep.host_if.clone(),
                 ip: ep.ip.to_string(),
+                ip6: ep.ip6.map(|a| a.to_string()),
                 keep_link: rec.sandbox.is_some(),
             });
         }
         if let Some(path) = &rec.sandbox {
             steps.push(Step::RemoveNetns { id: rec.id.clone(), path: path.display().to_string() });
         }
-        let _ = LinuxHost::new(Some(&nets), &rec.endpoints).run(&Plan::best_effort(steps), &self.bus).await;
+        let _ = LinuxHost::new(Some(&nets)).run(&Plan::best_effort(steps), &self.bus).await;
         self.forget_run(c);
     }
 
@@ -466,9 +515,11 @@ impl Containers {
                 let used: Vec<&str> = rec.endpoints.values().map(|e| e.ifname.as_str()).collect();
                 let ifname = (0..).map(|i| format!("eth{i}")).find(|n| !used.contains(&n.as_str())).unwrap_or_default();
                 let names = if net.default { Vec::new() } else { aliases_for(&rec, &attach.aliases) };
-                let ep = net.connect(&rec.id, &path, &ifname, false, names, attach.address()).await?;
+                let endpoint = net.reserve(&rec.id, &path, &ifname, false, &attach.address())?;
+                // (A failed attach gives its addresses back.)
+                LinuxHost::new(self.networks().as_deref()).run(&plan::connect(&endpoint), &self.bus).await.map_err(internal)?;
                 c.update(|r| {
-                    r.endpoints.insert(net.name().to_string(), ep);
+                    r.endpoints.insert(net.name().to_string(), net.endpoint_of(&endpoint, names));
                 });
             }
         }
@@ -495,7 +546,7 @@ impl Containers {
             // Its ports if they lead here, then the endpoint and its pair
             // (the namespace stays): the simulator's decision too.
             let plan = self.bus.with_state(|s| plan::leave(s, &rec.id, net.name()));
-            let _ = LinuxHost::new(self.networks().as_deref(), &rec.endpoints).run(&plan, &self.bus).await;
+            let _ = LinuxHost::new(self.networks().as_deref()).run(&plan, &self.bus).await;
             let left = rec.endpoints.get(net.name()).map(|e| e.ip);
             c.update(|r| r.ports.retain(|p| Some(p.container_ip) != left));
         }

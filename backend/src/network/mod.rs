@@ -384,18 +384,20 @@ impl BridgeNetwork {
         self.ipam6.as_ref().map(|m| m.lock().unwrap_or_else(|p| p.into_inner()).gateway)
     }
 
-    /// Joins the container's namespace at `netns` to this network: a veth
-    /// pair into the bridge, `ifname` inside with the next free address, and
-    /// the default route if `default_route`.
-    pub async fn connect(
+    /// Decides a container's endpoint on this network: its addresses are
+    /// claimed here (those asked for, or the next free ones) and its names
+    /// chosen; the host makes it when the plan runs
+    /// ([`BridgeNetwork::attach`]). Claimed addresses go back with the
+    /// endpoint's detaching, or [`BridgeNetwork::release_addresses`] if the
+    /// plan stops before it.
+    pub fn reserve(
         &self,
         container_id: &str,
         netns: &Path,
         ifname: &str,
         default_route: bool,
-        aliases: Vec<String>,
-        want: Address,
-    ) -> Result<Endpoint, NetError> {
+        want: &Address,
+    ) -> Result<berth_shared::plan::Attachment, NetError> {
         let (ip, prefix, gateway) = {
             let mut ipam = self.ipam.lock().unwrap_or_else(|p| p.into_inner());
             let ip = match want.ipv4 {
@@ -423,63 +425,68 @@ impl BridgeNetwork {
             }
             None => None,
         };
-        let release = || {
-            self.ipam.lock().unwrap_or_else(|p| p.into_inner()).release(ip);
-            if let (Some(m), Some((ip6, _, _))) = (&self.ipam6, v6) {
-                m.lock().unwrap_or_else(|p| p.into_inner()).release(ip6);
-            }
-        };
-        let host_if = veth_name(container_id, self.id());
-        let mac = want.mac.unwrap_or_else(|| mac_for(ip));
-        let iface = Iface {
-            name: ifname.into(),
-            ip,
-            prefix,
-            gateway: default_route.then_some(gateway),
-            mac,
-            ip6: v6.map(|(a, p, _)| (a, p)),
-            gateway6: v6.filter(|_| default_route).map(|(_, _, g)| g),
-            link_local: want.link_local.clone(),
-        };
-        let r = async {
-            let h = netlink::connect()?;
-            netlink::attach(&h, self.index, netns, &host_if, &iface).await
-        }
-        .await;
-        if let Err(e) = r {
-            release();
-            return Err(e);
-        }
-        let ep = Endpoint {
-            endpoint_id: hex::encode(Sha256::digest(format!("{container_id}:{host_if}"))),
-            network: self.name().into(),
-            network_id: self.id().into(),
-            ifname: ifname.into(),
-            ip,
-            prefix,
-            gateway,
-            mac: mac_string(mac),
-            host_if,
-            netns: netns.to_path_buf(),
-            aliases,
-            ip6: v6.map(|(a, _, _)| a),
-            prefix6: v6.map(|(_, p, _)| p).unwrap_or(0),
-            gateway6: v6.map(|(_, _, g)| g),
-            link_local: want.link_local,
-        };
-        self.bus.emit(Event::EndpointAttached {
+        Ok(berth_shared::plan::Attachment {
             id: container_id.into(),
             network: self.name().into(),
             bridge: self.bridge().into(),
-            host_if: ep.host_if.clone(),
-            ifname: ep.ifname.clone(),
-            ip: ip.to_string(),
+            netns: netns.display().to_string(),
+            ifname: ifname.into(),
+            host_if: veth_name(container_id, self.id()),
+            ip,
             prefix,
-            mac: ep.mac.clone(),
-            gateway: gateway.to_string(),
-            netns: ep.netns.display().to_string(),
-        });
-        Ok(ep)
+            gateway,
+            mac: mac_string(want.mac.unwrap_or_else(|| mac_for(ip))),
+            default_route,
+            ip6: v6.map(|(a, p, _)| (a, p)),
+            gateway6: v6.map(|(_, _, g)| g),
+            link_local: want.link_local.clone(),
+        })
+    }
+
+    /// The host's part of a plan's `AttachEndpoint`: the veth pair, its
+    /// end inside with the decided addresses and routes. If it fails, the
+    /// endpoint's addresses go back to the network.
+    pub async fn attach(&self, a: &berth_shared::plan::Attachment) -> Result<(), NetError> {
+        let iface = Iface {
+            name: a.ifname.clone(),
+            ip: a.ip,
+            prefix: a.prefix,
+            gateway: a.default_route.then_some(a.gateway),
+            mac: berth_shared::ipam::parse_mac(&a.mac).ok_or_else(|| NetError::Invalid(format!("invalid MAC address: {}", a.mac)))?,
+            ip6: a.ip6,
+            gateway6: a.gateway6.filter(|_| a.default_route),
+            link_local: a.link_local.clone(),
+        };
+        let r = async {
+            let h = netlink::connect()?;
+            netlink::attach(&h, self.index, Path::new(&a.netns), &a.host_if, &iface).await
+        }
+        .await;
+        if r.is_err() {
+            self.release_addresses(a.ip, a.ip6.map(|(ip, _)| ip));
+        }
+        r
+    }
+
+    /// The record of an endpoint made as `a` decided, known by `aliases`.
+    pub fn endpoint_of(&self, a: &berth_shared::plan::Attachment, aliases: Vec<String>) -> Endpoint {
+        Endpoint {
+            endpoint_id: hex::encode(Sha256::digest(format!("{}:{}", a.id, a.host_if))),
+            network: self.name().into(),
+            network_id: self.id().into(),
+            ifname: a.ifname.clone(),
+            ip: a.ip,
+            prefix: a.prefix,
+            gateway: a.gateway,
+            mac: a.mac.clone(),
+            host_if: a.host_if.clone(),
+            netns: PathBuf::from(&a.netns),
+            aliases,
+            ip6: a.ip6.map(|(ip, _)| ip),
+            prefix6: a.ip6.map(|(_, p)| p).unwrap_or(0),
+            gateway6: a.gateway6,
+            link_local: a.link_local.clone(),
+        }
     }
 
     /// Gives an endpoint's addresses back to the network (its veth pair

@@ -146,9 +146,7 @@ fn a_berthd_killed_at_any_step_of_run_stop_or_rm_leaves_nothing_behind() {
     // backend/src/fault.rs's points, in the order a run, stop and rm reach them.
     for point in [
         "start.mounted",
-        "start.netns",
-        "start.veth",
-        "start.published",
+        "start.joined",
         "start.cgroups",
         "start.launched",
         "stop.signalled",
@@ -176,10 +174,10 @@ fn a_berthd_killed_at_any_step_of_run_stop_or_rm_leaves_nothing_behind() {
 }
 
 /// berthd killed between the steps of a start's plans (`plan.step:n`: before
-/// the n-th step it performs — the root's mount, then each of the published
-/// port's three rules and the port itself): the publish plan was journaled,
-/// the next berthd takes it back first (its log says so), nothing is left,
-/// and the port is free again.
+/// the n-th step it performs — the root's mount, then the join: the network
+/// namespace, the endpoint, the published port's three rules and the port
+/// itself): the join was journaled, the next berthd takes it back first (its
+/// log says so), nothing is left, and the port is free again.
 #[test]
 fn a_berthd_killed_between_a_plans_steps_has_the_journaled_plan_taken_back() {
     let (sb, mut d) = node1().unwrap();
@@ -188,12 +186,12 @@ fn a_berthd_killed_between_a_plans_steps_has_the_journaled_plan_taken_back() {
     let mirror = ["--registry-mirror", "http://127.0.0.1:5000"];
     let plans = sb.dir().join("berth/run/plans");
     let journals = || std::fs::read_dir(&plans).map(|d| d.count()).unwrap_or(0);
-    for n in 2..=5 {
+    for n in 2..=7 {
         let fault = format!("plan.step:{n}");
         let mut d = sb.start_berthd_env(&[("BERTH_FAULT", fault.as_str())], &mirror).unwrap();
         let _ = sb.docker(&d, &["run", "-d", "--name", "faulty", "-p", "8094:80", "alpine", "sleep", "6012"]);
         assert!(dies(&mut d), "{fault}: berthd did not die:\n{}", d.log_text());
-        assert_eq!(journals(), 1, "{fault}: the publish plan is journaled while it runs");
+        assert_eq!(journals(), 1, "{fault}: the join is journaled while it runs");
         let mut d = sb.start_berthd(&mirror).unwrap();
         berth_e2e::sandbox::until(10, "the journaled plan to be taken back", || {
             d.log_text().contains("undoing a plan a killed berthd left part done")

@@ -37,7 +37,10 @@ impl Host for FakeHost {
             Step::DeleteRule(r) => self.rules.remove(&key(r)),
             Step::Publish { map, .. } => self.ports.insert(map.host_port),
             Step::Unpublish { map, .. } => self.ports.remove(&map.host_port),
+            // Into a namespace that is there only.
+            Step::AttachEndpoint(a) => self.netns.contains(&a.netns) && self.endpoints.insert(a.host_if.clone()),
             Step::DetachEndpoint { host_if, .. } => self.endpoints.remove(host_if),
+            Step::CreateNetns { path, .. } => self.netns.insert(path.clone()),
             Step::RemoveNetns { path, .. } => self.netns.remove(path),
         };
         // As the kernel: taking away what is not there fails (ENOENT), and
@@ -64,10 +67,9 @@ fn layer() -> RwLayer {
     }
 }
 
-/// A state and a host with container ID created, its root mounted and an
-/// endpoint on docker0 (in namespace /run/netns/ID), as a start leaves them
-/// before its ports are published.
-fn started() -> (State, FakeHost) {
+/// A state and a host with container ID created and its root mounted, as a
+/// start leaves them before it joins its networks.
+fn mounted() -> (State, FakeHost) {
     let mut s = State::default();
     apply(
         &mut s,
@@ -84,10 +86,39 @@ fn started() -> (State, FakeHost) {
     );
     let mut host = FakeHost::default();
     execute_now(&mut host, &Plan::whole(vec![mount_root(ID, &layer())]), &mut |e| apply(&mut s, &e)).unwrap();
-    attach(&mut s, &mut host, ("bridge", "docker0"), ("veth1234567", "eth0"), "172.17.0.2");
-    host.netns.insert(format!("/run/netns/{ID}"));
     host.performed.clear();
     (s, host)
+}
+
+/// As [`mounted`], with an endpoint on docker0 (in namespace
+/// /run/netns/ID), as a start leaves them before its ports are published.
+fn started() -> (State, FakeHost) {
+    let (mut s, mut host) = mounted();
+    attach(&mut s, &mut host, ("bridge", "docker0"), ("veth1234567", "eth0"), "172.17.0.2");
+    host.netns.insert(format!("/run/netns/{ID}"));
+    (s, host)
+}
+
+/// Endpoint `i` of container ID as decided (eth`i`, on network net`i`; the
+/// first is on docker0 and holds the default route).
+fn endpoint(i: u8) -> Attachment {
+    let (network, bridge) = if i == 0 { ("bridge".to_string(), "docker0".to_string()) } else { (format!("net{i}"), format!("br-{i}")) };
+    Attachment {
+        id: ID.into(),
+        network,
+        bridge,
+        netns: format!("/run/netns/{ID}"),
+        ifname: format!("eth{i}"),
+        host_if: format!("veth000000{i}"),
+        ip: Ipv4Addr::new(172, 17 + i, 0, 2),
+        prefix: 16,
+        gateway: Ipv4Addr::new(172, 17 + i, 0, 1),
+        mac: format!("02:42:ac:{:02x}:00:02", 17 + i),
+        default_route: i == 0,
+        ip6: None,
+        gateway6: None,
+        link_local: Vec::new(),
+    }
 }
 
 /// Container ID joins `network` (on `bridge`) with a pair `host_if`/`ifname`
@@ -107,6 +138,7 @@ fn attach(s: &mut State, host: &mut FakeHost, (network, bridge): (&str, &str), (
             mac: "02:42:ac:11:00:02".into(),
             gateway,
             netns: format!("/run/netns/{ID}"),
+            ip6: None,
         },
     );
     host.endpoints.insert(host_if.into());
@@ -239,6 +271,7 @@ fn leaving_one_network_takes_only_the_ports_that_lead_to_it_and_deletes_its_pair
             network: "labnet".into(),
             host_if: "veth7654321".into(),
             ip: "10.1.0.2".into(),
+            ip6: None,
             keep_link: false
         }]
     );
@@ -267,4 +300,88 @@ fn a_plan_interrupted_anywhere_is_taken_back_by_its_undoing_read_from_json() {
         assert!(host.rules.is_empty() && host.ports.is_empty(), "{done} steps done: {:?}", host.rules);
         assert_truthful(&s, &host, &format!("{done} steps done, then undone"));
     }
+}
+
+#[test]
+fn a_join_is_the_namespace_then_each_endpoint_then_the_ports_and_exit_takes_it_all_apart() {
+    let (mut s, mut host) = mounted();
+    let eps = [endpoint(0), endpoint(1)];
+    let maps = [PortMap { container_ip: eps[0].ip, ..map(8081, 80) }];
+    let plan = join(ID, &eps[0].netns, &eps, &maps);
+    assert!(matches!(&plan.steps[0], Step::CreateNetns { path, .. } if *path == eps[0].netns), "{plan:?}");
+    assert!(matches!(&plan.steps[1], Step::AttachEndpoint(a) if a.ifname == "eth0" && a.default_route));
+    assert!(matches!(&plan.steps[2], Step::AttachEndpoint(a) if a.ifname == "eth1" && !a.default_route));
+    // The ports lead to the first endpoint, on its bridge.
+    assert!(matches!(&plan.steps[3], Step::AddRule(r) if r.text().contains("-o docker0")), "{plan:?}");
+    assert_eq!(plan.steps.len(), 3 + 4);
+    execute_now(&mut host, &plan, &mut |e| apply(&mut s, &e)).unwrap();
+    assert_truthful(&s, &host, "joined");
+    let c = &s.containers[ID];
+    assert_eq!(c.endpoints["net1"].ip, "172.18.0.2");
+    assert_eq!(c.endpoints["bridge"].gateway, "172.17.0.1");
+    execute_now(&mut host, &exit(&s, ID, 0, None), &mut |e| apply(&mut s, &e)).unwrap();
+    assert_truthful(&s, &host, "exited");
+    assert!(host.netns.is_empty() && host.rules.is_empty() && host.endpoints.is_empty() && host.mounts.is_empty());
+}
+
+#[test]
+fn a_join_that_fails_anywhere_undoes_itself_and_the_state_tells_what_the_host_kept() {
+    let mut runs = 0;
+    for networks in 1..=3u8 {
+        for ports in 0..=2u16 {
+            let eps: Vec<Attachment> = (0..networks).map(endpoint).collect();
+            let maps: Vec<PortMap> = (0..ports).map(|i| PortMap { container_ip: eps[0].ip, ..map(8080 + i, 80 + i) }).collect();
+            let plan = join(ID, &eps[0].netns, &eps, &maps);
+            for fail_at in 0..plan.steps.len() {
+                for undo_fail in std::iter::once(None).chain((fail_at + 1..=2 * fail_at).map(Some)) {
+                    let (mut s, mut host) = mounted();
+                    host.fail = [fail_at].into_iter().chain(undo_fail).collect();
+                    let failed = execute_now(&mut host, &plan, &mut |e| apply(&mut s, &e)).expect_err("a failed step fails the plan");
+                    let what = format!("{networks} networks, {ports} ports, failing at {fail_at}, undo failing at {undo_fail:?}");
+                    assert_eq!(failed.failures.len(), 1 + usize::from(undo_fail.is_some()), "{what}");
+                    assert_truthful(&s, &host, &what);
+                    if undo_fail.is_none() {
+                        assert!(
+                            host.netns.is_empty() && host.endpoints.is_empty() && host.rules.is_empty() && host.ports.is_empty(),
+                            "{what}: not all undone"
+                        );
+                    }
+                    // What the state knows of goes with the exit (the
+                    // namespace by the path the start kept).
+                    let _ = execute_now(&mut host, &exit(&s, ID, 1, Some(&eps[0].netns)), &mut |e| apply(&mut s, &e));
+                    assert_truthful(&s, &host, &format!("{what}, then exited"));
+                    assert!(host.ports.is_empty() && host.mounts.is_empty(), "{what}: leaked");
+                    runs += 1;
+                }
+            }
+        }
+    }
+    assert!(runs > 250, "{runs}");
+}
+
+#[test]
+fn an_interrupted_join_read_back_from_its_journal_leaves_nothing() {
+    let eps = [endpoint(0), endpoint(1)];
+    let maps = [PortMap { container_ip: eps[0].ip, ..map(8081, 80) }];
+    let plan = join(ID, &eps[0].netns, &eps, &maps);
+    let journal: Plan = serde_json::from_str(&serde_json::to_string(&plan).unwrap()).unwrap();
+    assert_eq!(journal, plan);
+    for done in 0..=plan.steps.len() {
+        let (mut s, mut host) = mounted();
+        execute_now(&mut host, &Plan::whole(plan.steps[..done].to_vec()), &mut |e| apply(&mut s, &e)).unwrap();
+        let _ = execute_now(&mut host, &journal.undoing(), &mut |e| apply(&mut s, &e));
+        assert!(host.netns.is_empty() && host.endpoints.is_empty() && host.rules.is_empty(), "{done} steps done");
+        assert_truthful(&s, &host, &format!("{done} steps done, then undone"));
+    }
+}
+
+#[test]
+fn a_start_tells_its_namespaces_then_start_and_a_host_network_container_has_no_net_namespace() {
+    let kinds = |own: bool| match &super::started(ID, 42, own).steps[0] {
+        Step::Announce(Event::NamespacesCreated { kinds, pid: 42, .. }) => kinds.clone(),
+        other => panic!("{other:?}"),
+    };
+    assert_eq!(kinds(true), ["mnt", "uts", "ipc", "pid", "net"]);
+    assert_eq!(kinds(false), ["mnt", "uts", "ipc", "pid"]);
+    assert!(matches!(super::started(ID, 42, true).steps[1], Step::Announce(Event::ContainerStarted { pid: 42, .. })));
 }
