@@ -167,6 +167,25 @@ impl plan::Host for LinuxHost<'_> {
                 }
             }
             Step::RemoveNetns { path, .. } => netlink::remove_netns(Path::new(path)),
+            Step::Signal { pid, signal, .. } => {
+                let sig = nix::sys::signal::Signal::try_from(*signal).map_err(|e| format!("signal {signal}: {e}"))?;
+                nix::sys::signal::kill(nix::unistd::Pid::from_raw(*pid), sig).map_err(|e| format!("signalling {pid}: {e}"))?;
+            }
+            Step::RemoveContainer { dirs, .. } => {
+                // A root the state lost track of (berthd's start unmounts
+                // what a crash left) is detached before its dir goes.
+                for d in dirs.iter().map(Path::new) {
+                    let _ = nix::mount::umount2(&d.join("merged"), nix::mount::MntFlags::MNT_DETACH);
+                }
+                crate::fault::point("rm.unmounted");
+                for d in dirs.iter().map(Path::new) {
+                    if let Err(e) = std::fs::remove_dir_all(d) {
+                        if e.kind() != std::io::ErrorKind::NotFound {
+                            tracing::warn!(dir = %d.display(), error = %e, "removing container files");
+                        }
+                    }
+                }
+            }
         }
         Ok(Vec::new())
     }

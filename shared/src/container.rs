@@ -59,6 +59,11 @@ pub mod refusal {
         format!("Cannot kill container: {id}: {}", not_running(id))
     }
 
+    /// A signal other than SIGKILL to a paused container.
+    pub fn kill_paused(id: &str) -> String {
+        format!("Cannot kill container: {id}: Container {id} is paused. Unpause the container before stopping or killing")
+    }
+
     /// Why a start is refused (a running container is not: it answers 304).
     pub fn start(id: &str, status: Status) -> Option<String> {
         (status != Status::Running && !status.can_start()).then(|| format!("cannot start container {id} in state {}", status.as_str()))

@@ -10,10 +10,11 @@
 use std::future::Future;
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 
+use crate::container::refusal;
 use crate::event::Event;
 use crate::netfilter::{port_rules, PortMap, Rule};
 use crate::state::State;
-use crate::RwLayer;
+use crate::{RwLayer, Status};
 
 /// An endpoint as decided: the addresses its network gave it (its IPAM is
 /// the network's, claimed before the plan) and its names — all the host
@@ -114,6 +115,18 @@ pub enum Step {
         id: String,
         path: String,
     },
+    /// Send `signal` to the container's PID 1 (`pid` as the host sees it).
+    Signal {
+        id: String,
+        pid: i32,
+        signal: i32,
+    },
+    /// Delete a container's files: its read-write layer's dir and the
+    /// host's own (`dirs`); the container is gone.
+    RemoveContainer {
+        id: String,
+        dirs: Vec<String>,
+    },
 }
 
 impl Step {
@@ -152,6 +165,10 @@ impl Step {
             Step::DetachEndpoint { id, network, host_if, .. } => {
                 Event::EndpointDetached { id: id.clone(), network: network.clone(), host_if: host_if.clone() }
             }
+            Step::Signal { id, signal, .. } => {
+                Event::ContainerRequest { id: id.clone(), action: "kill".into(), signal: Some(*signal), exec_id: None, command: Vec::new() }
+            }
+            Step::RemoveContainer { id, .. } => Event::ContainerRemoved { id: id.clone() },
             Step::CreateNetns { .. } | Step::RemoveNetns { .. } => return None,
         })
     }
@@ -340,6 +357,39 @@ pub fn started(id: &str, pid: i32, own_network: bool) -> Plan {
         Step::Announce(Event::NamespacesCreated { id: id.into(), pid, kinds }),
         Step::Announce(Event::ContainerStarted { id: id.into(), pid }),
     ])
+}
+
+/// SIGKILL's number (the same on every Linux architecture).
+pub const SIGKILL: i32 = 9;
+
+/// `docker kill -s` (and a stop's signals): `signal` to the container's
+/// PID 1 as the state knows it. Refused (in Docker's words) unless it runs,
+/// and, paused, unless the signal is SIGKILL.
+pub fn kill(state: &State, id: &str, signal: i32) -> Result<Plan, String> {
+    let c = state.containers.get(id).ok_or_else(|| refusal::no_such_container(id))?;
+    let pid = c.pid.filter(|p| *p > 0 && c.status == Status::Running).ok_or_else(|| refusal::kill_not_running(id))?;
+    if c.paused && signal != SIGKILL {
+        return Err(refusal::kill_paused(id));
+    }
+    Ok(Plan::whole(vec![Step::Signal { id: id.into(), pid, signal }]))
+}
+
+/// `docker rm` of a container that does not run (a running one is killed
+/// and its run taken apart first): its root if the state says it is still
+/// mounted, then its files — its read-write layer's dir and the host's
+/// `dirs` (berthd's config and run-time dirs).
+pub fn remove(state: &State, id: &str, mut dirs: Vec<String>) -> Plan {
+    let mut steps = Vec::new();
+    if let Some(c) = state.containers.get(id) {
+        if c.mounted {
+            steps.push(Step::UnmountOverlay { id: id.into(), merged: c.layer.merged.clone() });
+        }
+        if let Some((layer, _)) = c.layer.merged.rsplit_once('/') {
+            dirs.insert(0, layer.to_string());
+        }
+    }
+    steps.push(Step::RemoveContainer { id: id.into(), dirs });
+    Plan::best_effort(steps)
 }
 
 /// A container's published ports as the state holds them, with the bridge

@@ -552,16 +552,29 @@ impl Sim {
             ["run", rest @ ..] => self.docker_run(rest),
             ["build", rest @ ..] => self.build(rest),
             ["ps", rest @ ..] => self.ps(rest.contains(&"-a") || rest.contains(&"--all")),
-            ["stop", names @ ..] | ["kill", names @ ..] => {
+            [verb @ ("stop" | "kill"), names @ ..] => {
+                let kill = *verb == "kill";
                 let mut out = String::new();
                 for n in names.iter().filter(|n| !n.starts_with('-') && n.parse::<u32>().is_err()) {
-                    match self.by_name(n) {
-                        Some(id) => {
-                            self.stop(&id, 0);
-                            out.push_str(&format!("{n}\n"));
+                    let Some(id) = self.by_name(n) else {
+                        out.push_str(&format!("Error response from daemon: {}\n", refusal::no_such_container(n)));
+                        continue;
+                    };
+                    // berthd's decision: its signal (SIGKILL, or the lab's
+                    // images' stop signal, SIGTERM, which they exit 0 on).
+                    match plan::kill(&self.state, &id, if kill { plan::SIGKILL } else { 15 }) {
+                        Ok(signal) => {
+                            self.execute(&signal);
+                            self.stop(&id, if kill { 137 } else { 0 });
                         }
-                        None => out.push_str(&format!("Error response from daemon: {}\n", refusal::no_such_container(n))),
+                        // A stop of a stopped container is no error (Docker's 304).
+                        Err(why) if kill => {
+                            out.push_str(&format!("Error response from daemon: {why}\n"));
+                            continue;
+                        }
+                        Err(_) => {}
                     }
+                    out.push_str(&format!("{n}\n"));
                 }
                 out
             }
@@ -1122,7 +1135,7 @@ impl Sim {
 
     fn remove(&mut self, id: &str) {
         self.extra.remove(id);
-        self.emit(Event::ContainerRemoved { id: id.into() });
+        self.execute(&plan::remove(&self.state, id, Vec::new()));
     }
 
     fn ps(&self, all: bool) -> String {
@@ -1560,7 +1573,9 @@ impl plan::Host for SimHost<'_> {
             | Step::Publish { .. }
             | Step::Unpublish { .. }
             | Step::CreateNetns { .. }
-            | Step::RemoveNetns { .. } => Vec::new(),
+            | Step::RemoveNetns { .. }
+            | Step::Signal { .. }
+            | Step::RemoveContainer { .. } => Vec::new(),
         })
     }
 }

@@ -1178,52 +1178,30 @@ impl Containers {
         }
         let mut exits = c.exits();
         let before = *exits.borrow_and_update();
-        self.kill(c, signal)?;
+        self.kill(c, signal).await?;
         if parse_signal(signal) == Some(nix::sys::signal::Signal::SIGKILL) {
             let _ = tokio::time::timeout(Duration::from_secs(10), exits.wait_for(|n| *n != before)).await;
         }
         Ok(())
     }
 
-    /// Sends a signal to the container's PID 1.
-    pub fn kill(&self, c: &Container, signal: &str) -> Result<(), ApiError> {
-        let rec = c.record();
-        if rec.state.status != Status::Running || rec.state.pid <= 0 {
-            return Err(ApiError::new(ErrorKind::Conflict, refusal::kill_not_running(&rec.id)));
-        }
+    /// Sends a signal to the container's PID 1: `plan::kill`'s decision
+    /// (the simulator's too), from the state.
+    pub async fn kill(&self, c: &Container, signal: &str) -> Result<(), ApiError> {
+        // (As Docker, a signal it cannot read is refused before anything else.)
         let sig = parse_signal(signal).ok_or_else(|| ApiError::bad_request(format!("Invalid signal: {signal}")))?;
-        if rec.state.paused && sig != nix::sys::signal::Signal::SIGKILL {
-            return Err(ApiError::new(
-                ErrorKind::Conflict,
-                format!(
-                    "Cannot kill container: {}: Container {} is paused. Unpause the container before stopping or killing",
-                    rec.id, rec.id
-                ),
-            ));
-        }
+        let plan = self.bus.with_state(|s| plan::kill(s, &c.id, sig as i32)).map_err(ApiError::conflict)?;
         if !self.shutting_down.load(std::sync::atomic::Ordering::SeqCst) {
             // Ended by the user: its restart policy leaves it stopped.
             c.update(|r| r.stopped_by_user = true);
         }
-        let sent = nix::sys::signal::kill(nix::unistd::Pid::from_raw(rec.state.pid), sig);
-        if sent.is_ok() {
-            self.bus.emit(Event::ContainerRequest {
-                id: rec.id.clone(),
-                action: "kill".into(),
-                signal: Some(sig as i32),
-                exec_id: None,
-                command: Vec::new(),
-            });
-        }
-        if rec.state.paused {
+        let sent = LinuxHost::new(None).run(&plan, &self.bus).await;
+        if c.record().state.paused {
             // A frozen process dies only once thawed.
-            self.resources.thaw_now(&rec.id);
+            self.resources.thaw_now(&c.id);
         }
-        match sent {
-            // Its process is gone; the exit handler has not caught up yet.
-            Err(nix::errno::Errno::ESRCH) => Err(ApiError::new(ErrorKind::Conflict, refusal::kill_not_running(&rec.id))),
-            r => r.map_err(internal),
-        }
+        // Its process is gone; the exit handler has not caught up yet.
+        sent.map_err(|_| ApiError::conflict(refusal::kill_not_running(&c.id)))
     }
 
     /// `docker stop`: the stop signal, then SIGKILL after the timeout.
@@ -1267,12 +1245,12 @@ impl Containers {
         // A paused container cannot take its stop signal: it is killed.
         let secs = if rec.state.paused { 0 } else { timeout.or(rec.stop_timeout()).unwrap_or(10) };
         if !rec.state.paused {
-            let _ = self.kill(c, signal.unwrap_or(&rec.stop_signal()));
+            let _ = self.kill(c, signal.unwrap_or(&rec.stop_signal())).await;
         }
         crate::fault::point("stop.signalled");
         let stopped = tokio::time::timeout(Duration::from_secs(secs), exits.wait_for(|n| *n != before)).await.map(|r| r.is_ok());
         if stopped.is_err() {
-            let _ = self.kill(c, "SIGKILL");
+            let _ = self.kill(c, "SIGKILL").await;
             let _ = tokio::time::timeout(Duration::from_secs(10), exits.wait_for(|n| *n != before)).await;
         }
         self.bus.emit(Event::ContainerRequest {
@@ -1306,7 +1284,7 @@ impl Containers {
         if rec.state.status == Status::Running {
             let mut exits = c.exits();
             let before = *exits.borrow_and_update();
-            let _ = self.kill(c, "SIGKILL");
+            let _ = self.kill(c, "SIGKILL").await;
             let _ = tokio::time::timeout(Duration::from_secs(10), exits.wait_for(|n| *n != before)).await;
             // With --rm the exit handler would remove it too: it waits for
             // this lock, then finds it gone.
@@ -1315,17 +1293,10 @@ impl Containers {
         self.map.lock().unwrap_or_else(|p| p.into_inner()).remove(&rec.id);
         self.device_cgroups.remove(&rec.id).await;
         self.resources.remove(&rec.id).await;
-        let _ = nix::mount::umount2(Path::new(&rec.layer.merged), nix::mount::MntFlags::MNT_DETACH);
-        crate::fault::point("rm.unmounted");
-        let layer_dir = self.data_root.join("overlay2").join(&rec.id);
-        for d in [self.dir(&rec.id), layer_dir, self.exec_root.join("containers").join(&rec.id)] {
-            if let Err(e) = fs::remove_dir_all(&d) {
-                if e.kind() != std::io::ErrorKind::NotFound {
-                    tracing::warn!(dir = %d.display(), error = %e, "removing container files");
-                }
-            }
-        }
-        self.bus.emit(Event::ContainerRemoved { id: rec.id.clone() });
+        // Its root if still mounted, then its files (`plan::remove`).
+        let dirs = [self.dir(&rec.id), self.exec_root.join("containers").join(&rec.id)].map(|d| d.display().to_string());
+        let plan = self.bus.with_state(|s| plan::remove(s, &rec.id, dirs.into()));
+        let _ = LinuxHost::new(None).run(&plan, &self.bus).await;
         if remove_volumes {
             for m in rec.mounts.iter().filter(|m| m.kind == "volume") {
                 let anonymous = self.volumes.get(&m.name).is_some_and(|v| v.anonymous);

@@ -144,14 +144,7 @@ fn a_berthd_killed_at_any_step_of_run_stop_or_rm_leaves_nothing_behind() {
     assert!(d.terminate().unwrap().success());
     let mirror = ["--registry-mirror", "http://127.0.0.1:5000"];
     // backend/src/fault.rs's points, in the order a run, stop and rm reach them.
-    for point in [
-        "start.mounted",
-        "start.joined",
-        "start.cgroups",
-        "start.launched",
-        "stop.signalled",
-        "rm.unmounted",
-    ] {
+    for point in ["start.mounted", "start.joined", "start.cgroups", "start.launched", "stop.signalled", "rm.unmounted"] {
         let mut d = sb.start_berthd_env(&[("BERTH_FAULT", point)], &mirror).unwrap();
         let run = sb.docker(&d, &["run", "-d", "--name", "faulty", "-p", "8093:80", "alpine", "sleep", "6011"]).unwrap();
         if point.starts_with("stop.") || point.starts_with("rm.") {

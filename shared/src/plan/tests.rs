@@ -41,6 +41,8 @@ impl Host for FakeHost {
             Step::AttachEndpoint(a) => self.netns.contains(&a.netns) && self.endpoints.insert(a.host_if.clone()),
             Step::DetachEndpoint { host_if, .. } => self.endpoints.remove(host_if),
             Step::CreateNetns { path, .. } => self.netns.insert(path.clone()),
+            Step::Signal { .. } => true,
+            Step::RemoveContainer { dirs, .. } => dirs.iter().all(|d| !self.mounts.iter().any(|m| m.starts_with(d.as_str()))),
             Step::RemoveNetns { path, .. } => self.netns.remove(path),
         };
         // As the kernel: taking away what is not there fails (ENOENT), and
@@ -384,4 +386,37 @@ fn a_start_tells_its_namespaces_then_start_and_a_host_network_container_has_no_n
     assert_eq!(kinds(true), ["mnt", "uts", "ipc", "pid", "net"]);
     assert_eq!(kinds(false), ["mnt", "uts", "ipc", "pid"]);
     assert!(matches!(super::started(ID, 42, true).steps[1], Step::Announce(Event::ContainerStarted { pid: 42, .. })));
+}
+
+#[test]
+fn a_kill_is_refused_in_dockers_words_unless_the_container_runs_and_a_paused_one_takes_sigkill_only() {
+    let (mut s, _) = started();
+    assert_eq!(kill(&s, ID, 15), Err(crate::container::refusal::kill_not_running(ID)), "created, never started");
+    assert_eq!(kill(&s, "nope", 9), Err(crate::container::refusal::no_such_container("nope")));
+    apply(&mut s, &Event::ContainerStarted { id: ID.into(), pid: 321 });
+    let plan = kill(&s, ID, 15).unwrap();
+    assert_eq!(plan.steps, vec![Step::Signal { id: ID.into(), pid: 321, signal: 15 }]);
+    assert!(matches!(plan.steps[0].event(), Some(Event::ContainerRequest { signal: Some(15), ref action, .. }) if action == "kill"));
+    apply(&mut s, &Event::ContainerPaused { id: ID.into() });
+    assert_eq!(kill(&s, ID, 15), Err(crate::container::refusal::kill_paused(ID)));
+    assert!(kill(&s, ID, SIGKILL).is_ok());
+    apply(&mut s, &Event::ContainerExited { id: ID.into(), exit_code: 137 });
+    assert_eq!(kill(&s, ID, SIGKILL), Err(crate::container::refusal::kill_not_running(ID)));
+}
+
+#[test]
+fn a_removal_unmounts_a_root_the_state_says_is_mounted_before_deleting_its_layer_and_the_hosts_dirs() {
+    let (mut s, mut host) = mounted();
+    let plan = remove(&s, ID, vec!["/d/containers/c0ffee".into()]);
+    assert!(matches!(&plan.steps[0], Step::UnmountOverlay { merged, .. } if merged.ends_with("/merged")));
+    assert_eq!(
+        plan.steps[1],
+        Step::RemoveContainer { id: ID.into(), dirs: vec![format!("/d/overlay2/{ID}"), "/d/containers/c0ffee".into()] }
+    );
+    execute_now(&mut host, &plan, &mut |e| apply(&mut s, &e)).unwrap();
+    assert!(host.mounts.is_empty() && !s.containers.contains_key(ID));
+    // Unmounted already: the files only.
+    let (mut s, mut host) = mounted();
+    execute_now(&mut host, &exit(&s, ID, 0, None), &mut |e| apply(&mut s, &e)).unwrap();
+    assert_eq!(remove(&s, ID, Vec::new()).steps.len(), 1);
 }
