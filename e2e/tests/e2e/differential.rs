@@ -49,7 +49,12 @@ const SCRIPT: &[&str] = &[
     "docker run --name web2 -d -v webvol:/usr/share/nginx/html -p 8082:80 nginx:alpine",
     "curl -s http://127.0.0.1:8082/index.html",
     "docker exec web2 ls /usr/share/nginx/html",
-    "docker rm -f web2",
+    // A kill's exit code, then a kill of what no longer runs (issue 14:
+    // the simulator said Exited (0), then printed the name).
+    "docker kill web2",
+    "docker ps -a",
+    "docker kill web2",
+    "docker rm web2",
     "docker volume rm webvol",
     // The GourmetGram context (shared::sim::GG_FILES, written to node1's
     // home for the real engine): a build, a code edit, a build from cache.
