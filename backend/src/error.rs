@@ -49,6 +49,17 @@ impl ApiError {
 
 pub type ApiResult<T> = Result<T, ApiError>;
 
+/// A decision refused in `berth_shared::plan`: 404 or 409, in its words.
+impl From<berth_shared::plan::Refused> for ApiError {
+    fn from(r: berth_shared::plan::Refused) -> Self {
+        use berth_shared::plan::Refused;
+        match r {
+            Refused::NotFound(m) => ApiError::not_found(m),
+            Refused::Conflict(m) => ApiError::conflict(m),
+        }
+    }
+}
+
 impl From<crate::network::netlink::NetError> for ApiError {
     fn from(e: crate::network::netlink::NetError) -> Self {
         use crate::network::netlink::NetError;

@@ -80,6 +80,32 @@ impl<'a> LinuxHost<'a> {
     }
 }
 
+/// Does a step wait (on netlink)? Such a plan runs with [`LinuxHost::run`].
+fn waits(step: &Step) -> bool {
+    matches!(step, Step::AttachEndpoint(_) | Step::DetachEndpoint { keep_link: false, .. })
+}
+
+impl LinuxHost<'_> {
+    /// [`LinuxHost::run`] from code that cannot wait, for a plan none of
+    /// whose steps waits (files, signals, mounts, rules), unjournaled. A plan
+    /// with a step that would wait is refused, nothing done.
+    pub fn run_now(&mut self, plan: &Plan, bus: &EventBus) -> Result<(), plan::Failed<String>> {
+        if let Some(step) = plan.steps.iter().find(|s| waits(s)) {
+            let error = "this step waits on the kernel: its plan runs with LinuxHost::run".to_string();
+            return Err(plan::Failed { failures: vec![plan::StepFailed { step: step.clone(), error }] });
+        }
+        let r = plan::execute_now(self, plan, &mut |e| {
+            bus.emit(e);
+        });
+        if let Err(failed) = &r {
+            for f in &failed.failures {
+                tracing::warn!(step = ?f.step, error = %f.error, "a step failed: what it concerns stays as it was");
+            }
+        }
+        r
+    }
+}
+
 /// Daemon start: every plan a killed berthd left journaled is taken back
 /// (its steps' undoing, last first; one never done fails harmlessly), then
 /// its journal goes. Returns how many plans were undone.
@@ -171,6 +197,16 @@ impl plan::Host for LinuxHost<'_> {
                 let sig = nix::sys::signal::Signal::try_from(*signal).map_err(|e| format!("signal {signal}: {e}"))?;
                 nix::sys::signal::kill(nix::unistd::Pid::from_raw(*pid), sig).map_err(|e| format!("signalling {pid}: {e}"))?;
             }
+            Step::CreateVolume { mountpoint, .. } => {
+                use std::os::unix::fs::PermissionsExt;
+                std::fs::create_dir_all(mountpoint).map_err(|e| format!("creating {mountpoint}: {e}"))?;
+                // Docker's _data is root's, mode 0755 (a copy-in may change it).
+                let _ = std::fs::set_permissions(mountpoint, std::fs::Permissions::from_mode(0o755));
+            }
+            Step::RemoveVolume { dir, .. } => match std::fs::remove_dir_all(dir) {
+                Err(e) if e.kind() != std::io::ErrorKind::NotFound => return Err(format!("removing {dir}: {e}")),
+                _ => {}
+            },
             Step::RemoveContainer { dirs, .. } => {
                 // A root the state lost track of (berthd's start unmounts
                 // what a crash left) is detached before its dir goes.

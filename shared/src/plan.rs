@@ -127,6 +127,33 @@ pub enum Step {
         id: String,
         dirs: Vec<String>,
     },
+    /// Make a volume's data dir (root's, mode 0755).
+    CreateVolume {
+        name: String,
+        mountpoint: String,
+        anonymous: bool,
+    },
+    /// Delete a volume's dir (its data and whatever the host keeps beside).
+    RemoveVolume {
+        name: String,
+        dir: String,
+    },
+}
+
+/// Why a decision is refused, in Docker's words, and of which kind (the
+/// API answers 404 or 409; the simulator prints the words).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Refused {
+    NotFound(String),
+    Conflict(String),
+}
+
+impl std::fmt::Display for Refused {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Refused::NotFound(m) | Refused::Conflict(m) => f.write_str(m),
+        }
+    }
 }
 
 impl Step {
@@ -169,6 +196,10 @@ impl Step {
                 Event::ContainerRequest { id: id.clone(), action: "kill".into(), signal: Some(*signal), exec_id: None, command: Vec::new() }
             }
             Step::RemoveContainer { id, .. } => Event::ContainerRemoved { id: id.clone() },
+            Step::CreateVolume { name, mountpoint, anonymous } => {
+                Event::VolumeCreated { name: name.clone(), mountpoint: mountpoint.clone(), anonymous: *anonymous }
+            }
+            Step::RemoveVolume { name, .. } => Event::VolumeRemoved { name: name.clone() },
             Step::CreateNetns { .. } | Step::RemoveNetns { .. } => return None,
         })
     }
@@ -181,6 +212,10 @@ impl Step {
             Step::Publish { id, map } => Some(Step::Unpublish { id: id.clone(), map: map.clone() }),
             Step::CreateNetns { id, path } => Some(Step::RemoveNetns { id: id.clone(), path: path.clone() }),
             Step::AttachEndpoint(a) => Some(a.detach()),
+            Step::CreateVolume { name, mountpoint, .. } => Some(Step::RemoveVolume {
+                name: name.clone(),
+                dir: mountpoint.rsplit_once('/').map_or(mountpoint.as_str(), |(dir, _)| dir).into(),
+            }),
             _ => None,
         }
     }
@@ -365,11 +400,11 @@ pub const SIGKILL: i32 = 9;
 /// `docker kill -s` (and a stop's signals): `signal` to the container's
 /// PID 1 as the state knows it. Refused (in Docker's words) unless it runs,
 /// and, paused, unless the signal is SIGKILL.
-pub fn kill(state: &State, id: &str, signal: i32) -> Result<Plan, String> {
-    let c = state.containers.get(id).ok_or_else(|| refusal::no_such_container(id))?;
-    let pid = c.pid.filter(|p| *p > 0 && c.status == Status::Running).ok_or_else(|| refusal::kill_not_running(id))?;
+pub fn kill(state: &State, id: &str, signal: i32) -> Result<Plan, Refused> {
+    let c = state.containers.get(id).ok_or_else(|| Refused::NotFound(refusal::no_such_container(id)))?;
+    let pid = c.pid.filter(|p| *p > 0 && c.status == Status::Running).ok_or_else(|| Refused::Conflict(refusal::kill_not_running(id)))?;
     if c.paused && signal != SIGKILL {
-        return Err(refusal::kill_paused(id));
+        return Err(Refused::Conflict(refusal::kill_paused(id)));
     }
     Ok(Plan::whole(vec![Step::Signal { id: id.into(), pid, signal }]))
 }
@@ -390,6 +425,31 @@ pub fn remove(state: &State, id: &str, mut dirs: Vec<String>) -> Plan {
     }
     steps.push(Step::RemoveContainer { id: id.into(), dirs });
     Plan::best_effort(steps)
+}
+
+/// `docker volume create` (and a `-v` naming a volume there is not yet):
+/// its data dir, unless the state has the volume — Docker's create is
+/// idempotent, the one there is kept as it is.
+pub fn create_volume(state: &State, name: &str, mountpoint: &str, anonymous: bool) -> Plan {
+    let steps = if state.volumes.contains_key(name) {
+        Vec::new()
+    } else {
+        vec![Step::CreateVolume { name: name.into(), mountpoint: mountpoint.into(), anonymous }]
+    };
+    Plan::whole(steps)
+}
+
+/// `docker volume rm`: refused for a volume there is not, and for one a
+/// container uses (in any state, as Docker); else its dir goes.
+pub fn remove_volume(state: &State, name: &str) -> Result<Plan, Refused> {
+    let v = state.volumes.get(name).ok_or_else(|| Refused::NotFound(refusal::no_such_volume(name)))?;
+    let users: Vec<String> =
+        state.containers.values().filter(|c| c.mounts.iter().any(|m| m.kind == "volume" && m.name == name)).map(|c| c.id.clone()).collect();
+    if !users.is_empty() {
+        return Err(Refused::Conflict(refusal::volume_in_use(name, &users)));
+    }
+    let dir = v.mountpoint.rsplit_once('/').map_or(v.mountpoint.as_str(), |(dir, _)| dir);
+    Ok(Plan::best_effort(vec![Step::RemoveVolume { name: name.into(), dir: dir.into() }]))
 }
 
 /// A container's published ports as the state holds them, with the bridge

@@ -683,10 +683,7 @@ impl Sim {
             ]),
             ["network", "inspect", "bridge"] => self.network_inspect(),
             ["volume", "create", name] => {
-                if !self.state.volumes.contains_key(*name) {
-                    self.emit(Event::VolumeCreated { name: (*name).into(), mountpoint: format!("{ROOT}/volumes/{name}/_data"), anonymous: false });
-                    self.volume_files.insert((*name).into(), BTreeMap::new());
-                }
+                self.create_volume(name);
                 format!("{name}\n")
             }
             ["volume", "ls"] => {
@@ -698,18 +695,14 @@ impl Sim {
                 Some(v) => format!("[\n    {{\n        \"CreatedAt\": \"2026-11-28T12:00:00Z\",\n        \"Driver\": \"local\",\n        \"Labels\": null,\n        \"Mountpoint\": \"{}\",\n        \"Name\": \"{name}\",\n        \"Options\": null,\n        \"Scope\": \"local\"\n    }}\n]\n", v.mountpoint),
                 None => format!("[]\nError response from daemon: {}\n", refusal::no_such_volume(name)),
             },
-            ["volume", "rm", name] => {
-                let users: Vec<String> = self.state.containers.values().filter(|c| c.mounts.iter().any(|m| m.name == *name)).map(|c| c.id.clone()).collect();
-                if !users.is_empty() {
-                    format!("Error response from daemon: {}\n", refusal::volume_in_use(name, &users))
-                } else if self.state.volumes.contains_key(*name) {
-                    self.emit(Event::VolumeRemoved { name: (*name).into() });
+            ["volume", "rm", name] => match plan::remove_volume(&self.state, name) {
+                Ok(plan) => {
+                    self.execute(&plan);
                     self.volume_files.remove(*name);
                     format!("{name}\n")
-                } else {
-                    format!("Error response from daemon: {}\n", refusal::no_such_volume(name))
                 }
-            }
+                Err(why) => format!("Error response from daemon: {why}\n"),
+            },
             ["version"] => format!(
                 "Client: Docker Engine - Community\n Version:           28.2.2\n\nServer: berth (simulated node1)\n Engine:\n  Version:          simulated\n  API version:      {} (minimum version {})\n",
                 crate::API_VERSION,
@@ -849,10 +842,7 @@ impl Sim {
             mounts.push(Mount { kind: "bind".into(), name: String::new(), source, destination: p.clone(), readonly: false });
         }
         for (v, p) in &volumes {
-            if !self.state.volumes.contains_key(v) {
-                self.emit(Event::VolumeCreated { name: v.clone(), mountpoint: format!("{ROOT}/volumes/{v}/_data"), anonymous: false });
-                self.volume_files.insert(v.clone(), BTreeMap::new());
-            }
+            self.create_volume(v);
             mounts.push(Mount {
                 kind: "volume".into(),
                 name: v.clone(),
@@ -1130,6 +1120,15 @@ impl Sim {
         }
         if self.extra.get(id).is_some_and(|e| e.auto_remove) {
             self.remove(id);
+        }
+    }
+
+    /// A volume by this name, made if there is none (berthd's decision).
+    fn create_volume(&mut self, name: &str) {
+        let plan = plan::create_volume(&self.state, name, &format!("{ROOT}/volumes/{name}/_data"), false);
+        if !plan.steps.is_empty() {
+            self.execute(&plan);
+            self.volume_files.insert(name.into(), BTreeMap::new());
         }
     }
 
@@ -1575,7 +1574,9 @@ impl plan::Host for SimHost<'_> {
             | Step::CreateNetns { .. }
             | Step::RemoveNetns { .. }
             | Step::Signal { .. }
-            | Step::RemoveContainer { .. } => Vec::new(),
+            | Step::RemoveContainer { .. }
+            | Step::CreateVolume { .. }
+            | Step::RemoveVolume { .. } => Vec::new(),
         })
     }
 }

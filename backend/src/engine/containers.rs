@@ -1190,7 +1190,7 @@ impl Containers {
     pub async fn kill(&self, c: &Container, signal: &str) -> Result<(), ApiError> {
         // (As Docker, a signal it cannot read is refused before anything else.)
         let sig = parse_signal(signal).ok_or_else(|| ApiError::bad_request(format!("Invalid signal: {signal}")))?;
-        let plan = self.bus.with_state(|s| plan::kill(s, &c.id, sig as i32)).map_err(ApiError::conflict)?;
+        let plan = self.bus.with_state(|s| plan::kill(s, &c.id, sig as i32))?;
         if !self.shutting_down.load(std::sync::atomic::Ordering::SeqCst) {
             // Ended by the user: its restart policy leaves it stopped.
             c.update(|r| r.stopped_by_user = true);

@@ -8,12 +8,13 @@ use std::os::unix::fs::{MetadataExt, PermissionsExt};
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
 
-use berth_shared::Event;
+use berth_shared::{plan, Event};
 use serde::{Deserialize, Serialize};
 use serde_json::{json, Value};
 
 use crate::error::{ApiError, ErrorKind};
 use crate::events::EventBus;
+use crate::host::LinuxHost;
 
 /// What is kept of a volume (`volumes/NAME/volume.json`).
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -261,35 +262,28 @@ impl Volumes {
             return Ok(v.clone());
         }
         let rec = VolumeRecord { name: name.clone(), created: crate::ids::now_rfc3339(), labels, anonymous };
-        let dir = self.root.join(&name);
-        let data = dir.join("_data");
-        fs::create_dir_all(&data).map_err(internal)?;
-        // Docker's _data is root-owned, mode 0755 (the copy-in may change it).
-        let _ = fs::set_permissions(&data, fs::Permissions::from_mode(0o755));
-        let write = crate::durable::write_json(&dir.join("volume.json"), &rec);
-        if let Err(e) = write {
-            let _ = fs::remove_dir_all(&dir);
+        // Its data dir (`plan::create_volume`, the simulator's decision
+        // too), then the record beside it; if that cannot be written, the
+        // dir goes again.
+        let data = self.mountpoint(&name).display().to_string();
+        let plan = self.bus.with_state(|s| plan::create_volume(s, &name, &data, anonymous));
+        let mut host = LinuxHost::new(None);
+        host.run_now(&plan, &self.bus).map_err(|f| internal(format!("creating volume {name}: {f}")))?;
+        if let Err(e) = crate::durable::write_json(&self.root.join(&name).join("volume.json"), &rec) {
+            let _ = host.run_now(&plan.undoing(), &self.bus);
             return Err(internal(format!("creating volume {name}: {e}")));
         }
         map.insert(name.clone(), rec.clone());
-        drop(map);
-        self.announce(&rec);
         Ok(rec)
     }
 
-    /// Deletes the volume and its data (the caller checked it is unused).
+    /// Deletes the volume and its data (`plan::remove_volume`: refused
+    /// for one there is not, or one a container uses).
     pub fn remove(&self, name: &str) -> Result<(), ApiError> {
-        let rec = self.map.lock().unwrap_or_else(|p| p.into_inner()).remove(name);
-        if rec.is_none() {
-            return Err(ApiError::not_found(berth_shared::container::refusal::no_such_volume(name)));
-        }
-        let dir = self.root.join(name);
-        if let Err(e) = fs::remove_dir_all(&dir) {
-            if e.kind() != std::io::ErrorKind::NotFound {
-                return Err(internal(format!("remove {name}: {e}")));
-            }
-        }
-        self.bus.emit(Event::VolumeRemoved { name: name.into() });
+        let mut map = self.map.lock().unwrap_or_else(|p| p.into_inner());
+        let plan = self.bus.with_state(|s| plan::remove_volume(s, name))?;
+        LinuxHost::new(None).run_now(&plan, &self.bus).map_err(|f| internal(format!("remove {name}: {f}")))?;
+        map.remove(name);
         Ok(())
     }
 

@@ -41,7 +41,7 @@ impl Host for FakeHost {
             Step::AttachEndpoint(a) => self.netns.contains(&a.netns) && self.endpoints.insert(a.host_if.clone()),
             Step::DetachEndpoint { host_if, .. } => self.endpoints.remove(host_if),
             Step::CreateNetns { path, .. } => self.netns.insert(path.clone()),
-            Step::Signal { .. } => true,
+            Step::Signal { .. } | Step::CreateVolume { .. } | Step::RemoveVolume { .. } => true,
             Step::RemoveContainer { dirs, .. } => dirs.iter().all(|d| !self.mounts.iter().any(|m| m.starts_with(d.as_str()))),
             Step::RemoveNetns { path, .. } => self.netns.remove(path),
         };
@@ -391,17 +391,17 @@ fn a_start_tells_its_namespaces_then_start_and_a_host_network_container_has_no_n
 #[test]
 fn a_kill_is_refused_in_dockers_words_unless_the_container_runs_and_a_paused_one_takes_sigkill_only() {
     let (mut s, _) = started();
-    assert_eq!(kill(&s, ID, 15), Err(crate::container::refusal::kill_not_running(ID)), "created, never started");
-    assert_eq!(kill(&s, "nope", 9), Err(crate::container::refusal::no_such_container("nope")));
+    assert_eq!(kill(&s, ID, 15), Err(Refused::Conflict(crate::container::refusal::kill_not_running(ID))), "created, never started");
+    assert_eq!(kill(&s, "nope", 9), Err(Refused::NotFound(crate::container::refusal::no_such_container("nope"))));
     apply(&mut s, &Event::ContainerStarted { id: ID.into(), pid: 321 });
     let plan = kill(&s, ID, 15).unwrap();
     assert_eq!(plan.steps, vec![Step::Signal { id: ID.into(), pid: 321, signal: 15 }]);
     assert!(matches!(plan.steps[0].event(), Some(Event::ContainerRequest { signal: Some(15), ref action, .. }) if action == "kill"));
     apply(&mut s, &Event::ContainerPaused { id: ID.into() });
-    assert_eq!(kill(&s, ID, 15), Err(crate::container::refusal::kill_paused(ID)));
+    assert_eq!(kill(&s, ID, 15), Err(Refused::Conflict(crate::container::refusal::kill_paused(ID))));
     assert!(kill(&s, ID, SIGKILL).is_ok());
     apply(&mut s, &Event::ContainerExited { id: ID.into(), exit_code: 137 });
-    assert_eq!(kill(&s, ID, SIGKILL), Err(crate::container::refusal::kill_not_running(ID)));
+    assert_eq!(kill(&s, ID, SIGKILL), Err(Refused::Conflict(crate::container::refusal::kill_not_running(ID))));
 }
 
 #[test]
@@ -419,4 +419,44 @@ fn a_removal_unmounts_a_root_the_state_says_is_mounted_before_deleting_its_layer
     let (mut s, mut host) = mounted();
     execute_now(&mut host, &exit(&s, ID, 0, None), &mut |e| apply(&mut s, &e)).unwrap();
     assert_eq!(remove(&s, ID, Vec::new()).steps.len(), 1);
+}
+
+#[test]
+fn a_volume_is_made_once_and_removed_only_when_no_container_uses_it() {
+    use crate::container::refusal;
+    let (mut s, mut host) = mounted();
+    let data = "/d/volumes/webvol/_data";
+    let plan = create_volume(&s, "webvol", data, false);
+    assert_eq!(plan.steps, vec![Step::CreateVolume { name: "webvol".into(), mountpoint: data.into(), anonymous: false }]);
+    // Undone (its record could not be written): the whole volume dir goes.
+    assert_eq!(plan.steps[0].undo(), Some(Step::RemoveVolume { name: "webvol".into(), dir: "/d/volumes/webvol".into() }));
+    execute_now(&mut host, &plan, &mut |e| apply(&mut s, &e)).unwrap();
+    assert!(create_volume(&s, "webvol", data, false).steps.is_empty(), "Docker's create is idempotent");
+    assert_eq!(remove_volume(&s, "nope"), Err(Refused::NotFound(refusal::no_such_volume("nope"))));
+    // A container that uses it, in any state, keeps it.
+    apply(
+        &mut s,
+        &Event::ContainerCreated {
+            id: "user".into(),
+            name: "web".into(),
+            image: "nginx:alpine".into(),
+            image_id: "sha256:1".into(),
+            command: Vec::new(),
+            layer: layer(),
+            mounts: vec![crate::Mount {
+                kind: "volume".into(),
+                name: "webvol".into(),
+                source: data.into(),
+                destination: "/usr/share/nginx/html".into(),
+                readonly: false,
+            }],
+            labels: Default::default(),
+        },
+    );
+    assert_eq!(remove_volume(&s, "webvol"), Err(Refused::Conflict(refusal::volume_in_use("webvol", &["user".to_string()]))));
+    apply(&mut s, &Event::ContainerRemoved { id: "user".into() });
+    let plan = remove_volume(&s, "webvol").unwrap();
+    assert_eq!(plan.steps, vec![Step::RemoveVolume { name: "webvol".into(), dir: "/d/volumes/webvol".into() }]);
+    execute_now(&mut host, &plan, &mut |e| apply(&mut s, &e)).unwrap();
+    assert!(!s.volumes.contains_key("webvol"));
 }
