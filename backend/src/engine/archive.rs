@@ -54,7 +54,7 @@ impl Containers {
                 std::fs::create_dir_all(&dir)
                     .and_then(|_| std::fs::write(&spec_path, spec))
                     .map_err(|e| internal(format!("writing the archive spec: {e}")))?;
-                let child = std::env::current_exe().and_then(|exe| {
+                let child = crate::runtime::process::helper().and_then(|exe| {
                     tokio::process::Command::new(exe)
                         .arg("__berth-archive")
                         .arg(&spec_path)

@@ -4,9 +4,29 @@
 use std::fs;
 use std::io::BufRead;
 use std::os::fd::OwnedFd;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::process::Stdio;
-use std::sync::Arc;
+use std::sync::{Arc, OnceLock};
+
+/// The program started as berth's helper: this berthd, unless the program
+/// running the engine is not berthd ([`set_helper`]).
+static HELPER: OnceLock<PathBuf> = OnceLock::new();
+
+/// Names the berthd binary that serves as the helper, for a program that
+/// runs the engine in-process and is not berthd itself (the engine tier's
+/// tests). Only the first call counts.
+pub fn set_helper(berthd: PathBuf) {
+    let _ = HELPER.set(berthd);
+}
+
+/// The helper's program (`berthd __berth-init …`, `__berth-exec`,
+/// `__berth-archive`).
+pub fn helper() -> std::io::Result<PathBuf> {
+    match HELPER.get() {
+        Some(p) => Ok(p.clone()),
+        None => std::env::current_exe(),
+    }
+}
 
 /// A started helper: the process berthd waits on, the pid of the process
 /// inside (PID 1 of the container, or the exec'd process), and its stdio.
@@ -33,8 +53,7 @@ pub enum LaunchError {
 /// Starts `berthd <mode> <spec>`. Returns once the process inside has
 /// exec'd (or failed to).
 pub async fn launch(mode: &str, spec: &Path, tty: bool, open_stdin: bool) -> Result<Launched, LaunchError> {
-    let exe = std::env::current_exe()?;
-    let mut cmd = std::process::Command::new(exe);
+    let mut cmd = std::process::Command::new(helper()?);
     cmd.arg(mode).arg(spec).env_clear();
     // Close-on-exec, both ends: only the dup'd descriptor 3 reaches the helper.
     let (sync_r, sync_w) = nix::unistd::pipe2(nix::fcntl::OFlag::O_CLOEXEC).map_err(std::io::Error::from)?;
